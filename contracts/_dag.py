@@ -1,0 +1,90 @@
+"""The DAG a flow body compiles to. Pure data: stored under its content hash, run by the engine."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import Field, JsonValue
+
+from contracts._options import FlowOptions, Frozen, TaskOptions
+
+
+class LiteralValue(Frozen):
+    kind: Literal["literal"] = "literal"
+    value: JsonValue
+
+
+class ParamRef(Frozen):
+    kind: Literal["param"] = "param"
+    name: str
+
+
+class ResultRef(Frozen):
+    """The result of node `node`; for a mapped node, the list of its children's results."""
+
+    kind: Literal["result"] = "result"
+    node: str
+
+
+class ListValue(Frozen):
+    kind: Literal["list"] = "list"
+    items: tuple[ValueExpr, ...]
+
+
+class DictValue(Frozen):
+    kind: Literal["dict"] = "dict"
+    items: dict[str, ValueExpr]
+
+
+ValueExpr = Annotated[
+    LiteralValue | ParamRef | ResultRef | ListValue | DictValue, Field(discriminator="kind")
+]
+
+
+class NodeSpec(Frozen):
+    key: str
+    task: str  # "module:qualname" of the user's function
+    args: dict[str, ValueExpr]  # bound to the function's parameter names
+    map_over: tuple[str, ...] = ()  # args iterated element-wise; the rest are passed whole
+    wait_for: tuple[str, ...] = ()  # ordering-only upstream nodes
+    options: TaskOptions
+
+
+class FlowParam(Frozen):
+    name: str
+    required: bool
+    default: JsonValue = None
+    annotation: str | None = None
+
+
+class SourceRef(Frozen):
+    """Where task workers import the user's code from: a module, found via `path` when given."""
+
+    module: str
+    path: str | None = None
+
+
+class FlowSpec(Frozen):
+    options: FlowOptions
+    source: SourceRef
+    entrypoint: str  # qualname of the flow function
+    params: tuple[FlowParam, ...]
+    nodes: tuple[NodeSpec, ...]
+    result: ValueExpr
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def canonical_json(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=False).encode()
+
+
+def flow_version(spec: FlowSpec) -> str:
+    """Content hash of a FlowSpec: its version. Equal DAGs share a version wherever they run."""
+    return hashlib.sha256(spec.canonical_json()).hexdigest()[:20]
+
+
+ListValue.model_rebuild()
+DictValue.model_rebuild()

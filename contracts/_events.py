@@ -1,0 +1,88 @@
+"""CloudEvent `data` models of kumoflow's own events, and the envelope they travel in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from pydantic import BaseModel, JsonValue
+
+from contracts._options import Frozen
+from contracts._state import ErrorInfo, TriggerInfo
+
+TYPE_PREFIX: Final = "dev.kumoflow."
+
+
+class RunRequested(Frozen):
+    flow: str
+    flow_version: str | None = None  # None: the flow's latest registered version
+    params: dict[str, JsonValue] = {}
+    run_id: str | None = None  # None: derived from the event id, so redelivery dedupes
+    trigger: TriggerInfo = TriggerInfo(kind="api")
+
+
+class TaskRequested(Frozen):
+    run_id: str
+    flow_version: str
+    key: str
+    attempt: int
+
+
+class TaskSucceeded(Frozen):
+    run_id: str
+    key: str
+    attempt: int
+    result_uri: str
+    worker: str
+    started_at: datetime
+    ended_at: datetime
+    cached: bool = False
+
+
+class TaskFailed(Frozen):
+    run_id: str
+    key: str
+    attempt: int
+    error: ErrorInfo
+    retryable: bool  # the worker evaluated retry_on against the exception's classes
+    worker: str
+    started_at: datetime
+    ended_at: datetime
+
+
+class RunSucceeded(Frozen):
+    run_id: str
+    flow: str
+    flow_version: str
+    result_uri: str | None
+    ended_at: datetime
+
+
+class RunFailed(Frozen):
+    run_id: str
+    flow: str
+    flow_version: str
+    error: ErrorInfo
+    ended_at: datetime
+
+
+EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
+    "dev.kumoflow.run.requested": RunRequested,
+    "dev.kumoflow.task.requested": TaskRequested,
+    "dev.kumoflow.task.succeeded": TaskSucceeded,
+    "dev.kumoflow.task.failed": TaskFailed,
+    "dev.kumoflow.run.succeeded": RunSucceeded,
+    "dev.kumoflow.run.failed": RunFailed,
+}
+EVENT_TYPE_OF: Final[dict[type[BaseModel], str]] = {v: k for k, v in EVENT_TYPES.items()}
+
+
+class Envelope(Frozen):
+    """CloudEvents context attributes plus a typed `data`; the transport maps it to the wire."""
+
+    id: str
+    type: str
+    source: str
+    time: datetime
+    subject: str | None = None
+    data: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | RunSucceeded | RunFailed

@@ -1,0 +1,62 @@
+"""Task and flow options: one frozen model each, shared by the SDK, the DAG and the engine."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Serializer = Literal["json", "pickle"]
+
+
+class Frozen(BaseModel):
+    """Base for every contract: immutable, unknown fields rejected so typos fail loudly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetryPolicy(Frozen):
+    retries: int = Field(default=0, ge=0)
+    # One delay for every retry, or one per retry (the last repeats), as Prefect does.
+    delay_seconds: float | tuple[float, ...] = 0.0
+    jitter_factor: float | None = Field(default=None, ge=0)
+    # Fully qualified exception class names; matched against the raised exception's MRO.
+    retry_on: tuple[str, ...] = ("builtins.Exception",)
+
+    @field_validator("delay_seconds")
+    @classmethod
+    def _non_negative(cls, v: float | tuple[float, ...]) -> float | tuple[float, ...]:
+        values = v if isinstance(v, tuple) else (v,)
+        if any(d < 0 for d in values):
+            raise ValueError("retry delays must be >= 0 seconds")
+        return v
+
+    def delay_for(self, retry_number: int) -> float:
+        """Base delay before retry `retry_number` (1-based), before jitter."""
+        if isinstance(self.delay_seconds, tuple):
+            if not self.delay_seconds:
+                return 0.0
+            return self.delay_seconds[min(retry_number, len(self.delay_seconds)) - 1]
+        return self.delay_seconds
+
+
+class TaskOptions(Frozen):
+    name: str
+    retry: RetryPolicy = RetryPolicy()
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    tags: tuple[str, ...] = ()
+    persist_result: bool | None = None
+    result_storage: str | None = None
+    result_serializer: Serializer = "json"
+    cache_key_fn: str | None = None  # "module:qualname" of fn(task_key, inputs) -> str | None
+    cache_expiration_seconds: float | None = Field(default=None, gt=0)
+
+
+class FlowOptions(Frozen):
+    name: str
+    description: str | None = None
+    version: str | None = None
+    retries: int = Field(default=0, ge=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    persist_result: bool = True
+    result_storage: str | None = None

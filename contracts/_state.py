@@ -1,0 +1,128 @@
+"""Run and task-run documents (one Firestore document each) and their state enums."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import JsonValue
+
+from contracts._options import Frozen
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"  # waiting for a retry delay to pass
+    QUEUED = "QUEUED"  # task.requested published (or in the outbox)
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"  # an attempt failed; the next one is scheduled
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # an upstream task failed, so this one never ran
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_TASK
+
+
+_TERMINAL_TASK = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+)
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class ErrorInfo(Frozen):
+    type: str  # fully qualified exception class name
+    message: str
+    traceback: str | None = None
+    task: str | None = None  # node key of the task that failed, when a task did
+
+
+class Attempt(Frozen):
+    number: int
+    status: TaskStatus
+    flow_attempt: int = 1  # task retries are counted within one flow attempt
+    queued_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    worker: str | None = None
+    result_uri: str | None = None
+    error: ErrorInfo | None = None
+
+
+class TaskRun(Frozen):
+    run_id: str
+    key: str
+    node: str  # NodeSpec key; differs from `key` for mapped children ("node[3]")
+    name: str
+    map_index: int | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: tuple[Attempt, ...] = ()
+    result_uri: str | None = None
+    next_attempt_at: datetime | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def attempt(self) -> int:
+        """Number of the current (latest) attempt; 0 before the first one is queued."""
+        return self.attempts[-1].number if self.attempts else 0
+
+
+class TriggerInfo(Frozen):
+    kind: str  # "api" | "pubsub" | "gcs" | "schedule"
+    source: str | None = None  # topic, bucket/object#generation, job name
+    event_id: str | None = None
+    detail: dict[str, JsonValue] = {}
+
+
+class Run(Frozen):
+    run_id: str
+    flow: str
+    flow_version: str
+    params: dict[str, JsonValue]
+    status: RunStatus = RunStatus.PENDING
+    attempt: int = 1  # flow-level attempt (flow retries)
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    timeout_at: datetime | None = None
+    result_uri: str | None = None
+    error: ErrorInfo | None = None
+    trigger: TriggerInfo = TriggerInfo(kind="api")
+
+
+class OutboxEntry(Frozen):
+    """A side effect committed with the state change that caused it, done after the commit.
+
+    Redelivery or a sweep re-runs what a crash between commit and publish left undone; the
+    deterministic id keeps racing writers from recording one effect twice.
+    """
+
+    id: str
+    run_id: str
+    kind: str  # "dispatch" | "finish" | "wake"
+    due_at: datetime
+    key: str | None = None
+    attempt: int | None = None
+
+
+class DeadLetter(Frozen):
+    id: str
+    received_at: datetime
+    source: str  # which function or trigger rejected it
+    reason: str
+    event_type: str | None = None
+    event_id: str | None = None
+    payload: str | None = None  # the raw input, truncated

@@ -1,0 +1,215 @@
+"""The orchestrator: apply an event to a run through the engine, commit, then do the side effects.
+
+Side effects go through an outbox committed with the state change, so a crash between commit and
+publish is finished by the event's redelivery or by the timer sweep, never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from contracts import (
+    ErrorInfo,
+    OutboxEntry,
+    ResultRef,
+    Run,
+    RunFailed,
+    RunRequested,
+    RunStatus,
+    RunSucceeded,
+    TaskRequested,
+    TaskStatus,
+)
+from orchestrator._engine import (
+    Command,
+    Dispatch,
+    Event,
+    FinishRun,
+    Reconcile,
+    RunState,
+    StartRun,
+    Transition,
+    WakeAt,
+    transition,
+)
+from orchestrator._errors import ConflictError, NotFoundError, ParameterError
+from orchestrator._plan import Plan
+from orchestrator._ports import Commit, Snapshot
+from orchestrator._runtime import Runtime
+from orchestrator._values import check_json, decode, encode, resolve
+
+MAX_CONFLICTS = 20
+
+
+def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool]:
+    """Create the run (once per run id) and dispatch its roots. Returns (run, created)."""
+    version = req.flow_version or rt.flows.latest_version(req.flow)
+    if version is None:
+        raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
+    spec = rt.spec(version)
+    if spec.name != req.flow:
+        raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
+    params = bind_params(spec.params, req.params, flow=spec.name)
+    rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
+    run = Run(run_id=run_id, flow=spec.name, flow_version=version, params=params,
+              created_at=rt.clock.now(), trigger=req.trigger)
+    created = rt.state.create_run(run)
+    if not created:
+        snap = rt.state.load(run_id)
+        if snap is None:
+            raise NotFoundError(f"run {run_id!r} vanished while starting")
+        run = snap.run
+    # Also on a duplicate: finishes a start that crashed after create_run.
+    advance(rt, run_id, StartRun())
+    return run, created
+
+
+def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[str, Any]:
+    known = {p.name: p for p in spec_params}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ParameterError(
+            f"flow {flow!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(known) or 'no parameters'}"
+        )
+    params = {}
+    for name, p in known.items():
+        if name in given:
+            params[name] = check_json(given[name], what=f"parameter {name!r} of flow {flow!r}")
+        elif p.required:
+            raise ParameterError(f"flow {flow!r} needs parameter {name!r} (none was given)")
+        else:
+            params[name] = p.default
+    return params
+
+
+def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> Transition:
+    """Apply `event`; retried on write conflicts. `recheck=False` only for single-writer stores."""
+    duplicate_only = True
+    for _ in range(MAX_CONFLICTS):
+        snap = rt.state.load(run_id)
+        if snap is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        now = rt.clock.now()
+        tr = transition(plan, RunState(snap.run, snap.tasks), event, now)
+        run = _with_result_uri(rt, plan, tr) if tr.run_changed else tr.state.run
+        entries = [_entry(run_id, c, now) for c in tr.commands]
+        if tr.changed or tr.run_changed or entries:
+            duplicate_only = False
+            try:
+                rt.state.commit(Commit(
+                    run_id=run_id, run=run if tr.run_changed else None, run_etag=snap.run_etag,
+                    tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
+                    outbox_add=entries,
+                ))
+            except ConflictError:
+                continue
+        # A no-op event may be the redelivery of one whose handler died after committing.
+        leftovers = [e for e in snap.outbox if duplicate_only and e.due_at <= now]
+        execute(rt, plan, run, [*entries, *leftovers], now)
+        if recheck and tr.recheck and not isinstance(event, Reconcile):
+            event = Reconcile()
+            continue
+        return tr
+    raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
+    match command:
+        case Dispatch(key=key, attempt=attempt, not_before=at):
+            return OutboxEntry(id=f"dispatch-{key}-{attempt}", run_id=run_id, kind="dispatch",
+                               due_at=at or now, key=key, attempt=attempt)
+        case WakeAt(at=at):
+            return OutboxEntry(id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake",
+                               due_at=at)
+        case FinishRun():
+            return OutboxEntry(id="finish", run_id=run_id, kind="finish", due_at=now)
+
+
+def _with_result_uri(rt: Runtime, plan: Plan, tr: Transition) -> Run:
+    run = tr.state.run
+    if run.status is not RunStatus.SUCCEEDED:
+        return run
+    expr = plan.spec.result
+    if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
+        uri = tr.state.tasks[expr.node].result_uri  # reuse the task's object: no copy
+    else:
+        pickled = any(t.node.options.result_serializer == "pickle" for t in plan.tasks.values())
+        uri = rt.result_uri(run.run_id, "result", "pickle" if pickled else "json",
+                            plan.spec.options.result_storage)
+    return run.model_copy(update={"result_uri": uri})
+
+
+def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: datetime) -> None:
+    """Do the due entries' side effects, then mark them done. Safe to repeat."""
+    done = []
+    for entry in entries:
+        if entry.due_at > now:
+            continue  # a timer: the sweep fires it when due
+        if entry.kind == "dispatch":
+            assert entry.key is not None and entry.attempt is not None
+            rt.publish(rt.topics.tasks, TaskRequested(
+                run_id=run.run_id, flow_version=run.flow_version, key=entry.key,
+                attempt=entry.attempt,
+            ), event_id=f"{run.run_id}/{entry.key}/{entry.attempt}", subject=entry.key)
+        elif entry.kind == "finish":
+            _finish(rt, plan, run)
+        elif entry.kind == "wake":
+            advance(rt, run.run_id, Reconcile())
+        done.append(entry.id)
+    if done:
+        rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
+
+
+def _finish(rt: Runtime, plan: Plan, run: Run) -> None:
+    snap = rt.state.load(run.run_id)
+    run = snap.run if snap else run
+    if run.status is RunStatus.SUCCEEDED:
+        uri = run.result_uri
+        if snap is not None and uri is not None and not _is_task_result(snap, uri):
+            value = flow_result(rt, plan, run, snap)
+            data, ctype, _ = encode(value, "pickle" if uri.endswith(".pickle") else "json",
+                                    what=f"the result of flow {run.flow!r}")
+            rt.blobs.put(uri, data, ctype)
+        rt.publish(rt.topics.finished, RunSucceeded(
+            run_id=run.run_id, flow=run.flow, flow_version=run.flow_version, result_uri=uri,
+            ended_at=run.ended_at or rt.clock.now(),
+        ), event_id=f"{run.run_id}/succeeded")
+        return
+    rt.publish(rt.topics.finished, RunFailed(
+        run_id=run.run_id, flow=run.flow, flow_version=run.flow_version,
+        error=run.error or ErrorInfo(type="Failed", message="run failed"),
+        ended_at=run.ended_at or rt.clock.now(),
+    ), event_id=f"{run.run_id}/{run.status.value.lower()}")
+
+
+def _is_task_result(snap: Snapshot, uri: str) -> bool:
+    return any(t.result_uri == uri for t in snap.tasks.values())
+
+
+def flow_result(rt: Runtime, plan: Plan, run: Run, snap: Snapshot) -> Any:
+    def load(key: str) -> Any:
+        task = snap.tasks[key]
+        if task.status is not TaskStatus.SUCCEEDED or task.result_uri is None:
+            raise NotFoundError(f"task {key!r} has no result")
+        return decode(rt.blobs.get(task.result_uri), task.result_uri)
+
+    return resolve(plan.spec.result, run.params, plan.members, load)
+
+
+def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
+    """Fire due timers (retry dispatches, run timeouts); production runs this from a schedule."""
+    now = rt.clock.now()
+    fired = 0
+    for entry in entries:
+        snap = rt.state.load(entry.run_id)
+        if snap is None or not any(e.id == entry.id for e in snap.outbox):
+            continue
+        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        execute(rt, plan, snap.run, [entry], now)
+        fired += 1
+    return fired
+
+

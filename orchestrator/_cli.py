@@ -1,0 +1,130 @@
+"""The `kumoflow` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator._errors import KumoflowError
+
+
+def parse_params(pairs: tuple[str, ...], strings: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`key=value` pairs; a value is JSON when it parses as JSON, else a string.
+
+    Parameters the flow annotates as `str` (`strings`) are always taken verbatim.
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} should be key=value", param_hint="--param")
+        if key in strings:
+            params[key] = raw
+            continue
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kumoflow")
+def main() -> None:
+    """kumoflow: Prefect-style workflows on Google Cloud, without an always-on server."""
+
+
+@main.command()
+@click.argument("target")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="Flow parameter (repeatable); JSON when it parses, else a string.")
+@click.option("--backend", type=click.Choice(["memory", "emulator"]), default="memory",
+              show_default=True, help="memory: in-process; emulator: the local emulator stack.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
+@click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
+def run(target: str, params: tuple[str, ...], backend: str, as_json: bool, no_wait: bool) -> None:
+    """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
+    from orchestrator._load import load_flow
+
+    try:
+        flow = load_flow(target)
+        strings = frozenset(p.name for p in flow.spec.params if p.annotation == "str")
+        values = parse_params(params, strings)
+        if backend == "memory":
+            if no_wait:
+                raise click.UsageError("--no-wait needs --backend emulator (in-process runs end with the CLI)")
+            out = _run_memory(flow, values, as_json)
+        else:
+            from orchestrator._cli_cloud import run_on_emulator
+
+            out = run_on_emulator(flow, values, as_json=as_json, no_wait=no_wait)
+    except KumoflowError as e:
+        _fail(str(e), as_json)
+    _emit(out, as_json)
+    sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
+
+
+def _run_memory(flow: Any, values: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    from rich.console import Console
+
+    from orchestrator._advance import bind_params
+    from orchestrator._progress import LiveProgress, summary
+    from orchestrator._runner import run_in_process
+
+    spec = flow.spec
+    bind_params(spec.params, values, flow=spec.name)  # a clear error before anything starts
+    order = [n.key for n in spec.nodes]
+    if as_json:
+        outcome = run_in_process(flow, values)
+    else:
+        with LiveProgress(Console(stderr=True), spec.name, order) as progress:
+            outcome = run_in_process(flow, values, progress=progress)
+    keys = list(outcome.tasks)
+    return summary(outcome.run, outcome.tasks, outcome.value, task_order=_ordered(order, keys))
+
+
+def _ordered(nodes: list[str], keys: list[str]) -> list[str]:
+    """Task keys in DAG order, mapped children right after their node's position."""
+    rank = {n: i for i, n in enumerate(nodes)}
+    return sorted(keys, key=lambda k: (rank.get(k.split("[", 1)[0], len(rank)), _index(k)))
+
+
+def _index(key: str) -> int:
+    return int(key[key.index("[") + 1:-1]) if key.endswith("]") and "[" in key else -1
+
+
+def _emit(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+        return
+    status = out.get("status")
+    color = "green" if status in ("succeeded", "started") else "red"
+    click.secho(f"run {out.get('run_id')} {status}", fg=color, err=True)
+    if out.get("error"):
+        click.secho(f"error: {out['error']}", fg="red", err=True)
+    if out.get("result_uri"):
+        click.echo(f"result stored at {out['result_uri']}", err=True)
+    if status == "succeeded":
+        click.echo(json.dumps(out.get("result"), indent=2, default=str))
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": message, "status": "error"}))
+    else:
+        click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
+def schema(out: Path) -> None:
+    """Write the JSON Schemas of every contract (events, DAG, documents)."""
+    from contracts import write_json_schemas
+
+    for path in write_json_schemas(out):
+        click.echo(str(path))

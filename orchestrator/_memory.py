@@ -1,0 +1,196 @@
+"""In-memory adapters: fast, thread-safe, and held to the same contract tests as the cloud ones."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator._errors import ConflictError, NotFoundError
+from orchestrator._ports import Commit, Etag, Snapshot
+
+
+class SystemClock:
+    realtime = True
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class VirtualClock:
+    """Time that only moves when slept through: tests skip retry delays instead of waiting."""
+
+    realtime = False
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self._now += timedelta(seconds=max(0.0, seconds))
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, list[Callable[[Envelope], None]]] = defaultdict(list)
+        self.published: list[tuple[str, Envelope]] = []
+        self.record = False
+
+    def subscribe(self, topic: str, handler: Callable[[Envelope], None]) -> None:
+        self._subscribers[topic].append(handler)
+
+    def publish(self, topic: str, event: Envelope) -> None:
+        if self.record:
+            self.published.append((topic, event))
+        for handler in self._subscribers.get(topic, ()):
+            handler(event)
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, uri: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
+        with self._lock:
+            existing = self._blobs.get(uri)
+            if existing is not None and not overwrite:
+                if existing[0] != data:
+                    raise ConflictError(f"{uri} already exists with different content")
+                return
+            self._blobs[uri] = (data, content_type)
+
+    def get(self, uri: str) -> bytes:
+        with self._lock:
+            found = self._blobs.get(uri)
+        if found is None:
+            raise NotFoundError(f"no object at {uri}")
+        return found[0]
+
+
+class MemoryStore:
+    """FlowStore, StateStore, TimerStore and DeadLetterStore over dicts, one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flows: dict[str, FlowSpec] = {}
+        self._latest: dict[str, str] = {}
+        self._runs: dict[str, tuple[Run, int]] = {}
+        self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
+        self._outbox: dict[str, dict[str, OutboxEntry]] = {}
+        self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
+        self._letters: list[DeadLetter] = []
+
+    # FlowStore
+    def put_flow(self, spec: FlowSpec) -> str:
+        version = flow_version(spec)
+        with self._lock:
+            self._flows.setdefault(version, spec)
+            self._latest[spec.name] = version
+        return version
+
+    def get_flow(self, version: str) -> FlowSpec | None:
+        return self._flows.get(version)
+
+    def latest_version(self, flow: str) -> str | None:
+        return self._latest.get(flow)
+
+    # StateStore
+    def create_run(self, run: Run) -> bool:
+        with self._lock:
+            if run.run_id in self._runs:
+                return False
+            self._runs[run.run_id] = (run, 1)
+            self._tasks[run.run_id] = {}
+            self._outbox[run.run_id] = {}
+            return True
+
+    def load(self, run_id: str) -> Snapshot | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+            if found is None:
+                return None
+            tasks = self._tasks[run_id]
+            return Snapshot(
+                run=found[0],
+                run_etag=found[1],
+                tasks={k: v[0] for k, v in tasks.items()},
+                etags={k: v[1] for k, v in tasks.items()},
+                outbox=tuple(self._outbox[run_id].values()),
+            )
+
+    def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+            if found is None:
+                return None
+            task = self._tasks[run_id].get(key)
+            return (found[0], None, None) if task is None else (found[0], task[0], task[1])
+
+    def commit(self, commit: Commit) -> None:
+        with self._lock:
+            if commit.run_id not in self._runs:
+                raise NotFoundError(f"no run {commit.run_id!r}")
+            tasks = self._tasks[commit.run_id]
+            if commit.run is not None and self._runs[commit.run_id][1] != commit.run_etag:
+                raise ConflictError(f"run {commit.run_id} changed since read")
+            for task, etag in commit.tasks:
+                current = tasks.get(task.key)
+                if (current[1] if current else None) != etag:
+                    raise ConflictError(f"task {task.key} of run {commit.run_id} changed since read")
+            if commit.run is not None:
+                self._runs[commit.run_id] = (commit.run, self._runs[commit.run_id][1] + 1)
+            for task, etag in commit.tasks:
+                tasks[task.key] = (task, (etag if isinstance(etag, int) else 0) + 1)
+            outbox = self._outbox[commit.run_id]
+            for entry in commit.outbox_add:
+                outbox[entry.id] = entry
+                heapq.heappush(self._timers, (entry.due_at, entry.run_id, entry.id))
+            for entry_id in commit.outbox_done:
+                outbox.pop(entry_id, None)
+
+    def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
+        with self._lock:
+            runs = [r for r, _ in self._runs.values() if flow is None or r.flow == flow]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    # TimerStore
+    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            self._drop_done_timers()
+            return sorted(
+                (e for box in self._outbox.values() for e in box.values() if e.due_at <= now),
+                key=lambda e: e.due_at,
+            )[:limit]
+
+    def next_due(self) -> datetime | None:
+        with self._lock:
+            self._drop_done_timers()
+            return self._timers[0][0] if self._timers else None
+
+    def _drop_done_timers(self) -> None:
+        while self._timers and self._timers[0][2] not in self._outbox.get(self._timers[0][1], {}):
+            heapq.heappop(self._timers)
+
+    # DeadLetterStore
+    def record(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self._letters.append(letter)
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            return list(reversed(self._letters))[:limit]

@@ -1,0 +1,147 @@
+"""The task worker: claim one attempt, load inputs, run the user's function, store the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from contracts import ErrorInfo, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
+from orchestrator._engine import claim
+from orchestrator._errors import BadInputError, ConflictError, KumoflowError, NotFoundError
+from orchestrator._ports import Commit
+from orchestrator._runtime import Runtime
+from orchestrator._values import decode, encode, resolve
+from orchestrator.io import CURRENT_BLOBS
+
+
+def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | None:
+    """Run attempt `req.attempt`; None when it is not ours to run (a duplicate or stale request)."""
+    found = rt.state.load_task(req.run_id, req.key)
+    if found is None:
+        raise NotFoundError(f"task.requested names run {req.run_id!r}, which does not exist")
+    run, record, etag = found
+    plan = rt.plan(run.flow_version, run.params)
+    planned = plan.tasks.get(req.key)
+    if planned is None:
+        raise BadInputError(f"run {req.run_id!r} has no task {req.key!r}")
+    if record is None:
+        return None  # never queued: a forged or reordered request
+    started = rt.clock.now()
+    claimed = claim(record, req.attempt, rt.worker_id, started)
+    if claimed is None:
+        return None
+    try:
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(claimed, etag)]))
+    except ConflictError:
+        return None  # another delivery claimed it first
+    options = planned.node.options
+    spec = rt.spec(run.flow_version)
+    ext = "pickle" if options.result_serializer == "pickle" else "json"
+    try:
+        fn = rt.resolver.resolve(planned.node.task, spec.source)
+        args = {
+            name: resolve(expr, run.params, plan.members, lambda k: _load_result(rt, req.run_id, k))
+            for name, expr in planned.args.items()
+        }
+        token = CURRENT_BLOBS.set(rt.blobs)
+        try:
+            value = _invoke(fn, args, options.timeout_seconds)
+        finally:
+            CURRENT_BLOBS.reset(token)
+        data, content_type, ext = encode(value, options.result_serializer,
+                                         what=f"task {req.key!r}")
+        uri = rt.result_uri(req.run_id, f"{req.key}/{req.attempt}", ext, options.result_storage)
+        rt.blobs.put(uri, data, content_type)
+    except Exception as e:
+        if rt.exceptions is not None:
+            rt.exceptions[(req.run_id, req.key, req.attempt)] = e
+        failed = TaskFailed(
+            run_id=req.run_id, key=req.key, attempt=req.attempt, error=error_info(e, req.key),
+            retryable=_retryable(e, options.retry.retry_on), worker=rt.worker_id,
+            started_at=started, ended_at=rt.clock.now(),
+        )
+        rt.publish(rt.topics.events, failed, event_id=f"{req.run_id}/{req.key}/{req.attempt}/failed",
+                   subject=req.key)
+        return failed
+    succeeded = TaskSucceeded(
+        run_id=req.run_id, key=req.key, attempt=req.attempt, result_uri=uri, worker=rt.worker_id,
+        started_at=started, ended_at=rt.clock.now(),
+    )
+    rt.publish(rt.topics.events, succeeded,
+               event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded", subject=req.key)
+    return succeeded
+
+
+def _load_result(rt: Runtime, run_id: str, key: str) -> Any:
+    found = rt.state.load_task(run_id, key)
+    record: TaskRun | None = found[1] if found else None
+    if record is None or record.result_uri is None:
+        raise NotFoundError(f"upstream task {key!r} of run {run_id!r} has no result")
+    return decode(rt.blobs.get(record.result_uri), record.result_uri)
+
+
+def error_info(e: BaseException, key: str | None = None) -> ErrorInfo:
+    cls = type(e)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    tb = "".join(traceback.format_exception(e))
+    return ErrorInfo(type=name, message=str(e), traceback=tb[-8000:], task=key)
+
+
+def _retryable(e: BaseException, retry_on: tuple[str, ...]) -> bool:
+    if isinstance(e, KumoflowError) and not e.retryable and not isinstance(e, NotFoundError):
+        return False  # our own definition/serialization errors will fail the same way again
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(e).__mro__}
+    return any(r in names for r in retry_on)
+
+
+def call_with(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
+    """Call with arguments bound by parameter name, honouring *args, **kwargs and positional-only."""
+    positional: list[Any] = []
+    keywords: dict[str, Any] = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.name not in args:
+            continue
+        if p.kind is p.VAR_POSITIONAL:
+            positional.extend(args[p.name])
+        elif p.kind is p.VAR_KEYWORD:
+            keywords.update(args[p.name])
+        elif p.kind is p.POSITIONAL_ONLY:
+            positional.append(args[p.name])
+        else:
+            keywords[p.name] = args[p.name]
+    return fn(*positional, **keywords)
+
+
+def _invoke(fn: Callable[..., Any], args: dict[str, Any], timeout: float | None) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        async def main() -> Any:
+            return await asyncio.wait_for(call_with(fn, args), timeout)
+
+        return asyncio.run(main())
+    if timeout is None:
+        return call_with(fn, args)
+    # A thread cannot be killed: on timeout the attempt fails and the thread is abandoned.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call_with(fn, args)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True, name="kumoflow-task")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"task exceeded its timeout of {timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
