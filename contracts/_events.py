@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 from contracts._options import Frozen
 from contracts._state import ErrorInfo, TriggerInfo
@@ -16,7 +16,7 @@ TYPE_PREFIX: Final = "dev.kumoflow."
 class RunRequested(Frozen):
     flow: str
     flow_version: str | None = None  # None: the flow's latest registered version
-    params: dict[str, JsonValue] = {}
+    params: dict[str, JsonValue] = Field(default_factory=dict)
     run_id: str | None = None  # None: derived from the event id, so redelivery dedupes
     trigger: TriggerInfo = TriggerInfo(kind="api")
 

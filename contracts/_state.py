@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import JsonValue
+from pydantic import Field, JsonValue
 
 from contracts._options import Frozen
 
@@ -84,7 +84,7 @@ class TriggerInfo(Frozen):
     kind: str  # "api" | "pubsub" | "gcs" | "schedule"
     source: str | None = None  # topic, bucket/object#generation, job name
     event_id: str | None = None
-    detail: dict[str, JsonValue] = {}
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class Run(Frozen):

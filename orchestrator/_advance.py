@@ -52,8 +52,14 @@ def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool
         raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
     params = bind_params(spec.params, req.params, flow=spec.name)
     rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
-    run = Run(run_id=run_id, flow=spec.name, flow_version=version, params=params,
-              created_at=rt.clock.now(), trigger=req.trigger)
+    run = Run(
+        run_id=run_id,
+        flow=spec.name,
+        flow_version=version,
+        params=params,
+        created_at=rt.clock.now(),
+        trigger=req.trigger,
+    )
     created = rt.state.create_run(run)
     if not created:
         snap = rt.state.load(run_id)
@@ -99,11 +105,15 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
         if tr.changed or tr.run_changed or entries:
             duplicate_only = False
             try:
-                rt.state.commit(Commit(
-                    run_id=run_id, run=run if tr.run_changed else None, run_etag=snap.run_etag,
-                    tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
-                    outbox_add=entries,
-                ))
+                rt.state.commit(
+                    Commit(
+                        run_id=run_id,
+                        run=run if tr.run_changed else None,
+                        run_etag=snap.run_etag,
+                        tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
+                        outbox_add=entries,
+                    )
+                )
             except ConflictError:
                 continue
         # A no-op event may be the redelivery of one whose handler died after committing.
@@ -119,11 +129,18 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
 def _entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
     match command:
         case Dispatch(key=key, attempt=attempt, not_before=at):
-            return OutboxEntry(id=f"dispatch-{key}-{attempt}", run_id=run_id, kind="dispatch",
-                               due_at=at or now, key=key, attempt=attempt)
+            return OutboxEntry(
+                id=f"dispatch-{key}-{attempt}",
+                run_id=run_id,
+                kind="dispatch",
+                due_at=at or now,
+                key=key,
+                attempt=attempt,
+            )
         case WakeAt(at=at):
-            return OutboxEntry(id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake",
-                               due_at=at)
+            return OutboxEntry(
+                id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at
+            )
         case FinishRun():
             return OutboxEntry(id="finish", run_id=run_id, kind="finish", due_at=now)
 
@@ -137,8 +154,9 @@ def _with_result_uri(rt: Runtime, plan: Plan, tr: Transition) -> Run:
         uri = tr.state.tasks[expr.node].result_uri  # reuse the task's object: no copy
     else:
         pickled = any(t.node.options.result_serializer == "pickle" for t in plan.tasks.values())
-        uri = rt.result_uri(run.run_id, "result", "pickle" if pickled else "json",
-                            plan.spec.options.result_storage)
+        uri = rt.result_uri(
+            run.run_id, "result", "pickle" if pickled else "json", plan.spec.options.result_storage
+        )
     return run.model_copy(update={"result_uri": uri})
 
 
@@ -149,11 +167,19 @@ def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: 
         if entry.due_at > now:
             continue  # a timer: the sweep fires it when due
         if entry.kind == "dispatch":
-            assert entry.key is not None and entry.attempt is not None
-            rt.publish(rt.topics.tasks, TaskRequested(
-                run_id=run.run_id, flow_version=run.flow_version, key=entry.key,
-                attempt=entry.attempt,
-            ), event_id=f"{run.run_id}/{entry.key}/{entry.attempt}", subject=entry.key)
+            assert entry.key is not None
+            assert entry.attempt is not None
+            rt.publish(
+                rt.topics.tasks,
+                TaskRequested(
+                    run_id=run.run_id,
+                    flow_version=run.flow_version,
+                    key=entry.key,
+                    attempt=entry.attempt,
+                ),
+                event_id=f"{run.run_id}/{entry.key}/{entry.attempt}",
+                subject=entry.key,
+            )
         elif entry.kind == "finish":
             _finish(rt, plan, run)
         elif entry.kind == "wake":
@@ -170,19 +196,35 @@ def _finish(rt: Runtime, plan: Plan, run: Run) -> None:
         uri = run.result_uri
         if snap is not None and uri is not None and not _is_task_result(snap, uri):
             value = flow_result(rt, plan, run, snap)
-            data, ctype, _ = encode(value, "pickle" if uri.endswith(".pickle") else "json",
-                                    what=f"the result of flow {run.flow!r}")
+            data, ctype, _ = encode(
+                value,
+                "pickle" if uri.endswith(".pickle") else "json",
+                what=f"the result of flow {run.flow!r}",
+            )
             rt.blobs.put(uri, data, ctype)
-        rt.publish(rt.topics.finished, RunSucceeded(
-            run_id=run.run_id, flow=run.flow, flow_version=run.flow_version, result_uri=uri,
-            ended_at=run.ended_at or rt.clock.now(),
-        ), event_id=f"{run.run_id}/succeeded")
+        rt.publish(
+            rt.topics.finished,
+            RunSucceeded(
+                run_id=run.run_id,
+                flow=run.flow,
+                flow_version=run.flow_version,
+                result_uri=uri,
+                ended_at=run.ended_at or rt.clock.now(),
+            ),
+            event_id=f"{run.run_id}/succeeded",
+        )
         return
-    rt.publish(rt.topics.finished, RunFailed(
-        run_id=run.run_id, flow=run.flow, flow_version=run.flow_version,
-        error=run.error or ErrorInfo(type="Failed", message="run failed"),
-        ended_at=run.ended_at or rt.clock.now(),
-    ), event_id=f"{run.run_id}/{run.status.value.lower()}")
+    rt.publish(
+        rt.topics.finished,
+        RunFailed(
+            run_id=run.run_id,
+            flow=run.flow,
+            flow_version=run.flow_version,
+            error=run.error or ErrorInfo(type="Failed", message="run failed"),
+            ended_at=run.ended_at or rt.clock.now(),
+        ),
+        event_id=f"{run.run_id}/{run.status.value.lower()}",
+    )
 
 
 def _is_task_result(snap: Snapshot, uri: str) -> bool:
@@ -211,5 +253,3 @@ def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
         execute(rt, plan, snap.run, [entry], now)
         fired += 1
     return fired
-
-

@@ -40,13 +40,25 @@ def main() -> None:
 
 @main.command()
 @click.argument("target")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="Flow parameter (repeatable); JSON when it parses, else a string.")
-@click.option("--backend", type=click.Choice(["memory", "emulator"]), default="memory",
-              show_default=True, help="memory: in-process; emulator: the local emulator stack.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Flow parameter (repeatable); JSON when it parses, else a string.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["memory"]),
+    default="memory",
+    show_default=True,
+    help="memory: in-process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
 @click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
 def run(target: str, params: tuple[str, ...], backend: str, as_json: bool, no_wait: bool) -> None:
+    del backend  # one choice until the emulator backend lands
     """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
     from orchestrator._load import load_flow
 
@@ -54,14 +66,9 @@ def run(target: str, params: tuple[str, ...], backend: str, as_json: bool, no_wa
         flow = load_flow(target)
         strings = frozenset(p.name for p in flow.spec.params if p.annotation == "str")
         values = parse_params(params, strings)
-        if backend == "memory":
-            if no_wait:
-                raise click.UsageError("--no-wait needs --backend emulator (in-process runs end with the CLI)")
-            out = _run_memory(flow, values, as_json)
-        else:
-            from orchestrator._cli_cloud import run_on_emulator
-
-            out = run_on_emulator(flow, values, as_json=as_json, no_wait=no_wait)
+        if no_wait:
+            raise click.UsageError("--no-wait needs --backend emulator")
+        out = _run_memory(flow, values, as_json)
     except KumoflowError as e:
         _fail(str(e), as_json)
     _emit(out, as_json)
@@ -94,7 +101,7 @@ def _ordered(nodes: list[str], keys: list[str]) -> list[str]:
 
 
 def _index(key: str) -> int:
-    return int(key[key.index("[") + 1:-1]) if key.endswith("]") and "[" in key else -1
+    return int(key[key.index("[") + 1 : -1]) if key.endswith("]") and "[" in key else -1
 
 
 def _emit(out: dict[str, Any], as_json: bool) -> None:

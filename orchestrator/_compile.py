@@ -105,9 +105,24 @@ def _arith(op: str) -> Callable[..., NoReturn]:
 
 
 for _name, _op in {
-    "add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%",
-    "pow": "**", "and": "&", "or": "|", "xor": "^", "lt": "<", "le": "<=", "gt": ">",
-    "ge": ">=", "neg": "unary -", "pos": "unary +", "abs": "abs()", "invert": "~",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "truediv": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "pow": "**",
+    "and": "&",
+    "or": "|",
+    "xor": "^",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "neg": "unary -",
+    "pos": "unary +",
+    "abs": "abs()",
+    "invert": "~",
 }.items():
     setattr(Placeholder, f"__{_name}__", _arith(_op))
     if _name in {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor"}:
@@ -144,7 +159,7 @@ def to_expr(value: object, *, what: str) -> ValueExpr:
             f"{what} is a {type(value).__name__}, which JSON cannot carry into the DAG; pass "
             "JSON values, parameters or task results"
         ) from e
-    return LiteralValue(value=value)  # type: ignore[arg-type]
+    return LiteralValue(value=value)
 
 
 @dataclass
@@ -206,10 +221,16 @@ class Builder:
             deps.append(dep._expr.node)
         key = self.new_key(name)
         self.functions[ref] = fn
-        self.nodes.append(NodeSpec(
-            key=key, task=ref, args=exprs, map_over=tuple(map_over), wait_for=tuple(deps),
-            options=options,
-        ))
+        self.nodes.append(
+            NodeSpec(
+                key=key,
+                task=ref,
+                args=exprs,
+                map_over=tuple(map_over),
+                wait_for=tuple(deps),
+                options=options,
+            )
+        )
         if mapped:
             self.mapped_nodes.add(key)
         return Placeholder(ResultRef(node=key), f"the result of task {key!r}", mapped=mapped)
@@ -251,14 +272,18 @@ def flow_params(fn: Callable[..., Any], flow_name: str) -> tuple[FlowParam, ...]
                     f"{type(default).__name__}, which JSON cannot carry; use a JSON value"
                 ) from None
         annotation = None if p.annotation is p.empty else _annotation_name(p.annotation)
-        params.append(FlowParam(name=p.name, required=required, default=default,
-                                annotation=annotation))
+        params.append(
+            FlowParam(name=p.name, required=required, default=default, annotation=annotation)
+        )
     return tuple(params)
 
 
 def _annotation_name(annotation: object) -> str:
-    return annotation if isinstance(annotation, str) else getattr(
-        annotation, "__qualname__", repr(annotation))
+    return (
+        annotation
+        if isinstance(annotation, str)
+        else getattr(annotation, "__qualname__", repr(annotation))
+    )
 
 
 def param_placeholders(params: tuple[FlowParam, ...]) -> Mapping[str, Placeholder]:

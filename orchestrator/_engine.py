@@ -32,7 +32,7 @@ TASK_TRANSITIONS: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
     S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.CANCELLED}),
     S.QUEUED: frozenset({S.RUNNING, S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
-    S.SCHEDULED: frozenset({S.RETRYING, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
     S.RETRYING: frozenset({S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
     # A flow-level retry re-queues what failed or never ran.
     S.FAILED: frozenset({S.QUEUED, S.PENDING}),
@@ -47,7 +47,8 @@ RUN_TRANSITIONS: Final[Mapping[RunStatus, frozenset[RunStatus]]] = {
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELLED: frozenset(),
 }
-_ACTIVE: Final = frozenset({S.QUEUED, S.RUNNING, S.RETRYING})
+# States whose current attempt may report; SCHEDULED too, since a claim may be unseen yet.
+_ACTIVE: Final = frozenset({S.QUEUED, S.SCHEDULED, S.RUNNING, S.RETRYING})
 
 
 class IllegalTransition(AssertionError):
@@ -222,8 +223,9 @@ def _start(step: _Step) -> None:
 
 def _queue(step: _Step, key: str) -> None:
     old = step.get(key)
-    attempt = Attempt(number=old.attempt + 1, status=S.QUEUED, queued_at=step.now,
-                      flow_attempt=step.run.attempt)
+    attempt = Attempt(
+        number=old.attempt + 1, status=S.QUEUED, queued_at=step.now, flow_attempt=step.run.attempt
+    )
     step.put(old, old.model_copy(update={"status": S.QUEUED, "attempts": (*old.attempts, attempt)}))
     step.commands.append(Dispatch(key, attempt.number))
 
@@ -237,12 +239,23 @@ def _current(step: _Step, key: str, attempt: int) -> TaskRun | None:
     return task
 
 
-def _end_attempt(task: TaskRun, event: TaskSucceeded | TaskFailed, status: TaskStatus,
-                 result_uri: str | None, error: ErrorInfo | None) -> tuple[Attempt, ...]:
-    last = task.attempts[-1].model_copy(update={
-        "status": status, "started_at": event.started_at, "ended_at": event.ended_at,
-        "worker": event.worker, "result_uri": result_uri, "error": error,
-    })
+def _end_attempt(
+    task: TaskRun,
+    event: TaskSucceeded | TaskFailed,
+    status: TaskStatus,
+    result_uri: str | None,
+    error: ErrorInfo | None,
+) -> tuple[Attempt, ...]:
+    last = task.attempts[-1].model_copy(
+        update={
+            "status": status,
+            "started_at": event.started_at,
+            "ended_at": event.ended_at,
+            "worker": event.worker,
+            "result_uri": result_uri,
+            "error": error,
+        }
+    )
     return (*task.attempts[:-1], last)
 
 
@@ -251,10 +264,18 @@ def _succeeded(step: _Step, event: TaskSucceeded) -> None:
     if task is None:
         return
     attempts = _end_attempt(task, event, S.SUCCEEDED, event.result_uri, None)
-    step.put(task, task.model_copy(update={
-        "status": S.SUCCEEDED, "attempts": attempts, "result_uri": event.result_uri,
-        "next_attempt_at": None, "error": None,
-    }))
+    step.put(
+        task,
+        task.model_copy(
+            update={
+                "status": S.SUCCEEDED,
+                "attempts": attempts,
+                "result_uri": event.result_uri,
+                "next_attempt_at": None,
+                "error": None,
+            }
+        ),
+    )
 
 
 def _failed(step: _Step, event: TaskFailed) -> None:
@@ -267,17 +288,36 @@ def _failed(step: _Step, event: TaskFailed) -> None:
     attempts = _end_attempt(task, event, S.FAILED, None, error)
     if event.retryable and tries <= policy.retries:
         due = step.now + timedelta(seconds=retry_delay(step.plan, step.run.run_id, task.key, tries))
-        nxt = Attempt(number=task.attempt + 1, status=S.SCHEDULED, queued_at=due,
-                      flow_attempt=step.run.attempt)
-        step.put(task, task.model_copy(update={
-            "status": S.SCHEDULED, "attempts": (*attempts, nxt), "next_attempt_at": due,
-            "error": error,
-        }))
+        nxt = Attempt(
+            number=task.attempt + 1,
+            status=S.SCHEDULED,
+            queued_at=due,
+            flow_attempt=step.run.attempt,
+        )
+        step.put(
+            task,
+            task.model_copy(
+                update={
+                    "status": S.SCHEDULED,
+                    "attempts": (*attempts, nxt),
+                    "next_attempt_at": due,
+                    "error": error,
+                }
+            ),
+        )
         step.commands.append(Dispatch(task.key, nxt.number, due))
         return
-    step.put(task, task.model_copy(update={
-        "status": S.FAILED, "attempts": attempts, "error": error, "next_attempt_at": None,
-    }))
+    step.put(
+        task,
+        task.model_copy(
+            update={
+                "status": S.FAILED,
+                "attempts": attempts,
+                "error": error,
+                "next_attempt_at": None,
+            }
+        ),
+    )
 
 
 def _settle(step: _Step) -> None:
@@ -350,8 +390,11 @@ def _reconcile(step: _Step) -> None:
     run = step.run
     if run.timeout_at is not None and step.now >= run.timeout_at:
         seconds = step.plan.spec.options.timeout_seconds
-        _cancel(step, RunStatus.FAILED,
-                ErrorInfo(type="TimeoutError", message=f"flow run exceeded its {seconds} s timeout"))
+        _cancel(
+            step,
+            RunStatus.FAILED,
+            ErrorInfo(type="TimeoutError", message=f"flow run exceeded its {seconds} s timeout"),
+        )
         return
     # Re-derive from every terminal task: what a lost or reordered event left undone.
     for key, task in step.tasks.items():

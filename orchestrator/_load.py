@@ -30,7 +30,9 @@ def load_flow(target: str) -> Any:
 
     module_spec, sep, name = target.rpartition(":")
     if not sep or not module_spec or not name:
-        raise KumoflowError(f"target {target!r} should look like path/to/file.py:flow or package.module:flow")
+        raise KumoflowError(
+            f"target {target!r} should look like path/to/file.py:flow or package.module:flow"
+        )
     module = load_module(module_spec)
     found = getattr(module, name, None)
     if not isinstance(found, Flow):

@@ -151,7 +151,9 @@ class MemoryStore:
             for task, etag in commit.tasks:
                 current = tasks.get(task.key)
                 if (current[1] if current else None) != etag:
-                    raise ConflictError(f"task {task.key} of run {commit.run_id} changed since read")
+                    raise ConflictError(
+                        f"task {task.key} of run {commit.run_id} changed since read"
+                    )
             if commit.run is not None:
                 self._runs[commit.run_id] = (commit.run, self._runs[commit.run_id][1] + 1)
             for task, etag in commit.tasks:

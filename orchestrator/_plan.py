@@ -54,8 +54,13 @@ def result_refs(expr: ValueExpr) -> Iterator[str]:
             pass
 
 
-def _element(expr: ValueExpr, params: Mapping[str, JsonValue], members: Mapping[str, tuple[str, ...]],
-             node: str, arg: str) -> list[ValueExpr]:
+def _element(
+    expr: ValueExpr,
+    params: Mapping[str, JsonValue],
+    members: Mapping[str, tuple[str, ...]],
+    node: str,
+    arg: str,
+) -> list[ValueExpr]:
     """Split a mapped argument into one expression per element."""
     match expr:
         case LiteralValue(value=list() as values):
@@ -70,7 +75,8 @@ def _element(expr: ValueExpr, params: Mapping[str, JsonValue], members: Mapping[
             return [ResultRef(node=k) for k in members[ref]]
     raise ParameterError(
         f"task {node!r} maps over argument {arg!r}, which is not a list at run start "
-        f"(got {expr.model_dump_json()}); pass a list literal, a list parameter or a mapped task's result"
+        f"(got {expr.model_dump_json()}); pass a list literal, a list parameter or a mapped "
+        "task's result"
     )
 
 
@@ -78,7 +84,9 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
     tasks: dict[str, PlannedTask] = {}
     members: dict[str, tuple[str, ...]] = {}
     for node in spec.nodes:
-        upstream_nodes = {r for e in node.args.values() for r in result_refs(e)} | set(node.wait_for)
+        upstream_nodes = {r for e in node.args.values() for r in result_refs(e)} | set(
+            node.wait_for
+        )
         if not node.map_over:
             parents = _parents(upstream_nodes, members)
             tasks[node.key] = PlannedTask(node.key, node, None, node.args, parents)
@@ -88,7 +96,9 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
         lengths = {len(v) for v in split.values()}
         if len(lengths) > 1:
             sizes = ", ".join(f"{a}={len(v)}" for a, v in split.items())
-            raise ParameterError(f"task {node.key!r} maps over lists of different lengths ({sizes})")
+            raise ParameterError(
+                f"task {node.key!r} maps over lists of different lengths ({sizes})"
+            )
         count = lengths.pop()
         keys = []
         for i in range(count):

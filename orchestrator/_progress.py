@@ -11,14 +11,20 @@ from rich.table import Table
 from contracts import Run, RunStatus, TaskRun, TaskStatus
 
 _STYLE = {
-    TaskStatus.SUCCEEDED: "green", TaskStatus.FAILED: "red", TaskStatus.RUNNING: "cyan",
-    TaskStatus.RETRYING: "yellow", TaskStatus.SCHEDULED: "yellow", TaskStatus.SKIPPED: "dim",
+    TaskStatus.SUCCEEDED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.RUNNING: "cyan",
+    TaskStatus.RETRYING: "yellow",
+    TaskStatus.SCHEDULED: "yellow",
+    TaskStatus.SKIPPED: "dim",
     TaskStatus.CANCELLED: "magenta",
 }
 MAX_ROWS = 30
 
 
-def summary(run: Run, tasks: dict[str, TaskRun], result: Any, *, task_order: list[str]) -> dict[str, Any]:
+def summary(
+    run: Run, tasks: dict[str, TaskRun], result: Any, *, task_order: list[str]
+) -> dict[str, Any]:
     """The object `kumoflow run --json` prints."""
     error = None
     if run.error is not None:
@@ -58,7 +64,9 @@ class LiveProgress:
         self._live.update(self._render(run, tasks))
 
     def _render(self, run: Run, tasks: dict[str, TaskRun]) -> Table:
-        table = Table(title=f"{self._flow}  run {run.run_id}  {run.status.value}", title_justify="left")
+        table = Table(
+            title=f"{self._flow}  run {run.run_id}  {run.status.value}", title_justify="left"
+        )
         if len(self._order) > MAX_ROWS:
             table.add_column("status")
             table.add_column("tasks", justify="right")
@@ -75,5 +83,7 @@ class LiveProgress:
         for key in self._order:
             t = tasks.get(key)
             status = t.status if t else TaskStatus.PENDING
-            table.add_row(key, f"[{_STYLE.get(status, '')}]{status.value}", str(t.attempt if t else 0))
+            table.add_row(
+                key, f"[{_STYLE.get(status, '')}]{status.value}", str(t.attempt if t else 0)
+            )
         return table

@@ -1,4 +1,4 @@
-"""In-process runs: the same services as the cloud, wired to in-memory adapters and a thread pool."""
+"""In-process runs: the cloud's services wired to in-memory adapters and a thread pool."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from contracts import (
     TaskRun,
     TaskSucceeded,
 )
-from orchestrator._advance import advance, flow_result, start_run, sweep
+from orchestrator._advance import advance, bind_params, flow_result, start_run, sweep
 from orchestrator._errors import FlowRunError, TaskRunError
 from orchestrator._memory import MemoryBlobStore, MemoryBus, MemoryStore, SystemClock
 from orchestrator._ports import Clock
@@ -52,21 +52,33 @@ class RunOutcome:
         raise FlowRunError(
             f"flow run {self.run.run_id} ({self.run.flow}) {self.run.status.value.lower()}: "
             f"{where} failed with {detail}",
-            run_id=self.run.run_id, task=error.task if error else None,
+            run_id=self.run.run_id,
+            task=error.task if error else None,
         ) from self.exception
 
 
 class InProcessRunner:
     """Drives one run through the ports: orchestrator steps on this thread, tasks on a pool."""
 
-    def __init__(self, *, clock: Clock | None = None, max_workers: int = DEFAULT_WORKERS,
-                 functions: dict[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_workers: int = DEFAULT_WORKERS,
+        functions: dict[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.store = MemoryStore()
         self.blobs = MemoryBlobStore()
         self.bus = MemoryBus()
-        self.rt = Runtime(flows=self.store, state=self.store, blobs=self.blobs, bus=self.bus,
-                          clock=clock or SystemClock(), resolver=Resolver(functions),
-                          exceptions={})
+        self.rt = Runtime(
+            flows=self.store,
+            state=self.store,
+            blobs=self.blobs,
+            bus=self.bus,
+            clock=clock or SystemClock(),
+            resolver=Resolver(functions),
+            exceptions={},
+        )
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._inflight = 0
@@ -97,11 +109,18 @@ class InProcessRunner:
         if outcome is None:
             self._inbox.put(_crash_event(self.rt, req, None))
 
-    def run(self, spec: FlowSpec, params: dict[str, Any], *, run_id: str | None = None,
-            progress: Progress | None = None) -> RunOutcome:
+    def run(
+        self,
+        spec: FlowSpec,
+        params: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> RunOutcome:
+        params = bind_params(spec.params, params, flow=spec.name)  # clear errors, before storing
         self.store.put_flow(spec)
         run_id = run_id or uuid.uuid4().hex[:16]
-        run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
+        _run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
         self._report(run_id, progress)
         while True:
             event = self._next_event()
@@ -166,21 +185,39 @@ _NOOP = "dev.kumoflow.internal.noop"
 def _crash_event(rt: Runtime, req: TaskRequested, error: BaseException | None) -> Envelope:
     """A worker that returned nothing or crashed still frees its in-flight slot."""
     if error is None:
-        return Envelope(id=uuid.uuid4().hex, type=_NOOP, source=rt.source, time=rt.clock.now(),
-                        data=req)
+        return Envelope(
+            id=uuid.uuid4().hex, type=_NOOP, source=rt.source, time=rt.clock.now(), data=req
+        )
     from orchestrator._worker import error_info
 
     now = rt.clock.now()
-    return Envelope(id=uuid.uuid4().hex, type="dev.kumoflow.task.failed", source=rt.source,
-                    time=now, data=TaskFailed(
-                        run_id=req.run_id, key=req.key, attempt=req.attempt,
-                        error=error_info(error, req.key), retryable=False,
-                        worker=rt.worker_id, started_at=now, ended_at=now))
+    return Envelope(
+        id=uuid.uuid4().hex,
+        type="dev.kumoflow.task.failed",
+        source=rt.source,
+        time=now,
+        data=TaskFailed(
+            run_id=req.run_id,
+            key=req.key,
+            attempt=req.attempt,
+            error=error_info(error, req.key),
+            retryable=False,
+            worker=rt.worker_id,
+            started_at=now,
+            ended_at=now,
+        ),
+    )
 
 
-def run_in_process(flow: Flow[Any, Any], params: dict[str, Any], *, clock: Clock | None = None,
-                   progress: Progress | None = None, max_workers: int = DEFAULT_WORKERS
-                   ) -> RunOutcome:
-    with InProcessRunner(clock=clock, max_workers=max_workers,
-                         functions=flow.functions()) as runner:
+def run_in_process(
+    flow: Flow[Any, Any],
+    params: dict[str, Any],
+    *,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+    max_workers: int = DEFAULT_WORKERS,
+) -> RunOutcome:
+    with InProcessRunner(
+        clock=clock, max_workers=max_workers, functions=flow.functions()
+    ) as runner:
         return runner.run(flow.spec, params, progress=progress)

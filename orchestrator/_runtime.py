@@ -112,12 +112,20 @@ class Runtime:
                 self._plans.popitem(last=False)
         return found
 
-    def publish(self, topic: str, data: BaseModel, *, event_id: str, subject: str | None = None
-                ) -> None:
-        self.bus.publish(topic, Envelope(
-            id=event_id, type=EVENT_TYPE_OF[type(data)], source=self.source,
-            time=self.clock.now(), subject=subject, data=data,  # type: ignore[arg-type]
-        ))
+    def publish(
+        self, topic: str, data: BaseModel, *, event_id: str, subject: str | None = None
+    ) -> None:
+        self.bus.publish(
+            topic,
+            Envelope(
+                id=event_id,
+                type=EVENT_TYPE_OF[type(data)],
+                source=self.source,
+                time=self.clock.now(),
+                subject=subject,
+                data=data,
+            ),
+        )
 
     def result_uri(self, run_id: str, name: str, ext: str, storage: str | None = None) -> str:
         """Where a result lives: `storage` is a bucket name or a gs://bucket/prefix."""

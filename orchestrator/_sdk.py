@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
-from orchestrator._compile import BUILDING, Builder, Placeholder, flow_params, param_placeholders, to_expr
+from orchestrator._compile import (
+    BUILDING,
+    Builder,
+    Placeholder,
+    flow_params,
+    param_placeholders,
+    to_expr,
+)
 from orchestrator._errors import FlowDefinitionError
 
 P = ParamSpec("P")
@@ -63,15 +70,18 @@ class Task(Generic[P, R]):
     def map(self, *args: Any, **kwargs: Any) -> list[R]:
         builder = BUILDING.get()
         if builder is None:
-            raise FlowDefinitionError(f"{self.options.name}.map(...) can only be used inside a @flow")
+            raise FlowDefinitionError(
+                f"{self.options.name}.map(...) can only be used inside a @flow"
+            )
         return builder.add(self.ref, self.fn, self.options, args, kwargs, mapped=True)  # type: ignore[return-value]
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         return Task(self.fn, self.options.model_copy(update=changes))
 
 
-def _delays(value: float | Sequence[float] | Callable[[int], list[float]], retries: int
-            ) -> float | tuple[float, ...]:
+def _delays(
+    value: float | Sequence[float] | Callable[[int], list[float]], retries: int
+) -> float | tuple[float, ...]:
     if callable(value):
         value = value(retries)
     if isinstance(value, int | float):
@@ -87,13 +97,19 @@ def _seconds(value: float | timedelta | None) -> float | None:
 def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
 def task(
-    __fn: None = None, *, name: str | None = None, retries: int = 0,
+    __fn: None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
     retry_delay_seconds: float | Sequence[float] | Callable[[int], list[float]] = 0,
     retry_jitter_factor: float | None = None,
     retry_on: Sequence[type[BaseException]] = (Exception,),
-    timeout_seconds: float | None = None, tags: Sequence[str] = (),
-    persist_result: bool | None = None, result_storage: str | None = None,
-    result_serializer: Serializer = "json", cache_key_fn: Callable[..., str | None] | None = None,
+    timeout_seconds: float | None = None,
+    tags: Sequence[str] = (),
+    persist_result: bool | None = None,
+    result_storage: str | None = None,
+    result_serializer: Serializer = "json",
+    cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
@@ -134,7 +150,8 @@ class Flow(Generic[P, R]):
             )
         self.fn = fn
         self.options = options
-        self.ref = function_ref(fn, "flow")
+        # The flow body only ever runs at compile time, so unlike tasks it need not be importable.
+        self.ref = f"{module_name(fn)}:{fn.__qualname__}"
         self._spec: FlowSpec | None = None
         self._functions: dict[str, Callable[..., Any]] = {}
         functools.update_wrapper(self, fn)
@@ -155,13 +172,15 @@ class Flow(Generic[P, R]):
 
     def _compile(self) -> FlowSpec:
         if BUILDING.get() is not None:
-            raise FlowDefinitionError(f"flow {self.name!r} called inside another flow: subflows "
-                                      "are not supported yet; call its tasks directly")
+            raise FlowDefinitionError(
+                f"flow {self.name!r} called inside another flow: subflows "
+                "are not supported yet; call its tasks directly"
+            )
         params = flow_params(self.fn, self.name)
         builder = Builder(self.name)
         token = BUILDING.set(builder)
         try:
-            returned = self.fn(**param_placeholders(params))  # type: ignore[call-arg]
+            returned = self.fn(**param_placeholders(params))  # type: ignore[arg-type, call-arg]
         finally:
             BUILDING.reset(token)
         self._functions = builder.functions
@@ -184,8 +203,10 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run in-process and return the result; raises FlowRunError naming the failed task."""
         if BUILDING.get() is not None:
-            raise FlowDefinitionError(f"flow {self.name!r} called inside another flow: subflows "
-                                      "are not supported yet; call its tasks directly")
+            raise FlowDefinitionError(
+                f"flow {self.name!r} called inside another flow: subflows "
+                "are not supported yet; call its tasks directly"
+            )
         from orchestrator._runner import run_in_process
 
         try:
@@ -202,9 +223,15 @@ class Flow(Generic[P, R]):
 def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
 @overload
 def flow(
-    __fn: None = None, *, name: str | None = None, description: str | None = None,
-    version: str | None = None, retries: int = 0, timeout_seconds: float | None = None,
-    persist_result: bool = True, result_storage: str | None = None,
+    __fn: None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    retries: int = 0,
+    timeout_seconds: float | None = None,
+    persist_result: bool = True,
+    result_storage: str | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a flow: its body is compiled into a DAG of task calls."""

@@ -17,7 +17,7 @@ PICKLE_TYPE = "application/x-python-pickle"
 
 
 def encode(value: object, serializer: Serializer, *, what: str) -> tuple[bytes, str, str]:
-    """(bytes, content type, file extension) for a result; JSON unless the task opted into pickle."""
+    """(bytes, content type, extension) for a result; JSON unless the task opted into pickle."""
     if serializer == "pickle":
         try:
             return pickle.dumps(value), PICKLE_TYPE, "pickle"
@@ -28,7 +28,8 @@ def encode(value: object, serializer: Serializer, *, what: str) -> tuple[bytes, 
     except (TypeError, ValueError) as e:
         raise SerializationError(
             f"{what} returned a {type(value).__name__}, which JSON cannot carry ({e}); return "
-            "JSON values (str, int, float, bool, None, list, dict) or set result_serializer=\"pickle\""
+            "JSON values (str, int, float, bool, None, list, dict) or set "
+            'result_serializer="pickle"'
         ) from e
 
 

@@ -53,27 +53,44 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             value = _invoke(fn, args, options.timeout_seconds)
         finally:
             CURRENT_BLOBS.reset(token)
-        data, content_type, ext = encode(value, options.result_serializer,
-                                         what=f"task {req.key!r}")
+        data, content_type, ext = encode(value, options.result_serializer, what=f"task {req.key!r}")
         uri = rt.result_uri(req.run_id, f"{req.key}/{req.attempt}", ext, options.result_storage)
         rt.blobs.put(uri, data, content_type)
     except Exception as e:
         if rt.exceptions is not None:
             rt.exceptions[(req.run_id, req.key, req.attempt)] = e
         failed = TaskFailed(
-            run_id=req.run_id, key=req.key, attempt=req.attempt, error=error_info(e, req.key),
-            retryable=_retryable(e, options.retry.retry_on), worker=rt.worker_id,
-            started_at=started, ended_at=rt.clock.now(),
+            run_id=req.run_id,
+            key=req.key,
+            attempt=req.attempt,
+            error=error_info(e, req.key),
+            retryable=_retryable(e, options.retry.retry_on),
+            worker=rt.worker_id,
+            started_at=started,
+            ended_at=rt.clock.now(),
         )
-        rt.publish(rt.topics.events, failed, event_id=f"{req.run_id}/{req.key}/{req.attempt}/failed",
-                   subject=req.key)
+        rt.publish(
+            rt.topics.events,
+            failed,
+            event_id=f"{req.run_id}/{req.key}/{req.attempt}/failed",
+            subject=req.key,
+        )
         return failed
     succeeded = TaskSucceeded(
-        run_id=req.run_id, key=req.key, attempt=req.attempt, result_uri=uri, worker=rt.worker_id,
-        started_at=started, ended_at=rt.clock.now(),
+        run_id=req.run_id,
+        key=req.key,
+        attempt=req.attempt,
+        result_uri=uri,
+        worker=rt.worker_id,
+        started_at=started,
+        ended_at=rt.clock.now(),
     )
-    rt.publish(rt.topics.events, succeeded,
-               event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded", subject=req.key)
+    rt.publish(
+        rt.topics.events,
+        succeeded,
+        event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded",
+        subject=req.key,
+    )
     return succeeded
 
 
@@ -87,7 +104,9 @@ def _load_result(rt: Runtime, run_id: str, key: str) -> Any:
 
 def error_info(e: BaseException, key: str | None = None) -> ErrorInfo:
     cls = type(e)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
     tb = "".join(traceback.format_exception(e))
     return ErrorInfo(type=name, message=str(e), traceback=tb[-8000:], task=key)
 
@@ -100,7 +119,7 @@ def _retryable(e: BaseException, retry_on: tuple[str, ...]) -> bool:
 
 
 def call_with(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
-    """Call with arguments bound by parameter name, honouring *args, **kwargs and positional-only."""
+    """Call with arguments bound by name, honouring *args, **kwargs and positional-only."""
     positional: list[Any] = []
     keywords: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
@@ -119,6 +138,7 @@ def call_with(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
 
 def _invoke(fn: Callable[..., Any], args: dict[str, Any], timeout: float | None) -> Any:
     if inspect.iscoroutinefunction(fn):
+
         async def main() -> Any:
             return await asyncio.wait_for(call_with(fn, args), timeout)
 
@@ -143,5 +163,3 @@ def _invoke(fn: Callable[..., Any], args: dict[str, Any], timeout: float | None)
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-

@@ -1,0 +1,1 @@
+"""Cloud Run function entry points (functions-framework targets)."""
