@@ -58,6 +58,8 @@ class Attempt(Frozen):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     worker: str | None = None
+    # A claim expires: a worker that died mid-attempt must not block the task forever.
+    lease_until: datetime | None = None
     result_uri: str | None = None
     error: ErrorInfo | None = None
 

@@ -31,9 +31,9 @@ S = TaskStatus
 TASK_TRANSITIONS: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
     S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.CANCELLED}),
     S.QUEUED: frozenset({S.RUNNING, S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
     S.SCHEDULED: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
-    S.RETRYING: frozenset({S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    S.RETRYING: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
     # A flow-level retry re-queues what failed or never ran.
     S.FAILED: frozenset({S.QUEUED, S.PENDING}),
     S.SKIPPED: frozenset({S.QUEUED, S.PENDING}),
@@ -182,13 +182,31 @@ def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Tran
     return _done(step)
 
 
-def claim(task: TaskRun, attempt: int, worker: str, now: datetime) -> TaskRun | None:
-    """A worker takes attempt `attempt`; None when it is not the one waiting (a duplicate)."""
-    if task.attempt != attempt or task.status not in (S.QUEUED, S.SCHEDULED):
+def claim(
+    task: TaskRun, attempt: int, worker: str, now: datetime, lease_seconds: float
+) -> TaskRun | None:
+    """A worker takes attempt `attempt`; None when it is not the one waiting (a duplicate).
+
+    A running attempt whose lease ran out is taken over: its worker died without reporting.
+    """
+    if task.attempt != attempt:
         return None
-    status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
-    current = task.attempts[-1].model_copy(
-        update={"status": status, "started_at": now, "worker": worker}
+    last = task.attempts[-1]
+    if task.status in (S.RUNNING, S.RETRYING):
+        if last.lease_until is None or now < last.lease_until:
+            return None
+        status = task.status
+    elif task.status in (S.QUEUED, S.SCHEDULED):
+        status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
+    else:
+        return None
+    current = last.model_copy(
+        update={
+            "status": status,
+            "started_at": now,
+            "worker": worker,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+        }
     )
     return task.model_copy(update={"status": status, "attempts": (*task.attempts[:-1], current)})
 

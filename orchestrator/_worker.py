@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import threading
@@ -12,11 +13,21 @@ from typing import Any
 
 from contracts import ErrorInfo, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
 from orchestrator._engine import claim
-from orchestrator._errors import BadInputError, ConflictError, KumoflowError, NotFoundError
+from orchestrator._errors import (
+    BadInputError,
+    ConflictError,
+    KumoflowError,
+    NotFoundError,
+    TransientError,
+)
 from orchestrator._ports import Commit
 from orchestrator._runtime import Runtime
 from orchestrator._values import decode, encode, resolve
 from orchestrator.io import CURRENT_BLOBS
+
+# How long a claim holds when a task sets no timeout; production's push ack deadline is 600 s.
+DEFAULT_LEASE_S = 900.0
+LEASE_GRACE_S = 60.0
 
 
 def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | None:
@@ -31,17 +42,19 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         raise BadInputError(f"run {req.run_id!r} has no task {req.key!r}")
     if record is None:
         return None  # never queued: a forged or reordered request
+    options = planned.node.options
+    ext = "pickle" if options.result_serializer == "pickle" else "json"
+    uri = rt.result_uri(req.run_id, f"{req.key}/{req.attempt}", ext, options.result_storage)
     started = rt.clock.now()
-    claimed = claim(record, req.attempt, rt.worker_id, started)
+    lease = (options.timeout_seconds or DEFAULT_LEASE_S) + LEASE_GRACE_S
+    claimed = claim(record, req.attempt, rt.worker_id, started, lease)
     if claimed is None:
-        return None
+        return _completed_elsewhere(rt, req, record, uri)
     try:
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(claimed, etag)]))
     except ConflictError:
         return None  # another delivery claimed it first
-    options = planned.node.options
     spec = rt.spec(run.flow_version)
-    ext = "pickle" if options.result_serializer == "pickle" else "json"
     try:
         fn = rt.resolver.resolve(planned.node.task, spec.source)
         args = {
@@ -53,9 +66,11 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             value = _invoke(fn, args, options.timeout_seconds)
         finally:
             CURRENT_BLOBS.reset(token)
-        data, content_type, ext = encode(value, options.result_serializer, what=f"task {req.key!r}")
-        uri = rt.result_uri(req.run_id, f"{req.key}/{req.attempt}", ext, options.result_storage)
+        data, content_type, _ = encode(value, options.result_serializer, what=f"task {req.key!r}")
         rt.blobs.put(uri, data, content_type)
+    except TransientError:
+        _release(rt, req, record)  # not the task's fault: let Pub/Sub redeliver the request
+        raise
     except Exception as e:
         if rt.exceptions is not None:
             rt.exceptions[(req.run_id, req.key, req.attempt)] = e
@@ -92,6 +107,46 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         subject=req.key,
     )
     return succeeded
+
+
+def _completed_elsewhere(
+    rt: Runtime, req: TaskRequested, record: TaskRun, uri: str
+) -> TaskSucceeded | None:
+    """A duplicate request for a running attempt. If that attempt already stored its result,
+    its worker died before publishing: publish the completion on its behalf (idempotent)."""
+    last = record.attempts[-1] if record.attempts else None
+    if last is None or record.attempt != req.attempt or record.status.terminal:
+        return None
+    try:
+        rt.blobs.get(uri)
+    except NotFoundError:
+        return None
+    succeeded = TaskSucceeded(
+        run_id=req.run_id,
+        key=req.key,
+        attempt=req.attempt,
+        result_uri=uri,
+        worker=last.worker or rt.worker_id,
+        started_at=last.started_at or rt.clock.now(),
+        ended_at=rt.clock.now(),
+    )
+    rt.publish(
+        rt.topics.events,
+        succeeded,
+        event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded",
+        subject=req.key,
+    )
+    return succeeded
+
+
+def _release(rt: Runtime, req: TaskRequested, before: TaskRun) -> None:
+    found = rt.state.load_task(req.run_id, req.key)
+    if found is None or found[1] is None:
+        return
+    current, etag = found[1], found[2]
+    if current.attempt == req.attempt and current.attempts[-1].worker == rt.worker_id:
+        with contextlib.suppress(ConflictError):  # someone moved on; the lease covers the rest
+            rt.state.commit(Commit(run_id=req.run_id, tasks=[(before, etag)]))
 
 
 def _load_result(rt: Runtime, run_id: str, key: str) -> Any:

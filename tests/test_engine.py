@@ -168,15 +168,18 @@ def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
     assert tr.commands == (Dispatch("t2", 1),)
 
 
-def test_claim_only_the_waiting_attempt() -> None:
+def test_claim_only_the_waiting_attempt_and_take_over_expired_leases() -> None:
     plan = make_plan([[]])
     tr = transition(plan, new_state(), StartRun(), T0)
     task = tr.state.tasks["t0"]
-    running = claim(task, 1, "w1", T0)
+    running = claim(task, 1, "w1", T0, 60)
     assert running is not None
     assert running.status is TaskStatus.RUNNING
-    assert claim(running, 1, "w2", T0) is None
-    assert claim(task, 2, "w1", T0) is None
+    assert claim(running, 1, "w2", T0 + timedelta(seconds=59), 60) is None
+    assert claim(task, 2, "w1", T0, 60) is None
+    taken = claim(running, 1, "w2", T0 + timedelta(seconds=60), 60)
+    assert taken is not None
+    assert taken.attempts[-1].worker == "w2"
 
 
 def test_timeout_and_cancel() -> None:

@@ -1,0 +1,125 @@
+"""The edge every function shares: unwrap the Pub/Sub push, decode the contract, classify errors.
+
+Bad input is recorded as a dead letter and acknowledged (the function returns normally, so 2xx);
+transient failures raise, so the platform answers non-2xx and Pub/Sub redelivers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts import DeadLetter, Envelope
+from orchestrator._codec import from_message, unwrap_pubsub
+from orchestrator._errors import BadInputError, NotFoundError, ParameterError, SerializationError
+from orchestrator._logging import LOGGER, configure_json_logging
+from orchestrator._ports import DeadLetterStore
+from orchestrator._runtime import Runtime, Topics
+
+REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_letters: DeadLetterStore | None = None
+
+
+def runtime() -> tuple[Runtime, DeadLetterStore]:
+    """Adapters built once per instance from the environment (warm invocations reuse them)."""
+    global _runtime, _letters  # noqa: PLW0603 -- one set of clients per warm instance
+    with _lock:
+        if _runtime is None or _letters is None:
+            from orchestrator._firestore import FirestoreStore
+            from orchestrator._gcs import GcsBlobStore
+            from orchestrator._memory import SystemClock
+            from orchestrator._pubsub import PubSubBus
+
+            configure_json_logging()
+            project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
+            store = FirestoreStore.from_env(project)
+            _runtime = Runtime(
+                flows=store,
+                state=store,
+                blobs=GcsBlobStore.from_env(project),
+                bus=PubSubBus.from_env(project),
+                clock=SystemClock(),
+                results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
+                topics=Topics(),
+                source=f"//kumoflow.dev/projects/{project}",
+                worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
+            )
+            _letters = store
+        return _runtime, _letters
+
+
+def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope], None]) -> None:
+    """Decode `cloud_event` (a messagePublished CloudEvent) and run `handler` on our event."""
+    rt, letters = runtime()
+    attrs = cloud_event.get_attributes()
+    outer_id = str(attrs.get("id", ""))
+    raw: bytes = b""
+    event: Envelope | None = None
+    try:
+        raw, message_attrs, _ = unwrap_pubsub(str(attrs.get("type")), cloud_event.data)
+        event = from_message(raw, message_attrs)
+        handler(rt, event)
+    except REJECTED as e:
+        reject(rt, letters, function, e, event=event, outer_id=outer_id, raw=raw)
+
+
+def reject(
+    rt: Runtime,
+    letters: DeadLetterStore,
+    function: str,
+    error: Exception,
+    *,
+    event: Envelope | None,
+    outer_id: str,
+    raw: bytes,
+) -> None:
+    event_id = event.id if event else outer_id
+    # Redelivery of the same bad input overwrites one record instead of piling up.
+    letter_id = hashlib.sha256(f"{function}|{event_id}|{raw[:256]!r}".encode()).hexdigest()[:32]
+    reason = f"{type(error).__name__}: {error}"
+    LOGGER.warning(
+        "rejected input: %s",
+        reason,
+        extra={
+            "function": function,
+            "event_id": event_id,
+            "reason": reason,
+            "event_type": event.type if event else None,
+            "run_id": getattr(event.data, "run_id", None) if event else None,
+        },
+    )
+    letters.record(
+        DeadLetter(
+            id=letter_id,
+            received_at=rt.clock.now(),
+            source=function,
+            reason=reason,
+            event_type=event.type if event else None,
+            event_id=event_id or None,
+            payload=raw[:4096].decode("utf-8", "replace") if raw else None,
+        )
+    )
+
+
+def log_event(message: str, event: Envelope, level: int = logging.INFO, **fields: Any) -> None:
+    data = event.data
+    LOGGER.log(
+        level,
+        message,
+        extra={
+            "event_id": event.id,
+            "event_type": event.type,
+            "run_id": getattr(data, "run_id", None),
+            "task": getattr(data, "key", None),
+            "attempt": getattr(data, "attempt", None),
+            **fields,
+        },
+    )

@@ -1,0 +1,65 @@
+"""Cloud Run functions (2nd gen) entry points; each is one functions-framework target.
+
+Every function is reached by a Pub/Sub push subscription (Eventarc in the cloud, a push
+subscription on the emulator locally) and receives a messagePublished CloudEvent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import functions_framework
+
+from contracts import Envelope, RunRequested, TaskFailed, TaskRequested, TaskSucceeded
+from functions._edge import handle, log_event
+from orchestrator._advance import advance, start_run
+from orchestrator._errors import BadInputError
+from orchestrator._runtime import Runtime
+from orchestrator._worker import run_task
+
+
+def _start(rt: Runtime, event: Envelope) -> None:
+    req = event.data
+    if not isinstance(req, RunRequested):
+        raise BadInputError(f"run_starter takes dev.kumoflow.run.requested, not {event.type}")
+    # The run id derives from the event's identity, so a redelivered request starts nothing new.
+    run_id = req.run_id or hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
+    run, created = start_run(rt, req, run_id=run_id)
+    log_event("run started" if created else "duplicate run request", event, flow=run.flow)
+
+
+def _work(rt: Runtime, event: Envelope) -> None:
+    req = event.data
+    if not isinstance(req, TaskRequested):
+        raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
+    outcome = run_task(rt, req)
+    log_event(
+        "attempt ignored (duplicate)"
+        if outcome is None
+        else f"attempt {'succeeded' if isinstance(outcome, TaskSucceeded) else 'failed'}",
+        event,
+    )
+
+
+def _advance(rt: Runtime, event: Envelope) -> None:
+    data = event.data
+    if not isinstance(data, TaskSucceeded | TaskFailed):
+        raise BadInputError(f"orchestrator takes task.succeeded/task.failed, not {event.type}")
+    tr = advance(rt, data.run_id, data)
+    log_event("advanced", event, reason=f"{len(tr.commands)} command(s)")
+
+
+@functions_framework.cloud_event
+def run_starter(cloud_event: Any) -> None:
+    handle("run_starter", cloud_event, _start)
+
+
+@functions_framework.cloud_event
+def task_worker(cloud_event: Any) -> None:
+    handle("task_worker", cloud_event, _work)
+
+
+@functions_framework.cloud_event
+def orchestrator(cloud_event: Any) -> None:
+    handle("orchestrator", cloud_event, _advance)
