@@ -12,9 +12,11 @@ from typing import Any
 import functions_framework
 
 from contracts import Envelope, RunRequested, TaskFailed, TaskRequested, TaskSucceeded
-from functions._edge import handle, log_event
-from orchestrator._advance import advance, start_run
+from functions._edge import handle, log_event, runtime
+from orchestrator._advance import advance, start_run, sweep
 from orchestrator._errors import BadInputError
+from orchestrator._logging import LOGGER
+from orchestrator._ports import TimerStore
 from orchestrator._runtime import Runtime
 from orchestrator._worker import run_task
 
@@ -63,3 +65,14 @@ def task_worker(cloud_event: Any) -> None:
 @functions_framework.cloud_event
 def orchestrator(cloud_event: Any) -> None:
     handle("orchestrator", cloud_event, _advance)
+
+
+@functions_framework.cloud_event
+def sweeper(cloud_event: Any) -> None:
+    """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub;
+    the tick's content does not matter, so nothing in it can be bad input."""
+    rt, _ = runtime()
+    timers: TimerStore = rt.state  # type: ignore[assignment]
+    fired = sweep(rt, timers.due(rt.clock.now()))
+    if fired:
+        LOGGER.info("fired %d timer(s)", fired, extra={"function": "sweeper"})

@@ -50,15 +50,22 @@ def main() -> None:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["memory"]),
+    type=click.Choice(["memory", "emulator"]),
     default="memory",
     show_default=True,
-    help="memory: in-process.",
+    help="memory: in-process; emulator: the local stack (`kumoflow dev up`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
 @click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
-def run(target: str, params: tuple[str, ...], backend: str, as_json: bool, no_wait: bool) -> None:
-    del backend  # one choice until the emulator backend lands
+@click.option("--timeout", type=float, default=None, help="Stop following after this many seconds.")
+def run(
+    target: str,
+    params: tuple[str, ...],
+    backend: str,
+    as_json: bool,
+    no_wait: bool,
+    timeout: float | None,
+) -> None:
     """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
     from orchestrator._load import load_flow
 
@@ -66,9 +73,14 @@ def run(target: str, params: tuple[str, ...], backend: str, as_json: bool, no_wa
         flow = load_flow(target)
         strings = frozenset(p.name for p in flow.spec.params if p.annotation == "str")
         values = parse_params(params, strings)
-        if no_wait:
-            raise click.UsageError("--no-wait needs --backend emulator")
-        out = _run_memory(flow, values, as_json)
+        if backend == "memory":
+            if no_wait:
+                raise click.UsageError("--no-wait needs --backend emulator")
+            out = _run_memory(flow, values, as_json)
+        else:
+            from orchestrator._cli_cloud import run_on_emulator
+
+            out = run_on_emulator(flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout)
     except KumoflowError as e:
         _fail(str(e), as_json)
     _emit(out, as_json)
@@ -79,7 +91,7 @@ def _run_memory(flow: Any, values: dict[str, Any], as_json: bool) -> dict[str, A
     from rich.console import Console
 
     from orchestrator._advance import bind_params
-    from orchestrator._progress import LiveProgress, summary
+    from orchestrator._progress import LiveProgress, summary, task_order
     from orchestrator._runner import run_in_process
 
     spec = flow.spec
@@ -91,17 +103,7 @@ def _run_memory(flow: Any, values: dict[str, Any], as_json: bool) -> dict[str, A
         with LiveProgress(Console(stderr=True), spec.name, order) as progress:
             outcome = run_in_process(flow, values, progress=progress)
     keys = list(outcome.tasks)
-    return summary(outcome.run, outcome.tasks, outcome.value, task_order=_ordered(order, keys))
-
-
-def _ordered(nodes: list[str], keys: list[str]) -> list[str]:
-    """Task keys in DAG order, mapped children right after their node's position."""
-    rank = {n: i for i, n in enumerate(nodes)}
-    return sorted(keys, key=lambda k: (rank.get(k.split("[", 1)[0], len(rank)), _index(k)))
-
-
-def _index(key: str) -> int:
-    return int(key[key.index("[") + 1 : -1]) if key.endswith("]") and "[" in key else -1
+    return summary(outcome.run, outcome.tasks, outcome.value, task_order=task_order(order, keys))
 
 
 def _emit(out: dict[str, Any], as_json: bool) -> None:
@@ -135,3 +137,14 @@ def schema(out: Path) -> None:
 
     for path in write_json_schemas(out):
         click.echo(str(path))
+
+
+def _register() -> None:
+    from orchestrator._cli_dev import dev, dlq, runs
+
+    main.add_command(dev)
+    main.add_command(runs)
+    main.add_command(dlq)
+
+
+_register()

@@ -19,6 +19,8 @@ def load_module(spec: str) -> Any:
         if folder not in sys.path:  # as `python file.py` would: siblings import each other
             sys.path.insert(0, folder)
         spec = path.stem
+    elif "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: modules under the cwd
     try:
         return importlib.import_module(spec)
     except ImportError as e:

@@ -22,6 +22,16 @@ _STYLE = {
 MAX_ROWS = 30
 
 
+def task_order(nodes: list[str], keys: list[str]) -> list[str]:
+    """Task keys in DAG order, mapped children right after their node's position."""
+    rank = {n: i for i, n in enumerate(nodes)}
+    return sorted(keys, key=lambda k: (rank.get(k.split("[", 1)[0], len(rank)), _index(k)))
+
+
+def _index(key: str) -> int:
+    return int(key[key.index("[") + 1 : -1]) if key.endswith("]") and "[" in key else -1
+
+
 def summary(
     run: Run, tasks: dict[str, TaskRun], result: Any, *, task_order: list[str]
 ) -> dict[str, Any]:

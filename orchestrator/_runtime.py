@@ -37,7 +37,10 @@ def import_source(source: SourceRef) -> None:
     if source.module in sys.modules:
         return
     if source.path and Path(source.path).exists():
-        folder = str(Path(source.path).parent)
+        # The folder that makes `module` importable: a.b.c from /root/a/b/c.py -> /root.
+        path = Path(source.path)
+        depth = source.module.count(".") + (1 if path.name == "__init__.py" else 0)
+        folder = str(path.parents[depth])
         if folder not in sys.path:
             sys.path.insert(0, folder)
     try:

@@ -1,0 +1,284 @@
+"""The three emulators: start in order, reuse healthy ones, report, stop."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ._config import (
+    ENV_PORT_VARS,
+    SERVICE_NAMES,
+    StackConfig,
+    StackError,
+    fake_gcs_binary,
+    firestore_jar,
+    java_binary,
+    prerequisites,
+    pubsub_script,
+)
+from ._functions import function_status
+from ._net import http_ok, http_request, port_free
+from ._process import (
+    ProcessRecord,
+    is_running,
+    load_record,
+    load_records,
+    log_tail,
+    remove_record,
+    rss_by_group,
+    save_record,
+    spawn,
+    state_lock,
+    stop,
+)
+from ._status import ServiceStatus, StackStatus
+
+__all__ = ["clear_data", "down", "status", "up"]
+
+_JAVA_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+
+
+def _ports(config: StackConfig, name: str) -> list[tuple[str, int]]:
+    """(config attribute, port) pairs a service binds."""
+    attrs = {
+        "pubsub": ("pubsub_port",),
+        "firestore": ("firestore_port", "firestore_ws_port"),
+        "gcs": ("gcs_port",),
+    }[name]
+    return [(a, int(getattr(config, a))) for a in attrs]
+
+
+def _url(config: StackConfig, name: str) -> str:
+    return f"http://{config.host}:{_ports(config, name)[0][1]}"
+
+
+def _health_url(config: StackConfig, name: str) -> str:
+    # Both Java emulators answer "Ok" on /; fake-gcs-server lists buckets.
+    return _url(config, name) + ("/storage/v1/b" if name == "gcs" else "/")
+
+
+def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The argv and extra env that start service `name` (argv doubles as its identity)."""
+    host = config.host
+    argv: tuple[str, ...]
+    if name == "pubsub":
+        argv = (str(pubsub_script()), f"--host={host}", f"--port={config.pubsub_port}")
+        # The wrapper script `exec`s java, so the PID we record is the JVM itself.
+        return argv, {"JAVA_OPTS": "-Xmx256m"}
+    if name == "firestore":
+        java = java_binary()
+        if java is None:
+            raise StackError("java not found on PATH; see `emulators.prerequisites()`")
+        argv = (
+            str(java),
+            "-Duser.language=en",
+            "-Xmx512m",
+            "-cp",
+            str(firestore_jar()),
+            _JAVA_CLASS,
+            "start",
+            f"--host={host}",
+            f"--port={config.firestore_port}",
+            f"--websocket_port={config.firestore_ws_port}",
+            f"--project_id={config.project}",
+        )
+        return argv, {}
+    argv = (
+        str(fake_gcs_binary()),
+        "-scheme",
+        "http",
+        "-host",
+        host,
+        "-port",
+        str(config.gcs_port),
+        "-backend",
+        "memory",
+        "-event.pubsub-project-id",
+        config.project,
+        "-event.pubsub-topic",
+        config.gcs_notification_topic,
+        "-event.list",
+        "finalize",
+    )
+    return argv, {"PUBSUB_EMULATOR_HOST": f"{host}:{config.pubsub_port}"}
+
+
+def _check_config(config: StackConfig) -> None:
+    ports = [p for name in SERVICE_NAMES for _, p in _ports(config, name)]
+    if len(set(ports)) != len(ports):
+        raise StackError(
+            f"stack ports must be distinct, got {ports}; see {sorted(ENV_PORT_VARS.values())}"
+        )
+
+
+def _reusable(config: StackConfig, name: str) -> ProcessRecord | None:
+    """The recorded process if it is ours, current and healthy; otherwise clean it up."""
+    record = load_record(config.state_dir, name)
+    if record is None:
+        return None
+    argv, _ = _command(config, name)
+    if is_running(record) and record.cmd == argv and http_ok(_health_url(config, name)):
+        return record
+    # Dead, hung, or started with other settings (ports, project): replace it.
+    stop(record)
+    remove_record(config.state_dir, name)
+    return None
+
+
+def _check_ports_free(config: StackConfig, name: str) -> None:
+    for attr, port in _ports(config, name):
+        try:
+            free = port_free(config.host, port)
+        except OSError as e:
+            raise StackError(f"cannot bind {config.host}:{port} for {name}: {e}") from e
+        if not free:
+            var = ENV_PORT_VARS[attr]
+            raise StackError(
+                f"port {port} on {config.host} ({name}) is already in use by a process "
+                f"not recorded in {config.state_dir}; stop that process or choose another "
+                f"port, e.g. `export {var}={port + 100}`"
+            )
+
+
+def _start(config: StackConfig, name: str) -> ProcessRecord:
+    argv, extra_env = _command(config, name)
+    record = spawn(
+        name,
+        "service",
+        argv,
+        env={**os.environ, **extra_env},
+        log=config.log_dir / f"{name}.log",
+        cwd=config.state_dir,  # anything an emulator writes lands here, not in the user's cwd
+        port=_ports(config, name)[0][1],
+    )
+    save_record(config.state_dir, record)  # recorded at once so `down` can clean a failed `up`
+    return record
+
+
+def _wait_healthy(
+    config: StackConfig, pending: dict[str, tuple[ProcessRecord, float]], deadline: float
+) -> None:
+    """Block until every pending service answers its health check; record its startup time."""
+    while pending:
+        for name, (record, t0) in list(pending.items()):
+            if http_ok(_health_url(config, name), timeout=0.5):
+                ready = round(time.monotonic() - t0, 3)
+                save_record(config.state_dir, replace(record, ready_seconds=ready))
+                del pending[name]
+            elif not is_running(record) or time.monotonic() >= deadline:
+                dead = not is_running(record)
+                for other, _ in pending.values():
+                    stop(other)
+                    remove_record(config.state_dir, other.name)
+                why = "exited during startup" if dead else "did not become healthy in time"
+                raise StackError(
+                    f"{name} emulator {why} (health check {_health_url(config, name)}); "
+                    f"log {record.log}:\n{log_tail(record.log)}"
+                )
+        if pending:
+            time.sleep(0.05)
+
+
+def _ensure_topic(config: StackConfig) -> None:
+    url = (
+        f"{_url(config, 'pubsub')}/v1/projects/{config.project}"
+        f"/topics/{config.gcs_notification_topic}"
+    )
+    try:
+        code, body = http_request("PUT", url, b"{}", headers={"Content-Type": "application/json"})
+    except OSError as e:
+        raise StackError(f"cannot create the GCS notification topic at {url}: {e}") from e
+    if code not in (200, 409):  # 409: it already exists
+        raise StackError(f"creating topic {url} failed: HTTP {code} {body[:300]!r}")
+
+
+def up(config: StackConfig, *, timeout: float = 60.0) -> StackStatus:
+    """Start (or reuse) Pub/Sub, Firestore and fake-gcs-server and wait until all are healthy."""
+    missing = prerequisites()
+    if missing:
+        raise StackError("cannot start the local stack, missing:\n  - " + "\n  - ".join(missing))
+    _check_config(config)
+    deadline = time.monotonic() + timeout
+    with state_lock(config.state_dir):
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        keep = {name: _reusable(config, name) for name in SERVICE_NAMES}
+        to_start = [name for name, rec in keep.items() if rec is None]
+        for name in to_start:  # all port conflicts reported before anything is spawned
+            _check_ports_free(config, name)
+        pending: dict[str, tuple[ProcessRecord, float]] = {}
+        # The two JVMs start in parallel; fake-gcs-server waits for Pub/Sub and its topic.
+        for name in ("pubsub", "firestore"):
+            if name in to_start:
+                pending[name] = (_start(config, name), time.monotonic())
+        _wait_healthy(config, {k: v for k, v in pending.items() if k == "pubsub"}, deadline)
+        pending.pop("pubsub", None)
+        _ensure_topic(config)  # every time: a restarted Pub/Sub emulator forgot its topics
+        if "gcs" in to_start:
+            pending["gcs"] = (_start(config, "gcs"), time.monotonic())
+        _wait_healthy(config, pending, deadline)
+    return status(config)
+
+
+def _service_status(config: StackConfig, name: str, rss: dict[int, int]) -> ServiceStatus:
+    record = load_record(config.state_dir, name)
+    running = record is not None and is_running(record)
+    log = Path(record.log) if record is not None else config.log_dir / f"{name}.log"
+    return ServiceStatus(
+        name=name,
+        kind="service",
+        pid=record.pid if record is not None and running else None,
+        port=_ports(config, name)[0][1],
+        url=_url(config, name),
+        healthy=running and http_ok(_health_url(config, name)),
+        rss_bytes=rss.get(record.pgid) if record is not None and running else None,
+        log=log,
+        started_at=record.started_at if record is not None else None,
+        startup_seconds=record.ready_seconds if record is not None else None,
+    )
+
+
+def status(config: StackConfig) -> StackStatus:
+    """What is running now, per emulator and recorded function (read-only, no lock)."""
+    rss = rss_by_group()
+    functions = [r for r in load_records(config.state_dir) if r.kind != "service"]
+    return StackStatus(
+        project=config.project,
+        state_dir=config.state_dir,
+        services=tuple(_service_status(config, name, rss) for name in SERVICE_NAMES),
+        functions=tuple(function_status(config, r, rss) for r in functions),
+        env=config.env(),
+    )
+
+
+def down(config: StackConfig) -> list[str]:
+    """Stop every recorded process (functions first, then emulators in reverse start order)."""
+    if not config.state_dir.is_dir():
+        return []
+    stopped: list[str] = []
+    with state_lock(config.state_dir):
+        records = load_records(config.state_dir)
+        rank = {name: i for i, name in enumerate(reversed(SERVICE_NAMES))}
+        records.sort(key=lambda r: (r.kind == "service", rank.get(r.name, -1), r.name))
+        for record in records:
+            if stop(record):
+                stopped.append(record.name)
+            remove_record(config.state_dir, record.name)
+    return stopped
+
+
+def clear_data(config: StackConfig) -> None:
+    """Delete every Firestore document (Pub/Sub and GCS are left alone)."""
+    url = (
+        f"{_url(config, 'firestore')}/emulator/v1/projects/{config.project}"
+        "/databases/(default)/documents"
+    )
+    try:
+        code, body = http_request("DELETE", url)
+    except OSError as e:
+        raise StackError(
+            f"Firestore emulator not reachable at {url} ({e}); start it with `kumoflow dev up`"
+        ) from e
+    if code != 200:
+        raise StackError(f"clearing Firestore failed: HTTP {code} {body[:300]!r}")
