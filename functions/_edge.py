@@ -52,8 +52,27 @@ def runtime() -> tuple[Runtime, DeadLetterStore]:
                 source=f"//kumoflow.dev/projects/{project}",
                 worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
             )
+            _runtime.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
             _letters = store
         return _runtime, _letters
+
+
+def _faults(spec: str) -> Callable[[str], None] | None:
+    """`point:N`: the process dies at every Nth time it passes `point` (crash tests only)."""
+    if not spec:
+        return None
+    point, _, every = spec.partition(":")
+    period = int(every or "1")
+    seen = {"n": 0}
+
+    def fault(name: str) -> None:
+        if name == point:
+            seen["n"] += 1
+            if seen["n"] % period == 0:
+                LOGGER.warning("fault injected at %s: process exits", name)
+                os._exit(3)  # a crash, not an exception: no cleanup, no response
+
+    return fault
 
 
 def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope], None]) -> None:

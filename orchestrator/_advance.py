@@ -116,6 +116,8 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
                 )
             except ConflictError:
                 continue
+        if rt.fault is not None and not duplicate_only:
+            rt.fault("after-commit")
         # A no-op event may be the redelivery of one whose handler died after committing.
         leftovers = [e for e in snap.outbox if duplicate_only and e.due_at <= now]
         execute(rt, plan, run, [*entries, *leftovers], now)

@@ -92,6 +92,9 @@ class Runtime:
     resolver: Resolver = field(default_factory=Resolver)
     # In-process runs keep the real exception objects so errors chain to them.
     exceptions: dict[tuple[str, str, int], BaseException] | None = None
+    # Fault injection for crash tests: called at named points ("after-commit"); may kill the
+    # process. Set only by KUMOFLOW_FAULTS in the function edge.
+    fault: Callable[[str], None] | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
     _plans: OrderedDict[tuple[str, str], Plan] = field(default_factory=OrderedDict)
 
