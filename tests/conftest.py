@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+_BASE = int(os.environ.get("KUMOFLOW_TEST_PORT_BASE", "18680"))
 TEST_STACK_ENV = {
-    "KUMOFLOW_STATE_DIR": str(
-        Path(os.environ.get("KUMOFLOW_TEST_STATE_DIR", "/tmp/kumoflow-test-stack"))
-    ),
-    "KUMOFLOW_PUBSUB_PORT": "18681",
-    "KUMOFLOW_FIRESTORE_PORT": "18682",
-    "KUMOFLOW_FIRESTORE_WS_PORT": "18683",
-    "KUMOFLOW_GCS_PORT": "18684",
-    "KUMOFLOW_FUNCTIONS_PORT": "18690",
+    "KUMOFLOW_STATE_DIR": os.environ.get("KUMOFLOW_TEST_STATE_DIR", f"/tmp/kumoflow-test-{_BASE}"),
+    "KUMOFLOW_PUBSUB_PORT": str(_BASE + 1),
+    "KUMOFLOW_FIRESTORE_PORT": str(_BASE + 2),
+    "KUMOFLOW_FIRESTORE_WS_PORT": str(_BASE + 3),
+    "KUMOFLOW_GCS_PORT": str(_BASE + 4),
+    "KUMOFLOW_FUNCTIONS_PORT": str(_BASE + 10),
 }
 
 
