@@ -7,7 +7,7 @@ from typing import Final
 
 from pydantic import BaseModel, Field, JsonValue
 
-from contracts._options import Frozen
+from contracts._options import Frozen, RunId, Version
 from contracts._state import ErrorInfo, TriggerInfo
 
 TYPE_PREFIX: Final = "dev.kumoflow."
@@ -15,21 +15,21 @@ TYPE_PREFIX: Final = "dev.kumoflow."
 
 class RunRequested(Frozen):
     flow: str
-    flow_version: str | None = None  # None: the flow's latest registered version
+    flow_version: Version | None = None  # None: the flow's latest registered version
     params: dict[str, JsonValue] = Field(default_factory=dict)
-    run_id: str | None = None  # None: derived from the event id, so redelivery dedupes
+    run_id: RunId | None = None  # None: derived from the event id, so redelivery dedupes
     trigger: TriggerInfo = TriggerInfo(kind="api")
 
 
 class TaskRequested(Frozen):
-    run_id: str
-    flow_version: str
+    run_id: RunId
+    flow_version: Version
     key: str
     attempt: int
 
 
 class TaskSucceeded(Frozen):
-    run_id: str
+    run_id: RunId
     key: str
     attempt: int
     result_uri: str
@@ -40,7 +40,7 @@ class TaskSucceeded(Frozen):
 
 
 class TaskFailed(Frozen):
-    run_id: str
+    run_id: RunId
     key: str
     attempt: int
     error: ErrorInfo
@@ -51,17 +51,17 @@ class TaskFailed(Frozen):
 
 
 class RunSucceeded(Frozen):
-    run_id: str
+    run_id: RunId
     flow: str
-    flow_version: str
+    flow_version: Version
     result_uri: str | None
     ended_at: datetime
 
 
 class RunFailed(Frozen):
-    run_id: str
+    run_id: RunId
     flow: str
-    flow_version: str
+    flow_version: Version
     error: ErrorInfo
     ended_at: datetime
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Serializer = Literal["json", "pickle"]
+# Ids end up in document paths and object names: keep them to a safe alphabet.
+RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,64}$")]
 
 
 class Frozen(BaseModel):

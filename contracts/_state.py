@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, JsonValue
 
-from contracts._options import Frozen
+from contracts._options import Frozen, RunId, Version
 
 
 class TaskStatus(StrEnum):
@@ -65,7 +65,7 @@ class Attempt(Frozen):
 
 
 class TaskRun(Frozen):
-    run_id: str
+    run_id: RunId
     key: str
     node: str  # NodeSpec key; differs from `key` for mapped children ("node[3]")
     name: str
@@ -90,9 +90,9 @@ class TriggerInfo(Frozen):
 
 
 class Run(Frozen):
-    run_id: str
+    run_id: RunId
     flow: str
-    flow_version: str
+    flow_version: Version
     params: dict[str, JsonValue]
     status: RunStatus = RunStatus.PENDING
     attempt: int = 1  # flow-level attempt (flow retries)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts import DeadLetter, Envelope
-from orchestrator._codec import from_message, unwrap_pubsub
+from orchestrator._codec import from_message, peek_context, unwrap_pubsub
 from orchestrator._errors import BadInputError, NotFoundError, ParameterError, SerializationError
 from orchestrator._logging import LOGGER, configure_json_logging
 from orchestrator._ports import DeadLetterStore
@@ -70,7 +71,8 @@ def _faults(spec: str) -> Callable[[str], None] | None:
             seen["n"] += 1
             if seen["n"] % period == 0:
                 LOGGER.warning("fault injected at %s: process exits", name)
-                os._exit(3)  # a crash, not an exception: no cleanup, no response
+                # A crash, not an exception: no cleanup, no response (like an OOM kill).
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return fault
 
@@ -82,12 +84,24 @@ def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope
     outer_id = str(attrs.get("id", ""))
     raw: bytes = b""
     event: Envelope | None = None
+    context: dict[str, str] = {}
     try:
         raw, message_attrs, _ = unwrap_pubsub(str(attrs.get("type")), cloud_event.data)
+        context = peek_context(raw, message_attrs)
         event = from_message(raw, message_attrs)
         handler(rt, event)
     except REJECTED as e:
-        reject(rt, letters, function, e, event=event, outer_id=outer_id, raw=raw)
+        # Name the record by the publisher's event id and type when they could be read.
+        reject(
+            rt,
+            letters,
+            function,
+            e,
+            event=event,
+            raw=raw,
+            event_id=context.get("id") or outer_id,
+            event_type=context.get("type"),
+        )
 
 
 def reject(
@@ -97,10 +111,12 @@ def reject(
     error: Exception,
     *,
     event: Envelope | None,
-    outer_id: str,
     raw: bytes,
+    event_id: str,
+    event_type: str | None,
 ) -> None:
-    event_id = event.id if event else outer_id
+    event_id = event.id if event else event_id
+    event_type = event.type if event else event_type
     # Redelivery of the same bad input overwrites one record instead of piling up.
     letter_id = hashlib.sha256(f"{function}|{event_id}|{raw[:256]!r}".encode()).hexdigest()[:32]
     reason = f"{type(error).__name__}: {error}"
@@ -111,7 +127,7 @@ def reject(
             "function": function,
             "event_id": event_id,
             "reason": reason,
-            "event_type": event.type if event else None,
+            "event_type": event_type,
             "run_id": getattr(event.data, "run_id", None) if event else None,
         },
     )
@@ -121,7 +137,7 @@ def reject(
             received_at=rt.clock.now(),
             source=function,
             reason=reason,
-            event_type=event.type if event else None,
+            event_type=event_type,
             event_id=event_id or None,
             payload=raw[:4096].decode("utf-8", "replace") if raw else None,
         )

@@ -6,6 +6,7 @@ publish is finished by the event's redelivery or by the timer sweep, never lost.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -33,13 +34,21 @@ from orchestrator._engine import (
     WakeAt,
     transition,
 )
-from orchestrator._errors import ConflictError, NotFoundError, ParameterError
+from orchestrator._errors import (
+    BadInputError,
+    ConflictError,
+    KumoflowError,
+    NotFoundError,
+    ParameterError,
+)
+from orchestrator._logging import LOGGER
 from orchestrator._plan import Plan
 from orchestrator._ports import Commit, Snapshot
 from orchestrator._runtime import Runtime
 from orchestrator._values import check_json, decode, encode, resolve
 
 MAX_CONFLICTS = 20
+MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
 
 
 def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool]:
@@ -79,6 +88,12 @@ def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[s
             f"flow {flow!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(known) or 'no parameters'}"
         )
+    size = len(json.dumps(given, default=str))
+    if size > MAX_PARAMS_BYTES:
+        raise ParameterError(
+            f"flow {flow!r}: run params are {size} bytes of JSON, over {MAX_PARAMS_BYTES}; they "
+            "are stored with the run, so pass large inputs as gs:// URIs instead"
+        )
     params = {}
     for name, p in known.items():
         if name in given:
@@ -98,6 +113,9 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
         plan = rt.plan(snap.run.flow_version, snap.run.params)
+        key = getattr(event, "key", None)
+        if key is not None and key not in plan.tasks:
+            raise BadInputError(f"run {run_id!r} has no task {key!r}")
         now = rt.clock.now()
         tr = transition(plan, RunState(snap.run, snap.tasks), event, now)
         run = _with_result_uri(rt, plan, tr) if tr.run_changed else tr.state.run
@@ -120,12 +138,31 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
             rt.fault("after-commit")
         # A no-op event may be the redelivery of one whose handler died after committing.
         leftovers = [e for e in snap.outbox if duplicate_only and e.due_at <= now]
-        execute(rt, plan, run, [*entries, *leftovers], now)
+        execute(rt, plan, run, [*entries, *_undelivered(leftovers, snap)], now)
         if recheck and tr.recheck and not isinstance(event, Reconcile):
             event = Reconcile()
             continue
         return tr
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _undelivered(entries: list[OutboxEntry], snap: Snapshot) -> list[OutboxEntry]:
+    """Leftover entries whose effect is still missing. A dispatch whose attempt a worker already
+    claimed was delivered: publishing it again would only make a duplicate. Stale ones are
+    still passed on so that `execute` marks them done."""
+    out = []
+    for entry in entries:
+        task = snap.tasks.get(entry.key or "")
+        claimed = (
+            entry.kind == "dispatch"
+            and task is not None
+            and (
+                task.attempt != entry.attempt
+                or task.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+            )
+        )
+        out.append(entry.model_copy(update={"kind": "done"}) if claimed else entry)
+    return out
 
 
 def _entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
@@ -186,6 +223,7 @@ def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: 
             _finish(rt, plan, run)
         elif entry.kind == "wake":
             advance(rt, run.run_id, Reconcile())
+        # kind "done": an effect that already happened; only the record is left to remove
         done.append(entry.id)
     if done:
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
@@ -248,10 +286,22 @@ def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
     now = rt.clock.now()
     fired = 0
     for entry in entries:
-        snap = rt.state.load(entry.run_id)
-        if snap is None or not any(e.id == entry.id for e in snap.outbox):
-            continue
-        plan = rt.plan(snap.run.flow_version, snap.run.params)
-        execute(rt, plan, snap.run, [entry], now)
-        fired += 1
+        try:
+            snap = rt.state.load(entry.run_id)
+            if snap is None or not any(e.id == entry.id for e in snap.outbox):
+                continue
+            plan = rt.plan(snap.run.flow_version, snap.run.params)
+            execute(rt, plan, snap.run, [entry], now)
+            fired += 1
+        except KumoflowError as e:
+            if e.retryable:
+                raise  # infrastructure: the next tick tries again
+            # One broken entry must not stop every timer behind it.
+            LOGGER.error(
+                "timer %s of run %s cannot fire: %s",
+                entry.id,
+                entry.run_id,
+                e,
+                extra={"run_id": entry.run_id},
+            )
     return fired

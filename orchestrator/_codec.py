@@ -46,7 +46,7 @@ def from_message(data: bytes, attributes: Mapping[str, str]) -> Envelope:
     else:
         try:
             structured = json.loads(data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise BadInputError(
                 "message has no ce-* attributes and its data is not a JSON "
                 "CloudEvent; publish in binary or structured content mode"
@@ -89,6 +89,19 @@ def _envelope(context: Mapping[str, Any], payload: bytes) -> Envelope:
     )
 
 
+def peek_context(data: bytes, attributes: Mapping[str, str]) -> dict[str, str]:
+    """Best-effort id and type of a message that may fail to decode, to label its record."""
+    if "ce-id" in attributes or "ce-type" in attributes:
+        return {k[3:]: v for k, v in attributes.items() if k in ("ce-id", "ce-type")}
+    try:
+        structured = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(structured, dict):
+        return {}
+    return {k: str(structured[k]) for k in ("id", "type") if isinstance(structured.get(k), str)}
+
+
 def unwrap_pubsub(event_type: str, data: Any) -> tuple[bytes, dict[str, str], str]:
     """(data, attributes, message id) of the Pub/Sub message inside a messagePublished event."""
     if event_type != PUBSUB_PUBLISHED:
@@ -96,7 +109,7 @@ def unwrap_pubsub(event_type: str, data: Any) -> tuple[bytes, dict[str, str], st
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise BadInputError("messagePublished data is not JSON") from e
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict):
@@ -104,8 +117,11 @@ def unwrap_pubsub(event_type: str, data: Any) -> tuple[bytes, dict[str, str], st
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise BadInputError("message attributes must be an object of strings")
+    encoded = message.get("data") or ""
+    if not isinstance(encoded, str):
+        raise BadInputError("message data must be a base64 string")
     try:
-        raw = base64.b64decode(message.get("data") or "", validate=True)
+        raw = base64.b64decode(encoded, validate=True)
     except ValueError as e:
         raise BadInputError("message data is not valid base64") from e
     message_id = str(message.get("messageId") or message.get("message_id") or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,11 @@ class DevStack:
     def env(self) -> dict[str, str]:
         return {**self.config.env(), "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET}
 
+    def function_env(self) -> dict[str, str]:
+        # The code's fingerprint is part of the env, so `dev up` restarts functions whose
+        # code changed instead of reusing stale processes.
+        return {**self.env(), "KUMOFLOW_CODE": _code_fingerprint()}
+
     def push_url(self, port: int, topic: str) -> str:
         # The topic in the path gives functions-framework a proper CloudEvent `source`.
         return f"http://{self.config.host}:{port}/projects/{self.config.project}/topics/{topic}"
@@ -75,7 +81,7 @@ def up(stack: DevStack) -> dict[str, Any]:
                 target=fn.name,
                 source=FUNCTIONS_SOURCE,
                 port=port,
-                env=stack.env(),
+                env=stack.function_env(),
             )
             _subscribe(
                 stack,
@@ -129,6 +135,16 @@ def _subscribe(
         subscriber.modify_push_config(
             subscription=request["name"], push_config={"push_endpoint": endpoint}
         )
+
+
+def _code_fingerprint() -> str:
+    root = FUNCTIONS_SOURCE.parents[1]
+    stamps = sorted(
+        (str(p), p.stat().st_mtime_ns)
+        for package in ("contracts", "orchestrator", "functions")
+        for p in (root / package).rglob("*.py")
+    )
+    return hashlib.sha256(repr(stamps).encode()).hexdigest()[:12]
 
 
 def status(stack: DevStack) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
-from orchestrator._errors import ConflictError, TransientError
+from orchestrator._errors import BadInputError, ConflictError, TransientError
 from orchestrator._ports import Commit, Etag, Snapshot
 
 M = TypeVar("M", Run, TaskRun, OutboxEntry, DeadLetter)
@@ -66,6 +66,9 @@ def _errors(what: str) -> Iterator[None]:
         raise ConflictError(f"{what}: a concurrent write won ({e.message})") from e
     except _TRANSIENT as e:
         raise TransientError(f"{what}: Firestore unavailable ({e}); retry later") from e
+    except (gexc.InvalidArgument, ValueError) as e:
+        # An id or value Firestore refuses (reserved, too long, too big) came from the input.
+        raise BadInputError(f"{what}: Firestore refused it ({e})") from e
 
 
 class FirestoreStore:
@@ -117,8 +120,8 @@ class FirestoreStore:
         return True
 
     def load(self, run_id: str) -> Snapshot | None:
-        ref = self._runs.document(run_id)
         with _errors("load run"):
+            ref = self._runs.document(run_id)
             snap = ref.get()
             if not snap.exists:
                 return None
@@ -134,9 +137,9 @@ class FirestoreStore:
         )
 
     def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
-        run_ref = self._runs.document(run_id)
-        task_ref = run_ref.collection("tasks").document(_doc_id(key))
         with _errors("load task"):
+            run_ref = self._runs.document(run_id)
+            task_ref = run_ref.collection("tasks").document(_doc_id(key))
             snaps = {s.reference.path: s for s in self._db.get_all([run_ref, task_ref])}
         run_snap, task_snap = snaps[run_ref.path], snaps[task_ref.path]
         if not run_snap.exists:
@@ -149,6 +152,8 @@ class FirestoreStore:
     def commit(self, commit: Commit) -> None:
         run_ref = self._runs.document(commit.run_id)
         batch = self._db.batch()
+        if commit.run is not None and commit.run_etag is None:
+            raise ConflictError(f"run {commit.run_id}: an update needs the etag it read")
         if commit.run is not None:
             batch.update(
                 run_ref,

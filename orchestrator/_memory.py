@@ -93,7 +93,7 @@ class MemoryStore:
         self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
         self._outbox: dict[str, dict[str, OutboxEntry]] = {}
         self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
-        self._letters: list[DeadLetter] = []
+        self._letters: dict[str, DeadLetter] = {}
 
     # FlowStore
     def put_flow(self, spec: FlowSpec) -> str:
@@ -185,14 +185,20 @@ class MemoryStore:
             return self._timers[0][0] if self._timers else None
 
     def _drop_done_timers(self) -> None:
-        while self._timers and self._timers[0][2] not in self._outbox.get(self._timers[0][1], {}):
+        """Pop heap items whose entry is gone or was re-added with another due time."""
+        while self._timers:
+            due, run_id, entry_id = self._timers[0]
+            entry = self._outbox.get(run_id, {}).get(entry_id)
+            if entry is not None and entry.due_at == due:
+                return
             heapq.heappop(self._timers)
 
     # DeadLetterStore
     def record(self, letter: DeadLetter) -> None:
         with self._lock:
-            self._letters.append(letter)
+            self._letters.pop(letter.id, None)  # keyed by id: a redelivery keeps one record
+            self._letters[letter.id] = letter
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
-            return list(reversed(self._letters))[:limit]
+            return list(reversed(self._letters.values()))[:limit]

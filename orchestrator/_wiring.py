@@ -10,9 +10,12 @@ from orchestrator._runtime import Topics
 TOPICS = Topics()
 TICK_TOPIC = "kumoflow-timer-ticks"  # Cloud Scheduler publishes here; the sweeper fires timers
 DEAD_LETTER_TOPIC = "kumoflow-dead-letter"
-MAX_DELIVERY_ATTEMPTS = 10
+# Handlers acknowledge bad input themselves (recorded as dead letters), so only repeated
+# transient failures reach Pub/Sub's dead-letter topic: allow the maximum before giving up,
+# or an outage of a few minutes would drop completion events and strand their runs.
+MAX_DELIVERY_ATTEMPTS = 100
 MIN_BACKOFF_S = 1
-MAX_BACKOFF_S = 60
+MAX_BACKOFF_S = 10
 
 
 @dataclass(frozen=True)

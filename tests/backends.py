@@ -40,9 +40,6 @@ class EmulatorBackend:
 
         self.rt, self.store = cloud_runtime()
 
-    def close(self) -> None:
-        pass
-
     def start(self, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
         version = self.store.put_flow(flow.spec)
         run_id = uuid.uuid4().hex[:20]

@@ -77,13 +77,16 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> Iterator[object]:
-    from tests.backends import EmulatorBackend, MemoryBackend
+def backend(request: pytest.FixtureRequest) -> object:
+    from tests.backends import MemoryBackend
 
     if request.param == "memory":
-        yield MemoryBackend()
-        return
-    request.getfixturevalue("stack_env")
-    emulator = EmulatorBackend()
-    yield emulator
-    emulator.close()
+        return MemoryBackend()
+    return request.getfixturevalue("emulator_backend")
+
+
+@pytest.fixture
+def emulator_backend(stack_env: dict[str, str]) -> object:
+    from tests.backends import EmulatorBackend
+
+    return EmulatorBackend()

@@ -39,7 +39,7 @@ SAMPLES: dict[str, BaseModel] = {
         trigger=TriggerInfo(kind="pubsub", source="projects/p/topics/t", event_id="42"),
     ),
     "dev.kumoflow.task.requested": TaskRequested(
-        run_id="r1", flow_version="abc", key="create-csv-file", attempt=1
+        run_id="r1", flow_version="0123456789abcdef0123", key="create-csv-file", attempt=1
     ),
     "dev.kumoflow.task.succeeded": TaskSucceeded(
         run_id="r1",
@@ -63,12 +63,16 @@ SAMPLES: dict[str, BaseModel] = {
     "dev.kumoflow.run.succeeded": RunSucceeded(
         run_id="r1",
         flow="sample-flow",
-        flow_version="abc",
+        flow_version="0123456789abcdef0123",
         ended_at=T,
         result_uri="gs://kumoflow-results/runs/r1/upload-to-gcs/1.json",
     ),
     "dev.kumoflow.run.failed": RunFailed(
-        run_id="r1", flow="sample-flow", flow_version="abc", error=ERROR, ended_at=T
+        run_id="r1",
+        flow="sample-flow",
+        flow_version="0123456789abcdef0123",
+        error=ERROR,
+        ended_at=T,
     ),
 }
 
@@ -105,7 +109,7 @@ def test_documents_golden() -> None:
         Run(
             run_id="r1",
             flow="sample-flow",
-            flow_version="abc",
+            flow_version="0123456789abcdef0123",
             params={"json_data": "[]"},
             created_at=T,
         ),

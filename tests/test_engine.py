@@ -69,7 +69,9 @@ def make_plan(
 
 
 def new_state() -> RunState:
-    return RunState(Run(run_id="r", flow="g", flow_version="v", params={}, created_at=T0), {})
+    return RunState(
+        Run(run_id="r", flow="g", flow_version="0123456789abcdef0123", params={}, created_at=T0), {}
+    )
 
 
 def ok(key: str, attempt: int) -> TaskSucceeded:
