@@ -38,6 +38,14 @@ from contracts._state import (
     TaskStatus,
     TriggerInfo,
 )
+from contracts._triggers import (
+    GcsObject,
+    GcsTrigger,
+    PubSubMessage,
+    PubSubTrigger,
+    ScheduleTrigger,
+    TriggerSpec,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -52,11 +60,15 @@ __all__ = [
     "FlowParam",
     "FlowSpec",
     "Frozen",
+    "GcsObject",
+    "GcsTrigger",
     "ListValue",
     "LiteralValue",
     "NodeSpec",
     "OutboxEntry",
     "ParamRef",
+    "PubSubMessage",
+    "PubSubTrigger",
     "ResultRef",
     "RetryPolicy",
     "Run",
@@ -64,6 +76,7 @@ __all__ = [
     "RunRequested",
     "RunStatus",
     "RunSucceeded",
+    "ScheduleTrigger",
     "Serializer",
     "SourceRef",
     "TaskFailed",
@@ -73,6 +86,7 @@ __all__ = [
     "TaskStatus",
     "TaskSucceeded",
     "TriggerInfo",
+    "TriggerSpec",
     "ValueExpr",
     "flow_version",
     "json_schemas",

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, JsonValue
 
 from contracts._options import FlowOptions, Frozen, TaskOptions
+from contracts._triggers import TriggerSpec
 
 
 class LiteralValue(Frozen):
@@ -72,6 +73,7 @@ class FlowSpec(Frozen):
     params: tuple[FlowParam, ...]
     nodes: tuple[NodeSpec, ...]
     result: ValueExpr
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @property
     def name(self) -> str:

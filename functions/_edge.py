@@ -79,28 +79,39 @@ def _faults(spec: str) -> Callable[[str], None] | None:
 
 def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope], None]) -> None:
     """Decode `cloud_event` (a messagePublished CloudEvent) and run `handler` on our event."""
-    rt, letters = runtime()
-    attrs = cloud_event.get_attributes()
-    outer_id = str(attrs.get("id", ""))
-    raw: bytes = b""
-    event: Envelope | None = None
-    context: dict[str, str] = {}
-    try:
+
+    def body(rt: Runtime, seen: dict[str, Any]) -> None:
+        attrs = cloud_event.get_attributes()
         raw, message_attrs, _ = unwrap_pubsub(str(attrs.get("type")), cloud_event.data)
-        context = peek_context(raw, message_attrs)
-        event = from_message(raw, message_attrs)
+        seen.update(peek_context(raw, message_attrs), raw=raw)
+        seen["event"] = event = from_message(raw, message_attrs)
         handler(rt, event)
+
+    guarded(function, cloud_event, body)
+
+
+def guarded(
+    function: str, cloud_event: Any, body: Callable[[Runtime, dict[str, Any]], None]
+) -> None:
+    """Run `body`; bad input becomes a dead letter and a normal return (2xx, no redelivery).
+
+    `body` notes what it learns in `seen` (raw bytes, event id and type, decoded event) so the
+    record names the input as precisely as it got."""
+    rt, letters = runtime()
+    seen: dict[str, Any] = {}
+    try:
+        body(rt, seen)
     except REJECTED as e:
-        # Name the record by the publisher's event id and type when they could be read.
+        outer_id = str(cloud_event.get_attributes().get("id", ""))
         reject(
             rt,
             letters,
             function,
             e,
-            event=event,
-            raw=raw,
-            event_id=context.get("id") or outer_id,
-            event_type=context.get("type"),
+            event=seen.get("event"),
+            raw=seen.get("raw", b""),
+            event_id=seen.get("id") or outer_id,
+            event_type=seen.get("type"),
         )
 
 

@@ -6,13 +6,13 @@ subscription on the emulator locally) and receives a messagePublished CloudEvent
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import functions_framework
 
-from contracts import Envelope, RunRequested, TaskFailed, TaskRequested, TaskSucceeded
-from functions._edge import handle, log_event, runtime
+from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
+from functions._edge import guarded, handle, log_event, runtime
+from functions._triggers import run_requests
 from orchestrator._advance import advance, start_run, sweep
 from orchestrator._errors import BadInputError
 from orchestrator._logging import LOGGER
@@ -21,14 +21,19 @@ from orchestrator._runtime import Runtime
 from orchestrator._worker import run_task
 
 
-def _start(rt: Runtime, event: Envelope) -> None:
-    req = event.data
-    if not isinstance(req, RunRequested):
-        raise BadInputError(f"run_starter takes dev.kumoflow.run.requested, not {event.type}")
-    # The run id derives from the event's identity, so a redelivered request starts nothing new.
-    run_id = req.run_id or hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
-    run, created = start_run(rt, req, run_id=run_id)
-    log_event("run started" if created else "duplicate run request", event, flow=run.flow)
+def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
+    for req in run_requests(rt, cloud_event, seen):
+        assert req.run_id is not None
+        run, created = start_run(rt, req, run_id=req.run_id)
+        LOGGER.info(
+            "run started" if created else "duplicate trigger: run exists",
+            extra={
+                "run_id": run.run_id,
+                "flow": run.flow,
+                "event_id": seen.get("id"),
+                "reason": run.trigger.kind,
+            },
+        )
 
 
 def _work(rt: Runtime, event: Envelope) -> None:
@@ -54,7 +59,7 @@ def _advance(rt: Runtime, event: Envelope) -> None:
 
 @functions_framework.cloud_event
 def run_starter(cloud_event: Any) -> None:
-    handle("run_starter", cloud_event, _start)
+    guarded("run_starter", cloud_event, lambda rt, seen: _start(rt, cloud_event, seen))
 
 
 @functions_framework.cloud_event

@@ -1,5 +1,6 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
+from contracts import GcsObject, PubSubMessage
 from orchestrator._compile import unmapped
 from orchestrator._errors import (
     BadInputError,
@@ -15,6 +16,7 @@ from orchestrator._errors import (
 )
 from orchestrator._runner import InProcessRunner, RunOutcome, run_in_process
 from orchestrator._sdk import Flow, Task, exponential_backoff, flow, task
+from orchestrator._triggers import on_gcs_finalize, on_pubsub, on_schedule
 
 __all__ = [
     "BadInputError",
@@ -22,10 +24,12 @@ __all__ = [
     "Flow",
     "FlowDefinitionError",
     "FlowRunError",
+    "GcsObject",
     "InProcessRunner",
     "KumoflowError",
     "NotFoundError",
     "ParameterError",
+    "PubSubMessage",
     "RunOutcome",
     "SerializationError",
     "Task",
@@ -33,6 +37,9 @@ __all__ = [
     "TransientError",
     "exponential_backoff",
     "flow",
+    "on_gcs_finalize",
+    "on_pubsub",
+    "on_schedule",
     "run_in_process",
     "task",
     "unmapped",

@@ -140,11 +140,10 @@ def schema(out: Path) -> None:
 
 
 def _register() -> None:
-    from orchestrator._cli_dev import dev, dlq, runs
+    from orchestrator._cli_dev import deploy, dev, dlq, runs, trigger
 
-    main.add_command(dev)
-    main.add_command(runs)
-    main.add_command(dlq)
+    for command in (dev, runs, dlq, deploy, trigger):
+        main.add_command(command)
 
 
 _register()

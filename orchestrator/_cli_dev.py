@@ -142,3 +142,51 @@ def dlq_list(limit: int, as_json: bool) -> None:
         found = dead_letters(limit)
     human = "\n".join(f"{d['received_at']}  {d['source']:<12} {d['reason']}" for d in found)
     _out(found, as_json, human or "no dead letters")
+
+
+@click.command()
+@click.argument("path")
+@click.option(
+    "--target",
+    type=click.Choice(["local"]),
+    default="local",
+    show_default=True,
+    help="local: the running emulator stack (`kumoflow dev up`).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def deploy(path: str, target: str, as_json: bool) -> None:
+    """Register every flow in PATH and wire its triggers."""
+    from orchestrator._deploy import deploy_local
+
+    del target  # the one target for now; Google Cloud deploys through infra/ (Terraform)
+    with _guard(as_json):
+        done = deploy_local(path)
+    human = "\n".join(
+        f"{d['flow']} {d['version']}: " + (", ".join(d["triggers"]) or "no triggers") for d in done
+    )
+    _out(done, as_json, human)
+
+
+@click.group()
+def trigger() -> None:
+    """Fire triggers by hand on the local stack."""
+
+
+@trigger.command("publish")
+@click.argument("topic")
+@click.option("--data", default="", help="Message data (e.g. a JSON object of flow params).")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Message attribute.")
+@click.option("--json", "as_json", is_flag=True)
+def trigger_publish(topic: str, data: str, attrs: tuple[str, ...], as_json: bool) -> None:
+    """Publish one message to TOPIC, as any producer would."""
+    from orchestrator._deploy import publish
+
+    attributes = {}
+    for pair in attrs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} should be key=value", param_hint="--attr")
+        attributes[key] = value
+    with _guard(as_json):
+        message_id = publish(topic, data.encode(), attributes)
+    _out({"topic": topic, "message_id": message_id}, as_json, f"published {message_id} to {topic}")

@@ -42,7 +42,12 @@ class DevStack:
         )
 
     def env(self) -> dict[str, str]:
-        return {**self.config.env(), "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET}
+        return {
+            **self.config.env(),
+            "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET,
+            # fake-gcs-server notifies for every bucket (GCS: per-bucket configs).
+            "KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS": "1",
+        }
 
     def function_env(self) -> dict[str, str]:
         # The code's fingerprint is part of the env, so `dev up` restarts functions whose

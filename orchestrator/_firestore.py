@@ -84,7 +84,7 @@ class FirestoreStore:
         return cls(firestore.Client(project=project))
 
     # FlowStore
-    def put_flow(self, spec: FlowSpec) -> str:
+    def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:
         version = flow_version(spec)
         with _errors("register flow"):
             with contextlib.suppress(gexc.AlreadyExists):  # content-addressed: already there
@@ -95,15 +95,26 @@ class FirestoreStore:
                         "created_at": firestore.SERVER_TIMESTAMP,
                     }
                 )
-            self._names.document(_doc_id(spec.name)).set(
-                {"name": spec.name, "latest": version, "updated_at": firestore.SERVER_TIMESTAMP}
-            )
+            names: dict[str, Any] = {
+                "name": spec.name,
+                "latest": version,
+                "updated_at": firestore.SERVER_TIMESTAMP,
+            }
+            if deploy:
+                names["deployed"] = version
+            self._names.document(_doc_id(spec.name)).set(names, merge=True)
         return version
 
     def get_flow(self, version: str) -> FlowSpec | None:
         with _errors("read flow"):
             snap = self._flows.document(version).get()
         return FlowSpec.model_validate_json(snap.get("spec")) if snap.exists else None
+
+    def deployed(self) -> list[FlowSpec]:
+        query = self._names.where(filter=firestore.FieldFilter("deployed", ">", ""))
+        with _errors("list deployed flows"):
+            versions = [str(s.get("deployed")) for s in query.stream()]
+        return [spec for v in versions if (spec := self.get_flow(v)) is not None]
 
     def latest_version(self, flow: str) -> str | None:
         with _errors("read flow name"):

@@ -43,12 +43,15 @@ class GcsBlobStore:
         return cls(storage.Client(project=project))
 
     def _bucket(self, name: str) -> storage.Bucket:
-        bucket = self._client.bucket(name)
-        if self._create_buckets and name not in self._known:
+        if self._create_buckets:
+            self.ensure_bucket(name)
+        return self._client.bucket(name)
+
+    def ensure_bucket(self, name: str) -> None:
+        if name not in self._known:
             with contextlib.suppress(gexc.Conflict):
                 self._client.create_bucket(name)
             self._known.add(name)
-        return bucket
 
     def put(self, uri: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
         bucket_name, name = split_uri(uri)

@@ -89,6 +89,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._flows: dict[str, FlowSpec] = {}
         self._latest: dict[str, str] = {}
+        self._deployed: dict[str, str] = {}
         self._runs: dict[str, tuple[Run, int]] = {}
         self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
         self._outbox: dict[str, dict[str, OutboxEntry]] = {}
@@ -96,12 +97,18 @@ class MemoryStore:
         self._letters: dict[str, DeadLetter] = {}
 
     # FlowStore
-    def put_flow(self, spec: FlowSpec) -> str:
+    def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:
         version = flow_version(spec)
         with self._lock:
             self._flows.setdefault(version, spec)
             self._latest[spec.name] = version
+            if deploy:
+                self._deployed[spec.name] = version
         return version
+
+    def deployed(self) -> list[FlowSpec]:
+        with self._lock:
+            return [self._flows[v] for v in self._deployed.values()]
 
     def get_flow(self, version: str) -> FlowSpec | None:
         return self._flows.get(version)

@@ -19,6 +19,7 @@ from orchestrator._compile import (
     to_expr,
 )
 from orchestrator._errors import FlowDefinitionError
+from orchestrator._triggers import Trigger, compile_triggers
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -142,7 +143,9 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
 
 
 class Flow(Generic[P, R]):
-    def __init__(self, fn: Callable[P, R], options: FlowOptions) -> None:
+    def __init__(
+        self, fn: Callable[P, R], options: FlowOptions, triggers: Sequence[Trigger] = ()
+    ) -> None:
         if inspect.iscoroutinefunction(fn):
             raise FlowDefinitionError(
                 f"flow {options.name!r}: write the flow body as a plain `def`; it only wires "
@@ -153,6 +156,7 @@ class Flow(Generic[P, R]):
         # The flow body only ever runs at compile time, so unlike tasks it need not be importable.
         self.ref = f"{module_name(fn)}:{fn.__qualname__}"
         self._spec: FlowSpec | None = None
+        self._triggers = list(triggers)
         self._functions: dict[str, Callable[..., Any]] = {}
         functools.update_wrapper(self, fn)
 
@@ -193,6 +197,7 @@ class Flow(Generic[P, R]):
             params=params,
             nodes=tuple(builder.nodes),
             result=to_expr(returned, what=f"the return value of flow {self.name!r}"),
+            triggers=compile_triggers(self.name, self._triggers, params),
         )
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -232,6 +237,7 @@ def flow(
     timeout_seconds: float | None = None,
     persist_result: bool = True,
     result_storage: str | None = None,
+    triggers: Sequence[Trigger] = (),
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a flow: its body is compiled into a DAG of task calls."""
@@ -249,7 +255,7 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
-    return Flow(__fn, options)
+    return Flow(__fn, options, kwargs.get("triggers", ()))
 
 
 __all__ = ["Flow", "Placeholder", "Task", "exponential_backoff", "flow", "task"]

@@ -9,6 +9,7 @@ from orchestrator._runtime import Topics
 
 TOPICS = Topics()
 TICK_TOPIC = "kumoflow-timer-ticks"  # Cloud Scheduler publishes here; the sweeper fires timers
+SCHEDULE_TOPIC = "kumoflow-schedules"  # every schedule's Scheduler job publishes here
 DEAD_LETTER_TOPIC = "kumoflow-dead-letter"
 # Handlers acknowledge bad input themselves (recorded as dead letters), so only repeated
 # transient failures reach Pub/Sub's dead-letter topic: allow the maximum before giving up,

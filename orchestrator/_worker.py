@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import threading
 import traceback
+import typing
 from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
 
 from contracts import ErrorInfo, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
 from orchestrator._engine import claim
@@ -175,6 +179,7 @@ def _retryable(e: BaseException, retry_on: tuple[str, ...]) -> bool:
 
 def call_with(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
     """Call with arguments bound by name, honouring *args, **kwargs and positional-only."""
+    args = _coerce(fn, args)
     positional: list[Any] = []
     keywords: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
@@ -189,6 +194,30 @@ def call_with(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
         else:
             keywords[p.name] = args[p.name]
     return fn(*positional, **keywords)
+
+
+@functools.lru_cache(maxsize=512)
+def _model_params(fn: Callable[..., Any]) -> dict[str, TypeAdapter[Any]]:
+    """Parameters annotated with pydantic models (GcsObject, ...): JSON in, models out."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: pass values as they are
+        return {}
+    out: dict[str, TypeAdapter[Any]] = {}
+    for name, hint in hints.items():
+        kinds = typing.get_args(hint) or (hint,)
+        if name != "return" and any(
+            isinstance(k, type) and issubclass(k, BaseModel) for k in kinds
+        ):
+            out[name] = TypeAdapter(hint)
+    return out
+
+
+def _coerce(fn: Callable[..., Any], args: dict[str, Any]) -> dict[str, Any]:
+    adapters = _model_params(fn)
+    if not adapters:
+        return args
+    return {k: adapters[k].validate_python(v) if k in adapters else v for k, v in args.items()}
 
 
 def _invoke(fn: Callable[..., Any], args: dict[str, Any], timeout: float | None) -> Any:

@@ -27,7 +27,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 import functions._edge as edge
-from contracts import DeadLetter, Envelope, Run, flow_version
+from contracts import DeadLetter, Run, flow_version
 from examples.map_reduce import map_reduce
 from examples.sample_flow import sample_flow
 from functions import main
@@ -768,10 +768,10 @@ def _ours(event_type: str, data: dict[str, object]) -> tuple[Any, str]:
     return _published(_message(_json(data), attributes)), attributes["ce-id"]
 
 
-HANDLERS: dict[str, Callable[[Runtime, Envelope], None]] = {
-    "run_starter": main._start,
-    "task_worker": main._work,
-    "orchestrator": main._advance,
+HANDLERS: dict[str, Callable[[Any], None]] = {
+    "run_starter": main.run_starter,
+    "task_worker": main.task_worker,
+    "orchestrator": main.orchestrator,
 }
 
 
@@ -789,7 +789,7 @@ def _local_cases() -> list[LocalCase]:
     cases = [
         LocalCase(
             "outer-type-not-messagePublished",
-            "run_starter",
+            "task_worker",
             _published(_message(b"{}", {}), outer_type="google.cloud.storage.object.v1.finalized"),
             "expected a google.cloud.pubsub.topic.v1.messagePublished CloudEvent",
             "outer-1",
@@ -903,7 +903,7 @@ LOCAL_CASES = _local_cases()
     ],
 )
 def test_handle_records_bad_input_and_returns(local: Local, case: LocalCase) -> None:
-    edge.handle(case.function, case.event, HANDLERS[case.function])  # returns: 2xx, no retry
+    HANDLERS[case.function](case.event)  # returns: 2xx, no retry
     (letter,) = local.letters.list()
     assert letter.source == case.function
     assert case.reason in letter.reason, letter.reason
@@ -913,15 +913,15 @@ def test_handle_records_bad_input_and_returns(local: Local, case: LocalCase) -> 
 
 def test_redelivered_bad_input_gets_the_same_dead_letter_id(local: Local) -> None:
     event, _ = _ours(RUN_REQUESTED, _run_requested(flow="nope"))
-    edge.handle("run_starter", event, main._start)
-    edge.handle("run_starter", event, main._start)
+    main.run_starter(event)
+    main.run_starter(event)
     assert len({letter.id for letter in local.letters.list()}) == 1
 
 
 def test_redelivered_bad_input_leaves_one_dead_letter(local: Local) -> None:
     event, _ = _ours(RUN_REQUESTED, _run_requested(flow="nope"))
-    edge.handle("run_starter", event, main._start)
-    edge.handle("run_starter", event, main._start)
+    main.run_starter(event)
+    main.run_starter(event)
     assert len(local.letters.list()) == 1
 
 
@@ -940,7 +940,7 @@ def test_transient_failure_raises_so_pubsub_retries(
 ) -> None:
     local = _install(monkeypatch, state=DownStore())
     with pytest.raises(TransientError, match="Firestore unavailable"):
-        edge.handle(function, _valid(function), HANDLERS[function])
+        HANDLERS[function](_valid(function))
     assert local.letters.list() == []  # not dead-lettered: the redelivery may well succeed
 
 
@@ -950,7 +950,7 @@ def test_dead_letter_store_down_raises_so_the_bad_input_is_not_lost(
     _install(monkeypatch, letters=DownStore())
     event, _ = _ours(RUN_REQUESTED, _run_requested(flow="nope"))
     with pytest.raises(TransientError):
-        edge.handle("run_starter", event, main._start)
+        main.run_starter(event)
 
 
 # --- in process: the functions-framework app, over HTTP -----------------------------------------

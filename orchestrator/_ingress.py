@@ -1,0 +1,233 @@
+"""Trigger events to run requests: GCS finalize, Pub/Sub messages and schedule fires.
+
+Each run id derives from the event's identity (object#generation, message id, job + scheduled
+time) and the flow, so a redelivered event starts nothing new while a new object generation does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from contracts import (
+    FlowSpec,
+    GcsObject,
+    GcsTrigger,
+    PubSubMessage,
+    PubSubTrigger,
+    RunRequested,
+    ScheduleTrigger,
+    TriggerInfo,
+)
+from orchestrator._errors import BadInputError
+
+JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
+# Scheduler fires a little after the slot; a publish this late still belongs to it.
+SCHEDULE_SLACK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    version: str
+    spec: FlowSpec
+
+
+def run_id(*identity: str) -> str:
+    return hashlib.sha256("|".join(identity).encode()).hexdigest()[:24]
+
+
+def job_name(flow: str, index: int) -> str:
+    return f"kumoflow-{flow}-{index}"
+
+
+def gcs_object(data: Any) -> GcsObject:
+    if not isinstance(data, dict):
+        raise BadInputError("a storage event's data must be a JSON object (the object resource)")
+    try:
+        return GcsObject.model_validate(data)
+    except ValidationError as e:
+        fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors()[:5])
+        raise BadInputError(f"storage object resource is malformed ({fields})") from e
+
+
+def _matches(t: GcsTrigger, obj: GcsObject) -> bool:
+    return (
+        t.bucket == obj.bucket
+        and obj.name.startswith(t.prefix)
+        and obj.name.endswith(t.suffix)
+        and (t.glob is None or fnmatch.fnmatchcase(obj.name, t.glob))
+    )
+
+
+def on_gcs(
+    deployed: Sequence[Deployed], obj: GcsObject, event_id: str, *, quiet: bool = False
+) -> list[RunRequested]:
+    triggers = [(d, t) for d in deployed for t in d.spec.triggers if isinstance(t, GcsTrigger)]
+    if not any(t.bucket == obj.bucket for _, t in triggers) and not quiet:
+        raise BadInputError(
+            f"no deployed flow is triggered by bucket {obj.bucket!r}; deploy one "
+            "with on_gcs_finalize(bucket=...) or remove the notification"
+        )
+    source = f"gs://{obj.bucket}/{obj.name}#{obj.generation}"
+    return [
+        RunRequested(
+            flow=d.spec.name,
+            flow_version=d.version,
+            params={t.param: obj.model_dump(mode="json")},
+            run_id=run_id("gcs", source, d.spec.name),
+            trigger=TriggerInfo(kind="gcs", source=source, event_id=event_id),
+        )
+        for d, t in triggers
+        if _matches(t, obj)
+    ]
+
+
+def message(
+    topic: str,
+    data: bytes,
+    attributes: Mapping[str, str],
+    message_id: str,
+    publish_time: str | None,
+) -> PubSubMessage:
+    try:
+        text: str | None = data.decode()
+    except UnicodeDecodeError:
+        text = None
+    return PubSubMessage(
+        topic=topic,
+        message_id=message_id,
+        data=text,
+        data_base64=base64.b64encode(data).decode(),
+        attributes=dict(attributes),
+        publish_time=_time(publish_time),
+    )
+
+
+def on_pubsub(deployed: Sequence[Deployed], msg: PubSubMessage) -> list[RunRequested]:
+    matched = [
+        (d, t)
+        for d in deployed
+        for t in d.spec.triggers
+        if isinstance(t, PubSubTrigger) and t.topic == msg.topic
+    ]
+    if not matched:
+        raise BadInputError(
+            f"no deployed flow is triggered by topic {msg.topic!r}; deploy one "
+            "with on_pubsub(topic=...)"
+        )
+    return [
+        RunRequested(
+            flow=d.spec.name,
+            flow_version=d.version,
+            params=(
+                {t.message_param: msg.model_dump(mode="json")}
+                if t.message_param
+                else _message_params(d.spec, msg)
+            ),
+            run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
+            trigger=TriggerInfo(
+                kind="pubsub",
+                source=msg.topic,
+                event_id=msg.message_id,
+                detail={"attributes": dict(msg.attributes)},
+            ),
+        )
+        for d, t in matched
+    ]
+
+
+def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
+    """Params from a JSON-object body, then from attributes named like parameters."""
+    params: dict[str, Any] = {}
+    if msg.data and msg.data.strip():
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise BadInputError(
+                f"message on {msg.topic!r} for flow {spec.name!r}: data must be a JSON object of "
+                "params (or empty with params as attributes); to take raw messages, give the "
+                "flow a parameter annotated PubSubMessage"
+            )
+        params.update(body)
+    names = {p.name: p for p in spec.params}
+    for key, value in msg.attributes.items():
+        if key in names:
+            params[key] = value if names[key].annotation == "str" else _maybe_json(value)
+    return params
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def on_schedule(
+    deployed: Sequence[Deployed], job: str, fired_at: datetime, event_id: str
+) -> list[RunRequested]:
+    for d in deployed:
+        schedules = [t for t in d.spec.triggers if isinstance(t, ScheduleTrigger)]
+        for index, t in enumerate(schedules):
+            if job_name(d.spec.name, index) == job:
+                slot = scheduled_slot(t, fired_at)
+                return [
+                    RunRequested(
+                        flow=d.spec.name,
+                        flow_version=d.version,
+                        params=dict(t.params),
+                        run_id=run_id("schedule", job, slot.isoformat()),
+                        trigger=TriggerInfo(
+                            kind="schedule",
+                            source=job,
+                            event_id=event_id,
+                            detail={"scheduled_for": slot.isoformat()},
+                        ),
+                    )
+                ]
+    raise BadInputError(
+        f"no deployed schedule is named {job!r}; redeploy its flow or delete the job"
+    )
+
+
+def scheduled_slot(t: ScheduleTrigger, fired_at: datetime) -> datetime:
+    """The cron slot a fire belongs to: the latest one at or before the fire time (+ slack)."""
+    from croniter import croniter
+
+    local = (fired_at + timedelta(seconds=1)).astimezone(ZoneInfo(t.timezone))
+    slot: datetime = croniter(t.cron, local).get_prev(datetime)
+    if fired_at - slot.astimezone(UTC) > SCHEDULE_SLACK + timedelta(days=366):
+        raise BadInputError(f"schedule {t.cron!r} has no slot near {fired_at.isoformat()}")
+    return slot.astimezone(UTC)
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadInputError(f"publishTime {value!r} is not RFC 3339") from e
+
+
+def decode_custom_data(data: Any) -> bytes:
+    """Cloud Scheduler's Eventarc event carries the job's payload as base64 `customData`."""
+    raw = data.get("customData", "") if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        raise BadInputError("scheduler event data must be an object with base64 customData")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadInputError("scheduler customData is not valid base64") from e
