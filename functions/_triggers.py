@@ -35,8 +35,8 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
     if event_type == STORAGE_FINALIZED:
         return on_gcs(_deployed(rt), gcs_object(cloud_event.data), event_id)
     if event_type == SCHEDULER_EXECUTED:
-        job = source.rpartition("/jobs/")[2]
-        if not job:
+        _, found, job = source.rpartition("/jobs/")
+        if not found or not job:
             raise BadInputError(f"scheduler event source {source!r} names no job")
         return on_schedule(_deployed(rt), job, _time(attrs.get("time")), event_id)
     if event_type != PUBSUB_PUBLISHED:
@@ -56,7 +56,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         derived = hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
         return [req if req.run_id else req.model_copy(update={"run_id": derived})]
     seen["id"] = message_id
-    publish_time = (cloud_event.data or {}).get("message", {}).get("publishTime")
+    publish_time = _publish_time(cloud_event.data)
     if "eventType" in attributes:  # a GCS Pub/Sub notification
         if attributes["eventType"] != "OBJECT_FINALIZE":
             return []  # deletes, archives, metadata updates start nothing
@@ -73,10 +73,17 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         return on_schedule(
             _deployed(rt), attributes[JOB_ATTRIBUTE], _time(publish_time), message_id
         )
-    topic = source.rpartition("/topics/")[2]
-    if not topic:
+    _, found, topic = source.rpartition("/topics/")
+    if not found or not topic:
         raise BadInputError(f"cannot tell the topic from the event source {source!r}")
     return on_pubsub(_deployed(rt), message(topic, raw, attributes, message_id, publish_time))
+
+
+def _publish_time(data: Any) -> str | None:
+    if isinstance(data, bytes | str):  # unwrap_pubsub already proved it parses
+        data = json.loads(data)
+    value = data.get("message", {}).get("publishTime")
+    return str(value) if value else None
 
 
 def _deployed(rt: Runtime) -> list[Deployed]:

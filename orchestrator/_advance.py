@@ -7,8 +7,12 @@ publish is finished by the event's redelivery or by the timer sweep, never lost.
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import (
     ErrorInfo,
@@ -60,6 +64,7 @@ def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool
     if spec.name != req.flow:
         raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
     params = bind_params(spec.params, req.params, flow=spec.name)
+    check_types(rt.flow_function(spec), params, flow=spec.name)
     rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
     run = Run(
         run_id=run_id,
@@ -103,6 +108,27 @@ def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[s
         else:
             params[name] = p.default
     return params
+
+
+def check_types(fn: Callable[..., Any] | None, params: dict[str, Any], *, flow: str) -> None:
+    """Validate params against the flow's annotations (lax, as pydantic does: "5" fits int)."""
+    if fn is None:
+        return  # the flow body is not importable here (defined in a function): names only
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        return  # annotations that do not resolve cannot be checked
+    problems = []
+    for name, value in params.items():
+        if name in hints:
+            try:
+                TypeAdapter(hints[name]).validate_python(value)
+            except ValidationError as e:
+                problems.append(f"{name!r}: {e.errors()[0]['msg']} (got {value!r:.60})")
+    if problems:
+        raise ParameterError(
+            f"flow {flow!r}: parameters do not fit its signature: " + "; ".join(problems)
+        )
 
 
 def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> Transition:

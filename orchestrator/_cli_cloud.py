@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from contracts import RunRequested, RunStatus, TaskRun
-from orchestrator._advance import bind_params
+from orchestrator._advance import bind_params, check_types
 from orchestrator._devstack import DevStack, require_running
 from orchestrator._errors import KumoflowError, NotFoundError
 from orchestrator._ports import Snapshot
@@ -44,7 +44,8 @@ def run_on_emulator(
 ) -> dict[str, Any]:
     rt, store = cloud_runtime()
     spec = flow.spec
-    bind_params(spec.params, params, flow=spec.name)  # fail here, not in a dead letter
+    # Fail here, not in a dead letter.
+    check_types(flow.fn, bind_params(spec.params, params, flow=spec.name), flow=spec.name)
     version = store.put_flow(spec)
     run_id = uuid.uuid4().hex[:20]
     rt.publish(

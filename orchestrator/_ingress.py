@@ -32,8 +32,8 @@ from contracts import (
 from orchestrator._errors import BadInputError
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
-# Scheduler fires a little after the slot; a publish this late still belongs to it.
-SCHEDULE_SLACK = timedelta(seconds=30)
+# A publish time this far before a slot still belongs to it (clocks are not in lockstep).
+EARLY_TOLERANCE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -203,13 +203,15 @@ def on_schedule(
 
 
 def scheduled_slot(t: ScheduleTrigger, fired_at: datetime) -> datetime:
-    """The cron slot a fire belongs to: the latest one at or before the fire time (+ slack)."""
+    """The cron slot a fire belongs to: the latest at or before it, or one a few seconds ahead
+    (clock skew between the scheduler and Pub/Sub's publish time)."""
     from croniter import croniter
 
-    local = (fired_at + timedelta(seconds=1)).astimezone(ZoneInfo(t.timezone))
-    slot: datetime = croniter(t.cron, local).get_prev(datetime)
-    if fired_at - slot.astimezone(UTC) > SCHEDULE_SLACK + timedelta(days=366):
-        raise BadInputError(f"schedule {t.cron!r} has no slot near {fired_at.isoformat()}")
+    local = fired_at.astimezone(ZoneInfo(t.timezone))
+    ahead: datetime = croniter(t.cron, local).get_next(datetime)
+    if ahead.astimezone(UTC) - fired_at <= EARLY_TOLERANCE:
+        return ahead.astimezone(UTC)
+    slot: datetime = croniter(t.cron, local + timedelta(microseconds=1)).get_prev(datetime)
     return slot.astimezone(UTC)
 
 

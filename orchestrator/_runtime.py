@@ -107,6 +107,16 @@ class Runtime:
             self._specs[version] = found
         return found
 
+    def flow_function(self, spec: FlowSpec) -> Callable[..., Any] | None:
+        """The flow's own function, to check parameters against; None when not importable."""
+        if "<locals>" in spec.entrypoint:
+            return None
+        try:
+            found = self.resolver.resolve(f"{spec.source.module}:{spec.entrypoint}", spec.source)
+        except BadInputError:
+            return None
+        return found
+
     def plan(self, version: str, params: dict[str, JsonValue]) -> Plan:
         # Plans are pure functions of (version, params): cache them across events of a run.
         cache_key = (version, repr(sorted(params.items())))

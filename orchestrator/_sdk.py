@@ -201,9 +201,10 @@ class Flow(Generic[P, R]):
         )
 
     def functions(self) -> dict[str, Callable[..., Any]]:
-        """ref -> function of every task the flow calls, so in-process runs import nothing."""
+        """ref -> function of the flow and every task it calls: in-process runs import nothing
+        (re-importing a script run as __main__ would run it again)."""
         _ = self.spec
-        return dict(self._functions)
+        return {**self._functions, self.ref: self.fn}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run in-process and return the result; raises FlowRunError naming the failed task."""
