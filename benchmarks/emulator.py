@@ -55,15 +55,20 @@ def push_latency(project: str, samples: int) -> list[float]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     publisher = pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0))
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0)
+    )
     subscriber = pubsub_v1.SubscriberClient()
     name = f"bench-{uuid.uuid4().hex[:8]}"
     topic = publisher.topic_path(project, name)
     sub = subscriber.subscription_path(project, name)
     publisher.create_topic(name=topic)
-    subscriber.create_subscription(request={
-        "name": sub, "topic": topic,
-        "push_config": {"push_endpoint": f"http://127.0.0.1:{server.server_port}/"}})
+    subscriber.create_subscription(
+        request={
+            "name": sub,
+            "topic": topic,
+            "push_config": {"push_endpoint": f"http://127.0.0.1:{server.server_port}/"},
+        }
+    )
     out = []
     try:
         for _ in range(samples + 3):
@@ -170,11 +175,15 @@ def main() -> None:
         gcs = gcs_write_read(args.samples)
         floor = 2 * p50(push) + p50(txn) + p50(gcs)
         ours = p50(chain_per_task(args.runs))
-        print(f"publish->push p50 {p50(push) * 1000:.1f} ms (p90 "
-              f"{statistics.quantiles(push, n=10)[-1] * 1000:.1f}); Firestore transaction p50 "
-              f"{p50(txn) * 1000:.1f} ms; GCS write+read p50 {p50(gcs) * 1000:.1f} ms")
-        print(f"floor per task {floor * 1000:.1f} ms; kumoflow per task (50-task chain, median "
-              f"of {args.runs}) {ours * 1000:.1f} ms; ratio {ours / floor:.2f}x (aim <= 1.3x)")
+        print(
+            f"publish->push p50 {p50(push) * 1000:.1f} ms (p90 "
+            f"{statistics.quantiles(push, n=10)[-1] * 1000:.1f}); Firestore transaction p50 "
+            f"{p50(txn) * 1000:.1f} ms; GCS write+read p50 {p50(gcs) * 1000:.1f} ms"
+        )
+        print(
+            f"floor per task {floor * 1000:.1f} ms; kumoflow per task (50-task chain, median "
+            f"of {args.runs}) {ours * 1000:.1f} ms; ratio {ours / floor:.2f}x (aim <= 1.3x)"
+        )
         for name, rss in sorted(peak_rss(stack.config.state_dir).items()):
             print(f"peak RSS {name:<14} {rss / 2**20:7.1f} MiB")
     finally:

@@ -74,6 +74,8 @@ class TaskRun(Frozen):
     attempts: tuple[Attempt, ...] = ()
     result_uri: str | None = None
     next_attempt_at: datetime | None = None
+    # While an attempt runs: when its claim expires (a queryable copy of the attempt's lease).
+    lease_until: datetime | None = None
     error: ErrorInfo | None = None
 
     @property

@@ -13,7 +13,7 @@ import functions_framework
 from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from functions._edge import guarded, handle, log_event, runtime
 from functions._triggers import run_requests
-from orchestrator._advance import advance, start_run, sweep
+from orchestrator._advance import advance, redispatch, start_run, sweep
 from orchestrator._errors import BadInputError
 from orchestrator._logging import LOGGER
 from orchestrator._ports import TimerStore
@@ -78,6 +78,8 @@ def sweeper(cloud_event: Any) -> None:
     the tick's content does not matter, so nothing in it can be bad input."""
     rt, _ = runtime()
     timers: TimerStore = rt.state  # type: ignore[assignment]
-    fired = sweep(rt, timers.due(rt.clock.now()))
+    now = rt.clock.now()
+    fired = sweep(rt, timers.due(now))
+    fired += redispatch(rt, timers.expired_leases(now))
     if fired:
         LOGGER.info("fired %d timer(s)", fired, extra={"function": "sweeper"})

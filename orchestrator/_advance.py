@@ -24,6 +24,7 @@ from contracts import (
     RunStatus,
     RunSucceeded,
     TaskRequested,
+    TaskRun,
     TaskStatus,
 )
 from orchestrator._engine import (
@@ -305,6 +306,34 @@ def flow_result(rt: Runtime, plan: Plan, run: Run, snap: Snapshot) -> Any:
         return decode(rt.blobs.get(task.result_uri), task.result_uri)
 
     return resolve(plan.spec.result, run.params, plan.members, load)
+
+
+def redispatch(rt: Runtime, expired: list[TaskRun]) -> int:
+    """Request attempts again whose worker died mid-run; the next worker takes the claim over.
+    Pub/Sub may have dropped the original request once it was acknowledged as a duplicate."""
+    for task in expired:
+        found = rt.state.load_task(task.run_id, task.key)
+        if found is None:
+            continue
+        run = found[0]
+        LOGGER.warning(
+            "lease of %s attempt %d expired: requesting it again",
+            task.key,
+            task.attempt,
+            extra={"run_id": task.run_id, "task": task.key},
+        )
+        rt.publish(
+            rt.topics.tasks,
+            TaskRequested(
+                run_id=run.run_id,
+                flow_version=run.flow_version,
+                key=task.key,
+                attempt=task.attempt,
+            ),
+            event_id=f"{run.run_id}/{task.key}/{task.attempt}/lease",
+            subject=task.key,
+        )
+    return len(expired)
 
 
 def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:

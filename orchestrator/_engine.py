@@ -150,6 +150,8 @@ class _Step:
     def put(self, old: TaskRun, new: TaskRun) -> None:
         if new.status != old.status and new.status not in TASK_TRANSITIONS[old.status]:
             raise IllegalTransition(f"{old.key}: {old.status} -> {new.status}")
+        if new.lease_until is not None and new.status not in (S.RUNNING, S.RETRYING):
+            new = new.model_copy(update={"lease_until": None})  # only running attempts hold one
         self.tasks[new.key] = new
         self.changed.add(new.key)
         if new.status.terminal and not old.status.terminal:
@@ -200,15 +202,17 @@ def claim(
         status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
     else:
         return None
+    lease_until = now + timedelta(seconds=lease_seconds)
     current = last.model_copy(
+        update={"status": status, "started_at": now, "worker": worker, "lease_until": lease_until}
+    )
+    return task.model_copy(
         update={
             "status": status,
-            "started_at": now,
-            "worker": worker,
-            "lease_until": now + timedelta(seconds=lease_seconds),
+            "attempts": (*task.attempts[:-1], current),
+            "lease_until": lease_until,
         }
     )
-    return task.model_copy(update={"status": status, "attempts": (*task.attempts[:-1], current)})
 
 
 def retry_delay(plan: Plan, run_id: str, key: str, retry_number: int) -> float:

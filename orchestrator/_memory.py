@@ -186,6 +186,16 @@ class MemoryStore:
                 key=lambda e: e.due_at,
             )[:limit]
 
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        with self._lock:
+            found = [
+                t
+                for tasks in self._tasks.values()
+                for t, _ in tasks.values()
+                if t.lease_until is not None and t.lease_until <= now
+            ]
+        return sorted(found, key=lambda t: t.lease_until or now)[:limit]
+
     def next_due(self) -> datetime | None:
         with self._lock:
             self._drop_done_timers()

@@ -84,6 +84,9 @@ class TimerStore(Protocol):
 
     def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]: ...
     def next_due(self) -> datetime | None: ...
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        """Running attempts whose worker stopped renewing its claim: died mid-attempt."""
+        ...
 
 
 class DeadLetterStore(Protocol):

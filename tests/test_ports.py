@@ -897,3 +897,30 @@ def test_pubsub_carries_binary_mode_cloudevents(pubsub_probe: PubSubProbe) -> No
     assert datetime.fromisoformat(attributes["ce-time"]) == event.time
     assert attributes["content-type"] == "application/json"
     assert all(k.startswith("ce-") or k == "content-type" for k in attributes)
+
+
+ERA_LEASES = datetime(2980, 1, 1, tzinfo=UTC)  # far ahead: the stack's sweeper never sees them
+
+
+def test_expired_leases_find_running_attempts_whose_claim_ran_out(store: Stores) -> None:
+    run = make_run()
+    assert store.create_run(run)
+    expired = make_task(run.run_id, "a").model_copy(
+        update={"status": TaskStatus.RUNNING, "lease_until": ERA_LEASES}
+    )
+    alive = make_task(run.run_id, "b").model_copy(
+        update={"status": TaskStatus.RUNNING, "lease_until": ERA_LEASES + timedelta(hours=1)}
+    )
+    queued = make_task(run.run_id, "c")
+    store.commit(Commit(run_id=run.run_id, tasks=[(expired, None), (alive, None), (queued, None)]))
+    found = [
+        t for t in store.expired_leases(ERA_LEASES + timedelta(minutes=1)) if t.run_id == run.run_id
+    ]
+    assert [t.key for t in found] == ["a"]
+    _, task, etag = store.load_task(run.run_id, "a") or (None, None, None)
+    assert task is not None
+    done = task.model_copy(update={"status": TaskStatus.SUCCEEDED, "lease_until": None})
+    store.commit(Commit(run_id=run.run_id, tasks=[(done, etag)]))
+    assert [
+        t for t in store.expired_leases(ERA_LEASES + timedelta(minutes=1)) if t.run_id == run.run_id
+    ] == []

@@ -62,7 +62,7 @@ def total(values: list[int]) -> int:
 
 
 @flow(name="async-and-map")
-def async_and_map(items: list[int]) -> dict[str, int]:
+def async_and_map(items: list[int]) -> dict[str, object]:
     doubled = double.map(items)
     return {"sum": total(doubled), "async": sleepy_async(total(doubled))}
 
