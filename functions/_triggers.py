@@ -46,7 +46,9 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         )
     raw, attributes, message_id = unwrap_pubsub(event_type, cloud_event.data)
     seen["raw"] = raw
-    if "ce-type" in attributes or raw.lstrip().startswith(b'{"specversion"'):
+    _, found, topic = source.rpartition("/topics/")
+    # Our own topic carries only our CloudEvents; on trigger topics they are welcome too.
+    if topic == rt.topics.runs or "ce-type" in attributes or _structured(raw):
         seen.update(peek_context(raw, attributes))
         seen["event"] = event = from_message(raw, attributes)
         if not isinstance(event.data, RunRequested):
@@ -73,10 +75,20 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         return on_schedule(
             _deployed(rt), attributes[JOB_ATTRIBUTE], _time(publish_time), message_id
         )
-    _, found, topic = source.rpartition("/topics/")
     if not found or not topic:
         raise BadInputError(f"cannot tell the topic from the event source {source!r}")
     return on_pubsub(_deployed(rt), message(topic, raw, attributes, message_id, publish_time))
+
+
+def _structured(raw: bytes) -> bool:
+    """A structured-mode CloudEvent: a JSON object with a specversion."""
+    if not raw.lstrip().startswith(b"{"):
+        return False
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and "specversion" in body
 
 
 def _publish_time(data: Any) -> str | None:

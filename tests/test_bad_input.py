@@ -325,7 +325,8 @@ def _cases() -> list[Case]:
             "run/mapped-param-not-a-list",
             _ce(RUN_REQUESTED),
             _run_requested(run_id(), flow="map-reduce", params={"items": 5}),
-            "ParameterError: task 'scale' maps over argument 'x', which is not a list",
+            "ParameterError: flow 'map-reduce': parameters do not fit its signature: 'items': "
+            "Input should be a valid list",
         ),
         Case(
             "run/task-event-to-run-topic",
