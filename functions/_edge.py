@@ -21,7 +21,7 @@ from orchestrator._codec import from_message, peek_context, unwrap_pubsub
 from orchestrator._errors import BadInputError, NotFoundError, ParameterError, SerializationError
 from orchestrator._logging import LOGGER, configure_json_logging
 from orchestrator._ports import DeadLetterStore
-from orchestrator._runtime import Runtime, Topics
+from orchestrator._runtime import Runtime
 
 REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
 _lock = threading.Lock()
@@ -31,30 +31,19 @@ _letters: DeadLetterStore | None = None
 
 def runtime() -> tuple[Runtime, DeadLetterStore]:
     """Adapters built once per instance from the environment (warm invocations reuse them)."""
-    global _runtime, _letters  # noqa: PLW0603 -- one set of clients per warm instance
+    global _runtime, _letters
     with _lock:
         if _runtime is None or _letters is None:
-            from orchestrator._firestore import FirestoreStore
-            from orchestrator._gcs import GcsBlobStore
-            from orchestrator._memory import SystemClock
-            from orchestrator._pubsub import PubSubBus
+            from orchestrator._cloud import cloud_runtime
 
             configure_json_logging()
             project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
-            store = FirestoreStore.from_env(project)
-            _runtime = Runtime(
-                flows=store,
-                state=store,
-                blobs=GcsBlobStore.from_env(project),
-                bus=PubSubBus.from_env(project),
-                clock=SystemClock(),
-                results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
-                topics=Topics(),
+            _runtime, _letters = cloud_runtime(
+                project,
                 source=f"//kumoflow.dev/projects/{project}",
                 worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
             )
             _runtime.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
-            _letters = store
         return _runtime, _letters
 
 

@@ -235,17 +235,7 @@ def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: 
         if entry.kind == "dispatch":
             assert entry.key is not None
             assert entry.attempt is not None
-            rt.publish(
-                rt.topics.tasks,
-                TaskRequested(
-                    run_id=run.run_id,
-                    flow_version=run.flow_version,
-                    key=entry.key,
-                    attempt=entry.attempt,
-                ),
-                event_id=f"{run.run_id}/{entry.key}/{entry.attempt}",
-                subject=entry.key,
-            )
+            request_attempt(rt, run, entry.key, entry.attempt)
         elif entry.kind == "finish":
             _finish(rt, plan, run)
         elif entry.kind == "wake":
@@ -322,18 +312,15 @@ def redispatch(rt: Runtime, expired: list[TaskRun]) -> int:
             task.attempt,
             extra={"run_id": task.run_id, "task": task.key},
         )
-        rt.publish(
-            rt.topics.tasks,
-            TaskRequested(
-                run_id=run.run_id,
-                flow_version=run.flow_version,
-                key=task.key,
-                attempt=task.attempt,
-            ),
-            event_id=f"{run.run_id}/{task.key}/{task.attempt}/lease",
-            subject=task.key,
-        )
+        request_attempt(rt, run, task.key, task.attempt, why="/lease")
     return len(expired)
+
+
+def request_attempt(rt: Runtime, run: Run, key: str, attempt: int, why: str = "") -> None:
+    request = TaskRequested(
+        run_id=run.run_id, flow_version=run.flow_version, key=key, attempt=attempt
+    )
+    rt.publish(rt.topics.tasks, request, event_id=f"{run.run_id}/{key}/{attempt}{why}", subject=key)
 
 
 def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:

@@ -19,24 +19,12 @@ POLL_S = 0.1
 
 
 def cloud_runtime() -> tuple[Runtime, Any]:
+    """The Runtime over the running local stack (or a clear error saying how to start it)."""
     stack = DevStack.from_env()
     require_running(stack)
-    from orchestrator._firestore import FirestoreStore
-    from orchestrator._gcs import GcsBlobStore
-    from orchestrator._memory import SystemClock
-    from orchestrator._pubsub import PubSubBus
+    from orchestrator._cloud import cloud_runtime as build
 
-    project = stack.config.project
-    store = FirestoreStore.from_env(project)
-    rt = Runtime(
-        flows=store,
-        state=store,
-        blobs=GcsBlobStore.from_env(project),
-        bus=PubSubBus.from_env(project),
-        clock=SystemClock(),
-        source=f"//kumoflow.dev/cli/{project}",
-    )
-    return rt, store
+    return build(stack.config.project, source=f"//kumoflow.dev/cli/{stack.config.project}")
 
 
 def run_on_emulator(

@@ -11,7 +11,7 @@ import threading
 import traceback
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -32,6 +32,9 @@ from orchestrator.io import CURRENT_BLOBS
 # How long a claim holds when a task sets no timeout; production's push ack deadline is 600 s.
 DEFAULT_LEASE_S = 900.0
 LEASE_GRACE_S = 60.0
+
+
+Outcome = TypeVar("Outcome", TaskSucceeded, TaskFailed)
 
 
 def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | None:
@@ -88,13 +91,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             started_at=started,
             ended_at=rt.clock.now(),
         )
-        rt.publish(
-            rt.topics.events,
-            failed,
-            event_id=f"{req.run_id}/{req.key}/{req.attempt}/failed",
-            subject=req.key,
-        )
-        return failed
+        return _report(rt, failed)
     succeeded = TaskSucceeded(
         run_id=req.run_id,
         key=req.key,
@@ -104,13 +101,19 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         started_at=started,
         ended_at=rt.clock.now(),
     )
+    return _report(rt, succeeded)
+
+
+def _report(rt: Runtime, outcome: Outcome) -> Outcome:
+    """Publish an attempt's completion; its id is the same for every worker that reports it."""
+    verdict = "succeeded" if isinstance(outcome, TaskSucceeded) else "failed"
     rt.publish(
         rt.topics.events,
-        succeeded,
-        event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded",
-        subject=req.key,
+        outcome,
+        subject=outcome.key,
+        event_id=f"{outcome.run_id}/{outcome.key}/{outcome.attempt}/{verdict}",
     )
-    return succeeded
+    return outcome
 
 
 def _completed_elsewhere(
@@ -134,13 +137,7 @@ def _completed_elsewhere(
         started_at=last.started_at or rt.clock.now(),
         ended_at=rt.clock.now(),
     )
-    rt.publish(
-        rt.topics.events,
-        succeeded,
-        event_id=f"{req.run_id}/{req.key}/{req.attempt}/succeeded",
-        subject=req.key,
-    )
-    return succeeded
+    return _report(rt, succeeded)
 
 
 def _release(rt: Runtime, req: TaskRequested, before: TaskRun) -> None:
