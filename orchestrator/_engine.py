@@ -23,6 +23,18 @@ from contracts import (
     TaskStatus,
     TaskSucceeded,
 )
+from orchestrator._engine_types import (
+    CancelRun,
+    Command,
+    Dispatch,
+    Event,
+    FinishRun,
+    Reconcile,
+    RunState,
+    StartRun,
+    Transition,
+    WakeAt,
+)
 from orchestrator._plan import Plan
 
 S = TaskStatus
@@ -53,83 +65,6 @@ _ACTIVE: Final = frozenset({S.QUEUED, S.SCHEDULED, S.RUNNING, S.RETRYING})
 
 class IllegalTransition(AssertionError):
     """A bug: the engine tried a move its own table forbids."""
-
-
-# --- inputs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StartRun:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    """Re-derive what is ready, skipped or finished; also checks the run's timeout."""
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRun:
-    reason: str = "cancelled by request"
-
-
-Event = StartRun | Reconcile | CancelRun | TaskSucceeded | TaskFailed
-
-
-# --- outputs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    key: str
-    attempt: int
-    not_before: datetime | None = None  # a retry's due time; None: publish now
-
-
-@dataclass(frozen=True, slots=True)
-class WakeAt:
-    """Deliver a Reconcile to this run at `at` (run timeouts)."""
-
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FinishRun:
-    status: RunStatus
-    error: ErrorInfo | None
-
-
-Command = Dispatch | WakeAt | FinishRun
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    run: Run
-    tasks: Mapping[str, TaskRun]
-
-    def task(self, plan: Plan, key: str) -> TaskRun:
-        found = self.tasks.get(key)
-        if found is not None:
-            return found
-        planned = plan.tasks[key]
-        return TaskRun(
-            run_id=self.run.run_id,
-            key=key,
-            node=planned.node.key,
-            name=planned.node.options.name,
-            map_index=planned.map_index,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    state: RunState
-    changed: frozenset[str]  # task keys whose records changed
-    run_changed: bool
-    commands: tuple[Command, ...]
-    # A task finished while a child still waited on parents this state saw unfinished. A store
-    # without serializable reads must reload after committing and Reconcile, or a fan-in stalls.
-    recheck: bool = False
 
 
 @dataclass
@@ -444,3 +379,23 @@ def _done(step: _Step) -> Transition:
         commands=tuple(step.commands),
         recheck=step.recheck,
     )
+
+
+__all__ = [  # the engine's whole surface, vocabulary included
+    "RUN_TRANSITIONS",
+    "TASK_TRANSITIONS",
+    "CancelRun",
+    "Command",
+    "Dispatch",
+    "Event",
+    "FinishRun",
+    "IllegalTransition",
+    "Reconcile",
+    "RunState",
+    "StartRun",
+    "Transition",
+    "WakeAt",
+    "claim",
+    "retry_delay",
+    "transition",
+]
