@@ -1,6 +1,7 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
 from contracts import GcsObject, PubSubMessage
+from orchestrator._cache import TaskRunContext, task_input_hash
 from orchestrator._compile import unmapped
 from orchestrator._errors import (
     BadInputError,
@@ -33,6 +34,7 @@ __all__ = [
     "RunOutcome",
     "SerializationError",
     "Task",
+    "TaskRunContext",
     "TaskRunError",
     "TransientError",
     "exponential_backoff",
@@ -42,5 +44,6 @@ __all__ = [
     "on_schedule",
     "run_in_process",
     "task",
+    "task_input_hash",
     "unmapped",
 ]

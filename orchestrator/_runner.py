@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from orchestrator._sdk import Flow
 
 DEFAULT_WORKERS = 8
+# Result caches outlive a run: in-process, they last as long as the process.
+PROCESS_CACHE = MemoryBlobStore()
 Progress = Callable[[Run, dict[str, TaskRun]], None]
 
 
@@ -78,6 +80,7 @@ class InProcessRunner:
             clock=clock or SystemClock(),
             resolver=Resolver(functions),
             exceptions={},
+            cache_store=PROCESS_CACHE,
         )
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()

@@ -95,8 +95,14 @@ class Runtime:
     # Fault injection for crash tests: called at named points ("after-commit"); may kill the
     # process. Set only by KUMOFLOW_FAULTS in the function edge.
     fault: Callable[[str], None] | None = None
+    # Where result caches live; in-process runs share one across runs of the process.
+    cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
     _plans: OrderedDict[tuple[str, str], Plan] = field(default_factory=OrderedDict)
+
+    @property
+    def cache_blobs(self) -> BlobStore:
+        return self.cache_store or self.blobs
 
     def spec(self, version: str) -> FlowSpec:
         found = self._specs.get(version)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter
 
 from contracts import ErrorInfo, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
+from orchestrator import _cache as cache
+from orchestrator._cache import TaskRunContext
 from orchestrator._engine import claim
 from orchestrator._errors import (
     BadInputError,
@@ -26,7 +28,7 @@ from orchestrator._errors import (
 )
 from orchestrator._ports import Commit
 from orchestrator._runtime import Runtime
-from orchestrator._values import decode, encode, resolve
+from orchestrator._values import JSON_TYPE, PICKLE_TYPE, decode, encode, resolve
 from orchestrator.io import CURRENT_BLOBS
 
 # How long a claim holds when a task sets no timeout; production's push ack deadline is 600 s.
@@ -68,6 +70,27 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             name: resolve(expr, run.params, plan.members, lambda k: _load_result(rt, req.run_id, k))
             for name, expr in planned.args.items()
         }
+        key = None
+        if options.cache_key_fn:
+            context = TaskRunContext(req.run_id, req.key, options.name, planned.node.task)
+            key_fn = rt.resolver.resolve(options.cache_key_fn, spec.source)
+            key = cache.cache_key(key_fn, context, args)
+            hit = cache.lookup(rt, options, key, started)
+            if hit is not None:
+                rt.blobs.put(uri, hit, JSON_TYPE if ext == "json" else PICKLE_TYPE)
+                return _report(
+                    rt,
+                    TaskSucceeded(
+                        run_id=req.run_id,
+                        key=req.key,
+                        attempt=req.attempt,
+                        result_uri=uri,
+                        worker=rt.worker_id,
+                        started_at=started,
+                        ended_at=rt.clock.now(),
+                        cached=True,
+                    ),
+                )
         token = CURRENT_BLOBS.set(rt.blobs)
         try:
             value = _invoke(fn, args, options.timeout_seconds)
@@ -75,6 +98,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             CURRENT_BLOBS.reset(token)
         data, content_type, _ = encode(value, options.result_serializer, what=f"task {req.key!r}")
         rt.blobs.put(uri, data, content_type)
+        cache.store(rt, options, key, data, content_type, ext, started)
     except TransientError:
         _release(rt, req, record)  # not the task's fault: let Pub/Sub redeliver the request
         raise

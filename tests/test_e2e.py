@@ -94,3 +94,12 @@ def test_result_json_cannot_carry(backend: Any) -> None:
 def test_retry_on_filters(backend: Any, kind: str) -> None:
     out = backend.run(basic.picky_flow, {"kind": kind})
     assert out.tasks["picky"].attempt == (1 if kind == "value" else 4)
+
+
+def test_cache_key_reuses_a_fresh_result(backend: Any, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    first = backend.run(basic.cached, {"x": 7, "counter": str(counter)})
+    again = backend.run(basic.cached, {"x": 7, "counter": str(counter)})
+    other = backend.run(basic.cached, {"x": 8, "counter": str(counter)})
+    assert (first.value, again.value, other.value) == (49, 49, 64)
+    assert counter.stat().st_size == 2  # the second run reused the first's result

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from orchestrator import flow, task, unmapped
+from orchestrator import flow, task, task_input_hash, unmapped
 
 
 def bump(counter: str) -> int:
@@ -143,3 +143,14 @@ def picky(kind: str) -> str:
 @flow(name="picky-flow")
 def picky_flow(kind: str) -> str:
     return picky(kind)
+
+
+@task(name="cached-square", cache_key_fn=task_input_hash, cache_expiration=60)
+def cached_square(x: int, counter: str) -> int:
+    bump(counter)
+    return x * x
+
+
+@flow(name="cached")
+def cached(x: int, counter: str) -> int:
+    return cached_square(x, counter)
