@@ -118,6 +118,9 @@ class OutboxEntry(Frozen):
     run_id: str
     kind: str  # "dispatch" | "finish" | "wake"
     due_at: datetime
+    # A timer waits for due_at (a retry delay, a timeout); other entries are done right after
+    # their commit, and the sweep only picks them up when that evidently did not happen.
+    timer: bool = False
     key: str | None = None
     attempt: int | None = None
 

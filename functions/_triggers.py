@@ -45,7 +45,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
             f"Pub/Sub events, not {event_type!r}"
         )
     raw, attributes, message_id = unwrap_pubsub(event_type, cloud_event.data)
-    seen["raw"] = raw
+    seen.update(raw=raw, id=message_id, type=None)  # name the message, not its envelope
     _, found, topic = source.rpartition("/topics/")
     # Our own topic carries only our CloudEvents; on trigger topics they are welcome too.
     if topic == rt.topics.runs or "ce-type" in attributes or _structured(raw):
@@ -57,7 +57,6 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         # The run id derives from the event's identity: a redelivered request starts nothing new.
         derived = hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
         return [req if req.run_id else req.model_copy(update={"run_id": derived})]
-    seen["id"] = message_id
     publish_time = _publish_time(cloud_event.data)
     if "eventType" in attributes:  # a GCS Pub/Sub notification
         if attributes["eventType"] != "OBJECT_FINALIZE":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -53,6 +53,7 @@ from orchestrator._runtime import Runtime
 from orchestrator._values import check_json, decode, encode, resolve
 
 MAX_CONFLICTS = 20
+ABANDONED_AFTER = timedelta(seconds=60)
 MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
 
 
@@ -202,10 +203,11 @@ def _entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
                 due_at=at or now,
                 key=key,
                 attempt=attempt,
+                timer=at is not None,
             )
         case WakeAt(at=at):
             return OutboxEntry(
-                id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at
+                id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at, timer=True
             )
         case FinishRun():
             return OutboxEntry(id="finish", run_id=run_id, kind="finish", due_at=now)
@@ -324,10 +326,15 @@ def request_attempt(rt: Runtime, run: Run, key: str, attempt: int, why: str = ""
 
 
 def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
-    """Fire due timers (retry dispatches, run timeouts); production runs this from a schedule."""
+    """Fire due timers (retry dispatches, run timeouts); production runs this from a schedule.
+
+    Entries that are not timers belong to the handler that committed them (or to its event's
+    redelivery); the sweep takes them over only once they are clearly abandoned."""
     now = rt.clock.now()
     fired = 0
     for entry in entries:
+        if not entry.timer and now - entry.due_at < ABANDONED_AFTER:
+            continue
         try:
             snap = rt.state.load(entry.run_id)
             if snap is None or not any(e.id == entry.id for e in snap.outbox):
