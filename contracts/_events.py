@@ -26,6 +26,8 @@ class TaskRequested(Frozen):
     flow_version: Version
     key: str
     attempt: int
+    # Upstream task key -> result URI, known at dispatch: the worker need not look them up.
+    inputs: dict[str, str] = Field(default_factory=dict)
 
 
 class TaskSucceeded(Frozen):

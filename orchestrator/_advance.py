@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -166,7 +166,7 @@ def advance(rt: Runtime, run_id: str, event: Event, *, recheck: bool = True) -> 
             rt.fault("after-commit")
         # A no-op event may be the redelivery of one whose handler died after committing.
         leftovers = [e for e in snap.outbox if duplicate_only and e.due_at <= now]
-        execute(rt, plan, run, [*entries, *_undelivered(leftovers, snap)], now)
+        execute(rt, plan, run, [*entries, *_undelivered(leftovers, snap)], now, tr.state.tasks)
         if recheck and tr.recheck and not isinstance(event, Reconcile):
             event = Reconcile()
             continue
@@ -228,7 +228,14 @@ def _with_result_uri(rt: Runtime, plan: Plan, tr: Transition) -> Run:
     return run.model_copy(update={"result_uri": uri})
 
 
-def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: datetime) -> None:
+def execute(
+    rt: Runtime,
+    plan: Plan,
+    run: Run,
+    entries: list[OutboxEntry],
+    now: datetime,
+    tasks: Mapping[str, TaskRun],
+) -> None:
     """Do the due entries' side effects, then mark them done. Safe to repeat."""
     done = []
     for entry in entries:
@@ -237,7 +244,9 @@ def execute(rt: Runtime, plan: Plan, run: Run, entries: list[OutboxEntry], now: 
         if entry.kind == "dispatch":
             assert entry.key is not None
             assert entry.attempt is not None
-            request_attempt(rt, run, entry.key, entry.attempt)
+            parents = (tasks.get(p) for p in plan.tasks[entry.key].parents)
+            inputs = {t.key: t.result_uri for t in parents if t and t.result_uri}
+            request_attempt(rt, run, entry.key, entry.attempt, inputs=inputs)
         elif entry.kind == "finish":
             _finish(rt, plan, run)
         elif entry.kind == "wake":
@@ -318,9 +327,20 @@ def redispatch(rt: Runtime, expired: list[TaskRun]) -> int:
     return len(expired)
 
 
-def request_attempt(rt: Runtime, run: Run, key: str, attempt: int, why: str = "") -> None:
+def request_attempt(
+    rt: Runtime,
+    run: Run,
+    key: str,
+    attempt: int,
+    why: str = "",
+    inputs: dict[str, str] | None = None,
+) -> None:
     request = TaskRequested(
-        run_id=run.run_id, flow_version=run.flow_version, key=key, attempt=attempt
+        run_id=run.run_id,
+        flow_version=run.flow_version,
+        key=key,
+        attempt=attempt,
+        inputs=inputs or {},
     )
     rt.publish(rt.topics.tasks, request, event_id=f"{run.run_id}/{key}/{attempt}{why}", subject=key)
 
@@ -340,7 +360,7 @@ def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
             if snap is None or not any(e.id == entry.id for e in snap.outbox):
                 continue
             plan = rt.plan(snap.run.flow_version, snap.run.params)
-            execute(rt, plan, snap.run, [entry], now)
+            execute(rt, plan, snap.run, [entry], now, snap.tasks)
             fired += 1
         except KumoflowError as e:
             if e.retryable:

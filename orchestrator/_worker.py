@@ -67,7 +67,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     try:
         fn = rt.resolver.resolve(planned.node.task, spec.source)
         args = {
-            name: resolve(expr, run.params, plan.members, lambda k: _load_result(rt, req.run_id, k))
+            name: resolve(expr, run.params, plan.members, lambda k: _load_result(rt, req, k))
             for name, expr in planned.args.items()
         }
         key = None
@@ -174,7 +174,11 @@ def _release(rt: Runtime, req: TaskRequested, before: TaskRun) -> None:
             rt.state.commit(Commit(run_id=req.run_id, tasks=[(before, etag)]))
 
 
-def _load_result(rt: Runtime, run_id: str, key: str) -> Any:
+def _load_result(rt: Runtime, req: TaskRequested, key: str) -> Any:
+    uri = req.inputs.get(key)
+    if uri is not None:
+        return decode(rt.blobs.get(uri), uri)
+    run_id = req.run_id
     found = rt.state.load_task(run_id, key)
     record: TaskRun | None = found[1] if found else None
     if record is None or record.result_uri is None:
