@@ -11,6 +11,7 @@ import threading
 import traceback
 import typing
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
@@ -78,19 +79,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             hit = cache.lookup(rt, options, key, started)
             if hit is not None:
                 rt.blobs.put(uri, hit, JSON_TYPE if ext == "json" else PICKLE_TYPE)
-                return _report(
-                    rt,
-                    TaskSucceeded(
-                        run_id=req.run_id,
-                        key=req.key,
-                        attempt=req.attempt,
-                        result_uri=uri,
-                        worker=rt.worker_id,
-                        started_at=started,
-                        ended_at=rt.clock.now(),
-                        cached=True,
-                    ),
-                )
+                return _succeeded(rt, req, uri, rt.worker_id, started, cached=True)
         token = CURRENT_BLOBS.set(rt.blobs)
         try:
             value = _invoke(fn, args, options.timeout_seconds)
@@ -116,16 +105,31 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             ended_at=rt.clock.now(),
         )
         return _report(rt, failed)
-    succeeded = TaskSucceeded(
-        run_id=req.run_id,
-        key=req.key,
-        attempt=req.attempt,
-        result_uri=uri,
-        worker=rt.worker_id,
-        started_at=started,
-        ended_at=rt.clock.now(),
+    return _succeeded(rt, req, uri, rt.worker_id, started)
+
+
+def _succeeded(
+    rt: Runtime,
+    req: TaskRequested,
+    uri: str,
+    worker: str,
+    started: datetime,
+    *,
+    cached: bool = False,
+) -> TaskSucceeded:
+    return _report(
+        rt,
+        TaskSucceeded(
+            run_id=req.run_id,
+            key=req.key,
+            attempt=req.attempt,
+            result_uri=uri,
+            worker=worker,
+            started_at=started,
+            ended_at=rt.clock.now(),
+            cached=cached,
+        ),
     )
-    return _report(rt, succeeded)
 
 
 def _report(rt: Runtime, outcome: Outcome) -> Outcome:
@@ -152,16 +156,7 @@ def _completed_elsewhere(
         rt.blobs.get(uri)
     except NotFoundError:
         return None
-    succeeded = TaskSucceeded(
-        run_id=req.run_id,
-        key=req.key,
-        attempt=req.attempt,
-        result_uri=uri,
-        worker=last.worker or rt.worker_id,
-        started_at=last.started_at or rt.clock.now(),
-        ended_at=rt.clock.now(),
-    )
-    return _report(rt, succeeded)
+    return _succeeded(rt, req, uri, last.worker or rt.worker_id, last.started_at or rt.clock.now())
 
 
 def _release(rt: Runtime, req: TaskRequested, before: TaskRun) -> None:
