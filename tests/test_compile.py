@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from contracts import FlowSpec, ListValue, LiteralValue, ParamRef, ResultRef, flow_version
-from orchestrator import FlowDefinitionError, flow, task, unmapped
+from orchestrator import (
+    FlowDefinitionError,
+    GcsObject,
+    flow,
+    on_gcs_finalize,
+    on_schedule,
+    task,
+    unmapped,
+)
 from tests.flows.misuse import add, emit
 
 
@@ -131,3 +141,42 @@ def test_retry_options_validate() -> None:
     assert task(retries=3, retry_delay_seconds=lambda n: [1.0] * n)(
         add.fn
     ).options.retry.delay_seconds == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        (
+            lambda: on_schedule(cron="61 * * * *"),
+            r"cron expression '61 \* \* \* \*' does not parse",
+        ),
+        (lambda: on_schedule(cron="0 3 * * *", timezone="Mars/Olympus"), "unknown time zone"),
+        (lambda: on_schedule(cron="0 3 * * *", params={"nope": 1}), r"params \['nope'\]"),
+        (lambda: on_gcs_finalize(bucket="inbox"), "annotate one as GcsObject"),
+        (lambda: "daily", "triggers take on_gcs_finalize"),
+    ],
+)
+def test_trigger_misuse_fails_at_definition(trigger: Any, message: str) -> None:
+    def body(x: int = 1) -> None:
+        return None
+
+    with pytest.raises(FlowDefinitionError, match=message):
+        _ = flow(name="f", triggers=[trigger()])(body).spec
+
+
+def test_triggers_compile_into_the_spec() -> None:
+    def body(obj: GcsObject | None = None, mode: str = "event") -> None:
+        return None
+
+    spec = flow(
+        name="f",
+        triggers=[
+            on_gcs_finalize(bucket="inbox", prefix="in/", glob="in/*.json"),
+            on_schedule(cron="0 3 * * *", timezone="Asia/Tokyo", params={"mode": "nightly"}),
+        ],
+    )(body).spec
+    gcs, schedule = spec.triggers
+    assert gcs.kind == "gcs"
+    assert gcs.param == "obj"
+    assert schedule.kind == "schedule"
+    assert schedule.params == {"mode": "nightly"}
