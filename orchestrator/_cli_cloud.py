@@ -151,6 +151,20 @@ def show_run(run_id: str) -> dict[str, Any]:
     return describe(rt, snap, detail=True)
 
 
+def cancel_run(run_id: str, reason: str) -> dict[str, Any]:
+    """Cancel through the engine, as the orchestrator would: what runs finishes unobserved."""
+    from orchestrator._advance import advance
+    from orchestrator._engine import CancelRun
+
+    rt, _ = cloud_runtime()
+    if rt.state.load(run_id) is None:
+        raise NotFoundError(f"no run {run_id!r}; list runs with `kumoflow runs list`")
+    advance(rt, run_id, CancelRun(reason))
+    snap = rt.state.load(run_id)
+    assert snap is not None
+    return describe(rt, snap, detail=True)
+
+
 def dead_letters(limit: int) -> list[dict[str, Any]]:
     _, store = cloud_runtime()
     return [d.model_dump(mode="json") for d in store.list(limit)]

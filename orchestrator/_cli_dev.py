@@ -126,6 +126,19 @@ def show(run_id: str, as_json: bool) -> None:
     _out(found, as_json, json.dumps(found, indent=2, default=str))
 
 
+@runs.command()
+@click.argument("run_id")
+@click.option("--reason", default="cancelled from the CLI", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def cancel(run_id: str, reason: str, as_json: bool) -> None:
+    """Cancel a run: tasks not yet finished are cancelled, the run ends CANCELLED."""
+    from orchestrator._cli_cloud import cancel_run
+
+    with _guard(as_json):
+        found = cancel_run(run_id, reason)
+    _out(found, as_json, f"run {run_id} {found['status']}")
+
+
 @click.group()
 def dlq() -> None:
     """Dead letters: input the functions rejected, with the reason."""

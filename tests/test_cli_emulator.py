@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,31 @@ def test_dev_status_and_env(stack_env: dict[str, str]) -> None:
     }
     env = kumoflow("dev", "env")
     assert f"PUBSUB_EMULATOR_HOST={stack_env['PUBSUB_EMULATOR_HOST']}" in env.stdout
+
+
+def test_cancel_a_running_run(stack_env: dict[str, str], tmp_path: Path) -> None:
+    started = as_json(
+        kumoflow(
+            "run",
+            "tests.flows.basic:retrying",
+            "--backend",
+            "emulator",
+            "--param",
+            f"counter={tmp_path / 'c'}",
+            "--param",
+            "failures=5",
+            "--param",
+            f"after_counter={tmp_path / 'a'}",
+            "--no-wait",
+            "--json",
+        )
+    )
+    deadline = time.monotonic() + 20
+    while kumoflow("runs", "show", started["run_id"], "--json").returncode != 0:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    cancelled = as_json(kumoflow("runs", "cancel", started["run_id"], "--json"))
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"] == "Cancelled: cancelled from the CLI"
+    assert all(t["status"] in ("cancelled", "failed") for t in cancelled["tasks"])
+    assert not (tmp_path / "a").exists()
