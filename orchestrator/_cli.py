@@ -12,23 +12,16 @@ import click
 from orchestrator._errors import KumoflowError
 
 
-def parse_params(pairs: tuple[str, ...], strings: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """`key=value` pairs; a value is JSON when it parses as JSON, else a string.
+def parse_params(pairs: tuple[str, ...], annotations: dict[str, str | None]) -> dict[str, Any]:
+    """`key=value` pairs, each value read as `param_value` does."""
+    from orchestrator._values import param_value
 
-    Parameters the flow annotates as `str` (`strings`) are always taken verbatim.
-    """
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} should be key=value", param_hint="--param")
-        if key in strings:
-            params[key] = raw
-            continue
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
+        params[key] = param_value(raw, annotations.get(key))
     return params
 
 
@@ -71,8 +64,7 @@ def run(
 
     try:
         flow = load_flow(target)
-        strings = frozenset(p.name for p in flow.spec.params if p.annotation == "str")
-        values = parse_params(params, strings)
+        values = parse_params(params, {p.name: p.annotation for p in flow.spec.params})
         if backend == "memory":
             if no_wait:
                 raise click.UsageError("--no-wait needs --backend emulator")

@@ -30,6 +30,7 @@ from contracts import (
     TriggerInfo,
 )
 from orchestrator._errors import BadInputError
+from orchestrator._values import param_value
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
 # A publish time this far before a slot still belongs to it (clocks are not in lockstep).
@@ -164,15 +165,8 @@ def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
     names = {p.name: p for p in spec.params}
     for key, value in msg.attributes.items():
         if key in names:
-            params[key] = value if names[key].annotation == "str" else _maybe_json(value)
+            params[key] = param_value(value, names[key].annotation)
     return params
-
-
-def _maybe_json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def on_schedule(

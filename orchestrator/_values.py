@@ -39,6 +39,17 @@ def decode(data: bytes, uri: str) -> Any:
     return json.loads(data)
 
 
+def param_value(raw: str, annotation: str | None) -> Any:
+    """A parameter given as text (CLI, message attribute): JSON when it parses, else the text;
+    always the text for parameters annotated `str`."""
+    if annotation == "str":
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def check_json(value: object, *, what: str) -> JsonValue:
     try:
         json.dumps(value, allow_nan=False)
