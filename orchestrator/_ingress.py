@@ -7,7 +7,6 @@ time) and the flow, so a redelivered event starts nothing new while a new object
 from __future__ import annotations
 
 import base64
-import binascii
 import fnmatch
 import hashlib
 import json
@@ -216,14 +215,3 @@ def _time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
         raise BadInputError(f"publishTime {value!r} is not RFC 3339") from e
-
-
-def decode_custom_data(data: Any) -> bytes:
-    """Cloud Scheduler's Eventarc event carries the job's payload as base64 `customData`."""
-    raw = data.get("customData", "") if isinstance(data, dict) else None
-    if not isinstance(raw, str):
-        raise BadInputError("scheduler event data must be an object with base64 customData")
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise BadInputError("scheduler customData is not valid base64") from e
