@@ -248,7 +248,7 @@ def execute(
             inputs = {t.key: t.result_uri for t in parents if t and t.result_uri}
             request_attempt(rt, run, entry.key, entry.attempt, inputs=inputs)
         elif entry.kind == "finish":
-            _finish(rt, plan, run)
+            _finish(rt, plan, run, tasks)
         elif entry.kind == "wake":
             advance(rt, run.run_id, Reconcile())
         # kind "done": an effect that already happened; only the record is left to remove
@@ -257,13 +257,12 @@ def execute(
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
 
 
-def _finish(rt: Runtime, plan: Plan, run: Run) -> None:
-    snap = rt.state.load(run.run_id)
-    run = snap.run if snap else run
+def _finish(rt: Runtime, plan: Plan, run: Run, tasks: Mapping[str, TaskRun]) -> None:
+    """Store the flow's result and announce the end; `run` and `tasks` are as committed."""
     if run.status is RunStatus.SUCCEEDED:
         uri = run.result_uri
-        if snap is not None and uri is not None and not _is_task_result(snap, uri):
-            value = flow_result(rt, plan, run, snap)
+        if uri is not None and not any(t.result_uri == uri for t in tasks.values()):
+            value = flow_result(rt, plan, run, tasks)
             data, ctype, _ = encode(
                 value,
                 "pickle" if uri.endswith(".pickle") else "json",
@@ -295,13 +294,9 @@ def _finish(rt: Runtime, plan: Plan, run: Run) -> None:
     )
 
 
-def _is_task_result(snap: Snapshot, uri: str) -> bool:
-    return any(t.result_uri == uri for t in snap.tasks.values())
-
-
-def flow_result(rt: Runtime, plan: Plan, run: Run, snap: Snapshot) -> Any:
+def flow_result(rt: Runtime, plan: Plan, run: Run, tasks: Mapping[str, TaskRun]) -> Any:
     def load(key: str) -> Any:
-        task = snap.tasks[key]
+        task = tasks[key]
         if task.status is not TaskStatus.SUCCEEDED or task.result_uri is None:
             raise NotFoundError(f"task {key!r} has no result")
         return decode(rt.blobs.get(task.result_uri), task.result_uri)

@@ -171,7 +171,7 @@ class InProcessRunner:
         outcome = RunOutcome(run=snap.run, tasks=snap.tasks)
         if snap.run.status is RunStatus.SUCCEEDED:
             plan = self.rt.plan(snap.run.flow_version, snap.run.params)
-            outcome.value = flow_result(self.rt, plan, snap.run, snap)
+            outcome.value = flow_result(self.rt, plan, snap.run, snap.tasks)
         elif snap.run.error and snap.run.error.task:
             key = snap.run.error.task
             task = snap.tasks.get(key)

@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from emulators import (
     stop_function,
     up,
 )
+from emulators._net import http_request
 
 _MISSING = prerequisites()
 
@@ -65,24 +64,6 @@ def _config(state_dir: Path) -> StackConfig:
         gcs_notification_topic=f"gcs-{uuid.uuid4().hex[:8]}",
         state_dir=state_dir,
     )
-
-
-def http_request(
-    method: str,
-    url: str,
-    body: bytes | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as e:
-        with e:  # closes the response, or filterwarnings=error trips on a ResourceWarning
-            return int(e.code), e.read()
 
 
 def _gone(pid: int) -> bool:
