@@ -113,7 +113,7 @@ def firestore_txn(project: str, samples: int) -> list[float]:
 
 
 def gcs_write_read(samples: int) -> list[float]:
-    from orchestrator._gcs import GcsBlobStore
+    from orchestrator.adapters import GcsBlobStore
 
     blobs = GcsBlobStore.from_env()
     out = []
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
     os.environ.update(ENV)
-    from orchestrator._devstack import DevStack, down, up
+    from orchestrator.local import DevStack, down, up
 
     stack = DevStack.from_env()
     t0 = time.perf_counter()
@@ -170,11 +170,11 @@ def main() -> None:
     print(f"stack up in {time.perf_counter() - t0:.1f} s (ports from {BASE})")
     os.environ.update(stack.env())
     try:
-        from tests.backends import EmulatorBackend
+        from orchestrator.testing import StackBackend
         from tests.flows.basic import chain_50
 
         project = stack.config.project
-        backend = EmulatorBackend()
+        backend = StackBackend()
         backend.run(chain_50, {"start": 0}, timeout=300)  # warm every function once
         # The emulator pushes in bursts, so latency drifts: measure the floor and the chain in
         # alternation and compare each chain with the floor measured right beside it.

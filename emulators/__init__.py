@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from ._config import StackConfig, StackError, prerequisites
 from ._functions import start_function, stop_function
+from ._net import http_request
 from ._scheduler import Job, read_jobs, start_scheduler, write_jobs
+from ._scheduler import run as run_scheduler
 from ._stack import clear_data, down, status, up
 from ._status import ServiceStatus, StackStatus
 
@@ -26,8 +28,10 @@ __all__ = [
     "StackStatus",
     "clear_data",
     "down",
+    "http_request",
     "prerequisites",
     "read_jobs",
+    "run_scheduler",
     "start_function",
     "start_scheduler",
     "status",

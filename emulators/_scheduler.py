@@ -123,6 +123,7 @@ def run(
     now: Any = lambda: datetime.now(UTC),
     sleep: Any = time.sleep,
     iterations: int | None = None,
+    send: Any = None,
 ) -> None:
     """The loop: fire every job whose next fire time has come, then wait for the next one."""
     state_path = config.state_dir / STATE_FILE
@@ -146,7 +147,7 @@ def run(
         for job in jobs:
             if due[job.name] <= current:
                 try:
-                    publish(config, job)
+                    (send or publish)(config, job)
                     last[job.name] = due[job.name].isoformat()
                     if job.interval_seconds is None:
                         state_path.write_text(json.dumps(last))

@@ -17,34 +17,37 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts import DeadLetter, Envelope
-from orchestrator._codec import from_message, peek_context, unwrap_pubsub
-from orchestrator._errors import BadInputError, NotFoundError, ParameterError, SerializationError
-from orchestrator._logging import LOGGER, configure_json_logging
-from orchestrator._ports import DeadLetterStore
-from orchestrator._runtime import Runtime
+from orchestrator.adapters import from_message, peek_context, unwrap_pubsub
+from orchestrator.errors import BadInputError, NotFoundError, ParameterError, SerializationError
+from orchestrator.runtime import LOGGER, Runtime, cloud_runtime, configure_json_logging
 
 REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
 _lock = threading.Lock()
-_runtime: Runtime | None = None
-_letters: DeadLetterStore | None = None
+_built: list[Runtime] = []  # one per instance
 
 
-def runtime() -> tuple[Runtime, DeadLetterStore]:
+def runtime() -> Runtime:
     """Adapters built once per instance from the environment (warm invocations reuse them)."""
-    global _runtime, _letters
     with _lock:
-        if _runtime is None or _letters is None:
-            from orchestrator._cloud import cloud_runtime
-
+        if not _built:
             configure_json_logging()
             project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
-            _runtime, _letters = cloud_runtime(
+            rt = cloud_runtime(
                 project,
                 source=f"//kumoflow.dev/projects/{project}",
                 worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
             )
-            _runtime.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
-        return _runtime, _letters
+            rt.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
+            _built.append(rt)
+        return _built[0]
+
+
+def use_runtime(rt: Runtime | None) -> None:
+    """Serve this instance from `rt` (tests, embedding); None rebuilds from the environment."""
+    with _lock:
+        _built.clear()
+        if rt is not None:
+            _built.append(rt)
 
 
 def _faults(spec: str) -> Callable[[str], None] | None:
@@ -86,7 +89,7 @@ def guarded(
 
     `body` notes what it learns in `seen` (raw bytes, event id and type, decoded event) so the
     record names the input as precisely as it got."""
-    rt, letters = runtime()
+    rt = runtime()
     seen: dict[str, Any] = {}
     try:
         body(rt, seen)
@@ -94,7 +97,6 @@ def guarded(
         outer_id = str(cloud_event.get_attributes().get("id", ""))
         reject(
             rt,
-            letters,
             function,
             e,
             event=seen.get("event"),
@@ -106,7 +108,6 @@ def guarded(
 
 def reject(
     rt: Runtime,
-    letters: DeadLetterStore,
     function: str,
     error: Exception,
     *,
@@ -131,7 +132,7 @@ def reject(
             "run_id": getattr(event.data, "run_id", None) if event else None,
         },
     )
-    letters.record(
+    rt.letters.record(
         DeadLetter(
             id=letter_id,
             received_at=rt.clock.now(),

@@ -9,18 +9,18 @@ import os
 from typing import Any
 
 from contracts import RunRequested, flow_version
-from orchestrator._codec import PUBSUB_PUBLISHED, from_message, peek_context, unwrap_pubsub
-from orchestrator._errors import BadInputError
-from orchestrator._ingress import (
+from orchestrator.adapters import PUBSUB_PUBLISHED, from_message, peek_context, unwrap_pubsub
+from orchestrator.errors import BadInputError
+from orchestrator.runtime import (
     JOB_ATTRIBUTE,
     Deployed,
+    Runtime,
     gcs_object,
     message,
-    on_gcs,
-    on_pubsub,
-    on_schedule,
+    requests_for_fire,
+    requests_for_message,
+    requests_for_object,
 )
-from orchestrator._runtime import Runtime
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 SCHEDULER_EXECUTED = "google.cloud.scheduler.job.v1.executed"
@@ -33,12 +33,12 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
     seen.update(type=event_type, id=event_id)
     source = str(attrs.get("source", ""))
     if event_type == STORAGE_FINALIZED:
-        return on_gcs(_deployed(rt), gcs_object(cloud_event.data), event_id)
+        return requests_for_object(_deployed(rt), gcs_object(cloud_event.data), event_id)
     if event_type == SCHEDULER_EXECUTED:
         _, found, job = source.rpartition("/jobs/")
         if not found or not job:
             raise BadInputError(f"scheduler event source {source!r} names no job")
-        return on_schedule(_deployed(rt), job, _time(attrs.get("time")), event_id)
+        return requests_for_fire(_deployed(rt), job, _time(attrs.get("time")), event_id)
     if event_type != PUBSUB_PUBLISHED:
         raise BadInputError(
             f"run_starter takes run.requested, storage finalize, scheduler or "
@@ -69,14 +69,16 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
             raise BadInputError("GCS notification data is not the object's JSON resource") from e
         # fake-gcs-server notifies for every bucket, unlike GCS's per-bucket configs.
         quiet = os.environ.get("KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS") == "1"
-        return on_gcs(_deployed(rt), gcs_object(resource), message_id, quiet=quiet)
+        return requests_for_object(_deployed(rt), gcs_object(resource), message_id, quiet=quiet)
     if JOB_ATTRIBUTE in attributes:
-        return on_schedule(
+        return requests_for_fire(
             _deployed(rt), attributes[JOB_ATTRIBUTE], _time(publish_time), message_id
         )
     if not found or not topic:
         raise BadInputError(f"cannot tell the topic from the event source {source!r}")
-    return on_pubsub(_deployed(rt), message(topic, raw, attributes, message_id, publish_time))
+    return requests_for_message(
+        _deployed(rt), message(topic, raw, attributes, message_id, publish_time)
+    )
 
 
 def _structured(raw: bytes) -> bool:

@@ -13,12 +13,8 @@ import functions_framework
 from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from functions._edge import guarded, handle, log_event, runtime
 from functions._triggers import run_requests
-from orchestrator._advance import advance, redispatch, start_run, sweep
-from orchestrator._errors import BadInputError
-from orchestrator._logging import LOGGER
-from orchestrator._ports import TimerStore
-from orchestrator._runtime import Runtime
-from orchestrator._worker import run_task
+from orchestrator.errors import BadInputError
+from orchestrator.runtime import LOGGER, Runtime, advance, redispatch, run_task, start_run, sweep
 
 
 def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
@@ -76,10 +72,9 @@ def orchestrator(cloud_event: Any) -> None:
 def sweeper(cloud_event: Any) -> None:
     """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub;
     the tick's content does not matter, so nothing in it can be bad input."""
-    rt, _ = runtime()
-    timers: TimerStore = rt.state  # type: ignore[assignment]
+    rt = runtime()
     now = rt.clock.now()
-    fired = sweep(rt, timers.due(now))
-    fired += redispatch(rt, timers.expired_leases(now))
+    fired = sweep(rt, rt.timers.due(now))
+    fired += redispatch(rt, rt.timers.expired_leases(now))
     if fired:
         LOGGER.info("fired %d timer(s)", fired, extra={"function": "sweeper"})

@@ -1,9 +1,7 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
 from contracts import GcsObject, PubSubMessage
-from orchestrator._cache import TaskRunContext, task_input_hash
-from orchestrator._compile import unmapped
-from orchestrator._errors import (
+from orchestrator.errors import (
     BadInputError,
     ConflictError,
     FlowDefinitionError,
@@ -15,9 +13,19 @@ from orchestrator._errors import (
     TaskRunError,
     TransientError,
 )
-from orchestrator._runner import InProcessRunner, RunOutcome, run_in_process
-from orchestrator._sdk import Flow, Task, exponential_backoff, flow, task
-from orchestrator._triggers import on_gcs_finalize, on_pubsub, on_schedule
+from orchestrator.runtime import InProcessRunner, RunOutcome, TaskRunContext, task_input_hash
+from orchestrator.sdk import (
+    Flow,
+    Task,
+    exponential_backoff,
+    flow,
+    on_gcs_finalize,
+    on_pubsub,
+    on_schedule,
+    run_in_process,
+    task,
+    unmapped,
+)
 
 __all__ = [
     "BadInputError",

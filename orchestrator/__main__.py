@@ -1,3 +1,3 @@
-from orchestrator._cli import main
+from orchestrator.cli import main
 
 main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from orchestrator._ports import BlobStore
+from orchestrator.ports import BlobStore
 
 CURRENT_BLOBS: ContextVar[BlobStore | None] = ContextVar("kumoflow_blobs", default=None)
 
@@ -16,7 +16,7 @@ CURRENT_BLOBS: ContextVar[BlobStore | None] = ContextVar("kumoflow_blobs", defau
 def _blobs() -> BlobStore:
     store = CURRENT_BLOBS.get()
     if store is None:
-        from orchestrator._memory import MemoryBlobStore
+        from orchestrator.adapters import MemoryBlobStore
 
         store = MemoryBlobStore()  # a task called outside any run: keep it self-contained
         CURRENT_BLOBS.set(store)

@@ -20,13 +20,13 @@ from emulators import (
     StackError,
     clear_data,
     down,
+    http_request,
     prerequisites,
     start_function,
     status,
     stop_function,
     up,
 )
-from emulators._net import http_request
 
 _MISSING = prerequisites()
 

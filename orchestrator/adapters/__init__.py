@@ -1,0 +1,54 @@
+"""Adapters: one module per service behind the ports, plus in-memory ones and the clocks.
+
+Every adapter of a port passes the same contract suite (tests/adapters/).
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.adapters._clock import SystemClock, VirtualClock
+from orchestrator.adapters._codec import (
+    PUBSUB_PUBLISHED,
+    from_message,
+    peek_context,
+    to_message,
+    unwrap_pubsub,
+)
+from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
+
+if TYPE_CHECKING:
+    from orchestrator.adapters._firestore import FirestoreStore
+    from orchestrator.adapters._gcs import GcsBlobStore
+    from orchestrator.adapters._pubsub import PubSubBus
+
+# Google's client libraries take a second to import: load the cloud adapters on first use, so
+# in-process runs and the CLI's help stay fast.
+_LAZY = {
+    "FirestoreStore": "orchestrator.adapters._firestore",
+    "GcsBlobStore": "orchestrator.adapters._gcs",
+    "PubSubBus": "orchestrator.adapters._pubsub",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "PUBSUB_PUBLISHED",
+    "FirestoreStore",
+    "GcsBlobStore",
+    "MemoryBlobStore",
+    "MemoryBus",
+    "MemoryStore",
+    "PubSubBus",
+    "SystemClock",
+    "VirtualClock",
+    "from_message",
+    "peek_context",
+    "to_message",
+    "unwrap_pubsub",
+]

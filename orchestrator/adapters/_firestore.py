@@ -1,0 +1,251 @@
+"""Firestore adapter: FlowStore, StateStore, TimerStore and DeadLetterStore.
+
+Layout (no document that many tasks write at once):
+  kumoflow_flows/{version}            one FlowSpec, content-addressed, written once
+  kumoflow_flow_names/{flow}          the latest version registered under a name
+  kumoflow_runs/{run_id}              the run; written at start and finish only
+  kumoflow_runs/{run_id}/tasks/{key}  one task run each, created lazily when first queued
+  kumoflow_runs/{run_id}/outbox/{id}  side effects committed with the change that caused them
+  kumoflow_dead_letters/{id}          rejected input, keyed by event id so redelivery dedupes
+
+Concurrency is optimistic: every write carries the `update_time` it read (or must-not-exist),
+in one atomic batch; there are no read-write transactions to contend on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator.errors import BadInputError, ConflictError, TransientError
+from orchestrator.ports import Commit, Etag, Snapshot
+
+M = TypeVar("M", Run, TaskRun, OutboxEntry, DeadLetter)
+# Fields holding arbitrary user JSON: Firestore cannot store arrays of arrays, so they travel
+# as JSON strings.
+_JSON_FIELDS: dict[type[Any], tuple[str, ...]] = {Run: ("params",)}
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.RetryError,
+)
+
+
+def _to_doc(model: Run | TaskRun | OutboxEntry | DeadLetter) -> dict[str, Any]:
+    doc = model.model_dump(mode="python")
+    for name in _JSON_FIELDS.get(type(model), ()):
+        doc[name] = json.dumps(doc[name])
+    if isinstance(model, Run):
+        doc["trigger"]["detail"] = json.dumps(doc["trigger"]["detail"])
+    return doc
+
+
+def _from_doc(cls: type[M], doc: dict[str, Any]) -> M:
+    for name in _JSON_FIELDS.get(cls, ()):
+        doc[name] = json.loads(doc[name])
+    if cls is Run:
+        doc["trigger"]["detail"] = json.loads(doc["trigger"]["detail"])
+    return cls.model_validate(doc)
+
+
+@contextmanager
+def _errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted) as e:
+        raise ConflictError(f"{what}: a concurrent write won ({e.message})") from e
+    except _TRANSIENT as e:
+        raise TransientError(f"{what}: Firestore unavailable ({e}); retry later") from e
+    except (gexc.InvalidArgument, ValueError) as e:
+        # An id or value Firestore refuses (reserved, too long, too big) came from the input.
+        raise BadInputError(f"{what}: Firestore refused it ({e})") from e
+
+
+class FirestoreStore:
+    def __init__(self, client: firestore.Client, prefix: str = "kumoflow") -> None:
+        self._db = client
+        self._flows = client.collection(f"{prefix}_flows")
+        self._names = client.collection(f"{prefix}_flow_names")
+        self._runs = client.collection(f"{prefix}_runs")
+        self._letters = client.collection(f"{prefix}_dead_letters")
+        self._reads = ThreadPoolExecutor(max_workers=6, thread_name_prefix="firestore-read")
+
+    @classmethod
+    def from_env(cls, project: str | None = None) -> FirestoreStore:
+        return cls(firestore.Client(project=project))
+
+    # FlowStore
+    def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:
+        version = flow_version(spec)
+        with _errors("register flow"):
+            with contextlib.suppress(gexc.AlreadyExists):  # content-addressed: already there
+                self._flows.document(version).create(
+                    {
+                        "name": spec.name,
+                        "spec": spec.model_dump_json(),
+                        "created_at": firestore.SERVER_TIMESTAMP,
+                    }
+                )
+            names: dict[str, Any] = {
+                "name": spec.name,
+                "latest": version,
+                "updated_at": firestore.SERVER_TIMESTAMP,
+            }
+            if deploy:
+                names["deployed"] = version
+            self._names.document(_doc_id(spec.name)).set(names, merge=True)
+        return version
+
+    def get_flow(self, version: str) -> FlowSpec | None:
+        with _errors("read flow"):
+            snap = self._flows.document(version).get()
+        return FlowSpec.model_validate_json(snap.get("spec")) if snap.exists else None
+
+    def deployed(self) -> list[FlowSpec]:
+        query = self._names.where(filter=firestore.FieldFilter("deployed", ">", ""))
+        with _errors("list deployed flows"):
+            versions = [str(s.get("deployed")) for s in query.stream()]
+        return [spec for v in versions if (spec := self.get_flow(v)) is not None]
+
+    def latest_version(self, flow: str) -> str | None:
+        with _errors("read flow name"):
+            snap = self._names.document(_doc_id(flow)).get()
+        return str(snap.get("latest")) if snap.exists else None
+
+    # StateStore
+    def create_run(self, run: Run) -> bool:
+        with _errors("create run"):
+            try:
+                self._runs.document(run.run_id).create(_to_doc(run))
+            except gexc.AlreadyExists:
+                return False
+        return True
+
+    def load(self, run_id: str) -> Snapshot | None:
+        with _errors("load run"):
+            ref = self._runs.document(run_id)
+            # Three independent reads: in parallel, one round trip instead of three.
+            run_f = self._reads.submit(ref.get)
+            tasks_f = self._reads.submit(lambda: list(ref.collection("tasks").stream()))
+            outbox_f = self._reads.submit(lambda: list(ref.collection("outbox").stream()))
+            snap, tasks, outbox = run_f.result(), tasks_f.result(), outbox_f.result()
+            if not snap.exists:
+                return None
+        records = {t.id: _from_doc(TaskRun, t.to_dict() or {}) for t in tasks}
+        return Snapshot(
+            run=_from_doc(Run, snap.to_dict() or {}),
+            run_etag=snap.update_time,
+            tasks={r.key: r for r in records.values()},
+            etags={records[t.id].key: t.update_time for t in tasks},
+            outbox=tuple(_from_doc(OutboxEntry, o.to_dict() or {}) for o in outbox),
+        )
+
+    def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
+        with _errors("load task"):
+            run_ref = self._runs.document(run_id)
+            task_ref = run_ref.collection("tasks").document(_doc_id(key))
+            snaps = {s.reference.path: s for s in self._db.get_all([run_ref, task_ref])}
+        run_snap, task_snap = snaps[run_ref.path], snaps[task_ref.path]
+        if not run_snap.exists:
+            return None
+        run = _from_doc(Run, run_snap.to_dict() or {})
+        if not task_snap.exists:
+            return run, None, None
+        return run, _from_doc(TaskRun, task_snap.to_dict() or {}), task_snap.update_time
+
+    def commit(self, commit: Commit) -> None:
+        run_ref = self._runs.document(commit.run_id)
+        batch = self._db.batch()
+        if commit.run is not None and commit.run_etag is None:
+            raise ConflictError(f"run {commit.run_id}: an update needs the etag it read")
+        if commit.run is not None:
+            batch.update(
+                run_ref,
+                _to_doc(commit.run),
+                option=self._db.write_option(last_update_time=commit.run_etag),
+            )
+        for task, etag in commit.tasks:
+            ref = run_ref.collection("tasks").document(_doc_id(task.key))
+            if etag is None:
+                batch.create(ref, _to_doc(task))
+            else:
+                batch.update(
+                    ref, _to_doc(task), option=self._db.write_option(last_update_time=etag)
+                )
+        for entry in commit.outbox_add:
+            batch.set(run_ref.collection("outbox").document(_doc_id(entry.id)), _to_doc(entry))
+        for entry_id in commit.outbox_done:
+            batch.delete(run_ref.collection("outbox").document(_doc_id(entry_id)))
+        with _errors(f"commit run {commit.run_id}"):
+            try:
+                batch.commit()
+            except gexc.NotFound as e:
+                raise ConflictError(f"run {commit.run_id}: a document vanished") from e
+
+    def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
+        query: Any = self._runs
+        if flow is not None:
+            query = query.where(filter=firestore.FieldFilter("flow", "==", flow))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        with _errors("list runs"):
+            return [_from_doc(Run, s.to_dict() or {}) for s in query.stream()]
+
+    # TimerStore
+    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        query = (
+            self._db.collection_group("outbox")
+            .where(filter=firestore.FieldFilter("due_at", "<=", now))
+            .order_by("due_at")
+            .limit(limit)
+        )
+        with _errors("query timers"):
+            return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
+
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        query = (
+            self._db.collection_group("tasks")
+            .where(filter=firestore.FieldFilter("lease_until", "<=", now))
+            .order_by("lease_until")
+            .limit(limit)
+        )
+        with _errors("query leases"):
+            return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
+
+    def next_due(self) -> datetime | None:
+        query = self._db.collection_group("outbox").order_by("due_at").limit(1)
+        with _errors("query timers"):
+            found = [s.get("due_at") for s in query.stream()]
+        return found[0] if found else None
+
+    # DeadLetterStore
+    def record(self, letter: DeadLetter) -> None:
+        with _errors("record dead letter"):
+            self._letters.document(_doc_id(letter.id)).set(_to_doc(letter))
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        query = self._letters.order_by("received_at", direction=firestore.Query.DESCENDING)
+        with _errors("list dead letters"):
+            return [_from_doc(DeadLetter, s.to_dict() or {}) for s in query.limit(limit).stream()]
+
+
+def _doc_id(value: str) -> str:
+    """A valid document id: `/` is a path separator and `__x__` ids are reserved."""
+    if (
+        "/" not in value
+        and not (value.startswith("__") and value.endswith("__"))
+        and value not in (".", "..")
+        and len(value.encode()) <= 1000
+    ):
+        return value
+    return "h-" + hashlib.sha256(value.encode()).hexdigest()

@@ -1,0 +1,190 @@
+"""In-memory adapters: fast, thread-safe, and held to the same contract tests as the cloud ones."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator.errors import ConflictError, NotFoundError
+from orchestrator.ports import Commit, Etag, Snapshot
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, list[Callable[[Envelope], None]]] = defaultdict(list)
+        self.published: list[tuple[str, Envelope]] = []
+        self.record = False
+
+    def subscribe(self, topic: str, handler: Callable[[Envelope], None]) -> None:
+        self._subscribers[topic].append(handler)
+
+    def publish(self, topic: str, event: Envelope) -> None:
+        if self.record:
+            self.published.append((topic, event))
+        for handler in self._subscribers.get(topic, ()):
+            handler(event)
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, uri: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
+        with self._lock:
+            existing = self._blobs.get(uri)
+            if existing is not None and not overwrite:
+                if existing[0] != data:
+                    raise ConflictError(f"{uri} already exists with different content")
+                return
+            self._blobs[uri] = (data, content_type)
+
+    def get(self, uri: str) -> bytes:
+        with self._lock:
+            found = self._blobs.get(uri)
+        if found is None:
+            raise NotFoundError(f"no object at {uri}")
+        return found[0]
+
+
+class MemoryStore:
+    """FlowStore, StateStore, TimerStore and DeadLetterStore over dicts, one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flows: dict[str, FlowSpec] = {}
+        self._latest: dict[str, str] = {}
+        self._deployed: dict[str, str] = {}
+        self._runs: dict[str, tuple[Run, int]] = {}
+        self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
+        self._outbox: dict[str, dict[str, OutboxEntry]] = {}
+        self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
+        self._letters: dict[str, DeadLetter] = {}
+
+    # FlowStore
+    def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:
+        version = flow_version(spec)
+        with self._lock:
+            self._flows.setdefault(version, spec)
+            self._latest[spec.name] = version
+            if deploy:
+                self._deployed[spec.name] = version
+        return version
+
+    def deployed(self) -> list[FlowSpec]:
+        with self._lock:
+            return [self._flows[v] for v in self._deployed.values()]
+
+    def get_flow(self, version: str) -> FlowSpec | None:
+        return self._flows.get(version)
+
+    def latest_version(self, flow: str) -> str | None:
+        return self._latest.get(flow)
+
+    # StateStore
+    def create_run(self, run: Run) -> bool:
+        with self._lock:
+            if run.run_id in self._runs:
+                return False
+            self._runs[run.run_id] = (run, 1)
+            self._tasks[run.run_id] = {}
+            self._outbox[run.run_id] = {}
+            return True
+
+    def load(self, run_id: str) -> Snapshot | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+            if found is None:
+                return None
+            tasks = self._tasks[run_id]
+            return Snapshot(
+                run=found[0],
+                run_etag=found[1],
+                tasks={k: v[0] for k, v in tasks.items()},
+                etags={k: v[1] for k, v in tasks.items()},
+                outbox=tuple(self._outbox[run_id].values()),
+            )
+
+    def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+            if found is None:
+                return None
+            task = self._tasks[run_id].get(key)
+            return (found[0], None, None) if task is None else (found[0], task[0], task[1])
+
+    def commit(self, commit: Commit) -> None:
+        with self._lock:
+            if commit.run_id not in self._runs:
+                raise NotFoundError(f"no run {commit.run_id!r}")
+            tasks = self._tasks[commit.run_id]
+            if commit.run is not None and self._runs[commit.run_id][1] != commit.run_etag:
+                raise ConflictError(f"run {commit.run_id} changed since read")
+            for task, etag in commit.tasks:
+                current = tasks.get(task.key)
+                if (current[1] if current else None) != etag:
+                    raise ConflictError(
+                        f"task {task.key} of run {commit.run_id} changed since read"
+                    )
+            if commit.run is not None:
+                self._runs[commit.run_id] = (commit.run, self._runs[commit.run_id][1] + 1)
+            for task, etag in commit.tasks:
+                tasks[task.key] = (task, (etag if isinstance(etag, int) else 0) + 1)
+            outbox = self._outbox[commit.run_id]
+            for entry in commit.outbox_add:
+                outbox[entry.id] = entry
+                heapq.heappush(self._timers, (entry.due_at, entry.run_id, entry.id))
+            for entry_id in commit.outbox_done:
+                outbox.pop(entry_id, None)
+
+    def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
+        with self._lock:
+            runs = [r for r, _ in self._runs.values() if flow is None or r.flow == flow]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    # TimerStore
+    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            self._drop_done_timers()
+            return sorted(
+                (e for box in self._outbox.values() for e in box.values() if e.due_at <= now),
+                key=lambda e: e.due_at,
+            )[:limit]
+
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        with self._lock:
+            found = [
+                t
+                for tasks in self._tasks.values()
+                for t, _ in tasks.values()
+                if t.lease_until is not None and t.lease_until <= now
+            ]
+        return sorted(found, key=lambda t: t.lease_until or now)[:limit]
+
+    def next_due(self) -> datetime | None:
+        with self._lock:
+            self._drop_done_timers()
+            return self._timers[0][0] if self._timers else None
+
+    def _drop_done_timers(self) -> None:
+        """Pop heap items whose entry is gone or was re-added with another due time."""
+        while self._timers:
+            due, run_id, entry_id = self._timers[0]
+            entry = self._outbox.get(run_id, {}).get(entry_id)
+            if entry is not None and entry.due_at == due:
+                return
+            heapq.heappop(self._timers)
+
+    # DeadLetterStore
+    def record(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self._letters.pop(letter.id, None)  # keyed by id: a redelivery keeps one record
+            self._letters[letter.id] = letter
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            return list(reversed(self._letters.values()))[:limit]

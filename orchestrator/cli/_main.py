@@ -1,0 +1,136 @@
+"""The `kumoflow` command group: `run` and `schema` here, every other group in its own module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator.cli._deploy import deploy
+from orchestrator.cli._dev import dev
+from orchestrator.cli._dlq import dlq
+from orchestrator.cli._output import emit_run, fail
+from orchestrator.cli._runs import runs
+from orchestrator.cli._trigger import trigger
+from orchestrator.errors import KumoflowError
+
+
+def parse_params(pairs: tuple[str, ...], annotations: dict[str, str | None]) -> dict[str, Any]:
+    """`key=value` pairs, each value read as `param_value` does."""
+    from orchestrator.engine import param_value
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} should be key=value", param_hint="--param")
+        params[key] = param_value(raw, annotations.get(key))
+    return params
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kumoflow")
+def main() -> None:
+    """kumoflow: Prefect-style workflows on Google Cloud, without an always-on server."""
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Flow parameter (repeatable); JSON when it parses, else a string.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["memory", "emulator"]),
+    default="memory",
+    show_default=True,
+    help="memory: in-process; emulator: the local stack (`kumoflow dev up`).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
+@click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
+@click.option("--timeout", type=float, default=None, help="Stop following after this many seconds.")
+def run(
+    target: str,
+    params: tuple[str, ...],
+    backend: str,
+    as_json: bool,
+    no_wait: bool,
+    timeout: float | None,
+) -> None:
+    """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
+    from orchestrator.sdk import load_flow
+
+    try:
+        flow = load_flow(target)
+        values = parse_params(params, {p.name: p.annotation for p in flow.spec.params})
+        if backend == "memory":
+            if no_wait:
+                raise click.UsageError("--no-wait needs --backend emulator")
+            out = _run_memory(flow, values, as_json)
+        else:
+            out = _run_on_stack(flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout)
+    except KumoflowError as e:
+        fail(str(e), as_json)
+    emit_run(out, as_json)
+    sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
+
+
+def _run_memory(flow: Any, values: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    from rich.console import Console
+
+    from orchestrator.cli._output import LiveProgress, summary, task_order
+    from orchestrator.runtime import bind_params
+    from orchestrator.sdk import run_in_process
+
+    spec = flow.spec
+    bind_params(spec.params, values, flow=spec.name)  # a clear error before anything starts
+    order = [n.key for n in spec.nodes]
+    if as_json:
+        outcome = run_in_process(flow, values)
+    else:
+        with LiveProgress(Console(stderr=True), spec.name, order) as progress:
+            outcome = run_in_process(flow, values, progress=progress)
+    keys = list(outcome.tasks)
+    return summary(outcome.run, outcome.tasks, outcome.value, task_order=task_order(order, keys))
+
+
+def _run_on_stack(
+    flow: Any, values: dict[str, Any], *, as_json: bool, no_wait: bool, timeout: float | None
+) -> dict[str, Any]:
+    from rich.console import Console
+
+    from orchestrator.cli._output import LiveProgress, describe
+    from orchestrator.local import follow, stack_runtime, submit
+
+    rt = stack_runtime()
+    run_id = submit(rt, flow, values)
+    if no_wait:
+        return {"run_id": run_id, "flow": flow.spec.name, "status": "started", "result": None}
+    order = [n.key for n in flow.spec.nodes]
+    if as_json:
+        snap = follow(rt, run_id, timeout=timeout)
+    else:
+        with LiveProgress(Console(stderr=True), flow.spec.name, order) as progress:
+            snap = follow(rt, run_id, timeout=timeout, progress=progress)
+    return describe(rt, snap, order)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
+def schema(out: Path) -> None:
+    """Write the JSON Schemas of every contract (events, DAG, documents)."""
+    from contracts import write_json_schemas
+
+    for path in write_json_schemas(out):
+        click.echo(str(path))
+
+
+for _group in (dev, runs, dlq, deploy, trigger):
+    main.add_command(_group)

@@ -1,0 +1,77 @@
+"""`kumoflow runs`: list, show and cancel runs on the local stack."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from contracts import Run
+from orchestrator.cli._output import describe, echo, guard
+
+
+@click.group()
+def runs() -> None:
+    """Runs on the local stack."""
+
+
+@runs.command("list")
+@click.option("--flow", default=None, help="Only runs of this flow.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(flow: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    from orchestrator.local import stack_runtime
+
+    with guard(as_json):
+        found = [_row(r) for r in stack_runtime().state.list_runs(flow, limit)]
+    human = (
+        "\n".join(
+            f"{r['run_id']}  {r['flow']:<20} {r['status']:<10} {r['created_at']}  "
+            f"{r['trigger']['kind']}"
+            for r in found
+        )
+        or "no runs"
+    )
+    echo(found, as_json, human)
+
+
+@runs.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(run_id: str, as_json: bool) -> None:
+    """Show one run: status, result, timestamps, each task's attempts and result URI."""
+    from orchestrator.local import load_run, stack_runtime
+
+    with guard(as_json):
+        rt = stack_runtime()
+        found = describe(rt, load_run(rt, run_id), detail=True)
+    echo(found, as_json, json.dumps(found, indent=2, default=str))
+
+
+@runs.command()
+@click.argument("run_id")
+@click.option("--reason", default="cancelled from the CLI", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def cancel(run_id: str, reason: str, as_json: bool) -> None:
+    """Cancel a run: tasks not yet finished are cancelled, the run ends CANCELLED."""
+    from orchestrator.local import cancel_run, stack_runtime
+
+    with guard(as_json):
+        rt = stack_runtime()
+        found = describe(rt, cancel_run(rt, run_id, reason), detail=True)
+    echo(found, as_json, f"run {run_id} {found['status']}")
+
+
+def _row(r: Run) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "flow": r.flow,
+        "status": r.status.value.lower(),
+        "created_at": r.created_at.isoformat(),
+        "ended_at": r.ended_at and r.ended_at.isoformat(),
+        "flow_version": r.flow_version,
+        "trigger": r.trigger.model_dump(mode="json"),
+        "result_uri": r.result_uri,
+    }

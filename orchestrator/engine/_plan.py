@@ -1,0 +1,130 @@
+"""Expand a FlowSpec for one run's parameters into concrete task keys and edges (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from pydantic import JsonValue
+
+from contracts import (
+    DictValue,
+    FlowSpec,
+    ListValue,
+    LiteralValue,
+    NodeSpec,
+    ParamRef,
+    ResultRef,
+    ValueExpr,
+)
+from orchestrator.errors import ParameterError
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    key: str
+    node: NodeSpec
+    map_index: int | None
+    args: Mapping[str, ValueExpr]
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    spec: FlowSpec
+    tasks: Mapping[str, PlannedTask]  # topological order
+    children: Mapping[str, tuple[str, ...]]
+    members: Mapping[str, tuple[str, ...]]  # node key -> task keys (mapped nodes: all children)
+    leaves: frozenset[str]
+    roots: tuple[str, ...]
+
+
+def result_refs(expr: ValueExpr) -> Iterator[str]:
+    """Every node or task key an expression reads the result of."""
+    match expr:
+        case ResultRef(node=node):
+            yield node
+        case ListValue(items=items):
+            for item in items:
+                yield from result_refs(item)
+        case DictValue(items=items):
+            for item in items.values():
+                yield from result_refs(item)
+        case _:
+            pass
+
+
+def _element(
+    expr: ValueExpr,
+    params: Mapping[str, JsonValue],
+    members: Mapping[str, tuple[str, ...]],
+    node: str,
+    arg: str,
+) -> list[ValueExpr]:
+    """Split a mapped argument into one expression per element."""
+    match expr:
+        case LiteralValue(value=list() as values):
+            return [LiteralValue(value=v) for v in values]
+        case ParamRef(name=name) if isinstance(params.get(name), list):
+            value = params[name]
+            assert isinstance(value, list)
+            return [LiteralValue(value=v) for v in value]
+        case ListValue(items=items):
+            return list(items)
+        case ResultRef(node=ref) if ref in members and members[ref] != (ref,):
+            return [ResultRef(node=k) for k in members[ref]]
+    raise ParameterError(
+        f"task {node!r} maps over argument {arg!r}, which is not a list at run start "
+        f"(got {expr.model_dump_json()}); pass a list literal, a list parameter or a mapped "
+        "task's result"
+    )
+
+
+def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
+    tasks: dict[str, PlannedTask] = {}
+    members: dict[str, tuple[str, ...]] = {}
+    for node in spec.nodes:
+        upstream_nodes = {r for e in node.args.values() for r in result_refs(e)} | set(
+            node.wait_for
+        )
+        if not node.map_over:
+            parents = _parents(upstream_nodes, members)
+            tasks[node.key] = PlannedTask(node.key, node, None, node.args, parents)
+            members[node.key] = (node.key,)
+            continue
+        split = {a: _element(node.args[a], params, members, node.key, a) for a in node.map_over}
+        lengths = {len(v) for v in split.values()}
+        if len(lengths) > 1:
+            sizes = ", ".join(f"{a}={len(v)}" for a, v in split.items())
+            raise ParameterError(
+                f"task {node.key!r} maps over lists of different lengths ({sizes})"
+            )
+        count = lengths.pop()
+        keys = []
+        for i in range(count):
+            args = {a: (split[a][i] if a in split else e) for a, e in node.args.items()}
+            refs = {r for e in args.values() for r in result_refs(e)} | set(node.wait_for)
+            key = f"{node.key}[{i}]"
+            tasks[key] = PlannedTask(key, node, i, args, _parents(refs, members))
+            keys.append(key)
+        members[node.key] = tuple(keys)
+    children: dict[str, list[str]] = {k: [] for k in tasks}
+    for t in tasks.values():
+        for p in t.parents:
+            children[p].append(t.key)
+    return Plan(
+        spec=spec,
+        tasks=tasks,
+        children={k: tuple(v) for k, v in children.items()},
+        members=members,
+        leaves=frozenset(k for k, v in children.items() if not v),
+        roots=tuple(k for k, t in tasks.items() if not t.parents),
+    )
+
+
+def _parents(refs: set[str], members: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    out: dict[str, None] = {}
+    for ref in sorted(refs):
+        for key in members.get(ref, (ref,)):
+            out[key] = None
+    return tuple(out)

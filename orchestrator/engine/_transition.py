@@ -1,0 +1,381 @@
+"""The pure engine: (run state, event, now) -> (new state, commands). No I/O, no clock reads.
+
+Task records may be absent from a state: absent means PENDING and never touched, which lets a
+store create per-task documents lazily. Each transition settles only the neighbourhood of what it
+changed, so a step costs O(degree), not O(tasks).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from contracts import (
+    Attempt,
+    ErrorInfo,
+    Run,
+    RunStatus,
+    TaskFailed,
+    TaskRun,
+    TaskStatus,
+    TaskSucceeded,
+)
+from orchestrator.engine._plan import Plan
+from orchestrator.engine._types import (
+    CancelRun,
+    Command,
+    Dispatch,
+    Event,
+    FinishRun,
+    Reconcile,
+    RunState,
+    StartRun,
+    Transition,
+    WakeAt,
+)
+
+S = TaskStatus
+
+# Allowed task-run moves, FROM -> TO, declared as data (Prefect's core_policy idea).
+TASK_TRANSITIONS: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
+    S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    S.RETRYING: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED, S.SCHEDULED, S.CANCELLED}),
+    # A flow-level retry re-queues what failed or never ran.
+    S.FAILED: frozenset({S.QUEUED, S.PENDING}),
+    S.SKIPPED: frozenset({S.QUEUED, S.PENDING}),
+    S.SUCCEEDED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+RUN_TRANSITIONS: Final[Mapping[RunStatus, frozenset[RunStatus]]] = {
+    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.CANCELLED: frozenset(),
+}
+# States whose current attempt may report; SCHEDULED too, since a claim may be unseen yet.
+_ACTIVE: Final = frozenset({S.QUEUED, S.SCHEDULED, S.RUNNING, S.RETRYING})
+
+
+class IllegalTransition(AssertionError):
+    """A bug: the engine tried a move its own table forbids."""
+
+
+@dataclass
+class _Step:
+    plan: Plan
+    run: Run
+    tasks: dict[str, TaskRun]
+    now: datetime
+    changed: set[str] = field(default_factory=set)
+    run_changed: bool = False
+    commands: list[Command] = field(default_factory=list)
+    recheck: bool = False
+    settle: list[str] = field(default_factory=list)
+
+    def get(self, key: str) -> TaskRun:
+        return RunState(self.run, self.tasks).task(self.plan, key)
+
+    def put(self, old: TaskRun, new: TaskRun) -> None:
+        if new.status != old.status and new.status not in TASK_TRANSITIONS[old.status]:
+            raise IllegalTransition(f"{old.key}: {old.status} -> {new.status}")
+        if new.lease_until is not None and new.status not in (S.RUNNING, S.RETRYING):
+            new = new.model_copy(update={"lease_until": None})  # only running attempts hold one
+        self.tasks[new.key] = new
+        self.changed.add(new.key)
+        if new.status.terminal and not old.status.terminal:
+            self.settle.append(new.key)
+
+    def set_run(self, **changes: object) -> None:
+        new = self.run.model_copy(update=changes)
+        if new.status != self.run.status and new.status not in RUN_TRANSITIONS[self.run.status]:
+            raise IllegalTransition(f"run {self.run.run_id}: {self.run.status} -> {new.status}")
+        self.run = new
+        self.run_changed = True
+
+
+def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Transition:
+    step = _Step(plan, state.run, dict(state.tasks), now)
+    if state.run.status.terminal:
+        return _done(step)
+    match event:
+        case StartRun():
+            _start(step)
+        case TaskSucceeded():
+            _succeeded(step, event)
+        case TaskFailed():
+            _failed(step, event)
+        case CancelRun(reason=reason):
+            _cancel(step, RunStatus.CANCELLED, ErrorInfo(type="Cancelled", message=reason))
+        case Reconcile():
+            _reconcile(step)
+    _settle(step)
+    return _done(step)
+
+
+def claim(
+    task: TaskRun, attempt: int, worker: str, now: datetime, lease_seconds: float
+) -> TaskRun | None:
+    """A worker takes attempt `attempt`; None when it is not the one waiting (a duplicate).
+
+    A running attempt whose lease ran out is taken over: its worker died without reporting.
+    """
+    if task.attempt != attempt:
+        return None
+    last = task.attempts[-1]
+    if task.status in (S.RUNNING, S.RETRYING):
+        if last.lease_until is None or now < last.lease_until:
+            return None
+        status = task.status
+    elif task.status in (S.QUEUED, S.SCHEDULED):
+        status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
+    else:
+        return None
+    lease_until = now + timedelta(seconds=lease_seconds)
+    current = last.model_copy(
+        update={"status": status, "started_at": now, "worker": worker, "lease_until": lease_until}
+    )
+    return task.model_copy(
+        update={
+            "status": status,
+            "attempts": (*task.attempts[:-1], current),
+            "lease_until": lease_until,
+        }
+    )
+
+
+def retry_delay(plan: Plan, run_id: str, key: str, retry_number: int) -> float:
+    policy = plan.tasks[key].node.options.retry
+    base = policy.delay_for(retry_number)
+    if not policy.jitter_factor or base == 0:
+        return base
+    # Deterministic jitter keeps the engine pure and replays identical.
+    rng = random.Random(f"{run_id}/{key}/{retry_number}")
+    spread = base * policy.jitter_factor
+    return max(0.0, rng.uniform(base - spread, base + spread))
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def _start(step: _Step) -> None:
+    if step.run.status is not RunStatus.PENDING:
+        return
+    timeout = step.plan.spec.options.timeout_seconds
+    timeout_at = step.now + timedelta(seconds=timeout) if timeout else None
+    step.set_run(status=RunStatus.RUNNING, started_at=step.now, timeout_at=timeout_at)
+    if timeout_at is not None:
+        step.commands.append(WakeAt(timeout_at))
+    for key in step.plan.roots:
+        _queue(step, key)
+    if not step.plan.tasks:
+        _finish(step)
+
+
+def _queue(step: _Step, key: str) -> None:
+    old = step.get(key)
+    attempt = Attempt(
+        number=old.attempt + 1, status=S.QUEUED, queued_at=step.now, flow_attempt=step.run.attempt
+    )
+    step.put(old, old.model_copy(update={"status": S.QUEUED, "attempts": (*old.attempts, attempt)}))
+    step.commands.append(Dispatch(key, attempt.number))
+
+
+def _current(step: _Step, key: str, attempt: int) -> TaskRun | None:
+    if key not in step.plan.tasks:
+        return None
+    task = step.get(key)
+    if task.attempt != attempt or task.status not in _ACTIVE:
+        return None  # duplicate, late or stale: state never advances twice
+    return task
+
+
+def _end_attempt(
+    task: TaskRun,
+    event: TaskSucceeded | TaskFailed,
+    status: TaskStatus,
+    result_uri: str | None,
+    error: ErrorInfo | None,
+) -> tuple[Attempt, ...]:
+    last = task.attempts[-1].model_copy(
+        update={
+            "status": status,
+            "started_at": event.started_at,
+            "ended_at": event.ended_at,
+            "worker": event.worker,
+            "result_uri": result_uri,
+            "error": error,
+        }
+    )
+    return (*task.attempts[:-1], last)
+
+
+def _succeeded(step: _Step, event: TaskSucceeded) -> None:
+    task = _current(step, event.key, event.attempt)
+    if task is None:
+        return
+    attempts = _end_attempt(task, event, S.SUCCEEDED, event.result_uri, None)
+    step.put(
+        task,
+        task.model_copy(
+            update={
+                "status": S.SUCCEEDED,
+                "attempts": attempts,
+                "result_uri": event.result_uri,
+                "next_attempt_at": None,
+                "error": None,
+            }
+        ),
+    )
+
+
+def _failed(step: _Step, event: TaskFailed) -> None:
+    task = _current(step, event.key, event.attempt)
+    if task is None:
+        return
+    error = event.error.model_copy(update={"task": event.key})
+    policy = step.plan.tasks[event.key].node.options.retry
+    tries = sum(1 for a in task.attempts if a.flow_attempt == step.run.attempt)
+    attempts = _end_attempt(task, event, S.FAILED, None, error)
+    if event.retryable and tries <= policy.retries:
+        due = step.now + timedelta(seconds=retry_delay(step.plan, step.run.run_id, task.key, tries))
+        nxt = Attempt(
+            number=task.attempt + 1,
+            status=S.SCHEDULED,
+            queued_at=due,
+            flow_attempt=step.run.attempt,
+        )
+        step.put(
+            task,
+            task.model_copy(
+                update={
+                    "status": S.SCHEDULED,
+                    "attempts": (*attempts, nxt),
+                    "next_attempt_at": due,
+                    "error": error,
+                }
+            ),
+        )
+        step.commands.append(Dispatch(task.key, nxt.number, due))
+        return
+    step.put(
+        task,
+        task.model_copy(
+            update={
+                "status": S.FAILED,
+                "attempts": attempts,
+                "error": error,
+                "next_attempt_at": None,
+            }
+        ),
+    )
+
+
+def _settle(step: _Step) -> None:
+    while step.settle:
+        key = step.settle.pop()
+        for child in step.plan.children[key]:
+            _settle_child(step, child)
+        if key in step.plan.leaves:
+            _maybe_finish(step)
+
+
+def _settle_child(step: _Step, child: str) -> None:
+    task = step.get(child)
+    if task.status is not S.PENDING:
+        return
+    parents = [step.get(p) for p in step.plan.tasks[child].parents]
+    if not all(p.status.terminal for p in parents):
+        step.recheck = True
+        return
+    if all(p.status is S.SUCCEEDED for p in parents):
+        _queue(step, child)
+        return
+    cause = next(p for p in parents if p.status is not S.SUCCEEDED)
+    error = ErrorInfo(
+        type="UpstreamFailed",
+        message=f"not run: upstream task {cause.key!r} ended {cause.status.value}",
+        task=child,
+    )
+    step.put(task, task.model_copy(update={"status": S.SKIPPED, "error": error}))
+
+
+def _maybe_finish(step: _Step) -> None:
+    if step.run.status is RunStatus.RUNNING and all(
+        step.get(k).status.terminal for k in step.plan.leaves
+    ):
+        _finish(step)
+
+
+def _finish(step: _Step) -> None:
+    failed = [t for t in (step.get(k) for k in step.plan.tasks) if t.status is S.FAILED]
+    if not failed:
+        step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)
+        step.commands.append(FinishRun(RunStatus.SUCCEEDED, None))
+        return
+    if step.run.attempt <= step.plan.spec.options.retries:
+        _retry_flow(step)
+        return
+    first = min(failed, key=lambda t: (t.attempts[-1].ended_at or step.now, t.key))
+    error = first.error or ErrorInfo(type="TaskFailed", message=f"task {first.key!r} failed")
+    step.set_run(status=RunStatus.FAILED, ended_at=step.now, error=error)
+    step.commands.append(FinishRun(RunStatus.FAILED, error))
+
+
+def _retry_flow(step: _Step) -> None:
+    """Flow retries re-run what failed or was skipped; succeeded tasks keep their results."""
+    step.set_run(attempt=step.run.attempt + 1, started_at=step.now)
+    for key in step.plan.tasks:
+        task = step.get(key)
+        if task.status in (S.FAILED, S.SKIPPED):
+            step.put(task, task.model_copy(update={"status": S.PENDING, "error": None}))
+    step.settle.clear()
+    for key in step.plan.tasks:
+        task = step.get(key)
+        parents = [step.get(p) for p in step.plan.tasks[key].parents]
+        if task.status is S.PENDING and all(p.status is S.SUCCEEDED for p in parents):
+            _queue(step, key)
+
+
+def _reconcile(step: _Step) -> None:
+    run = step.run
+    if run.timeout_at is not None and step.now >= run.timeout_at:
+        seconds = step.plan.spec.options.timeout_seconds
+        _cancel(
+            step,
+            RunStatus.FAILED,
+            ErrorInfo(type="TimeoutError", message=f"flow run exceeded its {seconds} s timeout"),
+        )
+        return
+    # Re-derive from every terminal task: what a lost or reordered event left undone.
+    for key, task in step.tasks.items():
+        if task.status.terminal:
+            step.settle.append(key)
+    if not step.plan.tasks:
+        _finish(step)
+
+
+def _cancel(step: _Step, status: RunStatus, error: ErrorInfo) -> None:
+    for key in step.plan.tasks:
+        task = step.get(key)
+        if not task.status.terminal:
+            step.put(task, task.model_copy(update={"status": S.CANCELLED, "error": error}))
+    step.settle.clear()
+    step.set_run(status=status, ended_at=step.now, error=error)
+    step.commands.append(FinishRun(status, error))
+
+
+def _done(step: _Step) -> Transition:
+    return Transition(
+        state=RunState(step.run, step.tasks),
+        changed=frozenset(step.changed),
+        run_changed=step.run_changed,
+        commands=tuple(step.commands),
+        recheck=step.recheck,
+    )

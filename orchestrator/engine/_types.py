@@ -1,0 +1,86 @@
+"""The engine's vocabulary: the events it takes, the commands it returns, the state it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts import ErrorInfo, Run, RunStatus, TaskFailed, TaskRun, TaskSucceeded
+from orchestrator.engine._plan import Plan
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Re-derive what is ready, skipped or finished; also checks the run's timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    reason: str = "cancelled by request"
+
+
+Event = StartRun | Reconcile | CancelRun | TaskSucceeded | TaskFailed
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    key: str
+    attempt: int
+    not_before: datetime | None = None  # a retry's due time; None: publish now
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    """Deliver a Reconcile to this run at `at` (run timeouts)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRun:
+    status: RunStatus
+    error: ErrorInfo | None
+
+
+Command = Dispatch | WakeAt | FinishRun
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    run: Run
+    tasks: Mapping[str, TaskRun]
+
+    def task(self, plan: Plan, key: str) -> TaskRun:
+        found = self.tasks.get(key)
+        if found is not None:
+            return found
+        planned = plan.tasks[key]
+        return TaskRun(
+            run_id=self.run.run_id,
+            key=key,
+            node=planned.node.key,
+            name=planned.node.options.name,
+            map_index=planned.map_index,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: RunState
+    changed: frozenset[str]  # task keys whose records changed
+    run_changed: bool
+    commands: tuple[Command, ...]
+    # A task finished while a child still waited on parents this state saw unfinished. A store
+    # without serializable reads must reload after committing and Reconcile, or a fan-in stalls.
+    recheck: bool = False

@@ -1,0 +1,116 @@
+"""`kumoflow deploy FILE --target local`: register every flow in a file and wire its triggers on
+the running local stack the way production wires them (push subscriptions into the run starter,
+Scheduler jobs publishing to a topic)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+import emulators
+from contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator.errors import KumoflowError
+from orchestrator.local._stack import DevStack, require_running, subscribe
+from orchestrator.local._wiring import FUNCTIONS
+from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
+
+STARTER = next(f for f in FUNCTIONS if f.name == "run_starter")
+
+
+def flows_in(path: str) -> list[Any]:
+    from orchestrator.sdk import Flow, load_module
+
+    module = load_module(path)
+    found = [v for v in vars(module).values() if isinstance(v, Flow)]
+    if not found:
+        raise KumoflowError(f"{path} defines no @flow")
+    return found
+
+
+def deploy_local(path: str) -> list[dict[str, Any]]:
+    stack = DevStack.from_env()
+    require_running(stack)
+    from orchestrator.adapters import FirestoreStore, GcsBlobStore
+
+    store = FirestoreStore.from_env(stack.config.project)
+    specs = [f.spec for f in flows_in(path)]  # compile all first: one bad flow deploys nothing
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    out = []
+    try:
+        for spec in specs:
+            version = store.put_flow(spec, deploy=True)
+            wired = [_wire(stack, publisher, subscriber, spec, t) for t in spec.triggers]
+            _write_jobs(stack, spec)
+            out.append({"flow": spec.name, "version": version, "triggers": wired})
+        buckets = {t.bucket for s in specs for t in s.triggers if isinstance(t, GcsTrigger)}
+        blobs = GcsBlobStore.from_env(stack.config.project)
+        for bucket in buckets:  # so that uploads to it work on the fresh local stack
+            blobs.ensure_bucket(bucket)
+    finally:
+        subscriber.close()
+    if any(isinstance(t, ScheduleTrigger) for s in specs for t in s.triggers):
+        emulators.start_scheduler(stack.config)
+    return out
+
+
+def _wire(stack: DevStack, publisher: Any, subscriber: Any, spec: FlowSpec, trigger: Any) -> str:
+    project = stack.config.project
+    port = stack.functions_port + STARTER.local_port_offset
+    if isinstance(trigger, PubSubTrigger):
+        topic = trigger.topic
+        what = f"pubsub {topic}"
+    elif isinstance(trigger, GcsTrigger):
+        topic = stack.config.gcs_notification_topic
+        what = f"gcs gs://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
+    else:
+        topic = TOPICS.schedules
+        what = f"schedule {trigger.cron} {trigger.timezone}"
+    with contextlib.suppress(gexc.AlreadyExists):
+        publisher.create_topic(name=publisher.topic_path(project, topic))
+    subscribe(
+        stack,
+        subscriber,
+        f"kumoflow-trigger-{topic}",
+        topic,
+        stack.push_url(port, topic),
+        STARTER.ack_deadline_s,
+    )
+    return what
+
+
+def _write_jobs(stack: DevStack, spec: FlowSpec) -> None:
+    """Replace this flow's Scheduler jobs (a redeploy drops schedules it no longer has)."""
+    prefix = job_name(spec.name, 0).rpartition("-")[0] + "-"
+    jobs = [j for j in emulators.read_jobs(stack.config) if not j.name.startswith(prefix)]
+    schedules = [t for t in spec.triggers if isinstance(t, ScheduleTrigger)]
+    for index, t in enumerate(schedules):
+        name = job_name(spec.name, index)
+        jobs.append(
+            emulators.Job(
+                name=name,
+                topic=TOPICS.schedules,
+                cron=t.cron,
+                timezone=t.timezone,
+                data="{}",
+                attributes={JOB_ATTRIBUTE: name},
+            )
+        )
+    emulators.write_jobs(stack.config, jobs)
+
+
+def publish(topic: str, data: bytes, attributes: dict[str, str]) -> str:
+    stack = DevStack.from_env()
+    require_running(stack)
+    publisher = pubsub_v1.PublisherClient()
+    path = publisher.topic_path(stack.config.project, topic)
+    try:
+        return str(publisher.publish(path, data, **attributes).result(timeout=30))
+    except gexc.NotFound as e:
+        raise KumoflowError(
+            f"topic {topic!r} does not exist on the local stack; deploy a flow "
+            "with on_pubsub(topic=...) first"
+        ) from e

@@ -1,0 +1,169 @@
+"""`kumoflow dev`: the local stack with production's wiring on Google's emulators."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+import emulators
+from orchestrator.errors import KumoflowError
+from orchestrator.local._wiring import (
+    FUNCTIONS,
+    MAX_BACKOFF_S,
+    MAX_DELIVERY_ATTEMPTS,
+    MIN_BACKOFF_S,
+)
+from orchestrator.runtime import TOPICS
+
+FUNCTIONS_SOURCE = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+RESULTS_BUCKET = "kumoflow-results"
+
+
+@dataclass(frozen=True)
+class DevStack:
+    config: emulators.StackConfig
+    functions_port: int = 8690
+    tick_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls) -> DevStack:
+        return cls(
+            emulators.StackConfig.from_env(), int(os.environ.get("KUMOFLOW_FUNCTIONS_PORT", "8690"))
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            **self.config.env(),
+            "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET,
+            # fake-gcs-server notifies for every bucket (GCS: per-bucket configs).
+            "KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS": "1",
+        }
+
+    def function_env(self) -> dict[str, str]:
+        # The code's fingerprint is part of the env, so `dev up` restarts functions whose
+        # code changed instead of reusing stale processes.
+        return {**self.env(), "KUMOFLOW_CODE": _code_fingerprint()}
+
+    def push_url(self, port: int, topic: str) -> str:
+        # The topic in the path gives functions-framework a proper CloudEvent `source`.
+        return f"http://{self.config.host}:{port}/projects/{self.config.project}/topics/{topic}"
+
+
+def up(stack: DevStack) -> dict[str, Any]:
+    missing = emulators.prerequisites()
+    if missing:
+        raise KumoflowError(
+            "the local stack cannot start: "
+            + "; ".join(missing)
+            + ". Install them, or run in-process with --backend memory"
+        )
+    try:
+        emulators.up(stack.config)
+    except emulators.StackError as e:
+        raise KumoflowError(str(e)) from e
+    os.environ.update(stack.env())
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        for topic in (*TOPICS.all(), TOPICS.ticks, TOPICS.dead_letter):
+            with contextlib.suppress(gexc.AlreadyExists):
+                publisher.create_topic(name=publisher.topic_path(stack.config.project, topic))
+        for fn in FUNCTIONS:
+            port = stack.functions_port + fn.local_port_offset
+            emulators.start_function(
+                stack.config,
+                fn.name.replace("_", "-"),
+                target=fn.name,
+                source=FUNCTIONS_SOURCE,
+                port=port,
+                env=stack.function_env(),
+            )
+            subscribe(
+                stack,
+                subscriber,
+                fn.subscription,
+                fn.topic,
+                stack.push_url(port, fn.topic),
+                fn.ack_deadline_s,
+            )
+        _ensure_tick_job(stack)
+        emulators.start_scheduler(stack.config)
+    finally:
+        subscriber.close()
+    return status(stack)
+
+
+def _ensure_tick_job(stack: DevStack) -> None:
+    """The sweeper's tick: Cloud Scheduler every minute in the cloud, sub-second locally."""
+    jobs = [j for j in emulators.read_jobs(stack.config) if j.name != "kumoflow-timer-tick"]
+    tick = emulators.Job(
+        name="kumoflow-timer-tick",
+        topic=TOPICS.ticks,
+        interval_seconds=stack.tick_seconds,
+        data="tick",
+    )
+    emulators.write_jobs(stack.config, [tick, *jobs])
+
+
+def subscribe(
+    stack: DevStack, subscriber: Any, name: str, topic: str, endpoint: str, ack_deadline: int
+) -> None:
+    project = stack.config.project
+    request = {
+        "name": subscriber.subscription_path(project, name),
+        "topic": f"projects/{project}/topics/{topic}",
+        "push_config": {"push_endpoint": endpoint},
+        "ack_deadline_seconds": ack_deadline,
+        "retry_policy": {
+            "minimum_backoff": timedelta(seconds=MIN_BACKOFF_S),
+            "maximum_backoff": timedelta(seconds=MAX_BACKOFF_S),
+        },
+        "dead_letter_policy": {
+            "dead_letter_topic": f"projects/{project}/topics/{TOPICS.dead_letter}",
+            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+        },
+    }
+    try:
+        subscriber.create_subscription(request=request)
+    except gexc.AlreadyExists:
+        # A restarted stack may have moved the function: point the push at it again.
+        subscriber.modify_push_config(
+            subscription=request["name"], push_config={"push_endpoint": endpoint}
+        )
+
+
+def _code_fingerprint() -> str:
+    root = FUNCTIONS_SOURCE.parents[1]
+    stamps = sorted(
+        (str(p), p.stat().st_mtime_ns)
+        for package in ("contracts", "orchestrator", "functions")
+        for p in (root / package).rglob("*.py")
+    )
+    return hashlib.sha256(repr(stamps).encode()).hexdigest()[:12]
+
+
+def status(stack: DevStack) -> dict[str, Any]:
+    return emulators.status(stack.config).to_json()
+
+
+def down(stack: DevStack) -> list[str]:
+    return emulators.down(stack.config)
+
+
+def require_running(stack: DevStack) -> None:
+    """Point this process at the running stack, or say how to start it."""
+    state = emulators.status(stack.config)
+    if not state.healthy or not all(f.healthy for f in state.functions):
+        raise KumoflowError(
+            "the local stack is not running (or not healthy): start it with "
+            "`kumoflow dev up`, check it with `kumoflow dev status`"
+        )
+    os.environ.update(stack.env())

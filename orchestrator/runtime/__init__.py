@@ -1,0 +1,72 @@
+"""The services the functions call: start a run, advance it, run a task attempt, sweep timers;
+and the in-process runner that wires the same services to in-memory adapters.
+
+`functions/` imports this face only; nothing here knows about HTTP or Pub/Sub push.
+"""
+
+from orchestrator.runtime._advance import (
+    advance,
+    execute,
+    flow_result,
+    redispatch,
+    request_attempt,
+    sweep,
+)
+from orchestrator.runtime._build import cloud_runtime, memory_runtime
+from orchestrator.runtime._cache import TaskRunContext, task_input_hash
+from orchestrator.runtime._ingress import (
+    JOB_ATTRIBUTE,
+    Deployed,
+    gcs_object,
+    job_name,
+    message,
+    requests_for_fire,
+    requests_for_message,
+    requests_for_object,
+    scheduled_slot,
+)
+from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging
+from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
+from orchestrator.runtime._runtime import Resolver, Runtime, import_source
+from orchestrator.runtime._start import bind_params, check_types, start_run
+from orchestrator.runtime._topics import TOPICS, Topics
+from orchestrator.runtime._worker import error_info, run_task
+
+__all__ = [
+    "DEFAULT_WORKERS",
+    "JOB_ATTRIBUTE",
+    "LOGGER",
+    "TOPICS",
+    "Deployed",
+    "InProcessRunner",
+    "JsonFormatter",
+    "Progress",
+    "Resolver",
+    "RunOutcome",
+    "Runtime",
+    "TaskRunContext",
+    "Topics",
+    "advance",
+    "bind_params",
+    "check_types",
+    "cloud_runtime",
+    "configure_json_logging",
+    "error_info",
+    "execute",
+    "flow_result",
+    "gcs_object",
+    "import_source",
+    "job_name",
+    "memory_runtime",
+    "message",
+    "redispatch",
+    "request_attempt",
+    "requests_for_fire",
+    "requests_for_message",
+    "requests_for_object",
+    "run_task",
+    "scheduled_slot",
+    "start_run",
+    "sweep",
+    "task_input_hash",
+]

@@ -1,0 +1,217 @@
+"""Trigger events to run requests: GCS finalize, Pub/Sub messages and schedule fires.
+
+Each run id derives from the event's identity (object#generation, message id, job + scheduled
+time) and the flow, so a redelivered event starts nothing new while a new object generation does.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from contracts import (
+    FlowSpec,
+    GcsObject,
+    GcsTrigger,
+    PubSubMessage,
+    PubSubTrigger,
+    RunRequested,
+    ScheduleTrigger,
+    TriggerInfo,
+)
+from orchestrator.engine import param_value
+from orchestrator.errors import BadInputError
+
+JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
+# A publish time this far before a slot still belongs to it (clocks are not in lockstep).
+EARLY_TOLERANCE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    version: str
+    spec: FlowSpec
+
+
+def run_id(*identity: str) -> str:
+    return hashlib.sha256("|".join(identity).encode()).hexdigest()[:24]
+
+
+def job_name(flow: str, index: int) -> str:
+    return f"kumoflow-{flow}-{index}"
+
+
+def gcs_object(data: Any) -> GcsObject:
+    if not isinstance(data, dict):
+        raise BadInputError("a storage event's data must be a JSON object (the object resource)")
+    try:
+        return GcsObject.model_validate(data)
+    except ValidationError as e:
+        fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors()[:5])
+        raise BadInputError(f"storage object resource is malformed ({fields})") from e
+
+
+def _matches(t: GcsTrigger, obj: GcsObject) -> bool:
+    return (
+        t.bucket == obj.bucket
+        and obj.name.startswith(t.prefix)
+        and obj.name.endswith(t.suffix)
+        and (t.glob is None or fnmatch.fnmatchcase(obj.name, t.glob))
+    )
+
+
+def requests_for_object(
+    deployed: Sequence[Deployed], obj: GcsObject, event_id: str, *, quiet: bool = False
+) -> list[RunRequested]:
+    triggers = [(d, t) for d in deployed for t in d.spec.triggers if isinstance(t, GcsTrigger)]
+    if not any(t.bucket == obj.bucket for _, t in triggers) and not quiet:
+        raise BadInputError(
+            f"no deployed flow is triggered by bucket {obj.bucket!r}; deploy one "
+            "with on_gcs_finalize(bucket=...) or remove the notification"
+        )
+    source = f"gs://{obj.bucket}/{obj.name}#{obj.generation}"
+    return [
+        RunRequested(
+            flow=d.spec.name,
+            flow_version=d.version,
+            params={t.param: obj.model_dump(mode="json")},
+            run_id=run_id("gcs", source, d.spec.name),
+            trigger=TriggerInfo(kind="gcs", source=source, event_id=event_id),
+        )
+        for d, t in triggers
+        if _matches(t, obj)
+    ]
+
+
+def message(
+    topic: str,
+    data: bytes,
+    attributes: Mapping[str, str],
+    message_id: str,
+    publish_time: str | None,
+) -> PubSubMessage:
+    try:
+        text: str | None = data.decode()
+    except UnicodeDecodeError:
+        text = None
+    return PubSubMessage(
+        topic=topic,
+        message_id=message_id,
+        data=text,
+        data_base64=base64.b64encode(data).decode(),
+        attributes=dict(attributes),
+        publish_time=_time(publish_time),
+    )
+
+
+def requests_for_message(deployed: Sequence[Deployed], msg: PubSubMessage) -> list[RunRequested]:
+    matched = [
+        (d, t)
+        for d in deployed
+        for t in d.spec.triggers
+        if isinstance(t, PubSubTrigger) and t.topic == msg.topic
+    ]
+    if not matched:
+        raise BadInputError(
+            f"no deployed flow is triggered by topic {msg.topic!r}; deploy one "
+            "with requests_for_message(topic=...)"
+        )
+    return [
+        RunRequested(
+            flow=d.spec.name,
+            flow_version=d.version,
+            params=(
+                {t.message_param: msg.model_dump(mode="json")}
+                if t.message_param
+                else _message_params(d.spec, msg)
+            ),
+            run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
+            trigger=TriggerInfo(
+                kind="pubsub",
+                source=msg.topic,
+                event_id=msg.message_id,
+                detail={"attributes": dict(msg.attributes)},
+            ),
+        )
+        for d, t in matched
+    ]
+
+
+def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
+    """Params from a JSON-object body, then from attributes named like parameters."""
+    params: dict[str, Any] = {}
+    if msg.data and msg.data.strip():
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise BadInputError(
+                f"message on {msg.topic!r} for flow {spec.name!r}: data must be a JSON object of "
+                "params (or empty with params as attributes); to take raw messages, give the "
+                "flow a parameter annotated PubSubMessage"
+            )
+        params.update(body)
+    names = {p.name: p for p in spec.params}
+    for key, value in msg.attributes.items():
+        if key in names:
+            params[key] = param_value(value, names[key].annotation)
+    return params
+
+
+def requests_for_fire(
+    deployed: Sequence[Deployed], job: str, fired_at: datetime, event_id: str
+) -> list[RunRequested]:
+    for d in deployed:
+        schedules = [t for t in d.spec.triggers if isinstance(t, ScheduleTrigger)]
+        for index, t in enumerate(schedules):
+            if job_name(d.spec.name, index) == job:
+                slot = scheduled_slot(t, fired_at)
+                return [
+                    RunRequested(
+                        flow=d.spec.name,
+                        flow_version=d.version,
+                        params=dict(t.params),
+                        run_id=run_id("schedule", job, slot.isoformat()),
+                        trigger=TriggerInfo(
+                            kind="schedule",
+                            source=job,
+                            event_id=event_id,
+                            detail={"scheduled_for": slot.isoformat()},
+                        ),
+                    )
+                ]
+    raise BadInputError(
+        f"no deployed schedule is named {job!r}; redeploy its flow or delete the job"
+    )
+
+
+def scheduled_slot(t: ScheduleTrigger, fired_at: datetime) -> datetime:
+    """The cron slot a fire belongs to: the latest at or before it, or one a few seconds ahead
+    (clock skew between the scheduler and Pub/Sub's publish time)."""
+    from croniter import croniter
+
+    local = fired_at.astimezone(ZoneInfo(t.timezone))
+    ahead: datetime = croniter(t.cron, local).get_next(datetime)
+    if ahead.astimezone(UTC) - fired_at <= EARLY_TOLERANCE:
+        return ahead.astimezone(UTC)
+    slot: datetime = croniter(t.cron, local + timedelta(microseconds=1)).get_prev(datetime)
+    return slot.astimezone(UTC)
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadInputError(f"publishTime {value!r} is not RFC 3339") from e

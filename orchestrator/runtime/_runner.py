@@ -1,0 +1,204 @@
+"""In-process runs: the cloud's services wired to in-memory adapters and a thread pool."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts import (
+    Envelope,
+    FlowSpec,
+    Run,
+    RunFailed,
+    RunRequested,
+    RunStatus,
+    RunSucceeded,
+    TaskFailed,
+    TaskRequested,
+    TaskRun,
+    TaskSucceeded,
+)
+from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.errors import FlowRunError, TaskRunError
+from orchestrator.ports import Clock
+from orchestrator.runtime._advance import advance, flow_result, sweep
+from orchestrator.runtime._build import memory_runtime
+from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._start import bind_params, start_run
+from orchestrator.runtime._worker import error_info, run_task
+
+DEFAULT_WORKERS = 8
+# Result caches outlive a run: in-process, they last as long as the process.
+PROCESS_CACHE = MemoryBlobStore()
+Progress = Callable[[Run, dict[str, TaskRun]], None]
+
+
+@dataclass
+class RunOutcome:
+    run: Run
+    tasks: dict[str, TaskRun]
+    value: Any = None
+    exception: BaseException | None = field(default=None, repr=False)
+
+    def value_or_raise(self) -> Any:
+        if self.run.status is RunStatus.SUCCEEDED:
+            return self.value
+        error = self.run.error
+        where = f"task {error.task!r}" if error and error.task else f"flow {self.run.flow!r}"
+        detail = f"{error.type}: {error.message}" if error else self.run.status.value
+        raise FlowRunError(
+            f"flow run {self.run.run_id} ({self.run.flow}) {self.run.status.value.lower()}: "
+            f"{where} failed with {detail}",
+            run_id=self.run.run_id,
+            task=error.task if error else None,
+        ) from self.exception
+
+
+class InProcessRunner:
+    """Drives one run through the ports: orchestrator steps on this thread, tasks on a pool."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_workers: int = DEFAULT_WORKERS,
+        functions: dict[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        self.store = MemoryStore()
+        self.blobs = MemoryBlobStore()
+        self.bus = MemoryBus()
+        self.rt = memory_runtime(
+            clock=clock, functions=functions, store=self.store, blobs=self.blobs, bus=self.bus
+        )
+        self.rt.exceptions = {}
+        self.rt.cache_store = PROCESS_CACHE
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
+        self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
+        self._inflight = 0
+        self.bus.subscribe(self.rt.topics.tasks, self._on_task_request)
+        self.bus.subscribe(self.rt.topics.events, self._inbox.put)
+        self.bus.subscribe(self.rt.topics.finished, self._inbox.put)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> InProcessRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_task_request(self, event: Envelope) -> None:
+        assert isinstance(event.data, TaskRequested)
+        self._inflight += 1
+        self._pool.submit(self._work, event.data)
+
+    def _work(self, req: TaskRequested) -> None:
+        try:
+            outcome = run_task(self.rt, req)
+        except BaseException as e:  # an engine bug must not hang the run: report it as a failure
+            self._inbox.put(_crash_event(self.rt, req, e))
+            return
+        if outcome is None:
+            self._inbox.put(_crash_event(self.rt, req, None))
+
+    def run(
+        self,
+        spec: FlowSpec,
+        params: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> RunOutcome:
+        params = bind_params(spec.params, params, flow=spec.name)  # clear errors, before storing
+        self.store.put_flow(spec)
+        run_id = run_id or uuid.uuid4().hex[:16]
+        _run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
+        self._report(run_id, progress)
+        while True:
+            event = self._next_event()
+            if event is None:
+                continue
+            if event.type == _NOOP:
+                self._inflight -= 1
+                continue
+            data = event.data
+            if isinstance(data, RunSucceeded | RunFailed) and data.run_id == run_id:
+                break
+            if isinstance(data, TaskSucceeded | TaskFailed):
+                self._inflight -= 1
+                advance(self.rt, data.run_id, data, recheck=False)  # one writer: no skew
+                self._report(run_id, progress)
+        return self._outcome(run_id)
+
+    def _next_event(self) -> Envelope | None:
+        clock = self.rt.clock
+        due = self.store.next_due()
+        if due is None or (self._inflight and not clock.realtime):
+            return self._inbox.get()
+        wait = (due - clock.now()).total_seconds()
+        if wait > 0:
+            if clock.realtime and self._inflight:
+                try:
+                    return self._inbox.get(timeout=wait)
+                except queue.Empty:
+                    return None
+            if not self._inbox.empty():
+                return self._inbox.get()
+            clock.sleep(wait)
+        sweep(self.rt, self.store.due(clock.now()))
+        return None
+
+    def _report(self, run_id: str, progress: Progress | None) -> None:
+        if progress is not None:
+            snap = self.store.load(run_id)
+            if snap is not None:
+                progress(snap.run, snap.tasks)
+
+    def _outcome(self, run_id: str) -> RunOutcome:
+        snap = self.store.load(run_id)
+        assert snap is not None
+        outcome = RunOutcome(run=snap.run, tasks=snap.tasks)
+        if snap.run.status is RunStatus.SUCCEEDED:
+            plan = self.rt.plan(snap.run.flow_version, snap.run.params)
+            outcome.value = flow_result(self.rt, plan, snap.run, snap.tasks)
+        elif snap.run.error and snap.run.error.task:
+            key = snap.run.error.task
+            task = snap.tasks.get(key)
+            exceptions = self.rt.exceptions or {}
+            outcome.exception = exceptions.get((run_id, key, task.attempt if task else 0)) or (
+                TaskRunError(snap.run.error.type, snap.run.error.message, snap.run.error.traceback)
+            )
+        return outcome
+
+
+_NOOP = "dev.kumoflow.internal.noop"
+
+
+def _crash_event(rt: Runtime, req: TaskRequested, error: BaseException | None) -> Envelope:
+    """A worker that returned nothing or crashed still frees its in-flight slot."""
+    if error is None:
+        return Envelope(
+            id=uuid.uuid4().hex, type=_NOOP, source=rt.source, time=rt.clock.now(), data=req
+        )
+    now = rt.clock.now()
+    return Envelope(
+        id=uuid.uuid4().hex,
+        type="dev.kumoflow.task.failed",
+        source=rt.source,
+        time=now,
+        data=TaskFailed(
+            run_id=req.run_id,
+            key=req.key,
+            attempt=req.attempt,
+            error=error_info(error, req.key),
+            retryable=False,
+            worker=rt.worker_id,
+            started_at=now,
+            ended_at=now,
+        ),
+    )

@@ -1,0 +1,156 @@
+"""What every service shares: the ports, topic names, and caches of immutable things."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, JsonValue
+
+from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, SourceRef
+from orchestrator.engine import Plan, expand
+from orchestrator.errors import BadInputError, NotFoundError
+from orchestrator.ports import (
+    BlobStore,
+    Clock,
+    DeadLetterStore,
+    EventBus,
+    FlowStore,
+    StateStore,
+    TimerStore,
+)
+from orchestrator.runtime._topics import Topics
+
+
+def import_source(source: SourceRef) -> None:
+    """Import a flow's module the way its author ran it: by name, or from its file's folder."""
+    if source.module in sys.modules:
+        return
+    if source.path and Path(source.path).exists():
+        # The folder that makes `module` importable: a.b.c from /root/a/b/c.py -> /root.
+        path = Path(source.path)
+        depth = source.module.count(".") + (1 if path.name == "__init__.py" else 0)
+        folder = str(path.parents[depth])
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        importlib.import_module(source.module)
+    except ImportError as e:
+        raise BadInputError(
+            f"cannot import module {source.module!r} (from {source.path or 'sys.path'}): {e}; "
+            "deploy the flow's code with the task function"
+        ) from e
+
+
+class Resolver:
+    """Task refs to functions; in-process runs pre-seed it so nothing is imported twice."""
+
+    def __init__(self, functions: dict[str, Callable[..., Any]] | None = None) -> None:
+        self._functions = dict(functions or {})
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: str, source: SourceRef) -> Callable[..., Any]:
+        found = self._functions.get(ref)
+        if found is not None:
+            return found
+        module_name, _, qualname = ref.partition(":")
+        with self._lock:
+            if module_name == source.module:
+                import_source(source)
+            try:
+                obj: Any = importlib.import_module(module_name)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError) as e:
+                raise BadInputError(f"cannot find task function {ref!r}: {e}") from e
+            fn = getattr(obj, "fn", obj)  # a Task object wraps the plain function
+            self._functions[ref] = fn
+            return fn  # type: ignore[no-any-return]
+
+
+@dataclass
+class Runtime:
+    flows: FlowStore
+    state: StateStore
+    timers: TimerStore
+    letters: DeadLetterStore
+    blobs: BlobStore
+    bus: EventBus
+    clock: Clock
+    results_bucket: str = "kumoflow-results"
+    topics: Topics = field(default_factory=Topics)
+    source: str = "//kumoflow.dev/local"
+    worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
+    resolver: Resolver = field(default_factory=Resolver)
+    # In-process runs keep the real exception objects so errors chain to them.
+    exceptions: dict[tuple[str, str, int], BaseException] | None = None
+    # Fault injection for crash tests: called at named points ("after-commit"); may kill the
+    # process. Set only by KUMOFLOW_FAULTS in the function edge.
+    fault: Callable[[str], None] | None = None
+    # Where result caches live; in-process runs share one across runs of the process.
+    cache_store: BlobStore | None = None
+    _specs: dict[str, FlowSpec] = field(default_factory=dict)
+    _plans: OrderedDict[tuple[str, str], Plan] = field(default_factory=OrderedDict)
+
+    @property
+    def cache_blobs(self) -> BlobStore:
+        return self.cache_store or self.blobs
+
+    def spec(self, version: str) -> FlowSpec:
+        found = self._specs.get(version)
+        if found is None:
+            found = self.flows.get_flow(version)
+            if found is None:
+                raise NotFoundError(f"no flow version {version!r} is registered")
+            self._specs[version] = found
+        return found
+
+    def flow_function(self, spec: FlowSpec) -> Callable[..., Any] | None:
+        """The flow's own function, to check parameters against; None when not importable."""
+        if "<locals>" in spec.entrypoint:
+            return None
+        try:
+            found = self.resolver.resolve(f"{spec.source.module}:{spec.entrypoint}", spec.source)
+        except BadInputError:
+            return None
+        return found
+
+    def plan(self, version: str, params: dict[str, JsonValue]) -> Plan:
+        # Plans are pure functions of (version, params): cache them across events of a run.
+        cache_key = (version, repr(sorted(params.items())))
+        found = self._plans.get(cache_key)
+        if found is None:
+            found = expand(self.spec(version), params)
+            self._plans[cache_key] = found
+            if len(self._plans) > 256:
+                self._plans.popitem(last=False)
+        return found
+
+    def publish(
+        self, topic: str, data: BaseModel, *, event_id: str, subject: str | None = None
+    ) -> None:
+        self.bus.publish(
+            topic,
+            Envelope(
+                id=event_id,
+                type=EVENT_TYPE_OF[type(data)],
+                source=self.source,
+                time=self.clock.now(),
+                subject=subject,
+                data=data,
+            ),
+        )
+
+    def result_uri(self, run_id: str, name: str, ext: str, storage: str | None = None) -> str:
+        """Where a result lives: `storage` is a bucket name or a gs://bucket/prefix."""
+        base = storage or self.results_bucket
+        base = base.rstrip("/") if base.startswith("gs://") else f"gs://{base}"
+        return f"{base}/runs/{run_id}/{name}.{ext}"

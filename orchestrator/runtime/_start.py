@@ -1,0 +1,94 @@
+"""Starting a run: bind and check its parameters, create it once per run id, dispatch its roots."""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from contracts import Run, RunRequested
+from orchestrator.engine import StartRun, check_json
+from orchestrator.errors import NotFoundError, ParameterError
+from orchestrator.runtime._advance import advance
+from orchestrator.runtime._runtime import Runtime
+
+MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
+
+
+def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool]:
+    """Create the run (once per run id) and dispatch its roots. Returns (run, created)."""
+    version = req.flow_version or rt.flows.latest_version(req.flow)
+    if version is None:
+        raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
+    spec = rt.spec(version)
+    if spec.name != req.flow:
+        raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
+    params = bind_params(spec.params, req.params, flow=spec.name)
+    check_types(rt.flow_function(spec), params, flow=spec.name)
+    rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
+    run = Run(
+        run_id=run_id,
+        flow=spec.name,
+        flow_version=version,
+        params=params,
+        created_at=rt.clock.now(),
+        trigger=req.trigger,
+    )
+    created = rt.state.create_run(run)
+    if not created:
+        snap = rt.state.load(run_id)
+        if snap is None:
+            raise NotFoundError(f"run {run_id!r} vanished while starting")
+        run = snap.run
+    # Also on a duplicate: finishes a start that crashed after create_run.
+    advance(rt, run_id, StartRun())
+    return run, created
+
+
+def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[str, Any]:
+    known = {p.name: p for p in spec_params}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ParameterError(
+            f"flow {flow!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(known) or 'no parameters'}"
+        )
+    size = len(json.dumps(given, default=str))
+    if size > MAX_PARAMS_BYTES:
+        raise ParameterError(
+            f"flow {flow!r}: run params are {size} bytes of JSON, over {MAX_PARAMS_BYTES}; they "
+            "are stored with the run, so pass large inputs as gs:// URIs instead"
+        )
+    params = {}
+    for name, p in known.items():
+        if name in given:
+            params[name] = check_json(given[name], what=f"parameter {name!r} of flow {flow!r}")
+        elif p.required:
+            raise ParameterError(f"flow {flow!r} needs parameter {name!r} (none was given)")
+        else:
+            params[name] = p.default
+    return params
+
+
+def check_types(fn: Callable[..., Any] | None, params: dict[str, Any], *, flow: str) -> None:
+    """Validate params against the flow's annotations (lax, as pydantic does: "5" fits int)."""
+    if fn is None:
+        return  # the flow body is not importable here (defined in a function): names only
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        return  # annotations that do not resolve cannot be checked
+    problems = []
+    for name, value in params.items():
+        if name in hints:
+            try:
+                TypeAdapter(hints[name]).validate_python(value)
+            except ValidationError as e:
+                problems.append(f"{name!r}: {e.errors()[0]['msg']} (got {value!r:.60})")
+    if problems:
+        raise ParameterError(
+            f"flow {flow!r}: parameters do not fit its signature: " + "; ".join(problems)
+        )

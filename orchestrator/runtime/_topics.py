@@ -1,0 +1,23 @@
+"""Every topic name kumoflow uses: one home, read by the services, the local stack and infra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    runs: str = "kumoflow-run-requests"  # run.requested -> run_starter
+    tasks: str = "kumoflow-task-requests"  # task.requested -> task_worker
+    events: str = "kumoflow-task-events"  # task.succeeded/failed -> orchestrator
+    finished: str = "kumoflow-run-events"  # run.succeeded/failed -> whoever listens
+    ticks: str = "kumoflow-timer-ticks"  # Cloud Scheduler publishes here; the sweeper fires timers
+    schedules: str = "kumoflow-schedules"  # every schedule's Scheduler job publishes here
+    dead_letter: str = "kumoflow-dead-letter"  # Pub/Sub's dead-letter policy forwards here
+
+    def all(self) -> tuple[str, ...]:
+        """The topics of kumoflow's own events (the stack also creates ticks and dead_letter)."""
+        return (self.runs, self.tasks, self.events, self.finished)
+
+
+TOPICS = Topics()

@@ -1,0 +1,290 @@
+"""Compiling a flow body into a FlowSpec: parameters and task calls become placeholders."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from contracts import (
+    DictValue,
+    FlowParam,
+    ListValue,
+    LiteralValue,
+    NodeSpec,
+    ParamRef,
+    ResultRef,
+    TaskOptions,
+    ValueExpr,
+)
+from orchestrator.errors import FlowDefinitionError
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    value: object
+
+
+def unmapped(value: object) -> Unmapped:
+    """Pass `value` whole to every mapped call instead of iterating over it."""
+    return Unmapped(value)
+
+
+class Placeholder:
+    """Stands for a value known only when the flow runs: a parameter or a task's result."""
+
+    __slots__ = ("_desc", "_expr", "_mapped")
+
+    def __init__(self, expr: ValueExpr, desc: str, *, mapped: bool = False) -> None:
+        self._expr = expr
+        self._desc = desc
+        self._mapped = mapped
+
+    def __repr__(self) -> str:
+        return f"<placeholder for {self._desc}>"
+
+    def _misuse(self, op: str) -> NoReturn:
+        raise FlowDefinitionError(
+            f"{self._desc} is only known when the flow runs, so `{op}` cannot use it while the "
+            f"flow body is compiled into a DAG. Move that logic into a @task that takes "
+            f"{self._desc} as an argument (the flow body may only call tasks and pass results)."
+        )
+
+    def __bool__(self) -> bool:
+        self._misuse("if/while/and/or/not")
+
+    def __iter__(self) -> NoReturn:
+        self._misuse("for/unpacking")
+
+    def __len__(self) -> int:
+        self._misuse("len()")
+
+    def __str__(self) -> str:
+        self._misuse("str()")
+
+    def __format__(self, spec: str) -> str:
+        self._misuse("an f-string or format()")
+
+    def __int__(self) -> int:
+        self._misuse("int()")
+
+    def __float__(self) -> float:
+        self._misuse("float()")
+
+    def __index__(self) -> int:
+        self._misuse("indexing")
+
+    def __getitem__(self, item: object) -> NoReturn:
+        self._misuse("[...]")
+
+    def __contains__(self, item: object) -> bool:
+        self._misuse("in")
+
+    def __eq__(self, other: object) -> bool:
+        self._misuse("==")
+
+    def __ne__(self, other: object) -> bool:
+        self._misuse("!=")
+
+    __hash__ = object.__hash__
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._misuse(f".{name}")
+
+
+def _arith(op: str) -> Callable[..., NoReturn]:
+    def method(self: Placeholder, *_: object) -> NoReturn:
+        self._misuse(op)
+
+    return method
+
+
+for _name, _op in {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "truediv": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "pow": "**",
+    "and": "&",
+    "or": "|",
+    "xor": "^",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "neg": "unary -",
+    "pos": "unary +",
+    "abs": "abs()",
+    "invert": "~",
+}.items():
+    setattr(Placeholder, f"__{_name}__", _arith(_op))
+    if _name in {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor"}:
+        setattr(Placeholder, f"__r{_name}__", _arith(_op))
+
+
+def to_expr(value: object, *, what: str) -> ValueExpr:
+    """The expression for a value passed in a flow body; literals must be JSON."""
+    if isinstance(value, Placeholder):
+        return value._expr
+    if isinstance(value, Unmapped):
+        raise FlowDefinitionError(f"{what}: unmapped() only makes sense in task.map(...)")
+    if isinstance(value, list | tuple):
+        items = tuple(to_expr(v, what=what) for v in value)
+        if all(isinstance(i, LiteralValue) for i in items):
+            return LiteralValue(value=[i.value for i in items])  # type: ignore[union-attr]
+        return ListValue(items=items)
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise FlowDefinitionError(f"{what}: dict keys must be strings to travel as JSON")
+        exprs = {k: to_expr(v, what=what) for k, v in value.items()}
+        if all(isinstance(e, LiteralValue) for e in exprs.values()):
+            return LiteralValue(value={k: e.value for k, e in exprs.items()})  # type: ignore[union-attr]
+        return DictValue(items=exprs)
+    if callable(value) and not isinstance(value, type):
+        raise FlowDefinitionError(
+            f"{what} is a callable ({value!r}); inside a flow, call a @task instead of passing "
+            "functions around"
+        )
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise FlowDefinitionError(
+            f"{what} is a {type(value).__name__}, which JSON cannot carry into the DAG; pass "
+            "JSON values, parameters or task results"
+        ) from e
+    return LiteralValue(value=value)
+
+
+@dataclass
+class Builder:
+    flow_name: str
+    nodes: list[NodeSpec] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict)
+    _keys: set[str] = field(default_factory=set)
+    mapped_nodes: set[str] = field(default_factory=set)
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+    def new_key(self, name: str) -> str:
+        # Keys count per task name, so editing other tasks never renames this one.
+        n = self._counts.get(name, 0) + 1
+        self._counts[name] = n
+        key = name if n == 1 else f"{name}-{n}"
+        while key in self._keys:
+            n += 1
+            self._counts[name] = n
+            key = f"{name}-{n}"
+        self._keys.add(key)
+        return key
+
+    def add(
+        self,
+        ref: str,
+        fn: Callable[..., Any],
+        options: TaskOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        mapped: bool,
+    ) -> Placeholder:
+        wait_for = kwargs.pop("wait_for", None) or ()
+        name = options.name
+        try:
+            bound = inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as e:
+            raise FlowDefinitionError(f"task {name!r} in flow {self.flow_name!r}: {e}") from None
+        exprs: dict[str, ValueExpr] = {}
+        map_over: list[str] = []
+        for param, value in bound.arguments.items():
+            what = f"argument {param!r} of task {name!r}"
+            if mapped and isinstance(value, Unmapped):
+                exprs[param] = to_expr(value.value, what=what)
+                continue
+            exprs[param] = to_expr(value, what=what)
+            if mapped and self._mappable(value, what):
+                map_over.append(param)
+        if mapped and not map_over:
+            raise FlowDefinitionError(
+                f"{name}.map(...) got nothing to map over: pass at least one list, list parameter "
+                "or mapped result (wrap values meant for every call in unmapped(...))"
+            )
+        deps = []
+        for dep in wait_for if isinstance(wait_for, list | tuple) else (wait_for,):
+            if not isinstance(dep, Placeholder) or not isinstance(dep._expr, ResultRef):
+                raise FlowDefinitionError(f"wait_for of task {name!r} takes task results only")
+            deps.append(dep._expr.node)
+        key = self.new_key(name)
+        self.functions[ref] = fn
+        self.nodes.append(
+            NodeSpec(
+                key=key,
+                task=ref,
+                args=exprs,
+                map_over=tuple(map_over),
+                wait_for=tuple(deps),
+                options=options,
+            )
+        )
+        if mapped:
+            self.mapped_nodes.add(key)
+        return Placeholder(ResultRef(node=key), f"the result of task {key!r}", mapped=mapped)
+
+    def _mappable(self, value: object, what: str) -> bool:
+        if isinstance(value, list | tuple):
+            return True
+        if isinstance(value, Placeholder):
+            expr = value._expr
+            if isinstance(expr, ParamRef) or value._mapped:
+                return True
+            raise FlowDefinitionError(
+                f"{what}: mapping over {value._desc} (a list produced at run time) is not "
+                "supported yet; map over a list literal, a list parameter or a mapped result, "
+                "or pass it whole with unmapped(...)"
+            )
+        return False
+
+
+BUILDING: ContextVar[Builder | None] = ContextVar("kumoflow_building", default=None)
+
+
+def flow_params(fn: Callable[..., Any], flow_name: str) -> tuple[FlowParam, ...]:
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise FlowDefinitionError(
+                f"flow {flow_name!r}: parameter {p.name!r} must be a plain named parameter; "
+                "flow parameters arrive by name as JSON"
+            )
+        required = p.default is p.empty
+        default = None if required else p.default
+        if not required:
+            try:
+                json.dumps(default, allow_nan=False)
+            except (TypeError, ValueError):
+                raise FlowDefinitionError(
+                    f"flow {flow_name!r}: the default of parameter {p.name!r} is a "
+                    f"{type(default).__name__}, which JSON cannot carry; use a JSON value"
+                ) from None
+        annotation = None if p.annotation is p.empty else _annotation_name(p.annotation)
+        params.append(
+            FlowParam(name=p.name, required=required, default=default, annotation=annotation)
+        )
+    return tuple(params)
+
+
+def _annotation_name(annotation: object) -> str:
+    return (
+        annotation
+        if isinstance(annotation, str)
+        else getattr(annotation, "__qualname__", repr(annotation))
+    )
+
+
+def param_placeholders(params: tuple[FlowParam, ...]) -> Mapping[str, Placeholder]:
+    return {p.name: Placeholder(ParamRef(name=p.name), f"parameter {p.name!r}") for p in params}

@@ -1,0 +1,262 @@
+"""The decorators: `@task` and `@flow`, Prefect's names and defaults where Prefect has them."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
+from orchestrator.errors import FlowDefinitionError
+from orchestrator.sdk._compile import (
+    BUILDING,
+    Builder,
+    Placeholder,
+    flow_params,
+    param_placeholders,
+    to_expr,
+)
+from orchestrator.sdk._triggers import Trigger, compile_triggers
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """As Prefect: retry n waits backoff_factor * 2**(n-1) seconds."""
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**r for r in range(retries)]
+
+    return delays
+
+
+def function_ref(fn: Callable[..., Any], kind: str) -> str:
+    """`module:qualname`, the address task workers import a function by."""
+    qualname = getattr(fn, "__qualname__", "")
+    if not inspect.isfunction(fn) or "<lambda>" in qualname or "<locals>" in qualname:
+        raise FlowDefinitionError(
+            f"{kind} {qualname or fn!r} must be a module-level function: task workers import it "
+            f"by name in another process, which a lambda or nested function cannot be"
+        )
+    return f"{module_name(fn)}:{qualname}"
+
+
+def module_name(fn: Callable[..., Any]) -> str:
+    module = fn.__module__
+    if module == "__main__":  # a script run directly: workers import its file by name
+        return Path(inspect.getfile(fn)).stem
+    return module
+
+
+class Task(Generic[P, R]):
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.ref = function_ref(fn, "task")
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<task {self.options.name!r} ({self.ref})>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        builder = BUILDING.get()
+        if builder is None:  # outside a flow a task is just its function
+            return self.fn(*args, **kwargs)
+        return builder.add(self.ref, self.fn, self.options, args, dict(kwargs), mapped=False)  # type: ignore[return-value]
+
+    def map(self, *args: Any, **kwargs: Any) -> list[R]:
+        builder = BUILDING.get()
+        if builder is None:
+            raise FlowDefinitionError(
+                f"{self.options.name}.map(...) can only be used inside a @flow"
+            )
+        return builder.add(self.ref, self.fn, self.options, args, kwargs, mapped=True)  # type: ignore[return-value]
+
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        return Task(self.fn, self.options.model_copy(update=changes))
+
+
+def _delays(
+    value: float | Sequence[float] | Callable[[int], list[float]], retries: int
+) -> float | tuple[float, ...]:
+    if callable(value):
+        value = value(retries)
+    if isinstance(value, int | float):
+        return float(value)
+    return tuple(float(v) for v in value)
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+@overload
+def task(__fn: Callable[P, R]) -> Task[P, R]: ...
+@overload
+def task(
+    __fn: None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float | Sequence[float] | Callable[[int], list[float]] = 0,
+    retry_jitter_factor: float | None = None,
+    retry_on: Sequence[type[BaseException]] = (Exception,),
+    timeout_seconds: float | None = None,
+    tags: Sequence[str] = (),
+    persist_result: bool | None = None,
+    result_storage: str | None = None,
+    result_serializer: Serializer = "json",
+    cache_key_fn: Callable[..., str | None] | None = None,
+    cache_expiration: timedelta | float | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
+    """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time."""
+    if __fn is None:
+        return lambda fn: task(fn, **kwargs)
+    retries = kwargs.get("retries", 0)
+    retry_on = kwargs.get("retry_on", (Exception,))
+    cache_fn = kwargs.get("cache_key_fn")
+    try:
+        options = TaskOptions(
+            name=kwargs.get("name") or __fn.__name__,
+            retry=RetryPolicy(
+                retries=retries,
+                delay_seconds=_delays(kwargs.get("retry_delay_seconds", 0), retries),
+                jitter_factor=kwargs.get("retry_jitter_factor"),
+                retry_on=tuple(f"{c.__module__}.{c.__qualname__}" for c in retry_on),
+            ),
+            timeout_seconds=kwargs.get("timeout_seconds"),
+            tags=tuple(kwargs.get("tags", ())),
+            persist_result=kwargs.get("persist_result"),
+            result_storage=kwargs.get("result_storage"),
+            result_serializer=kwargs.get("result_serializer", "json"),
+            cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
+            cache_expiration_seconds=_seconds(kwargs.get("cache_expiration")),
+        )
+    except ValueError as e:
+        raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None
+    return Task(__fn, options)
+
+
+class Flow(Generic[P, R]):
+    def __init__(
+        self, fn: Callable[P, R], options: FlowOptions, triggers: Sequence[Trigger] = ()
+    ) -> None:
+        if inspect.iscoroutinefunction(fn):
+            raise FlowDefinitionError(
+                f"flow {options.name!r}: write the flow body as a plain `def`; it only wires "
+                "tasks together (tasks themselves may be `async def`)"
+            )
+        self.fn = fn
+        self.options = options
+        # The flow body only ever runs at compile time, so unlike tasks it need not be importable.
+        self.ref = f"{module_name(fn)}:{fn.__qualname__}"
+        self._spec: FlowSpec | None = None
+        self._triggers = list(triggers)
+        self._functions: dict[str, Callable[..., Any]] = {}
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def __repr__(self) -> str:
+        return f"<flow {self.name!r} ({self.ref})>"
+
+    @property
+    def spec(self) -> FlowSpec:
+        """The compiled DAG (computed once; the body runs with placeholders, never for real)."""
+        if self._spec is None:
+            self._spec = self._compile()
+        return self._spec
+
+    def _compile(self) -> FlowSpec:
+        if BUILDING.get() is not None:
+            raise FlowDefinitionError(
+                f"flow {self.name!r} called inside another flow: subflows "
+                "are not supported yet; call its tasks directly"
+            )
+        params = flow_params(self.fn, self.name)
+        builder = Builder(self.name)
+        token = BUILDING.set(builder)
+        try:
+            returned = self.fn(**param_placeholders(params))  # type: ignore[arg-type, call-arg]
+        finally:
+            BUILDING.reset(token)
+        self._functions = builder.functions
+        module, qualname = self.ref.split(":", 1)
+        path = inspect.getsourcefile(self.fn)
+        return FlowSpec(
+            options=self.options,
+            source=SourceRef(module=module, path=str(Path(path).resolve()) if path else None),
+            entrypoint=qualname,
+            params=params,
+            nodes=tuple(builder.nodes),
+            result=to_expr(returned, what=f"the return value of flow {self.name!r}"),
+            triggers=compile_triggers(self.name, self._triggers, params),
+        )
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """ref -> function of the flow and every task it calls: in-process runs import nothing
+        (re-importing a script run as __main__ would run it again)."""
+        _ = self.spec
+        return {**self._functions, self.ref: self.fn}
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run in-process and return the result; raises FlowRunError naming the failed task."""
+        if BUILDING.get() is not None:
+            raise FlowDefinitionError(
+                f"flow {self.name!r} called inside another flow: subflows "
+                "are not supported yet; call its tasks directly"
+            )
+        from orchestrator.sdk._run import run_in_process
+
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as e:
+            from orchestrator.errors import ParameterError
+
+            raise ParameterError(f"flow {self.name!r}: {e}") from None
+        outcome = run_in_process(self, dict(bound.arguments))
+        return outcome.value_or_raise()  # type: ignore[no-any-return]
+
+
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+@overload
+def flow(
+    __fn: None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    retries: int = 0,
+    timeout_seconds: float | None = None,
+    persist_result: bool = True,
+    result_storage: str | None = None,
+    triggers: Sequence[Trigger] = (),
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
+    """Declare a flow: its body is compiled into a DAG of task calls."""
+    if __fn is None:
+        return lambda fn: flow(fn, **kwargs)
+    try:
+        options = FlowOptions(
+            name=kwargs.get("name") or __fn.__name__.replace("_", "-"),
+            description=kwargs.get("description") or inspect.getdoc(__fn),
+            version=kwargs.get("version"),
+            retries=kwargs.get("retries", 0),
+            timeout_seconds=_seconds(kwargs.get("timeout_seconds")),
+            persist_result=kwargs.get("persist_result", True),
+            result_storage=kwargs.get("result_storage"),
+        )
+    except ValueError as e:
+        raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
+    return Flow(__fn, options, kwargs.get("triggers", ()))
+
+
+__all__ = ["Flow", "Placeholder", "Task", "exponential_backoff", "flow", "task"]

@@ -1,0 +1,70 @@
+"""Run a flow and look at the outcome, in memory or on the local stack, through one interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contracts import Run, RunStatus, TaskRun
+from orchestrator.adapters import VirtualClock
+from orchestrator.engine import decode
+from orchestrator.sdk import Flow, run_in_process
+
+
+@dataclass
+class Outcome:
+    run: Run
+    tasks: dict[str, TaskRun]
+    value: Any
+
+    @property
+    def status(self) -> RunStatus:
+        return self.run.status
+
+
+class Backend(Protocol):
+    name: str
+    realtime: bool  # False: retry delays and timeouts are skipped, not waited for
+
+    def run(self, flow: Flow[Any, Any], params: dict[str, Any], timeout: float = 60) -> Outcome: ...
+
+
+class MemoryBackend:
+    """In-process, on a virtual clock: retry delays cost nothing."""
+
+    name = "memory"
+    realtime = False
+
+    def run(self, flow: Flow[Any, Any], params: dict[str, Any], timeout: float = 60) -> Outcome:
+        del timeout  # a virtual clock never waits
+        outcome = run_in_process(flow, params, clock=VirtualClock())
+        return Outcome(outcome.run, outcome.tasks, outcome.value)
+
+
+class StackBackend:
+    """The running local stack: the run is requested on Pub/Sub exactly as a producer would."""
+
+    name = "emulator"
+    realtime = True
+
+    def __init__(self) -> None:
+        from orchestrator.local import stack_runtime
+
+        self.rt = stack_runtime()
+
+    def start(self, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
+        from orchestrator.local import submit
+
+        return submit(self.rt, flow, params)
+
+    def wait(self, run_id: str, timeout: float = 60) -> Outcome:
+        from orchestrator.local import follow
+
+        snap = follow(self.rt, run_id, timeout=timeout)
+        value = None
+        if snap.run.status is RunStatus.SUCCEEDED and snap.run.result_uri:
+            value = decode(self.rt.blobs.get(snap.run.result_uri), snap.run.result_uri)
+        return Outcome(snap.run, snap.tasks, value)
+
+    def run(self, flow: Flow[Any, Any], params: dict[str, Any], timeout: float = 60) -> Outcome:
+        return self.wait(self.start(flow, params), timeout)

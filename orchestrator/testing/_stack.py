@@ -1,0 +1,42 @@
+"""A local stack for tests: its own ports and state folder, so a developer's `kumoflow dev up`
+stack is never touched (KUMOFLOW_TEST_PORT_BASE moves it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_BASE = int(os.environ.get("KUMOFLOW_TEST_PORT_BASE", "18680"))
+TEST_STACK_ENV = {
+    "KUMOFLOW_STATE_DIR": os.environ.get("KUMOFLOW_TEST_STATE_DIR", f"/tmp/kumoflow-test-{_BASE}"),
+    "KUMOFLOW_PUBSUB_PORT": str(_BASE + 1),
+    "KUMOFLOW_FIRESTORE_PORT": str(_BASE + 2),
+    "KUMOFLOW_FIRESTORE_WS_PORT": str(_BASE + 3),
+    "KUMOFLOW_GCS_PORT": str(_BASE + 4),
+    "KUMOFLOW_FUNCTIONS_PORT": str(_BASE + 10),
+}
+
+
+@contextmanager
+def stack_for_tests(*, clear: bool = True) -> Iterator[dict[str, str]]:
+    """The test stack up and wired, its env applied to this process while the block runs.
+
+    A stack that was already running (started by a test script) is left running."""
+    import emulators
+    from orchestrator.local import DevStack, down, up
+
+    saved = dict(os.environ)
+    os.environ.update(TEST_STACK_ENV)
+    stack = DevStack.from_env()
+    was_running = emulators.status(stack.config).healthy
+    try:
+        up(stack)
+        if clear:
+            emulators.clear_data(stack.config)
+        yield stack.env()
+    finally:
+        if not was_running:
+            down(stack)
+        os.environ.clear()
+        os.environ.update(saved)

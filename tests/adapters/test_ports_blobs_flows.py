@@ -1,0 +1,116 @@
+"""Port contract tests: BlobStore and FlowStore, run against every adapter of each port."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import flow_version
+from orchestrator.errors import ConflictError, NotFoundError
+from orchestrator.ports import BlobStore
+from tests.adapters import port_fixtures
+from tests.adapters.port_fixtures import BUCKET, Stores, _uid, spec_named
+
+# The adapters under test, from port_fixtures (pytest finds fixtures by module attribute).
+blobs = port_fixtures.blobs
+store = port_fixtures.store
+
+
+# --------------------------------------------------------------------------------------------
+# BlobStore
+# --------------------------------------------------------------------------------------------
+
+BINARY = bytes(range(256)) + b"\xff\xfe\x00\x80 not utf-8 \xc3\x28"
+
+
+def _blob_uri(name: str = "result.bin") -> str:
+    return f"gs://{BUCKET}/runs/{_uid('run')}/{name}"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [BINARY, b"", '{"ü": "✓"}'.encode()],
+    ids=["non-utf8", "empty", "utf8"],
+)
+def test_blob_round_trips_bytes_exactly(blobs: BlobStore, data: bytes) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, data, "application/octet-stream")
+    got = blobs.get(uri)
+    assert type(got) is bytes
+    assert got == data
+
+
+@pytest.mark.parametrize("name", ["scale[3].pickle", "a b/ü ñ.json", "group/scale[12]/x.json"])
+def test_blob_object_names_with_brackets_spaces_and_unicode(blobs: BlobStore, name: str) -> None:
+    uri = _blob_uri(name)
+    blobs.put(uri, BINARY, "application/octet-stream")
+    assert blobs.get(uri) == BINARY
+
+
+def test_blob_put_same_bytes_again_is_a_noop(blobs: BlobStore) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, BINARY, "application/octet-stream")
+    blobs.put(uri, BINARY, "application/octet-stream")
+    assert blobs.get(uri) == BINARY
+
+
+def test_blob_put_different_bytes_conflicts_and_keeps_the_first(blobs: BlobStore) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, b"first", "text/plain")
+    with pytest.raises(ConflictError):
+        blobs.put(uri, b"second", "text/plain")
+    assert blobs.get(uri) == b"first"
+
+
+def test_blob_overwrite_replaces(blobs: BlobStore) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, b"first", "text/plain", overwrite=True)  # overwrite of nothing creates
+    assert blobs.get(uri) == b"first"
+    blobs.put(uri, BINARY, "application/octet-stream", overwrite=True)
+    assert blobs.get(uri) == BINARY
+    blobs.put(uri, BINARY, "application/octet-stream")  # write-once again: same bytes, no-op
+    with pytest.raises(ConflictError):
+        blobs.put(uri, b"first", "text/plain")
+
+
+def test_blob_get_missing_is_not_found(blobs: BlobStore) -> None:
+    with pytest.raises(NotFoundError):
+        blobs.get(_blob_uri())
+    with pytest.raises(NotFoundError):
+        blobs.get(f"gs://{_uid('no-bucket')}/x.json")
+
+
+# --------------------------------------------------------------------------------------------
+# FlowStore
+# --------------------------------------------------------------------------------------------
+
+
+def test_flow_put_twice_returns_the_same_version(store: Stores) -> None:
+    spec = spec_named(_uid("flow"))
+    version = store.put_flow(spec)
+    assert version == flow_version(spec)
+    assert store.put_flow(spec) == version
+
+
+def test_flow_get_round_trips_the_spec(store: Stores) -> None:
+    spec = spec_named(_uid("flow"))
+    version = store.put_flow(spec)
+    got = store.get_flow(version)
+    assert got == spec
+    assert got is not None
+    assert flow_version(got) == version
+    assert store.get_flow("0" * 20) is None
+
+
+def test_flow_latest_version_follows_the_newest_registration(store: Stores) -> None:
+    name = _uid("flow")
+    first, second = spec_named(name), spec_named(name, entrypoint="diamond_v2")
+    assert store.latest_version(name) is None
+    v1 = store.put_flow(first)
+    assert store.latest_version(name) == v1
+    v2 = store.put_flow(second)
+    assert v2 != v1
+    assert store.latest_version(name) == v2
+    assert store.get_flow(v1) == first  # older versions stay readable
+    assert store.put_flow(first) == v1  # re-registering the old one makes it the latest again
+    assert store.latest_version(name) == v1
+    assert store.latest_version(_uid("unknown")) is None

@@ -1,0 +1,144 @@
+"""Golden JSON pins the wire format of every event and document; schemas export."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from contracts import (
+    EVENT_TYPES,
+    ErrorInfo,
+    FlowSpec,
+    Run,
+    RunFailed,
+    RunRequested,
+    RunSucceeded,
+    TaskFailed,
+    TaskRequested,
+    TaskRun,
+    TaskSucceeded,
+    TriggerInfo,
+    flow_version,
+    json_schemas,
+)
+from examples.map_reduce import map_reduce
+
+GOLDEN = Path(__file__).parent / "golden"
+T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+ERROR = ErrorInfo(type="RuntimeError", message="boom", traceback=None, task="create-csv-file")
+
+SAMPLES: dict[str, BaseModel] = {
+    "dev.kumoflow.run.requested": RunRequested(
+        flow="sample-flow",
+        params={"json_data": "[]"},
+        trigger=TriggerInfo(kind="pubsub", source="projects/p/topics/t", event_id="42"),
+    ),
+    "dev.kumoflow.task.requested": TaskRequested(
+        run_id="r1", flow_version="0123456789abcdef0123", key="create-csv-file", attempt=1
+    ),
+    "dev.kumoflow.task.succeeded": TaskSucceeded(
+        run_id="r1",
+        key="create-csv-file",
+        attempt=1,
+        worker="w1",
+        started_at=T,
+        ended_at=T,
+        result_uri="gs://kumoflow-results/runs/r1/create-csv-file/1.json",
+    ),
+    "dev.kumoflow.task.failed": TaskFailed(
+        run_id="r1",
+        key="create-csv-file",
+        attempt=2,
+        worker="w1",
+        started_at=T,
+        ended_at=T,
+        error=ERROR,
+        retryable=True,
+    ),
+    "dev.kumoflow.run.succeeded": RunSucceeded(
+        run_id="r1",
+        flow="sample-flow",
+        flow_version="0123456789abcdef0123",
+        ended_at=T,
+        result_uri="gs://kumoflow-results/runs/r1/upload-to-gcs/1.json",
+    ),
+    "dev.kumoflow.run.failed": RunFailed(
+        run_id="r1",
+        flow="sample-flow",
+        flow_version="0123456789abcdef0123",
+        error=ERROR,
+        ended_at=T,
+    ),
+}
+
+
+def check_golden(name: str, value: BaseModel) -> None:
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(json.loads(value.model_dump_json()), indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.read_text() == text, f"wire format of {name} changed; review, then UPDATE_GOLDEN=1"
+    assert type(value).model_validate_json(path.read_text()) == value
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_event_data_golden(event_type: str) -> None:
+    sample = SAMPLES[event_type]
+    assert isinstance(sample, EVENT_TYPES[event_type])
+    check_golden(event_type, sample)
+
+
+def test_flow_spec_golden_and_version_is_content_hash() -> None:
+    spec = map_reduce.spec.model_copy(
+        update={"source": map_reduce.spec.source.model_copy(update={"path": None})}
+    )
+    check_golden("FlowSpec.map-reduce", spec)
+    assert flow_version(spec) == flow_version(FlowSpec.model_validate_json(spec.model_dump_json()))
+    changed = spec.model_copy(update={"options": spec.options.model_copy(update={"retries": 1})})
+    assert flow_version(changed) != flow_version(spec)
+
+
+def test_documents_golden() -> None:
+    check_golden(
+        "Run",
+        Run(
+            run_id="r1",
+            flow="sample-flow",
+            flow_version="0123456789abcdef0123",
+            params={"json_data": "[]"},
+            created_at=T,
+        ),
+    )
+    check_golden(
+        "TaskRun", TaskRun(run_id="r1", key="scale[0]", node="scale", name="scale", map_index=0)
+    )
+
+
+def test_contracts_reject_unknown_fields_and_bad_types() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        TypeAdapter(TaskRequested).validate_json(
+            '{"run_id": "r", "flow_version": "v", "key": "k", "attempt": 1, "oops": 1}'
+        )
+    with pytest.raises(ValidationError, match="attempt"):
+        TypeAdapter(TaskRequested).validate_json(
+            '{"run_id": "r", "flow_version": "v", "key": "k", "attempt": "first"}'
+        )
+
+
+def test_json_schemas_cover_every_contract(tmp_path: Path) -> None:
+    schemas = json_schemas()
+    assert set(EVENT_TYPES) <= set(schemas)
+    assert {"FlowSpec", "Run", "TaskRun", "Envelope"} <= set(schemas)
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "dev.kumoflow.task.requested.schema.json").read_text())
+    assert written["required"] == ["run_id", "flow_version", "key", "attempt"]

@@ -1,0 +1,285 @@
+"""The pure engine: data in, data out. Unit cases plus properties over random DAGs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts import (
+    ErrorInfo,
+    FlowOptions,
+    FlowSpec,
+    LiteralValue,
+    NodeSpec,
+    ResultRef,
+    RetryPolicy,
+    Run,
+    RunStatus,
+    SourceRef,
+    TaskFailed,
+    TaskOptions,
+    TaskStatus,
+    TaskSucceeded,
+)
+from orchestrator.engine import (
+    TASK_TRANSITIONS,
+    CancelRun,
+    Dispatch,
+    FinishRun,
+    Plan,
+    Reconcile,
+    RunState,
+    StartRun,
+    Transition,
+    WakeAt,
+    claim,
+    expand,
+    retry_delay,
+    transition,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_plan(
+    parents: list[list[int]],
+    retries: int = 0,
+    delays: tuple[float, ...] = (),
+    jitter: float | None = None,
+    timeout: float | None = None,
+) -> Plan:
+    nodes = []
+    for i, ps in enumerate(parents):
+        options = TaskOptions(
+            name=f"t{i}",
+            retry=RetryPolicy(retries=retries, delay_seconds=delays or 0.0, jitter_factor=jitter),
+        )
+        args = {f"a{p}": ResultRef(node=f"t{p}") for p in ps} or {"x": LiteralValue(value=i)}
+        nodes.append(NodeSpec(key=f"t{i}", task="m:f", args=args, options=options))
+    spec = FlowSpec(
+        options=FlowOptions(name="g", timeout_seconds=timeout),
+        source=SourceRef(module="m"),
+        entrypoint="g",
+        params=(),
+        nodes=tuple(nodes),
+        result=ResultRef(node=f"t{len(parents) - 1}") if parents else LiteralValue(value=None),
+    )
+    return expand(spec, {})
+
+
+def new_state() -> RunState:
+    return RunState(
+        Run(run_id="r", flow="g", flow_version="0123456789abcdef0123", params={}, created_at=T0), {}
+    )
+
+
+def ok(key: str, attempt: int) -> TaskSucceeded:
+    return TaskSucceeded(
+        run_id="r",
+        key=key,
+        attempt=attempt,
+        result_uri=f"gs://b/{key}/{attempt}",
+        worker="w",
+        started_at=T0,
+        ended_at=T0,
+    )
+
+
+def bad(key: str, attempt: int, retryable: bool = True) -> TaskFailed:
+    return TaskFailed(
+        run_id="r",
+        key=key,
+        attempt=attempt,
+        retryable=retryable,
+        worker="w",
+        error=ErrorInfo(type="RuntimeError", message="boom"),
+        started_at=T0,
+        ended_at=T0,
+    )
+
+
+def test_chain_runs_in_order_and_finishes_once() -> None:
+    plan = make_plan([[], [0], [1]])
+    tr = transition(plan, new_state(), StartRun(), T0)
+    assert tr.commands == (Dispatch("t0", 1),)
+    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    assert tr.commands == (Dispatch("t1", 1),)
+    again = transition(plan, tr.state, ok("t0", 1), T0)  # duplicate delivery
+    assert again.commands == ()
+    assert not again.changed
+    tr = transition(plan, tr.state, ok("t1", 1), T0)
+    tr = transition(plan, tr.state, ok("t2", 1), T0)
+    assert tr.commands == (FinishRun(RunStatus.SUCCEEDED, None),)
+    assert tr.state.run.status is RunStatus.SUCCEEDED
+    assert transition(plan, tr.state, ok("t2", 1), T0).commands == ()
+
+
+def test_retry_delays_list_and_exhaustion() -> None:
+    plan = make_plan([[], [0]], retries=2, delays=(1.0, 2.0))
+    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = transition(plan, tr.state, bad("t0", 1), T0)
+    assert tr.commands == (Dispatch("t0", 2, T0 + timedelta(seconds=1)),)
+    assert tr.state.tasks["t0"].status is TaskStatus.SCHEDULED
+    t1 = T0 + timedelta(seconds=1)
+    tr = transition(plan, tr.state, bad("t0", 2), t1)
+    assert tr.commands == (Dispatch("t0", 3, t1 + timedelta(seconds=2)),)
+    tr = transition(plan, tr.state, bad("t0", 3), t1)
+    assert tr.state.tasks["t0"].status is TaskStatus.FAILED
+    assert tr.state.tasks["t1"].status is TaskStatus.SKIPPED
+    finish = [c for c in tr.commands if isinstance(c, FinishRun)]
+    assert finish
+    assert finish[0].status is RunStatus.FAILED
+    assert finish[0].error
+    assert finish[0].error.task == "t0"
+
+
+def test_not_retryable_failure_fails_at_once() -> None:
+    plan = make_plan([[]], retries=5)
+    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = transition(plan, tr.state, bad("t0", 1, retryable=False), T0)
+    assert tr.state.run.status is RunStatus.FAILED
+
+
+def test_jitter_stays_within_bounds_and_is_deterministic() -> None:
+    plan = make_plan([[]], retries=3, delays=(10.0,), jitter=0.5)
+    delays = [retry_delay(plan, "r", "t0", n) for n in (1, 2, 3)]
+    assert all(5.0 <= d <= 15.0 for d in delays)
+    assert delays == [retry_delay(plan, "r", "t0", n) for n in (1, 2, 3)]
+
+
+def test_fan_in_waits_for_every_parent_and_flags_recheck() -> None:
+    plan = make_plan([[], [], [0, 1]])
+    tr = transition(plan, new_state(), StartRun(), T0)
+    assert {c.key for c in tr.commands if isinstance(c, Dispatch)} == {"t0", "t1"}
+    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    assert tr.commands == ()
+    assert tr.recheck
+    tr = transition(plan, tr.state, ok("t1", 1), T0)
+    assert tr.commands == (Dispatch("t2", 1),)
+
+
+def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
+    """Two writers each committed their own parent; a Reconcile after commit sees both."""
+    plan = make_plan([[], [], [0, 1]])
+    start = transition(plan, new_state(), StartRun(), T0).state
+    a = transition(plan, start, ok("t0", 1), T0).state
+    b = transition(plan, start, ok("t1", 1), T0).state
+    merged = RunState(start.run, {**a.tasks, "t1": b.tasks["t1"]})
+    tr = transition(plan, merged, Reconcile(), T0)
+    assert tr.commands == (Dispatch("t2", 1),)
+
+
+def test_claim_only_the_waiting_attempt_and_take_over_expired_leases() -> None:
+    plan = make_plan([[]])
+    tr = transition(plan, new_state(), StartRun(), T0)
+    task = tr.state.tasks["t0"]
+    running = claim(task, 1, "w1", T0, 60)
+    assert running is not None
+    assert running.status is TaskStatus.RUNNING
+    assert claim(running, 1, "w2", T0 + timedelta(seconds=59), 60) is None
+    assert claim(task, 2, "w1", T0, 60) is None
+    taken = claim(running, 1, "w2", T0 + timedelta(seconds=60), 60)
+    assert taken is not None
+    assert taken.attempts[-1].worker == "w2"
+
+
+def test_timeout_and_cancel() -> None:
+    plan = make_plan([[], [0]], timeout=30)
+    tr = transition(plan, new_state(), StartRun(), T0)
+    assert WakeAt(T0 + timedelta(seconds=30)) in tr.commands
+    early = transition(plan, tr.state, Reconcile(), T0 + timedelta(seconds=5))
+    assert early.state.run.status is RunStatus.RUNNING
+    late = transition(plan, tr.state, Reconcile(), T0 + timedelta(seconds=31))
+    assert late.state.run.status is RunStatus.FAILED
+    assert late.state.run.error
+    assert late.state.run.error.type == "TimeoutError"
+    assert all(t.status is TaskStatus.CANCELLED for t in late.state.tasks.values())
+    cancelled = transition(plan, tr.state, CancelRun(), T0)
+    assert cancelled.state.run.status is RunStatus.CANCELLED
+
+
+def test_flow_retries_rerun_only_what_failed() -> None:
+    plan = make_plan([[], [0]])
+    spec = plan.spec.model_copy(update={"options": FlowOptions(name="g", retries=1)})
+    plan = expand(spec, {})
+    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    tr = transition(plan, tr.state, bad("t1", 1), T0)
+    assert tr.state.run.status is RunStatus.RUNNING
+    assert tr.state.run.attempt == 2
+    assert tr.commands == (Dispatch("t1", 2),)
+    tr = transition(plan, tr.state, ok("t1", 2), T0)
+    assert tr.state.run.status is RunStatus.SUCCEEDED
+
+
+def test_empty_flow_finishes_at_start() -> None:
+    tr = transition(make_plan([]), new_state(), StartRun(), T0)
+    assert tr.state.run.status is RunStatus.SUCCEEDED
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[list[int]]:
+    n = draw(st.integers(1, 12))
+    return [sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else [] for i in range(n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(dag=dags(), retries=st.integers(0, 2), data=st.data())
+def test_random_dags_respect_dependencies_attempts_and_end_once(
+    dag: list[list[int]], retries: int, data: st.DataObject
+) -> None:
+    plan = make_plan(dag, retries=retries, delays=(1.0,))
+    state = new_state()
+    inflight: list[tuple[str, int]] = []
+    dispatched: set[tuple[str, int]] = set()
+    delivered: list[TaskSucceeded | TaskFailed] = []
+    finishes = 0
+    now = T0
+
+    def apply(tr: Transition) -> RunState:
+        nonlocal finishes
+        for key in tr.changed:
+            old = state.tasks.get(key)
+            if old is not None and old.status != tr.state.tasks[key].status:
+                assert tr.state.tasks[key].status in TASK_TRANSITIONS[old.status]
+        for c in tr.commands:
+            if isinstance(c, Dispatch):
+                assert (c.key, c.attempt) not in dispatched, "an attempt was dispatched twice"
+                dispatched.add((c.key, c.attempt))
+                for parent in plan.tasks[c.key].parents:
+                    assert tr.state.tasks[parent].status is TaskStatus.SUCCEEDED
+                inflight.append((c.key, c.attempt))
+            elif isinstance(c, FinishRun):
+                finishes += 1
+        return tr.state
+
+    state = apply(transition(plan, state, StartRun(), now))
+    while inflight:
+        key, attempt = inflight.pop(data.draw(st.integers(0, len(inflight) - 1)))
+        outcome: TaskSucceeded | TaskFailed = (
+            ok(key, attempt) if data.draw(st.booleans()) else bad(key, attempt)
+        )
+        delivered.append(outcome)
+        now += timedelta(seconds=1)
+        state = apply(transition(plan, state, outcome, now))
+        if delivered and data.draw(st.booleans()):  # redeliver an old event: must change nothing
+            old = data.draw(st.sampled_from(delivered))
+            tr = transition(plan, state, old, now)
+            assert not tr.changed
+            assert not tr.commands
+    assert finishes == 1
+    assert state.run.status.terminal
+    for key, planned in plan.tasks.items():
+        task = state.task(plan, key)
+        assert task.status.terminal
+        attempts = [a for (k, a) in dispatched if k == key]
+        assert len(attempts) <= retries + 1
+        if task.status is TaskStatus.SKIPPED:
+            assert not attempts
+            assert any(
+                state.task(plan, p).status is not TaskStatus.SUCCEEDED for p in planned.parents
+            )
+    failed = any(state.task(plan, k).status is TaskStatus.FAILED for k in plan.tasks)
+    assert state.run.status is (RunStatus.FAILED if failed else RunStatus.SUCCEEDED)

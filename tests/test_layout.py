@@ -1,0 +1,177 @@
+"""The architecture as tests: public faces, layers that only import downward, no circles.
+
+Import-linter could say the same in configuration; a small AST walk says it with no tool."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TREES = ("orchestrator", "functions", "contracts", "emulators", "tests", "benchmarks", "examples")
+# Lower layers never import higher ones: contracts and errors, ports, engine -> adapters ->
+# runtime -> sdk -> local -> cli. Same-rank packages may import each other (no circles, below).
+RANK = {
+    "contracts": 0,
+    "orchestrator.errors": 0,
+    "orchestrator.ports": 1,
+    "orchestrator.engine": 2,
+    "orchestrator.adapters": 3,
+    "orchestrator.runtime": 4,
+    "orchestrator.io": 4,
+    "orchestrator.sdk": 5,
+    "emulators": 5,
+    "orchestrator.local": 6,
+    "orchestrator.testing": 7,
+    "orchestrator.cli": 7,
+    "orchestrator": 8,  # the top-level face: nothing inside the package imports it
+}
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for tree in TREES:
+        for path in sorted((ROOT / tree).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            yield name, path
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) for every import outside `if TYPE_CHECKING:` blocks."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for child in node.body for n in ast.walk(child))
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists()
+                yield node.lineno, sub if is_module else node.module
+
+
+def _package(module: str) -> str:
+    return (
+        module
+        if (ROOT / module.replace(".", "/") / "__init__.py").exists()
+        else (module.rpartition(".")[0])
+    )
+
+
+def _private_owner(module: str) -> str | None:
+    """The package a private module belongs to (`a.b._c` -> `a.b`); None for public ones."""
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def _rank(module: str) -> int | None:
+    best = None
+    for prefix in RANK:
+        if (module == prefix or module.startswith(prefix + ".")) and (
+            best is None or len(prefix) > len(best)
+        ):
+            best = prefix
+    return None if best is None else RANK[best]
+
+
+def test_nothing_imports_another_packages_private_modules() -> None:
+    offences = []
+    for name, path in _modules():
+        here = _package(name)
+        for line, target in _imports(path):
+            owner = _private_owner(target)
+            if owner is not None and not (here == owner or here.startswith(owner + ".")):
+                offences.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert offences == []
+
+
+def test_layers_only_import_downward() -> None:
+    offences = []
+    for name, path in _modules():
+        if not name.startswith("orchestrator") or name == "orchestrator.__main__":
+            continue
+        mine = _rank(name)
+        for line, target in _imports(path):
+            theirs = _rank(target)
+            if mine is not None and theirs is not None and theirs > mine:
+                offences.append(f"{path.relative_to(ROOT)}:{line} ({mine}) imports {target}")
+    assert offences == []
+
+
+def test_no_import_circles() -> None:
+    graph: dict[str, set[str]] = {}
+    modules = dict(_modules())
+    for name, path in modules.items():
+        if name.split(".")[0] in ("tests", "benchmarks", "examples"):
+            continue
+        graph[name] = {t for _, t in _imports(path) if t in modules and t != name}
+    # A face importing its own private modules is how a face works; a private module importing
+    # its own face back is a circle.
+    cycles = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert cycles == []
+
+
+# The public names of every face: changing one is a decision, made here on purpose.
+FACES = {
+    "orchestrator": [
+        "BadInputError", "ConflictError", "Flow", "FlowDefinitionError", "FlowRunError",
+        "GcsObject", "InProcessRunner", "KumoflowError", "NotFoundError", "ParameterError",
+        "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
+        "TaskRunError", "TransientError", "exponential_backoff", "flow", "on_gcs_finalize",
+        "on_pubsub", "on_schedule", "run_in_process", "task", "task_input_hash", "unmapped",
+    ],
+    "orchestrator.testing": [
+        "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",
+        "memory_runtime", "stack_for_tests",
+    ],
+    "orchestrator.cli": ["main"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_public_names_are_pinned(face: str) -> None:
+    module = importlib.import_module(face)
+    assert sorted(module.__all__) == sorted(FACES[face])
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+@pytest.mark.parametrize(
+    "face",
+    ["orchestrator.engine", "orchestrator.adapters", "orchestrator.runtime", "orchestrator.sdk",
+     "orchestrator.local", "orchestrator.cli", "orchestrator.testing", "contracts", "emulators"],
+)  # fmt: skip
+def test_every_face_exports_what_it_lists(face: str) -> None:
+    module = importlib.import_module(face)
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert missing == []
