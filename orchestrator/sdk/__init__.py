@@ -2,9 +2,15 @@
 declarations, loading flows from files, and running a flow in-process."""
 
 from orchestrator.sdk._compile import Placeholder, Unmapped, unmapped
-from orchestrator.sdk._decorators import Flow, Task, exponential_backoff, flow, task
+from orchestrator.sdk._decorators import (
+    Flow,
+    Task,
+    exponential_backoff,
+    flow,
+    run_in_process,
+    task,
+)
 from orchestrator.sdk._load import load_flow, load_module
-from orchestrator.sdk._run import run_in_process
 from orchestrator.sdk._triggers import Trigger, on_gcs_finalize, on_pubsub, on_schedule
 
 __all__ = [

@@ -11,6 +11,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
 from orchestrator.errors import FlowDefinitionError
+from orchestrator.ports import Clock
+from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.sdk._compile import (
     BUILDING,
     Builder,
@@ -213,8 +215,6 @@ class Flow(Generic[P, R]):
                 f"flow {self.name!r} called inside another flow: subflows "
                 "are not supported yet; call its tasks directly"
             )
-        from orchestrator.sdk._run import run_in_process
-
         try:
             bound = inspect.signature(self.fn).bind(*args, **kwargs)
         except TypeError as e:
@@ -259,4 +259,19 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     return Flow(__fn, options, kwargs.get("triggers", ()))
 
 
-__all__ = ["Flow", "Placeholder", "Task", "exponential_backoff", "flow", "task"]
+def run_in_process(
+    flow: Flow[Any, Any],
+    params: dict[str, Any],
+    *,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+    max_workers: int = DEFAULT_WORKERS,
+) -> RunOutcome:
+    """Run `flow` with `params` in this process (no server, no cloud) and return its outcome."""
+    with InProcessRunner(
+        clock=clock, max_workers=max_workers, functions=flow.functions()
+    ) as runner:
+        return runner.run(flow.spec, params, progress=progress)
+
+
+__all__ = ["Flow", "Placeholder", "Task", "exponential_backoff", "flow", "run_in_process", "task"]
