@@ -14,7 +14,7 @@ from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from functions._edge import guarded, handle, log_event, runtime
 from functions._triggers import run_requests
 from orchestrator.errors import BadInputError
-from orchestrator.runtime import LOGGER, Runtime, advance, redispatch, run_task, start_run, sweep
+from orchestrator.runtime import LOGGER, Runtime, advance, run_task, start_run, tick
 
 
 def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
@@ -73,8 +73,6 @@ def sweeper(cloud_event: Any) -> None:
     """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub;
     the tick's content does not matter, so nothing in it can be bad input."""
     rt = runtime()
-    now = rt.clock.now()
-    fired = sweep(rt, rt.timers.due(now))
-    fired += redispatch(rt, rt.timers.expired_leases(now))
+    fired = tick(rt)
     if fired:
         LOGGER.info("fired %d timer(s)", fired, extra={"function": "sweeper"})

@@ -11,6 +11,7 @@ from orchestrator.runtime._advance import (
     redispatch,
     request_attempt,
     sweep,
+    tick,
 )
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
@@ -69,4 +70,5 @@ __all__ = [
     "start_run",
     "sweep",
     "task_input_hash",
+    "tick",
 ]

@@ -287,3 +287,9 @@ def sweep(rt: Runtime, entries: list[OutboxEntry]) -> int:
                 extra={"run_id": entry.run_id},
             )
     return fired
+
+
+def tick(rt: Runtime) -> int:
+    """One sweeper tick: fire due timers, then request again attempts whose lease ran out."""
+    now = rt.clock.now()
+    return sweep(rt, rt.timers.due(now)) + redispatch(rt, rt.timers.expired_leases(now))
