@@ -81,8 +81,8 @@ def start_function(
 ) -> ServiceStatus:
     """Run `target` from `source` under functions-framework (CloudEvent signature) on `port`.
 
-    The process gets the stack's env (emulator hosts, project), then `env`, and THREADS for
-    gunicorn's thread pool. A running one with the same command and env is reused.
+    The process gets the stack's env (emulator hosts, project, push auth off), then `env`, and
+    THREADS for gunicorn's thread pool. A running one with the same command and env is reused.
     """
     _check_name(name)
     source = source.expanduser().resolve()
@@ -103,7 +103,15 @@ def start_function(
         "--port",
         str(port),
     )
-    run_env = {**config.env(), **env, "THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    # The Pub/Sub emulator pushes without an OIDC token, so push auth is off here, explicitly
+    # (it fails closed when unset); `env` may still turn it on.
+    run_env = {
+        **config.env(),
+        "KUMOFLOW_PUSH_AUTH": "off",
+        **env,
+        "THREADS": str(threads),
+        "PYTHONUNBUFFERED": "1",
+    }
     spec = hashlib.sha256(json.dumps(sorted(run_env.items())).encode()).hexdigest()[:16]
     with state_lock(config.state_dir):
         old = load_record(config.state_dir, name)

@@ -11,6 +11,7 @@ from typing import Any
 import functions_framework
 
 from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
+from functions._auth import push_authenticated
 from functions._edge import guarded, handle, log_event, runtime
 from functions._triggers import run_requests
 from orchestrator.errors import BadInputError
@@ -54,21 +55,25 @@ def _advance(rt: Runtime, event: Envelope) -> None:
 
 
 @functions_framework.cloud_event
+@push_authenticated
 def run_starter(cloud_event: Any) -> None:
     guarded("run_starter", cloud_event, lambda rt, seen: _start(rt, cloud_event, seen))
 
 
 @functions_framework.cloud_event
+@push_authenticated
 def task_worker(cloud_event: Any) -> None:
     handle("task_worker", cloud_event, _work)
 
 
 @functions_framework.cloud_event
+@push_authenticated
 def orchestrator(cloud_event: Any) -> None:
     handle("orchestrator", cloud_event, _advance)
 
 
 @functions_framework.cloud_event
+@push_authenticated
 def sweeper(cloud_event: Any) -> None:
     """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub;
     the tick's content does not matter, so nothing in it can be bad input."""
