@@ -28,6 +28,8 @@ from contracts._events import (
 from contracts._options import FlowOptions, Frozen, RetryPolicy, Serializer, TaskOptions
 from contracts._schema import json_schemas, write_json_schemas
 from contracts._state import (
+    MAX_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
     Attempt,
     DeadLetter,
     ErrorInfo,
@@ -37,6 +39,7 @@ from contracts._state import (
     TaskRun,
     TaskStatus,
     TriggerInfo,
+    clip,
 )
 from contracts._triggers import (
     GcsObject,
@@ -50,6 +53,8 @@ from contracts._triggers import (
 __all__ = [
     "EVENT_TYPES",
     "EVENT_TYPE_OF",
+    "MAX_MESSAGE_CHARS",
+    "MAX_TRACEBACK_CHARS",
     "TYPE_PREFIX",
     "Attempt",
     "DeadLetter",
@@ -88,6 +93,7 @@ __all__ = [
     "TriggerInfo",
     "TriggerSpec",
     "ValueExpr",
+    "clip",
     "flow_version",
     "json_schemas",
     "write_json_schemas",

@@ -26,15 +26,14 @@ class TaskRequested(Frozen):
     flow_version: Version
     key: str
     attempt: int
-    # Upstream task key -> result URI, known at dispatch: the worker need not look them up.
-    inputs: dict[str, str] = Field(default_factory=dict)
 
 
 class TaskSucceeded(Frozen):
     run_id: RunId
     key: str
     attempt: int
-    result_uri: str
+    token: str  # the claim's fencing token
+    result_uri: str  # must be the location the orchestrator derives itself; anything else is forged
     worker: str
     started_at: datetime
     ended_at: datetime
@@ -45,6 +44,7 @@ class TaskFailed(Frozen):
     run_id: RunId
     key: str
     attempt: int
+    token: str  # the claim's fencing token
     error: ErrorInfo
     retryable: bool  # the worker evaluated retry_on against the exception's classes
     worker: str

@@ -5,9 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 
 from contracts._options import Frozen, RunId, Version
+
+# What a stored or published error may hold: user code and outsiders choose these strings, and a
+# task document (three attempts, each with its error) must stay far under Firestore's 1 MiB.
+MAX_MESSAGE_CHARS = 4_000
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with a mark saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    mark = f" ... [truncated {len(text) - limit} chars]"
+    return text[: max(0, limit - len(mark))] + mark
 
 
 class TaskStatus(StrEnum):
@@ -49,6 +62,22 @@ class ErrorInfo(Frozen):
     traceback: str | None = None
     task: str | None = None  # node key of the task that failed, when a task did
 
+    @field_validator("type", "message")
+    @classmethod
+    def _clip_message(cls, value: str) -> str:
+        return clip(value, MAX_MESSAGE_CHARS)
+
+    @field_validator("traceback")
+    @classmethod
+    def _clip_traceback(cls, value: str | None) -> str | None:
+        # The end of a traceback says where it failed: keep that part.
+        if value is None or len(value) <= MAX_TRACEBACK_CHARS:
+            return value
+        return (
+            f"[truncated {len(value) - MAX_TRACEBACK_CHARS} chars] ..."
+            + value[-MAX_TRACEBACK_CHARS:]
+        )
+
 
 class Attempt(Frozen):
     number: int
@@ -58,7 +87,10 @@ class Attempt(Frozen):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     worker: str | None = None
-    # A claim expires: a worker that died mid-attempt must not block the task forever.
+    # The fencing token of the claim running this attempt: a fresh one per claim. Completions
+    # and lease renewals carry it; anything with another token is stale.
+    token: str | None = None
+    # A claim expires unless renewed: a worker that died mid-attempt must not block the task.
     lease_until: datetime | None = None
     result_uri: str | None = None
     error: ErrorInfo | None = None
@@ -123,6 +155,7 @@ class OutboxEntry(Frozen):
     timer: bool = False
     key: str | None = None
     attempt: int | None = None
+    failures: int = 0  # sweeps that failed to do it; quarantined after a few
 
 
 class DeadLetter(Frozen):

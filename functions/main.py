@@ -50,8 +50,8 @@ def _advance(rt: Runtime, event: Envelope) -> None:
     data = event.data
     if not isinstance(data, TaskSucceeded | TaskFailed):
         raise BadInputError(f"orchestrator takes task.succeeded/task.failed, not {event.type}")
-    tr = advance(rt, data.run_id, data)
-    log_event("advanced", event, reason=f"{len(tr.commands)} command(s)")
+    changed = advance(rt, data.run_id, data)
+    log_event("advanced" if changed else "ignored (duplicate or stale)", event)
 
 
 @functions_framework.cloud_event

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -21,6 +21,10 @@ class Snapshot:
     outbox: tuple[OutboxEntry, ...] = ()
 
 
+# counter name -> field -> value: small per-run documents that only ever take increments
+Counts = Mapping[str, Mapping[str, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class Commit:
     """Conditional writes applied atomically: each record only if unchanged since it was read."""
@@ -32,6 +36,10 @@ class Commit:
     tasks: Sequence[tuple[TaskRun, Etag | None]] = ()
     outbox_add: Sequence[OutboxEntry] = ()
     outbox_done: Sequence[str] = ()
+    # Blind increments, applied with the rest or not at all; `commit` returns their new values,
+    # so exactly one writer sees a counter reach any given value (fan-in and finish are decided
+    # by that writer, from its own commit, never from a snapshot read before it).
+    increments: Counts = field(default_factory=dict)
 
 
 class Clock(Protocol):
@@ -43,6 +51,9 @@ class Clock(Protocol):
 
 class EventBus(Protocol):
     def publish(self, topic: str, event: Envelope) -> None: ...
+    def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
+        """Publish concurrently; returns once every one is acknowledged (raises if any is not)."""
+        ...
 
 
 class BlobStore(Protocol):
@@ -68,12 +79,19 @@ class StateStore(Protocol):
         """Create-only: False when a run with this id exists (a duplicate trigger)."""
         ...
 
-    def load(self, run_id: str) -> Snapshot | None: ...
-    def load_task(
-        self, run_id: str, key: str
-    ) -> tuple[Run, TaskRun | None, Etag | None] | None: ...
-    def commit(self, commit: Commit) -> None:
-        """Raises ConflictError when any precondition fails; then nothing was written."""
+    def load(self, run_id: str, keys: Sequence[str] | None = None) -> Snapshot | None:
+        """The run with the task records of `keys` (those that exist), in one round trip; with
+        `keys=None` every task and the outbox too (O(run): CLI, cancel, flow retries only)."""
+        ...
+
+    def commit(self, commit: Commit) -> Counts:
+        """Raises ConflictError when any precondition fails; then nothing was written.
+        Returns the values of the counters it incremented, as of this commit."""
+        ...
+
+    def counters(self, run_id: str, names: Sequence[str]) -> Counts:
+        """Current values of counters (absent ones as {}): the redelivery path re-derives
+        what a crash after commit left undecided."""
         ...
 
     def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]: ...
@@ -82,7 +100,12 @@ class StateStore(Protocol):
 class TimerStore(Protocol):
     """Outbox entries that wait for a time: production fires them from a scheduled sweep."""
 
-    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]: ...
+    def due(
+        self, now: datetime, limit: int = 100, after: OutboxEntry | None = None
+    ) -> list[OutboxEntry]:
+        """Entries due by `now`, oldest first, starting after `after` (a page cursor)."""
+        ...
+
     def next_due(self) -> datetime | None: ...
     def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
         """Running attempts whose worker stopped renewing its claim: died mid-attempt."""

@@ -6,10 +6,14 @@ Layout (no document that many tasks write at once):
   kumoflow_runs/{run_id}              the run; written at start and finish only
   kumoflow_runs/{run_id}/tasks/{key}  one task run each, created lazily when first queued
   kumoflow_runs/{run_id}/outbox/{id}  side effects committed with the change that caused them
+  kumoflow_runs/{run_id}/counters/{n} fan-in and finish counters: blind `Increment`s whose
+                                      values after each commit come back with the commit
   kumoflow_dead_letters/{id}          rejected input, keyed by event id so redelivery dedupes
 
 Concurrency is optimistic: every write carries the `update_time` it read (or must-not-exist),
-in one atomic batch; there are no read-write transactions to contend on.
+in one atomic batch; there are no read-write transactions to contend on. Counters take blind
+increments (no precondition, so no contention); the commit's transform results say what value
+each increment produced, so exactly one writer sees a counter reach its target.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,7 +32,7 @@ from google.cloud import firestore
 
 from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import BadInputError, ConflictError, TransientError
-from orchestrator.ports import Commit, Etag, Snapshot
+from orchestrator.ports import Commit, Counts, Snapshot
 
 M = TypeVar("M", Run, TaskRun, OutboxEntry, DeadLetter)
 # Fields holding arbitrary user JSON: Firestore cannot store arrays of arrays, so they travel
@@ -132,39 +136,45 @@ class FirestoreStore:
                 return False
         return True
 
-    def load(self, run_id: str) -> Snapshot | None:
+    def load(self, run_id: str, keys: Sequence[str] | None = None) -> Snapshot | None:
+        ref = self._runs.document(run_id)
         with _errors("load run"):
-            ref = self._runs.document(run_id)
-            # Three independent reads: in parallel, one round trip instead of three.
-            run_f = self._reads.submit(ref.get)
-            tasks_f = self._reads.submit(lambda: list(ref.collection("tasks").stream()))
-            outbox_f = self._reads.submit(lambda: list(ref.collection("outbox").stream()))
-            snap, tasks, outbox = run_f.result(), tasks_f.result(), outbox_f.result()
-            if not snap.exists:
+            if keys is not None:
+                refs = [ref, *(ref.collection("tasks").document(_doc_id(k)) for k in keys)]
+                found = list(self._db.get_all(refs))  # one round trip for the run and its tasks
+                snap = next((s for s in found if s.reference.path == ref.path), None)
+                tasks = [t for t in found if t.reference.path != ref.path and t.exists]
+                outbox: list[Any] = []
+            else:
+                # Three independent reads: in parallel, one round trip instead of three.
+                run_f = self._reads.submit(ref.get)
+                tasks_f = self._reads.submit(lambda: list(ref.collection("tasks").stream()))
+                outbox_f = self._reads.submit(lambda: list(ref.collection("outbox").stream()))
+                snap, tasks, outbox = run_f.result(), tasks_f.result(), outbox_f.result()
+            if snap is None or not snap.exists:
                 return None
-        records = {t.id: _from_doc(TaskRun, t.to_dict() or {}) for t in tasks}
+        records = [(_from_doc(TaskRun, t.to_dict() or {}), t.update_time) for t in tasks]
         return Snapshot(
             run=_from_doc(Run, snap.to_dict() or {}),
             run_etag=snap.update_time,
-            tasks={r.key: r for r in records.values()},
-            etags={records[t.id].key: t.update_time for t in tasks},
+            tasks={r.key: r for r, _ in records},
+            etags={r.key: etag for r, etag in records},
             outbox=tuple(_from_doc(OutboxEntry, o.to_dict() or {}) for o in outbox),
         )
 
-    def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
-        with _errors("load task"):
-            run_ref = self._runs.document(run_id)
-            task_ref = run_ref.collection("tasks").document(_doc_id(key))
-            snaps = {s.reference.path: s for s in self._db.get_all([run_ref, task_ref])}
-        run_snap, task_snap = snaps[run_ref.path], snaps[task_ref.path]
-        if not run_snap.exists:
-            return None
-        run = _from_doc(Run, run_snap.to_dict() or {})
-        if not task_snap.exists:
-            return run, None, None
-        return run, _from_doc(TaskRun, task_snap.to_dict() or {}), task_snap.update_time
+    def counters(self, run_id: str, names: Sequence[str]) -> Counts:
+        base = self._runs.document(run_id).collection("counters")
+        refs = [base.document(_doc_id(n)) for n in names]
+        name_of = {r.path: n for r, n in zip(refs, names, strict=True)}
+        with _errors("read counters"):
+            found = {
+                name_of[s.reference.path]: s.to_dict() or {}
+                for s in self._db.get_all(refs)
+                if s.exists
+            }
+        return {n: {k: int(v) for k, v in found.get(n, {}).items()} for n in names}
 
-    def commit(self, commit: Commit) -> None:
+    def commit(self, commit: Commit) -> Counts:
         run_ref = self._runs.document(commit.run_id)
         batch = self._db.batch()
         if commit.run is not None and commit.run_etag is None:
@@ -187,11 +197,24 @@ class FirestoreStore:
             batch.set(run_ref.collection("outbox").document(_doc_id(entry.id)), _to_doc(entry))
         for entry_id in commit.outbox_done:
             batch.delete(run_ref.collection("outbox").document(_doc_id(entry_id)))
+        counters = run_ref.collection("counters")
+        # Field transforms come back in field-path order: send them sorted, read them so.
+        fields = {name: sorted(deltas) for name, deltas in commit.increments.items()}
+        for name, deltas in commit.increments.items():
+            ref = counters.document(_doc_id(name))
+            batch.set(ref, {f: firestore.Increment(deltas[f]) for f in fields[name]}, merge=True)
         with _errors(f"commit run {commit.run_id}"):
             try:
-                batch.commit()
+                results = batch.commit() if len(batch) else []
             except gexc.NotFound as e:
                 raise ConflictError(f"run {commit.run_id}: a document vanished") from e
+        counted = results[len(results) - len(fields) :] if fields else []
+        return {
+            name: dict(
+                zip(fields[name], (v.integer_value for v in r.transform_results), strict=True)
+            )
+            for name, r in zip(fields, counted, strict=True)
+        }
 
     def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
         query: Any = self._runs
@@ -202,13 +225,21 @@ class FirestoreStore:
             return [_from_doc(Run, s.to_dict() or {}) for s in query.stream()]
 
     # TimerStore
-    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+    def due(
+        self, now: datetime, limit: int = 100, after: OutboxEntry | None = None
+    ) -> list[OutboxEntry]:
         query = (
             self._db.collection_group("outbox")
             .where(filter=firestore.FieldFilter("due_at", "<=", now))
             .order_by("due_at")
-            .limit(limit)
+            .order_by("__name__")
         )
+        if after is not None:
+            outbox = self._runs.document(after.run_id).collection("outbox")
+            query = query.start_after(
+                {"due_at": after.due_at, "__name__": outbox.document(_doc_id(after.id))}
+            )
+        query = query.limit(limit)
         with _errors("query timers"):
             return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import Commit, Etag, Snapshot
+from orchestrator.ports import Commit, Counts, Snapshot
 
 
 class MemoryBus:
@@ -27,6 +27,10 @@ class MemoryBus:
             self.published.append((topic, event))
         for handler in self._subscribers.get(topic, ()):
             handler(event)
+
+    def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
+        for event in events:
+            self.publish(topic, event)
 
 
 class MemoryBlobStore:
@@ -62,6 +66,7 @@ class MemoryStore:
         self._runs: dict[str, tuple[Run, int]] = {}
         self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
         self._outbox: dict[str, dict[str, OutboxEntry]] = {}
+        self._counters: dict[str, dict[str, dict[str, int]]] = {}
         self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
         self._letters: dict[str, DeadLetter] = {}
 
@@ -93,31 +98,30 @@ class MemoryStore:
             self._runs[run.run_id] = (run, 1)
             self._tasks[run.run_id] = {}
             self._outbox[run.run_id] = {}
+            self._counters[run.run_id] = {}
             return True
 
-    def load(self, run_id: str) -> Snapshot | None:
+    def load(self, run_id: str, keys: Sequence[str] | None = None) -> Snapshot | None:
         with self._lock:
             found = self._runs.get(run_id)
             if found is None:
                 return None
             tasks = self._tasks[run_id]
+            wanted = tasks.keys() if keys is None else [k for k in keys if k in tasks]
             return Snapshot(
                 run=found[0],
                 run_etag=found[1],
-                tasks={k: v[0] for k, v in tasks.items()},
-                etags={k: v[1] for k, v in tasks.items()},
-                outbox=tuple(self._outbox[run_id].values()),
+                tasks={k: tasks[k][0] for k in wanted},
+                etags={k: tasks[k][1] for k in wanted},
+                outbox=tuple(self._outbox[run_id].values()) if keys is None else (),
             )
 
-    def load_task(self, run_id: str, key: str) -> tuple[Run, TaskRun | None, Etag | None] | None:
+    def counters(self, run_id: str, names: Sequence[str]) -> Counts:
         with self._lock:
-            found = self._runs.get(run_id)
-            if found is None:
-                return None
-            task = self._tasks[run_id].get(key)
-            return (found[0], None, None) if task is None else (found[0], task[0], task[1])
+            mine = self._counters.get(run_id, {})
+            return {n: dict(mine.get(n, {})) for n in names}
 
-    def commit(self, commit: Commit) -> None:
+    def commit(self, commit: Commit) -> Counts:
         with self._lock:
             if commit.run_id not in self._runs:
                 raise NotFoundError(f"no run {commit.run_id!r}")
@@ -140,6 +144,14 @@ class MemoryStore:
                 heapq.heappush(self._timers, (entry.due_at, entry.run_id, entry.id))
             for entry_id in commit.outbox_done:
                 outbox.pop(entry_id, None)
+            counters = self._counters[commit.run_id]
+            out: dict[str, dict[str, int]] = {}
+            for name, deltas in commit.increments.items():
+                doc = counters.setdefault(name, {})
+                for f, delta in deltas.items():
+                    doc[f] = doc.get(f, 0) + delta
+                out[name] = dict(doc)
+            return out
 
     def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
         with self._lock:
@@ -147,13 +159,22 @@ class MemoryStore:
         return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
 
     # TimerStore
-    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+    def due(
+        self, now: datetime, limit: int = 100, after: OutboxEntry | None = None
+    ) -> list[OutboxEntry]:
         with self._lock:
             self._drop_done_timers()
-            return sorted(
-                (e for box in self._outbox.values() for e in box.values() if e.due_at <= now),
-                key=lambda e: e.due_at,
-            )[:limit]
+            cursor = (after.due_at, after.run_id, after.id) if after else None
+            found = sorted(
+                (
+                    e
+                    for box in self._outbox.values()
+                    for e in box.values()
+                    if e.due_at <= now and (cursor is None or (e.due_at, e.run_id, e.id) > cursor)
+                ),
+                key=lambda e: (e.due_at, e.run_id, e.id),
+            )
+            return found[:limit]
 
     def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from google.api_core import exceptions as gexc
@@ -33,10 +34,17 @@ class PubSubBus:
         )
 
     def publish(self, topic: str, event: Envelope) -> None:
-        data, attributes = to_message(event)
+        self.publish_all(topic, [event])
+
+    def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
+        path = self.topic_path(topic)
         try:
-            future = self._publisher.publish(self.topic_path(topic), data, **attributes)
-            future.result(timeout=PUBLISH_TIMEOUT_S)  # acknowledged before we report success
+            futures = []
+            for event in events:
+                data, attributes = to_message(event)
+                futures.append(self._publisher.publish(path, data, **attributes))
+            for future in futures:  # all in flight at once; each acknowledged before we return
+                future.result(timeout=PUBLISH_TIMEOUT_S)
         except (
             gexc.ServiceUnavailable,
             gexc.DeadlineExceeded,

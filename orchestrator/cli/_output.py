@@ -14,10 +14,9 @@ from rich.live import Live
 from rich.table import Table
 
 from contracts import Run, RunStatus, TaskRun, TaskStatus
-from orchestrator.engine import decode
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, read_flow_result
 
 _STYLE = {
     TaskStatus.SUCCEEDED: "green",
@@ -113,10 +112,8 @@ def describe(
 ) -> dict[str, Any]:
     """A run as `run --json` and `runs show` print it: every planned task, in DAG order."""
     run = snap.run
-    result = None
-    if run.status is RunStatus.SUCCEEDED and run.result_uri:
-        result = decode(rt.blobs.get(run.result_uri), run.result_uri)
     plan = rt.plan(run.flow_version, run.params)
+    result = read_flow_result(rt, plan, run) if run.status is RunStatus.SUCCEEDED else None
     keys = list(plan.tasks) if order is None else task_order(order, list(plan.tasks))
     tasks = {
         k: snap.tasks.get(k)

@@ -15,6 +15,7 @@ from contracts import (
     NodeSpec,
     ParamRef,
     ResultRef,
+    Serializer,
     ValueExpr,
 )
 from orchestrator.errors import ParameterError
@@ -128,3 +129,17 @@ def _parents(refs: set[str], members: Mapping[str, tuple[str, ...]]) -> tuple[st
         for key in members.get(ref, (ref,)):
             out[key] = None
     return tuple(out)
+
+
+def task_serializer(plan: Plan, key: str) -> Serializer:
+    return plan.tasks[key].node.options.result_serializer
+
+
+def flow_serializer(plan: Plan) -> Serializer:
+    """How the flow's own result is stored: as its task's when it returns one task's result
+    (the same object, no copy); pickle when any task pickles; else JSON."""
+    expr = plan.spec.result
+    if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
+        return task_serializer(plan, expr.node)
+    pickled = any(t.node.options.result_serializer == "pickle" for t in plan.tasks.values())
+    return "pickle" if pickled else "json"

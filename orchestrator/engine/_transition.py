@@ -120,31 +120,50 @@ def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Tran
 
 
 def claim(
-    task: TaskRun, attempt: int, worker: str, now: datetime, lease_seconds: float
+    task: TaskRun, attempt: int, token: str, worker: str, now: datetime, lease_seconds: float
 ) -> TaskRun | None:
-    """A worker takes attempt `attempt`; None when it is not the one waiting (a duplicate).
-
-    A running attempt whose lease ran out is taken over: its worker died without reporting.
-    """
-    if task.attempt != attempt:
+    """A worker takes attempt `attempt` under fencing token `token`; None when that attempt is
+    not waiting (a duplicate request, or someone holds it). A running attempt is never taken
+    over here: when its lease runs out the sweeper fails it (LeaseExpired) and the retry policy
+    decides whether a new attempt runs."""
+    if task.attempt != attempt or task.status not in (S.QUEUED, S.SCHEDULED):
         return None
-    last = task.attempts[-1]
-    if task.status in (S.RUNNING, S.RETRYING):
-        if last.lease_until is None or now < last.lease_until:
-            return None
-        status = task.status
-    elif task.status in (S.QUEUED, S.SCHEDULED):
-        status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
-    else:
-        return None
+    status = S.RUNNING if task.status is S.QUEUED else S.RETRYING
     lease_until = now + timedelta(seconds=lease_seconds)
-    current = last.model_copy(
-        update={"status": status, "started_at": now, "worker": worker, "lease_until": lease_until}
+    current = task.attempts[-1].model_copy(
+        update={
+            "status": status,
+            "started_at": now,
+            "worker": worker,
+            "token": token,
+            "lease_until": lease_until,
+        }
     )
     return task.model_copy(
         update={
             "status": status,
             "attempts": (*task.attempts[:-1], current),
+            "lease_until": lease_until,
+        }
+    )
+
+
+def renew(
+    task: TaskRun, attempt: int, token: str, now: datetime, lease_seconds: float
+) -> TaskRun | None:
+    """Extend the lease of the attempt `token` holds; None when it holds it no longer."""
+    last = task.attempts[-1] if task.attempts else None
+    if (
+        last is None
+        or task.attempt != attempt
+        or last.token != token
+        or task.status not in (S.RUNNING, S.RETRYING)
+    ):
+        return None
+    lease_until = now + timedelta(seconds=lease_seconds)
+    return task.model_copy(
+        update={
+            "attempts": (*task.attempts[:-1], last.model_copy(update={"lease_until": lease_until})),
             "lease_until": lease_until,
         }
     )
@@ -187,12 +206,15 @@ def _queue(step: _Step, key: str) -> None:
     step.commands.append(Dispatch(key, attempt.number))
 
 
-def _current(step: _Step, key: str, attempt: int) -> TaskRun | None:
+def _current(step: _Step, key: str, attempt: int, token: str) -> TaskRun | None:
     if key not in step.plan.tasks:
         return None
     task = step.get(key)
     if task.attempt != attempt or task.status not in _ACTIVE:
         return None  # duplicate, late or stale: state never advances twice
+    held = task.attempts[-1].token
+    if held is not None and held != token:
+        return None  # fenced: another claim of this attempt (or a forgery) reports
     return task
 
 
@@ -217,7 +239,7 @@ def _end_attempt(
 
 
 def _succeeded(step: _Step, event: TaskSucceeded) -> None:
-    task = _current(step, event.key, event.attempt)
+    task = _current(step, event.key, event.attempt, event.token)
     if task is None:
         return
     attempts = _end_attempt(task, event, S.SUCCEEDED, event.result_uri, None)
@@ -236,7 +258,7 @@ def _succeeded(step: _Step, event: TaskSucceeded) -> None:
 
 
 def _failed(step: _Step, event: TaskFailed) -> None:
-    task = _current(step, event.key, event.attempt)
+    task = _current(step, event.key, event.attempt, event.token)
     if task is None:
         return
     error = event.error.model_copy(update={"task": event.key})

@@ -27,7 +27,16 @@ class CancelRun:
     reason: str = "cancelled by request"
 
 
-Event = StartRun | Reconcile | CancelRun | TaskSucceeded | TaskFailed
+@dataclass(frozen=True, slots=True)
+class LeaseExpired:
+    """The sweeper saw attempt `attempt` of `key` stop renewing its lease (claim `token`)."""
+
+    key: str
+    attempt: int
+    token: str
+
+
+Event = StartRun | Reconcile | CancelRun | TaskSucceeded | TaskFailed | LeaseExpired
 
 
 # --- outputs ----------------------------------------------------------------------------------

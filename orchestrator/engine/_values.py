@@ -33,9 +33,12 @@ def encode(value: object, serializer: Serializer, *, what: str) -> tuple[bytes, 
         ) from e
 
 
-def decode(data: bytes, uri: str) -> Any:
-    if uri.endswith(".pickle"):
-        return pickle.loads(data)  # only ever written by a task that opted into pickle
+def decode(data: bytes, serializer: Serializer) -> Any:
+    """A stored result back to a value. The serializer comes from the plan (the task's own
+    option), never from the wire or an object's name: pickle is read only for tasks that opted
+    in, from the locations the run itself derives."""
+    if serializer == "pickle":
+        return pickle.loads(data)
     return json.loads(data)
 
 

@@ -4,15 +4,7 @@ and the in-process runner that wires the same services to in-memory adapters.
 `functions/` imports this face only; nothing here knows about HTTP or Pub/Sub push.
 """
 
-from orchestrator.runtime._advance import (
-    advance,
-    execute,
-    flow_result,
-    redispatch,
-    request_attempt,
-    sweep,
-    tick,
-)
+from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
 from orchestrator.runtime._ingress import (
@@ -27,15 +19,18 @@ from orchestrator.runtime._ingress import (
     scheduled_slot,
 )
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging
+from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import Resolver, Runtime, import_source
-from orchestrator.runtime._start import bind_params, check_types, start_run
+from orchestrator.runtime._start import begin, bind_params, check_types, start_run
+from orchestrator.runtime._sweep import expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
-from orchestrator.runtime._worker import error_info, run_task
+from orchestrator.runtime._worker import LEASE_S, error_info, run_task
 
 __all__ = [
     "DEFAULT_WORKERS",
     "JOB_ATTRIBUTE",
+    "LEASE_S",
     "LOGGER",
     "TOPICS",
     "Deployed",
@@ -48,20 +43,21 @@ __all__ = [
     "TaskRunContext",
     "Topics",
     "advance",
+    "begin",
     "bind_params",
     "check_types",
     "cloud_runtime",
     "configure_json_logging",
     "error_info",
-    "execute",
+    "expire_leases",
     "flow_result",
     "gcs_object",
     "import_source",
     "job_name",
     "memory_runtime",
     "message",
-    "redispatch",
-    "request_attempt",
+    "read_flow_result",
+    "request",
     "requests_for_fire",
     "requests_for_message",
     "requests_for_object",

@@ -25,11 +25,13 @@ from contracts import (
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
 from orchestrator.errors import FlowRunError, TaskRunError
 from orchestrator.ports import Clock
-from orchestrator.runtime._advance import advance, flow_result, sweep
+from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import memory_runtime
+from orchestrator.runtime._outbox import flow_result
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._start import bind_params, start_run
-from orchestrator.runtime._worker import error_info, run_task
+from orchestrator.runtime._sweep import tick
+from orchestrator.runtime._worker import run_task
 
 DEFAULT_WORKERS = 8
 # Result caches outlive a run: in-process, they last as long as the process.
@@ -79,6 +81,7 @@ class InProcessRunner:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._inflight = 0
+        self._crashed: list[BaseException] = []
         self.bus.subscribe(self.rt.topics.tasks, self._on_task_request)
         self.bus.subscribe(self.rt.topics.events, self._inbox.put)
         self.bus.subscribe(self.rt.topics.finished, self._inbox.put)
@@ -100,11 +103,11 @@ class InProcessRunner:
     def _work(self, req: TaskRequested) -> None:
         try:
             outcome = run_task(self.rt, req)
-        except BaseException as e:  # an engine bug must not hang the run: report it as a failure
-            self._inbox.put(_crash_event(self.rt, req, e))
-            return
+        except BaseException as e:  # a bug of ours: surface it in the caller, never hang
+            self._crashed.append(e)
+            outcome = None
         if outcome is None:
-            self._inbox.put(_crash_event(self.rt, req, None))
+            self._inbox.put(_noop(self.rt, req))
 
     def run(
         self,
@@ -125,13 +128,15 @@ class InProcessRunner:
                 continue
             if event.type == _NOOP:
                 self._inflight -= 1
+                if self._crashed:
+                    raise self._crashed[0]
                 continue
             data = event.data
             if isinstance(data, RunSucceeded | RunFailed) and data.run_id == run_id:
                 break
             if isinstance(data, TaskSucceeded | TaskFailed):
                 self._inflight -= 1
-                advance(self.rt, data.run_id, data, recheck=False)  # one writer: no skew
+                advance(self.rt, data.run_id, data)
                 self._report(run_id, progress)
         return self._outcome(run_id)
 
@@ -150,7 +155,7 @@ class InProcessRunner:
             if not self._inbox.empty():
                 return self._inbox.get()
             clock.sleep(wait)
-        sweep(self.rt, self.store.due(clock.now()))
+        tick(self.rt)
         return None
 
     def _report(self, run_id: str, progress: Progress | None) -> None:
@@ -165,7 +170,7 @@ class InProcessRunner:
         outcome = RunOutcome(run=snap.run, tasks=snap.tasks)
         if snap.run.status is RunStatus.SUCCEEDED:
             plan = self.rt.plan(snap.run.flow_version, snap.run.params)
-            outcome.value = flow_result(self.rt, plan, snap.run, snap.tasks)
+            outcome.value = flow_result(self.rt, plan, snap.run)
         elif snap.run.error and snap.run.error.task:
             key = snap.run.error.task
             task = snap.tasks.get(key)
@@ -179,26 +184,8 @@ class InProcessRunner:
 _NOOP = "dev.kumoflow.internal.noop"
 
 
-def _crash_event(rt: Runtime, req: TaskRequested, error: BaseException | None) -> Envelope:
-    """A worker that returned nothing or crashed still frees its in-flight slot."""
-    if error is None:
-        return Envelope(
-            id=uuid.uuid4().hex, type=_NOOP, source=rt.source, time=rt.clock.now(), data=req
-        )
-    now = rt.clock.now()
+def _noop(rt: Runtime, req: TaskRequested) -> Envelope:
+    """Frees the in-flight slot of a request that produced no completion."""
     return Envelope(
-        id=uuid.uuid4().hex,
-        type="dev.kumoflow.task.failed",
-        source=rt.source,
-        time=now,
-        data=TaskFailed(
-            run_id=req.run_id,
-            key=req.key,
-            attempt=req.attempt,
-            error=error_info(error, req.key),
-            retryable=False,
-            worker=rt.worker_id,
-            started_at=now,
-            ended_at=now,
-        ),
+        id=uuid.uuid4().hex, type=_NOOP, source=rt.source, time=rt.clock.now(), data=req
     )

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, SourceRef
-from orchestrator.engine import Plan, expand
+from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, ResultRef, SourceRef
+from orchestrator.engine import Plan, expand, flow_serializer
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
@@ -95,6 +95,8 @@ class Runtime:
     # Fault injection for crash tests: called at named points ("after-commit"); may kill the
     # process. Set only by KUMOFLOW_FAULTS in the function edge.
     fault: Callable[[str], None] | None = None
+    # A claim's lease, renewed every third of it while user code runs (see the worker).
+    lease_seconds: float = 60.0
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
@@ -134,23 +136,36 @@ class Runtime:
                 self._plans.popitem(last=False)
         return found
 
+    def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
+        return Envelope(
+            id=event_id,
+            type=EVENT_TYPE_OF[type(data)],
+            source=self.source,
+            time=self.clock.now(),
+            subject=subject,
+            data=data,
+        )
+
     def publish(
         self, topic: str, data: BaseModel, *, event_id: str, subject: str | None = None
     ) -> None:
-        self.bus.publish(
-            topic,
-            Envelope(
-                id=event_id,
-                type=EVENT_TYPE_OF[type(data)],
-                source=self.source,
-                time=self.clock.now(),
-                subject=subject,
-                data=data,
-            ),
-        )
+        self.bus.publish(topic, self.envelope(data, event_id=event_id, subject=subject))
 
     def result_uri(self, run_id: str, name: str, ext: str, storage: str | None = None) -> str:
         """Where a result lives: `storage` is a bucket name or a gs://bucket/prefix."""
         base = storage or self.results_bucket
         base = base.rstrip("/") if base.startswith("gs://") else f"gs://{base}"
         return f"{base}/runs/{run_id}/{name}.{ext}"
+
+    def task_result_uri(self, plan: Plan, run_id: str, key: str) -> str:
+        """The one place a task's result may live: derived here, never taken off the wire.
+        Every attempt writes it once; the first stored result is the task's result."""
+        options = plan.tasks[key].node.options
+        return self.result_uri(run_id, key, options.result_serializer, options.result_storage)
+
+    def flow_result_uri(self, plan: Plan, run_id: str) -> str:
+        expr = plan.spec.result
+        if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
+            return self.task_result_uri(plan, run_id, expr.node)  # the same object: no copy
+        storage = plan.spec.options.result_storage
+        return self.result_uri(run_id, "result", flow_serializer(plan), storage)

@@ -9,11 +9,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import Run, RunRequested
-from orchestrator.engine import StartRun, check_json
-from orchestrator.errors import NotFoundError, ParameterError
-from orchestrator.runtime._advance import advance
+from contracts import Run, RunRequested, RunStatus
+from orchestrator.engine import check_json, started
+from orchestrator.errors import ConflictError, NotFoundError, ParameterError
+from orchestrator.ports import Commit
+from orchestrator.runtime._outbox import entry, execute
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._settle import CHUNK, MAX_CONFLICTS, Ctx, decide_chunk, finish
 
 MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
 
@@ -39,13 +41,50 @@ def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool
     )
     created = rt.state.create_run(run)
     if not created:
-        snap = rt.state.load(run_id)
+        snap = rt.state.load(run_id, [])
         if snap is None:
             raise NotFoundError(f"run {run_id!r} vanished while starting")
         run = snap.run
     # Also on a duplicate: finishes a start that crashed after create_run.
-    advance(rt, run_id, StartRun())
+    begin(rt, run_id)
     return run, created
+
+
+def begin(rt: Runtime, run_id: str) -> None:
+    """Move the run to RUNNING, then queue its roots chunk by chunk and dispatch them. Each
+    chunk is created must-not-exist, so repeating this (a duplicate trigger after a crash
+    midway) resumes where the first start stopped and creates nothing twice."""
+    for _ in range(MAX_CONFLICTS):
+        snap = rt.state.load(run_id, [])
+        if snap is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        now = rt.clock.now()
+        run, commands = started(plan, snap.run, now)
+        if run is snap.run:
+            break
+        entries = [entry(run_id, c, now) for c in commands]
+        try:
+            rt.state.commit(
+                Commit(run_id=run_id, run=run, run_etag=snap.run_etag, outbox_add=entries)
+            )
+        except ConflictError:
+            continue
+        if rt.fault is not None:
+            rt.fault("after-commit")
+        execute(rt, plan, run, entries, now)
+    else:
+        raise ConflictError(f"run {run_id}: gave up starting")
+    snap = rt.state.load(run_id, [])
+    if snap is None or snap.run.status is not RunStatus.RUNNING or snap.run.attempt != 1:
+        return  # finished, cancelled, or a flow retry (which queued its own roots)
+    ctx = Ctx(rt, plan, snap.run, snap.run_etag)
+    if not plan.tasks:
+        finish(ctx, failed=0)
+        return
+    roots = [(key, "queue") for key in plan.roots]
+    for i in range(0, len(roots), CHUNK):
+        decide_chunk(ctx, roots[i : i + CHUNK])
 
 
 def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[str, Any]:

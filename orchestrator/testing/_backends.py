@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from contracts import Run, RunStatus, TaskRun
 from orchestrator.adapters import VirtualClock
-from orchestrator.engine import decode
+from orchestrator.runtime import read_flow_result
 from orchestrator.sdk import Flow, run_in_process
 
 
@@ -62,8 +62,9 @@ class StackBackend:
 
         snap = follow(self.rt, run_id, timeout=timeout)
         value = None
-        if snap.run.status is RunStatus.SUCCEEDED and snap.run.result_uri:
-            value = decode(self.rt.blobs.get(snap.run.result_uri), snap.run.result_uri)
+        if snap.run.status is RunStatus.SUCCEEDED:
+            plan = self.rt.plan(snap.run.flow_version, snap.run.params)
+            value = read_flow_result(self.rt, plan, snap.run)
         return Outcome(snap.run, snap.tasks, value)
 
     def run(self, flow: Flow[Any, Any], params: dict[str, Any], timeout: float = 60) -> Outcome:

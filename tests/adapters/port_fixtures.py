@@ -272,8 +272,20 @@ def created(store: StateStore, run: Run | None = None) -> Run:
     return run
 
 
+def load_task(
+    store: StateStore, run_id: str, key: str
+) -> tuple[Run, TaskRun | None, Etag | None] | None:
+    """One task through `load(run_id, [key])`: the run, the record (or None) and its etag."""
+    snap = store.load(run_id, [key])
+    if snap is None:
+        return None
+    assert set(snap.tasks) <= {key}
+    assert snap.outbox == ()  # a keyed load reads no outbox
+    return snap.run, snap.tasks.get(key), snap.etags.get(key)
+
+
 def task_etag(store: StateStore, run_id: str, key: str) -> Etag:
-    found = store.load_task(run_id, key)
+    found = load_task(store, run_id, key)
     assert found is not None
     _, task, etag = found
     assert task is not None

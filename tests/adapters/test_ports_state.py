@@ -20,6 +20,7 @@ from tests.adapters.port_fixtures import (
     advanced,
     created,
     in_threads,
+    load_task,
     make_run,
     make_task,
     outbox_entry,
@@ -125,14 +126,14 @@ def test_task_update_with_fresh_etag_then_stale_etag(store: Stores) -> None:
     first_etag = task_etag(store, run.run_id, "a")
     running = advanced(task, TaskStatus.RUNNING)
     store.commit(Commit(run_id=run.run_id, tasks=[(running, first_etag)]))
-    found = store.load_task(run.run_id, "a")
+    found = load_task(store, run.run_id, "a")
     assert found is not None
     assert found[1] == running
     with pytest.raises(ConflictError):
         store.commit(
             Commit(run_id=run.run_id, tasks=[(advanced(task, TaskStatus.FAILED), first_etag)])
         )
-    assert store.load_task(run.run_id, "a") == found
+    assert load_task(store, run.run_id, "a") == found
     succeeded = advanced(running, TaskStatus.SUCCEEDED)
     store.commit(Commit(run_id=run.run_id, tasks=[(succeeded, found[2])]))
     snap = store.load(run.run_id)
@@ -146,7 +147,7 @@ def test_task_update_of_a_missing_task_conflicts(store: Stores) -> None:
     etag_of_a = task_etag(store, run.run_id, "a")
     with pytest.raises(ConflictError):
         store.commit(Commit(run_id=run.run_id, tasks=[(make_task(run.run_id, "b"), etag_of_a)]))
-    found = store.load_task(run.run_id, "b")
+    found = load_task(store, run.run_id, "b")
     assert found is not None
     assert found[1:] == (None, None)
 
@@ -181,7 +182,7 @@ def test_failed_commit_writes_nothing(store: Stores) -> None:
     assert set(after.tasks) == {"a"}
     assert after.outbox == ()
     assert all(e.run_id != run.run_id for e in store.due(ERA_NEVER, limit=10_000))
-    assert store.load_task(run.run_id, "b") == (run, None, None)
+    assert load_task(store, run.run_id, "b") == (run, None, None)
     # The failed batch left the fresh run etag valid: the same writes without the stale one land.
     store.commit(
         Commit(
@@ -226,9 +227,9 @@ def test_failed_commit_on_stale_run_etag_writes_no_tasks(store: Stores) -> None:
 def test_load_task(store: Stores) -> None:
     run = created(store)
     task = make_task(run.run_id, "a")
-    assert store.load_task(run.run_id, "a") == (run, None, None)
+    assert load_task(store, run.run_id, "a") == (run, None, None)
     store.commit(Commit(run_id=run.run_id, tasks=[(task, None)]))
-    found = store.load_task(run.run_id, "a")
+    found = load_task(store, run.run_id, "a")
     assert found is not None
     got_run, got_task, etag = found
     assert got_run == run
@@ -237,8 +238,8 @@ def test_load_task(store: Stores) -> None:
     snap = store.load(run.run_id)
     assert snap is not None
     assert snap.etags["a"] == etag  # load and load_task hand out the same token
-    assert store.load_task(run.run_id, "unknown") == (run, None, None)
-    assert store.load_task(_uid("missing"), "a") is None
+    assert load_task(store, run.run_id, "unknown") == (run, None, None)
+    assert load_task(store, _uid("missing"), "a") is None
 
 
 @pytest.mark.parametrize(
@@ -251,7 +252,7 @@ def test_task_keys_with_slashes_and_brackets(store: Stores, key: str) -> None:
     task = make_task(run.run_id, key)
     other = make_task(run.run_id, key + "x")  # must not collide with `key`
     store.commit(Commit(run_id=run.run_id, tasks=[(task, None), (other, None)]))
-    found = store.load_task(run.run_id, key)
+    found = load_task(store, run.run_id, key)
     assert found is not None
     assert found[1] == task
     running = advanced(task, TaskStatus.RUNNING)
@@ -325,6 +326,6 @@ def test_racing_creates_of_one_task_exactly_one_wins(store: Stores) -> None:
     winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
     assert len(winners) == 1, outcomes
     assert all(isinstance(o, ConflictError) for o in outcomes if o is not None), outcomes
-    found = store.load_task(run.run_id, "join")
+    found = load_task(store, run.run_id, "join")
     assert found is not None
     assert found[1] == contenders[winners[0]]

@@ -19,6 +19,7 @@ from tests.adapters.port_fixtures import (
     _now,
     _uid,
     created,
+    load_task,
     make_run,
     make_task,
     outbox_entry,
@@ -230,7 +231,7 @@ def test_expired_leases_find_running_attempts_whose_claim_ran_out(store: Stores)
         t for t in store.expired_leases(ERA_LEASES + timedelta(minutes=1)) if t.run_id == run.run_id
     ]
     assert [t.key for t in found] == ["a"]
-    _, task, etag = store.load_task(run.run_id, "a") or (None, None, None)
+    _, task, etag = load_task(store, run.run_id, "a") or (None, None, None)
     assert task is not None
     done = task.model_copy(update={"status": TaskStatus.SUCCEEDED, "lease_until": None})
     store.commit(Commit(run_id=run.run_id, tasks=[(done, etag)]))

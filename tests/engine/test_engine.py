@@ -36,6 +36,7 @@ from orchestrator.engine import (
     WakeAt,
     claim,
     expand,
+    renew,
     retry_delay,
     transition,
 )
@@ -80,6 +81,7 @@ def ok(key: str, attempt: int) -> TaskSucceeded:
         run_id="r",
         key=key,
         attempt=attempt,
+        token="unclaimed",  # these states skip the claim: any token fits an unclaimed attempt
         result_uri=f"gs://b/{key}/{attempt}",
         worker="w",
         started_at=T0,
@@ -92,6 +94,7 @@ def bad(key: str, attempt: int, retryable: bool = True) -> TaskFailed:
         run_id="r",
         key=key,
         attempt=attempt,
+        token="unclaimed",
         retryable=retryable,
         worker="w",
         error=ErrorInfo(type="RuntimeError", message="boom"),
@@ -171,18 +174,25 @@ def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
     assert tr.commands == (Dispatch("t2", 1),)
 
 
-def test_claim_only_the_waiting_attempt_and_take_over_expired_leases() -> None:
-    plan = make_plan([[]])
+def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:
+    plan = make_plan([[]], retries=1)
     tr = transition(plan, new_state(), StartRun(), T0)
     task = tr.state.tasks["t0"]
-    running = claim(task, 1, "w1", T0, 60)
+    running = claim(task, 1, "tok-1", "w1", T0, 60)
     assert running is not None
     assert running.status is TaskStatus.RUNNING
-    assert claim(running, 1, "w2", T0 + timedelta(seconds=59), 60) is None
-    assert claim(task, 2, "w1", T0, 60) is None
-    taken = claim(running, 1, "w2", T0 + timedelta(seconds=60), 60)
-    assert taken is not None
-    assert taken.attempts[-1].worker == "w2"
+    assert running.attempts[-1].token == "tok-1"
+    assert claim(running, 1, "tok-2", "w2", T0 + timedelta(seconds=600), 60) is None
+    assert claim(task, 2, "tok-2", "w1", T0, 60) is None
+    # Completions fenced by the token: another claim's report changes nothing.
+    state = RunState(tr.state.run, {"t0": running})
+    stale = ok("t0", 1).model_copy(update={"token": "tok-2"})
+    assert not transition(plan, state, stale, T0).changed
+    good = ok("t0", 1).model_copy(update={"token": "tok-1"})
+    assert transition(plan, state, good, T0).state.run.status is RunStatus.SUCCEEDED
+    # Renewal only by the holder of the current claim.
+    assert renew(running, 1, "tok-1", T0 + timedelta(seconds=30), 60) is not None
+    assert renew(running, 1, "tok-2", T0 + timedelta(seconds=30), 60) is None
 
 
 def test_timeout_and_cancel() -> None:

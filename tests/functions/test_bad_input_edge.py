@@ -56,10 +56,7 @@ class DownStore(MemoryStore):
     def create_run(self, run: Run) -> bool:
         raise self._down()
 
-    def load(self, run_id: str) -> Any:
-        raise self._down()
-
-    def load_task(self, run_id: str, key: str) -> Any:
+    def load(self, run_id: str, keys: Any = None) -> Any:
         raise self._down()
 
     def record(self, letter: DeadLetter) -> None:

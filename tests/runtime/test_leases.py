@@ -1,49 +1,224 @@
-"""A worker that dies mid-attempt: its lease runs out, the sweep requests the attempt again and
-the next worker takes the claim over. Memory adapters, injected clock: no waiting."""
+"""Fenced leases: a worker that dies mid-attempt, a worker that outlives its lease, stale and
+forged tokens. Memory adapters, injected clock: no waiting."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from contracts import RunRequested, TaskRequested, TaskStatus, TaskSucceeded
-from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+import pytest
+
+from contracts import (
+    RunRequested,
+    RunStatus,
+    TaskFailed,
+    TaskRequested,
+    TaskStatus,
+    TaskSucceeded,
+)
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock, VirtualClock
 from orchestrator.engine import claim
+from orchestrator.errors import BadInputError
 from orchestrator.ports import Commit
-from orchestrator.runtime import advance, memory_runtime, redispatch, run_task, start_run
-from tests.flows.basic import wide_map
+from orchestrator.runtime import (
+    LEASE_S,
+    Runtime,
+    advance,
+    memory_runtime,
+    run_task,
+    start_run,
+    tick,
+)
+
+CALLS: list[int] = []
 
 
-def test_a_dead_workers_attempt_is_requested_again_and_taken_over() -> None:
+@task(name="work", retries=1)
+def work(x: int) -> int:
+    CALLS.append(x)
+    return x * 10
+
+
+@task(name="work-once")
+def work_once(x: int) -> int:
+    CALLS.append(x)
+    return x * 10
+
+
+@flow(name="lease-flow")
+def lease_flow(x: int = 4) -> int:
+    return work(x)
+
+
+@flow(name="lease-flow-no-retry")
+def lease_flow_no_retry(x: int = 4) -> int:
+    return work_once(x)
+
+
+def _setup(f: object) -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock, TaskRequested]:
     store, bus, clock = MemoryStore(), MemoryBus(), VirtualClock()
     bus.record = True
-    rt = memory_runtime(clock=clock, functions=wide_map.functions(), store=store, bus=bus)
-    store.put_flow(wide_map.spec)
-    start_run(rt, RunRequested(flow="wide-map", params={"items": [4], "factor": 1}), run_id="r1")
-    (first,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
-    # A worker claims the attempt, then dies without a word.
-    _, task, etag = store.load_task("r1", first.key) or (None, None, None)
-    assert task is not None
-    claimed = claim(task, first.attempt, "dead-worker", clock.now(), lease_seconds=30)
-    assert claimed is not None
-    store.commit(Commit(run_id="r1", tasks=[(claimed, etag)]))
-    assert run_task(rt, first) is None  # redelivery within the lease: someone is on it
-    assert store.expired_leases(clock.now()) == []
-    clock.sleep(31)
-    (expired,) = store.expired_leases(clock.now())
+    rt = memory_runtime(clock=clock, functions=f.functions(), store=store, bus=bus)  # type: ignore[attr-defined]
+    store.put_flow(f.spec)  # type: ignore[attr-defined]
+    start_run(rt, RunRequested(flow=f.spec.name), run_id="r1")  # type: ignore[attr-defined]
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    CALLS.clear()
+    return rt, store, bus, clock, req
+
+
+def _die_holding_the_claim(store: MemoryStore, clock: VirtualClock, req: TaskRequested) -> str:
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    taken = claim(snap.tasks[req.key], req.attempt, "dead-token", "dead", clock.now(), LEASE_S)
+    assert taken is not None
+    store.commit(Commit(run_id="r1", tasks=[(taken, snap.etags[req.key])]))
+    return "dead-token"
+
+
+def _deliver_all(rt: Runtime, bus: MemoryBus) -> None:
+    """Hand every recorded message to its handler until nothing new is published."""
+    seen = 0
+    while seen < len(bus.published):
+        topic, envelope = bus.published[seen]
+        seen += 1
+        if topic == rt.topics.tasks:
+            assert isinstance(envelope.data, TaskRequested)
+            run_task(rt, envelope.data)
+        elif topic == rt.topics.events:
+            assert isinstance(envelope.data, TaskSucceeded | TaskFailed)
+            advance(rt, "r1", envelope.data)
+
+
+def test_a_dead_workers_attempt_fails_by_lease_and_a_new_attempt_runs() -> None:
+    rt, store, bus, clock, req = _setup(lease_flow)
+    _die_holding_the_claim(store, clock, req)
+    assert run_task(rt, req) is None  # redelivery while the lease holds: someone is on it
+    clock.sleep(LEASE_S - 1)
+    assert tick(rt) == 0
+    clock.sleep(2)
     bus.published.clear()
-    assert redispatch(rt, [expired]) == 1
-    (again,) = [e for _, e in bus.published]
-    assert isinstance(again.data, TaskRequested)
-    assert again.data.attempt == first.attempt
-    outcome = run_task(rt, again.data)  # the live worker takes the claim over and runs it
-    assert isinstance(outcome, TaskSucceeded)
-    assert outcome.worker == rt.worker_id
-    advance(rt, "r1", outcome)
+    assert tick(rt) == 1  # the lease ran out: the attempt fails, the retry policy takes over
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    record = snap.tasks[req.key]
+    assert record.attempts[0].status is TaskStatus.FAILED
+    assert record.attempts[0].error is not None
+    assert record.attempts[0].error.type == "LeaseExpired"
+    assert record.attempt == 2  # a takeover is a new attempt, counted against retries
+    _deliver_all(rt, bus)
+    done = store.load("r1")
+    assert done is not None
+    assert done.run.status is RunStatus.SUCCEEDED
+    assert CALLS == [4]  # the dead worker never ran user code; the new attempt ran it once
+
+
+def test_an_attempt_that_keeps_outliving_its_lease_fails_once_retries_are_spent() -> None:
+    rt, store, _bus, clock, req = _setup(lease_flow_no_retry)
+    _die_holding_the_claim(store, clock, req)
+    clock.sleep(LEASE_S + 1)
+    tick(rt)
     snap = store.load("r1")
     assert snap is not None
-    scaled = snap.tasks[first.key]
-    assert scaled.status is TaskStatus.SUCCEEDED
-    assert scaled.lease_until is None
-    assert len(scaled.attempts) == 1
-    assert scaled.attempts[0].worker == rt.worker_id
+    assert snap.run.status is RunStatus.FAILED
+    assert snap.run.error is not None
+    assert snap.run.error.type == "LeaseExpired"
+    assert "stopped renewing its lease" in snap.run.error.message
+
+
+def test_a_slow_worker_beside_a_new_attempt_stores_one_result_and_the_run_succeeds() -> None:
+    rt, store, bus, clock, req = _setup(lease_flow)
+    _die_holding_the_claim(store, clock, req)  # the "slow" worker holds attempt 1
+    clock.sleep(LEASE_S + 1)
+    tick(rt)
+    # The slow worker finishes late and stores its result first, at the task's one location.
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    uri = rt.task_result_uri(rt.plan(snap.run.flow_version, snap.run.params), "r1", req.key)
+    rt.blobs.put(uri, b"40", "application/json")
+    late = TaskSucceeded(
+        run_id="r1",
+        key=req.key,
+        attempt=1,
+        token="dead-token",
+        result_uri=uri,
+        worker="dead",
+        started_at=clock.now(),
+        ended_at=clock.now(),
+    )
+    assert advance(rt, "r1", late) is False  # attempt 1 is over: its report changes nothing
+    _deliver_all(rt, bus)  # attempt 2 runs, finds the result stored, reports success
+    done = store.load("r1")
+    assert done is not None
+    assert done.run.status is RunStatus.SUCCEEDED
+
+
+def test_a_completion_with_another_claims_token_is_rejected() -> None:
+    rt, store, _bus, clock, req = _setup(lease_flow)
+    _die_holding_the_claim(store, clock, req)
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    uri = rt.task_result_uri(rt.plan(snap.run.flow_version, snap.run.params), "r1", req.key)
+    forged = TaskSucceeded(
+        run_id="r1",
+        key=req.key,
+        attempt=1,
+        token="not-the-claim",
+        result_uri=uri,
+        worker="x",
+        started_at=clock.now(),
+        ended_at=clock.now(),
+    )
+    with pytest.raises(BadInputError, match="fencing token"):
+        advance(rt, "r1", forged)
+    after = store.load("r1", [req.key])
+    assert after is not None
+    assert after.tasks[req.key] == snap.tasks[req.key]
+
+
+def test_each_claim_has_its_own_token_and_no_lease_outlives_the_attempt() -> None:
+    rt, store, _bus, clock, req = _setup(lease_flow)
+    outcome = run_task(rt, req)
+    assert isinstance(outcome, TaskSucceeded)
+    assert outcome.token
+    assert outcome.worker.endswith(outcome.token[:8])  # unique per claim, not per process
+    advance(rt, "r1", outcome)
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    assert snap.tasks[req.key].lease_until is None
     assert store.expired_leases(clock.now() + timedelta(days=1)) == []
+
+
+@task(name="slow")
+def slow(x: int) -> int:
+    time.sleep(0.6)
+    return x
+
+
+@flow(name="slow-flow")
+def slow_flow(x: int = 1) -> int:
+    return slow(x)
+
+
+def test_a_live_worker_renews_its_lease_so_a_sweep_mid_attempt_expires_nothing() -> None:
+    store, bus = MemoryStore(), MemoryBus()
+    bus.record = True
+    rt = memory_runtime(clock=SystemClock(), functions=slow_flow.functions(), store=store, bus=bus)
+    rt.lease_seconds = 0.3  # renewed every 0.1 s while the 0.6 s task runs
+    store.put_flow(slow_flow.spec)
+    start_run(rt, RunRequested(flow="slow-flow"), run_id="r1")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    leases: list[object] = []
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_task, rt, req)
+        while not running.done():
+            snap = store.load("r1", [req.key])
+            assert snap is not None
+            leases.append(snap.tasks[req.key].lease_until)
+            assert tick(rt) == 0  # never expired while the worker lives
+            time.sleep(0.05)
+        outcome = running.result()
+    assert isinstance(outcome, TaskSucceeded)
+    renewed = {lease for lease in leases if lease is not None}
+    assert len(renewed) >= 3  # the lease moved forward while user code ran

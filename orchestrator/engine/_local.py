@@ -1,0 +1,182 @@
+"""The engine one task at a time: what the orchestrator does per event at any width.
+
+A completion changes one task record. When that task ends, it *arrives* at counters: one per
+child (how many parents ended, how many of them did not succeed) and one for the run (how many
+tasks ended, how many failed). The store applies those increments atomically with the task
+record and returns the values they produced, so the one writer that brings a counter to its
+target decides the child (queue or skip) or the run's finish. Nothing here reads siblings: a
+step costs O(the task's degree), never O(the run).
+
+Counters are per flow attempt: a flow retry starts fresh ones whose targets (`need`) count only
+what runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from contracts import (
+    Attempt,
+    ErrorInfo,
+    Run,
+    RunStatus,
+    TaskFailed,
+    TaskRun,
+    TaskStatus,
+    TaskSucceeded,
+)
+from orchestrator.engine._plan import Plan
+from orchestrator.engine._transition import _failed, _Step, _succeeded
+from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
+
+S = TaskStatus
+Increments = dict[str, dict[str, int]]
+
+
+def run_counter(flow_attempt: int) -> str:
+    return f"run.{flow_attempt}"
+
+
+def fanin_counter(flow_attempt: int, child: str) -> str:
+    return f"fanin.{flow_attempt}.{child}"
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """One task's step: its new record (None: nothing to do), commands, counter arrivals."""
+
+    task: TaskRun | None
+    commands: tuple[Command, ...] = ()
+    increments: Mapping[str, Mapping[str, int]] | None = None
+
+
+def complete(
+    plan: Plan,
+    run: Run,
+    task: TaskRun,
+    event: TaskSucceeded | TaskFailed | LeaseExpired,
+    now: datetime,
+) -> Local:
+    """Apply one attempt's end to its task. Duplicates, stale attempts, other claims' tokens and
+    events for a finished run change nothing. A TaskSucceeded's `result_uri` must already be the
+    location the caller derived (never the one from the wire)."""
+    if run.status.terminal or task.key not in plan.tasks:
+        return Local(None)
+    last = task.attempts[-1] if task.attempts else None
+    if last is None or last.token is None:
+        return Local(None)  # never claimed: no worker can have run it
+    if isinstance(event, LeaseExpired):
+        if task.status not in (S.RUNNING, S.RETRYING) or (
+            last.lease_until is not None and now < last.lease_until
+        ):
+            return Local(None)  # renewed since the sweeper looked, or already over
+        event = TaskFailed(
+            run_id=run.run_id,
+            key=task.key,
+            attempt=event.attempt,
+            token=event.token,
+            error=ErrorInfo(
+                type="LeaseExpired",
+                message=(
+                    f"attempt {event.attempt} of {task.key!r} stopped renewing its lease "
+                    f"(worker {last.worker or '?'} died, or outlived its function's timeout)"
+                ),
+            ),
+            retryable=True,
+            worker=last.worker or "unknown",
+            started_at=last.started_at or now,
+            ended_at=now,
+        )
+    step = _Step(plan, run, {task.key: task}, now)
+    if isinstance(event, TaskSucceeded):
+        _succeeded(step, event)
+    else:
+        _failed(step, event)
+    if task.key not in step.changed:
+        return Local(None)
+    new = step.tasks[task.key]
+    arrivals = arrive(plan, run, task.key, new.status) if new.status.terminal else None
+    return Local(new, tuple(step.commands), arrivals)
+
+
+def started(plan: Plan, run: Run, now: datetime) -> tuple[Run, tuple[Command, ...]]:
+    """The run moves to RUNNING (its roots are queued by the caller, in chunks)."""
+    if run.status is not RunStatus.PENDING:
+        return run, ()
+    timeout = plan.spec.options.timeout_seconds
+    timeout_at = now + timedelta(seconds=timeout) if timeout else None
+    new = run.model_copy(
+        update={"status": RunStatus.RUNNING, "started_at": now, "timeout_at": timeout_at}
+    )
+    return new, (WakeAt(timeout_at),) if timeout_at is not None else ()
+
+
+def arrive(plan: Plan, run: Run, key: str, status: TaskStatus) -> Increments:
+    """The counter increments of task `key` ending with `status`."""
+    bad = int(status is not S.SUCCEEDED)
+    out: Increments = {run_counter(run.attempt): {"done": 1, "failed": int(status is S.FAILED)}}
+    for child in plan.children[key]:
+        out[fanin_counter(run.attempt, child)] = {"done": 1, "bad": bad}
+    return out
+
+
+def merge(into: Increments, more: Mapping[str, Mapping[str, int]]) -> Increments:
+    """Sum increments per counter: one write per counter document per commit."""
+    for name, deltas in more.items():
+        doc = into.setdefault(name, {})
+        for field, delta in deltas.items():
+            doc[field] = doc.get(field, 0) + delta
+    return into
+
+
+def decide(plan: Plan, child: str, counts: Mapping[str, int]) -> str | None:
+    """'queue' or 'skip' once every parent the child waits for has ended; else None."""
+    need = counts.get("need", len(plan.tasks[child].parents))
+    if counts.get("done", 0) < need:
+        return None
+    return "skip" if counts.get("bad", 0) else "queue"
+
+
+def run_done(plan: Plan, counts: Mapping[str, int]) -> bool:
+    return counts.get("done", 0) >= counts.get("need", len(plan.tasks))
+
+
+def queued(
+    run: Run, plan: Plan, key: str, existing: TaskRun | None, now: datetime
+) -> tuple[TaskRun, Dispatch]:
+    """The record of `key` queued for its next attempt, and the dispatch that announces it."""
+    base = existing or _fresh(run, plan, key)
+    attempt = Attempt(
+        number=base.attempt + 1, status=S.QUEUED, queued_at=now, flow_attempt=run.attempt
+    )
+    record = base.model_copy(
+        update={"status": S.QUEUED, "attempts": (*base.attempts, attempt), "error": None}
+    )
+    return record, Dispatch(key, attempt.number)
+
+
+def skipped(
+    run: Run, plan: Plan, key: str, existing: TaskRun | None, cause: TaskRun | None
+) -> TaskRun:
+    """`key` will not run: an upstream task did not succeed (named when known)."""
+    why = (
+        f"upstream task {cause.key!r} ended {cause.status.value}"
+        if cause is not None
+        else "an upstream task did not succeed"
+    )
+    error = ErrorInfo(type="UpstreamFailed", message=f"not run: {why}", task=key)
+    base = existing or _fresh(run, plan, key)
+    return base.model_copy(update={"status": S.SKIPPED, "error": error})
+
+
+def _fresh(run: Run, plan: Plan, key: str) -> TaskRun:
+    planned = plan.tasks[key]
+    return TaskRun(
+        run_id=run.run_id,
+        key=key,
+        node=planned.node.key,
+        name=planned.node.options.name,
+        map_index=planned.map_index,
+    )

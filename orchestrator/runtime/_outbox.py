@@ -1,0 +1,151 @@
+"""Side effects after a commit: dispatch requests, run announcements, and the outbox entries
+that stand for them until they are done.
+
+An outbox entry is committed with the state change that causes it and deleted once its effect
+happened. Its `due_at` is when the sweep takes it over: a timer's due time (retry delays, run
+timeouts), or, for an effect the committing handler does at once (a run's finish), the commit
+time plus ABANDONED_AFTER, so the sweep only adopts what a crashed handler left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from contracts import (
+    ErrorInfo,
+    OutboxEntry,
+    ResultRef,
+    Run,
+    RunFailed,
+    RunStatus,
+    RunSucceeded,
+    TaskRequested,
+)
+from orchestrator.engine import (
+    Command,
+    Dispatch,
+    FinishRun,
+    Plan,
+    WakeAt,
+    decode,
+    encode,
+    flow_serializer,
+    resolve,
+    task_serializer,
+)
+from orchestrator.ports import Commit
+from orchestrator.runtime._runtime import Runtime
+
+ABANDONED_AFTER = timedelta(seconds=60)
+
+
+def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
+    match command:
+        case Dispatch(key=key, attempt=attempt, not_before=at):
+            return OutboxEntry(
+                id=f"dispatch-{key}-{attempt}",
+                run_id=run_id,
+                kind="dispatch",
+                due_at=at or now + ABANDONED_AFTER,
+                key=key,
+                attempt=attempt,
+                timer=at is not None,
+            )
+        case WakeAt(at=at):
+            return OutboxEntry(
+                id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at, timer=True
+            )
+        case FinishRun():
+            return OutboxEntry(
+                id="finish", run_id=run_id, kind="finish", due_at=now + ABANDONED_AFTER
+            )
+
+
+def execute(
+    rt: Runtime, plan: Plan, run: Run, entries: Sequence[OutboxEntry], now: datetime
+) -> None:
+    """Do the effects of entries a handler just committed (timers wait for the sweep), then
+    delete them. Safe to repeat: every effect is idempotent downstream."""
+    due = [e for e in entries if not e.timer or e.due_at <= now]
+    dispatches = [(e.key, e.attempt) for e in due if e.kind == "dispatch" and e.key and e.attempt]
+    if dispatches:
+        request(rt, run, dispatches)
+    if any(e.kind == "finish" for e in due):
+        announce(rt, plan, run)
+    done = [e.id for e in due if e.kind in ("dispatch", "finish", "done")]
+    if done:
+        rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
+
+
+def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str = "") -> None:
+    """Publish task.requested for each (key, attempt), all in flight at once."""
+    rt.bus.publish_all(
+        rt.topics.tasks,
+        [
+            rt.envelope(
+                TaskRequested(
+                    run_id=run.run_id, flow_version=run.flow_version, key=key, attempt=attempt
+                ),
+                event_id=f"{run.run_id}/{key}/{attempt}{why}",
+                subject=key,
+            )
+            for key, attempt in attempts
+        ],
+    )
+
+
+def announce(rt: Runtime, plan: Plan, run: Run) -> None:
+    """Store the flow's result (unless it is a task's object) and publish the run's end."""
+    if run.status is RunStatus.SUCCEEDED:
+        uri = run.result_uri
+        expr = plan.spec.result
+        own_object = isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,)
+        if uri is not None and not own_object:  # a task's result is the flow's: no copy
+            data, ctype, _ = encode(
+                flow_result(rt, plan, run),
+                flow_serializer(plan),
+                what=f"the result of flow {run.flow!r}",
+            )
+            rt.blobs.put(uri, data, ctype)
+        rt.publish(
+            rt.topics.finished,
+            RunSucceeded(
+                run_id=run.run_id,
+                flow=run.flow,
+                flow_version=run.flow_version,
+                result_uri=uri,
+                ended_at=run.ended_at or rt.clock.now(),
+            ),
+            event_id=f"{run.run_id}/succeeded",
+        )
+        return
+    rt.publish(
+        rt.topics.finished,
+        RunFailed(
+            run_id=run.run_id,
+            flow=run.flow,
+            flow_version=run.flow_version,
+            error=run.error or ErrorInfo(type="Failed", message="run failed"),
+            ended_at=run.ended_at or rt.clock.now(),
+        ),
+        event_id=f"{run.run_id}/{run.status.value.lower()}",
+    )
+
+
+def flow_result(rt: Runtime, plan: Plan, run: Run) -> Any:
+    """The flow's return value, read from the results its expression names."""
+
+    def load(key: str) -> Any:
+        data = rt.blobs.get(rt.task_result_uri(plan, run.run_id, key))
+        return decode(data, task_serializer(plan, key))
+
+    return resolve(plan.spec.result, run.params, plan.members, load)
+
+
+def read_flow_result(rt: Runtime, plan: Plan, run: Run) -> Any:
+    """A finished run's stored result (what `runs show` and the test backends print)."""
+    if run.result_uri is None:
+        return None
+    return decode(rt.blobs.get(run.result_uri), flow_serializer(plan))

@@ -1,0 +1,257 @@
+"""Advancing a run one completion at a time, at any width.
+
+Per event: read the run and the one task (a batch get), apply the completion, and commit the
+task with its counter arrivals; the commit returns the counters' new values. Children whose
+fan-in counter reached its target are decided (queued or skipped) in chunks, and the run is
+finished by the one commit that brings its counter to the number of tasks. Reads and writes are
+O(the task's degree); a redelivered event (the handler died after committing) re-reads the same
+counters and completes whatever its first delivery left undone, idempotently: children are
+created must-not-exist, dispatches of still-queued children are sent again, finishes are
+conditional on the run document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from contracts import OutboxEntry, Run, RunStatus, TaskFailed, TaskRun, TaskStatus, TaskSucceeded
+from orchestrator.engine import (
+    FinishRun,
+    LeaseExpired,
+    Plan,
+    Reconcile,
+    arrive,
+    complete,
+    decide,
+    fanin_counter,
+    merge,
+    queued,
+    run_counter,
+    run_done,
+    skipped,
+)
+from orchestrator.errors import BadInputError, ConflictError, NotFoundError
+from orchestrator.ports import Commit, Counts, Etag
+from orchestrator.runtime._outbox import entry, execute, request
+from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._whole import advance_whole
+
+MAX_CONFLICTS = 20
+CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
+
+Completion = TaskSucceeded | TaskFailed | LeaseExpired
+
+
+@dataclass
+class Ctx:
+    rt: Runtime
+    plan: Plan
+    run: Run
+    run_etag: Etag
+
+
+def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
+    """Apply one attempt's end; True when it changed state (False: duplicate, stale, late)."""
+    for _ in range(MAX_CONFLICTS):
+        snap = rt.state.load(run_id, [event.key])
+        if snap is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        if event.key not in plan.tasks:
+            raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
+        if isinstance(event, TaskSucceeded):
+            event = _trusted(rt, plan, run_id, event)
+        task = snap.tasks.get(event.key)
+        if task is None:
+            return False  # never queued: nothing can have run it
+        _check_token(task, event)
+        ctx = Ctx(rt, plan, snap.run, snap.run_etag)
+        now = rt.clock.now()
+        step = complete(plan, snap.run, task, event, now)
+        if step.task is None:
+            if task.status.terminal and task.attempt == event.attempt:
+                recover(ctx, task)  # a redelivery: finish what a crash after commit left
+            return False
+        entries = [entry(run_id, c, now) for c in step.commands]
+        try:
+            counts = rt.state.commit(
+                Commit(
+                    run_id=run_id,
+                    tasks=[(step.task, snap.etags[event.key])],
+                    outbox_add=entries,
+                    increments=step.increments or {},
+                )
+            )
+        except ConflictError:
+            continue  # the record moved (a renewal, a cancel): read it again
+        if rt.fault is not None:
+            rt.fault("after-commit")
+        execute(rt, plan, snap.run, entries, now)
+        if step.increments:
+            follow_up(ctx, [step.task], counts)
+        return True
+    raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _trusted(rt: Runtime, plan: Plan, run_id: str, event: TaskSucceeded) -> TaskSucceeded:
+    derived = rt.task_result_uri(plan, run_id, event.key)
+    if event.result_uri != derived:
+        raise BadInputError(
+            f"task.succeeded for {event.key!r} of run {run_id!r} names its result at "
+            f"{event.result_uri!r}; this task's result can only be at {derived}"
+        )
+    return event
+
+
+def _check_token(task: TaskRun, event: Completion) -> None:
+    last = task.attempts[-1] if task.attempts else None
+    if (
+        last is not None
+        and task.attempt == event.attempt
+        and last.token is not None
+        and last.token != event.token
+        and not task.status.terminal
+    ):
+        raise BadInputError(
+            f"completion of {task.key!r} attempt {event.attempt} carries fencing token "
+            f"{event.token[:12]!r}, not the current claim's: a stale worker or a forgery"
+        )
+
+
+def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
+    """Decide what the tasks that just `ended` (in a commit that returned `counts`) unblock."""
+    work: list[tuple[Sequence[TaskRun], Counts]] = [(ended, counts)]
+    while work:
+        batch, seen = work.pop()
+        mine = seen.get(run_counter(ctx.run.attempt))
+        if mine is not None and run_done(ctx.plan, mine):
+            finish(ctx, failed=mine.get("failed", 0))
+        ready: dict[str, str] = {}
+        for task in batch:
+            for child in ctx.plan.children[task.key]:
+                verdict = decide(
+                    ctx.plan, child, seen.get(fanin_counter(ctx.run.attempt, child), {})
+                )
+                if verdict is not None:
+                    ready[child] = verdict
+        items = list(ready.items())
+        for i in range(0, len(items), CHUNK):
+            skipped_now, more = decide_chunk(ctx, items[i : i + CHUNK])
+            if skipped_now:
+                work.append((skipped_now, more))
+
+
+def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun], Counts]:
+    """Create (queue or skip) the children of `chunk`; returns the skipped ones with the counts
+    their arrivals produced. Children someone else created first are left to that writer,
+    except a dispatch, which is sent again (the other writer may have died before sending)."""
+    rt, plan, run = ctx.rt, ctx.plan, ctx.run
+    keys = [k for k, _ in chunk]
+    current: Mapping[str, TaskRun] = {}
+    etags: Mapping[str, Etag] = {}
+    if run.attempt > 1:  # a flow retry re-pended these records: update them, do not create
+        snap = rt.state.load(run.run_id, keys)
+        current, etags = (snap.tasks, snap.etags) if snap else ({}, {})
+    for _ in range(MAX_CONFLICTS):
+        now = rt.clock.now()
+        records: list[tuple[TaskRun, Etag | None]] = []
+        dispatches: list[tuple[str, int]] = []
+        increments: dict[str, dict[str, int]] = {}
+        ended: list[TaskRun] = []
+        for key, verdict in chunk:
+            existing = current.get(key)
+            if existing is not None and existing.status is not TaskStatus.PENDING:
+                continue  # decided already
+            if verdict == "queue":
+                record, dispatch = queued(run, plan, key, existing, now)
+                dispatches.append((key, dispatch.attempt))
+            else:
+                record = skipped(run, plan, key, existing, _cause(ctx, key))
+                merge(increments, arrive(plan, run, key, TaskStatus.SKIPPED))
+                ended.append(record)
+            records.append((record, etags.get(key)))
+        if not records:
+            return [], {}
+        try:
+            counts = rt.state.commit(
+                Commit(run_id=run.run_id, tasks=records, increments=increments)
+            )
+        except ConflictError:
+            snap = rt.state.load(run.run_id, keys)  # someone decided some: keep the rest
+            current, etags = (snap.tasks, snap.etags) if snap else ({}, {})
+            resend = [(k, t.attempt) for k, t in current.items() if t.status is TaskStatus.QUEUED]
+            if resend:
+                request(rt, run, resend)
+            continue
+        if dispatches:
+            request(rt, run, dispatches)
+        return ended, counts
+    raise ConflictError(f"run {run.run_id}: gave up deciding {len(chunk)} task(s)")
+
+
+def _cause(ctx: Ctx, key: str) -> TaskRun | None:
+    """The parent that did not succeed (read only on this rare path, O(in-degree))."""
+    snap = ctx.rt.state.load(ctx.run.run_id, ctx.plan.tasks[key].parents)
+    if snap is None:
+        return None
+    return next((t for t in snap.tasks.values() if t.status is not TaskStatus.SUCCEEDED), None)
+
+
+def finish(ctx: Ctx, *, failed: int) -> None:
+    """Every task ended: the run succeeds here, or a failure is settled by the whole-run
+    engine (flow retries, the first failure's error): once per run, so O(run) is fine there."""
+    rt, plan = ctx.rt, ctx.plan
+    for _ in range(MAX_CONFLICTS):
+        run = ctx.run
+        if run.status.terminal:
+            return
+        if failed:
+            advance_whole(rt, run.run_id, Reconcile())  # the rare O(run) path
+            return
+        now = rt.clock.now()
+        done = run.model_copy(
+            update={
+                "status": RunStatus.SUCCEEDED,
+                "ended_at": now,
+                "result_uri": rt.flow_result_uri(plan, run.run_id),
+            }
+        )
+        entries: list[OutboxEntry] = [entry(run.run_id, FinishRun(RunStatus.SUCCEEDED, None), now)]
+        try:
+            rt.state.commit(
+                Commit(run_id=run.run_id, run=done, run_etag=ctx.run_etag, outbox_add=entries)
+            )
+        except ConflictError:
+            snap = rt.state.load(run.run_id, [])
+            if snap is None:
+                return
+            ctx.run, ctx.run_etag = snap.run, snap.run_etag
+            continue
+        execute(rt, plan, done, entries, now)
+        ctx.run = done
+        return
+    raise ConflictError(f"run {ctx.run.run_id}: gave up finishing")
+
+
+def recover(ctx: Ctx, task: TaskRun) -> None:
+    """Re-derive, from counters read now, what `task` ending should have caused: children to
+    create, dispatches to resend, a finish. Runs on every redelivery of an applied event."""
+    if ctx.run.status.terminal:
+        return
+    pending = [task]
+    seen: set[str] = set()
+    while pending:
+        task = pending.pop()
+        if task.key in seen:
+            continue
+        seen.add(task.key)
+        children = ctx.plan.children[task.key]
+        names = [run_counter(ctx.run.attempt)]
+        names += [fanin_counter(ctx.run.attempt, c) for c in children]
+        counts = ctx.rt.state.counters(ctx.run.run_id, names)
+        follow_up(ctx, [task], counts)
+        # Children skipped earlier (before a crash) carry the cascade on: follow them too.
+        snap = ctx.rt.state.load(ctx.run.run_id, children) if children else None
+        if snap is not None:
+            pending += [t for t in snap.tasks.values() if t.status is TaskStatus.SKIPPED]

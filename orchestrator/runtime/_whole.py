@@ -1,0 +1,106 @@
+"""The whole-run path: events that look at every task of a run, once per run.
+
+Cancelling, a run timeout, and settling a run that ended with failures (the first failure's
+error, or a flow retry) read the whole run and commit every change in one batch. They happen
+once per run (per flow attempt), so their O(run) cost does not grow with the events of a run.
+A flow retry also sets the targets of the next attempt's counters (only what runs again).
+"""
+
+from __future__ import annotations
+
+from contracts import OutboxEntry, RunStatus, TaskStatus
+from orchestrator.engine import (
+    Event,
+    Plan,
+    RunState,
+    Transition,
+    fanin_counter,
+    run_counter,
+    transition,
+)
+from orchestrator.errors import BadInputError, ConflictError, NotFoundError
+from orchestrator.ports import Commit, Snapshot
+from orchestrator.runtime._outbox import entry, execute
+from orchestrator.runtime._runtime import Runtime
+
+S = TaskStatus
+
+MAX_CONFLICTS = 20
+
+
+def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
+    """Apply `event` to the whole run; retried on write conflicts."""
+    for _ in range(MAX_CONFLICTS):
+        snap = rt.state.load(run_id)
+        if snap is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        key = getattr(event, "key", None)
+        if key is not None and key not in plan.tasks:
+            raise BadInputError(f"run {run_id!r} has no task {key!r}")
+        now = rt.clock.now()
+        tr = transition(plan, RunState(snap.run, snap.tasks), event, now)
+        run = tr.state.run
+        if run.status is RunStatus.SUCCEEDED and tr.run_changed:
+            run = run.model_copy(update={"result_uri": rt.flow_result_uri(plan, run_id)})
+        entries = [entry(run_id, c, now) for c in tr.commands]
+        if not (tr.changed or tr.run_changed or entries):
+            # A no-op may be the redelivery of an event whose handler died after committing.
+            execute(rt, plan, run, _undelivered(snap), now)
+            return tr
+        try:
+            rt.state.commit(
+                Commit(
+                    run_id=run_id,
+                    run=run if tr.run_changed else None,
+                    run_etag=snap.run_etag,
+                    tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
+                    outbox_add=entries,
+                    increments=_next_attempt_targets(plan, snap, tr),
+                )
+            )
+        except ConflictError:
+            continue
+        if rt.fault is not None:
+            rt.fault("after-commit")
+        execute(rt, plan, run, entries, now)
+        return tr
+    raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[str, dict[str, int]]:
+    """A flow retry: counters of the new attempt wait only for what runs again."""
+    attempt = tr.state.run.attempt
+    if attempt == snap.run.attempt:
+        return {}
+    tasks = tr.state.tasks
+    again = {
+        k for k in plan.tasks if tasks.get(k) is None or tasks[k].status is not TaskStatus.SUCCEEDED
+    }
+    out = {run_counter(attempt): {"need": len(again)}}
+    for key in again:
+        if tasks.get(key) is not None and tasks[key].status is TaskStatus.PENDING:
+            waiting = [p for p in plan.tasks[key].parents if p in again]
+            if waiting:
+                out[fanin_counter(attempt, key)] = {"need": len(waiting)}
+    return out
+
+
+def _undelivered(snap: Snapshot) -> list[OutboxEntry]:
+    """Entries a handler committed but did not do (it died): a dispatch whose attempt a worker
+    already claimed was delivered, so only its record is left to delete."""
+    out = []
+    for e in snap.outbox:
+        if e.timer:
+            continue  # the sweep fires timers when due
+        task = snap.tasks.get(e.key or "")
+        claimed = (
+            e.kind == "dispatch"
+            and task is not None
+            and (
+                task.attempt != e.attempt
+                or task.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+            )
+        )
+        out.append(e.model_copy(update={"kind": "done"}) if claimed else e)
+    return out
