@@ -1,0 +1,106 @@
+"""The sweeper never stops: each item on its own, a failing item backs off and is quarantined,
+and it pages through everything due."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from contracts import OutboxEntry, RunRequested, TaskRequested, TaskStatus
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.ports import Commit
+from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
+from tests.adapters.port_fixtures import make_run
+
+FAILS: dict[str, int] = {}
+
+
+@task(name="fails-once", retries=1, retry_delay_seconds=30)
+def fails_once(key: str) -> str:
+    FAILS[key] = FAILS.get(key, 0) + 1
+    if FAILS[key] == 1:
+        raise RuntimeError("first attempt fails")
+    return key
+
+
+@flow(name="retrying")
+def retrying(key: str) -> str:
+    return fails_once(key)
+
+
+def _runtime() -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock]:
+    store, bus, clock = MemoryStore(), MemoryBus(), VirtualClock()
+    bus.record = True
+    rt = memory_runtime(clock=clock, functions=retrying.functions(), store=store, bus=bus)
+    store.put_flow(retrying.spec)
+    return rt, store, bus, clock
+
+
+def _poison(store: MemoryStore, clock: VirtualClock, n: int = 1) -> list[OutboxEntry]:
+    """Due entries of a run whose flow version nobody registered: they can never fire."""
+    run = make_run()
+    store.create_run(run)
+    entries = [
+        OutboxEntry(
+            id=f"dispatch-x-{i}",
+            run_id=run.run_id,
+            kind="dispatch",
+            key="x",
+            attempt=1,
+            due_at=clock.now() - timedelta(minutes=10),
+            timer=True,
+        )
+        for i in range(n)
+    ]
+    store.commit(Commit(run_id=run.run_id, outbox_add=entries))
+    return entries
+
+
+def test_a_poisoned_entry_does_not_delay_another_runs_retry_timer() -> None:
+    rt, store, bus, clock = _runtime()
+    poisoned = _poison(store, clock)
+    start_run(rt, RunRequested(flow="retrying", params={"key": "a"}), run_id="r")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    failed = run_task(rt, req)
+    assert failed is not None
+    advance(rt, "r", failed)  # a retry timer 30 s out
+    clock.sleep(31)
+    bus.published.clear()
+    tick(rt)
+    retried = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    assert [(r.key, r.attempt) for r in retried] == [("fails-once", 2)]
+    # The poisoned entry backed off instead of being retried at the head of every tick.
+    (left,) = [e for e in store.due(clock.now() + timedelta(days=1)) if e.id == poisoned[0].id]
+    assert left.failures == 1
+    assert left.due_at > clock.now()
+
+
+def test_an_entry_that_keeps_failing_is_quarantined_as_a_dead_letter() -> None:
+    rt, store, _bus, clock = _runtime()
+    (poisoned,) = _poison(store, clock)
+    for _ in range(10):
+        tick(rt)
+        clock.sleep(700)  # past the longest backoff
+    assert [e for e in store.due(clock.now() + timedelta(days=1)) if e.id == poisoned.id] == []
+    (letter,) = store.list()
+    assert letter.source == "sweeper"
+    assert letter.reason.startswith("quarantined after 5 failures: NotFoundError")
+    assert letter.event_id == f"{poisoned.run_id}/{poisoned.id}"
+
+
+def test_a_tick_pages_through_more_than_a_page_of_due_timers() -> None:
+    rt, store, bus, clock = _runtime()
+    for i in range(250):  # more than one page (200)
+        start_run(rt, RunRequested(flow="retrying", params={"key": f"k{i}"}), run_id=f"r{i}")
+    requests = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    for req in requests:
+        failed = run_task(rt, req)
+        assert failed is not None
+        advance(rt, req.run_id, failed)
+    clock.sleep(31)
+    bus.published.clear()
+    assert tick(rt) == 250
+    assert len([e for _, e in bus.published if isinstance(e.data, TaskRequested)]) == 250
+    snap = store.load("r249", ["fails-once"])
+    assert snap is not None
+    assert snap.tasks["fails-once"].status is TaskStatus.SCHEDULED
