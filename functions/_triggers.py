@@ -47,8 +47,15 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
     raw, attributes, message_id = unwrap_pubsub(event_type, cloud_event.data)
     seen.update(raw=raw, id=message_id, type=None)  # name the message, not its envelope
     _, found, topic = source.rpartition("/topics/")
-    # Our own topic carries only our CloudEvents; on trigger topics they are welcome too.
-    if topic == rt.topics.runs or "ce-type" in attributes or _structured(raw):
+    # Our own topic carries only our CloudEvents, and only there do they start runs: a
+    # run.requested names any flow, version and run id, which no trigger topic's publisher may.
+    if topic != rt.topics.runs and ("ce-type" in attributes or _structured(raw)):
+        raise BadInputError(
+            f"dev.kumoflow.run.requested is accepted on kumoflow's own topic "
+            f"{rt.topics.runs!r} only; topic {topic!r} starts the flows deployed on it from "
+            "plain messages (data and attributes become parameters)"
+        )
+    if topic == rt.topics.runs:
         seen.update(peek_context(raw, attributes))
         seen["event"] = event = from_message(raw, attributes)
         if not isinstance(event.data, RunRequested):
@@ -70,7 +77,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         # fake-gcs-server notifies for every bucket, unlike GCS's per-bucket configs.
         quiet = os.environ.get("KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS") == "1"
         return requests_for_object(_deployed(rt), gcs_object(resource), message_id, quiet=quiet)
-    if JOB_ATTRIBUTE in attributes:
+    if JOB_ATTRIBUTE in attributes and topic == rt.topics.schedules:
         return requests_for_fire(
             _deployed(rt), attributes[JOB_ATTRIBUTE], _time(publish_time), message_id
         )

@@ -116,7 +116,7 @@ def _published(payload: object, *, outer_type: str = PUBSUB_PUBLISHED) -> Any:
     attributes = {
         "id": "outer-1",
         "type": outer_type,
-        "source": "//pubsub.googleapis.com/projects/kumoflow-local/topics/t",
+        "source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{TOPICS.runs}",
         "specversion": "1.0",
     }
     return CloudEvent(attributes, payload)
@@ -335,7 +335,7 @@ def _post(client: Any, mode: str, data: bytes, attributes: dict[str, str]) -> An
         headers = {
             "ce-id": "4242",
             "ce-type": PUBSUB_PUBLISHED,
-            "ce-source": "//pubsub.googleapis.com/projects/kumoflow-local/topics/t",
+            "ce-source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{TOPICS.runs}",
             "ce-specversion": "1.0",
             "content-type": "application/json",
         }

@@ -370,6 +370,17 @@ def test_two_flows_on_one_object_each_get_a_run(store: MemoryStore) -> None:
     assert sorted(r.flow for r in store.list_runs()) == ["gcs-twin-a", "gcs-twin-a", "gcs-twin-b"]
 
 
+def test_a_job_attribute_fires_schedules_only_on_the_schedules_topic(store: MemoryStore) -> None:
+    """A publisher to a trigger topic cannot fire a scheduled flow by naming its job."""
+    main.run_starter(
+        _published(
+            _message(b"", {"kumoflow-job": NIGHTLY_JOB}, publish_time="2026-03-01T18:00:04Z"),
+            topic="params-topic",
+        )
+    )
+    assert "nightly" not in {r.flow for r in store.list_runs()}
+
+
 def test_scheduler_refire_dedupes(store: MemoryStore) -> None:
     main.run_starter(_scheduler_event(time="2026-03-01T18:00:00.2Z"))
     main.run_starter(_scheduler_event(time="2026-03-01T18:00:03Z"))
@@ -501,13 +512,16 @@ BAD: list[Bad] = [
     ),
     Bad(
         "schedule-message-unknown-job",
-        lambda: _published(_message(b"", {"kumoflow-job": "kumoflow-gone-0"}), topic="s"),
+        lambda: _published(
+            _message(b"", {"kumoflow-job": "kumoflow-gone-0"}), topic="kumoflow-schedules"
+        ),
         "'kumoflow-gone-0'",
     ),
     Bad(
         "schedule-message-bad-publish-time",
         lambda: _published(
-            _message(b"", {"kumoflow-job": NIGHTLY_JOB}, publish_time="soon"), topic="s"
+            _message(b"", {"kumoflow-job": NIGHTLY_JOB}, publish_time="soon"),
+            topic="kumoflow-schedules",
         ),
         "not RFC 3339",
     ),
@@ -542,8 +556,13 @@ BAD: list[Bad] = [
         "publishTime 'noon-ish' is not RFC 3339",
     ),
     Bad(
+        "run-requested-on-a-trigger-topic",
+        lambda: _published(_run_requested_message("pubsub-raw"), topic="my-topic"),
+        "accepted on kumoflow's own topic 'kumoflow-run-requests' only",
+    ),
+    Bad(
         "run-requested-unregistered-flow",
-        lambda: _published(_run_requested_message("no-such-flow"), topic="kumoflow-runs"),
+        lambda: _published(_run_requested_message("no-such-flow"), topic="kumoflow-run-requests"),
         "not registered",
     ),
     Bad(
