@@ -1,0 +1,23 @@
+"""The flow benchmarks.width runs: a map of N trivial tasks and a fan-in that sums them.
+
+Module-level, so the stack's task_worker imports it by name (the run's SourceRef carries
+`benchmarks._width_flow` and this file's path; the worker puts the repo root on sys.path)."""
+
+from __future__ import annotations
+
+from orchestrator import flow, task
+
+
+@task(name="bench-ident")
+def ident(x: int) -> int:
+    return x
+
+
+@task(name="bench-total")
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow(name="bench-width")
+def width_map(items: list[int]) -> int:
+    return total(ident.map(items))
