@@ -108,6 +108,9 @@ class TaskRun(Frozen):
     next_attempt_at: datetime | None = None
     # While an attempt runs: when its claim expires (a queryable copy of the attempt's lease).
     lease_until: datetime | None = None
+    # While an attempt waits in QUEUED: when the sweeper requests it again, in case its dispatch
+    # was lost (a publish that failed after the commit that queued it, with no redelivery).
+    redispatch_at: datetime | None = None
     error: ErrorInfo | None = None
 
     @property

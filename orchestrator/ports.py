@@ -111,6 +111,10 @@ class TimerStore(Protocol):
         """Running attempts whose worker stopped renewing its claim: died mid-attempt."""
         ...
 
+    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        """Queued attempts nobody claimed by their `redispatch_at`: the request may be lost."""
+        ...
+
 
 class DeadLetterStore(Protocol):
     def record(self, letter: DeadLetter) -> None: ...

@@ -253,6 +253,16 @@ class FirestoreStore:
         with _errors("query leases"):
             return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
 
+    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        query = (
+            self._db.collection_group("tasks")
+            .where(filter=firestore.FieldFilter("redispatch_at", "<=", now))
+            .order_by("redispatch_at")
+            .limit(limit)
+        )
+        with _errors("query stale dispatches"):
+            return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
+
     def next_due(self) -> datetime | None:
         query = self._db.collection_group("outbox").order_by("due_at").limit(1)
         with _errors("query timers"):

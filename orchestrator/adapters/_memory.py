@@ -186,6 +186,16 @@ class MemoryStore:
             ]
         return sorted(found, key=lambda t: t.lease_until or now)[:limit]
 
+    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        with self._lock:
+            found = [
+                t
+                for tasks in self._tasks.values()
+                for t, _ in tasks.values()
+                if t.redispatch_at is not None and t.redispatch_at <= now
+            ]
+        return sorted(found, key=lambda t: t.redispatch_at or now)[:limit]
+
     def next_due(self) -> datetime | None:
         with self._lock:
             self._drop_done_timers()

@@ -5,6 +5,7 @@ commands to carry out; the runtime does the rest.
 """
 
 from orchestrator.engine._local import (
+    REDISPATCH_AFTER,
     Local,
     arrive,
     complete,
@@ -60,6 +61,7 @@ from orchestrator.engine._values import (
 __all__ = [
     "JSON_TYPE",
     "PICKLE_TYPE",
+    "REDISPATCH_AFTER",
     "RUN_TRANSITIONS",
     "TASK_TRANSITIONS",
     "CancelRun",

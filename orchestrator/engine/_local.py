@@ -1,8 +1,10 @@
 """The engine one task at a time: what the orchestrator does per event at any width.
 
 A completion changes one task record. When that task ends, it *arrives* at counters: one per
-child (how many parents ended, how many of them did not succeed) and one for the run (how many
-tasks ended, how many failed). The store applies those increments atomically with the task
+child (how many parents ended, how many of them did not succeed) and, for a leaf, one for the
+run (how many leaves ended, how many did not succeed). Leaves are enough: a leaf ends only after
+every ancestor ended, every task is a leaf or an ancestor of one, and all leaves succeed only
+if every task did. The store applies those increments atomically with the task
 record and returns the values they produced, so the one writer that brings a counter to its
 target decides the child (queue or skip) or the run's finish. Nothing here reads siblings: a
 step costs O(the task's degree), never O(the run).
@@ -32,6 +34,8 @@ from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
 
 S = TaskStatus
+# A queued attempt nobody claimed this long after is requested again (claims dedupe).
+REDISPATCH_AFTER = timedelta(minutes=10)
 Increments = dict[str, dict[str, int]]
 
 
@@ -116,7 +120,9 @@ def started(plan: Plan, run: Run, now: datetime) -> tuple[Run, tuple[Command, ..
 def arrive(plan: Plan, run: Run, key: str, status: TaskStatus) -> Increments:
     """The counter increments of task `key` ending with `status`."""
     bad = int(status is not S.SUCCEEDED)
-    out: Increments = {run_counter(run.attempt): {"done": 1, "failed": int(status is S.FAILED)}}
+    out: Increments = {}
+    if key in plan.leaves:
+        out[run_counter(run.attempt)] = {"done": 1, "bad": bad}
     for child in plan.children[key]:
         out[fanin_counter(run.attempt, child)] = {"done": 1, "bad": bad}
     return out
@@ -140,7 +146,8 @@ def decide(plan: Plan, child: str, counts: Mapping[str, int]) -> str | None:
 
 
 def run_done(plan: Plan, counts: Mapping[str, int]) -> bool:
-    return counts.get("done", 0) >= counts.get("need", len(plan.tasks))
+    """Every leaf (so every task) of the run's current flow attempt ended."""
+    return counts.get("done", 0) >= counts.get("need", len(plan.leaves))
 
 
 def queued(
@@ -152,7 +159,12 @@ def queued(
         number=base.attempt + 1, status=S.QUEUED, queued_at=now, flow_attempt=run.attempt
     )
     record = base.model_copy(
-        update={"status": S.QUEUED, "attempts": (*base.attempts, attempt), "error": None}
+        update={
+            "status": S.QUEUED,
+            "attempts": (*base.attempts, attempt),
+            "error": None,
+            "redispatch_at": now + REDISPATCH_AFTER,
+        }
     )
     return record, Dispatch(key, attempt.number)
 

@@ -87,6 +87,8 @@ class _Step:
             raise IllegalTransition(f"{old.key}: {old.status} -> {new.status}")
         if new.lease_until is not None and new.status not in (S.RUNNING, S.RETRYING):
             new = new.model_copy(update={"lease_until": None})  # only running attempts hold one
+        if new.redispatch_at is not None and new.status is not S.QUEUED:
+            new = new.model_copy(update={"redispatch_at": None})  # only waiting ones need it
         self.tasks[new.key] = new
         self.changed.add(new.key)
         if new.status.terminal and not old.status.terminal:
@@ -144,6 +146,7 @@ def claim(
             "status": status,
             "attempts": (*task.attempts[:-1], current),
             "lease_until": lease_until,
+            "redispatch_at": None,
         }
     )
 

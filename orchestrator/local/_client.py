@@ -16,6 +16,7 @@ from orchestrator.runtime import Runtime, advance, bind_params, check_types, clo
 from orchestrator.sdk import Flow
 
 POLL_S = 0.1
+PROGRESS_S = 0.5
 Progress = Callable[[Run, dict[str, TaskRun]], None]
 
 
@@ -44,16 +45,29 @@ def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
 def follow(
     rt: Runtime, run_id: str, *, timeout: float | None = None, progress: Progress | None = None
 ) -> Snapshot:
-    """Poll until the run ends and its finish is recorded (result written, event published)."""
+    """Wait until the run ends and its finish is recorded (result written, event published).
+
+    Waiting reads the run document only (one read a poll); the whole run is read for the
+    progress display at most every PROGRESS_S (longer for wide runs), and once at the end."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen_at = time.monotonic()
+    shown_at = 0.0
+    every = PROGRESS_S
     while True:
-        snap = rt.state.load(run_id)
-        if snap is not None:
-            if progress is not None:
-                progress(snap.run, snap.tasks)
-            if snap.run.status.terminal and not any(e.kind == "finish" for e in snap.outbox):
-                return snap
+        head = rt.state.load(run_id, [])
+        if head is not None:
+            if progress is not None and time.monotonic() - shown_at >= every:
+                full = rt.state.load(run_id)
+                if full is not None:
+                    progress(full.run, full.tasks)
+                    every = PROGRESS_S * max(1.0, len(full.tasks) / 500)
+                shown_at = time.monotonic()
+            if head.run.status.terminal:
+                snap = rt.state.load(run_id)
+                if snap is not None and not any(e.kind == "finish" for e in snap.outbox):
+                    if progress is not None:
+                        progress(snap.run, snap.tasks)
+                    return snap
         elif time.monotonic() - seen_at > 30:
             raise NotFoundError(
                 f"run {run_id} did not appear within 30 s; see `kumoflow dlq "

@@ -126,7 +126,7 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
         batch, seen = work.pop()
         mine = seen.get(run_counter(ctx.run.attempt))
         if mine is not None and run_done(ctx.plan, mine):
-            finish(ctx, failed=mine.get("failed", 0))
+            finish(ctx, failed=mine.get("bad", 0))
         ready: dict[str, str] = {}
         for task in batch:
             for child in ctx.plan.children[task.key]:

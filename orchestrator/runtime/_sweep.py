@@ -14,12 +14,12 @@ import hashlib
 import time
 from datetime import timedelta
 
-from contracts import DeadLetter, OutboxEntry, clip
-from orchestrator.engine import LeaseExpired, Reconcile
+from contracts import DeadLetter, OutboxEntry, TaskStatus, clip
+from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._logging import LOGGER
-from orchestrator.runtime._outbox import execute
+from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
 
 PAGE = 200
@@ -30,7 +30,7 @@ TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick i
 def tick(rt: Runtime, *, budget_s: float = TICK_BUDGET_S) -> int:
     """One sweeper tick; returns how many items it handled."""
     deadline = time.monotonic() + budget_s
-    return sweep(rt, deadline) + expire_leases(rt, deadline)
+    return sweep(rt, deadline) + expire_leases(rt, deadline) + redispatch(rt, deadline)
 
 
 def sweep(rt: Runtime, deadline: float) -> int:
@@ -122,5 +122,38 @@ def expire_leases(rt: Runtime, deadline: float) -> int:
                 LOGGER.exception("lease expiry of %s in run %s failed", task.key, task.run_id)
             handled += 1
         if len(page) < PAGE or not progressed:
+            break
+    return handled
+
+
+def redispatch(rt: Runtime, deadline: float) -> int:
+    """Request again attempts queued long ago and never claimed (their dispatch may be lost),
+    and move their next check on; the claim dedupes a request that was only slow."""
+    handled = 0
+    while time.monotonic() < deadline:
+        page = rt.timers.stale_dispatches(rt.clock.now(), PAGE)
+        for task in page:
+            try:
+                snap = rt.state.load(task.run_id, [task.key])
+                current = snap.tasks.get(task.key) if snap else None
+                if snap is None or current is None or current.status is not TaskStatus.QUEUED:
+                    continue
+                later = rt.clock.now() + REDISPATCH_AFTER
+                rt.state.commit(
+                    Commit(
+                        run_id=task.run_id,
+                        tasks=[
+                            (
+                                current.model_copy(update={"redispatch_at": later}),
+                                snap.etags[task.key],
+                            )
+                        ],
+                    )
+                )
+                request(rt, snap.run, [(task.key, current.attempt)], why="/again")
+                handled += 1
+            except Exception:  # claimed meanwhile (a conflict), or the store is away: next tick
+                LOGGER.exception("re-dispatch of %s in run %s failed", task.key, task.run_id)
+        if len(page) < PAGE:
             break
     return handled

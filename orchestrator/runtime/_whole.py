@@ -77,7 +77,7 @@ def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[st
     again = {
         k for k in plan.tasks if tasks.get(k) is None or tasks[k].status is not TaskStatus.SUCCEEDED
     }
-    out = {run_counter(attempt): {"need": len(again)}}
+    out = {run_counter(attempt): {"need": len(again & plan.leaves)}}
     for key in again:
         if tasks.get(key) is not None and tasks[key].status is TaskStatus.PENDING:
             waiting = [p for p in plan.tasks[key].parents if p in again]

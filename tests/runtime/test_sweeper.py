@@ -104,3 +104,23 @@ def test_a_tick_pages_through_more_than_a_page_of_due_timers() -> None:
     snap = store.load("r249", ["fails-once"])
     assert snap is not None
     assert snap.tasks["fails-once"].status is TaskStatus.SCHEDULED
+
+
+def test_a_lost_dispatch_is_requested_again_and_the_run_finishes() -> None:
+    rt, store, bus, clock = _runtime()
+    FAILS["lost"] = 1  # no failure: this test is about the lost request only
+    start_run(rt, RunRequested(flow="retrying", params={"key": "lost"}), run_id="r")
+    bus.published.clear()  # the request never reached a worker, and nothing will redeliver it
+    clock.sleep(60)
+    assert tick(rt) == 0  # queued a minute: a busy queue, not a lost request
+    clock.sleep(10 * 60)
+    assert tick(rt) == 1
+    (again,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcome = run_task(rt, again)
+    assert outcome is not None
+    advance(rt, "r", outcome)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status.value == "SUCCEEDED"
+    assert snap.tasks["fails-once"].redispatch_at is None
+    assert store.stale_dispatches(clock.now() + timedelta(days=1)) == []
