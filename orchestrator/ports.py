@@ -40,6 +40,8 @@ class Commit:
     # so exactly one writer sees a counter reach any given value (fan-in and finish are decided
     # by that writer, from its own commit, never from a snapshot read before it).
     increments: Counts = field(default_factory=dict)
+    # Create-only markers: the commit conflicts when any exists (an exactly-once step was done).
+    markers: Sequence[str] = ()
 
 
 class Clock(Protocol):

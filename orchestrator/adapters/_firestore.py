@@ -8,6 +8,7 @@ Layout (no document that many tasks write at once):
   kumoflow_runs/{run_id}/outbox/{id}  side effects committed with the change that caused them
   kumoflow_runs/{run_id}/counters/{n} fan-in and finish counters: blind `Increment`s whose
                                       values after each commit come back with the commit
+  kumoflow_runs/{run_id}/marks/{n}    create-only markers of exactly-once steps (shard roll-ups)
   kumoflow_dead_letters/{id}          rejected input, keyed by event id so redelivery dedupes
 
 Concurrency is optimistic: every write carries the `update_time` it read (or must-not-exist),
@@ -197,6 +198,8 @@ class FirestoreStore:
             batch.set(run_ref.collection("outbox").document(_doc_id(entry.id)), _to_doc(entry))
         for entry_id in commit.outbox_done:
             batch.delete(run_ref.collection("outbox").document(_doc_id(entry_id)))
+        for marker in commit.markers:
+            batch.create(run_ref.collection("marks").document(_doc_id(marker)), {"at": True})
         counters = run_ref.collection("counters")
         # Field transforms come back in field-path order: send them sorted, read them so.
         fields = {name: sorted(deltas) for name, deltas in commit.increments.items()}

@@ -67,6 +67,7 @@ class MemoryStore:
         self._tasks: dict[str, dict[str, tuple[TaskRun, int]]] = {}
         self._outbox: dict[str, dict[str, OutboxEntry]] = {}
         self._counters: dict[str, dict[str, dict[str, int]]] = {}
+        self._markers: dict[str, set[str]] = {}
         self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
         self._letters: dict[str, DeadLetter] = {}
 
@@ -99,6 +100,7 @@ class MemoryStore:
             self._tasks[run.run_id] = {}
             self._outbox[run.run_id] = {}
             self._counters[run.run_id] = {}
+            self._markers[run.run_id] = set()
             return True
 
     def load(self, run_id: str, keys: Sequence[str] | None = None) -> Snapshot | None:
@@ -134,6 +136,10 @@ class MemoryStore:
                     raise ConflictError(
                         f"task {task.key} of run {commit.run_id} changed since read"
                     )
+            markers = self._markers[commit.run_id]
+            if markers.intersection(commit.markers):
+                raise ConflictError(f"run {commit.run_id}: a marker exists already")
+            markers.update(commit.markers)
             if commit.run is not None:
                 self._runs[commit.run_id] = (commit.run, self._runs[commit.run_id][1] + 1)
             for task, etag in commit.tasks:

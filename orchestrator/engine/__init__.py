@@ -4,17 +4,22 @@ No I/O and no clock reads: `transition(plan, state, event, now)` returns the new
 commands to carry out; the runtime does the rest.
 """
 
-from orchestrator.engine._local import (
-    REDISPATCH_AFTER,
-    Local,
+from orchestrator.engine._counters import (
+    SHARD,
+    Rollup,
     arrive,
-    complete,
     decide,
     fanin_counter,
     merge,
-    queued,
+    rollup,
     run_counter,
     run_done,
+)
+from orchestrator.engine._local import (
+    REDISPATCH_AFTER,
+    Local,
+    complete,
+    queued,
     skipped,
     started,
 )
@@ -63,6 +68,7 @@ __all__ = [
     "PICKLE_TYPE",
     "REDISPATCH_AFTER",
     "RUN_TRANSITIONS",
+    "SHARD",
     "TASK_TRANSITIONS",
     "CancelRun",
     "Command",
@@ -75,6 +81,7 @@ __all__ = [
     "Plan",
     "PlannedTask",
     "Reconcile",
+    "Rollup",
     "RunState",
     "StartRun",
     "Transition",
@@ -96,6 +103,7 @@ __all__ = [
     "resolve",
     "result_refs",
     "retry_delay",
+    "rollup",
     "run_counter",
     "run_done",
     "skipped",

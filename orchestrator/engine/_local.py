@@ -29,6 +29,7 @@ from contracts import (
     TaskStatus,
     TaskSucceeded,
 )
+from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
@@ -36,15 +37,6 @@ from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
 S = TaskStatus
 # A queued attempt nobody claimed this long after is requested again (claims dedupe).
 REDISPATCH_AFTER = timedelta(minutes=10)
-Increments = dict[str, dict[str, int]]
-
-
-def run_counter(flow_attempt: int) -> str:
-    return f"run.{flow_attempt}"
-
-
-def fanin_counter(flow_attempt: int, child: str) -> str:
-    return f"fanin.{flow_attempt}.{child}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,39 +107,6 @@ def started(plan: Plan, run: Run, now: datetime) -> tuple[Run, tuple[Command, ..
         update={"status": RunStatus.RUNNING, "started_at": now, "timeout_at": timeout_at}
     )
     return new, (WakeAt(timeout_at),) if timeout_at is not None else ()
-
-
-def arrive(plan: Plan, run: Run, key: str, status: TaskStatus) -> Increments:
-    """The counter increments of task `key` ending with `status`."""
-    bad = int(status is not S.SUCCEEDED)
-    out: Increments = {}
-    if key in plan.leaves:
-        out[run_counter(run.attempt)] = {"done": 1, "bad": bad}
-    for child in plan.children[key]:
-        out[fanin_counter(run.attempt, child)] = {"done": 1, "bad": bad}
-    return out
-
-
-def merge(into: Increments, more: Mapping[str, Mapping[str, int]]) -> Increments:
-    """Sum increments per counter: one write per counter document per commit."""
-    for name, deltas in more.items():
-        doc = into.setdefault(name, {})
-        for field, delta in deltas.items():
-            doc[field] = doc.get(field, 0) + delta
-    return into
-
-
-def decide(plan: Plan, child: str, counts: Mapping[str, int]) -> str | None:
-    """'queue' or 'skip' once every parent the child waits for has ended; else None."""
-    need = counts.get("need", len(plan.tasks[child].parents))
-    if counts.get("done", 0) < need:
-        return None
-    return "skip" if counts.get("bad", 0) else "queue"
-
-
-def run_done(plan: Plan, counts: Mapping[str, int]) -> bool:
-    """Every leaf (so every task) of the run's current flow attempt ended."""
-    return counts.get("done", 0) >= counts.get("need", len(plan.leaves))
 
 
 def queued(

@@ -37,6 +37,10 @@ class Plan:
     children: Mapping[str, tuple[str, ...]]
     members: Mapping[str, tuple[str, ...]]  # node key -> task keys (mapped nodes: all children)
     leaves: frozenset[str]
+    # Where a task sits among its child's parents, and among the leaves: which counter shard
+    # its arrival goes to when a fan-in (or the run) is wide.
+    position: Mapping[tuple[str, str], int]
+    leaf_index: Mapping[str, int]
     roots: tuple[str, ...]
 
 
@@ -113,12 +117,15 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
     for t in tasks.values():
         for p in t.parents:
             children[p].append(t.key)
+    leaves = [k for k, v in children.items() if not v]
     return Plan(
         spec=spec,
         tasks=tasks,
         children={k: tuple(v) for k, v in children.items()},
         members=members,
-        leaves=frozenset(k for k, v in children.items() if not v),
+        leaves=frozenset(leaves),
+        position={(t.key, p): i for t in tasks.values() for i, p in enumerate(t.parents)},
+        leaf_index={k: i for i, k in enumerate(leaves)},
         roots=tuple(k for k, t in tasks.items() if not t.parents),
     )
 

@@ -23,13 +23,14 @@ from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import Resolver, Runtime, import_source
 from orchestrator.runtime._start import begin, bind_params, check_types, start_run
-from orchestrator.runtime._sweep import expire_leases, sweep, tick
+from orchestrator.runtime._sweep import LEASE_GRACE, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import LEASE_S, error_info, run_task
 
 __all__ = [
     "DEFAULT_WORKERS",
     "JOB_ATTRIBUTE",
+    "LEASE_GRACE",
     "LEASE_S",
     "LOGGER",
     "TOPICS",

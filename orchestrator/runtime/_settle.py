@@ -27,6 +27,7 @@ from orchestrator.engine import (
     fanin_counter,
     merge,
     queued,
+    rollup,
     run_counter,
     run_done,
     skipped,
@@ -66,6 +67,8 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
         if task is None:
             return False  # never queued: nothing can have run it
         _check_token(task, event)
+        if isinstance(event, LeaseExpired):
+            event = _stored_instead(rt, plan, run_id, task, event)
         ctx = Ctx(rt, plan, snap.run, snap.run_etag)
         now = rt.clock.now()
         step = complete(plan, snap.run, task, event, now)
@@ -104,6 +107,30 @@ def _trusted(rt: Runtime, plan: Plan, run_id: str, event: TaskSucceeded) -> Task
     return event
 
 
+def _stored_instead(
+    rt: Runtime, plan: Plan, run_id: str, task: TaskRun, event: LeaseExpired
+) -> Completion:
+    """A lease that ran out after the task's result was stored: the worker finished and its
+    report is still on its way (or was lost). The stored result is the task's result."""
+    uri = rt.task_result_uri(plan, run_id, task.key)
+    last = task.attempts[-1]
+    try:
+        rt.blobs.get(uri)
+    except NotFoundError:
+        return event
+    now = rt.clock.now()
+    return TaskSucceeded(
+        run_id=run_id,
+        key=task.key,
+        attempt=event.attempt,
+        token=event.token,
+        result_uri=uri,
+        worker=last.worker or "unknown",
+        started_at=last.started_at or now,
+        ended_at=now,
+    )
+
+
 def _check_token(task: TaskRun, event: Completion) -> None:
     last = task.attempts[-1] if task.attempts else None
     if (
@@ -124,6 +151,7 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
     work: list[tuple[Sequence[TaskRun], Counts]] = [(ended, counts)]
     while work:
         batch, seen = work.pop()
+        seen = _roll_up(ctx, seen)
         mine = seen.get(run_counter(ctx.run.attempt))
         if mine is not None and run_done(ctx.plan, mine):
             finish(ctx, failed=mine.get("bad", 0))
@@ -140,6 +168,30 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
             skipped_now, more = decide_chunk(ctx, items[i : i + CHUNK])
             if skipped_now:
                 work.append((skipped_now, more))
+
+
+def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
+    """Counts with the top counters of every shard these counts complete: each completed shard
+    is added to its top counter exactly once (a create-only marker); a writer that finds the
+    marker taken reads the top counter instead."""
+    out = dict(seen)
+    for name, counts in seen.items():
+        step = rollup(ctx.plan, name, counts)
+        if step is None:
+            continue
+        try:
+            out.update(
+                ctx.rt.state.commit(
+                    Commit(
+                        run_id=ctx.run.run_id,
+                        markers=[step.shard],
+                        increments={step.top: step.increment},
+                    )
+                )
+            )
+        except ConflictError:
+            out.update(ctx.rt.state.counters(ctx.run.run_id, [step.top]))
+    return out
 
 
 def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun], Counts]:
@@ -247,8 +299,7 @@ def recover(ctx: Ctx, task: TaskRun) -> None:
             continue
         seen.add(task.key)
         children = ctx.plan.children[task.key]
-        names = [run_counter(ctx.run.attempt)]
-        names += [fanin_counter(ctx.run.attempt, c) for c in children]
+        names = list(arrive(ctx.plan, ctx.run, task.key, task.status))
         counts = ctx.rt.state.counters(ctx.run.run_id, names)
         follow_up(ctx, [task], counts)
         # Children skipped earlier (before a crash) carry the cascade on: follow them too.

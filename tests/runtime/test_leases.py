@@ -23,6 +23,7 @@ from orchestrator.engine import claim
 from orchestrator.errors import BadInputError
 from orchestrator.ports import Commit
 from orchestrator.runtime import (
+    LEASE_GRACE,
     LEASE_S,
     Runtime,
     advance,
@@ -95,8 +96,8 @@ def test_a_dead_workers_attempt_fails_by_lease_and_a_new_attempt_runs() -> None:
     rt, store, bus, clock, req = _setup(lease_flow)
     _die_holding_the_claim(store, clock, req)
     assert run_task(rt, req) is None  # redelivery while the lease holds: someone is on it
-    clock.sleep(LEASE_S - 1)
-    assert tick(rt) == 0
+    clock.sleep(LEASE_S + LEASE_GRACE.total_seconds() - 1)
+    assert tick(rt) == 0  # within lease + grace: a report may still be on its way
     clock.sleep(2)
     bus.published.clear()
     assert tick(rt) == 1  # the lease ran out: the attempt fails, the retry policy takes over
@@ -117,7 +118,7 @@ def test_a_dead_workers_attempt_fails_by_lease_and_a_new_attempt_runs() -> None:
 def test_an_attempt_that_keeps_outliving_its_lease_fails_once_retries_are_spent() -> None:
     rt, store, _bus, clock, req = _setup(lease_flow_no_retry)
     _die_holding_the_claim(store, clock, req)
-    clock.sleep(LEASE_S + 1)
+    clock.sleep(LEASE_S + LEASE_GRACE.total_seconds() + 1)
     tick(rt)
     snap = store.load("r1")
     assert snap is not None
@@ -130,7 +131,7 @@ def test_an_attempt_that_keeps_outliving_its_lease_fails_once_retries_are_spent(
 def test_a_slow_worker_beside_a_new_attempt_stores_one_result_and_the_run_succeeds() -> None:
     rt, store, bus, clock, req = _setup(lease_flow)
     _die_holding_the_claim(store, clock, req)  # the "slow" worker holds attempt 1
-    clock.sleep(LEASE_S + 1)
+    clock.sleep(LEASE_S + LEASE_GRACE.total_seconds() + 1)
     tick(rt)
     # The slow worker finishes late and stores its result first, at the task's one location.
     snap = store.load("r1", [req.key])
@@ -222,3 +223,19 @@ def test_a_live_worker_renews_its_lease_so_a_sweep_mid_attempt_expires_nothing()
     assert isinstance(outcome, TaskSucceeded)
     renewed = {lease for lease in leases if lease is not None}
     assert len(renewed) >= 3  # the lease moved forward while user code ran
+
+
+def test_a_lease_that_ran_out_after_the_result_was_stored_ends_in_that_result() -> None:
+    """The worker finished and stored, but its report is late (or lost): no failure."""
+    rt, store, _bus, clock, req = _setup(lease_flow_no_retry)
+    _die_holding_the_claim(store, clock, req)
+    snap = store.load("r1", [req.key])
+    assert snap is not None
+    uri = rt.task_result_uri(rt.plan(snap.run.flow_version, snap.run.params), "r1", req.key)
+    rt.blobs.put(uri, b"40", "application/json")
+    clock.sleep(LEASE_S + LEASE_GRACE.total_seconds() + 1)
+    assert tick(rt) == 1
+    done = store.load("r1")
+    assert done is not None
+    assert done.run.status is RunStatus.SUCCEEDED
+    assert done.tasks[req.key].attempt == 1
