@@ -23,7 +23,7 @@ from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import Resolver, Runtime, import_source
 from orchestrator.runtime._start import begin, bind_params, check_types, start_run
-from orchestrator.runtime._sweep import LEASE_GRACE, expire_leases, sweep, tick
+from orchestrator.runtime._sweep import LEASE_GRACE, TICK_BUDGET_S, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import LEASE_S, error_info, run_task
 
@@ -33,6 +33,7 @@ __all__ = [
     "LEASE_GRACE",
     "LEASE_S",
     "LOGGER",
+    "TICK_BUDGET_S",
     "TOPICS",
     "Deployed",
     "InProcessRunner",

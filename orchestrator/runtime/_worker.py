@@ -14,6 +14,7 @@ import os
 import threading
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from orchestrator.engine import (
     encode,
     renew,
     resolve,
+    result_refs,
     task_serializer,
 )
 from orchestrator.errors import BadInputError, ConflictError, KumoflowError, NotFoundError
@@ -44,6 +46,7 @@ from orchestrator.runtime._runtime import Runtime
 # (push ack deadline 600 s; a Cloud Run function's timeout, KUMOFLOW_FUNCTION_TIMEOUT_S, 540 s).
 LEASE_S = 60.0
 FUNCTION_TIMEOUT_S = float(os.environ.get("KUMOFLOW_FUNCTION_TIMEOUT_S", "540"))
+INPUT_READERS = 32  # concurrent reads of a fan-in's inputs
 
 Outcome = TypeVar("Outcome", TaskSucceeded, TaskFailed)
 
@@ -159,7 +162,7 @@ class Lease:
 
 def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     """The task's arguments: literals, parameters, and upstream results read from their derived
-    locations with their tasks' own serializers."""
+    locations with their tasks' own serializers. A fan-in's inputs are read concurrently."""
 
     def load(key: str) -> Any:
         uri = rt.task_result_uri(c.plan, c.req.run_id, key)
@@ -170,8 +173,16 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
                 f"upstream task {key!r} of run {c.req.run_id!r} has no result"
             ) from e
 
+    refs = {r for expr in c.planned.args.values() for r in result_refs(expr)}
+    keys = list(dict.fromkeys(k for r in sorted(refs) for k in c.plan.members.get(r, (r,))))
+    if len(keys) > 1:
+        with ThreadPoolExecutor(min(INPUT_READERS, len(keys))) as pool:
+            loaded = dict(zip(keys, pool.map(load, keys), strict=True))
+        fetch = loaded.__getitem__
+    else:
+        fetch = load
     return {
-        name: resolve(expr, c.run.params, c.plan.members, load)
+        name: resolve(expr, c.run.params, c.plan.members, fetch)
         for name, expr in c.planned.args.items()
     }
 
