@@ -208,6 +208,7 @@ ERA_REPLACE = datetime(2901, 1, 1, tzinfo=UTC)
 ERA_DUE = datetime(2950, 1, 1, tzinfo=UTC)
 ERA_KEYS = datetime(2960, 1, 1, tzinfo=UTC)
 ERA_NEVER = datetime(2970, 1, 1, tzinfo=UTC)
+ERA_PAGES = datetime(2980, 1, 1, tzinfo=UTC)
 
 
 def make_run(
