@@ -16,11 +16,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts import DeadLetter, Envelope
+from contracts import DeadLetter, Envelope, RunRequested, clip
 from orchestrator.adapters import from_message, peek_context, unwrap_pubsub
-from orchestrator.errors import BadInputError, NotFoundError, ParameterError, SerializationError
-from orchestrator.runtime import LOGGER, Runtime, cloud_runtime, configure_json_logging
+from orchestrator.errors import (
+    BadInputError,
+    KumoflowError,
+    NotFoundError,
+    ParameterError,
+    SerializationError,
+)
+from orchestrator.runtime import (
+    LOGGER,
+    Runtime,
+    cloud_runtime,
+    configure_json_logging,
+    masked,
+    secret_params,
+)
 
+PAYLOAD_CHARS = 4096
 REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
 _lock = threading.Lock()
 _built: list[Runtime] = []  # one per instance
@@ -140,9 +154,25 @@ def reject(
             reason=reason,
             event_type=event_type,
             event_id=event_id or None,
-            payload=raw[:4096].decode("utf-8", "replace") if raw else None,
+            payload=_shown(rt, event, raw),
         )
     )
+
+
+def _shown(rt: Runtime, event: Envelope | None, raw: bytes) -> str | None:
+    """The rejected input as recorded: truncated, with the values of secret flow parameters
+    masked when the input is a run request for a flow that declares them."""
+    data = event.data if event is not None else None
+    if isinstance(data, RunRequested) and data.params:
+        try:
+            version = data.flow_version or rt.flows.latest_version(data.flow)
+            spec = rt.spec(version) if version else None
+        except KumoflowError:
+            spec = None
+        if spec is not None and (secret := secret_params(spec)):
+            shown = data.model_copy(update={"params": masked(data.params, secret)})
+            return clip(shown.model_dump_json(), PAYLOAD_CHARS)
+    return clip(raw.decode("utf-8", "replace"), PAYLOAD_CHARS) if raw else None
 
 
 def log_event(message: str, event: Envelope, level: int = logging.INFO, **fields: Any) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 from contracts import Run, RunStatus, TaskRun, TaskStatus
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime, read_flow_result
+from orchestrator.runtime import Runtime, masked, read_flow_result, secret_params
 
 _STYLE = {
     TaskStatus.SUCCEEDED: "green",
@@ -134,7 +134,7 @@ def describe(
             started_at=run.started_at and run.started_at.isoformat(),
             ended_at=run.ended_at and run.ended_at.isoformat(),
             trigger=run.trigger.model_dump(mode="json"),
-            params=run.params,
+            params=masked(run.params, secret_params(plan.spec)),
         )
         for row in out["tasks"]:
             task = tasks[row["key"]]

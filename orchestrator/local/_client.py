@@ -12,7 +12,14 @@ from orchestrator.engine import CancelRun
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.local._stack import DevStack, require_running
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime, advance, bind_params, check_types, cloud_runtime
+from orchestrator.runtime import (
+    Runtime,
+    advance,
+    bind_params,
+    check_types,
+    cloud_runtime,
+    secret_params,
+)
 from orchestrator.sdk import Flow
 
 POLL_S = 0.1
@@ -31,7 +38,8 @@ def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
     """Register `flow` and request a run of it, as any producer would; returns the run id."""
     spec = flow.spec
     # Fail here, not in a dead letter.
-    check_types(flow.fn, bind_params(spec.params, params, flow=spec.name), flow=spec.name)
+    bound = bind_params(spec.params, params, flow=spec.name)
+    check_types(flow.fn, bound, flow=spec.name, secret=secret_params(spec))
     version = rt.flows.put_flow(spec)
     run_id = uuid.uuid4().hex[:20]
     rt.publish(

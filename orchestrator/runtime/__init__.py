@@ -22,7 +22,14 @@ from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_
 from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import Resolver, Runtime, import_source
-from orchestrator.runtime._start import begin, bind_params, check_types, start_run
+from orchestrator.runtime._start import (
+    begin,
+    bind_params,
+    check_types,
+    masked,
+    secret_params,
+    start_run,
+)
 from orchestrator.runtime._sweep import LEASE_GRACE, TICK_BUDGET_S, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import LEASE_S, error_info, run_task
@@ -56,6 +63,7 @@ __all__ = [
     "gcs_object",
     "import_source",
     "job_name",
+    "masked",
     "memory_runtime",
     "message",
     "read_flow_result",
@@ -65,6 +73,7 @@ __all__ = [
     "requests_for_object",
     "run_task",
     "scheduled_slot",
+    "secret_params",
     "start_run",
     "sweep",
     "task_input_hash",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import Run, RunRequested, RunStatus
+from contracts import FlowSpec, Run, RunRequested, RunStatus
 from orchestrator.engine import check_json, started
 from orchestrator.errors import ConflictError, NotFoundError, ParameterError
 from orchestrator.ports import Commit
@@ -18,6 +18,19 @@ from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._settle import CHUNK, MAX_CONFLICTS, Ctx, decide_chunk, finish
 
 MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
+# Parameters annotated with these types are secrets: their values never appear in errors, logs,
+# dead letters or `runs show` (the run document keeps them: tasks need them).
+SECRET_TYPES = frozenset({"SecretStr", "SecretBytes"})
+MASK = "**********"
+
+
+def secret_params(spec: FlowSpec) -> frozenset[str]:
+    return frozenset(p.name for p in spec.params if p.annotation in SECRET_TYPES)
+
+
+def masked(params: Mapping[str, Any], secret: frozenset[str]) -> dict[str, Any]:
+    """`params` fit to show: secret values replaced by a mask."""
+    return {k: MASK if k in secret else v for k, v in params.items()}
 
 
 def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool]:
@@ -29,7 +42,7 @@ def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool
     if spec.name != req.flow:
         raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
     params = bind_params(spec.params, req.params, flow=spec.name)
-    check_types(rt.flow_function(spec), params, flow=spec.name)
+    check_types(rt.flow_function(spec), params, flow=spec.name, secret=secret_params(spec))
     rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
     run = Run(
         run_id=run_id,
@@ -112,7 +125,13 @@ def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[s
     return params
 
 
-def check_types(fn: Callable[..., Any] | None, params: dict[str, Any], *, flow: str) -> None:
+def check_types(
+    fn: Callable[..., Any] | None,
+    params: dict[str, Any],
+    *,
+    flow: str,
+    secret: frozenset[str] = frozenset(),
+) -> None:
     """Validate params against the flow's annotations (lax, as pydantic does: "5" fits int)."""
     if fn is None:
         return  # the flow body is not importable here (defined in a function): names only
@@ -126,7 +145,8 @@ def check_types(fn: Callable[..., Any] | None, params: dict[str, Any], *, flow: 
             try:
                 TypeAdapter(hints[name]).validate_python(value)
             except ValidationError as e:
-                problems.append(f"{name!r}: {e.errors()[0]['msg']} (got {value!r:.60})")
+                shown = MASK if name in secret else f"{value!r:.60}"
+                problems.append(f"{name!r}: {e.errors()[0]['msg']} (got {shown})")
     if problems:
         raise ParameterError(
             f"flow {flow!r}: parameters do not fit its signature: " + "; ".join(problems)
