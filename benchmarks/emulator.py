@@ -20,15 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from orchestrator.testing import stack_env
+
 BASE = int(os.environ.get("KUMOFLOW_BENCH_PORT_BASE", "58680"))
-ENV = {
-    "KUMOFLOW_STATE_DIR": f"/tmp/kumoflow-bench-{BASE}",
-    "KUMOFLOW_PUBSUB_PORT": str(BASE + 1),
-    "KUMOFLOW_FIRESTORE_PORT": str(BASE + 2),
-    "KUMOFLOW_FIRESTORE_WS_PORT": str(BASE + 3),
-    "KUMOFLOW_GCS_PORT": str(BASE + 4),
-    "KUMOFLOW_FUNCTIONS_PORT": str(BASE + 10),
-}
+ENV = stack_env(BASE, f"/tmp/kumoflow-bench-{BASE}")
 
 
 def p50(values: list[float]) -> float:

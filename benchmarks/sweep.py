@@ -18,6 +18,7 @@ from contracts import OutboxEntry, RunRequested
 from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock
 from orchestrator.ports import Commit
 from orchestrator.runtime import TICK_BUDGET_S, memory_runtime, start_run, tick
+from orchestrator.testing import stack_env
 from tests.flows.basic import wide_map
 
 BASE = int(os.environ.get("KUMOFLOW_BENCH_SWEEP_PORT_BASE", "22680"))
@@ -75,16 +76,7 @@ def main() -> None:
     measure(MemoryStore(), "memory", args.due, args.runs)
     if args.memory_only:
         return
-    os.environ.update(
-        {
-            "KUMOFLOW_STATE_DIR": f"/tmp/kumoflow-bench-sweep-{BASE}",
-            "KUMOFLOW_PUBSUB_PORT": str(BASE + 1),
-            "KUMOFLOW_FIRESTORE_PORT": str(BASE + 2),
-            "KUMOFLOW_FIRESTORE_WS_PORT": str(BASE + 3),
-            "KUMOFLOW_GCS_PORT": str(BASE + 4),
-            "KUMOFLOW_FUNCTIONS_PORT": str(BASE + 10),
-        }
-    )
+    os.environ.update(stack_env(BASE, f"/tmp/kumoflow-bench-sweep-{BASE}"))
     import emulators
     from orchestrator.adapters import FirestoreStore
     from orchestrator.local import DevStack

@@ -30,16 +30,10 @@ from typing import Any
 
 from benchmarks import _counts, _prefect
 from benchmarks._counts import ByRole
+from orchestrator.testing import stack_env
 
 BASE = int(os.environ.get("KUMOFLOW_BENCH_WIDTH_PORT_BASE", "21680"))
-ENV = {
-    "KUMOFLOW_STATE_DIR": f"/tmp/kumoflow-bench-width-{BASE}",
-    "KUMOFLOW_PUBSUB_PORT": str(BASE + 1),
-    "KUMOFLOW_FIRESTORE_PORT": str(BASE + 2),
-    "KUMOFLOW_FIRESTORE_WS_PORT": str(BASE + 3),
-    "KUMOFLOW_GCS_PORT": str(BASE + 4),
-    "KUMOFLOW_FUNCTIONS_PORT": str(BASE + 10),
-}
+ENV = stack_env(BASE, f"/tmp/kumoflow-bench-width-{BASE}")
 PROGRESS_S = 5.0
 
 

@@ -152,7 +152,7 @@ FACES = {
     ],
     "orchestrator.testing": [
         "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",
-        "memory_runtime", "stack_for_tests",
+        "memory_runtime", "stack_env", "stack_for_tests",
     ],
     "orchestrator.cli": ["main"],
 }  # fmt: skip

@@ -247,23 +247,21 @@ class FirestoreStore:
             return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
 
     def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        query = (
-            self._db.collection_group("tasks")
-            .where(filter=firestore.FieldFilter("lease_until", "<=", now))
-            .order_by("lease_until")
-            .limit(limit)
-        )
-        with _errors("query leases"):
-            return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
+        return self._tasks_due("lease_until", now, limit)
 
     def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        return self._tasks_due("redispatch_at", now, limit)
+
+    def _tasks_due(self, field: str, now: datetime, limit: int) -> list[TaskRun]:
+        """Task runs whose `field` (a deadline) has passed, across runs: a collection-group
+        query on one single-field index."""
         query = (
             self._db.collection_group("tasks")
-            .where(filter=firestore.FieldFilter("redispatch_at", "<=", now))
-            .order_by("redispatch_at")
+            .where(filter=firestore.FieldFilter(field, "<=", now))
+            .order_by(field)
             .limit(limit)
         )
-        with _errors("query stale dispatches"):
+        with _errors(f"query tasks by {field}"):
             return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
 
     def next_due(self) -> datetime | None:

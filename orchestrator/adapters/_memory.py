@@ -183,24 +183,20 @@ class MemoryStore:
             return found[:limit]
 
     def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        with self._lock:
-            found = [
-                t
-                for tasks in self._tasks.values()
-                for t, _ in tasks.values()
-                if t.lease_until is not None and t.lease_until <= now
-            ]
-        return sorted(found, key=lambda t: t.lease_until or now)[:limit]
+        return self._tasks_due("lease_until", now, limit)
 
     def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
+        return self._tasks_due("redispatch_at", now, limit)
+
+    def _tasks_due(self, field: str, now: datetime, limit: int) -> list[TaskRun]:
         with self._lock:
             found = [
-                t
+                (due, t)
                 for tasks in self._tasks.values()
                 for t, _ in tasks.values()
-                if t.redispatch_at is not None and t.redispatch_at <= now
+                if (due := getattr(t, field)) is not None and due <= now
             ]
-        return sorted(found, key=lambda t: t.redispatch_at or now)[:limit]
+        return [t for _, t in sorted(found, key=lambda pair: pair[0])][:limit]
 
     def next_due(self) -> datetime | None:
         with self._lock:

@@ -79,20 +79,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
         return _report(rt, _failure(rt, claimed, e))
-    return _report(
-        rt,
-        TaskSucceeded(
-            run_id=req.run_id,
-            key=req.key,
-            attempt=req.attempt,
-            token=claimed.token,
-            result_uri=claimed.uri,
-            worker=claimed.worker,
-            started_at=claimed.started,
-            ended_at=rt.clock.now(),
-            cached=cached,
-        ),
-    )
+    return _succeeded(rt, req, claimed.token, claimed.uri, claimed.worker, claimed.started, cached)
 
 
 def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | None:
@@ -261,17 +248,31 @@ def _completed_elsewhere(
         rt.blobs.get(uri)
     except NotFoundError:
         return None
+    started = last.started_at or rt.clock.now()
+    return _succeeded(rt, req, last.token, uri, last.worker or "unknown", started)
+
+
+def _succeeded(
+    rt: Runtime,
+    req: TaskRequested,
+    token: str,
+    uri: str,
+    worker: str,
+    started: datetime,
+    cached: bool = False,
+) -> TaskSucceeded:
     return _report(
         rt,
         TaskSucceeded(
             run_id=req.run_id,
             key=req.key,
             attempt=req.attempt,
-            token=last.token,
+            token=token,
             result_uri=uri,
-            worker=last.worker or "unknown",
-            started_at=last.started_at or rt.clock.now(),
+            worker=worker,
+            started_at=started,
             ended_at=rt.clock.now(),
+            cached=cached,
         ),
     )
 

@@ -9,7 +9,7 @@ memory|emulator|all`), `memory_backend` or `stack_env` in a test.
 from orchestrator.adapters import VirtualClock
 from orchestrator.runtime import memory_runtime
 from orchestrator.testing._backends import Backend, MemoryBackend, Outcome, StackBackend
-from orchestrator.testing._stack import TEST_STACK_ENV, stack_for_tests
+from orchestrator.testing._stack import TEST_STACK_ENV, stack_env, stack_for_tests
 
 __all__ = [
     "TEST_STACK_ENV",
@@ -19,5 +19,6 @@ __all__ = [
     "StackBackend",
     "VirtualClock",
     "memory_runtime",
+    "stack_env",
     "stack_for_tests",
 ]

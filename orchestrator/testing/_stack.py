@@ -7,15 +7,23 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+
+def stack_env(base: int, state_dir: str) -> dict[str, str]:
+    """The environment of a local stack on ports from `base`, state kept in `state_dir`."""
+    return {
+        "KUMOFLOW_STATE_DIR": state_dir,
+        "KUMOFLOW_PUBSUB_PORT": str(base + 1),
+        "KUMOFLOW_FIRESTORE_PORT": str(base + 2),
+        "KUMOFLOW_FIRESTORE_WS_PORT": str(base + 3),
+        "KUMOFLOW_GCS_PORT": str(base + 4),
+        "KUMOFLOW_FUNCTIONS_PORT": str(base + 10),
+    }
+
+
 _BASE = int(os.environ.get("KUMOFLOW_TEST_PORT_BASE", "18680"))
-TEST_STACK_ENV = {
-    "KUMOFLOW_STATE_DIR": os.environ.get("KUMOFLOW_TEST_STATE_DIR", f"/tmp/kumoflow-test-{_BASE}"),
-    "KUMOFLOW_PUBSUB_PORT": str(_BASE + 1),
-    "KUMOFLOW_FIRESTORE_PORT": str(_BASE + 2),
-    "KUMOFLOW_FIRESTORE_WS_PORT": str(_BASE + 3),
-    "KUMOFLOW_GCS_PORT": str(_BASE + 4),
-    "KUMOFLOW_FUNCTIONS_PORT": str(_BASE + 10),
-}
+TEST_STACK_ENV = stack_env(
+    _BASE, os.environ.get("KUMOFLOW_TEST_STATE_DIR", f"/tmp/kumoflow-test-{_BASE}")
+)
 
 
 @contextmanager

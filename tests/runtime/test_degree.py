@@ -7,7 +7,7 @@ and no completion may load the whole run."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import median
 from typing import Any
 
@@ -67,27 +67,46 @@ class CountingStore(MemoryStore):
         return super().commit(commit)
 
 
-def _run(width: int) -> tuple[list[Counter[str]], CountingStore, Runtime]:
-    store, bus = CountingStore(), MemoryBus()
+def _started(store: CountingStore, f: Any, items: list[int]) -> tuple[Runtime, MemoryBus]:
+    bus = MemoryBus()
     bus.record = True
-    rt: Runtime = memory_runtime(
-        clock=VirtualClock(), functions=map_fan_in.functions(), store=store, bus=bus
-    )
-    store.put_flow(map_fan_in.spec)
-    start_run(rt, RunRequested(flow="map-fan-in", params={"items": list(range(width))}), run_id="r")
-    per_leaf_event: list[Counter[str]] = []
-    done = 0
+    rt = memory_runtime(clock=VirtualClock(), functions=f.functions(), store=store, bus=bus)
+    store.put_flow(f.spec)
+    start_run(rt, RunRequested(flow=f.spec.name, params={"items": items}), run_id="r")
+    return rt, bus
+
+
+def _deliver_all(
+    rt: Runtime, bus: MemoryBus, complete: Callable[[TaskSucceeded | TaskFailed], None]
+) -> int:
+    """Hand every published message to its handler, in order, until none is left; returns how
+    many run-finished events were published."""
+    done = finishes = 0
     while done < len(bus.published):
-        _topic, envelope = bus.published[done]
+        topic, envelope = bus.published[done]
         done += 1
         data: Any = envelope.data
         if isinstance(data, TaskRequested):
             run_task(rt, data)
         elif isinstance(data, TaskSucceeded | TaskFailed):
-            before = Counter(store.ops)
-            advance(rt, "r", data)
-            if data.key.startswith("leaf["):
-                per_leaf_event.append(Counter(store.ops) - before)
+            complete(data)
+        elif topic == rt.topics.finished:
+            finishes += 1
+    return finishes
+
+
+def _run(width: int) -> tuple[list[Counter[str]], CountingStore, Runtime]:
+    store = CountingStore()
+    rt, bus = _started(store, map_fan_in, list(range(width)))
+    per_leaf_event: list[Counter[str]] = []
+
+    def complete(event: TaskSucceeded | TaskFailed) -> None:
+        before = Counter(store.ops)
+        advance(rt, "r", event)
+        if event.key.startswith("leaf["):
+            per_leaf_event.append(Counter(store.ops) - before)
+
+    assert _deliver_all(rt, bus, complete) == 1
     return per_leaf_event, store, rt
 
 
@@ -159,28 +178,20 @@ class CrashingRollups(CountingStore):
 
 
 def test_a_crash_before_a_shard_roll_up_is_finished_by_the_redelivery_once() -> None:
-    store, bus = CrashingRollups(), MemoryBus()
-    bus.record = True
-    rt = memory_runtime(
-        clock=VirtualClock(), functions=map_fan_in.functions(), store=store, bus=bus
-    )
-    store.put_flow(map_fan_in.spec)
+    store = CrashingRollups()
     items = list(range(250))
-    start_run(rt, RunRequested(flow="map-fan-in", params={"items": items}), run_id="r")
-    done = 0
+    rt, bus = _started(store, map_fan_in, items)
     crashes = 0
-    while done < len(bus.published):
-        _topic, envelope = bus.published[done]
-        done += 1
-        data: Any = envelope.data
-        if isinstance(data, TaskRequested):
-            run_task(rt, data)
-        elif isinstance(data, TaskSucceeded | TaskFailed):
-            try:
-                advance(rt, "r", data)
-            except RuntimeError:
-                crashes += 1
-                advance(rt, "r", data)  # Pub/Sub redelivers: the handler never answered
+
+    def complete(event: TaskSucceeded | TaskFailed) -> None:
+        nonlocal crashes
+        try:
+            advance(rt, "r", event)
+        except RuntimeError:
+            crashes += 1
+            advance(rt, "r", event)  # Pub/Sub redelivers: the handler never answered
+
+    assert _deliver_all(rt, bus, complete) == 1
     assert crashes == 3  # shards 0, 1, 2 completed by a leaf; shard 2 is the last (50)
     snap = store.load("r")
     assert snap is not None
@@ -192,24 +203,9 @@ def test_a_crash_before_a_shard_roll_up_is_finished_by_the_redelivery_once() -> 
 
 
 def test_a_run_with_hundreds_of_leaves_finishes_through_sharded_counters() -> None:
-    store, bus = CountingStore(), MemoryBus()
-    bus.record = True
-    rt = memory_runtime(clock=VirtualClock(), functions=map_only.functions(), store=store, bus=bus)
-    store.put_flow(map_only.spec)
-    start_run(rt, RunRequested(flow="map-only", params={"items": list(range(250))}), run_id="r")
-    finishes = 0
-    done = 0
-    while done < len(bus.published):
-        topic, envelope = bus.published[done]
-        done += 1
-        data: Any = envelope.data
-        if isinstance(data, TaskRequested):
-            run_task(rt, data)
-        elif isinstance(data, TaskSucceeded | TaskFailed):
-            advance(rt, "r", data)
-        elif topic == rt.topics.finished:
-            finishes += 1
-    assert finishes == 1
+    store = CountingStore()
+    rt, bus = _started(store, map_only, list(range(250)))
+    assert _deliver_all(rt, bus, lambda event: advance(rt, "r", event)) == 1
     snap = store.load("r")
     assert snap is not None
     assert snap.run.status is RunStatus.SUCCEEDED
