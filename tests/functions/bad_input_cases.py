@@ -279,6 +279,27 @@ def _cases() -> list[Case]:
             decoded=False,
         ),
         Case(
+            "events/succeeded-at-a-foreign-location",
+            TOPICS.events,
+            _ce(TASK_SUCCEEDED),
+            _json(_task_succeeded(result_uri="gs://attacker-bucket/payload.json")),
+            "orchestrator",
+            f"this task's result can only be at gs://kumoflow-results/runs/{EXISTING_RUN}/"
+            "create-csv-file.json",
+        ),
+        Case(
+            "events/succeeded-naming-a-pickle",
+            TOPICS.events,
+            _ce(TASK_SUCCEEDED),
+            _json(
+                _task_succeeded(
+                    result_uri=f"gs://kumoflow-results/runs/{EXISTING_RUN}/create-csv-file.pickle"
+                )
+            ),
+            "orchestrator",
+            "names its result at",
+        ),
+        Case(
             "events/succeeded-missing-field",
             TOPICS.events,
             _ce(TASK_SUCCEEDED),
