@@ -38,8 +38,18 @@ class DictValue(Frozen):
     items: dict[str, ValueExpr]
 
 
+class PathValue(Frozen):
+    """Part of another value: `of` then each step, an attribute or key (str) or an index (int).
+    Resolved where the value is read (the consuming task's worker), never by the orchestrator."""
+
+    kind: Literal["path"] = "path"
+    of: ValueExpr
+    path: tuple[str | int, ...]
+
+
 ValueExpr = Annotated[
-    LiteralValue | ParamRef | ResultRef | ListValue | DictValue, Field(discriminator="kind")
+    LiteralValue | ParamRef | ResultRef | ListValue | DictValue | PathValue,
+    Field(discriminator="kind"),
 ]
 
 
@@ -90,3 +100,4 @@ def flow_version(spec: FlowSpec) -> str:
 
 ListValue.model_rebuild()
 DictValue.model_rebuild()
+PathValue.model_rebuild()

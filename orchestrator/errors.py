@@ -25,6 +25,11 @@ class SerializationError(KumoflowError, TypeError):
     """A task result cannot be stored with the configured serializer."""
 
 
+class ProjectionError(KumoflowError, LookupError):
+    """A projection (`obj.bucket`, `res["items"]`, `rows[0]`) does not resolve on the value it
+    reads: the consuming task fails, naming the path and the value's producer."""
+
+
 class BadInputError(KumoflowError, ValueError):
     """An incoming event is malformed or names something unknown; recorded, never retried."""
 

@@ -14,11 +14,13 @@ from contracts import (
     LiteralValue,
     NodeSpec,
     ParamRef,
+    PathValue,
     ResultRef,
     Serializer,
     ValueExpr,
 )
-from orchestrator.errors import ParameterError
+from orchestrator.engine._values import project
+from orchestrator.errors import ParameterError, ProjectionError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ def result_refs(expr: ValueExpr) -> Iterator[str]:
         case DictValue(items=items):
             for item in items.values():
                 yield from result_refs(item)
+        case PathValue(of=of):
+            yield from result_refs(of)
         case _:
             pass
 
@@ -78,6 +82,13 @@ def _element(
             return list(items)
         case ResultRef(node=ref) if ref in members and members[ref] != (ref,):
             return [ResultRef(node=k) for k in members[ref]]
+        case PathValue(of=ParamRef(name=name) as of, path=path):
+            try:
+                part = project(params.get(name), of, path)  # a list inside a parameter
+            except ProjectionError as e:
+                raise ParameterError(f"task {node!r} maps over {arg!r}: {e}") from e
+            if isinstance(part, list):
+                return [LiteralValue(value=v) for v in part]
     raise ParameterError(
         f"task {node!r} maps over argument {arg!r}, which is not a list at run start "
         f"(got {expr.model_dump_json()}); pass a list literal, a list parameter or a mapped "

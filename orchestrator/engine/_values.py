@@ -9,8 +9,17 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from contracts import DictValue, ListValue, LiteralValue, ParamRef, ResultRef, Serializer, ValueExpr
-from orchestrator.errors import ParameterError, SerializationError
+from contracts import (
+    DictValue,
+    ListValue,
+    LiteralValue,
+    ParamRef,
+    PathValue,
+    ResultRef,
+    Serializer,
+    ValueExpr,
+)
+from orchestrator.errors import ParameterError, ProjectionError, SerializationError
 
 JSON_TYPE = "application/json"
 PICKLE_TYPE = "application/x-python-pickle"
@@ -83,4 +92,69 @@ def resolve(
             return [resolve(i, params, members, load) for i in items]
         case DictValue(items=items):
             return {k: resolve(v, params, members, load) for k, v in items.items()}
+        case PathValue(of=of, path=path):
+            return project(resolve(of, params, members, load), of, path)
     raise AssertionError(f"unknown expression {expr!r}")
+
+
+def project(value: Any, of: ValueExpr, path: tuple[str | int, ...]) -> Any:
+    """Walk `path` into `value`: keys of dicts, indexes of lists, attributes of objects."""
+    for i, step in enumerate(path):
+        try:
+            value = _step(value, step)
+        except (KeyError, IndexError, AttributeError, TypeError) as e:
+            raise ProjectionError(
+                f"{path_text(of, path)} does not resolve on {producer(of)}: at "
+                f"{path_text(of, path[: i + 1])}, {_why(value, step)}"
+            ) from e
+    return value
+
+
+def _step(value: Any, step: str | int) -> Any:
+    if isinstance(value, dict):
+        return value[step]
+    if isinstance(value, list | tuple):
+        if not isinstance(step, int):
+            raise TypeError(step)
+        return value[step]
+    if isinstance(step, str) and not step.startswith("_") and not isinstance(value, _PLAIN):
+        return getattr(value, step)  # a model or an object a pickled result holds
+    raise TypeError(step)
+
+
+_PLAIN = (str, int, float, bool, type(None))  # JSON leaves: no attributes to project
+
+
+def path_text(of: ValueExpr, path: tuple[str | int, ...]) -> str:
+    """How the flow body wrote it: `result`, `obj.bucket`, `res["items"][0]`."""
+    base = "value"
+    if isinstance(of, ParamRef):
+        base = of.name
+    elif isinstance(of, ResultRef):
+        base = "result"
+    return base + "".join(_step_text(step) for step in path)
+
+
+def _step_text(step: str | int) -> str:
+    if isinstance(step, int):
+        return f"[{step}]"
+    return f".{step}" if step.isidentifier() else f"[{step!r}]"
+
+
+def producer(of: ValueExpr) -> str:
+    match of:
+        case ResultRef(node=node):
+            return f"the result of task {node!r}"
+        case ParamRef(name=name):
+            return f"parameter {name!r}"
+    return "the value"
+
+
+def _why(value: Any, step: str | int) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(map(repr, list(value)[:10])) or "none"
+        return f"a dict with no key {step!r} (its keys: {keys})"
+    if isinstance(value, list | tuple) and isinstance(step, int):
+        return f"index {step} is out of range for a list of {len(value)}"
+    what = "attribute" if isinstance(step, str) else "item"
+    return f"a {type(value).__name__} has no {what} {step!r}"

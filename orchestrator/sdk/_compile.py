@@ -16,6 +16,7 @@ from contracts import (
     LiteralValue,
     NodeSpec,
     ParamRef,
+    PathValue,
     ResultRef,
     TaskOptions,
     ValueExpr,
@@ -77,8 +78,10 @@ class Placeholder:
     def __index__(self) -> int:
         self._misuse("indexing")
 
-    def __getitem__(self, item: object) -> NoReturn:
-        self._misuse("[...]")
+    def __getitem__(self, item: object) -> Placeholder:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            self._misuse("[...] with anything but a key or an index")
+        return self._project(item, f"[{item!r}]")
 
     def __contains__(self, item: object) -> bool:
         self._misuse("in")
@@ -91,10 +94,21 @@ class Placeholder:
 
     __hash__ = object.__hash__
 
-    def __getattr__(self, name: str) -> NoReturn:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        self._misuse(f".{name}")
+    def __getattr__(self, name: str) -> Placeholder:
+        if name.startswith("_"):
+            raise AttributeError(name)  # Python's protocols probe dunders; keep them absent
+        return self._project(name, f".{name}")
+
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
+        self._misuse("calling it (a projection is a path to a value, not a method)")
+
+    def _project(self, step: str | int, text: str) -> Placeholder:
+        """A lazy path into this value, read where a task's inputs are loaded."""
+        if isinstance(self._expr, PathValue):
+            expr = PathValue(of=self._expr.of, path=(*self._expr.path, step))
+        else:
+            expr = PathValue(of=self._expr, path=(step,))
+        return Placeholder(expr, f"{self._desc}{text}")
 
 
 def _arith(op: str) -> Callable[..., NoReturn]:
@@ -242,6 +256,8 @@ class Builder:
             expr = value._expr
             if isinstance(expr, ParamRef) or value._mapped:
                 return True
+            if isinstance(expr, PathValue) and isinstance(expr.of, ParamRef):
+                return True  # part of a parameter: known when the run starts
             raise FlowDefinitionError(
                 f"{what}: mapping over {value._desc} (a list produced at run time) is not "
                 "supported yet; map over a list literal, a list parameter or a mapped result, "
