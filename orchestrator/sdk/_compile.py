@@ -94,10 +94,15 @@ class Placeholder:
 
     __hash__ = object.__hash__
 
-    def __getattr__(self, name: str) -> Placeholder:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)  # Python's protocols probe dunders; keep them absent
+        if name in _FUTURE_METHODS:
+            return self._itself  # Prefect's future.result() / .wait(): the value to come
         return self._project(name, f".{name}")
+
+    def _itself(self, *_: object, **__: object) -> Placeholder:
+        return self
 
     def __call__(self, *args: object, **kwargs: object) -> NoReturn:
         self._misuse("calling it (a projection is a path to a value, not a method)")
@@ -109,6 +114,11 @@ class Placeholder:
         else:
             expr = PathValue(of=self._expr, path=(step,))
         return Placeholder(expr, f"{self._desc}{text}")
+
+
+# Methods of Prefect's futures that flow bodies call; on a placeholder they return it. A key
+# with one of these names is read with `res["result"]`.
+_FUTURE_METHODS = frozenset({"result", "wait"})
 
 
 def _arith(op: str) -> Callable[..., NoReturn]:

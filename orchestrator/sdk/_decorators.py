@@ -70,6 +70,15 @@ class Task(Generic[P, R]):
             return self.fn(*args, **kwargs)
         return builder.add(self.ref, self.fn, self.options, args, dict(kwargs), mapped=False)  # type: ignore[return-value]
 
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Prefect's spelling of a concurrent call: in a flow body every call is already a node
+        that runs as soon as its inputs exist, so this is the call itself."""
+        if BUILDING.get() is None:
+            raise FlowDefinitionError(
+                f"{self.options.name}.submit(...) can only be used inside a @flow"
+            )
+        return self(*args, **kwargs)
+
     def map(self, *args: Any, **kwargs: Any) -> list[R]:
         builder = BUILDING.get()
         if builder is None:

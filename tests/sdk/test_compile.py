@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from contracts import FlowSpec, ListValue, LiteralValue, ParamRef, ResultRef, flow_version
+from contracts import (
+    FlowSpec,
+    ListValue,
+    LiteralValue,
+    ParamRef,
+    PathValue,
+    ResultRef,
+    flow_version,
+)
 from orchestrator import (
     FlowDefinitionError,
     GcsObject,
@@ -36,6 +44,31 @@ def test_passing_a_result_makes_an_edge_and_keys_are_deterministic() -> None:
     assert spec.nodes[3].args == {"x": ResultRef(node="add-2"), "y": ResultRef(node="add-3")}
     assert spec.result == ResultRef(node="add-4")
     assert flow_version(spec) == flow_version(compile_body(body))
+
+
+def test_prefect_futures_compile_to_the_same_dag() -> None:
+    def prefect_style(x: int) -> int:
+        a = add.submit(x)
+        b = add.submit(a.result(), y=add(5).wait())
+        return b.result(raise_on_failure=True)  # type: ignore[no-any-return]
+
+    def plain(x: int) -> int:
+        return add(add(x), y=add(5))
+
+    assert compile_body(prefect_style).nodes == compile_body(plain).nodes
+    with pytest.raises(FlowDefinitionError, match=r"add.submit\(\.\.\.\) can only be used"):
+        add.submit(1)
+
+
+def test_projections_compile_to_paths() -> None:
+    def body(obj: dict[str, object]) -> int:
+        return add(obj["size"], y=add(1).count)
+
+    spec = compile_body(body)
+    assert spec.nodes[1].args == {
+        "x": PathValue(of=ParamRef(name="obj"), path=("size",)),
+        "y": PathValue(of=ResultRef(node="add"), path=("count",)),
+    }
 
 
 def test_keys_stay_stable_when_other_tasks_change() -> None:
