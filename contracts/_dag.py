@@ -59,6 +59,9 @@ class NodeSpec(Frozen):
     args: dict[str, ValueExpr]  # bound to the function's parameter names
     map_over: tuple[str, ...] = ()  # args iterated element-wise; the rest are passed whole
     wait_for: tuple[str, ...] = ()  # ordering-only upstream nodes
+    # Upstream nodes whose failure this task tolerates (allow_failure): it runs anyway and reads
+    # None for their results.
+    allow_failure: tuple[str, ...] = ()
     options: TaskOptions
 
 

@@ -17,6 +17,7 @@ from orchestrator.runtime import InProcessRunner, RunOutcome, TaskRunContext, ta
 from orchestrator.sdk import (
     Flow,
     Task,
+    allow_failure,
     exponential_backoff,
     flow,
     on_gcs_finalize,
@@ -45,6 +46,7 @@ __all__ = [
     "TaskRunContext",
     "TaskRunError",
     "TransientError",
+    "allow_failure",
     "exponential_backoff",
     "flow",
     "on_gcs_finalize",

@@ -39,15 +39,18 @@ def _shard(top: str, position: int, width: int, flow_attempt: int) -> str:
 
 def arrive(plan: Plan, run: Run, key: str, status: TaskStatus) -> Increments:
     """The counter increments of task `key` ending with `status`."""
-    arrival = {"done": 1, "bad": int(status is not S.SUCCEEDED)}
+    bad = int(status is not S.SUCCEEDED)
     out: Increments = {}
     if key in plan.leaves:
         top = run_counter(run.attempt)
-        out[_shard(top, plan.leaf_index[key], len(plan.leaves), run.attempt)] = dict(arrival)
+        shard = _shard(top, plan.leaf_index[key], len(plan.leaves), run.attempt)
+        out[shard] = {"done": 1, "bad": bad}
     for child in plan.children[key]:
         top = fanin_counter(run.attempt, child)
-        width = len(plan.tasks[child].parents)
-        out[_shard(top, plan.position[(child, key)], width, run.attempt)] = dict(arrival)
+        planned = plan.tasks[child]
+        shard = _shard(top, plan.position[(child, key)], len(planned.parents), run.attempt)
+        # A child that allows this parent's failure runs past it: not a bad arrival there.
+        out[shard] = {"done": 1, "bad": 0 if key in planned.tolerated else bad}
     return out
 
 

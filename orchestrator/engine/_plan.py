@@ -30,6 +30,7 @@ class PlannedTask:
     map_index: int | None
     args: Mapping[str, ValueExpr]
     parents: tuple[str, ...]
+    tolerated: frozenset[str] = frozenset()  # parents whose failure this task runs past
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,9 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
         )
         if not node.map_over:
             parents = _parents(upstream_nodes, members)
-            tasks[node.key] = PlannedTask(node.key, node, None, node.args, parents)
+            tasks[node.key] = PlannedTask(
+                node.key, node, None, node.args, parents, _tolerated(node, members)
+            )
             members[node.key] = (node.key,)
             continue
         split = {a: _element(node.args[a], params, members, node.key, a) for a in node.map_over}
@@ -121,7 +124,9 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
             args = {a: (split[a][i] if a in split else e) for a, e in node.args.items()}
             refs = {r for e in args.values() for r in result_refs(e)} | set(node.wait_for)
             key = f"{node.key}[{i}]"
-            tasks[key] = PlannedTask(key, node, i, args, _parents(refs, members))
+            tasks[key] = PlannedTask(
+                key, node, i, args, _parents(refs, members), _tolerated(node, members)
+            )
             keys.append(key)
         members[node.key] = tuple(keys)
     children: dict[str, list[str]] = {k: [] for k in tasks}
@@ -139,6 +144,10 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
         leaf_index={k: i for i, k in enumerate(leaves)},
         roots=tuple(k for k, t in tasks.items() if not t.parents),
     )
+
+
+def _tolerated(node: NodeSpec, members: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+    return frozenset(k for ref in node.allow_failure for k in members.get(ref, (ref,)))
 
 
 def _parents(refs: set[str], members: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:

@@ -319,10 +319,12 @@ def _settle_child(step: _Step, child: str) -> None:
     if not all(p.status.terminal for p in parents):
         step.recheck = True
         return
-    if all(p.status is S.SUCCEEDED for p in parents):
+    tolerated = step.plan.tasks[child].tolerated
+    blocking = [p for p in parents if p.status is not S.SUCCEEDED and p.key not in tolerated]
+    if not blocking:
         _queue(step, child)
         return
-    cause = next(p for p in parents if p.status is not S.SUCCEEDED)
+    cause = blocking[0]
     error = ErrorInfo(
         type="UpstreamFailed",
         message=f"not run: upstream task {cause.key!r} ended {cause.status.value}",
@@ -339,7 +341,11 @@ def _maybe_finish(step: _Step) -> None:
 
 
 def _finish(step: _Step) -> None:
-    failed = [t for t in (step.get(k) for k in step.plan.tasks) if t.status is S.FAILED]
+    failed = [
+        t
+        for t in (step.get(k) for k in step.plan.tasks)
+        if t.status is S.FAILED and not _consumed(step.plan, t.key)
+    ]
     if not failed:
         step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)
         step.commands.append(FinishRun(RunStatus.SUCCEEDED, None))
@@ -404,3 +410,9 @@ def _done(step: _Step) -> Transition:
         commands=tuple(step.commands),
         recheck=step.recheck,
     )
+
+
+def _consumed(plan: Plan, key: str) -> bool:
+    """A failure every child allows (allow_failure) does not fail the run."""
+    children = plan.children[key]
+    return bool(children) and all(key in plan.tasks[c].tolerated for c in children)

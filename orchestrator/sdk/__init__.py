@@ -1,7 +1,7 @@
 """The authoring surface: `@flow` / `@task`, compiling a flow body into a DAG, trigger
 declarations, loading flows from files, and running a flow in-process."""
 
-from orchestrator.sdk._compile import Placeholder, Unmapped, unmapped
+from orchestrator.sdk._compile import AllowFailure, Placeholder, Unmapped, allow_failure, unmapped
 from orchestrator.sdk._decorators import (
     Flow,
     Task,
@@ -14,11 +14,13 @@ from orchestrator.sdk._load import load_flow, load_module
 from orchestrator.sdk._triggers import Trigger, on_gcs_finalize, on_pubsub, on_schedule
 
 __all__ = [
+    "AllowFailure",
     "Flow",
     "Placeholder",
     "Task",
     "Trigger",
     "Unmapped",
+    "allow_failure",
     "exponential_backoff",
     "flow",
     "load_flow",

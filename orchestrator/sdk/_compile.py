@@ -21,6 +21,7 @@ from contracts import (
     TaskOptions,
     ValueExpr,
 )
+from orchestrator.engine import result_refs
 from orchestrator.errors import FlowDefinitionError
 
 
@@ -32,6 +33,18 @@ class Unmapped:
 def unmapped(value: object) -> Unmapped:
     """Pass `value` whole to every mapped call instead of iterating over it."""
     return Unmapped(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowFailure:
+    value: object
+
+
+def allow_failure(value: object) -> AllowFailure:
+    """As Prefect's: the receiving task runs even when the tasks behind `value` failed (or were
+    skipped), and reads None for their results. A run whose failures are all consumed this way
+    succeeds."""
+    return AllowFailure(value)
 
 
 class Placeholder:
@@ -159,6 +172,8 @@ def to_expr(value: object, *, what: str) -> ValueExpr:
         return value._expr
     if isinstance(value, Unmapped):
         raise FlowDefinitionError(f"{what}: unmapped() only makes sense in task.map(...)")
+    if isinstance(value, AllowFailure):
+        raise FlowDefinitionError(f"{what}: allow_failure() wraps a task's argument as a whole")
     if isinstance(value, list | tuple):
         items = tuple(to_expr(v, what=what) for v in value)
         if all(isinstance(i, LiteralValue) for i in items):
@@ -225,8 +240,12 @@ class Builder:
             raise FlowDefinitionError(f"task {name!r} in flow {self.flow_name!r}: {e}") from None
         exprs: dict[str, ValueExpr] = {}
         map_over: list[str] = []
-        for param, value in bound.arguments.items():
+        tolerated: list[str] = []
+        for param, given in bound.arguments.items():
             what = f"argument {param!r} of task {name!r}"
+            value = given.value if isinstance(given, AllowFailure) else given
+            if isinstance(given, AllowFailure):
+                tolerated += result_refs(to_expr(value, what=what))
             if mapped and isinstance(value, Unmapped):
                 exprs[param] = to_expr(value.value, what=what)
                 continue
@@ -252,6 +271,7 @@ class Builder:
                 args=exprs,
                 map_over=tuple(map_over),
                 wait_for=tuple(deps),
+                allow_failure=tuple(dict.fromkeys(tolerated)),
                 options=options,
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import GcsObject, flow, task
+from orchestrator import GcsObject, allow_failure, flow, task
 
 
 @task(name="listing")
@@ -46,3 +46,23 @@ def projection_missing(prefix: str = "p") -> str:
 @flow(name="map-over-part")
 def map_over_part(batch: dict[str, Any]) -> list[int]:
     return twice.map(batch["values"])
+
+
+@task(name="breaks")
+def breaks(x: int) -> int:
+    raise ValueError(f"broke on {x}")
+
+
+@task(name="cleanup")
+def cleanup(outcome: int | None, label: str) -> str:
+    return f"{label}: {'ok' if outcome is not None else 'upstream failed'}"
+
+
+@flow(name="clean-up-after-failure")
+def clean_up_after_failure(x: int = 1) -> str:
+    return cleanup(allow_failure(breaks(x)), "cleanup")
+
+
+@flow(name="allowed-and-genuine-failure")
+def allowed_and_genuine_failure(x: int = 1) -> list[str]:
+    return [cleanup(allow_failure(breaks(x)), "a"), cleanup(breaks(x), "b")]
