@@ -77,6 +77,8 @@ class InProcessRunner:
             clock=clock, functions=functions, store=self.store, blobs=self.blobs, bus=self.bus
         )
         self.rt.exceptions = {}
+        self.rt.renew_leases = False  # this process is the only worker: nobody takes over
+        self.rt.lease_seconds = 24 * 3600
         self.rt.cache_store = PROCESS_CACHE
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()

@@ -95,8 +95,10 @@ class Runtime:
     # Fault injection for crash tests: called at named points ("after-commit"); may kill the
     # process. Set only by KUMOFLOW_FAULTS in the function edge.
     fault: Callable[[str], None] | None = None
-    # A claim's lease, renewed every third of it while user code runs (see the worker).
+    # A claim's lease, renewed every third of it while user code runs (see the worker). One
+    # process running every role (in-process runs) has no other instance to take over from.
     lease_seconds: float = 60.0
+    renew_leases: bool = True
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)

@@ -121,7 +121,7 @@ class Lease:
         self.lost = False
 
     def __enter__(self) -> Lease:
-        if self._rt.clock.realtime:
+        if self._rt.clock.realtime and self._rt.renew_leases:
             self._thread.start()
         return self
 
