@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from contracts import DeadLetter, OutboxEntry, TaskStatus, clip
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
+from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._logging import LOGGER
@@ -154,7 +155,9 @@ def redispatch(rt: Runtime, deadline: float) -> int:
                 )
                 request(rt, snap.run, [(task.key, current.attempt)], why="/again")
                 handled += 1
-            except Exception:  # claimed meanwhile (a conflict), or the store is away: next tick
+            except ConflictError:
+                continue  # claimed (or re-dispatched) since we read it: nothing to do
+            except Exception:  # the store or the bus is away: the next tick tries again
                 LOGGER.exception("re-dispatch of %s in run %s failed", task.key, task.run_id)
         if len(page) < PAGE:
             break
