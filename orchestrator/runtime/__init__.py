@@ -30,14 +30,13 @@ from orchestrator.runtime._start import (
     secret_params,
     start_run,
 )
-from orchestrator.runtime._sweep import LEASE_GRACE, TICK_BUDGET_S, expire_leases, sweep, tick
+from orchestrator.runtime._sweep import TICK_BUDGET_S, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import LEASE_S, error_info, run_task
 
 __all__ = [
     "DEFAULT_WORKERS",
     "JOB_ATTRIBUTE",
-    "LEASE_GRACE",
     "LEASE_S",
     "LOGGER",
     "TICK_BUDGET_S",

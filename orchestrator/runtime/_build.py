@@ -29,6 +29,8 @@ def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) ->
     )
     if worker_id is not None:
         rt.worker_id = worker_id
+    # Shorter leases notice a dead worker sooner (tests); never longer than the platform allows.
+    rt.lease_seconds = min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0)
     return rt
 
 

@@ -24,7 +24,6 @@ from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
 
 PAGE = 200
-LEASE_GRACE = timedelta(seconds=60)
 MAX_FAILURES = 5
 TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick interval
 
@@ -110,8 +109,9 @@ def expire_leases(rt: Runtime, deadline: float) -> int:
     policy then decides on a new attempt, exactly as for any failed attempt."""
     handled = 0
     while time.monotonic() < deadline:
-        # A grace past the lease: a worker's report may be queued behind a busy orchestrator.
-        page = rt.timers.expired_leases(rt.clock.now() - LEASE_GRACE, PAGE)
+        # A grace of one more lease: a report may be queued behind a busy orchestrator.
+        grace = timedelta(seconds=rt.lease_seconds)
+        page = rt.timers.expired_leases(rt.clock.now() - grace, PAGE)
         progressed = False
         for task in page:
             last = task.attempts[-1] if task.attempts else None
