@@ -62,6 +62,13 @@ class NodeSpec(Frozen):
     # Upstream nodes whose failure this task tolerates (allow_failure): it runs anyway and reads
     # None for their results.
     allow_failure: tuple[str, ...] = ()
+    # A gate (branch/switch) names the branches it chooses between; a task traced inside a
+    # branch names its gate and label, and is skipped when another branch is chosen.
+    branches: tuple[str, ...] = ()
+    branch: tuple[str, str] | None = None
+    # Upstream nodes that may end skipped because their branch was not taken (read as None);
+    # any other failure of theirs still blocks this task.
+    untaken: tuple[str, ...] = ()
     options: TaskOptions
 
 

@@ -38,6 +38,7 @@ class TaskSucceeded(Frozen):
     started_at: datetime
     ended_at: datetime
     cached: bool = False
+    choice: str | None = None  # a gate's chosen branch (one of its node's `branches`)
 
 
 class TaskFailed(Frozen):

@@ -111,6 +111,7 @@ class TaskRun(Frozen):
     # While an attempt waits in QUEUED: when the sweeper requests it again, in case its dispatch
     # was lost (a publish that failed after the commit that queued it, with no redelivery).
     redispatch_at: datetime | None = None
+    choice: str | None = None  # a gate's chosen branch, once it succeeded
     error: ErrorInfo | None = None
 
     @property

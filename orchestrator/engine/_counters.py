@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from contracts import Run, TaskStatus
+from contracts import Run, TaskRun, TaskStatus
 from orchestrator.engine._plan import Plan
+from orchestrator.engine._rules import blocks, not_taken
 
 S = TaskStatus
 SHARD = 100
@@ -37,20 +38,21 @@ def _shard(top: str, position: int, width: int, flow_attempt: int) -> str:
     return top if width <= SHARD or flow_attempt > 1 else f"shard.{position // SHARD}.{top}"
 
 
-def arrive(plan: Plan, run: Run, key: str, status: TaskStatus) -> Increments:
-    """The counter increments of task `key` ending with `status`."""
-    bad = int(status is not S.SUCCEEDED)
+def arrive(plan: Plan, run: Run, task: TaskRun) -> Increments:
+    """The counter increments of `task` having ended: bad where it keeps a child from running
+    (see `blocks`), and for a leaf, bad unless it succeeded or its branch was not taken."""
+    key = task.key
     out: Increments = {}
     if key in plan.leaves:
         top = run_counter(run.attempt)
         shard = _shard(top, plan.leaf_index[key], len(plan.leaves), run.attempt)
-        out[shard] = {"done": 1, "bad": bad}
+        good = task.status is S.SUCCEEDED or not_taken(task)
+        out[shard] = {"done": 1, "bad": int(not good)}
     for child in plan.children[key]:
         top = fanin_counter(run.attempt, child)
-        planned = plan.tasks[child]
-        shard = _shard(top, plan.position[(child, key)], len(planned.parents), run.attempt)
-        # A child that allows this parent's failure runs past it: not a bad arrival there.
-        out[shard] = {"done": 1, "bad": 0 if key in planned.tolerated else bad}
+        width = len(plan.tasks[child].parents)
+        shard = _shard(top, plan.position[(child, key)], width, run.attempt)
+        out[shard] = {"done": 1, "bad": int(blocks(plan, task, child))}
     return out
 
 

@@ -31,6 +31,7 @@ from contracts import (
 )
 from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
+from orchestrator.engine._rules import skip_reason
 from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
 
@@ -93,7 +94,7 @@ def complete(
     if task.key not in step.changed:
         return Local(None)
     new = step.tasks[task.key]
-    arrivals = arrive(plan, run, task.key, new.status) if new.status.terminal else None
+    arrivals = arrive(plan, run, new) if new.status.terminal else None
     return Local(new, tuple(step.commands), arrivals)
 
 
@@ -129,15 +130,10 @@ def queued(
 
 
 def skipped(
-    run: Run, plan: Plan, key: str, existing: TaskRun | None, cause: TaskRun | None
+    run: Run, plan: Plan, key: str, existing: TaskRun | None, parents: list[TaskRun]
 ) -> TaskRun:
-    """`key` will not run: an upstream task did not succeed (named when known)."""
-    why = (
-        f"upstream task {cause.key!r} ended {cause.status.value}"
-        if cause is not None
-        else "an upstream task did not succeed"
-    )
-    error = ErrorInfo(type="UpstreamFailed", message=f"not run: {why}", task=key)
+    """`key` will not run: a branch not taken, or an upstream task that did not succeed."""
+    error = skip_reason(plan, key, parents)
     base = existing or _fresh(run, plan, key)
     return base.model_copy(update={"status": S.SKIPPED, "error": error})
 

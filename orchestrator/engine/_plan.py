@@ -31,6 +31,7 @@ class PlannedTask:
     args: Mapping[str, ValueExpr]
     parents: tuple[str, ...]
     tolerated: frozenset[str] = frozenset()  # parents whose failure this task runs past
+    untaken: frozenset[str] = frozenset()  # parents that may be skipped as a branch not taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,13 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
         if not node.map_over:
             parents = _parents(upstream_nodes, members)
             tasks[node.key] = PlannedTask(
-                node.key, node, None, node.args, parents, _tolerated(node, members)
+                node.key,
+                node,
+                None,
+                node.args,
+                parents,
+                _expand(node.allow_failure, members),
+                _expand(node.untaken, members),
             )
             members[node.key] = (node.key,)
             continue
@@ -125,7 +132,13 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
             refs = {r for e in args.values() for r in result_refs(e)} | set(node.wait_for)
             key = f"{node.key}[{i}]"
             tasks[key] = PlannedTask(
-                key, node, i, args, _parents(refs, members), _tolerated(node, members)
+                key,
+                node,
+                i,
+                args,
+                _parents(refs, members),
+                _expand(node.allow_failure, members),
+                _expand(node.untaken, members),
             )
             keys.append(key)
         members[node.key] = tuple(keys)
@@ -146,8 +159,8 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
     )
 
 
-def _tolerated(node: NodeSpec, members: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
-    return frozenset(k for ref in node.allow_failure for k in members.get(ref, (ref,)))
+def _expand(nodes: tuple[str, ...], members: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+    return frozenset(k for ref in nodes for k in members.get(ref, (ref,)))
 
 
 def _parents(refs: set[str], members: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:

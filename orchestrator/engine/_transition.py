@@ -24,6 +24,7 @@ from contracts import (
     TaskSucceeded,
 )
 from orchestrator.engine._plan import Plan
+from orchestrator.engine._rules import blocks, consumed, skip_reason
 from orchestrator.engine._types import (
     CancelRun,
     Command,
@@ -246,6 +247,7 @@ def _succeeded(step: _Step, event: TaskSucceeded) -> None:
     if task is None:
         return
     attempts = _end_attempt(task, event, S.SUCCEEDED, event.result_uri, None)
+    gate = bool(step.plan.tasks[task.key].node.branches)
     step.put(
         task,
         task.model_copy(
@@ -253,6 +255,7 @@ def _succeeded(step: _Step, event: TaskSucceeded) -> None:
                 "status": S.SUCCEEDED,
                 "attempts": attempts,
                 "result_uri": event.result_uri,
+                "choice": event.choice if gate else None,
                 "next_attempt_at": None,
                 "error": None,
             }
@@ -319,17 +322,11 @@ def _settle_child(step: _Step, child: str) -> None:
     if not all(p.status.terminal for p in parents):
         step.recheck = True
         return
-    tolerated = step.plan.tasks[child].tolerated
-    blocking = [p for p in parents if p.status is not S.SUCCEEDED and p.key not in tolerated]
+    blocking = [p for p in parents if blocks(step.plan, p, child)]
     if not blocking:
         _queue(step, child)
         return
-    cause = blocking[0]
-    error = ErrorInfo(
-        type="UpstreamFailed",
-        message=f"not run: upstream task {cause.key!r} ended {cause.status.value}",
-        task=child,
-    )
+    error = skip_reason(step.plan, child, blocking)
     step.put(task, task.model_copy(update={"status": S.SKIPPED, "error": error}))
 
 
@@ -344,7 +341,7 @@ def _finish(step: _Step) -> None:
     failed = [
         t
         for t in (step.get(k) for k in step.plan.tasks)
-        if t.status is S.FAILED and not _consumed(step.plan, t.key)
+        if t.status is S.FAILED and not consumed(step.plan, t.key)
     ]
     if not failed:
         step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)
@@ -410,9 +407,3 @@ def _done(step: _Step) -> Transition:
         commands=tuple(step.commands),
         recheck=step.recheck,
     )
-
-
-def _consumed(plan: Plan, key: str) -> bool:
-    """A failure every child allows (allow_failure) does not fail the run."""
-    children = plan.children[key]
-    return bool(children) and all(key in plan.tasks[c].tolerated for c in children)

@@ -6,6 +6,7 @@ and the in-process runner that wires the same services to in-memory adapters.
 
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
+from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
 from orchestrator.runtime._ingress import (
     JOB_ATTRIBUTE,
@@ -35,10 +36,12 @@ from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import LEASE_S, error_info, run_task
 
 __all__ = [
+    "CHOOSE",
     "DEFAULT_WORKERS",
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
+    "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
     "Deployed",
@@ -54,6 +57,7 @@ __all__ = [
     "begin",
     "bind_params",
     "check_types",
+    "choose",
     "cloud_runtime",
     "configure_json_logging",
     "error_info",
@@ -73,6 +77,7 @@ __all__ = [
     "run_task",
     "scheduled_slot",
     "secret_params",
+    "select",
     "start_run",
     "sweep",
     "task_input_hash",

@@ -98,6 +98,12 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
 
 
 def _trusted(rt: Runtime, plan: Plan, run_id: str, event: TaskSucceeded) -> TaskSucceeded:
+    branches = plan.tasks[event.key].node.branches
+    if branches and event.choice not in branches:
+        raise BadInputError(
+            f"gate {event.key!r} of run {run_id!r} reports choice {event.choice!r}; it chooses "
+            f"between {', '.join(branches)}"
+        )
     derived = rt.task_result_uri(plan, run_id, event.key)
     if event.result_uri != derived:
         raise BadInputError(
@@ -219,8 +225,8 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
                 record, dispatch = queued(run, plan, key, existing, now)
                 dispatches.append((key, dispatch.attempt))
             else:
-                record = skipped(run, plan, key, existing, _cause(ctx, key))
-                merge(increments, arrive(plan, run, key, TaskStatus.SKIPPED))
+                record = skipped(run, plan, key, existing, _parents(ctx, key))
+                merge(increments, arrive(plan, run, record))
                 ended.append(record)
             records.append((record, etags.get(key)))
         if not records:
@@ -242,12 +248,10 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
     raise ConflictError(f"run {run.run_id}: gave up deciding {len(chunk)} task(s)")
 
 
-def _cause(ctx: Ctx, key: str) -> TaskRun | None:
-    """The parent that did not succeed (read only on this rare path, O(in-degree))."""
+def _parents(ctx: Ctx, key: str) -> list[TaskRun]:
+    """The records of a skipped task's parents, to name why (a rare path, O(in-degree))."""
     snap = ctx.rt.state.load(ctx.run.run_id, ctx.plan.tasks[key].parents)
-    if snap is None:
-        return None
-    return next((t for t in snap.tasks.values() if t.status is not TaskStatus.SUCCEEDED), None)
+    return list(snap.tasks.values()) if snap is not None else []
 
 
 def finish(ctx: Ctx, *, failed: int) -> None:
@@ -299,7 +303,7 @@ def recover(ctx: Ctx, task: TaskRun) -> None:
             continue
         seen.add(task.key)
         children = ctx.plan.children[task.key]
-        names = list(arrive(ctx.plan, ctx.run, task.key, task.status))
+        names = list(arrive(ctx.plan, ctx.run, task))
         counts = ctx.rt.state.counters(ctx.run.run_id, names)
         follow_up(ctx, [task], counts)
         # Children skipped earlier (before a crash) carry the cascade on: follow them too.

@@ -10,6 +10,7 @@ since a task's result has one write-once location, two executions at once store 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import traceback
@@ -79,7 +80,11 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
         return _report(rt, _failure(rt, claimed, e))
-    return _succeeded(rt, req, claimed.token, claimed.uri, claimed.worker, claimed.started, cached)
+    # A gate reports its choice: the orchestrator decides its branches without reading results.
+    choice = json.loads(data) if claimed.planned.node.branches else None
+    return _succeeded(
+        rt, req, claimed.token, claimed.uri, claimed.worker, claimed.started, cached, choice
+    )
 
 
 def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | None:
@@ -156,8 +161,8 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
         try:
             return decode(rt.blobs.get(uri), task_serializer(c.plan, key))
         except NotFoundError as e:
-            if key in c.planned.tolerated:
-                return None  # allow_failure: the upstream task failed or was skipped
+            if key in c.planned.tolerated or key in c.planned.untaken:
+                return None  # allow_failure, or a branch not taken: nothing was stored
             raise NotFoundError(
                 f"upstream task {key!r} of run {c.req.run_id!r} has no result"
             ) from e
@@ -262,6 +267,7 @@ def _succeeded(
     worker: str,
     started: datetime,
     cached: bool = False,
+    choice: str | None = None,
 ) -> TaskSucceeded:
     return _report(
         rt,
@@ -275,6 +281,7 @@ def _succeeded(
             started_at=started,
             ended_at=rt.clock.now(),
             cached=cached,
+            choice=choice,
         ),
     )
 

@@ -1,6 +1,7 @@
 """The authoring surface: `@flow` / `@task`, compiling a flow body into a DAG, trigger
 declarations, loading flows from files, and running a flow in-process."""
 
+from orchestrator.sdk._branch import branch, switch
 from orchestrator.sdk._compile import AllowFailure, Placeholder, Unmapped, allow_failure, unmapped
 from orchestrator.sdk._decorators import (
     Flow,
@@ -21,6 +22,7 @@ __all__ = [
     "Trigger",
     "Unmapped",
     "allow_failure",
+    "branch",
     "exponential_backoff",
     "flow",
     "load_flow",
@@ -29,6 +31,7 @@ __all__ = [
     "on_pubsub",
     "on_schedule",
     "run_in_process",
+    "switch",
     "task",
     "unmapped",
 ]

@@ -40,6 +40,13 @@ class AllowFailure:
     value: object
 
 
+@dataclass(frozen=True, slots=True)
+class Untaken:
+    """Results of branches, of which all but the taken one end skipped (see `switch`)."""
+
+    value: object
+
+
 def allow_failure(value: object) -> AllowFailure:
     """As Prefect's: the receiving task runs even when the tasks behind `value` failed (or were
     skipped), and reads None for their results. A run whose failures are all consumed this way
@@ -209,6 +216,9 @@ class Builder:
     _keys: set[str] = field(default_factory=set)
     mapped_nodes: set[str] = field(default_factory=set)
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # The branch being traced (gate key, label), innermost last, and each node's branch.
+    gates: list[tuple[str, str]] = field(default_factory=list)
+    branch_of: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def new_key(self, name: str) -> str:
         # Keys count per task name, so editing other tasks never renames this one.
@@ -231,6 +241,7 @@ class Builder:
         kwargs: dict[str, Any],
         *,
         mapped: bool,
+        branches: tuple[str, ...] = (),
     ) -> Placeholder:
         wait_for = kwargs.pop("wait_for", None) or ()
         name = options.name
@@ -241,11 +252,14 @@ class Builder:
         exprs: dict[str, ValueExpr] = {}
         map_over: list[str] = []
         tolerated: list[str] = []
+        untaken: list[str] = []
         for param, given in bound.arguments.items():
             what = f"argument {param!r} of task {name!r}"
-            value = given.value if isinstance(given, AllowFailure) else given
+            value = given.value if isinstance(given, AllowFailure | Untaken) else given
             if isinstance(given, AllowFailure):
                 tolerated += result_refs(to_expr(value, what=what))
+            if isinstance(given, Untaken):
+                untaken += result_refs(to_expr(value, what=what))
             if mapped and isinstance(value, Unmapped):
                 exprs[param] = to_expr(value.value, what=what)
                 continue
@@ -263,6 +277,12 @@ class Builder:
                 raise FlowDefinitionError(f"wait_for of task {name!r} takes task results only")
             deps.append(dep._expr.node)
         key = self.new_key(name)
+        branch = self.gates[-1] if self.gates else None
+        if branch is not None:
+            self.branch_of[key] = branch
+            upstream = {r for e in exprs.values() for r in result_refs(e)} | set(deps)
+            if not any(self.branch_of.get(u) == branch for u in upstream):
+                deps.append(branch[0])  # a branch's first tasks wait for its gate's choice
         self.functions[ref] = fn
         self.nodes.append(
             NodeSpec(
@@ -272,6 +292,9 @@ class Builder:
                 map_over=tuple(map_over),
                 wait_for=tuple(deps),
                 allow_failure=tuple(dict.fromkeys(tolerated)),
+                branches=branches,
+                branch=branch,
+                untaken=tuple(dict.fromkeys(untaken)),
                 options=options,
             )
         )

@@ -150,3 +150,25 @@ def test_a_huge_error_message_is_stored_clipped() -> None:
     record = snap.tasks[req.key]
     assert record.status is TaskStatus.FAILED
     assert len(record.model_dump_json()) < 30_000  # one attempt: error + traceback, twice
+
+
+def test_a_gate_reporting_a_choice_it_does_not_have_is_rejected() -> None:
+    from tests.flows.branching import branching
+
+    store, bus = MemoryStore(), MemoryBus()
+    bus.record = True
+    rt = memory_runtime(clock=VirtualClock(), functions=branching.functions(), store=store, bus=bus)
+    store.put_flow(branching.spec)
+    start_run(rt, RunRequested(flow="branching", params={"n": 20}), run_id="r")
+    (first,) = _requests(bus)
+    done = run_task(rt, first)
+    assert done is not None
+    advance(rt, "r", done)
+    gate_request = next(r for r in _requests(bus) if r.key == "branch")
+    outcome = run_task(rt, gate_request)
+    assert isinstance(outcome, TaskSucceeded)
+    assert outcome.choice == "then"
+    forged = outcome.model_copy(update={"choice": "everything"})
+    with pytest.raises(BadInputError, match="reports choice 'everything'; it chooses between"):
+        advance(rt, "r", forged)
+    assert advance(rt, "r", outcome) is True  # the true report still applies

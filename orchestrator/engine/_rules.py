@@ -1,0 +1,59 @@
+"""Who blocks whom: the rules shared by the whole-run engine and the per-task steps (pure)."""
+
+from __future__ import annotations
+
+from contracts import ErrorInfo, TaskRun, TaskStatus
+from orchestrator.engine._plan import Plan
+
+S = TaskStatus
+NOT_TAKEN = "BranchNotTaken"
+
+
+def consumed(plan: Plan, key: str) -> bool:
+    """A failure every child allows (allow_failure) does not fail the run."""
+    children = plan.children[key]
+    return bool(children) and all(key in plan.tasks[c].tolerated for c in children)
+
+
+def not_taken(task: TaskRun) -> bool:
+    """`task` was skipped because its branch was not taken (not because something failed)."""
+    return task.status is S.SKIPPED and task.error is not None and task.error.type == NOT_TAKEN
+
+
+def blocks(plan: Plan, parent: TaskRun, child: str) -> bool:
+    """Whether `parent`, ended, keeps `child` from running."""
+    planned = plan.tasks[child]
+    if not_chosen(plan, parent, child):
+        return True
+    if parent.status is S.SUCCEEDED or parent.key in planned.tolerated:
+        return False
+    return not (parent.key in planned.untaken and not_taken(parent))
+
+
+def not_chosen(plan: Plan, parent: TaskRun, child: str) -> bool:
+    """`child` sits in a branch of gate `parent` that the gate did not choose."""
+    gated = plan.tasks[child].node.branch
+    return gated is not None and gated[0] == parent.key and gated[1] != parent.choice
+
+
+def skip_reason(plan: Plan, key: str, parents: list[TaskRun]) -> ErrorInfo:
+    """Why `key` is skipped, naming the parent that decided it (when one is known)."""
+    gated = plan.tasks[key].node.branch
+    for parent in parents:
+        if gated is not None and not_chosen(plan, parent, key):
+            return ErrorInfo(
+                type=NOT_TAKEN,
+                message=f"not run: branch {gated[1]!r} of {parent.key!r} was not taken "
+                f"(it chose {parent.choice!r})",
+                task=key,
+            )
+    cause = next((p for p in parents if blocks(plan, p, key)), None)
+    if cause is not None and not_taken(cause) and cause.error is not None:
+        # Deeper in a branch not taken: the same reason, so the branch's result reads None.
+        return cause.error.model_copy(update={"task": key})
+    why = (
+        f"upstream task {cause.key!r} ended {cause.status.value}"
+        if cause is not None
+        else "an upstream task did not succeed"
+    )
+    return ErrorInfo(type="UpstreamFailed", message=f"not run: {why}", task=key)
