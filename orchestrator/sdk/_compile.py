@@ -67,15 +67,20 @@ class Placeholder:
     def __repr__(self) -> str:
         return f"<placeholder for {self._desc}>"
 
-    def _misuse(self, op: str) -> NoReturn:
+    def _misuse(self, op: str, hint: str = "") -> NoReturn:
         raise FlowDefinitionError(
             f"{self._desc} is only known when the flow runs, so `{op}` cannot use it while the "
-            f"flow body is compiled into a DAG. Move that logic into a @task that takes "
-            f"{self._desc} as an argument (the flow body may only call tasks and pass results)."
+            f"flow body is compiled into a DAG. {hint}Move that logic into a @task that takes "
+            f"{self._desc} as an argument (the flow body may call tasks, pass results and parts "
+            "of them: obj.field, res['key'], rows[0])."
         )
 
     def __bool__(self) -> bool:
-        self._misuse("if/while/and/or/not")
+        self._misuse(
+            "if/while/and/or/not",
+            "to choose which tasks run, use branch(predicate, then=..., otherwise=...) or "
+            "switch(value, {...}); ",
+        )
 
     def __iter__(self) -> NoReturn:
         self._misuse("for/unpacking")

@@ -108,7 +108,8 @@ def test_wait_for_map_unmapped_and_structured_results() -> None:
         (
             lambda x: add(1) if x else 0,
             r"parameter 'x' is only known when the flow runs, so "
-            r"`if/while/and/or/not`.*Move that logic into a @task",
+            r"`if/while/and/or/not`.*use branch\(predicate, then=\.\.\., otherwise=\.\.\.\)"
+            r".*Move that logic into a @task",
         ),
         (lambda x: [add(i) for i in add(x)], r"result of task 'add'.*`for/unpacking`"),
         (lambda x: add(x) + 1, r"`\+` cannot use it"),
