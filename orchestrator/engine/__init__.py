@@ -41,6 +41,7 @@ from orchestrator.engine._transition import (
     transition,
 )
 from orchestrator.engine._types import (
+    RECHECK_AFTER,
     CancelRun,
     Command,
     Dispatch,
@@ -66,6 +67,7 @@ from orchestrator.engine._values import (
 __all__ = [
     "JSON_TYPE",
     "PICKLE_TYPE",
+    "RECHECK_AFTER",
     "REDISPATCH_AFTER",
     "RUN_TRANSITIONS",
     "SHARD",

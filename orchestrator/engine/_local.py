@@ -33,7 +33,7 @@ from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
 from orchestrator.engine._transition import _failed, _Step, _succeeded
-from orchestrator.engine._types import Command, Dispatch, LeaseExpired, WakeAt
+from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
 
 S = TaskStatus
 # A queued attempt nobody claimed this long after is requested again (claims dedupe).
@@ -107,7 +107,8 @@ def started(plan: Plan, run: Run, now: datetime) -> tuple[Run, tuple[Command, ..
     new = run.model_copy(
         update={"status": RunStatus.RUNNING, "started_at": now, "timeout_at": timeout_at}
     )
-    return new, (WakeAt(timeout_at),) if timeout_at is not None else ()
+    wakes = (WakeAt(now + RECHECK_AFTER),)  # the rescue of a run whose last event was lost
+    return new, (*wakes, WakeAt(timeout_at)) if timeout_at is not None else wakes
 
 
 def queued(

@@ -26,6 +26,7 @@ from contracts import (
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import blocks, consumed, skip_reason
 from orchestrator.engine._types import (
+    RECHECK_AFTER,
     CancelRun,
     Command,
     Dispatch,
@@ -119,6 +120,8 @@ def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Tran
         case Reconcile():
             _reconcile(step)
     _settle(step)
+    if isinstance(event, Reconcile) and step.run.status is RunStatus.RUNNING:
+        step.commands.append(WakeAt(step.now + RECHECK_AFTER))  # and again, while it runs
     return _done(step)
 
 
@@ -195,6 +198,7 @@ def _start(step: _Step) -> None:
     step.set_run(status=RunStatus.RUNNING, started_at=step.now, timeout_at=timeout_at)
     if timeout_at is not None:
         step.commands.append(WakeAt(timeout_at))
+    step.commands.append(WakeAt(step.now + RECHECK_AFTER))
     for key in step.plan.roots:
         _queue(step, key)
     if not step.plan.tasks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from contracts import ErrorInfo, Run, RunStatus, TaskFailed, TaskRun, TaskSucceeded
 from orchestrator.engine._plan import Plan
@@ -47,6 +47,11 @@ class Dispatch:
     key: str
     attempt: int
     not_before: datetime | None = None  # a retry's due time; None: publish now
+
+
+# A running run is re-derived from its whole state this often (a sweep timer): the rescue of a
+# run whose last event was lost for good (Pub/Sub gave up redelivering it). O(run), hourly.
+RECHECK_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from contracts import (
     TaskSucceeded,
 )
 from orchestrator.engine import (
+    RECHECK_AFTER,
     TASK_TRANSITIONS,
     CancelRun,
     Dispatch,
@@ -106,7 +107,7 @@ def bad(key: str, attempt: int, retryable: bool = True) -> TaskFailed:
 def test_chain_runs_in_order_and_finishes_once() -> None:
     plan = make_plan([[], [0], [1]])
     tr = transition(plan, new_state(), StartRun(), T0)
-    assert tr.commands == (Dispatch("t0", 1),)
+    assert tr.commands == (WakeAt(T0 + RECHECK_AFTER), Dispatch("t0", 1))  # + an hourly check
     tr = transition(plan, tr.state, ok("t0", 1), T0)
     assert tr.commands == (Dispatch("t1", 1),)
     again = transition(plan, tr.state, ok("t0", 1), T0)  # duplicate delivery
@@ -171,7 +172,7 @@ def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
     b = transition(plan, start, ok("t1", 1), T0).state
     merged = RunState(start.run, {**a.tasks, "t1": b.tasks["t1"]})
     tr = transition(plan, merged, Reconcile(), T0)
-    assert tr.commands == (Dispatch("t2", 1),)
+    assert tr.commands == (Dispatch("t2", 1), WakeAt(T0 + RECHECK_AFTER))
 
 
 def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:

@@ -124,3 +124,32 @@ def test_a_lost_dispatch_is_requested_again_and_the_run_finishes() -> None:
     assert snap.run.status.value == "SUCCEEDED"
     assert snap.tasks["fails-once"].redispatch_at is None
     assert store.stale_dispatches(clock.now() + timedelta(days=1)) == []
+
+
+def test_a_run_whose_finishing_event_was_lost_for_good_is_finished_by_the_hourly_check() -> None:
+    """The last task's completion was committed but its follow-up never ran, and Pub/Sub gave
+    up redelivering it: the run's hourly whole-run check finishes it."""
+    rt, store, bus, _clock = _runtime()
+    clock = rt.clock
+    FAILS["lost-finish"] = 1  # succeeds at once
+    start_run(rt, RunRequested(flow="retrying", params={"key": "lost-finish"}), run_id="r")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcome = run_task(rt, req)
+    assert outcome is not None
+    # Apply only the task's own record, as a handler that died before its arrivals would have.
+    snap = store.load("r", [req.key])
+    assert snap is not None
+    ended = snap.tasks[req.key].model_copy(
+        update={"status": TaskStatus.SUCCEEDED, "lease_until": None}
+    )
+    store.commit(Commit(run_id="r", tasks=[(ended, snap.etags[req.key])]))
+    clock.sleep(30 * 60)
+    tick(rt)
+    half = store.load("r")
+    assert half is not None
+    assert half.run.status.value == "RUNNING"  # nothing to rescue it for an hour
+    clock.sleep(31 * 60)
+    tick(rt)
+    done = store.load("r")
+    assert done is not None
+    assert done.run.status.value == "SUCCEEDED"
