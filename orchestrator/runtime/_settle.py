@@ -3,11 +3,11 @@
 Per event: read the run and the one task (a batch get), apply the completion, and commit the
 task with its counter arrivals; the commit returns the counters' new values. Children whose
 fan-in counter reached its target are decided (queued or skipped) in chunks, and the run is
-finished by the one commit that brings its counter to the number of tasks. Reads and writes are
-O(the task's degree); a redelivered event (the handler died after committing) re-reads the same
-counters and completes whatever its first delivery left undone, idempotently: children are
-created must-not-exist, dispatches of still-queued children are sent again, finishes are
-conditional on the run document.
+finished by the one commit that brings its counter to the number of leaves. Reads and writes
+are O(the task's degree); a redelivered event (the handler died after committing) re-reads the
+same counters and completes whatever its first delivery left undone, idempotently: children are
+created must-not-exist, dispatches of still-queued children are sent again, shard roll-ups are
+guarded by markers, finishes are conditional on the run document.
 """
 
 from __future__ import annotations
