@@ -77,6 +77,8 @@ class LiveProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
+        if not self._console.is_terminal:
+            self._console.line()  # a terminal ends the last frame's line; a pipe or file does not
 
     def __call__(self, run: Run, tasks: dict[str, TaskRun]) -> None:
         self._live.update(self._render(run, tasks))
