@@ -114,7 +114,7 @@ def describe(
 ) -> dict[str, Any]:
     """A run as `run --json` and `runs show` print it: every planned task, in DAG order."""
     run = snap.run
-    plan = rt.plan(run.flow_version, run.params)
+    plan = rt.plan_of(run)
     result = read_flow_result(rt, plan, run) if run.status is RunStatus.SUCCEEDED else None
     keys = list(plan.tasks) if order is None else task_order(order, list(plan.tasks))
     tasks = {

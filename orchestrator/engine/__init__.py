@@ -29,6 +29,7 @@ from orchestrator.engine._plan import (
     expand,
     flow_serializer,
     result_refs,
+    result_task,
     task_serializer,
 )
 from orchestrator.engine._transition import (
@@ -104,6 +105,7 @@ __all__ = [
     "renew",
     "resolve",
     "result_refs",
+    "result_task",
     "retry_delay",
     "rollup",
     "run_counter",

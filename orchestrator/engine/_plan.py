@@ -175,11 +175,20 @@ def task_serializer(plan: Plan, key: str) -> Serializer:
     return plan.tasks[key].node.options.result_serializer
 
 
-def flow_serializer(plan: Plan) -> Serializer:
-    """How the flow's own result is stored: as its task's when it returns one task's result
-    (the same object, no copy); pickle when any task pickles; else JSON."""
+def result_task(plan: Plan) -> str | None:
+    """The task whose result is the flow's result, when the flow returns one task's result:
+    then that object is the flow's result too (no copy)."""
     expr = plan.spec.result
     if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
-        return task_serializer(plan, expr.node)
+        return expr.node
+    return None
+
+
+def flow_serializer(plan: Plan) -> Serializer:
+    """How the flow's own result is stored: as its task's when it returns one task's result;
+    pickle when any task pickles; else JSON."""
+    own = result_task(plan)
+    if own is not None:
+        return task_serializer(plan, own)
     pickled = any(t.node.options.result_serializer == "pickle" for t in plan.tasks.values())
     return "pickle" if pickled else "json"

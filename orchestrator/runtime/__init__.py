@@ -22,7 +22,7 @@ from orchestrator.runtime._ingress import (
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging
 from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
-from orchestrator.runtime._runtime import Resolver, Runtime, import_source
+from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._start import (
     begin,
     bind_params,
@@ -33,7 +33,7 @@ from orchestrator.runtime._start import (
 )
 from orchestrator.runtime._sweep import TICK_BUDGET_S, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
-from orchestrator.runtime._worker import LEASE_S, error_info, run_task
+from orchestrator.runtime._worker import error_info, run_task
 
 __all__ = [
     "CHOOSE",

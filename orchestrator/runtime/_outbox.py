@@ -16,7 +16,6 @@ from typing import Any
 from contracts import (
     ErrorInfo,
     OutboxEntry,
-    ResultRef,
     Run,
     RunFailed,
     RunStatus,
@@ -33,6 +32,7 @@ from orchestrator.engine import (
     encode,
     flow_serializer,
     resolve,
+    result_task,
     task_serializer,
 )
 from orchestrator.ports import Commit
@@ -100,9 +100,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
     """Store the flow's result (unless it is a task's object) and publish the run's end."""
     if run.status is RunStatus.SUCCEEDED:
         uri = run.result_uri
-        expr = plan.spec.result
-        own_object = isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,)
-        if uri is not None and not own_object:  # a task's result is the flow's: no copy
+        if uri is not None and result_task(plan) is None:  # else a task's object is the result
             data, ctype, _ = encode(
                 flow_result(rt, plan, run),
                 flow_serializer(plan),

@@ -171,7 +171,7 @@ class InProcessRunner:
         assert snap is not None
         outcome = RunOutcome(run=snap.run, tasks=snap.tasks)
         if snap.run.status is RunStatus.SUCCEEDED:
-            plan = self.rt.plan(snap.run.flow_version, snap.run.params)
+            plan = self.rt.plan_of(snap.run)
             outcome.value = flow_result(self.rt, plan, snap.run)
         elif snap.run.error and snap.run.error.task:
             key = snap.run.error.task

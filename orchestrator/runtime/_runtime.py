@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, ResultRef, SourceRef
-from orchestrator.engine import Plan, expand, flow_serializer
+from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, Run, SourceRef
+from orchestrator.engine import Plan, expand, flow_serializer, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
@@ -76,6 +76,9 @@ class Resolver:
             return fn  # type: ignore[no-any-return]
 
 
+LEASE_S = 60.0  # a claim's lease (see the worker)
+
+
 @dataclass
 class Runtime:
     flows: FlowStore
@@ -97,7 +100,7 @@ class Runtime:
     fault: Callable[[str], None] | None = None
     # A claim's lease, renewed every third of it while user code runs (see the worker). One
     # process running every role (in-process runs) has no other instance to take over from.
-    lease_seconds: float = 60.0
+    lease_seconds: float = LEASE_S
     renew_leases: bool = True
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
@@ -128,14 +131,22 @@ class Runtime:
         return found
 
     def plan(self, version: str, params: dict[str, JsonValue]) -> Plan:
-        # Plans are pure functions of (version, params): cache them across events of a run.
-        cache_key = (version, repr(sorted(params.items())))
+        """The plan of a run about to start (nothing cached: its params are not a run's yet)."""
+        return expand(self.spec(version), params)
+
+    def plan_of(self, run: Run) -> Plan:
+        """The plan of an existing run, cached across its events. A run's version and params
+        never change, so its identity keys the cache: no per-event hashing of its params (a
+        10,000-item list parameter would cost every event O(the run))."""
+        cache_key = (run.run_id, run.created_at.isoformat())
         found = self._plans.get(cache_key)
         if found is None:
-            found = expand(self.spec(version), params)
+            found = expand(self.spec(run.flow_version), run.params)
             self._plans[cache_key] = found
             if len(self._plans) > 256:
                 self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(cache_key)
         return found
 
     def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
@@ -166,8 +177,8 @@ class Runtime:
         return self.result_uri(run_id, key, options.result_serializer, options.result_storage)
 
     def flow_result_uri(self, plan: Plan, run_id: str) -> str:
-        expr = plan.spec.result
-        if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
-            return self.task_result_uri(plan, run_id, expr.node)  # the same object: no copy
+        own = result_task(plan)
+        if own is not None:
+            return self.task_result_uri(plan, run_id, own)  # the same object: no copy
         storage = plan.spec.options.result_storage
         return self.result_uri(run_id, "result", flow_serializer(plan), storage)

@@ -58,7 +58,7 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
         snap = rt.state.load(run_id, [event.key])
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        plan = rt.plan_of(snap.run)
         if event.key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
         if isinstance(event, TaskSucceeded):
@@ -211,6 +211,7 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
     if run.attempt > 1:  # a flow retry re-pended these records: update them, do not create
         snap = rt.state.load(run.run_id, keys)
         current, etags = (snap.tasks, snap.etags) if snap else ({}, {})
+    uppers = _parents(ctx, [k for k, verdict in chunk if verdict == "skip"])
     for _ in range(MAX_CONFLICTS):
         now = rt.clock.now()
         records: list[tuple[TaskRun, Etag | None]] = []
@@ -225,7 +226,8 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
                 record, dispatch = queued(run, plan, key, existing, now)
                 dispatches.append((key, dispatch.attempt))
             else:
-                record = skipped(run, plan, key, existing, _parents(ctx, key))
+                parents = [uppers[p] for p in plan.tasks[key].parents if p in uppers]
+                record = skipped(run, plan, key, existing, parents)
                 merge(increments, arrive(plan, run, record))
                 ended.append(record)
             records.append((record, etags.get(key)))
@@ -248,10 +250,14 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
     raise ConflictError(f"run {run.run_id}: gave up deciding {len(chunk)} task(s)")
 
 
-def _parents(ctx: Ctx, key: str) -> list[TaskRun]:
-    """The records of a skipped task's parents, to name why (a rare path, O(in-degree))."""
-    snap = ctx.rt.state.load(ctx.run.run_id, ctx.plan.tasks[key].parents)
-    return list(snap.tasks.values()) if snap is not None else []
+def _parents(ctx: Ctx, keys: list[str]) -> Mapping[str, TaskRun]:
+    """The records of the skipped tasks' parents, to name why: one read for the whole chunk
+    (a rare path, O(the chunk's in-degree))."""
+    wanted = list(dict.fromkeys(p for k in keys for p in ctx.plan.tasks[k].parents))
+    if not wanted:
+        return {}
+    snap = ctx.rt.state.load(ctx.run.run_id, wanted)
+    return snap.tasks if snap is not None else {}
 
 
 def finish(ctx: Ctx, *, failed: int) -> None:

@@ -71,7 +71,7 @@ def begin(rt: Runtime, run_id: str) -> None:
         snap = rt.state.load(run_id, [])
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        plan = rt.plan_of(snap.run)
         now = rt.clock.now()
         run, commands = started(plan, snap.run, now)
         if run is snap.run:

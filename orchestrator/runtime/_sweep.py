@@ -60,8 +60,8 @@ def _fire(rt: Runtime, item: OutboxEntry) -> None:
         snap = rt.state.load(item.run_id, [])
         if snap is None:
             return
-        plan = rt.plan(snap.run.flow_version, snap.run.params)
-        execute(rt, plan, snap.run, [item.model_copy(update={"timer": False})], rt.clock.now())
+        plan = rt.plan_of(snap.run)
+        execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
     except Exception as e:  # one broken item must not stop the ones behind it
         _failed(rt, item, e)
 

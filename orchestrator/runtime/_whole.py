@@ -34,7 +34,7 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         snap = rt.state.load(run_id)
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan(snap.run.flow_version, snap.run.params)
+        plan = rt.plan_of(snap.run)
         key = getattr(event, "key", None)
         if key is not None and key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {key!r}")

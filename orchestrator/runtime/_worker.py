@@ -42,10 +42,9 @@ from orchestrator.runtime._cache import TaskRunContext
 from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._runtime import Runtime
 
-# A claim lasts rt.lease_seconds (60 s) and is renewed every third of it while user code runs: a
-# dead worker's attempt is noticed within a minute, and no lease outlives the platform's limits
+# A claim lasts rt.lease_seconds (LEASE_S) and is renewed every third of it while user code runs:
+# a dead worker's attempt is noticed within a minute, and no lease outlives the platform's limits
 # (push ack deadline 600 s; a Cloud Run function's timeout, KUMOFLOW_FUNCTION_TIMEOUT_S, 540 s).
-LEASE_S = 60.0
 FUNCTION_TIMEOUT_S = float(os.environ.get("KUMOFLOW_FUNCTION_TIMEOUT_S", "540"))
 INPUT_READERS = 32  # concurrent reads of a fan-in's inputs
 
@@ -94,7 +93,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     if snap is None:
         raise NotFoundError(f"task.requested names run {req.run_id!r}, which does not exist")
     run = snap.run
-    plan = rt.plan(run.flow_version, run.params)
+    plan = rt.plan_of(run)
     planned = plan.tasks.get(req.key)
     if planned is None:
         raise BadInputError(f"run {req.run_id!r} has no task {req.key!r}")
@@ -112,8 +111,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags[req.key])]))
     except ConflictError:
         return None  # another delivery claimed it first
-    spec = rt.spec(run.flow_version)
-    return Claimed(req, run, plan, planned, spec, token, worker, uri, started)
+    return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
 
 
 class Lease:

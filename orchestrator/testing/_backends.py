@@ -63,7 +63,7 @@ class StackBackend:
         snap = follow(self.rt, run_id, timeout=timeout)
         value = None
         if snap.run.status is RunStatus.SUCCEEDED:
-            plan = self.rt.plan(snap.run.flow_version, snap.run.params)
+            plan = self.rt.plan_of(snap.run)
             value = read_flow_result(self.rt, plan, snap.run)
         return Outcome(snap.run, snap.tasks, value)
 
