@@ -4,10 +4,12 @@ Public list prices (USD, beyond free tiers, from the pages named; recheck them):
 edition in us-central1 (the nam5 multi-region doubles the Firestore lines), Pub/Sub, Cloud
 Storage Standard class in one region, and Cloud Run functions (billed as Cloud Run services,
 Tier 1 region, CPU allocated only while requests are processed). The compute line assumes an
-instance size (default 1 vCPU, 0.5 GiB) and concurrency 1: every invocation's measured wall time
-rounded up to 100 ms. Storage at rest, egress and logging are left out. Pub/Sub bills throughput
-on publish and on delivery, at least 1,000 bytes per publish or push request; each message is
-taken to be published alone and pushed once per invocation counted.
+instance size (default 1 vCPU, 0.5 GiB) and the concurrency the local stack runs each function
+with (16 requests per instance, gunicorn threads; Cloud Run's own default is 80 per vCPU): an
+instance is billed while at least one request is in flight, each busy period rounded up to
+100 ms, as measured per stack process. Storage at rest, egress and logging are left out.
+Pub/Sub bills throughput on publish and on delivery, at least 1,000 bytes per publish or push
+request; each message is taken to be published alone and pushed once per invocation counted.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def per_1000_tasks(
     out["total"] = sum(out.values())
     out["total_nam5"] = out["total"] + out["firestore"]
     # Concurrency > 1 shares an instance's billed time; unrounded busy time bounds it below.
-    out["compute_unrounded"] = counts.get("fn_s", 0) * per_second * scale
+    # The sum of request durations: what an instance per request would cost before rounding.
+    out["compute_alone"] = counts.get("fn_s", 0) * per_second * scale
     return out
 
 
@@ -89,8 +92,9 @@ def price_table(vcpu: float, memory_gib: float) -> list[str]:
     return [
         "list prices used (USD, beyond free tiers):",
         *rows,
-        f"  compute assumes {vcpu:g} vCPU, {memory_gib:g} GiB, concurrency 1, each invocation "
-        "rounded up to 100 ms; Firestore nam5 multi-region = 2x the Firestore line",
+        f"  compute assumes {vcpu:g} vCPU, {memory_gib:g} GiB, 16 requests per instance, billed "
+        "while >= 1 is in flight, each busy period rounded up to 100 ms; Firestore nam5 "
+        "multi-region = 2x the Firestore line",
         f"  compared with: target ${TARGET_PER_1000} per 1,000 tasks; AWS Step Functions Standard "
         f"${STEP_FUNCTIONS_PER_1000_TRANSITIONS} per 1,000 state transitions "
         "(aws.amazon.com/step-functions/pricing; a mapped task is >= 1 transition)",

@@ -181,7 +181,7 @@ class Report:
             "  $ per 1,000 tasks: "
             + ", ".join(f"{k} {cost[k]:.5f}" for k in items)
             + f"; total {cost['total']:.5f} (Firestore nam5: {cost['total_nam5']:.5f}; "
-            f"compute unrounded: {cost['compute_unrounded']:.5f})",
+            f"compute at concurrency 1, unrounded: {cost['compute_alone']:.5f})",
             f"    vs target <= {_cost.TARGET_PER_1000}: "
             f"{cost['total'] / _cost.TARGET_PER_1000:.2f}x"
             f"; vs Step Functions Standard at 1 transition per task "

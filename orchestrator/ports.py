@@ -86,6 +86,11 @@ class StateStore(Protocol):
         `keys=None` every task and the outbox too (O(run): CLI, cancel, flow retries only)."""
         ...
 
+    def tasks(self, run_id: str, keys: Sequence[str]) -> tuple[dict[str, TaskRun], dict[str, Etag]]:
+        """The task records of `keys` that exist, with their etags, without the run document:
+        an orchestrator instance that holds the run already reads one document per event."""
+        ...
+
     def commit(self, commit: Commit) -> Counts:
         """Raises ConflictError when any precondition fails; then nothing was written.
         Returns the values of the counters it incremented, as of this commit."""

@@ -234,18 +234,45 @@ def _patch_storage_client(module: ModuleType) -> None:
     _count_calls(module.Client, "_delete_resource", "gcs_free")
 
 
+class _Busy:
+    """This process is one function instance serving up to THREADS requests at once. Cloud Run
+    bills an instance while at least one request is in flight, rounded up to 100 ms: a busy
+    period starts when the first request arrives and ends when the last one returns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                add(fn_billed_s=math.ceil((time.perf_counter() - self._since) * 10) / 10)
+
+
+_busy = _Busy()
+
+
 def _timed(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def invoke(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         failed = 1
+        _busy.enter()
         try:
             result = function(*args, **kwargs)
             failed = 0
             return result
         finally:
-            took = time.perf_counter() - start
-            add(fn_calls=1, fn_errors=failed, fn_s=took, fn_billed_s=math.ceil(took * 10) / 10)
+            _busy.leave()
+            add(fn_calls=1, fn_errors=failed, fn_s=time.perf_counter() - start)
 
     return invoke
 

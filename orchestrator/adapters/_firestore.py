@@ -33,7 +33,7 @@ from google.cloud import firestore
 
 from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import BadInputError, ConflictError, TransientError
-from orchestrator.ports import Commit, Counts, Snapshot
+from orchestrator.ports import Commit, Counts, Etag, Snapshot
 
 M = TypeVar("M", Run, TaskRun, OutboxEntry, DeadLetter)
 # Fields holding arbitrary user JSON: Firestore cannot store arrays of arrays, so they travel
@@ -162,6 +162,15 @@ class FirestoreStore:
             etags={r.key: etag for r, etag in records},
             outbox=tuple(_from_doc(OutboxEntry, o.to_dict() or {}) for o in outbox),
         )
+
+    def tasks(self, run_id: str, keys: Sequence[str]) -> tuple[dict[str, TaskRun], dict[str, Etag]]:
+        base = self._runs.document(run_id).collection("tasks")
+        with _errors("load tasks"):
+            found = [
+                s for s in self._db.get_all([base.document(_doc_id(k)) for k in keys]) if s.exists
+            ]
+        records = [(_from_doc(TaskRun, s.to_dict() or {}), s.update_time) for s in found]
+        return {r.key: r for r, _ in records}, {r.key: etag for r, etag in records}
 
     def counters(self, run_id: str, names: Sequence[str]) -> Counts:
         base = self._runs.document(run_id).collection("counters")

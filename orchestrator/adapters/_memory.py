@@ -10,7 +10,7 @@ from datetime import datetime
 
 from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import Commit, Counts, Snapshot
+from orchestrator.ports import Commit, Counts, Etag, Snapshot
 
 
 class MemoryBus:
@@ -117,6 +117,12 @@ class MemoryStore:
                 etags={k: tasks[k][1] for k in wanted},
                 outbox=tuple(self._outbox[run_id].values()) if keys is None else (),
             )
+
+    def tasks(self, run_id: str, keys: Sequence[str]) -> tuple[dict[str, TaskRun], dict[str, Etag]]:
+        with self._lock:
+            tasks = self._tasks.get(run_id, {})
+            wanted = [k for k in keys if k in tasks]
+            return {k: tasks[k][0] for k in wanted}, {k: tasks[k][1] for k in wanted}
 
     def counters(self, run_id: str, names: Sequence[str]) -> Counts:
         with self._lock:

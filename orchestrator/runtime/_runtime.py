@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
@@ -22,6 +22,7 @@ from orchestrator.ports import (
     BlobStore,
     Clock,
     DeadLetterStore,
+    Etag,
     EventBus,
     FlowStore,
     StateStore,
@@ -77,6 +78,37 @@ class Resolver:
 
 
 LEASE_S = 60.0  # a claim's lease (see the worker)
+CACHED_RUNS = 256  # per instance: runs whose plan and document it keeps between events
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Lru(Generic[K, V]):
+    """A small thread-safe LRU map: a function instance serves many requests at once."""
+
+    def __init__(self, size: int = CACHED_RUNS) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 @dataclass
@@ -105,7 +137,10 @@ class Runtime:
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
-    _plans: OrderedDict[tuple[str, str], Plan] = field(default_factory=OrderedDict)
+    _plans: Lru[tuple[str, str], Plan] = field(default_factory=Lru)
+    # The run documents this instance read last, with their etags: the orchestrator reuses one
+    # while it is RUNNING in the same flow attempt (see settle), saving a read per event.
+    runs: Lru[str, tuple[Run, Etag]] = field(default_factory=Lru)
 
     @property
     def cache_blobs(self) -> BlobStore:
@@ -142,11 +177,7 @@ class Runtime:
         found = self._plans.get(cache_key)
         if found is None:
             found = expand(self.spec(run.flow_version), run.params)
-            self._plans[cache_key] = found
-            if len(self._plans) > 256:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(cache_key)
+            self._plans.put(cache_key, found)
         return found
 
     def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:

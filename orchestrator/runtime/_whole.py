@@ -30,6 +30,7 @@ MAX_CONFLICTS = 20
 
 def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
     """Apply `event` to the whole run; retried on write conflicts."""
+    rt.runs.pop(run_id)  # it may change the run: this instance reads it afresh next time
     for _ in range(MAX_CONFLICTS):
         snap = rt.state.load(run_id)
         if snap is None:

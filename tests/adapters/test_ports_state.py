@@ -242,6 +242,19 @@ def test_load_task(store: Stores) -> None:
     assert load_task(store, _uid("missing"), "a") is None
 
 
+def test_tasks_without_the_run_hand_out_the_same_records_and_etags(store: Stores) -> None:
+    run = created(store)
+    store.commit(
+        Commit(run_id=run.run_id, tasks=[(make_task(run.run_id, k), None) for k in ("a", "b[1]")])
+    )
+    snap = store.load(run.run_id, ["a", "b[1]"])
+    assert snap is not None
+    tasks, etags = store.tasks(run.run_id, ["a", "b[1]", "absent"])
+    assert tasks == snap.tasks
+    assert etags == snap.etags  # a commit may use either as its precondition
+    assert store.tasks(_uid("missing"), ["a"]) == ({}, {})
+
+
 @pytest.mark.parametrize(
     "key",
     ["scale[3]", "group/scale[12]", "a/b[0]/c", "__reserved__", "..", "ünï cødé", "x" * 1100],

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contracts import Envelope, RunRequested, RunStatus, TaskRequested
+from contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.engine import CancelRun
@@ -87,3 +87,51 @@ def test_a_duplicate_trigger_sends_the_dispatches_a_crashed_start_committed() ->
     start_run(rt, request, run_id="r")  # the trigger's redelivery
     sent = sorted(e.data.key for _, e in bus.published if isinstance(e.data, TaskRequested))
     assert sent == ["one", "one-2", "one-3"]
+
+
+@task(name="leaf")
+def leaf(x: int) -> int:
+    return x
+
+
+@task(name="total")
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@flow(name="three-and-total")
+def three_and_total() -> int:
+    return total(leaf.map([1, 2, 3]))
+
+
+def test_an_instance_holding_a_cached_run_does_not_act_on_it_after_a_cancel() -> None:
+    """Instance A keeps the run document between events; instance B cancels the run. A's later
+    events (a late completion, a redelivery of one it applied) create and dispatch nothing."""
+    store, bus = MemoryStore(), MemoryBus()
+    bus.record = True
+
+    def instance() -> Runtime:
+        fns = three_and_total.functions()
+        return memory_runtime(clock=VirtualClock(), functions=fns, store=store, bus=bus)
+
+    a, b = instance(), instance()
+    store.put_flow(three_and_total.spec)
+    start_run(a, RunRequested(flow="three-and-total"), run_id="r")
+    requests = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcomes = [run_task(a, req) for req in requests]
+    assert all(o is not None for o in outcomes)
+    first, second, third = outcomes
+    assert first is not None and second is not None and third is not None
+    assert advance(a, "r", first)  # A now holds the RUNNING run
+    assert a.runs.get("r") is not None
+    advance(b, "r", CancelRun("stop"))
+    published = len(bus.published)
+    advance(a, "r", second)  # its record was cancelled: nothing to apply
+    advance(a, "r", first)  # a redelivery re-derives from a fresh read: nothing to do
+    advance(a, "r", third)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.CANCELLED
+    assert {t.status for t in snap.tasks.values()} <= {TaskStatus.SUCCEEDED, TaskStatus.CANCELLED}
+    assert snap.tasks["total"].status is TaskStatus.CANCELLED  # never queued
+    assert [e.data for _, e in bus.published[published:]] == []
