@@ -53,6 +53,19 @@ ValueExpr = Annotated[
 ]
 
 
+class Receiver(Frozen):
+    """The object a method task is called on, rebuilt by the worker before each call.
+
+    `instance`: a module-level object, imported by `ref` ("module:name"); `class`: the class
+    itself (classmethods), imported by `ref`; `data`: a pydantic model or dataclass carried as
+    its JSON fields (`data`) and validated into the class at `ref`, so its content is part of
+    the flow's version."""
+
+    kind: Literal["instance", "class", "data"]
+    ref: str
+    data: JsonValue = None
+
+
 class NodeSpec(Frozen):
     key: str
     task: str  # "module:qualname" of the user's function
@@ -70,6 +83,7 @@ class NodeSpec(Frozen):
     # any other failure of theirs still blocks this task.
     untaken: tuple[str, ...] = ()
     options: TaskOptions
+    receiver: Receiver | None = None  # a method's object (tasks defined as methods)
 
 
 class FlowParam(Frozen):

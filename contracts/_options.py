@@ -53,6 +53,7 @@ class TaskOptions(Frozen):
     result_serializer: Serializer = "json"
     cache_key_fn: str | None = None  # "module:qualname" of fn(task_key, inputs) -> str | None
     cache_expiration_seconds: float | None = Field(default=None, gt=0)
+    log_prints: bool | None = None  # None: as the flow says
 
 
 class FlowOptions(Frozen):
@@ -63,3 +64,4 @@ class FlowOptions(Frozen):
     timeout_seconds: float | None = Field(default=None, gt=0)
     persist_result: bool = True
     result_storage: str | None = None
+    log_prints: bool = False  # print() in its tasks goes to the run logger (unless they say)

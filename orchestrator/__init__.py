@@ -13,7 +13,14 @@ from orchestrator.errors import (
     TaskRunError,
     TransientError,
 )
-from orchestrator.runtime import InProcessRunner, RunOutcome, TaskRunContext, task_input_hash
+from orchestrator.runtime import (
+    InProcessRunner,
+    RunOutcome,
+    TaskRunContext,
+    context,
+    get_run_logger,
+    task_input_hash,
+)
 from orchestrator.sdk import (
     Flow,
     Task,
@@ -50,8 +57,10 @@ __all__ = [
     "TransientError",
     "allow_failure",
     "branch",
+    "context",
     "exponential_backoff",
     "flow",
+    "get_run_logger",
     "on_gcs_finalize",
     "on_pubsub",
     "on_schedule",

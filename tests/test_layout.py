@@ -147,9 +147,9 @@ FACES = {
         "BadInputError", "ConflictError", "Flow", "FlowDefinitionError", "FlowRunError",
         "GcsObject", "InProcessRunner", "KumoflowError", "NotFoundError", "ParameterError",
         "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
-        "TaskRunError", "TransientError", "allow_failure", "branch", "exponential_backoff",
-        "flow", "on_gcs_finalize", "on_pubsub", "on_schedule", "run_in_process", "switch",
-        "task", "task_input_hash", "unmapped",
+        "TaskRunError", "TransientError", "allow_failure", "branch", "context",
+        "exponential_backoff", "flow", "get_run_logger", "on_gcs_finalize", "on_pubsub",
+        "on_schedule", "run_in_process", "switch", "task", "task_input_hash", "unmapped",
     ],
     "orchestrator.testing": [
         "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",

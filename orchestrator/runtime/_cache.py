@@ -24,11 +24,16 @@ class TaskRunContext:
     task_key: str
     task_name: str
     task_ref: str
+    receiver: str | None = None  # a method's object, as the DAG carries it
 
 
 def task_input_hash(context: TaskRunContext, arguments: dict[str, Any]) -> str:
-    """The usual cache key: the task and its inputs (as Prefect's task_input_hash)."""
-    body = json.dumps({"task": context.task_ref, "args": arguments}, sort_keys=True, default=repr)
+    """The usual cache key: the task and its inputs (as Prefect's task_input_hash); for a
+    method, its object too."""
+    keyed: dict[str, Any] = {"task": context.task_ref, "args": arguments}
+    if context.receiver is not None:  # absent otherwise: earlier entries keep their keys
+        keyed["receiver"] = context.receiver
+    body = json.dumps(keyed, sort_keys=True, default=repr)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

@@ -52,7 +52,8 @@ def _model_params(fn: Callable[..., Any]) -> dict[str, TypeAdapter[Any]]:
 
 
 def _coerce(fn: Callable[..., Any], args: dict[str, Any]) -> dict[str, Any]:
-    adapters = _model_params(fn)
+    # Keyed by the plain function: a method bound to a fresh object per call would crowd the cache.
+    adapters = _model_params(getattr(fn, "__func__", fn))
     if not adapters:
         return args
     return {k: adapters[k].validate_python(v) if k in adapters else v for k, v in args.items()}

@@ -8,7 +8,12 @@ import sys
 from datetime import UTC, datetime
 
 LOGGER = logging.getLogger("kumoflow")
-_CONTEXT = ("run_id", "task", "attempt", "event_id", "event_type", "function", "flow", "reason")
+_CONTEXT = (
+    "run_id", "task", "task_name", "attempt", "event_id", "event_type", "function", "flow",
+    "reason",
+)  # fmt: skip
+# Also sent as Cloud Logging labels (indexed, so a run's or a task's lines filter cheaply).
+_LABELS = ("run_id", "flow", "task")
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
+        labels = {k: str(entry[k]) for k in _LABELS if k in entry}
+        if labels:
+            entry["logging.googleapis.com/labels"] = labels
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

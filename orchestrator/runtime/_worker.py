@@ -39,7 +39,9 @@ from orchestrator.io import CURRENT_BLOBS
 from orchestrator.ports import Commit
 from orchestrator.runtime import _cache as cache
 from orchestrator.runtime._cache import TaskRunContext
+from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._invoke import invoke
+from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
 
 # A claim lasts rt.lease_seconds (LEASE_S) and is renewed every third of it while user code runs:
@@ -181,11 +183,14 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
 
 def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool]:
     """Run the user's function (or reuse a cached result): (encoded result, type, cached)."""
-    options = c.planned.node.options
-    fn = rt.resolver.resolve(c.planned.node.task, c.spec.source)
+    node = c.planned.node
+    options = node.options
+    fn = rt.resolver.resolve(node.task, c.spec.source)
     key = None
     if options.cache_key_fn:
-        context = TaskRunContext(c.req.run_id, c.req.key, options.name, c.planned.node.task)
+        context = TaskRunContext(
+            c.req.run_id, c.req.key, options.name, node.task, receiver_key(node.receiver)
+        )
         key_fn = rt.resolver.resolve(options.cache_key_fn, c.spec.source)
         key = cache.cache_key(key_fn, context, args)
         hit = cache.lookup(rt, options, key, c.started)
@@ -194,9 +199,12 @@ def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str
             return hit, PICKLE_TYPE if pickled else JSON_TYPE, True
     # Bounded by the function's own timeout: past it the platform kills the instance anyway.
     limit = min(options.timeout_seconds or FUNCTION_TIMEOUT_S, FUNCTION_TIMEOUT_S)
+    fn = bind_receiver(fn, node.receiver, c.spec.source)
+    scope = task_scope_for(c.run, c.spec, c.req.key, c.req.attempt, options, args)
     token = CURRENT_BLOBS.set(rt.blobs)
     try:
-        value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
+        with run_scope(scope):
+            value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
     finally:
         CURRENT_BLOBS.reset(token)
     data, content_type, ext = encode(value, options.result_serializer, what=f"task {c.req.key!r}")

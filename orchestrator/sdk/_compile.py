@@ -17,6 +17,7 @@ from contracts import (
     NodeSpec,
     ParamRef,
     PathValue,
+    Receiver,
     ResultRef,
     TaskOptions,
     ValueExpr,
@@ -216,6 +217,7 @@ def to_expr(value: object, *, what: str) -> ValueExpr:
 @dataclass
 class Builder:
     flow_name: str
+    module: str = ""  # the flow's module: where a method's module-level object may live
     nodes: list[NodeSpec] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
     _keys: set[str] = field(default_factory=set)
@@ -247,13 +249,19 @@ class Builder:
         *,
         mapped: bool,
         branches: tuple[str, ...] = (),
+        receiver: tuple[Receiver, object] | None = None,
     ) -> Placeholder:
         wait_for = kwargs.pop("wait_for", None) or ()
         name = options.name
         try:
-            bound = inspect.signature(fn).bind(*args, **kwargs)
+            # A method's object fills its first parameter; the DAG carries it apart.
+            bound = inspect.signature(fn).bind(
+                *((receiver[1],) if receiver else ()), *args, **kwargs
+            )
         except TypeError as e:
             raise FlowDefinitionError(f"task {name!r} in flow {self.flow_name!r}: {e}") from None
+        if receiver is not None:
+            del bound.arguments[next(iter(bound.arguments))]
         exprs: dict[str, ValueExpr] = {}
         map_over: list[str] = []
         tolerated: list[str] = []
@@ -301,6 +309,7 @@ class Builder:
                 branch=branch,
                 untaken=tuple(dict.fromkeys(untaken)),
                 options=options,
+                receiver=receiver[0] if receiver else None,
             )
         )
         if mapped:

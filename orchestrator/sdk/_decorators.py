@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock
-from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
+from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome, compiling
 from orchestrator.sdk._compile import (
     BUILDING,
     Builder,
@@ -21,10 +22,13 @@ from orchestrator.sdk._compile import (
     param_placeholders,
     to_expr,
 )
+from orchestrator.sdk._methods import Kind, describe, unwrap
 from orchestrator.sdk._triggers import Trigger, compile_triggers
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+_UNBOUND = object()
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -55,20 +59,64 @@ def module_name(fn: Callable[..., Any]) -> str:
 
 
 class Task(Generic[P, R]):
-    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        options: TaskOptions,
+        *,
+        kind: Kind = "plain",
+        receiver: object = _UNBOUND,
+    ) -> None:
         self.fn = fn
         self.options = options
         self.ref = function_ref(fn, "task")
+        # A method's kind decides what it binds to; `receiver` is what it was bound to.
+        self._kind = kind
+        self._receiver = receiver
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<task {self.options.name!r} ({self.ref})>"
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Task[P, R]: ...
+    @overload
+    def __get__(
+        self: Task[Concatenate[Any, Q], R], instance: object, owner: type[Any] | None = None
+    ) -> Task[Q, R]: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        """Tasks as methods: reached through an instance (or, for a classmethod, the class)
+        the task is bound to it, as a function becomes a bound method."""
+        if self._kind == "static" or self._receiver is not _UNBOUND:
+            return self
+        if self._kind == "class":
+            instance = owner
+        if instance is None:
+            return self
+        return self._rebind(self.options, instance)
+
+    def _rebind(self, options: TaskOptions, receiver: object) -> Task[Any, R]:
+        return Task(self.fn, options, kind=self._kind, receiver=receiver)
+
+    def _add(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool) -> Any:
         builder = BUILDING.get()
-        if builder is None:  # outside a flow a task is just its function
+        assert builder is not None
+        receiver = None
+        if self._receiver is not _UNBOUND:
+            owner = self.fn.__qualname__.rpartition(".")[0]
+            what = f"task {self.options.name!r} (a method of {owner})"
+            spec = describe(self._receiver, what, (self.fn.__module__, builder.module))
+            receiver = (spec, self._receiver)
+        return builder.add(
+            self.ref, self.fn, self.options, args, kwargs, mapped=mapped, receiver=receiver
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if BUILDING.get() is None:  # outside a flow a task is just its function (or method)
+            if self._receiver is not _UNBOUND:
+                return self.fn(self._receiver, *args, **kwargs)  # type: ignore[arg-type]
             return self.fn(*args, **kwargs)
-        return builder.add(self.ref, self.fn, self.options, args, dict(kwargs), mapped=False)  # type: ignore[return-value]
+        return self._add(args, dict(kwargs), mapped=False)  # type: ignore[no-any-return]
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Prefect's spelling of a concurrent call: in a flow body every call is already a node
@@ -85,10 +133,12 @@ class Task(Generic[P, R]):
             raise FlowDefinitionError(
                 f"{self.options.name}.map(...) can only be used inside a @flow"
             )
-        return builder.add(self.ref, self.fn, self.options, args, kwargs, mapped=True)  # type: ignore[return-value]
+        del builder
+        return self._add(args, kwargs, mapped=True)  # type: ignore[no-any-return]
 
     def with_options(self, **changes: Any) -> Task[P, R]:
-        return Task(self.fn, self.options.model_copy(update=changes))
+        options = self.options.model_copy(update=changes)
+        return Task(self.fn, options, kind=self._kind, receiver=self._receiver)
 
 
 def _delays(
@@ -123,11 +173,14 @@ def task(
     result_serializer: Serializer = "json",
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
+    log_prints: bool | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
-    """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time."""
+    """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time.
+    A function, or a method (instance, class or static) called through its object."""
     if __fn is None:
         return lambda fn: task(fn, **kwargs)
+    __fn, kind = unwrap(__fn)
     retries = kwargs.get("retries", 0)
     retry_on = kwargs.get("retry_on", (Exception,))
     cache_fn = kwargs.get("cache_key_fn")
@@ -147,15 +200,21 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             result_serializer=kwargs.get("result_serializer", "json"),
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=_seconds(kwargs.get("cache_expiration")),
+            log_prints=kwargs.get("log_prints"),
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None
-    return Task(__fn, options)
+    return Task(__fn, options, kind=kind)
 
 
 class Flow(Generic[P, R]):
     def __init__(
-        self, fn: Callable[P, R], options: FlowOptions, triggers: Sequence[Trigger] = ()
+        self,
+        fn: Callable[P, R],
+        options: FlowOptions,
+        triggers: Sequence[Trigger] = (),
+        *,
+        kind: Kind = "plain",
     ) -> None:
         if inspect.iscoroutinefunction(fn):
             raise FlowDefinitionError(
@@ -169,7 +228,25 @@ class Flow(Generic[P, R]):
         self._spec: FlowSpec | None = None
         self._triggers = list(triggers)
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._kind = kind
         functools.update_wrapper(self, fn)
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Flow[P, R]: ...
+    @overload
+    def __get__(
+        self: Flow[Concatenate[Any, Q], R], instance: object, owner: type[Any] | None = None
+    ) -> Flow[Q, R]: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        """Flows as methods: bound to an instance (or a classmethod's class) the body runs
+        with it when compiled; only the flow's tasks travel to workers, never the object."""
+        if self._kind == "static" or isinstance(self.fn, types.MethodType):
+            return self
+        if self._kind == "class":
+            instance = owner
+        if instance is None:
+            return self
+        return Flow(types.MethodType(self.fn, instance), self.options, self._triggers)
 
     @property
     def name(self) -> str:
@@ -192,10 +269,11 @@ class Flow(Generic[P, R]):
                 "are not supported yet; call its tasks directly"
             )
         params = flow_params(self.fn, self.name)
-        builder = Builder(self.name)
+        builder = Builder(self.name, module=self.fn.__module__)
         token = BUILDING.set(builder)
         try:
-            returned = self.fn(**param_placeholders(params))  # type: ignore[arg-type, call-arg]
+            with compiling(self.name, self.options.log_prints):
+                returned = self.fn(**param_placeholders(params))  # type: ignore[arg-type, call-arg]
         finally:
             BUILDING.reset(token)
         self._functions = builder.functions
@@ -248,11 +326,14 @@ def flow(
     persist_result: bool = True,
     result_storage: str | None = None,
     triggers: Sequence[Trigger] = (),
+    log_prints: bool = False,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
-    """Declare a flow: its body is compiled into a DAG of task calls."""
+    """Declare a flow: its body is compiled into a DAG of task calls. A function, or a
+    method called through its object (or class)."""
     if __fn is None:
         return lambda fn: flow(fn, **kwargs)
+    __fn, kind = unwrap(__fn)
     try:
         options = FlowOptions(
             name=kwargs.get("name") or __fn.__name__.replace("_", "-"),
@@ -262,10 +343,11 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             timeout_seconds=_seconds(kwargs.get("timeout_seconds")),
             persist_result=kwargs.get("persist_result", True),
             result_storage=kwargs.get("result_storage"),
+            log_prints=kwargs.get("log_prints", False),
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
-    return Flow(__fn, options, kwargs.get("triggers", ()))
+    return Flow(__fn, options, kwargs.get("triggers", ()), kind=kind)
 
 
 def run_in_process(
