@@ -23,7 +23,7 @@ class CsvExporter:
     def __init__(self, delimiter: str) -> None:
         self.delimiter = delimiter
 
-    @task(name="create-csv-file", retries=3, retry_delay_seconds=5)
+    @task(name="create-csv-file", retries=3, retry_delay_seconds=1)
     def create_csv_file(self, json_str: str, counter: str, failures: int) -> str:
         attempt = bump(counter)
         run_count = context.task_run.run_count if context.task_run else 0
@@ -38,7 +38,7 @@ class CsvExporter:
         writer.writerows(rows)
         return out.getvalue()
 
-    @task(name="upload-to-gcs", retries=3, retry_delay_seconds=5)
+    @task(name="upload-to-gcs", retries=3, retry_delay_seconds=1)
     def upload_to_gcs(self, csv_data: str, bucket_name: str, filename: str) -> str:
         return f"gs://{bucket_name}/{filename} ({len(csv_data.splitlines())} lines)"
 
