@@ -45,8 +45,9 @@ def function_ref(fn: Callable[..., Any], kind: str) -> str:
     qualname = getattr(fn, "__qualname__", "")
     if not inspect.isfunction(fn) or "<lambda>" in qualname or "<locals>" in qualname:
         raise FlowDefinitionError(
-            f"{kind} {qualname or fn!r} must be a module-level function: task workers import it "
-            f"by name in another process, which a lambda or nested function cannot be"
+            f"{kind} {qualname or fn!r} must be a module-level function (or a method of a "
+            "module-level class): task workers import it by name in another process, which a "
+            "lambda or nested function cannot be"
         )
     return f"{module_name(fn)}:{qualname}"
 
