@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, Run, SourceRef
+from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, Run, RunStatus, SourceRef
 from orchestrator.engine import Plan, expand, flow_serializer, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
@@ -25,6 +25,7 @@ from orchestrator.ports import (
     Etag,
     EventBus,
     FlowStore,
+    Snapshot,
     StateStore,
     TimerStore,
 )
@@ -138,8 +139,7 @@ class Runtime:
     cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
     _plans: Lru[tuple[str, str], Plan] = field(default_factory=Lru)
-    # The run documents this instance read last, with their etags: the orchestrator reuses one
-    # while it is RUNNING in the same flow attempt (see settle), saving a read per event.
+    # The run documents this instance read last, with their etags (see task_snapshot).
     runs: Lru[str, tuple[Run, Etag]] = field(default_factory=Lru)
 
     @property
@@ -179,6 +179,29 @@ class Runtime:
             found = expand(self.spec(run.flow_version), run.params)
             self._plans.put(cache_key, found)
         return found
+
+    def task_snapshot(self, run_id: str, key: str) -> Snapshot | None:
+        """The run and one task record. The run comes from this instance's cache while it is
+        RUNNING in the task's flow attempt: one read per event instead of two. Its plan never
+        changes, and a stale status cannot mislead: a run leaves RUNNING only when every task
+        record is terminal (a finish) or rewritten (a cancel, a timeout, a flow retry's
+        re-pending), and every write about a task is conditional on its record."""
+        known = self.runs.get(run_id)
+        if known is not None:
+            run, run_etag = known
+            tasks, etags = self.state.tasks(run_id, [key])
+            task = tasks.get(key)
+            if task is not None and task.attempts and task.attempts[-1].flow_attempt == run.attempt:
+                return Snapshot(run=run, run_etag=run_etag, tasks=tasks, etags=etags)
+        snap = self.state.load(run_id, [key])
+        self.remember(run_id, snap)
+        return snap
+
+    def remember(self, run_id: str, snap: Snapshot | None) -> None:
+        if snap is not None and snap.run.status is RunStatus.RUNNING:
+            self.runs.put(run_id, (snap.run, snap.run_etag))
+        else:
+            self.runs.pop(run_id)
 
     def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
         return Envelope(

@@ -33,7 +33,7 @@ from orchestrator.engine import (
     skipped,
 )
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
-from orchestrator.ports import Commit, Counts, Etag, Snapshot
+from orchestrator.ports import Commit, Counts, Etag
 from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._whole import advance_whole
@@ -55,7 +55,7 @@ class Ctx:
 def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
     """Apply one attempt's end; True when it changed state (False: duplicate, stale, late)."""
     for _ in range(MAX_CONFLICTS):
-        snap = _read(rt, run_id, event.key)
+        snap = rt.task_snapshot(run_id, event.key)
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
         plan = rt.plan_of(snap.run)
@@ -97,38 +97,12 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
 
 
-def _read(rt: Runtime, run_id: str, key: str) -> Snapshot | None:
-    """The run and one task record. The run comes from this instance's cache while it is
-    RUNNING in the task's flow attempt (one read per event instead of two). Its plan never
-    changes, and a stale status cannot mislead: the run leaves RUNNING only when every task
-    record is terminal (a finish) or is rewritten (a cancel, a timeout, a flow retry's
-    re-pending), and the task record is the commit's precondition; recoveries read the run
-    afresh (`_current`), and the finish is conditional on the run's etag."""
-    known = rt.runs.get(run_id)
-    if known is not None:
-        run, run_etag = known
-        tasks, etags = rt.state.tasks(run_id, [key])
-        task = tasks.get(key)
-        if task is not None and task.attempts and task.attempts[-1].flow_attempt == run.attempt:
-            return Snapshot(run=run, run_etag=run_etag, tasks=tasks, etags=etags)
-    snap = rt.state.load(run_id, [key])
-    _remember(rt, run_id, snap)
-    return snap
-
-
-def _remember(rt: Runtime, run_id: str, snap: Snapshot | None) -> None:
-    if snap is not None and snap.run.status is RunStatus.RUNNING:
-        rt.runs.put(run_id, (snap.run, snap.run_etag))
-    else:
-        rt.runs.pop(run_id)
-
-
 def _current(ctx: Ctx) -> bool:
     """Read the run afresh (a recovery, a finish that lost a race): True while it still runs
     the same flow attempt."""
     attempt = ctx.run.attempt
     snap = ctx.rt.state.load(ctx.run.run_id, [])
-    _remember(ctx.rt, ctx.run.run_id, snap)
+    ctx.rt.remember(ctx.run.run_id, snap)
     if snap is None:
         return False
     ctx.run, ctx.run_etag = snap.run, snap.run_etag

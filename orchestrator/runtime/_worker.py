@@ -91,7 +91,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
 def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | None:
     """Take the attempt in the store under a fresh token; a duplicate gets None, or the
     completion a dead worker stored but never reported."""
-    snap = rt.state.load(req.run_id, [req.key])
+    snap = rt.task_snapshot(req.run_id, req.key)
     if snap is None:
         raise NotFoundError(f"task.requested names run {req.run_id!r}, which does not exist")
     run = snap.run
