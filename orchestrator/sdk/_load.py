@@ -36,7 +36,9 @@ def load_flow(target: str) -> Any:
             f"target {target!r} should look like path/to/file.py:flow or package.module:flow"
         )
     module = load_module(module_spec)
-    found = getattr(module, name, None)
+    found: Any = module
+    for part in name.split("."):  # `pipeline.run`: a flow defined as a method, bound
+        found = getattr(found, part, None)
     if not isinstance(found, Flow):
         flows = sorted(k for k, v in vars(module).items() if isinstance(v, Flow))
         raise KumoflowError(

@@ -243,3 +243,11 @@ def test_json_entries_carry_the_ids_and_labels() -> None:
 def test_a_module_level_instance_is_referenced_by_name() -> None:
     assert isinstance(CsvExporter.__dict__["create_csv_file"], Task)
     assert CsvExporter.create_csv_file is CsvExporter.__dict__["create_csv_file"]
+
+
+def test_a_flow_method_loads_from_a_cli_target() -> None:
+    from orchestrator.sdk import load_flow
+
+    loaded = load_flow("tests.flows.methods:pipeline.run")
+    assert loaded.name == "pipeline"
+    assert loaded([1, 2]) == 9
