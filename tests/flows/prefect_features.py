@@ -91,7 +91,8 @@ def expensive(x: int, counter: str) -> int:
 
 @flow
 def caching(x: int, counter: str) -> list[int]:
-    return [expensive(x, counter), expensive(x, counter)]
+    first = expensive(x, counter)
+    return [first, expensive(x, counter, wait_for=[first])]  # type: ignore[call-arg]
 
 
 @task(timeout_seconds=0.3)
