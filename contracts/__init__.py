@@ -18,6 +18,8 @@ from contracts._dag import (
 from contracts._events import (
     EVENT_TYPE_OF,
     EVENT_TYPES,
+    NO_PATH,
+    NOT_A_LIST,
     TYPE_PREFIX,
     Envelope,
     RunFailed,
@@ -57,6 +59,8 @@ __all__ = [
     "EVENT_TYPE_OF",
     "MAX_MESSAGE_CHARS",
     "MAX_TRACEBACK_CHARS",
+    "NOT_A_LIST",
+    "NO_PATH",
     "TYPE_PREFIX",
     "Attempt",
     "DeadLetter",

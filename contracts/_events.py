@@ -28,6 +28,10 @@ class TaskRequested(Frozen):
     attempt: int
 
 
+NOT_A_LIST: Final = -1  # a reported length: the value a run-time map iterates is not a list
+NO_PATH: Final = -2  # a reported length: the path to it does not resolve on the result
+
+
 class TaskSucceeded(Frozen):
     run_id: RunId
     key: str
@@ -39,6 +43,9 @@ class TaskSucceeded(Frozen):
     ended_at: datetime
     cached: bool = False
     choice: str | None = None  # a gate's chosen branch (one of its node's `branches`)
+    # The lengths of the lists run-time maps iterate over this result, by map node: the
+    # orchestrator sizes them without loading the value. NOT_A_LIST / NO_PATH when it cannot.
+    lengths: dict[str, int] = Field(default_factory=dict)
 
 
 class TaskFailed(Frozen):

@@ -112,6 +112,10 @@ class TaskRun(Frozen):
     # was lost (a publish that failed after the commit that queued it, with no redelivery).
     redispatch_at: datetime | None = None
     choice: str | None = None  # a gate's chosen branch, once it succeeded
+    # A succeeded task's reported list lengths (see TaskSucceeded.lengths); a run-time map's
+    # own record and its children: how many children it has.
+    lengths: dict[str, int] = Field(default_factory=dict)
+    width: int | None = None
     error: ErrorInfo | None = None
 
     @property

@@ -139,6 +139,16 @@ def skipped(
     return base.model_copy(update={"status": S.SKIPPED, "error": error})
 
 
+def expanded(run: Run, plan: Plan, key: str, width: int, error: str | None) -> TaskRun:
+    """The record of run-time map `key` once its `width` children exist (or, with `error`,
+    why it could not have them): never run itself, it ends as they are created."""
+    record = _fresh(run, plan, key)
+    if error is not None:
+        failure = ErrorInfo(type="MapError", message=error, task=key)
+        return record.model_copy(update={"status": S.FAILED, "error": failure})
+    return record.model_copy(update={"status": S.SUCCEEDED, "width": width})
+
+
 def _fresh(run: Run, plan: Plan, key: str) -> TaskRun:
     planned = plan.tasks[key]
     return TaskRun(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
 from contracts import (
+    NO_PATH,
+    NOT_A_LIST,
     DictValue,
     FlowSpec,
     ListValue,
@@ -35,6 +37,65 @@ class PlannedTask:
 
 
 @dataclass(frozen=True, slots=True)
+class MapSource:
+    """The list a run-time map iterates: `path` into the result of task `task` (its worker
+    reports the length), or, when `task` is itself a run-time map, that map's children."""
+
+    task: str
+    path: tuple[str | int, ...]
+    arg: str  # the mapped argument it feeds
+    nested: bool  # `task` is a run-time map: its children's results, one per child
+    zipped: Mapping[str, tuple[ValueExpr, ...]] = field(default_factory=dict)  # static lists
+
+
+class _Lazy(Mapping[str, "PlannedTask"]):
+    """The plan's tasks: the static ones, and any child `V[i]` of a run-time map `V`, made on
+    lookup (a run's width is not known when its plan is made). Iteration is the static ones."""
+
+    def __init__(
+        self, static: dict[str, PlannedTask], child: Callable[[str], PlannedTask | None]
+    ) -> None:
+        self._static, self._child = static, child
+
+    def __getitem__(self, key: str) -> PlannedTask:
+        found = self._static.get(key) or self._child(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (key in self._static or self._child(key) is not None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._static)
+
+    def __len__(self) -> int:
+        return len(self._static)
+
+
+class _Children(Mapping[str, tuple[str, ...]]):
+    """Children by task key; a run-time map's child has its map's consumers."""
+
+    def __init__(self, static: dict[str, tuple[str, ...]], of: Callable[[str], str | None]):
+        self._static, self._of = static, of
+
+    def __getitem__(self, key: str) -> tuple[str, ...]:
+        found = self._static.get(key)
+        if found is None:
+            parent = self._of(key)
+            if parent is None:
+                raise KeyError(key)
+            found = self._static[parent]
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._static)
+
+    def __len__(self) -> int:
+        return len(self._static)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     spec: FlowSpec
     tasks: Mapping[str, PlannedTask]  # topological order
@@ -46,6 +107,56 @@ class Plan:
     position: Mapping[tuple[str, str], int]
     leaf_index: Mapping[str, int]
     roots: tuple[str, ...]
+    # Run-time maps by node key. Until grown (see `grow`), such a node V stands for all of its
+    # children: consumers wait for V, and V's children `V[i]` are planned on lookup.
+    dynamic: Mapping[str, MapSource] = field(default_factory=dict)
+    widths: Mapping[str, int] = field(default_factory=dict)  # of the maps this plan grew
+
+    def map_of(self, key: str) -> str | None:
+        """The run-time map `V` whose child `key` (`V[i]`) is; None for any other key."""
+        return _split(key, self.dynamic)[0]
+
+    def is_leaf(self, key: str) -> bool:
+        parent = self.map_of(key)
+        return (parent if parent is not None and key not in self.leaves else key) in self.leaves
+
+    def sources(self, key: str) -> dict[str, MapSource]:
+        """The run-time maps that iterate (part of) task `key`'s result: its worker reports
+        their lengths."""
+        return {
+            v: m for v, m in self.dynamic.items() if m.task == key and m.task not in self.dynamic
+        }
+
+
+def lengths(plan: Plan, key: str, value: object) -> dict[str, int]:
+    """The lengths of the lists the run-time maps over task `key`'s result iterate, reported
+    with it (the orchestrator sizes the maps without reading results): NOT_A_LIST where the
+    value there is not a list, NO_PATH where the path does not resolve."""
+    out: dict[str, int] = {}
+    for node, source in plan.sources(key).items():
+        try:
+            part = project(value, ResultRef(node=key), source.path)
+        except ProjectionError:
+            out[node] = NO_PATH
+            continue
+        out[node] = len(part) if isinstance(part, list | tuple) else NOT_A_LIST
+    return out
+
+
+def _split(key: str, dynamic: Mapping[str, MapSource]) -> tuple[str | None, int]:
+    if not key.endswith("]"):
+        return None, -1
+    node, _, index = key[:-1].rpartition("[")
+    if node not in dynamic or not index.isdigit() or str(int(index)) != index:
+        return None, -1
+    return node, int(index)
+
+
+def element(source: MapSource, i: int) -> ValueExpr:
+    """Child i's value of a run-time map's mapped argument: resolved by that child's worker."""
+    if source.nested:
+        return ResultRef(node=f"{source.task}[{i}]")
+    return PathValue(of=ResultRef(node=source.task), path=(*source.path, i))
 
 
 def result_refs(expr: ValueExpr) -> Iterator[str]:
@@ -98,14 +209,60 @@ def _element(
     )
 
 
+def _dynamic_source(
+    expr: ValueExpr, members: Mapping[str, tuple[str, ...]], dynamic: Mapping[str, MapSource]
+) -> tuple[str, tuple[str | int, ...]] | None:
+    """(producer, path) when `expr` is a list only known at run time: a task's result or part
+    of it, or a run-time map's results."""
+    match expr:
+        case ResultRef(node=ref) if ref in dynamic or members.get(ref) == (ref,):
+            return ref, ()
+        case PathValue(of=ResultRef(node=ref), path=path) if ref not in dynamic and members.get(
+            ref
+        ) == (ref,):
+            return ref, path
+    return None
+
+
+def _runtime_map(
+    node: NodeSpec,
+    params: Mapping[str, JsonValue],
+    members: Mapping[str, tuple[str, ...]],
+    dynamic: Mapping[str, MapSource],
+) -> MapSource | None:
+    found = {
+        a: src
+        for a in node.map_over
+        if (src := _dynamic_source(node.args[a], members, dynamic)) is not None
+    }
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ParameterError(
+            f"task {node.key!r} maps over {len(found)} lists made at run time "
+            f"({', '.join(found)}); map over one and pass the others whole with unmapped(...)"
+        )
+    ((arg, (task, path)),) = found.items()
+    zipped = {
+        a: tuple(_element(node.args[a], params, members, node.key, a))
+        for a in node.map_over
+        if a != arg
+    }
+    return MapSource(task, path, arg, task in dynamic, zipped)
+
+
 def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
     tasks: dict[str, PlannedTask] = {}
     members: dict[str, tuple[str, ...]] = {}
+    dynamic: dict[str, MapSource] = {}
     for node in spec.nodes:
         upstream_nodes = {r for e in node.args.values() for r in result_refs(e)} | set(
             node.wait_for
         )
-        if not node.map_over:
+        source = _runtime_map(node, params, members, dynamic) if node.map_over else None
+        if source is not None:
+            dynamic[node.key] = source
+        if not node.map_over or source is not None:
             parents = _parents(upstream_nodes, members)
             tasks[node.key] = PlannedTask(
                 node.key,
@@ -147,15 +304,82 @@ def expand(spec: FlowSpec, params: Mapping[str, JsonValue]) -> Plan:
         for p in t.parents:
             children[p].append(t.key)
     leaves = [k for k, v in children.items() if not v]
+    frozen = {k: tuple(v) for k, v in children.items()}
+    if dynamic and spec.options.retries:
+        raise ParameterError(
+            f"flow {spec.name!r} maps over lists made at run time ({', '.join(dynamic)}) and "
+            "has flow retries, which do not combine yet: give its tasks retries instead"
+        )
+
+    def child(key: str) -> PlannedTask | None:
+        parent, i = _split(key, dynamic)
+        if parent is None:
+            return None
+        v, source = tasks[parent], dynamic[parent]
+        args = {
+            a: element(source, i)
+            if a == source.arg
+            else source.zipped[a][i]
+            if a in source.zipped and i < len(source.zipped[a])
+            else e
+            for a, e in v.args.items()
+        }
+        return PlannedTask(key, v.node, i, args, (parent,))
+
     return Plan(
         spec=spec,
-        tasks=tasks,
-        children={k: tuple(v) for k, v in children.items()},
+        tasks=_Lazy(tasks, child),
+        children=_Children(frozen, lambda k: _split(k, dynamic)[0]),
         members=members,
         leaves=frozenset(leaves),
         position={(t.key, p): i for t in tasks.values() for i, p in enumerate(t.parents)},
         leaf_index={k: i for i, k in enumerate(leaves)},
         roots=tuple(k for k, t in tasks.items() if not t.parents),
+        dynamic=dynamic,
+    )
+
+
+def grow(plan: Plan, widths: Mapping[str, int]) -> Plan:
+    """The plan with the children of the run-time maps in `widths` as ordinary tasks: what the
+    whole-run paths and a consumer's inputs need. Each consumer also waits for those children."""
+    if not widths:
+        return plan
+    widths = {**plan.widths, **widths}
+    kids = {v: tuple(f"{v}[{i}]" for i in range(max(n, 0))) for v, n in widths.items()}
+    tasks: dict[str, PlannedTask] = {}
+    children: dict[str, list[str]] = {}
+    for key in plan.tasks:
+        t = plan.tasks[key]
+        extra = tuple(k for p in t.parents for k in kids.get(p, ()))
+        tasks[key] = t if not extra else _with_parents(t, extra, kids)
+        children[key] = list(plan.children[key])
+        for k in kids.get(key, ()):
+            tasks[k] = plan.tasks[k]
+            children[k] = list(plan.children[key])
+    leaves = [k for k in tasks if not children[k]]
+    return Plan(
+        spec=plan.spec,
+        tasks=_Lazy(tasks, lambda k: plan.tasks.get(k) if plan.map_of(k) else None),
+        children=_Children({k: tuple(v) for k, v in children.items()}, plan.map_of),
+        members={**plan.members, **kids},
+        leaves=frozenset(leaves),
+        position={(t.key, p): i for t in tasks.values() for i, p in enumerate(t.parents)},
+        leaf_index={k: i for i, k in enumerate(leaves)},
+        roots=plan.roots,
+        dynamic=plan.dynamic,
+        widths=widths,
+    )
+
+
+def _with_parents(
+    t: PlannedTask, extra: tuple[str, ...], kids: Mapping[str, tuple[str, ...]]
+) -> PlannedTask:
+    def more(keys: frozenset[str]) -> frozenset[str]:
+        return keys | {k for p in keys for k in kids.get(p, ())}
+
+    parents = (*t.parents, *extra)
+    return PlannedTask(
+        t.key, t.node, t.map_index, t.args, parents, more(t.tolerated), more(t.untaken)
     )
 
 
@@ -179,8 +403,9 @@ def result_task(plan: Plan) -> str | None:
     """The task whose result is the flow's result, when the flow returns one task's result:
     then that object is the flow's result too (no copy)."""
     expr = plan.spec.result
-    if isinstance(expr, ResultRef) and plan.members.get(expr.node) == (expr.node,):
-        return expr.node
+    node = expr.node if isinstance(expr, ResultRef) else None
+    if node is not None and node not in plan.dynamic and plan.members.get(node) == (node,):
+        return node
     return None
 
 

@@ -12,7 +12,8 @@ NOT_TAKEN = "BranchNotTaken"
 def consumed(plan: Plan, key: str) -> bool:
     """A failure every child allows (allow_failure) does not fail the run."""
     children = plan.children[key]
-    return bool(children) and all(key in plan.tasks[c].tolerated for c in children)
+    who = plan.map_of(key) or key  # a run-time map's child is allowed as its map is
+    return bool(children) and all(who in plan.tasks[c].tolerated for c in children)
 
 
 def not_taken(task: TaskRun) -> bool:
@@ -25,9 +26,10 @@ def blocks(plan: Plan, parent: TaskRun, child: str) -> bool:
     planned = plan.tasks[child]
     if not_chosen(plan, parent, child):
         return True
-    if parent.status is S.SUCCEEDED or parent.key in planned.tolerated:
+    who = plan.map_of(parent.key) or parent.key  # a run-time map's child counts as its map
+    if parent.status is S.SUCCEEDED or who in planned.tolerated:
         return False
-    return not (parent.key in planned.untaken and not_taken(parent))
+    return not (who in planned.untaken and not_taken(parent))
 
 
 def not_chosen(plan: Plan, parent: TaskRun, child: str) -> bool:

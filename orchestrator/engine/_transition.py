@@ -260,6 +260,7 @@ def _succeeded(step: _Step, event: TaskSucceeded) -> None:
                 "attempts": attempts,
                 "result_uri": event.result_uri,
                 "choice": event.choice if gate else None,
+                "lengths": event.lengths,
                 "next_attempt_at": None,
                 "error": None,
             }
@@ -327,6 +328,9 @@ def _settle_child(step: _Step, child: str) -> None:
         step.recheck = True
         return
     blocking = [p for p in parents if blocks(step.plan, p, child)]
+    if not blocking and child in step.plan.dynamic:
+        step.recheck = True  # a run-time map is grown by the per-task path (see rescue_maps)
+        return
     if not blocking:
         _queue(step, child)
         return
@@ -354,7 +358,10 @@ def _finish(step: _Step) -> None:
     if step.run.attempt <= step.plan.spec.options.retries:
         _retry_flow(step)
         return
-    first = min(failed, key=lambda t: (t.attempts[-1].ended_at or step.now, t.key))
+    first = min(  # a run-time map that could not grow failed without an attempt
+        failed,
+        key=lambda t: ((t.attempts[-1].ended_at if t.attempts else None) or step.now, t.key),
+    )
     error = first.error or ErrorInfo(type="TaskFailed", message=f"task {first.key!r} failed")
     step.set_run(status=RunStatus.FAILED, ended_at=step.now, error=error)
     step.commands.append(FinishRun(RunStatus.FAILED, error))

@@ -32,6 +32,7 @@ from orchestrator.engine import (
     encode,
     flow_serializer,
     resolve,
+    result_refs,
     result_task,
     task_serializer,
 )
@@ -139,6 +140,7 @@ def flow_result(rt: Runtime, plan: Plan, run: Run) -> Any:
         data = rt.blobs.get(rt.task_result_uri(plan, run.run_id, key))
         return decode(data, task_serializer(plan, key))
 
+    plan = rt.grown(plan, run.run_id, result_refs(plan.spec.result))
     return resolve(plan.spec.result, run.params, plan.members, load)
 
 

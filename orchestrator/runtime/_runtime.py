@@ -8,7 +8,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, JsonValue
 
 from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, Run, RunStatus, SourceRef
-from orchestrator.engine import Plan, expand, flow_serializer, result_task
+from orchestrator.engine import Plan, expand, flow_serializer, grow, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
@@ -202,6 +202,15 @@ class Runtime:
             self.runs.put(run_id, (snap.run, snap.run_etag))
         else:
             self.runs.pop(run_id)
+
+    def grown(self, plan: Plan, run_id: str, nodes: Iterable[str]) -> Plan:
+        """`plan` with the children of those run-time maps among `nodes` that have them (one
+        read of their records): what reading their results as one list needs."""
+        wanted = [n for n in dict.fromkeys(nodes) if n in plan.dynamic and n not in plan.widths]
+        if not wanted:
+            return plan
+        records, _ = self.state.tasks(run_id, wanted)
+        return grow(plan, {k: t.width for k, t in records.items() if t.width is not None})
 
     def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
         return Envelope(

@@ -15,7 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from contracts import OutboxEntry, Run, RunStatus, TaskFailed, TaskRun, TaskStatus, TaskSucceeded
+from contracts import (
+    NO_PATH,
+    NOT_A_LIST,
+    OutboxEntry,
+    ResultRef,
+    Run,
+    RunStatus,
+    TaskFailed,
+    TaskRun,
+    TaskStatus,
+    TaskSucceeded,
+)
 from orchestrator.engine import (
     FinishRun,
     LeaseExpired,
@@ -24,13 +35,18 @@ from orchestrator.engine import (
     arrive,
     complete,
     decide,
+    decode,
+    expanded,
     fanin_counter,
+    lengths,
     merge,
+    path_text,
     queued,
     rollup,
     run_counter,
     run_done,
     skipped,
+    task_serializer,
 )
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.ports import Commit, Counts, Etag
@@ -116,6 +132,12 @@ def _trusted(rt: Runtime, plan: Plan, run_id: str, event: TaskSucceeded) -> Task
             f"gate {event.key!r} of run {run_id!r} reports choice {event.choice!r}; it chooses "
             f"between {', '.join(branches)}"
         )
+    missing = set(plan.sources(event.key)) - set(event.lengths)
+    if missing:
+        raise BadInputError(
+            f"task.succeeded for {event.key!r} of run {run_id!r} lacks the lengths of "
+            f"{', '.join(sorted(missing))}, which map over its result"
+        )
     derived = rt.task_result_uri(plan, run_id, event.key)
     if event.result_uri != derived:
         raise BadInputError(
@@ -133,9 +155,10 @@ def _stored_instead(
     uri = rt.task_result_uri(plan, run_id, task.key)
     last = task.attempts[-1]
     try:
-        rt.blobs.get(uri)
+        data = rt.blobs.get(uri)
     except NotFoundError:
         return event
+    found = lengths(plan, task.key, decode(data, task_serializer(plan, task.key)))
     now = rt.clock.now()
     return TaskSucceeded(
         run_id=run_id,
@@ -143,6 +166,7 @@ def _stored_instead(
         attempt=event.attempt,
         token=event.token,
         result_uri=uri,
+        lengths=found,
         worker=last.worker or "unknown",
         started_at=last.started_at or now,
         ended_at=now,
@@ -181,11 +205,53 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
                 )
                 if verdict is not None:
                     ready[child] = verdict
+        for key in [k for k, v in ready.items() if v == "queue" and k in ctx.plan.dynamic]:
+            del ready[key]
+            width = seen.get(fanin_counter(ctx.run.attempt, key), {}).get("width", 0)
+            grown, more = grow_map(ctx, key, width)
+            work.append((grown, more))
         items = list(ready.items())
         for i in range(0, len(items), CHUNK):
             skipped_now, more = decide_chunk(ctx, items[i : i + CHUNK])
             if skipped_now:
                 work.append((skipped_now, more))
+
+
+def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
+    """Run-time map `key` is ready: create its `width` children (queued and dispatched, in
+    chunks), then its own record, whose arrival makes its consumers wait for them. Repeatable:
+    children created before a crash are kept (their dispatches sent again)."""
+    rt, plan, run = ctx.rt, ctx.plan, ctx.run
+    error = map_error(plan, key, width)
+    if error is None:
+        children = [(f"{key}[{i}]", "queue") for i in range(width)]
+        for i in range(0, width, CHUNK):
+            decide_chunk(ctx, children[i : i + CHUNK], width=width)
+    record = expanded(run, plan, key, width, error)
+    try:
+        counts = rt.state.commit(
+            Commit(run_id=run.run_id, tasks=[(record, None)], increments=arrive(plan, run, record))
+        )
+    except ConflictError:
+        return [], {}  # grown by another delivery, which carries on from it
+    return [record], counts
+
+
+def map_error(plan: Plan, key: str, width: int) -> str | None:
+    """Why run-time map `key` cannot have `width` children, if it cannot."""
+    source = plan.dynamic[key]
+    what = path_text(ResultRef(node=source.task), source.path)
+    if width == NOT_A_LIST:
+        return f"task {key!r} maps over {what} of task {source.task!r}, which is not a list"
+    if width == NO_PATH:
+        return f"task {key!r} maps over {what}, which does not resolve on {source.task!r}'s result"
+    for arg, items in source.zipped.items():
+        if len(items) != width:
+            return (
+                f"task {key!r} maps over lists of different lengths ({source.arg}={width} "
+                f"at run time, {arg}={len(items)})"
+            )
+    return None
 
 
 def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
@@ -212,7 +278,9 @@ def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
     return out
 
 
-def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun], Counts]:
+def decide_chunk(
+    ctx: Ctx, chunk: list[tuple[str, str]], *, width: int | None = None
+) -> tuple[list[TaskRun], Counts]:
     """Create (queue or skip) the children of `chunk`; returns the skipped ones with the counts
     their arrivals produced. Children someone else created first are left to that writer,
     except a dispatch, which is sent again (the other writer may have died before sending)."""
@@ -236,6 +304,8 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
                 continue  # decided already
             if verdict == "queue":
                 record, dispatch = queued(run, plan, key, existing, now)
+                if width is not None:  # a run-time map's child knows how many siblings it has
+                    record = record.model_copy(update={"width": width})
                 dispatches.append((key, dispatch.attempt))
             else:
                 parents = [uppers[p] for p in plan.tasks[key].parents if p in uppers]
@@ -325,5 +395,27 @@ def recover(ctx: Ctx, task: TaskRun) -> None:
         follow_up(ctx, [task], counts)
         # Children skipped earlier (before a crash) carry the cascade on: follow them too.
         snap = ctx.rt.state.load(ctx.run.run_id, children) if children else None
-        if snap is not None:
-            pending += [t for t in snap.tasks.values() if t.status is TaskStatus.SKIPPED]
+        if snap is not None:  # and grown run-time maps, whose consumers may wait on them
+            pending += [
+                t
+                for t in snap.tasks.values()
+                if t.status is TaskStatus.SKIPPED or t.key in ctx.plan.dynamic
+            ]
+
+
+def rescue_maps(rt: Runtime, run_id: str) -> None:
+    """The whole-run path leaves run-time maps to this one. After it re-derived a run (the
+    hourly recheck), a map whose parents all ended but that has no record (its event was lost)
+    is grown from the counters, as a redelivery would."""
+    head = rt.state.load(run_id, [])
+    if head is None or head.run.status is not RunStatus.RUNNING:
+        return
+    plan = rt.plan_of(head.run)
+    for key in plan.dynamic:
+        parents = plan.tasks[key].parents
+        snap = rt.state.load(run_id, [key, *parents])
+        if snap is None or key in snap.tasks:
+            continue
+        ended = [snap.tasks.get(p) for p in parents]
+        if all(t is not None and t.status.terminal for t in ended):
+            recover(Ctx(rt, plan, snap.run, snap.run_etag), snap.tasks[parents[0]])

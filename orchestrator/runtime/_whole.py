@@ -15,6 +15,7 @@ from orchestrator.engine import (
     RunState,
     Transition,
     fanin_counter,
+    grow,
     run_counter,
     transition,
 )
@@ -35,7 +36,8 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         snap = rt.state.load(run_id)
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan_of(snap.run)
+        static = rt.plan_of(snap.run)
+        plan = grow(static, _widths(static, snap))
         key = getattr(event, "key", None)
         if key is not None and key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {key!r}")
@@ -67,6 +69,11 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         execute(rt, plan, run, entries, now)
         return tr
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _widths(plan: Plan, snap: Snapshot) -> dict[str, int]:
+    """The run-time maps that have their children, and how many."""
+    return {k: t.width for k, t in snap.tasks.items() if k in plan.dynamic and t.width is not None}
 
 
 def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[str, dict[str, int]]:

@@ -29,6 +29,7 @@ from orchestrator.engine import (
     claim,
     decode,
     encode,
+    lengths,
     renew,
     resolve,
     result_refs,
@@ -83,8 +84,17 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         return _report(rt, _failure(rt, claimed, e))
     # A gate reports its choice: the orchestrator decides its branches without reading results.
     choice = json.loads(data) if claimed.planned.node.branches else None
+    lengths = _lengths(claimed.plan, req.key, data)
     return _succeeded(
-        rt, req, claimed.token, claimed.uri, claimed.worker, claimed.started, cached, choice
+        rt,
+        req,
+        claimed.token,
+        claimed.uri,
+        claimed.worker,
+        claimed.started,
+        cached,
+        choice,
+        lengths,
     )
 
 
@@ -108,7 +118,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     started = rt.clock.now()
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds)
     if taken is None:
-        return _completed_elsewhere(rt, req, record, uri)
+        return _completed_elsewhere(rt, req, run, record, uri)
     try:
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags[req.key])]))
     except ConflictError:
@@ -156,19 +166,22 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     """The task's arguments: literals, parameters, and upstream results read from their derived
     locations with their tasks' own serializers. A fan-in's inputs are read concurrently."""
 
+    refs = {r for expr in c.planned.args.values() for r in result_refs(expr)}
+    plan = rt.grown(c.plan, c.req.run_id, refs)  # a run-time map's results: its children's
+    planned = plan.tasks[c.req.key]
+
     def load(key: str) -> Any:
-        uri = rt.task_result_uri(c.plan, c.req.run_id, key)
+        uri = rt.task_result_uri(plan, c.req.run_id, key)
         try:
-            return decode(rt.blobs.get(uri), task_serializer(c.plan, key))
+            return decode(rt.blobs.get(uri), task_serializer(plan, key))
         except NotFoundError as e:
-            if key in c.planned.tolerated or key in c.planned.untaken:
+            if key in planned.tolerated or key in planned.untaken:
                 return None  # allow_failure, or a branch not taken: nothing was stored
             raise NotFoundError(
                 f"upstream task {key!r} of run {c.req.run_id!r} has no result"
             ) from e
 
-    refs = {r for expr in c.planned.args.values() for r in result_refs(expr)}
-    keys = list(dict.fromkeys(k for r in sorted(refs) for k in c.plan.members.get(r, (r,))))
+    keys = list(dict.fromkeys(k for r in sorted(refs) for k in plan.members.get(r, (r,))))
     if len(keys) > 1:
         with ThreadPoolExecutor(min(INPUT_READERS, len(keys))) as pool:
             loaded = dict(zip(keys, pool.map(load, keys), strict=True))
@@ -176,7 +189,7 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     else:
         fetch = load
     return {
-        name: resolve(expr, c.run.params, c.plan.members, fetch)
+        name: resolve(expr, c.run.params, plan.members, fetch)
         for name, expr in c.planned.args.items()
     }
 
@@ -248,7 +261,7 @@ def _report(rt: Runtime, outcome: Outcome) -> Outcome:
 
 
 def _completed_elsewhere(
-    rt: Runtime, req: TaskRequested, record: TaskRun, uri: str
+    rt: Runtime, req: TaskRequested, run: Run, record: TaskRun, uri: str
 ) -> TaskSucceeded | None:
     """A duplicate request for a running attempt. If that attempt already stored its result,
     its worker died before publishing: publish the completion on its behalf (idempotent)."""
@@ -262,7 +275,9 @@ def _completed_elsewhere(
     except NotFoundError:
         return None
     started = last.started_at or rt.clock.now()
-    return _succeeded(rt, req, last.token, uri, last.worker or "unknown", started)
+    plan = rt.plan_of(run)
+    found = _lengths(plan, req.key, rt.blobs.get(uri)) if plan.sources(req.key) else {}
+    return _succeeded(rt, req, last.token, uri, last.worker or "unknown", started, lengths=found)
 
 
 def _succeeded(
@@ -274,6 +289,7 @@ def _succeeded(
     started: datetime,
     cached: bool = False,
     choice: str | None = None,
+    lengths: dict[str, int] | None = None,
 ) -> TaskSucceeded:
     return _report(
         rt,
@@ -288,8 +304,16 @@ def _succeeded(
             ended_at=rt.clock.now(),
             cached=cached,
             choice=choice,
+            lengths=lengths or {},
         ),
     )
+
+
+def _lengths(plan: Plan, key: str, data: bytes) -> dict[str, int]:
+    """What the orchestrator needs to size the run-time maps over this result (see `lengths`)."""
+    if not plan.sources(key):
+        return {}
+    return lengths(plan, key, decode(data, task_serializer(plan, key)))
 
 
 def error_info(e: BaseException, key: str | None = None) -> ErrorInfo:

@@ -316,6 +316,14 @@ class Builder:
             self.mapped_nodes.add(key)
         return Placeholder(ResultRef(node=key), f"the result of task {key!r}", mapped=mapped)
 
+    def _single(self, expr: ResultRef | PathValue) -> bool:
+        """`expr` is (part of) one task's result, not an element of a mapped node's."""
+        while isinstance(expr, PathValue):
+            if not isinstance(expr.of, ResultRef | PathValue):
+                return False
+            expr = expr.of
+        return expr.node not in self.mapped_nodes
+
     def _mappable(self, value: object, what: str) -> bool:
         if isinstance(value, list | tuple):
             return True
@@ -325,10 +333,11 @@ class Builder:
                 return True
             if isinstance(expr, PathValue) and isinstance(expr.of, ParamRef):
                 return True  # part of a parameter: known when the run starts
+            if isinstance(expr, ResultRef | PathValue) and self._single(expr):
+                return True  # a list made at run time: the producer's worker reports its length
             raise FlowDefinitionError(
-                f"{what}: mapping over {value._desc} (a list produced at run time) is not "
-                "supported yet; map over a list literal, a list parameter or a mapped result, "
-                "or pass it whole with unmapped(...)"
+                f"{what}: cannot map over {value._desc}: a part of a mapped result is one "
+                "child's value; map over the mapped result itself, or over one task's result"
             )
         return False
 
