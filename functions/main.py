@@ -13,6 +13,7 @@ import functions_framework
 from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from functions._auth import push_authenticated
 from functions._edge import guarded, handle, log_event, runtime
+from functions._sink import record_dead_letter
 from functions._triggers import run_requests
 from orchestrator.errors import BadInputError
 from orchestrator.runtime import LOGGER, Runtime, advance, run_task, start_run, tick
@@ -81,3 +82,10 @@ def sweeper(cloud_event: Any) -> None:
     fired = tick(rt)
     if fired:
         LOGGER.info("fired %d timer(s)", fired, extra={"function": "sweeper"})
+
+
+@functions_framework.cloud_event
+@push_authenticated
+def dead_letter_sink(cloud_event: Any) -> None:
+    """Record a message Pub/Sub forwarded to the dead-letter topic (`kumoflow dlq list`)."""
+    record_dead_letter(cloud_event)

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TREES = ("orchestrator", "functions", "contracts", "emulators", "tests", "benchmarks", "examples")
 # Lower layers never import higher ones: contracts and errors, ports, engine -> adapters ->
-# runtime -> sdk -> local -> cli. Same-rank packages may import each other (no circles, below).
+# runtime -> sdk -> local, cloud -> cli. Same-rank packages may import each other (no circles,
+# below).
 RANK = {
     "contracts": 0,
     "orchestrator.errors": 0,
@@ -26,6 +27,7 @@ RANK = {
     "orchestrator.sdk": 5,
     "emulators": 5,
     "orchestrator.local": 6,
+    "orchestrator.cloud": 6,
     "orchestrator.testing": 7,
     "orchestrator.cli": 7,
     "orchestrator": 8,  # the top-level face: nothing inside the package imports it

@@ -14,6 +14,7 @@ from orchestrator.adapters._codec import (
     unwrap_pubsub,
 )
 from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
 
 if TYPE_CHECKING:
     from orchestrator.adapters._firestore import FirestoreStore
@@ -39,6 +40,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PUBSUB_PUBLISHED",
+    "RETENTION_ENV",
+    "TTL_FIELD",
     "FirestoreStore",
     "GcsBlobStore",
     "MemoryBlobStore",

@@ -25,13 +25,14 @@ import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
 from orchestrator.errors import BadInputError, ConflictError, TransientError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
 
@@ -57,6 +58,7 @@ def _to_doc(model: Run | TaskRun | OutboxEntry | DeadLetter) -> dict[str, Any]:
 
 
 def _from_doc(cls: type[M], doc: dict[str, Any]) -> M:
+    doc.pop(TTL_FIELD, None)  # Firestore's business (retention), not the model's
     for name in _JSON_FIELDS.get(cls, ()):
         doc[name] = json.loads(doc[name])
     if cls is Run:
@@ -78,8 +80,15 @@ def _errors(what: str) -> Iterator[None]:
 
 
 class FirestoreStore:
-    def __init__(self, client: firestore.Client, prefix: str = "kumoflow") -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        prefix: str = "kumoflow",
+        *,
+        retention: timedelta | None = None,
+    ) -> None:
         self._db = client
+        self._retention = retention
         self._flows = client.collection(f"{prefix}_flows")
         self._names = client.collection(f"{prefix}_flow_names")
         self._runs = client.collection(f"{prefix}_runs")
@@ -88,7 +97,19 @@ class FirestoreStore:
 
     @classmethod
     def from_env(cls, project: str | None = None) -> FirestoreStore:
-        return cls(firestore.Client(project=project))
+        return cls(firestore.Client(project=project), retention=retention_from_env())
+
+    def _doc(self, model: Run | TaskRun | OutboxEntry | DeadLetter) -> dict[str, Any]:
+        """The document of `model`, with its TTL field when a retention is set (see _retention)."""
+        doc = _to_doc(model)
+        if self._retention is not None and not isinstance(model, OutboxEntry):
+            since = {
+                Run: getattr(model, "ended_at", None),  # running runs never expire
+                TaskRun: datetime.now(UTC),
+                DeadLetter: getattr(model, "received_at", None),
+            }[type(model)]
+            doc[TTL_FIELD] = expiry(since, self._retention)
+        return doc
 
     # FlowStore
     def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:
@@ -132,7 +153,7 @@ class FirestoreStore:
     def create_run(self, run: Run) -> bool:
         with _errors("create run"):
             try:
-                self._runs.document(run.run_id).create(_to_doc(run))
+                self._runs.document(run.run_id).create(self._doc(run))
             except gexc.AlreadyExists:
                 return False
         return True
@@ -192,16 +213,16 @@ class FirestoreStore:
         if commit.run is not None:
             batch.update(
                 run_ref,
-                _to_doc(commit.run),
+                self._doc(commit.run),
                 option=self._db.write_option(last_update_time=commit.run_etag),
             )
         for task, etag in commit.tasks:
             ref = run_ref.collection("tasks").document(_doc_id(task.key))
             if etag is None:
-                batch.create(ref, _to_doc(task))
+                batch.create(ref, self._doc(task))
             else:
                 batch.update(
-                    ref, _to_doc(task), option=self._db.write_option(last_update_time=etag)
+                    ref, self._doc(task), option=self._db.write_option(last_update_time=etag)
                 )
         for entry in commit.outbox_add:
             batch.set(run_ref.collection("outbox").document(_doc_id(entry.id)), _to_doc(entry))
@@ -282,7 +303,7 @@ class FirestoreStore:
     # DeadLetterStore
     def record(self, letter: DeadLetter) -> None:
         with _errors("record dead letter"):
-            self._letters.document(_doc_id(letter.id)).set(_to_doc(letter))
+            self._letters.document(_doc_id(letter.id)).set(self._doc(letter))
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         query = self._letters.order_by("received_at", direction=firestore.Query.DESCENDING)

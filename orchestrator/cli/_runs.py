@@ -9,23 +9,23 @@ import click
 
 from contracts import Run
 from orchestrator.cli._output import describe, echo, guard
+from orchestrator.cli._target import project_option, target_runtime
 
 
 @click.group()
 def runs() -> None:
-    """Runs on the local stack."""
+    """Runs on the local stack, or in a deployed project (--project)."""
 
 
 @runs.command("list")
 @click.option("--flow", default=None, help="Only runs of this flow.")
 @click.option("--limit", default=50, show_default=True)
+@project_option
 @click.option("--json", "as_json", is_flag=True)
-def list_cmd(flow: str | None, limit: int, as_json: bool) -> None:
+def list_cmd(flow: str | None, limit: int, project: str | None, as_json: bool) -> None:
     """List runs, newest first."""
-    from orchestrator.local import stack_runtime
-
     with guard(as_json):
-        found = [_row(r) for r in stack_runtime().state.list_runs(flow, limit)]
+        found = [_row(r) for r in target_runtime(project).state.list_runs(flow, limit)]
     human = (
         "\n".join(
             f"{r['run_id']}  {r['flow']:<20} {r['status']:<10} {r['created_at']}  "
@@ -39,13 +39,14 @@ def list_cmd(flow: str | None, limit: int, as_json: bool) -> None:
 
 @runs.command()
 @click.argument("run_id")
+@project_option
 @click.option("--json", "as_json", is_flag=True)
-def show(run_id: str, as_json: bool) -> None:
+def show(run_id: str, project: str | None, as_json: bool) -> None:
     """Show one run: status, result, timestamps, each task's attempts and result URI."""
-    from orchestrator.local import load_run, stack_runtime
+    from orchestrator.local import load_run
 
     with guard(as_json):
-        rt = stack_runtime()
+        rt = target_runtime(project)
         found = describe(rt, load_run(rt, run_id), detail=True)
     echo(found, as_json, json.dumps(found, indent=2, default=str))
 
@@ -53,13 +54,14 @@ def show(run_id: str, as_json: bool) -> None:
 @runs.command()
 @click.argument("run_id")
 @click.option("--reason", default="cancelled from the CLI", show_default=True)
+@project_option
 @click.option("--json", "as_json", is_flag=True)
-def cancel(run_id: str, reason: str, as_json: bool) -> None:
+def cancel(run_id: str, reason: str, project: str | None, as_json: bool) -> None:
     """Cancel a run: tasks not yet finished are cancelled, the run ends CANCELLED."""
-    from orchestrator.local import cancel_run, stack_runtime
+    from orchestrator.local import cancel_run
 
     with guard(as_json):
-        rt = stack_runtime()
+        rt = target_runtime(project)
         found = describe(rt, cancel_run(rt, run_id, reason), detail=True)
     echo(found, as_json, f"run {run_id} {found['status']}")
 

@@ -24,7 +24,12 @@ from orchestrator.local._wiring import (
     MAX_BACKOFF_S,
     MAX_DELIVERY_ATTEMPTS,
     MIN_BACKOFF_S,
+    SCHEDULE_DATA,
+    TICK_DATA,
+    TICK_JOB,
+    TRIGGER_SUBSCRIPTION_PREFIX,
     FunctionWiring,
+    trigger_subscription,
 )
 
 __all__ = [
@@ -34,7 +39,11 @@ __all__ = [
     "MAX_DELIVERY_ATTEMPTS",
     "MIN_BACKOFF_S",
     "RESULTS_BUCKET",
+    "SCHEDULE_DATA",
     "STARTER",
+    "TICK_DATA",
+    "TICK_JOB",
+    "TRIGGER_SUBSCRIPTION_PREFIX",
     "DevStack",
     "FunctionWiring",
     "cancel_run",
@@ -49,5 +58,6 @@ __all__ = [
     "status",
     "submit",
     "subscribe",
+    "trigger_subscription",
     "up",
 ]

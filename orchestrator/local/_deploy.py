@@ -14,7 +14,7 @@ import emulators
 from contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
 from orchestrator.errors import KumoflowError
 from orchestrator.local._stack import DevStack, require_running, subscribe
-from orchestrator.local._wiring import FUNCTIONS
+from orchestrator.local._wiring import FUNCTIONS, SCHEDULE_DATA, trigger_subscription
 from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
 
 STARTER = next(f for f in FUNCTIONS if f.name == "run_starter")
@@ -74,7 +74,7 @@ def _wire(stack: DevStack, publisher: Any, subscriber: Any, spec: FlowSpec, trig
     subscribe(
         stack,
         subscriber,
-        f"kumoflow-trigger-{topic}",
+        trigger_subscription(topic),
         topic,
         stack.push_url(port, topic),
         STARTER.ack_deadline_s,
@@ -95,7 +95,7 @@ def _write_jobs(stack: DevStack, spec: FlowSpec) -> None:
                 topic=TOPICS.schedules,
                 cron=t.cron,
                 timezone=t.timezone,
-                data="{}",
+                data=SCHEDULE_DATA,
                 attributes={JOB_ATTRIBUTE: name},
             )
         )

@@ -20,6 +20,8 @@ from orchestrator.local._wiring import (
     MAX_BACKOFF_S,
     MAX_DELIVERY_ATTEMPTS,
     MIN_BACKOFF_S,
+    TICK_DATA,
+    TICK_JOB,
 )
 from orchestrator.runtime import TOPICS
 
@@ -93,6 +95,7 @@ def up(stack: DevStack) -> dict[str, Any]:
                 fn.topic,
                 stack.push_url(port, fn.topic),
                 fn.ack_deadline_s,
+                dead_letter=fn.dead_letter,
             )
         _ensure_tick_job(stack)
         emulators.start_scheduler(stack.config)
@@ -103,21 +106,28 @@ def up(stack: DevStack) -> dict[str, Any]:
 
 def _ensure_tick_job(stack: DevStack) -> None:
     """The sweeper's tick: Cloud Scheduler every minute in the cloud, sub-second locally."""
-    jobs = [j for j in emulators.read_jobs(stack.config) if j.name != "kumoflow-timer-tick"]
+    jobs = [j for j in emulators.read_jobs(stack.config) if j.name != TICK_JOB]
     tick = emulators.Job(
-        name="kumoflow-timer-tick",
+        name=TICK_JOB,
         topic=TOPICS.ticks,
         interval_seconds=stack.tick_seconds,
-        data="tick",
+        data=TICK_DATA,
     )
     emulators.write_jobs(stack.config, [tick, *jobs])
 
 
 def subscribe(
-    stack: DevStack, subscriber: Any, name: str, topic: str, endpoint: str, ack_deadline: int
+    stack: DevStack,
+    subscriber: Any,
+    name: str,
+    topic: str,
+    endpoint: str,
+    ack_deadline: int,
+    *,
+    dead_letter: bool = True,
 ) -> None:
     project = stack.config.project
-    request = {
+    request: dict[str, Any] = {
         "name": subscriber.subscription_path(project, name),
         "topic": f"projects/{project}/topics/{topic}",
         "push_config": {"push_endpoint": endpoint},
@@ -126,11 +136,12 @@ def subscribe(
             "minimum_backoff": timedelta(seconds=MIN_BACKOFF_S),
             "maximum_backoff": timedelta(seconds=MAX_BACKOFF_S),
         },
-        "dead_letter_policy": {
+    }
+    if dead_letter:  # not for the dead-letter topic's own sink: it would forward onto itself
+        request["dead_letter_policy"] = {
             "dead_letter_topic": f"projects/{project}/topics/{TOPICS.dead_letter}",
             "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-        },
-    }
+        }
     try:
         subscriber.create_subscription(request=request)
     except gexc.AlreadyExists:

@@ -1,0 +1,146 @@
+# Written by `kumoflow deploy FILE --target gcp` into terraform.tfvars.json: project, region,
+# source_archive and the triggers. Everything else has a default; override it there or with -var.
+
+variable "project" {
+  description = "Google Cloud project id to deploy kumoflow into (one kumoflow per project)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, buckets, Artifact Registry repository and Scheduler jobs."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as asia-northeast1, or a multi-region such as nam5). Empty: var.region."
+  type        = string
+  default     = ""
+}
+
+variable "source_archive" {
+  description = "The function source bundle (zip) written by `kumoflow deploy`; relative paths are relative to this root module."
+  type        = string
+  default     = "function-source.zip"
+}
+
+variable "python_runtime" {
+  description = "Cloud Run functions runtime of every function."
+  type        = string
+  default     = "python312"
+}
+
+variable "function_defaults" {
+  description = "Settings of every function: min/max instances, concurrent requests per instance, vCPU and memory. min_instances 0 is what makes idle cost $0."
+  type = object({
+    min_instances = optional(number, 0)
+    max_instances = optional(number, 20)
+    concurrency   = optional(number, 16)
+    cpu           = optional(string, "1")
+    memory        = optional(string, "512Mi")
+  })
+  default = {}
+
+  validation {
+    condition     = var.function_defaults.concurrency >= 1 && var.function_defaults.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000 (more than 1 needs at least 1 vCPU)."
+  }
+}
+
+variable "functions" {
+  description = "Per-function overrides of function_defaults and of the timeout (seconds), keyed by function (run_starter, task_worker, orchestrator, sweeper, dead_letter_sink)."
+  type = map(object({
+    min_instances = optional(number)
+    max_instances = optional(number)
+    concurrency   = optional(number)
+    cpu           = optional(string)
+    memory        = optional(string)
+    timeout_s     = optional(number)
+  }))
+  default = {}
+}
+
+variable "environment" {
+  description = "Extra environment variables for every function (for the flows' own settings; never secrets: use Secret Manager)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "results_bucket" {
+  description = "Name of the results bucket. Empty: \"<project>-kumoflow-results\"."
+  type        = string
+  default     = ""
+}
+
+variable "results_retention_days" {
+  description = "Results (and cache entries) older than this are deleted by a lifecycle rule."
+  type        = number
+  default     = 30
+}
+
+variable "retention_days" {
+  description = "Firestore TTL: finished runs, their task records and dead letters are deleted this many days after their last write. Keep it above your longest run."
+  type        = number
+  default     = 30
+}
+
+variable "tick_schedule" {
+  description = "Cron of the sweeper's tick (retry delays, timeouts, expired leases): the finest timer resolution in the cloud."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "scheduler_region" {
+  description = "Region of the Cloud Scheduler jobs. Empty: var.region."
+  type        = string
+  default     = ""
+}
+
+variable "task_worker_roles" {
+  description = "Extra project roles for the task_worker's service account: whatever your tasks call (e.g. roles/bigquery.jobUser)."
+  type        = list(string)
+  default     = []
+}
+
+variable "gcs_triggers" {
+  description = "GCS notifications (OBJECT_FINALIZE) into kumoflow-gcs-notifications, one per bucket and prefix of every on_gcs_finalize. The buckets must exist unless create_trigger_buckets."
+  type = list(object({
+    bucket = string
+    prefix = string
+  }))
+  default = []
+}
+
+variable "create_trigger_buckets" {
+  description = "Create the buckets of gcs_triggers (hardened like the results bucket) instead of expecting them to exist."
+  type        = bool
+  default     = false
+}
+
+variable "pubsub_triggers" {
+  description = "Topics of every on_pubsub: each gets a push subscription into the run starter."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_trigger_topics" {
+  description = "Create the topics of pubsub_triggers (false: they exist already, e.g. owned by another team)."
+  type        = bool
+  default     = true
+}
+
+variable "schedules" {
+  description = "Cloud Scheduler jobs of every on_schedule, keyed by job name: cron, IANA time zone and the flow it starts."
+  type = map(object({
+    cron      = string
+    time_zone = string
+    flow      = string
+  }))
+  default = {}
+}
+
+variable "flows" {
+  description = "The flows this deploy registers (names only, informational: versions live in Firestore)."
+  type        = list(string)
+  default     = []
+}

@@ -1,0 +1,187 @@
+"""What Terraform needs from the code: `wiring()` (infra/wiring.json: topics, functions,
+subscriptions, retry and dead-letter policy, Firestore indexes) and `tfvars()` (a deploy's
+triggers). One source of truth: the local stack applies the same declarations to the emulators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import emulators
+from contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator.adapters import TTL_FIELD
+from orchestrator.errors import KumoflowError
+from orchestrator.local import (
+    FUNCTIONS,
+    MAX_BACKOFF_S,
+    MAX_DELIVERY_ATTEMPTS,
+    MIN_BACKOFF_S,
+    SCHEDULE_DATA,
+    STARTER,
+    TICK_DATA,
+    TICK_JOB,
+    TRIGGER_SUBSCRIPTION_PREFIX,
+)
+from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
+
+GCS_NOTIFICATIONS = emulators.StackConfig.__dataclass_fields__["gcs_notification_topic"].default
+WORKER = "task_worker"
+PUSH_ACCOUNT = "kumoflow-push"
+BUILD_ACCOUNT = "kumoflow-build"
+RESULTS_ROLES = {
+    "create": ["roles/storage.objectCreator", "roles/storage.objectViewer"],
+    "update": ["roles/storage.objectUser"],
+    "none": [],
+}
+_ASC, _DESC = "ASCENDING", "DESCENDING"
+_RUNS, _LETTERS, _FLOWS = "kumoflow_runs", "kumoflow_dead_letters", "kumoflow_flows"
+
+
+def _field(collection: str, field: str, **extra: Any) -> dict[str, Any]:
+    return {"collection": collection, "field": field, **extra}
+
+
+def _both_scopes(order: str) -> list[dict[str, str]]:
+    return [{"order": order, "query_scope": s} for s in ("COLLECTION", "COLLECTION_GROUP")]
+
+
+# The queries of orchestrator/adapters/_firestore.py and the indexes they need.
+FIRESTORE: dict[str, dict[str, Any]] = {
+    "indexes": {
+        # list_runs(flow=...): flow == X order by created_at desc.
+        "runs-by-flow": {
+            "collection": _RUNS,
+            "query_scope": "COLLECTION",
+            "fields": [
+                {"field_path": "flow", "order": _ASC},
+                {"field_path": "created_at", "order": _DESC},
+            ],
+        },
+    },
+    # Collection-group range queries (single-field indexes are collection-scoped by default).
+    "field_indexes": {
+        "outbox-due_at": _field(
+            "outbox", "due_at", indexes=_both_scopes(_ASC)
+        ),  # due(), next_due()
+        "tasks-lease_until": _field("tasks", "lease_until", indexes=_both_scopes(_ASC)),
+        "tasks-redispatch_at": _field("tasks", "redispatch_at", indexes=_both_scopes(_ASC)),
+    },
+    # Large strings nobody queries: indexing them costs writes and may exceed the index limits.
+    "exemptions": {
+        "flows-spec": _field(_FLOWS, "spec"),
+        "runs-params": _field(_RUNS, "params"),
+        "dead_letters-payload": _field(_LETTERS, "payload"),
+    },
+    # TTL policies: the adapter writes `expire_at` when KUMOFLOW_RETENTION_DAYS is set.
+    "ttl": {
+        "runs-expire_at": _field(_RUNS, TTL_FIELD),
+        "tasks-expire_at": _field("tasks", TTL_FIELD),
+        "dead_letters-expire_at": _field(_LETTERS, TTL_FIELD),
+    },
+}
+
+
+def wiring() -> dict[str, Any]:
+    """infra/wiring.json: everything Terraform takes from the code (deterministic)."""
+    topics = {**dataclasses.asdict(TOPICS), "gcs_notifications": GCS_NOTIFICATIONS}
+    functions = {
+        fn.name: {
+            "entry_point": fn.name,
+            "service": fn.subscription,  # kumoflow-run-starter, ...
+            "account_id": "kf-" + fn.name.replace("_", "-"),
+            "topic": fn.topic,
+            "subscription": fn.subscription,
+            "ack_deadline_s": fn.ack_deadline_s,
+            "timeout_s": fn.timeout_s,
+            "publishes": sorted(fn.publishes),
+            "results_roles": RESULTS_ROLES[fn.results],
+            "dead_letter": fn.dead_letter,
+        }
+        for fn in FUNCTIONS
+    }
+    return {
+        "topics": topics,
+        "functions": functions,
+        "retry": {
+            "min_backoff_s": MIN_BACKOFF_S,
+            "max_backoff_s": MAX_BACKOFF_S,
+            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+        },
+        "trigger_function": STARTER.name,
+        "trigger_subscription_prefix": TRIGGER_SUBSCRIPTION_PREFIX,
+        # The run starter always listens here; on_pubsub topics come from tfvars.
+        "trigger_topics": [TOPICS.schedules, GCS_NOTIFICATIONS],
+        "worker_function": WORKER,
+        "tick": {"job": TICK_JOB, "topic": TOPICS.ticks, "data": TICK_DATA},
+        "schedule_data": SCHEDULE_DATA,
+        "job_attribute": JOB_ATTRIBUTE,
+        "push_account_id": PUSH_ACCOUNT,
+        "build_account_id": BUILD_ACCOUNT,
+        "firestore": FIRESTORE,
+    }
+
+
+_TOPIC = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
+_JOB = re.compile(r"[A-Za-z0-9_-]{1,500}")
+
+
+def tfvars(
+    specs: Sequence[FlowSpec], *, project: str, region: str, source_archive: str
+) -> dict[str, Any]:
+    """terraform.tfvars.json of a deploy: every trigger of `specs` (the whole project's set)."""
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise KumoflowError(f"flow names must be unique in a deploy; repeated: {', '.join(dup)}")
+    own = set(wiring()["topics"].values())
+    buckets: dict[str, set[str]] = {}
+    topics: set[str] = set()
+    schedules: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        scheduled = [t for t in spec.triggers if isinstance(t, ScheduleTrigger)]
+        for index, sched in enumerate(scheduled):
+            job = job_name(spec.name, index)
+            if not _JOB.fullmatch(job):
+                raise KumoflowError(
+                    f"flow {spec.name!r}: its schedule's Cloud Scheduler job name {job!r} may "
+                    "use letters, digits, '-' and '_' only: rename the flow"
+                )
+            schedules[job] = {"cron": sched.cron, "time_zone": sched.timezone, "flow": spec.name}
+        for t in spec.triggers:
+            if isinstance(t, GcsTrigger):
+                buckets.setdefault(t.bucket, set()).add(t.prefix)
+            elif isinstance(t, PubSubTrigger):
+                if not _TOPIC.fullmatch(t.topic) or t.topic.startswith("goog"):
+                    raise KumoflowError(f"flow {spec.name!r}: {t.topic!r} is not a topic name")
+                if t.topic in own:
+                    raise KumoflowError(
+                        f"flow {spec.name!r}: topic {t.topic!r} is one of kumoflow's own; "
+                        "trigger on a topic of your own"
+                    )
+                topics.add(t.topic)
+    return {
+        "project": project,
+        "region": region,
+        "source_archive": source_archive,
+        "flows": sorted(names),
+        "gcs_triggers": [
+            {"bucket": bucket, "prefix": prefix}
+            for bucket in sorted(buckets)
+            for prefix in _covering(buckets[bucket])
+        ],
+        "pubsub_triggers": sorted(topics),
+        "schedules": dict(sorted(schedules.items())),
+    }
+
+
+def _covering(prefixes: set[str]) -> list[str]:
+    """The fewest notification prefixes that cover all: 'a/' covers 'a/b/' (one message per
+    object, not one per matching flow; the run starter matches every flow to each object)."""
+    kept: list[str] = []
+    for prefix in sorted(prefixes):  # shorter prefixes sort before their extensions
+        if not any(prefix.startswith(k) for k in kept):
+            kept.append(prefix)
+    return kept

@@ -1,0 +1,18 @@
+"""Render every example with `kumoflow deploy --target gcp` (shared by the infra tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.cloud import render
+from orchestrator.local import flows_in
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "__init__.py")
+PROJECT, REGION = "kumoflow-example", "asia-northeast1"
+
+
+def render_example(example: Path, out: Path) -> Path:
+    specs = [f.spec for f in flows_in(str(example))]
+    render([str(example)], specs, project=PROJECT, region=REGION, out=out)
+    return out

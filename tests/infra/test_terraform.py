@@ -1,0 +1,263 @@
+"""infra/ checked without a cloud: terraform fmt, the wiring it reads equals the code's, the HCL
+declares what the code expects (python-hcl2), golden tfvars per example, and checkov."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from orchestrator.cloud import INFRA, tfvars, wiring, wiring_json
+from orchestrator.errors import KumoflowError
+from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
+from orchestrator.runtime import TOPICS
+from tests.infra._render import EXAMPLES, PROJECT, REGION, ROOT, render_example
+
+GOLDEN = Path(__file__).parent / "golden"
+CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
+
+
+def _plain(value: Any) -> Any:
+    """python-hcl2 8 keeps string quotes and block markers: strip them for plain comparisons."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _tf() -> dict[str, Any]:
+    """Every block of infra/*.tf, merged: {"resource": {type: {name: body}}, "variable": ...}."""
+    merged: dict[str, Any] = {"resource": {}, "variable": {}, "locals": {}, "data": {}}
+    for path in sorted(INFRA.glob("*.tf")):
+        parsed = _plain(hcl2.loads(path.read_text()))
+        for block in parsed.get("resource", []):
+            for rtype, named in block.items():
+                merged["resource"].setdefault(rtype, {}).update(named)
+        for block in parsed.get("variable", []):
+            merged["variable"].update(block)
+        for block in parsed.get("locals", []):
+            merged["locals"].update(block)
+    return merged
+
+
+def _resource(tf: dict[str, Any], rtype: str, name: str) -> dict[str, Any]:
+    body = tf["resource"][rtype][name]
+    assert isinstance(body, dict)
+    return body
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value)
+
+
+def test_terraform_fmt_is_clean() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed here")
+    done = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", str(INFRA)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_wiring_json_is_generated_from_the_code() -> None:
+    assert (INFRA / "wiring.json").read_text() == wiring_json(), (
+        "infra/wiring.json is stale: python -c 'from orchestrator.cloud import wiring_json; "
+        "open(\"infra/wiring.json\", \"w\").write(wiring_json())'"
+    )
+
+
+def test_wiring_declares_every_topic_and_function_of_the_local_stack() -> None:
+    w = wiring()
+    assert set(w["topics"].values()) >= {*TOPICS.all(), TOPICS.ticks, TOPICS.dead_letter}
+    assert set(w["functions"]) == {fn.name for fn in FUNCTIONS}
+    for fn in FUNCTIONS:
+        declared = w["functions"][fn.name]
+        assert declared["topic"] == fn.topic
+        assert declared["subscription"] == fn.subscription
+        assert declared["ack_deadline_s"] == fn.ack_deadline_s
+        assert declared["timeout_s"] <= declared["ack_deadline_s"]
+        assert set(declared["publishes"]) <= set(w["topics"].values())
+    assert w["functions"]["task_worker"] | {} and w["functions"]["task_worker"]["timeout_s"] == 540
+    assert w["functions"]["task_worker"]["ack_deadline_s"] == 600
+    assert w["retry"]["max_delivery_attempts"] == MAX_DELIVERY_ATTEMPTS
+    # The run starter's trigger subscriptions are named as the local deploy names them.
+    assert w["trigger_function"] == STARTER.name
+    assert w["trigger_subscription_prefix"] + "t" == trigger_subscription("t")
+
+
+def test_every_subscription_pushes_with_oidc_retry_and_dead_letter() -> None:
+    tf = _tf()
+    sub = _resource(tf, "google_pubsub_subscription", "push")
+    push = sub["push_config"][0]
+    oidc = push["oidc_token"][0]
+    assert "google_service_account.push.email" in oidc["service_account_email"]
+    assert oidc["audience"] == "${local.urls[each.value.function]}"
+    assert push["push_endpoint"].startswith("${local.urls[each.value.function]}/projects/")
+    retry = sub["retry_policy"][0]
+    assert "local.retry.min_backoff_s" in retry["minimum_backoff"]
+    assert "local.retry.max_backoff_s" in retry["maximum_backoff"]
+    assert sub["ack_deadline_seconds"] == "${each.value.ack_s}"
+    dead = _text(sub["dynamic"])
+    assert "dead_letter_policy" in dead and "local.retry.max_delivery_attempts" in dead
+    # Only the dead-letter sink's own subscription goes without a dead-letter policy.
+    without = [n for n, f in wiring()["functions"].items() if not f["dead_letter"]]
+    assert without == ["dead_letter_sink"]
+    subs = _text(tf["locals"]["subscriptions"])
+    assert "fn.subscription" in subs and "local.wiring.trigger_topics" in subs
+    assert "local.trigger_topics" in subs and "dead_letter = true" in subs.replace('"', "")
+
+
+def test_functions_scale_to_zero_internal_only_with_their_own_account() -> None:
+    tf = _tf()
+    fn = _resource(tf, "google_cloudfunctions2_function", "fn")
+    assert fn["for_each"] == "${local.functions}"
+    service = fn["service_config"][0]
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert "google_service_account.function[each.key].email" in service["service_account_email"]
+    assert service["min_instance_count"] == "${local.settings[each.key].min_instances}"
+    env = _text(service["environment_variables"])
+    for name in ("KUMOFLOW_PUSH_AUDIENCE", "KUMOFLOW_PUSH_SERVICE_ACCOUNT", "KUMOFLOW_PUSH_AUTH"):
+        assert name in env
+    assert '\\"oidc\\"' in env or "oidc" in env
+    defaults = _text(tf["variable"]["function_defaults"]["type"])
+    assert re.search(r"min_instances.{0,40}optional\(number, 0\)", defaults)
+    assert re.search(r"concurrency.{0,40}optional\(number, 16\)", defaults)  # benchmarks assume it
+
+
+def test_no_public_invoker_and_no_basic_roles() -> None:
+    code = [ln for p in INFRA.glob("*.tf") for ln in p.read_text().splitlines()]
+    text = "\n".join(ln for ln in code if not ln.lstrip().startswith("#"))
+    assert "allUsers" not in text and "allAuthenticatedUsers" not in text
+    tf = _tf()
+    for rtype, named in tf["resource"].items():
+        if not rtype.endswith("_iam_member"):
+            continue
+        for name, body in named.items():
+            assert re.fullmatch(r"\$\{.*\}|serviceAccount:.*", body["member"]), (rtype, name)
+            assert body["member"].startswith(("serviceAccount:", "${local.pubsub_agent}")), name
+            assert body.get("role") not in ("roles/owner", "roles/editor", "roles/viewer")
+    invoker = _resource(tf, "google_cloud_run_service_iam_member", "push_invoker")
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "serviceAccount:${google_service_account.push.email}"
+
+
+def test_firestore_indexes_cover_the_adapters_collection_group_queries() -> None:
+    source = (ROOT / "orchestrator" / "adapters" / "_firestore.py").read_text()
+    groups = set(re.findall(r'collection_group\("(\w+)"\)', source))
+    fields = set(re.findall(r'_tasks_due\("(\w+)"', source)) | {"due_at"}
+    declared = wiring()["firestore"]["field_indexes"].values()
+    assert {d["collection"] for d in declared} == groups
+    assert {d["field"] for d in declared} == fields
+    for d in declared:
+        assert {"order": "ASCENDING", "query_scope": "COLLECTION_GROUP"} in d["indexes"]
+    tf = _tf()
+    assert "ttl_config" in _resource(tf, "google_firestore_field", "ttl")
+    db = _resource(tf, "google_firestore_database", "db")
+    assert db["type"] == "FIRESTORE_NATIVE"
+
+
+def test_results_bucket_is_private_write_once_and_expires() -> None:
+    bucket = _resource(_tf(), "google_storage_bucket", "results")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is False
+    assert bucket["lifecycle_rule"][0]["action"][0]["type"] == "Delete"
+
+
+def test_scheduler_jobs_publish_what_the_local_scheduler_publishes() -> None:
+    tf = _tf()
+    job = _resource(tf, "google_cloud_scheduler_job", "schedule")
+    assert job["for_each"] == "${var.schedules}"
+    target = job["pubsub_target"][0]
+    assert "local.topics.schedules" in target["topic_name"]
+    assert "local.wiring.schedule_data" in target["data"]
+    assert "local.wiring.job_attribute" in _text(target["attributes"])
+    tick = _resource(tf, "google_cloud_scheduler_job", "tick")
+    assert "local.wiring.tick.topic" in tick["pubsub_target"][0]["topic_name"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_golden_tfvars(example: Path, tmp_path: Path) -> None:
+    out = render_example(example, tmp_path / example.stem)
+    got = json.loads((out / "terraform.tfvars.json").read_text())
+    golden = GOLDEN / f"{example.stem}.tfvars.json"
+    if os.environ.get("KUMOFLOW_UPDATE_GOLDEN") == "1":
+        golden.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(golden.read_text())
+    assert got["project"] == PROJECT and got["region"] == REGION
+    for tf in INFRA.glob("*.tf"):
+        assert (out / tf.name).read_text() == tf.read_text()
+
+
+def test_tfvars_collapse_prefixes_and_refuse_kumoflows_own_topics() -> None:
+    from orchestrator import GcsObject, flow, on_gcs_finalize, on_pubsub
+
+    @flow(
+        name="two-prefixes",
+        triggers=[
+            on_gcs_finalize(bucket="b", prefix="a/"),
+            on_gcs_finalize(bucket="b", prefix="a/b/"),
+            on_gcs_finalize(bucket="c"),
+        ],
+    )
+    def two(obj: GcsObject) -> None:
+        return None
+
+    got = tfvars([two.spec], project="p", region="r", source_archive="x.zip")
+    assert got["gcs_triggers"] == [{"bucket": "b", "prefix": "a/"}, {"bucket": "c", "prefix": ""}]
+
+    @flow(name="own-topic", triggers=[on_pubsub(topic=TOPICS.tasks)])
+    def own(x: int = 1) -> None:
+        return None
+
+    with pytest.raises(KumoflowError, match="kumoflow's own"):
+        tfvars([own.spec], project="p", region="r", source_archive="x.zip")
+
+
+def _checkov(directory: Path, *extra: str) -> dict[str, Any]:
+    if not CHECKOV.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("checkov is missing: scripts/setup installs it into .venv/checkov")
+        pytest.skip("checkov not installed (scripts/setup installs it)")
+    done = subprocess.run(
+        [str(CHECKOV), "-d", str(directory), "--framework", "terraform", "--skip-download"]
+        + ["--quiet", "-o", "json", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=240,
+    )
+    report = json.loads(done.stdout)
+    report = report[0] if isinstance(report, list) else report
+    assert isinstance(report, dict)
+    return report
+
+
+def test_checkov_passes_on_infra() -> None:
+    report = _checkov(INFRA)
+    summary = report["summary"]
+    assert summary["failed"] == 0, report["results"]["failed_checks"]
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] >= 25
+
+
+def test_checkov_passes_on_every_rendered_example(tmp_path: Path) -> None:
+    for example in EXAMPLES:
+        out = render_example(example, tmp_path / example.stem)
+        report = _checkov(out, "--var-file", str(out / "terraform.tfvars.json"))
+        if report.get("summary", {}).get("failed", 0):
+            pytest.fail(f"{example.name}: {report['results']['failed_checks']}")
+        # Every skip is justified on its resource in infra/ (#checkov:skip=ID:reason).
+        for skipped in report["results"].get("skipped_checks", []):
+            assert skipped["check_result"]["suppress_comment"].strip(), skipped["check_id"]
