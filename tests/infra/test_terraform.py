@@ -73,7 +73,7 @@ def test_terraform_fmt_is_clean() -> None:
 def test_wiring_json_is_generated_from_the_code() -> None:
     assert (INFRA / "wiring.json").read_text() == wiring_json(), (
         "infra/wiring.json is stale: python -c 'from orchestrator.cloud import wiring_json; "
-        "open(\"infra/wiring.json\", \"w\").write(wiring_json())'"
+        'open("infra/wiring.json", "w").write(wiring_json())\''
     )
 
 

@@ -1,0 +1,136 @@
+"""`kumoflow deploy --target gcp`: deterministic output, the bundle's contents, --apply's order
+(terraform, then registration), and the dead-letter sink the Terraform wires."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cloudevents.http import CloudEvent
+
+from orchestrator.adapters import MemoryStore
+from orchestrator.cli import main
+from orchestrator.cloud import deploy_gcp
+from orchestrator.errors import KumoflowError
+
+ROOT = Path(__file__).resolve().parents[2]
+INGEST = str(ROOT / "examples" / "ingest.py")
+
+
+def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> None:
+    out = tmp_path / "gcp"
+    args = ["deploy", INGEST, "--target", "gcp", "--project", "p-1", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.output)
+    assert done["commands"][0] == f"terraform -chdir={out} init -input=false"
+    assert done["applied"] is False and set(done["flows"]) == {"ingest"}
+    assert {"main.tf", "wiring.json", "terraform.tfvars.json", "function-source.zip"} <= {
+        p.name for p in out.iterdir()
+    }
+    needs = CliRunner().invoke(main, ["deploy", INGEST, "--target", "gcp"])
+    assert needs.exit_code == 2 and "--project" in needs.output
+
+
+def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
+    first = deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert before == after and first.flows == again.flows
+
+
+def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: Path) -> None:
+    deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    archive = zipfile.ZipFile(io.BytesIO((tmp_path / "function-source.zip").read_bytes()))
+    names = set(archive.namelist())
+    assert {
+        "main.py",
+        "functions/main.py",
+        "orchestrator/runtime/__init__.py",
+        "ingest.py",
+    } <= names
+    assert "sample_flow.py" in names  # siblings import each other, as under `python file.py`
+    assert not any("__pycache__" in n for n in names)
+    reqs = archive.read("requirements.txt").decode().splitlines()
+    pins = [r for r in reqs if r and not r.startswith("#")]
+    assert pins and all("==" in r for r in pins)
+    assert any(r.startswith("functions-framework==") for r in pins)
+    assert not any(r.startswith("fake-gcs-server") for r in pins)
+    assert "task_worker" in archive.read("main.py").decode()
+
+
+def test_apply_runs_terraform_then_registers_and_a_change_is_a_new_version(
+    tmp_path: Path,
+) -> None:
+    ran: list[Sequence[str]] = []
+    store = MemoryStore()
+    done = deploy_gcp(
+        [INGEST], project="p", region="r", out=tmp_path / "o", apply=True,
+        runner=lambda c: ran.append(c) or 0, store=store,
+    )  # fmt: skip
+    assert [c[2] for c in ran] == ["init", "plan", "apply"]
+    assert done.registered and store.deployed()[0].name == "ingest"
+    first = done.flows["ingest"]
+    # A changed flow file: a new version is deployed, the old one stays for runs pinned to it.
+    changed = tmp_path / "changed" / "ingest_changed.py"  # a fresh module name
+    changed.parent.mkdir()
+    changed.write_text(Path(INGEST).read_text().replace("retries=2", "retries=3"))
+    again = deploy_gcp(
+        [str(changed)], project="p", region="r", out=tmp_path / "o", apply=True,
+        runner=lambda c: 0, store=store,
+    )  # fmt: skip
+    assert again.flows["ingest"] != first
+    assert store.get_flow(first) is not None
+    assert [s.name for s in store.deployed()] == ["ingest"]
+
+
+def test_a_failed_terraform_step_registers_nothing(tmp_path: Path) -> None:
+    store = MemoryStore()
+    with pytest.raises(KumoflowError, match="plan"):
+        deploy_gcp(
+            [INGEST], project="p", region="r", out=tmp_path, apply=True,
+            runner=lambda c: 1 if c[2] == "plan" else 0, store=store,
+        )  # fmt: skip
+    assert store.deployed() == []
+
+
+def test_dead_letter_sink_records_what_pubsub_gave_up_on() -> None:
+    import functions
+    from functions import main as fmain
+    from orchestrator.runtime import memory_runtime
+
+    rt = memory_runtime()
+    functions.use_runtime(rt)
+    try:
+        message = {
+            "data": base64.b64encode(b'{"x": 1}').decode(),
+            "attributes": {
+                "CloudPubSubDeadLetterSourceSubscription": "projects/p/subscriptions/kumoflow-x",
+                "CloudPubSubDeadLetterSourceDeliveryCount": "100",
+            },
+            "messageId": "m-1",
+        }
+        event = CloudEvent(
+            {
+                "type": "google.cloud.pubsub.topic.v1.messagePublished",
+                "source": "//pubsub.googleapis.com/projects/p/topics/kumoflow-dead-letter",
+                "id": "outer-1",
+            },
+            {"message": message, "subscription": "s"},
+        )
+        fmain.dead_letter_sink(event)
+        fmain.dead_letter_sink(event)  # redelivered: one record
+        letters = rt.letters.list(10)
+    finally:
+        functions.use_runtime(None)
+    assert len(letters) == 1
+    assert letters[0].source == "dead_letter_sink"
+    assert "after 100 delivery attempts on kumoflow-x" in letters[0].reason
+    assert letters[0].payload == '{"x": 1}'
