@@ -30,12 +30,14 @@ def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     done = json.loads(result.output)
     assert done["commands"][0] == f"terraform -chdir={out} init -input=false"
-    assert done["applied"] is False and set(done["flows"]) == {"ingest"}
+    assert done["applied"] is False
+    assert set(done["flows"]) == {"ingest"}
     assert {"main.tf", "wiring.json", "terraform.tfvars.json", "function-source.zip"} <= {
         p.name for p in out.iterdir()
     }
     needs = CliRunner().invoke(main, ["deploy", INGEST, "--target", "gcp"])
-    assert needs.exit_code == 2 and "--project" in needs.output
+    assert needs.exit_code == 2
+    assert "--project" in needs.output
 
 
 def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
@@ -43,7 +45,8 @@ def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
     again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
-    assert before == after and first.flows == again.flows
+    assert before == after
+    assert first.flows == again.flows
 
 
 def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: Path) -> None:
@@ -60,7 +63,8 @@ def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: P
     assert not any("__pycache__" in n for n in names)
     reqs = archive.read("requirements.txt").decode().splitlines()
     pins = [r for r in reqs if r and not r.startswith("#")]
-    assert pins and all("==" in r for r in pins)
+    assert pins
+    assert all("==" in r for r in pins)
     assert any(r.startswith("functions-framework==") for r in pins)
     assert not any(r.startswith("fake-gcs-server") for r in pins)
     assert "task_worker" in archive.read("main.py").decode()
@@ -76,7 +80,8 @@ def test_apply_runs_terraform_then_registers_and_a_change_is_a_new_version(
         runner=lambda c: ran.append(c) or 0, store=store,
     )  # fmt: skip
     assert [c[2] for c in ran] == ["init", "plan", "apply"]
-    assert done.registered and store.deployed()[0].name == "ingest"
+    assert done.registered
+    assert store.deployed()[0].name == "ingest"
     first = done.flows["ingest"]
     # A changed flow file: a new version is deployed, the old one stays for runs pinned to it.
     changed = tmp_path / "changed" / "ingest_changed.py"  # a fresh module name

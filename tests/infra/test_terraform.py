@@ -65,7 +65,10 @@ def test_terraform_fmt_is_clean() -> None:
     if terraform is None:
         pytest.skip("terraform is not installed here")
     done = subprocess.run(
-        [terraform, "fmt", "-check", "-recursive", str(INFRA)], capture_output=True, text=True
+        [terraform, "fmt", "-check", "-recursive", str(INFRA)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -88,7 +91,8 @@ def test_wiring_declares_every_topic_and_function_of_the_local_stack() -> None:
         assert declared["ack_deadline_s"] == fn.ack_deadline_s
         assert declared["timeout_s"] <= declared["ack_deadline_s"]
         assert set(declared["publishes"]) <= set(w["topics"].values())
-    assert w["functions"]["task_worker"] | {} and w["functions"]["task_worker"]["timeout_s"] == 540
+    assert w["functions"]["task_worker"] | {}
+    assert w["functions"]["task_worker"]["timeout_s"] == 540
     assert w["functions"]["task_worker"]["ack_deadline_s"] == 600
     assert w["retry"]["max_delivery_attempts"] == MAX_DELIVERY_ATTEMPTS
     # The run starter's trigger subscriptions are named as the local deploy names them.
@@ -109,13 +113,16 @@ def test_every_subscription_pushes_with_oidc_retry_and_dead_letter() -> None:
     assert "local.retry.max_backoff_s" in retry["maximum_backoff"]
     assert sub["ack_deadline_seconds"] == "${each.value.ack_s}"
     dead = _text(sub["dynamic"])
-    assert "dead_letter_policy" in dead and "local.retry.max_delivery_attempts" in dead
+    assert "dead_letter_policy" in dead
+    assert "local.retry.max_delivery_attempts" in dead
     # Only the dead-letter sink's own subscription goes without a dead-letter policy.
     without = [n for n, f in wiring()["functions"].items() if not f["dead_letter"]]
     assert without == ["dead_letter_sink"]
     subs = _text(tf["locals"]["subscriptions"])
-    assert "fn.subscription" in subs and "local.wiring.trigger_topics" in subs
-    assert "local.trigger_topics" in subs and "dead_letter = true" in subs.replace('"', "")
+    assert "fn.subscription" in subs
+    assert "local.wiring.trigger_topics" in subs
+    assert "local.trigger_topics" in subs
+    assert "dead_letter = true" in subs.replace('"', "")
 
 
 def test_functions_scale_to_zero_internal_only_with_their_own_account() -> None:
@@ -138,7 +145,8 @@ def test_functions_scale_to_zero_internal_only_with_their_own_account() -> None:
 def test_no_public_invoker_and_no_basic_roles() -> None:
     code = [ln for p in INFRA.glob("*.tf") for ln in p.read_text().splitlines()]
     text = "\n".join(ln for ln in code if not ln.lstrip().startswith("#"))
-    assert "allUsers" not in text and "allAuthenticatedUsers" not in text
+    assert "allUsers" not in text
+    assert "allAuthenticatedUsers" not in text
     tf = _tf()
     for rtype, named in tf["resource"].items():
         if not rtype.endswith("_iam_member"):
@@ -195,7 +203,8 @@ def test_golden_tfvars(example: Path, tmp_path: Path) -> None:
     if os.environ.get("KUMOFLOW_UPDATE_GOLDEN") == "1":
         golden.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
     assert got == json.loads(golden.read_text())
-    assert got["project"] == PROJECT and got["region"] == REGION
+    assert got["project"] == PROJECT
+    assert got["region"] == REGION
     for tf in INFRA.glob("*.tf"):
         assert (out / tf.name).read_text() == tf.read_text()
 
@@ -231,8 +240,18 @@ def _checkov(directory: Path, *extra: str) -> dict[str, Any]:
             pytest.fail("checkov is missing: scripts/setup installs it into .venv/checkov")
         pytest.skip("checkov not installed (scripts/setup installs it)")
     done = subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--framework", "terraform", "--skip-download"]
-        + ["--quiet", "-o", "json", *extra],
+        [
+            str(CHECKOV),
+            "-d",
+            str(directory),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--quiet",
+            "-o",
+            "json",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
