@@ -254,6 +254,7 @@ def _checkov(directory: Path, *extra: str) -> dict[str, Any]:
         ],
         capture_output=True,
         text=True,
+        check=False,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
         timeout=240,
     )
