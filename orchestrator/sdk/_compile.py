@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from contracts import (
     DictValue,
@@ -48,11 +48,14 @@ class Untaken:
     value: object
 
 
-def allow_failure(value: object) -> AllowFailure:
+T = TypeVar("T")
+
+
+def allow_failure(value: T) -> T:
     """As Prefect's: the receiving task runs even when the tasks behind `value` failed (or were
     skipped), and reads None for their results. A run whose failures are all consumed this way
-    succeeds."""
-    return AllowFailure(value)
+    succeeds. Typed as `value` so that the receiving call type-checks as it reads."""
+    return cast(T, AllowFailure(value))
 
 
 class Placeholder:

@@ -103,6 +103,12 @@ def gather(values: list[int], fails: dict[str, int]) -> int:
     return sum(values)
 
 
+@task(name="listed", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
+    _ran("listed", fails)
+    return {"items": list(items)}
+
+
 # --- flows ---------------------------------------------------------------------------------
 
 
@@ -138,7 +144,30 @@ def returns_map(items: list[int], fails: dict[str, int]) -> list[int]:
     return item.map(items, offset=unmapped(0), fails=unmapped(fails))
 
 
-FLOWS = {f.name: f for f in (chain, diamond, map_fan_in, two_sinks, returns_map)}
+@flow(name="il-run-time-map")
+def run_time_map(x: int, items: list[int], fails: dict[str, int]) -> int:
+    b = base(x, fails)
+    found = listed(items, fails)["items"]  # a list known only once `listed` ran
+    return gather(item.map(found, offset=unmapped(b), fails=unmapped(fails)), fails)
+
+
+@flow(name="il-returns-run-time-map")
+def returns_run_time_map(items: list[int], fails: dict[str, int]) -> list[int]:
+    return item.map(listed(items, fails)["items"], offset=unmapped(0), fails=unmapped(fails))
+
+
+FLOWS = {
+    f.name: f
+    for f in (
+        chain,
+        diamond,
+        map_fan_in,
+        two_sinks,
+        returns_map,
+        run_time_map,
+        returns_run_time_map,
+    )
+}
 
 
 def names(flow_name: str, params: dict[str, Any]) -> list[str]:
@@ -150,6 +179,8 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-map-fan-in": ["base", *items, "gather"],
         "il-two-sinks": ["base", "left", "right", *items],
         "il-returns-map": items,
+        "il-run-time-map": ["base", "listed", *items, "gather"],
+        "il-returns-run-time-map": ["listed", *items],
     }[flow_name]
 
 
@@ -170,5 +201,7 @@ def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
             "items": [scaled(i, b) for i in items],
         },
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
+        "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
+        "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }[flow_name]()
     return True, value

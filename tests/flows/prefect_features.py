@@ -67,7 +67,7 @@ def cleanup(value: int | None) -> str:
 
 @flow
 def allowed_failure(x: int) -> str:
-    return cleanup(allow_failure(breaks(x)))  # type: ignore[arg-type]
+    return cleanup(allow_failure(breaks(x)))
 
 
 @task
@@ -108,7 +108,7 @@ def describe_failure(value: str | None) -> str:
 
 @flow
 def timeouts() -> str:
-    return describe_failure(allow_failure(too_slow()))  # type: ignore[arg-type]
+    return describe_failure(allow_failure(too_slow()))
 
 
 @flow

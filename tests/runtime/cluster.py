@@ -38,6 +38,7 @@ from contracts import (
 )
 from orchestrator import KumoflowError
 from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
+from orchestrator.engine import grow
 from orchestrator.runtime import (
     LOGGER,
     Runtime,
@@ -481,7 +482,10 @@ class Cluster:
         succeeds, value = interleaved.expected(flow, params)
         # A lease that ran out fails its attempt, which may use up the task's retries.
         leased = any(r == run_id for r, _ in self.expired)
-        plan = rt.plan(run.flow_version, run.params)
+        static = rt.plan(run.flow_version, run.params)
+        # Every task the run made, run-time maps' children included.
+        widths = {k: t.width for k, t in snap.tasks.items() if k in static.dynamic and t.width}
+        plan = grow(static, {k: w for k, w in widths.items() if w is not None})
         if not run.status.terminal:
             return [f"{label} stayed {run.status.value}: tasks {tasks}"]
         if run.status is RunStatus.SUCCEEDED and succeeds:
@@ -508,6 +512,10 @@ class Cluster:
             if task is None or not task.status.terminal:
                 out.append(f"{label}: task {key} left {task.status.value if task else 'unmade'}")
                 continue
+            if key in plan.dynamic:
+                if task.attempts or (task.status is TaskStatus.SUCCEEDED and task.width is None):
+                    out.append(f"{label}: run-time map {key} ran, or grew without a width")
+                continue  # a run-time map never runs: its children do
             out.extend(self._task_problems(label, run_id, key, task.status, task.attempt, params))
         return out
 

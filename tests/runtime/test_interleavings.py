@@ -32,7 +32,13 @@ from contracts import Run, RunStatus
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 
-MAPPED = ("il-map-fan-in", "il-two-sinks", "il-returns-map")
+MAPPED = (
+    "il-map-fan-in",
+    "il-two-sinks",
+    "il-returns-map",
+    "il-run-time-map",
+    "il-returns-run-time-map",
+)
 WHO = st.integers(0, 2)  # an instance, modulo those eligible
 PICK = st.integers(0, 30)  # a message, modulo those eligible
 PARK_AFTER = st.sampled_from([None, 1, 0, 1, 2, 3])  # None: run to the end; 1: read, not written
@@ -43,7 +49,7 @@ def run_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A flow of the family and its parameters, with which tasks fail (and how often)."""
     flow = draw(st.sampled_from(sorted(interleaved.FLOWS)))
     params: dict[str, Any] = {}
-    if flow != "il-returns-map":
+    if flow not in ("il-returns-map", "il-returns-run-time-map"):
         params["x"] = draw(st.integers(0, 5))
     if flow in MAPPED:
         params["items"] = draw(st.lists(st.integers(0, 3), max_size=6))

@@ -121,7 +121,9 @@ def test_an_instance_holding_a_cached_run_does_not_act_on_it_after_a_cancel() ->
     outcomes = [run_task(a, req) for req in requests]
     assert all(o is not None for o in outcomes)
     first, second, third = outcomes
-    assert first is not None and second is not None and third is not None
+    assert first is not None
+    assert second is not None
+    assert third is not None
     assert advance(a, "r", first)  # A now holds the RUNNING run
     assert a.runs.get("r") is not None
     advance(b, "r", CancelRun("stop"))
