@@ -69,3 +69,18 @@ def test_failures_of_a_run_time_map_allowed_downstream(backend: Any) -> None:
     assert out.status is RunStatus.SUCCEEDED
     assert out.value == {"count": 4, "ok": 3}
     assert out.tasks["fragile[2]"].status is TaskStatus.FAILED
+
+
+def test_the_process_folder_example_maps_over_its_manifest_at_run_time() -> None:
+    from examples.process_folder import process_folder
+
+    nodes = {n.key: n for n in process_folder.spec.nodes}
+    assert nodes["count-lines"].map_over == ("uri",)
+    assert nodes["count-lines"].args["uri"].model_dump()["kind"] == "path"  # manifest["files"]
+    assert [t.kind for t in process_folder.spec.triggers] == ["gcs"]
+
+
+def test_a_thousand_wide_run_time_map(backend: Any) -> None:
+    out = backend.run(list_process_summarize, {"count": 1000}, timeout=600)
+    assert out.status is RunStatus.SUCCEEDED
+    assert out.value == {"count": 1000, "total": sum(len(f"f{i}.csv") for i in range(1000))}
