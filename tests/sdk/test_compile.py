@@ -124,7 +124,10 @@ def test_wait_for_map_unmapped_and_structured_results() -> None:
             r"argument 'x' of task 'add' is a object, which JSON cannot carry",
         ),
         (lambda x: add.map(5), r"add.map\(\.\.\.\) got nothing to map over"),
-        (lambda x: add.map(add(x)), r"mapping over the result of task 'add'.*not supported yet"),
+        (
+            lambda x: add.map(add.map([x])[0]),
+            r"cannot map over .*: a part of a mapped result is one child's value",
+        ),
         (lambda x: add(x, wait_for=[3]), r"wait_for of task 'add' takes task results only"),
     ],
 )
