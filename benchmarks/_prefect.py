@@ -56,7 +56,9 @@ def ensure_venv(log: Any = print) -> tuple[Path | None, str]:
     return python, found.stdout.strip()
 
 
-def run(python: Path, width: int, timeout: float) -> dict[str, Any] | str:
+def run(
+    python: Path, width: int, timeout: float, *, run_time: bool = False
+) -> dict[str, Any] | str:
     """One measured run at `width`: the JSON the script prints, or why there is none."""
     with tempfile.TemporaryDirectory(prefix="kumoflow-bench-prefect-") as home:
         env = clean_env()
@@ -71,7 +73,7 @@ def run(python: Path, width: int, timeout: float) -> dict[str, Any] | str:
         )
         try:
             done = subprocess.run(
-                [str(python), str(SCRIPT), str(width)],
+                [str(python), str(SCRIPT), str(width), *(["run-time"] if run_time else [])],
                 capture_output=True,
                 text=True,
                 env=env,

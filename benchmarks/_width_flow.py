@@ -18,6 +18,16 @@ def total(values: list[int]) -> int:
     return sum(values)
 
 
+@task(name="bench-items")
+def make_items(width: int) -> list[int]:
+    return list(range(width))
+
+
 @flow(name="bench-width")
 def width_map(items: list[int]) -> int:
     return total(ident.map(items))
+
+
+@flow(name="bench-run-time-width")
+def run_time_map(width: int) -> int:
+    return total(ident.map(make_items(width)))  # the list exists only once make_items ran

@@ -1,9 +1,12 @@
-"""In-process overhead: `kumoflow run` cold start and a 1,000-task chain, beside baselines.
+"""In-process overhead: `kumoflow run` cold start, a 1,000-task chain, and a run-time map of
+1,000 with a fan-in, beside baselines.
 
 Prints; asserts nothing. Baselines measured in the same run: `python -c pass` for the cold start,
-and 1,000 plain calls of the same task function for the chain. Medians over --repeat runs.
+1,000 plain calls of the same task function for the chain, and Prefect 3's in-process `.map` over
+a task's result of the same width (in the harness's own venv; `--skip-prefect` leaves it out).
+Medians over --repeat runs.
 
-    python -m benchmarks.inprocess [--repeat 5]
+    python -m benchmarks.inprocess [--repeat 5] [--width 1000] [--skip-prefect]
 """
 
 from __future__ import annotations
@@ -64,9 +67,40 @@ def chain(repeat: int) -> tuple[float, float]:
     return statistics.median(raw), statistics.median(ours)
 
 
+def run_time_map(repeat: int, width: int) -> float:
+    """Median seconds of the in-process run-time map: a task makes the list, `.map` over it."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._width_flow import run_time_map as flow
+
+    took = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        assert flow(width=width) == sum(range(width))
+        took.append(time.perf_counter() - start)
+    return statistics.median(took)
+
+
+def prefect_run_time_map(repeat: int, width: int) -> tuple[float | None, str]:
+    """Median seconds of Prefect's run of the same shape (first run's server start apart)."""
+    from benchmarks import _prefect
+
+    python, version = _prefect.ensure_venv()
+    if python is None:
+        return None, version
+    took = []
+    for _ in range(repeat):
+        got = _prefect.run(python, width, timeout=900, run_time=True)
+        if isinstance(got, str):
+            return None, got
+        took.append(float(got["seconds"]))
+    return statistics.median(took), f"Prefect {version}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--skip-prefect", action="store_true")
     args = parser.parse_args()
     python, kumo, google_loaded = cold_start(args.repeat)
     print(
@@ -82,6 +116,19 @@ def main() -> None:
         f"kumoflow in-process {ours * 1000:.0f} ms; overhead {per_task * 1000:.3f} ms per task "
         f"(aim: < 0.5 ms)"
     )
+    ours_map = run_time_map(args.repeat, args.width)
+    line = (
+        f"run-time map of {args.width:,} + fan-in (median of {args.repeat}): kumoflow in-process "
+        f"{ours_map * 1000:.0f} ms ({ours_map / (args.width + 2) * 1000:.3f} ms per task)"
+    )
+    if args.skip_prefect:
+        print(f"{line}; Prefect skipped")
+        return
+    theirs, who = prefect_run_time_map(args.repeat, args.width)
+    if theirs is None:
+        print(f"{line}; Prefect not measured: {who}")
+        return
+    print(f"{line}; {who} {theirs * 1000:.0f} ms; kumoflow / Prefect {ours_map / theirs:.2f}x")
 
 
 if __name__ == "__main__":
