@@ -174,3 +174,8 @@ class DeadLetter(Frozen):
     event_type: str | None = None
     event_id: str | None = None
     payload: str | None = None  # the raw input, truncated
+    # Where the input arrived and with which message attributes: what a redrive publishes again.
+    topic: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    exact: bool = False  # `payload` is the input itself: neither truncated nor masked
+    redriven_at: datetime | None = None  # `kumoflow dlq redrive` published it again

@@ -89,7 +89,7 @@ def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope
     def body(rt: Runtime, seen: dict[str, Any]) -> None:
         attrs = cloud_event.get_attributes()
         raw, message_attrs, _ = unwrap_pubsub(str(attrs.get("type")), cloud_event.data)
-        seen.update(peek_context(raw, message_attrs), raw=raw)
+        seen.update(peek_context(raw, message_attrs), raw=raw, attributes=message_attrs)
         seen["event"] = event = from_message(raw, message_attrs)
         handler(rt, event)
 
@@ -108,7 +108,9 @@ def guarded(
     try:
         body(rt, seen)
     except REJECTED as e:
-        outer_id = str(cloud_event.get_attributes().get("id", ""))
+        outer = cloud_event.get_attributes()
+        outer_id = str(outer.get("id", ""))
+        _, found, topic = str(outer.get("source", "")).rpartition("/topics/")
         reject(
             rt,
             function,
@@ -117,6 +119,8 @@ def guarded(
             raw=seen.get("raw", b""),
             event_id=seen.get("id") or outer_id,
             event_type=seen.get("type"),
+            topic=topic if found and seen.get("attributes") is not None else None,
+            attributes=seen.get("attributes") or {},
         )
 
 
@@ -129,6 +133,8 @@ def reject(
     raw: bytes,
     event_id: str,
     event_type: str | None,
+    topic: str | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> None:
     event_id = event.id if event else event_id
     event_type = event.type if event else event_type
@@ -146,6 +152,7 @@ def reject(
             "run_id": getattr(event.data, "run_id", None) if event else None,
         },
     )
+    shown = _shown(rt, event, raw)
     rt.letters.record(
         DeadLetter(
             id=letter_id,
@@ -154,7 +161,10 @@ def reject(
             reason=reason,
             event_type=event_type,
             event_id=event_id or None,
-            payload=_shown(rt, event, raw),
+            payload=shown,
+            topic=topic,
+            attributes=dict(attributes or {}),
+            exact=shown is not None and shown.encode() == raw,
         )
     )
 

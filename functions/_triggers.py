@@ -45,7 +45,8 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
             f"Pub/Sub events, not {event_type!r}"
         )
     raw, attributes, message_id = unwrap_pubsub(event_type, cloud_event.data)
-    seen.update(raw=raw, id=message_id, type=None)  # name the message, not its envelope
+    # Name the message, not its envelope.
+    seen.update(raw=raw, id=message_id, type=None, attributes=attributes)
     _, found, topic = source.rpartition("/topics/")
     # Our own topic carries only our CloudEvents, and only there do they start runs: a
     # run.requested names any flow, version and run id, which no trigger topic's publisher may.

@@ -249,10 +249,14 @@ class FirestoreStore:
             for name, r in zip(fields, counted, strict=True)
         }
 
-    def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
+    def list_runs(
+        self, flow: str | None = None, limit: int = 50, before: datetime | None = None
+    ) -> list[Run]:
         query: Any = self._runs
         if flow is not None:
             query = query.where(filter=firestore.FieldFilter("flow", "==", flow))
+        if before is not None:  # a page cursor: the same (flow, created_at) index serves it
+            query = query.where(filter=firestore.FieldFilter("created_at", "<", before))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
         with _errors("list runs"):
             return [_from_doc(Run, s.to_dict() or {}) for s in query.stream()]
@@ -309,6 +313,11 @@ class FirestoreStore:
         query = self._letters.order_by("received_at", direction=firestore.Query.DESCENDING)
         with _errors("list dead letters"):
             return [_from_doc(DeadLetter, s.to_dict() or {}) for s in query.limit(limit).stream()]
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        with _errors("read dead letter"):
+            found = self._letters.document(_doc_id(letter_id)).get()
+        return _from_doc(DeadLetter, found.to_dict() or {}) if found.exists else None
 
 
 def _doc_id(value: str) -> str:

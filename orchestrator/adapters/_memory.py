@@ -165,9 +165,15 @@ class MemoryStore:
                 out[name] = dict(doc)
             return out
 
-    def list_runs(self, flow: str | None = None, limit: int = 50) -> list[Run]:
+    def list_runs(
+        self, flow: str | None = None, limit: int = 50, before: datetime | None = None
+    ) -> list[Run]:
         with self._lock:
-            runs = [r for r, _ in self._runs.values() if flow is None or r.flow == flow]
+            runs = [
+                r
+                for r, _ in self._runs.values()
+                if (flow is None or r.flow == flow) and (before is None or r.created_at < before)
+            ]
         return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
 
     # TimerStore
@@ -227,3 +233,7 @@ class MemoryStore:
     def list(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
             return list(reversed(self._letters.values()))[:limit]
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        with self._lock:
+            return self._letters.get(letter_id)

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli._deploy import deploy
 from orchestrator.cli._dev import dev
 from orchestrator.cli._dlq import dlq
+from orchestrator.cli._logs import logs
 from orchestrator.cli._output import emit_run, fail
 from orchestrator.cli._runs import runs
 from orchestrator.cli._trigger import trigger
@@ -132,5 +133,5 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, dlq, deploy, trigger):
+for _group in (dev, runs, logs, dlq, deploy, trigger):
     main.add_command(_group)

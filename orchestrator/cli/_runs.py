@@ -66,6 +66,29 @@ def cancel(run_id: str, reason: str, project: str | None, as_json: bool) -> None
     echo(found, as_json, f"run {run_id} {found['status']}")
 
 
+@runs.command()
+@click.argument("run_id")
+@click.option("--wait/--no-wait", default=False, help="Follow the resumed run to its end.")
+@click.option("--timeout", type=float, default=None, help="Stop waiting after this many seconds.")
+@project_option
+@click.option("--json", "as_json", is_flag=True)
+def retry(
+    run_id: str, wait: bool, timeout: float | None, project: str | None, as_json: bool
+) -> None:
+    """Resume a FAILED or CANCELLED run in place: same run id, its next flow attempt.
+
+    What failed, was skipped or cancelled runs again; succeeded tasks keep their results
+    (their code does not run again)."""
+    from orchestrator.local import follow, load_run, retry_run
+
+    with guard(as_json):
+        rt = target_runtime(project)
+        run = retry_run(rt, run_id)
+        snap = follow(rt, run_id, timeout=timeout) if wait else load_run(rt, run_id)
+        found = describe(rt, snap, detail=True)
+    echo(found, as_json, f"run {run_id} {found['status']} (flow attempt {run.attempt})")
+
+
 def _row(r: Run) -> dict[str, Any]:
     return {
         "run_id": r.run_id,

@@ -33,6 +33,7 @@ from orchestrator.engine._types import (
     Event,
     FinishRun,
     Reconcile,
+    ResumeRun,
     RunState,
     StartRun,
     Transition,
@@ -52,14 +53,15 @@ TASK_TRANSITIONS: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
     S.FAILED: frozenset({S.QUEUED, S.PENDING}),
     S.SKIPPED: frozenset({S.QUEUED, S.PENDING}),
     S.SUCCEEDED: frozenset(),
-    S.CANCELLED: frozenset(),
+    S.CANCELLED: frozenset({S.PENDING}),  # resuming a run (ResumeRun)
 }
 RUN_TRANSITIONS: Final[Mapping[RunStatus, frozenset[RunStatus]]] = {
     RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
     RunStatus.SUCCEEDED: frozenset(),
-    RunStatus.FAILED: frozenset(),
-    RunStatus.CANCELLED: frozenset(),
+    # Only ResumeRun moves an ended run; every other event leaves a terminal run alone.
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
 }
 # States whose current attempt may report; SCHEDULED too, since a claim may be unseen yet.
 _ACTIVE: Final = frozenset({S.QUEUED, S.SCHEDULED, S.RUNNING, S.RETRYING})
@@ -106,6 +108,9 @@ class _Step:
 
 def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Transition:
     step = _Step(plan, state.run, dict(state.tasks), now)
+    if isinstance(event, ResumeRun):
+        _resume(step, event.attempt)
+        return _done(step)
     if state.run.status.terminal:
         return _done(step)
     match event:
@@ -151,6 +156,7 @@ def claim(
             "attempts": (*task.attempts[:-1], current),
             "lease_until": lease_until,
             "redispatch_at": None,
+            "child_run": None,
         }
     )
 
@@ -165,6 +171,7 @@ def renew(
         or task.attempt != attempt
         or last.token != token
         or task.status not in (S.RUNNING, S.RETRYING)
+        or task.child_run is not None  # waiting on a subflow run: no lease to keep
     ):
         return None
     lease_until = now + timedelta(seconds=lease_seconds)
@@ -380,6 +387,21 @@ def _retry_flow(step: _Step) -> None:
         parents = [step.get(p) for p in step.plan.tasks[key].parents]
         if task.status is S.PENDING and all(p.status is S.SUCCEEDED for p in parents):
             _queue(step, key)
+
+
+def _resume(step: _Step, attempt: int) -> None:
+    run = step.run
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED) or run.attempt != attempt:
+        return
+    for key in step.plan.tasks:
+        task = step.get(key)
+        if task.status is S.CANCELLED:  # its old attempt's late report is stale from here on
+            step.put(task, task.model_copy(update={"status": S.PENDING, "error": None}))
+    timeout = step.plan.spec.options.timeout_seconds
+    timeout_at = step.now + timedelta(seconds=timeout) if timeout else None
+    step.set_run(status=RunStatus.RUNNING, ended_at=None, error=None, timeout_at=timeout_at)
+    step.commands.extend(WakeAt(at) for at in (timeout_at, step.now + RECHECK_AFTER) if at)
+    _retry_flow(step)
 
 
 def _reconcile(step: _Step) -> None:

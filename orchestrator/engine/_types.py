@@ -28,6 +28,15 @@ class CancelRun:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeRun:
+    """Resume a FAILED or CANCELLED run as flow attempt `attempt + 1`: what failed, was skipped
+    or cancelled runs again; succeeded tasks keep their results. A no-op unless the run is
+    still ended in flow attempt `attempt` (a repeated request resumes it once)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseExpired:
     """The sweeper saw attempt `attempt` of `key` stop renewing its lease (claim `token`)."""
 
@@ -36,7 +45,7 @@ class LeaseExpired:
     token: str
 
 
-Event = StartRun | Reconcile | CancelRun | TaskSucceeded | TaskFailed | LeaseExpired
+Event = StartRun | Reconcile | CancelRun | ResumeRun | TaskSucceeded | TaskFailed | LeaseExpired
 
 
 # --- outputs ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
+from orchestrator.runtime._capture import MAX_LOG_CHARS
+from orchestrator.runtime._capture import parse as parse_logs
 from orchestrator.runtime._context import (
     Context,
     FlowRunInfo,
@@ -28,7 +30,7 @@ from orchestrator.runtime._ingress import (
     requests_for_object,
     scheduled_slot,
 )
-from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging
+from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging, run_trace
 from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
@@ -50,6 +52,7 @@ __all__ = [
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
+    "MAX_LOG_CHARS",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
@@ -85,12 +88,14 @@ __all__ = [
     "masked",
     "memory_runtime",
     "message",
+    "parse_logs",
     "read_flow_result",
     "request",
     "requests_for_fire",
     "requests_for_message",
     "requests_for_object",
     "run_task",
+    "run_trace",
     "scheduled_slot",
     "secret_params",
     "select",

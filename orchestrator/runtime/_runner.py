@@ -23,7 +23,8 @@ from contracts import (
     TaskSucceeded,
 )
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
-from orchestrator.errors import FlowRunError, TaskRunError
+from orchestrator.engine import ResumeRun
+from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError
 from orchestrator.ports import Clock
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import memory_runtime
@@ -69,9 +70,12 @@ class InProcessRunner:
         clock: Clock | None = None,
         max_workers: int = DEFAULT_WORKERS,
         functions: dict[str, Callable[..., Any]] | None = None,
+        store: MemoryStore | None = None,
+        blobs: MemoryBlobStore | None = None,
     ) -> None:
-        self.store = MemoryStore()
-        self.blobs = MemoryBlobStore()
+        # A store and blobs of its own, or shared with other runners (a history of runs).
+        self.store = store or MemoryStore()
+        self.blobs = blobs or MemoryBlobStore()
         self.bus = MemoryBus()
         self.rt = memory_runtime(
             clock=clock, functions=functions, store=self.store, blobs=self.blobs, bus=self.bus
@@ -123,6 +127,18 @@ class InProcessRunner:
         self.store.put_flow(spec)
         run_id = run_id or uuid.uuid4().hex[:16]
         _run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
+        return self._drive(run_id, progress)
+
+    def resume(self, run_id: str, *, progress: Progress | None = None) -> RunOutcome:
+        """Resume a FAILED or CANCELLED run of this runner's store (see ResumeRun) to its end."""
+        snap = self.store.load(run_id, [])
+        if snap is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        if not advance(self.rt, run_id, ResumeRun(snap.run.attempt)):
+            return self._outcome(run_id)
+        return self._drive(run_id, progress)
+
+    def _drive(self, run_id: str, progress: Progress | None) -> RunOutcome:
         self._report(run_id, progress)
         while True:
             event = self._next_event()

@@ -239,6 +239,11 @@ class Runtime:
         options = plan.tasks[key].node.options
         return self.result_uri(run_id, key, options.result_serializer, options.result_storage)
 
+    def task_logs_uri(self, plan: Plan, run_id: str, key: str, attempt: int) -> str:
+        """Where an attempt's log lives: beside the task's result, one object per attempt."""
+        storage = plan.tasks[key].node.options.result_storage
+        return self.result_uri(run_id, f"logs/{key}/{attempt}", "jsonl", storage)
+
     def flow_result_uri(self, plan: Plan, run_id: str) -> str:
         own = result_task(plan)
         if own is not None:

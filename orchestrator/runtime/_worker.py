@@ -40,8 +40,10 @@ from orchestrator.io import CURRENT_BLOBS
 from orchestrator.ports import Commit
 from orchestrator.runtime import _cache as cache
 from orchestrator.runtime._cache import TaskRunContext
+from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._invoke import invoke
+from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
 
@@ -76,12 +78,16 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         return claimed
     lease = Lease(rt, claimed)
     try:
-        with lease:
+        with lease, capture_attempt(claimed) as logs:
             args = load_inputs(rt, claimed)
             data, content_type, cached = call_task(rt, claimed, args)
         store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
-        return _report(rt, _failure(rt, claimed, e))
+        failure = _failure(rt, claimed, e)
+        logs.failed(failure.error.traceback or f"{failure.error.type}: {failure.error.message}")
+        store_logs(rt, claimed, logs)
+        return _report(rt, failure)
+    store_logs(rt, claimed, logs)
     # A gate reports its choice: the orchestrator decides its branches without reading results.
     choice = json.loads(data) if claimed.planned.node.branches else None
     lengths = _lengths(claimed.plan, req.key, data)
@@ -230,6 +236,26 @@ def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> Non
     a retry): then the stored result is the task's result, and this attempt reports it."""
     with contextlib.suppress(ConflictError):
         rt.blobs.put(c.uri, data, content_type)
+
+
+def capture_attempt(c: Claimed) -> contextlib.AbstractContextManager[Capture]:
+    return capturing(
+        {"run_id": c.req.run_id, "flow": c.run.flow, "task": c.req.key,
+         "task_name": c.planned.node.options.name, "attempt": c.req.attempt}
+    )  # fmt: skip
+
+
+def store_logs(rt: Runtime, c: Claimed, logs: Capture) -> None:
+    """Keep the attempt's log beside its result, before the attempt reports (so a finished
+    run has every log). Losing a log never fails the attempt."""
+    uri = rt.task_logs_uri(c.plan, c.req.run_id, c.req.key, c.req.attempt)
+    try:
+        rt.blobs.put(uri, logs.dump(), LOG_TYPE, overwrite=True)
+    except Exception:
+        LOGGER.warning(
+            "could not store the attempt's log at %s", uri, exc_info=True,
+            extra={"run_id": c.req.run_id, "task": c.req.key, "attempt": c.req.attempt},
+        )  # fmt: skip
 
 
 def _failure(rt: Runtime, c: Claimed, e: Exception) -> TaskFailed:

@@ -298,6 +298,9 @@ def test_list_runs_filters_by_flow_newest_first_with_limit(store: Stores) -> Non
         created(store, run)
     assert store.list_runs(flow=flow) == [newest, middle, oldest]
     assert store.list_runs(flow=flow, limit=2) == [newest, middle]
+    # The next page starts before the last run shown.
+    assert store.list_runs(flow=flow, limit=2, before=middle.created_at) == [oldest]
+    assert store.list_runs(flow=flow, before=oldest.created_at) == []
     assert store.list_runs(flow=other_flow) == [elsewhere]
     assert store.list_runs(flow=_uid("unknown")) == []
     everything = store.list_runs(limit=10_000)

@@ -141,6 +141,18 @@ def test_dead_letter_recorded_twice_is_kept_once(store: Stores) -> None:
     assert ours == [letter]
 
 
+def test_dead_letter_read_by_id_with_what_a_redrive_needs(store: Stores) -> None:
+    letter = _letter(_uid("pubsub/dl"), _now()).model_copy(
+        update={"topic": "ingest", "attributes": {"mode": "x", "ce-id": "1"}, "exact": True}
+    )
+    store.record(letter)
+    assert store.get(letter.id) == letter
+    assert store.get(_uid("absent")) is None
+    again = letter.model_copy(update={"redriven_at": _now()})
+    store.record(again)  # marked redriven: the same record, updated
+    assert store.get(letter.id) == again
+
+
 # --------------------------------------------------------------------------------------------
 # EventBus
 # --------------------------------------------------------------------------------------------
