@@ -84,6 +84,9 @@ class NodeSpec(Frozen):
     untaken: tuple[str, ...] = ()
     options: TaskOptions
     receiver: Receiver | None = None  # a method's object (tasks defined as methods)
+    # A flow called in a flow body: the version of the child flow (in FlowSpec.subflows) that
+    # each attempt of this node runs as a child run; the child's result is this node's result.
+    subflow: str | None = None
 
 
 class FlowParam(Frozen):
@@ -108,6 +111,8 @@ class FlowSpec(Frozen):
     nodes: tuple[NodeSpec, ...]
     result: ValueExpr
     triggers: tuple[TriggerSpec, ...] = ()
+    # The flows its subflow nodes run, by version: part of this flow's content (and version).
+    subflows: dict[str, FlowSpec] = Field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -125,3 +130,4 @@ def flow_version(spec: FlowSpec) -> str:
 ListValue.model_rebuild()
 DictValue.model_rebuild()
 PathValue.model_rebuild()
+FlowSpec.model_rebuild()

@@ -116,6 +116,7 @@ class TaskRun(Frozen):
     # own record and its children: how many children it has.
     lengths: dict[str, int] = Field(default_factory=dict)
     width: int | None = None
+    child_run: str | None = None  # a subflow node's current attempt: the child run it waits on
     error: ErrorInfo | None = None
 
     @property
@@ -129,6 +130,17 @@ class TriggerInfo(Frozen):
     source: str | None = None  # topic, bucket/object#generation, job name
     event_id: str | None = None
     detail: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ParentRef(Frozen):
+    """A subflow's run: the parent's node attempt it stands for. Its end completes that attempt
+    (fenced by the claim's token), and its result is stored where that node's result lives."""
+
+    run_id: RunId
+    key: str
+    attempt: int
+    token: str
+    result_uri: str
 
 
 class Run(Frozen):
@@ -145,6 +157,7 @@ class Run(Frozen):
     result_uri: str | None = None
     error: ErrorInfo | None = None
     trigger: TriggerInfo = TriggerInfo(kind="api")
+    parent: ParentRef | None = None  # set on a subflow's run
 
 
 class OutboxEntry(Frozen):

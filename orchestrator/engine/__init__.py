@@ -23,6 +23,7 @@ from orchestrator.engine._local import (
     queued,
     skipped,
     started,
+    waiting,
 )
 from orchestrator.engine._plan import (
     MapSource,
@@ -34,6 +35,7 @@ from orchestrator.engine._plan import (
     lengths,
     result_refs,
     result_task,
+    spec_serializer,
     task_serializer,
 )
 from orchestrator.engine._transition import (
@@ -125,7 +127,9 @@ __all__ = [
     "run_counter",
     "run_done",
     "skipped",
+    "spec_serializer",
     "started",
     "task_serializer",
     "transition",
+    "waiting",
 ]

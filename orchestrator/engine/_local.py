@@ -139,6 +139,27 @@ def skipped(
     return base.model_copy(update={"status": S.SKIPPED, "error": error})
 
 
+def waiting(task: TaskRun, attempt: int, token: str, child_run: str) -> TaskRun | None:
+    """The attempt `token` holds now waits on subflow run `child_run`, without a lease (no
+    worker holds it; the child's end completes it, and the child has its own rescues). None
+    when the claim is no longer held (it ended, or its lease ran out)."""
+    last = task.attempts[-1] if task.attempts else None
+    if (
+        last is None
+        or task.attempt != attempt
+        or last.token != token
+        or task.status not in (S.RUNNING, S.RETRYING)
+    ):
+        return None
+    return task.model_copy(
+        update={
+            "attempts": (*task.attempts[:-1], last.model_copy(update={"lease_until": None})),
+            "lease_until": None,
+            "child_run": child_run,
+        }
+    )
+
+
 def expanded(run: Run, plan: Plan, key: str, width: int, error: str | None) -> TaskRun:
     """The record of run-time map `key` once its `width` children exist (or, with `error`,
     why it could not have them): never run itself, it ends as they are created."""

@@ -410,10 +410,18 @@ def result_task(plan: Plan) -> str | None:
 
 
 def flow_serializer(plan: Plan) -> Serializer:
-    """How the flow's own result is stored: as its task's when it returns one task's result;
-    pickle when any task pickles; else JSON."""
-    own = result_task(plan)
-    if own is not None:
-        return task_serializer(plan, own)
-    pickled = any(t.node.options.result_serializer == "pickle" for t in plan.tasks.values())
+    """How the flow's own result is stored (see `spec_serializer`)."""
+    return spec_serializer(plan.spec)
+
+
+def spec_serializer(spec: FlowSpec) -> Serializer:
+    """As its task's when the flow returns one (unmapped) task's result; else pickle when any
+    task pickles; else JSON. Known from the spec alone: a parent flow stores a subflow's result
+    the same way."""
+    expr = spec.result
+    if isinstance(expr, ResultRef):
+        node = next((n for n in spec.nodes if n.key == expr.node), None)
+        if node is not None and not node.map_over:
+            return node.options.result_serializer
+    pickled = any(n.options.result_serializer == "pickle" for n in spec.nodes)
     return "pickle" if pickled else "json"

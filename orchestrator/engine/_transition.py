@@ -156,6 +156,7 @@ def claim(
             "attempts": (*task.attempts[:-1], current),
             "lease_until": lease_until,
             "redispatch_at": None,
+            "child_run": None,
         }
     )
 
@@ -170,6 +171,7 @@ def renew(
         or task.attempt != attempt
         or last.token != token
         or task.status not in (S.RUNNING, S.RETRYING)
+        or task.child_run is not None  # waiting on a subflow run: no lease to keep
     ):
         return None
     lease_until = now + timedelta(seconds=lease_seconds)

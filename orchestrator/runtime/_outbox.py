@@ -9,18 +9,23 @@ time plus ABANDONED_AFTER, so the sweep only adopts what a crashed handler left 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from contracts import (
+    MAX_MESSAGE_CHARS,
     ErrorInfo,
     OutboxEntry,
     Run,
     RunFailed,
     RunStatus,
     RunSucceeded,
+    TaskFailed,
     TaskRequested,
+    TaskSucceeded,
+    clip,
 )
 from orchestrator.engine import (
     Command,
@@ -36,6 +41,7 @@ from orchestrator.engine import (
     result_task,
     task_serializer,
 )
+from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._runtime import Runtime
 
@@ -101,13 +107,16 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
     """Store the flow's result (unless it is a task's object) and publish the run's end."""
     if run.status is RunStatus.SUCCEEDED:
         uri = run.result_uri
-        if uri is not None and result_task(plan) is None:  # else a task's object is the result
+        # A task's object is the result, unless a parent node's location must hold it.
+        if uri is not None and (result_task(plan) is None or run.parent is not None):
             data, ctype, _ = encode(
                 flow_result(rt, plan, run),
                 flow_serializer(plan),
                 what=f"the result of flow {run.flow!r}",
             )
-            rt.blobs.put(uri, data, ctype)
+            _put_once(rt, uri, data, ctype)
+        if run.parent is not None:
+            _complete_parent(rt, run)
         rt.publish(
             rt.topics.finished,
             RunSucceeded(
@@ -120,6 +129,8 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
             event_id=f"{run.run_id}/succeeded",
         )
         return
+    if run.parent is not None:
+        _complete_parent(rt, run)
     rt.publish(
         rt.topics.finished,
         RunFailed(
@@ -130,6 +141,51 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
             ended_at=run.ended_at or rt.clock.now(),
         ),
         event_id=f"{run.run_id}/{run.status.value.lower()}",
+    )
+
+
+def _put_once(rt: Runtime, uri: str, data: bytes, content_type: str) -> None:
+    """Results are write-once: the first stored is the result (a repeated announce stores the
+    same bytes; a subflow run of an attempt that lost its claim may not replace it)."""
+    with contextlib.suppress(ConflictError):
+        rt.blobs.put(uri, data, content_type)
+
+
+def _complete_parent(rt: Runtime, run: Run) -> None:
+    """A subflow's run ended: report it as the end of the parent node's attempt, with that
+    attempt's token, as its worker would (the parent's orchestrator trusts nothing else)."""
+    parent = run.parent
+    assert parent is not None
+    now = rt.clock.now()
+    common = {
+        "run_id": parent.run_id,
+        "key": parent.key,
+        "attempt": parent.attempt,
+        "token": parent.token,
+        "worker": f"subflow run {run.run_id}",
+        "started_at": run.started_at or run.created_at,
+        "ended_at": run.ended_at or now,
+    }
+    outcome: TaskSucceeded | TaskFailed
+    if run.status is RunStatus.SUCCEEDED:
+        outcome = TaskSucceeded(result_uri=parent.result_uri, **common)
+    else:
+        cause = run.error or ErrorInfo(type="Failed", message="run failed")
+        error = ErrorInfo(
+            type="SubflowFailed",
+            message=clip(
+                f"subflow run {run.run_id} ended {run.status.value}: {cause.message}",
+                MAX_MESSAGE_CHARS,
+            ),
+            task=parent.key,
+        )
+        outcome = TaskFailed(error=error, retryable=True, **common)
+    verdict = "succeeded" if isinstance(outcome, TaskSucceeded) else "failed"
+    rt.publish(
+        rt.topics.events,
+        outcome,
+        subject=parent.key,
+        event_id=f"{parent.run_id}/{parent.key}/{parent.attempt}/{verdict}",
     )
 
 

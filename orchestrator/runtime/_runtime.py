@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, Run, RunStatus, SourceRef
+from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, ParentRef, Run, RunStatus, SourceRef
 from orchestrator.engine import Plan, expand, flow_serializer, grow, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
@@ -244,7 +244,9 @@ class Runtime:
         storage = plan.tasks[key].node.options.result_storage
         return self.result_uri(run_id, f"logs/{key}/{attempt}", "jsonl", storage)
 
-    def flow_result_uri(self, plan: Plan, run_id: str) -> str:
+    def flow_result_uri(self, plan: Plan, run_id: str, parent: ParentRef | None = None) -> str:
+        if parent is not None:  # a subflow's result is its parent node's result, one object
+            return parent.result_uri
         own = result_task(plan)
         if own is not None:
             return self.task_result_uri(plan, run_id, own)  # the same object: no copy

@@ -358,7 +358,7 @@ def finish(ctx: Ctx, *, failed: int) -> None:
             update={
                 "status": RunStatus.SUCCEEDED,
                 "ended_at": now,
-                "result_uri": rt.flow_result_uri(plan, run.run_id),
+                "result_uri": rt.flow_result_uri(plan, run.run_id, run.parent),
             }
         )
         entries: list[OutboxEntry] = [entry(run.run_id, FinishRun(RunStatus.SUCCEEDED, None), now)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import FlowSpec, Run, RunRequested, RunStatus
+from contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
 from orchestrator.engine import check_json, started
 from orchestrator.errors import ConflictError, NotFoundError, ParameterError
 from orchestrator.ports import Commit
@@ -33,8 +33,12 @@ def masked(params: Mapping[str, Any], secret: frozenset[str]) -> dict[str, Any]:
     return {k: MASK if k in secret else v for k, v in params.items()}
 
 
-def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool]:
-    """Create the run (once per run id) and dispatch its roots. Returns (run, created)."""
+def start_run(
+    rt: Runtime, req: RunRequested, *, run_id: str, parent: ParentRef | None = None
+) -> tuple[Run, bool]:
+    """Create the run (once per run id) and dispatch its roots. Returns (run, created). A
+    subflow's run names its `parent` node attempt (set by the parent's worker, never off the
+    wire)."""
     version = req.flow_version or rt.flows.latest_version(req.flow)
     if version is None:
         raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
@@ -51,6 +55,7 @@ def start_run(rt: Runtime, req: RunRequested, *, run_id: str) -> tuple[Run, bool
         params=params,
         created_at=rt.clock.now(),
         trigger=req.trigger,
+        parent=parent,
     )
     created = rt.state.create_run(run)
     if not created:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contracts import OutboxEntry, RunStatus, TaskStatus
 from orchestrator.engine import (
+    CancelRun,
     Event,
     Plan,
     RunState,
@@ -45,7 +46,8 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         tr = transition(plan, RunState(snap.run, snap.tasks), event, now)
         run = tr.state.run
         if run.status is RunStatus.SUCCEEDED and tr.run_changed:
-            run = run.model_copy(update={"result_uri": rt.flow_result_uri(plan, run_id)})
+            uri = rt.flow_result_uri(plan, run_id, run.parent)
+            run = run.model_copy(update={"result_uri": uri})
         entries = [entry(run_id, c, now) for c in tr.commands]
         if not (tr.changed or tr.run_changed or entries):
             # A no-op may be the redelivery of an event whose handler died after committing.
@@ -67,8 +69,18 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         if rt.fault is not None:
             rt.fault("after-commit")
         execute(rt, plan, run, entries, now)
+        _cancel_children(rt, snap, tr)
         return tr
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _cancel_children(rt: Runtime, snap: Snapshot, tr: Transition) -> None:
+    """Subflow runs whose waiting node this transition cancelled are cancelled too (a
+    redelivery repeats it harmlessly: a cancelled run stays as it is)."""
+    for key in tr.changed:
+        old, new = snap.tasks.get(key), tr.state.tasks[key]
+        if old is not None and old.child_run and new.status is TaskStatus.CANCELLED:
+            advance_whole(rt, old.child_run, CancelRun(f"its parent run {snap.run.run_id} ended"))
 
 
 def _widths(plan: Plan, snap: Snapshot) -> dict[str, int]:

@@ -46,6 +46,7 @@ from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._subflow import start_subflow
 
 # A claim lasts rt.lease_seconds (LEASE_S) and is renewed every third of it while user code runs:
 # a dead worker's attempt is noticed within a minute, and no lease outlives the platform's limits
@@ -77,6 +78,16 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     if not isinstance(claimed, Claimed):
         return claimed
     lease = Lease(rt, claimed)
+    subflow = claimed.planned.node.subflow
+    if subflow is not None:  # the child run does the work; its end completes this attempt
+        try:
+            with lease:  # renewed while a wide child starts; never once it waits
+                args = load_inputs(rt, claimed)
+                spec = claimed.spec.subflows[subflow]
+                start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
+        except Exception as e:
+            return _report(rt, _failure(rt, claimed, e))
+        return None
     try:
         with lease, capture_attempt(claimed) as logs:
             args = load_inputs(rt, claimed)

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar, cast
 from contracts import (
     DictValue,
     FlowParam,
+    FlowSpec,
     ListValue,
     LiteralValue,
     NodeSpec,
@@ -21,6 +22,7 @@ from contracts import (
     ResultRef,
     TaskOptions,
     ValueExpr,
+    flow_version,
 )
 from orchestrator.engine import result_refs
 from orchestrator.errors import FlowDefinitionError
@@ -226,6 +228,7 @@ class Builder:
     _keys: set[str] = field(default_factory=set)
     mapped_nodes: set[str] = field(default_factory=set)
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    subflows: dict[str, FlowSpec] = field(default_factory=dict)  # by version
     # The branch being traced (gate key, label), innermost last, and each node's branch.
     gates: list[tuple[str, str]] = field(default_factory=list)
     branch_of: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -253,6 +256,7 @@ class Builder:
         mapped: bool,
         branches: tuple[str, ...] = (),
         receiver: tuple[Receiver, object] | None = None,
+        subflow: FlowSpec | None = None,
     ) -> Placeholder:
         wait_for = kwargs.pop("wait_for", None) or ()
         name = options.name
@@ -300,6 +304,10 @@ class Builder:
             if not any(self.branch_of.get(u) == branch for u in upstream):
                 deps.append(branch[0])  # a branch's first tasks wait for its gate's choice
         self.functions[ref] = fn
+        version = None
+        if subflow is not None:
+            version = flow_version(subflow)
+            self.subflows[version] = subflow
         self.nodes.append(
             NodeSpec(
                 key=key,
@@ -313,6 +321,7 @@ class Builder:
                 untaken=tuple(dict.fromkeys(untaken)),
                 options=options,
                 receiver=receiver[0] if receiver else None,
+                subflow=version,
             )
         )
         if mapped:

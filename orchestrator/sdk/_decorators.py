@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
+from orchestrator.engine import spec_serializer
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock
 from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome, compiling
@@ -264,11 +265,6 @@ class Flow(Generic[P, R]):
         return self._spec
 
     def _compile(self) -> FlowSpec:
-        if BUILDING.get() is not None:
-            raise FlowDefinitionError(
-                f"flow {self.name!r} called inside another flow: subflows "
-                "are not supported yet; call its tasks directly"
-            )
         params = flow_params(self.fn, self.name)
         builder = Builder(self.name, module=self.fn.__module__)
         token = BUILDING.set(builder)
@@ -288,6 +284,7 @@ class Flow(Generic[P, R]):
             nodes=tuple(builder.nodes),
             result=to_expr(returned, what=f"the return value of flow {self.name!r}"),
             triggers=compile_triggers(self.name, self._triggers, params),
+            subflows=builder.subflows,
         )
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -296,13 +293,34 @@ class Flow(Generic[P, R]):
         _ = self.spec
         return {**self._functions, self.ref: self.fn}
 
+    def _subflow(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool) -> Any:
+        """A node of the flow being compiled that runs this flow as a child run."""
+        builder = BUILDING.get()
+        assert builder is not None
+        token = BUILDING.set(None)  # the child compiles on its own
+        try:
+            child = self.spec
+        finally:
+            BUILDING.reset(token)
+        builder.functions.update(self.functions())
+        options = TaskOptions(
+            name=self.name,
+            result_serializer=spec_serializer(child),
+            result_storage=child.options.result_storage,
+        )
+        return builder.add(self.ref, self.fn, options, args, kwargs, mapped=mapped, subflow=child)
+
+    def map(self, *args: Any, **kwargs: Any) -> list[R]:
+        """Inside a flow: one child run per element, as `task.map` makes one task each."""
+        if BUILDING.get() is None:
+            raise FlowDefinitionError(f"{self.name}.map(...) can only be used inside a @flow")
+        return self._subflow(args, kwargs, mapped=True)  # type: ignore[no-any-return]
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run in-process and return the result; raises FlowRunError naming the failed task."""
+        """Run in-process and return the result; raises FlowRunError naming the failed task.
+        Inside another flow's body: a subflow node, run as a child run."""
         if BUILDING.get() is not None:
-            raise FlowDefinitionError(
-                f"flow {self.name!r} called inside another flow: subflows "
-                "are not supported yet; call its tasks directly"
-            )
+            return self._subflow(args, dict(kwargs), mapped=False)  # type: ignore[no-any-return]
         try:
             bound = inspect.signature(self.fn).bind(*args, **kwargs)
         except TypeError as e:
