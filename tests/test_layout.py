@@ -30,6 +30,7 @@ RANK = {
     "orchestrator.cloud": 6,
     "orchestrator.testing": 7,
     "orchestrator.cli": 7,
+    "orchestrator.ui": 7,
     "orchestrator": 8,  # the top-level face: nothing inside the package imports it
 }
 
@@ -172,7 +173,8 @@ def test_public_names_are_pinned(face: str) -> None:
 @pytest.mark.parametrize(
     "face",
     ["orchestrator.engine", "orchestrator.adapters", "orchestrator.runtime", "orchestrator.sdk",
-     "orchestrator.local", "orchestrator.cli", "orchestrator.testing", "contracts", "emulators"],
+     "orchestrator.local", "orchestrator.cli", "orchestrator.testing", "orchestrator.ui",
+     "contracts", "emulators"],
 )  # fmt: skip
 def test_every_face_exports_what_it_lists(face: str) -> None:
     module = importlib.import_module(face)

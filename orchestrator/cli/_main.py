@@ -15,6 +15,7 @@ from orchestrator.cli._logs import logs
 from orchestrator.cli._output import emit_run, fail
 from orchestrator.cli._runs import runs
 from orchestrator.cli._trigger import trigger
+from orchestrator.cli._ui import ui
 from orchestrator.errors import KumoflowError
 
 
@@ -133,5 +134,5 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, logs, dlq, deploy, trigger):
+for _group in (dev, runs, logs, dlq, deploy, trigger, ui):
     main.add_command(_group)
