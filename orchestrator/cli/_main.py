@@ -8,9 +8,12 @@ from typing import Any
 
 import click
 
+from orchestrator.cli._check import check
 from orchestrator.cli._deploy import deploy
 from orchestrator.cli._dev import dev
 from orchestrator.cli._dlq import dlq
+from orchestrator.cli._examples import add_examples
+from orchestrator.cli._init import init
 from orchestrator.cli._logs import logs
 from orchestrator.cli._output import emit_run, fail
 from orchestrator.cli._runs import runs
@@ -136,3 +139,6 @@ def schema(out: Path) -> None:
 
 for _group in (dev, runs, logs, dlq, deploy, trigger, ui):
     main.add_command(_group)
+main.add_command(init)
+main.add_command(check)
+add_examples(main)  # last: every command registered above gets its examples

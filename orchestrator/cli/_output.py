@@ -166,7 +166,13 @@ def echo(value: Any, as_json: bool, human: str) -> None:
 
 
 def fail(message: str, as_json: bool) -> None:
-    """Print an error (a JSON object with --json) and exit with code 2."""
+    """Print an error (a JSON object with --json) and exit with code 2.
+
+    An error ends with the next thing to try: a message that names no command to run gets a
+    pointer to the command's help, where its examples are."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "`kumoflow" not in message:
+        message = f"{message.rstrip('.')} (examples: `{ctx.command_path} --help`)"
     if as_json:
         click.echo(json.dumps({"error": message, "status": "error"}))
     else:

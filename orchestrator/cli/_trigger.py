@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import mimetypes
+from pathlib import Path
+
 import click
 
 from orchestrator.cli._output import echo, guard
-from orchestrator.cli._target import project_option
+from orchestrator.cli._target import project_option, target_runtime
 
 
 @click.group()
@@ -40,3 +43,22 @@ def trigger_publish(
 
             message_id = publish(topic, data.encode(), attributes)
     echo({"topic": topic, "message_id": message_id}, as_json, f"published {message_id} to {topic}")
+
+
+@trigger.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("uri", metavar="gs://BUCKET/OBJECT")
+@click.option("--content-type", default=None, help="[default: guessed from FILE's name]")
+@project_option
+@click.option("--json", "as_json", is_flag=True)
+def trigger_upload(
+    file: Path, uri: str, content_type: str | None, project: str | None, as_json: bool
+) -> None:
+    """Upload FILE to gs://BUCKET/OBJECT: flows with a matching on_gcs_finalize start."""
+    if not uri.startswith("gs://") or "/" not in uri[5:]:
+        raise click.BadParameter(f"{uri!r} should be gs://BUCKET/OBJECT", param_hint="URI")
+    kind = content_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    with guard(as_json):
+        # Overwriting is what an upload does: a new object generation, so a new run.
+        target_runtime(project).blobs.put(uri, file.read_bytes(), kind, overwrite=True)
+    echo({"uri": uri, "bytes": file.stat().st_size}, as_json, f"uploaded {file} to {uri}")
