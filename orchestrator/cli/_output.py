@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from contracts import Run, RunStatus, TaskRun, TaskStatus
+from orchestrator.engine import grow
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
 from orchestrator.runtime import Runtime, masked, read_flow_result, secret_params
@@ -114,7 +115,12 @@ def describe(
 ) -> dict[str, Any]:
     """A run as `run --json` and `runs show` print it: every planned task, in DAG order."""
     run = snap.run
-    plan = rt.plan_of(run)
+    static = rt.plan_of(run)
+    # Run-time maps' children are tasks to show too: as many as each map recorded.
+    plan = grow(
+        static,
+        {k: t.width for k, t in snap.tasks.items() if k in static.dynamic and t.width is not None},
+    )
     result = read_flow_result(rt, plan, run) if run.status is RunStatus.SUCCEEDED else None
     keys = list(plan.tasks) if order is None else task_order(order, list(plan.tasks))
     tasks = {
@@ -137,10 +143,13 @@ def describe(
             ended_at=run.ended_at and run.ended_at.isoformat(),
             trigger=run.trigger.model_dump(mode="json"),
             params=masked(run.params, secret_params(plan.spec)),
+            parent=run.parent and {"run_id": run.parent.run_id, "task": run.parent.key},
         )
         for row in out["tasks"]:
             task = tasks[row["key"]]
             row["result_uri"] = task.result_uri
+            if task.child_run:
+                row["child_run"] = task.child_run  # a subflow's run: `runs show` it
             row["history"] = [a.model_dump(mode="json", exclude_none=True) for a in task.attempts]
     return out
 

@@ -15,6 +15,7 @@ import pytest
 
 from contracts import RunStatus
 from tests.flows import prefect_features as pf
+from tests.flows import subflows
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 VERDICTS = {"same", "different", "not supported"}
@@ -100,6 +101,9 @@ CASES: dict[str, Case] = {
     ),
     "flow `retries`": Case(pf.flow_retries, _counter, _flow_retried),
     "`task.submit(...)`, `.result()`, `.wait()`": Case(pf.futures, lambda _: {"x": 1}, _value(8)),
+    "subflows (a flow calling a flow)": Case(
+        subflows.with_subflow, lambda _: {"n": 4}, _value({"child": 5, "doubled": 10})
+    ),
     "`task.map(...)`, `unmapped(...)`": Case(
         pf.mapping, lambda _: {"xs": [1, 2, 3], "y": 10}, _value([11, 12, 13])
     ),
