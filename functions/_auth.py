@@ -7,6 +7,8 @@ nothing (no handler, no dead letter: an unauthenticated caller's body is not our
 
 - `KUMOFLOW_PUSH_AUTH`: `oidc` (default) or `off` (the local stack: its emulator sends no token).
 - `KUMOFLOW_PUSH_AUDIENCE`, `KUMOFLOW_PUSH_SERVICE_ACCOUNT`: what `aud` and `email` must be.
+- `KUMOFLOW_PUSH_CERTS_FILE`: verify against the certificates in this JSON file (key id -> PEM)
+  instead of fetching Google's: a stack with no network (tests sign tokens with their own key).
 
 No token → 401; a token that does not check out → 403; auth on but not configured → 500 (our
 fault, not the caller's; Pub/Sub keeps redelivering until the deployment is fixed, so nothing is
@@ -106,17 +108,34 @@ class CertCache:
             return self._certs
 
 
-_certs = [CertCache(fetch_google_certs)]
+CERTS_FILE_ENV = "KUMOFLOW_PUSH_CERTS_FILE"
+
+
+def _certs_source() -> CertsSource:
+    path = os.environ.get(CERTS_FILE_ENV)
+    if not path:
+        return fetch_google_certs
+
+    def from_file() -> Mapping[str, str]:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+        return {str(k): str(v) for k, v in found.items()}
+
+    return from_file
+
+
+_certs = [CertCache(_certs_source())]
 _off_noted = threading.Event()
 
 
 def use_push_certs(
     source: CertsSource | None, *, clock: Callable[[], float] = time.monotonic
 ) -> None:
-    """Verify push tokens against `source` (tests sign with their own key); None: Google's.
+    """Verify push tokens against `source` (tests sign with their own key); None: as configured
+    (KUMOFLOW_PUSH_CERTS_FILE, else Google's).
 
     `clock` (monotonic seconds) times the cache's refreshes."""
-    _certs[0] = CertCache(source or fetch_google_certs, clock=clock)
+    _certs[0] = CertCache(source or _certs_source(), clock=clock)
 
 
 def verify_push(authorization: str | None, env: Mapping[str, str]) -> Mapping[str, Any] | None:
