@@ -1,5 +1,6 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
+from contracts._blocks import BlockName, StoredBlock
 from contracts._dag import (
     DictValue,
     FlowParam,
@@ -64,6 +65,7 @@ __all__ = [
     "NO_PATH",
     "TYPE_PREFIX",
     "Attempt",
+    "BlockName",
     "DeadLetter",
     "DictValue",
     "Envelope",
@@ -94,6 +96,7 @@ __all__ = [
     "ScheduleTrigger",
     "Serializer",
     "SourceRef",
+    "StoredBlock",
     "TaskFailed",
     "TaskOptions",
     "TaskRequested",

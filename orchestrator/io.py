@@ -1,16 +1,31 @@
-"""Helpers for task code: read and write objects through whatever blob store runs the task.
+"""Helpers for task code: read and write objects through whatever blob store runs the task, and
+the block store that `Block.load(name)` reads.
 
-In-process that is memory; on the emulator stack and in the cloud it is GCS. Task code stays the
-same everywhere.
+In-process that is memory (blocks: a local file store); on the emulator stack and in the cloud
+it is GCS (blocks: Firestore). Task code stays the same everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
 
-from orchestrator.ports import BlobStore
+from orchestrator.ports import BlobStore, BlockStore
 
 CURRENT_BLOBS: ContextVar[BlobStore | None] = ContextVar("kumoflow_blobs", default=None)
+CURRENT_BLOCKS: ContextVar[BlockStore | None] = ContextVar("kumoflow_blocks", default=None)
+
+
+@contextlib.contextmanager
+def services(blobs: BlobStore, blocks: BlockStore | None) -> Iterator[None]:
+    """The stores of the runtime running a task, for its code (None: the default block store)."""
+    blob_token, block_token = CURRENT_BLOBS.set(blobs), CURRENT_BLOCKS.set(blocks)
+    try:
+        yield
+    finally:
+        CURRENT_BLOCKS.reset(block_token)
+        CURRENT_BLOBS.reset(blob_token)
 
 
 def _blobs() -> BlobStore:
@@ -21,6 +36,17 @@ def _blobs() -> BlobStore:
         store = MemoryBlobStore()  # a task called outside any run: keep it self-contained
         CURRENT_BLOBS.set(store)
     return store
+
+
+def current_blocks() -> BlockStore:
+    """The block store of the running task, else the one the environment names (see
+    `orchestrator.adapters.block_store_from_env`)."""
+    store = CURRENT_BLOCKS.get()
+    if store is not None:
+        return store
+    from orchestrator.adapters import block_store_from_env
+
+    return block_store_from_env()
 
 
 def write_blob(uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
@@ -35,4 +61,4 @@ def read_blob(uri: str) -> bytes:
     return _blobs().get(uri)
 
 
-__all__ = ["read_blob", "write_blob"]
+__all__ = ["current_blocks", "read_blob", "services", "write_blob"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun
+from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, StoredBlock, TaskRun
 
 Etag = object  # adapter-specific optimistic-concurrency token (a counter, an update_time)
 
@@ -131,3 +131,16 @@ class DeadLetterStore(Protocol):
     def record(self, letter: DeadLetter) -> None: ...
     def list(self, limit: int = 100) -> list[DeadLetter]: ...
     def get(self, letter_id: str) -> DeadLetter | None: ...
+
+
+class BlockStore(Protocol):
+    """Named configuration (`orchestrator.gcp` blocks): Firestore on the stack and in the cloud,
+    a folder of files for in-process runs."""
+
+    def put_block(self, block: StoredBlock, *, overwrite: bool = False) -> None:
+        """ConflictError when one of that kind and name exists and not `overwrite`."""
+        ...
+
+    def get_block(self, kind: str, name: str) -> StoredBlock | None: ...
+    def list_blocks(self, kind: str | None = None) -> list[StoredBlock]: ...
+    def delete_block(self, kind: str, name: str) -> bool: ...

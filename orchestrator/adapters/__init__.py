@@ -5,6 +5,7 @@ Every adapter of a port passes the same contract suite (tests/adapters/).
 
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.adapters._blocks import BLOCKS_DIR_ENV, FileBlockStore, block_store_from_env
 from orchestrator.adapters._clock import SystemClock, VirtualClock
 from orchestrator.adapters._codec import (
     PUBSUB_PUBLISHED,
@@ -18,6 +19,7 @@ from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
 
 if TYPE_CHECKING:
     from orchestrator.adapters._firestore import FirestoreStore
+    from orchestrator.adapters._firestore_blocks import FirestoreBlockStore
     from orchestrator.adapters._gcs import GcsBlobStore
     from orchestrator.adapters._pubsub import PubSubBus
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 # in-process runs and the CLI's help stay fast.
 _LAZY = {
     "FirestoreStore": "orchestrator.adapters._firestore",
+    "FirestoreBlockStore": "orchestrator.adapters._firestore_blocks",
     "GcsBlobStore": "orchestrator.adapters._gcs",
     "PubSubBus": "orchestrator.adapters._pubsub",
 }
@@ -39,9 +42,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BLOCKS_DIR_ENV",
     "PUBSUB_PUBLISHED",
     "RETENTION_ENV",
     "TTL_FIELD",
+    "FileBlockStore",
+    "FirestoreBlockStore",
     "FirestoreStore",
     "GcsBlobStore",
     "MemoryBlobStore",
@@ -50,6 +56,7 @@ __all__ = [
     "PubSubBus",
     "SystemClock",
     "VirtualClock",
+    "block_store_from_env",
     "from_message",
     "peek_context",
     "to_message",

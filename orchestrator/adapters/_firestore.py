@@ -39,7 +39,7 @@ from orchestrator.ports import Commit, Counts, Etag, Snapshot
 M = TypeVar("M", Run, TaskRun, OutboxEntry, DeadLetter)
 # Fields holding arbitrary user JSON: Firestore cannot store arrays of arrays, so they travel
 # as JSON strings.
-_JSON_FIELDS: dict[type[Any], tuple[str, ...]] = {Run: ("params",)}
+_JSON_FIELDS: dict[type[Any], tuple[str, ...]] = {Run: ("params",), OutboxEntry: ("detail",)}
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -60,7 +60,8 @@ def _to_doc(model: Run | TaskRun | OutboxEntry | DeadLetter) -> dict[str, Any]:
 def _from_doc(cls: type[M], doc: dict[str, Any]) -> M:
     doc.pop(TTL_FIELD, None)  # Firestore's business (retention), not the model's
     for name in _JSON_FIELDS.get(cls, ()):
-        doc[name] = json.loads(doc[name])
+        if name in doc:  # entries written before the field existed have none
+            doc[name] = json.loads(doc[name])
     if cls is Run:
         doc["trigger"]["detail"] = json.loads(doc["trigger"]["detail"])
     return cls.model_validate(doc)

@@ -19,6 +19,7 @@ from orchestrator.runtime._context import (
     context,
     get_run_logger,
 )
+from orchestrator.runtime._defer import MAX_POLL_S, Deferred, deferrable
 from orchestrator.runtime._ingress import (
     JOB_ATTRIBUTE,
     Deployed,
@@ -53,10 +54,12 @@ __all__ = [
     "LEASE_S",
     "LOGGER",
     "MAX_LOG_CHARS",
+    "MAX_POLL_S",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
     "Context",
+    "Deferred",
     "Deployed",
     "FlowRunInfo",
     "InProcessRunner",
@@ -78,6 +81,7 @@ __all__ = [
     "compiling",
     "configure_json_logging",
     "context",
+    "deferrable",
     "error_info",
     "expire_leases",
     "flow_result",

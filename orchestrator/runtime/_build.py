@@ -13,7 +13,7 @@ from orchestrator.runtime._runtime import Resolver, Runtime
 
 def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) -> Runtime:
     """Adapters built from the environment; Firestore also keeps timers and dead letters."""
-    from orchestrator.adapters import FirestoreStore, GcsBlobStore, PubSubBus
+    from orchestrator.adapters import FirestoreBlockStore, FirestoreStore, GcsBlobStore, PubSubBus
 
     store = FirestoreStore.from_env(project)
     rt = Runtime(
@@ -26,6 +26,7 @@ def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) ->
         clock=SystemClock(),
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         source=source,
+        blocks=FirestoreBlockStore.from_env(project),
     )
     if worker_id is not None:
         rt.worker_id = worker_id

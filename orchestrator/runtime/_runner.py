@@ -86,7 +86,9 @@ class InProcessRunner:
         self.rt.cache_store = PROCESS_CACHE
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
-        self._inflight = 0
+        # Attempts a worker holds: a set, not a count, because an attempt that parked (a
+        # deferred task) frees its worker first and completes later, from the sweep.
+        self._inflight: set[tuple[str, str, int]] = set()
         self._crashed: list[BaseException] = []
         self.bus.subscribe(self.rt.topics.tasks, self._on_task_request)
         self.bus.subscribe(self.rt.topics.events, self._inbox.put)
@@ -103,7 +105,7 @@ class InProcessRunner:
 
     def _on_task_request(self, event: Envelope) -> None:
         assert isinstance(event.data, TaskRequested)
-        self._inflight += 1
+        self._inflight.add((event.data.run_id, event.data.key, event.data.attempt))
         self._pool.submit(self._work, event.data)
 
     def _work(self, req: TaskRequested) -> None:
@@ -145,7 +147,8 @@ class InProcessRunner:
             if event is None:
                 continue
             if event.type == _NOOP:
-                self._inflight -= 1
+                assert isinstance(event.data, TaskRequested)
+                self._inflight.discard((event.data.run_id, event.data.key, event.data.attempt))
                 if self._crashed:
                     raise self._crashed[0]
                 continue
@@ -153,7 +156,7 @@ class InProcessRunner:
             if isinstance(data, RunSucceeded | RunFailed) and data.run_id == run_id:
                 break
             if isinstance(data, TaskSucceeded | TaskFailed):
-                self._inflight -= 1
+                self._inflight.discard((data.run_id, data.key, data.attempt))
                 advance(self.rt, data.run_id, data)
                 self._report(run_id, progress)
         return self._outcome(run_id)

@@ -20,6 +20,7 @@ from orchestrator.engine import Plan, expand, flow_serializer, grow, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
+    BlockStore,
     Clock,
     DeadLetterStore,
     Etag,
@@ -135,6 +136,8 @@ class Runtime:
     # process running every role (in-process runs) has no other instance to take over from.
     lease_seconds: float = LEASE_S
     renew_leases: bool = True
+    # Where `Block.load(name)` in task code reads; None: the one the environment names.
+    blocks: BlockStore | None = None
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     _specs: dict[str, FlowSpec] = field(default_factory=dict)

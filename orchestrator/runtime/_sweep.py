@@ -19,6 +19,7 @@ from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
+from orchestrator.runtime._check import check
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
@@ -53,6 +54,9 @@ def sweep(rt: Runtime, deadline: float) -> int:
 
 def _fire(rt: Runtime, item: OutboxEntry) -> None:
     try:
+        if item.kind == "check":
+            check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
+            return
         if item.kind == "wake":
             advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
             rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))

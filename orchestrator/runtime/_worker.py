@@ -15,10 +15,13 @@ import os
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+
+from pydantic import JsonValue
 
 from contracts import ErrorInfo, FlowSpec, Run, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
 from orchestrator.engine import (
@@ -36,12 +39,13 @@ from orchestrator.engine import (
     task_serializer,
 )
 from orchestrator.errors import BadInputError, ConflictError, KumoflowError, NotFoundError
-from orchestrator.io import CURRENT_BLOBS
+from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime import _cache as cache
 from orchestrator.runtime._cache import TaskRunContext
 from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime._context import run_scope, task_scope_for
+from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
@@ -91,7 +95,12 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     try:
         with lease, capture_attempt(claimed) as logs:
             args = load_inputs(rt, claimed)
-            data, content_type, cached = call_task(rt, claimed, args)
+            called = call_task(rt, claimed, args)
+        if isinstance(called, Deferred):  # the work runs elsewhere: the sweeper's checks end it
+            store_logs(rt, claimed, logs)
+            park(rt, req, claimed.token, called, cancel_hook(rt, claimed))
+            return None
+        data, content_type, cached = called
         store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
         failure = _failure(rt, claimed, e)
@@ -211,8 +220,9 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     }
 
 
-def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool]:
-    """Run the user's function (or reuse a cached result): (encoded result, type, cached)."""
+def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool] | Deferred:
+    """Run the user's function (or reuse a cached result): (encoded result, type, cached), or
+    the handle of work a deferrable task started elsewhere (see _defer)."""
     node = c.planned.node
     options = node.options
     fn = rt.resolver.resolve(node.task, c.spec.source)
@@ -231,15 +241,26 @@ def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str
     limit = min(options.timeout_seconds or FUNCTION_TIMEOUT_S, FUNCTION_TIMEOUT_S)
     fn = bind_receiver(fn, node.receiver, c.spec.source)
     scope = task_scope_for(c.run, c.spec, c.req.key, c.req.attempt, options, args)
-    token = CURRENT_BLOBS.set(rt.blobs)
-    try:
-        with run_scope(scope):
-            value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
-    finally:
-        CURRENT_BLOBS.reset(token)
+    with run_scope(scope), services(rt.blobs, rt.blocks):
+        value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
+    if isinstance(value, Deferred):
+        return value
     data, content_type, ext = encode(value, options.result_serializer, what=f"task {c.req.key!r}")
     cache.store(rt, options, key, data, content_type, ext, c.started)
     return data, content_type, False
+
+
+def cancel_hook(rt: Runtime, c: Claimed) -> Callable[[dict[str, JsonValue]], None]:
+    """What stops a deferred task's work when nobody will wait for it (see _defer)."""
+    hooks = hooks_of(rt.resolver.resolve(c.planned.node.task, c.spec.source))
+    cancel = hooks.cancel if hooks is not None else None
+
+    def run(handle: dict[str, JsonValue]) -> None:
+        if cancel is not None:
+            with services(rt.blobs, rt.blocks):
+                cancel(handle)
+
+    return run
 
 
 def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> None:

@@ -16,6 +16,9 @@ def stack_env(base: int, state_dir: str) -> dict[str, str]:
         "KUMOFLOW_FIRESTORE_PORT": str(base + 2),
         "KUMOFLOW_FIRESTORE_WS_PORT": str(base + 3),
         "KUMOFLOW_GCS_PORT": str(base + 4),
+        "KUMOFLOW_BIGQUERY_PORT": str(base + 5),
+        "KUMOFLOW_CLOUDRUN_PORT": str(base + 6),
+        "KUMOFLOW_BIGQUERY_GRPC_PORT": str(base + 7),
         "KUMOFLOW_FUNCTIONS_PORT": str(base + 10),
     }
 

@@ -54,13 +54,16 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _config(state_dir: Path) -> StackConfig:
-    pubsub, firestore, firestore_ws, gcs = _free_ports(4)
+    pubsub, firestore, firestore_ws, gcs, bigquery, bigquery_grpc, cloudrun = _free_ports(7)
     return StackConfig(
         project="kumoflow-test",
         pubsub_port=pubsub,
         firestore_port=firestore,
         firestore_ws_port=firestore_ws,
         gcs_port=gcs,
+        bigquery_port=bigquery,
+        bigquery_grpc_port=bigquery_grpc,
+        cloudrun_port=cloudrun,
         gcs_notification_topic=f"gcs-{uuid.uuid4().hex[:8]}",
         state_dir=state_dir,
     )
@@ -97,7 +100,7 @@ def test_prerequisites_present() -> None:
 def test_up_is_healthy_and_reused(stack: StackConfig) -> None:
     first = status(stack)
     assert first.healthy
-    assert [s.name for s in first.services] == ["pubsub", "firestore", "gcs"]
+    assert [s.name for s in first.services] == ["pubsub", "firestore", "gcs", "bigquery", "cloudrun"]
     for s in first.services:
         assert s.pid is not None
         assert s.rss_bytes is not None
@@ -260,7 +263,7 @@ def test_down_stops_services_and_functions(stack: StackConfig, tmp_path: Path) -
 
     stopped = down(stack)
 
-    assert stopped == ["late", "gcs", "firestore", "pubsub"]
+    assert stopped == ["late", "cloudrun", "bigquery", "gcs", "firestore", "pubsub"]
     assert all(pid is not None and _gone(pid) for pid in pids)
     after = status(stack)
     assert not after.healthy

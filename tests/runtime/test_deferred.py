@@ -1,0 +1,152 @@
+"""Deferred tasks: an attempt parks without a waiting worker and the sweeper's checks end it,
+under the claim's token; a lost claim or a cancelled run stops the work; a check that cannot
+tell backs off without failing the attempt."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from contracts import OutboxEntry, RunRequested, TaskFailed, TaskRequested, TaskStatus
+from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.engine import CancelRun
+from orchestrator.ports import Commit
+from orchestrator.runtime import (
+    Runtime,
+    advance,
+    memory_runtime,
+    run_task,
+    start_run,
+    tick,
+)
+from orchestrator.sdk import run_in_process
+from orchestrator.testing import Backend
+from tests.flows import deferred
+from tests.flows.deferred import deferred_job
+
+
+def _runtime() -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock]:
+    store, bus, clock = MemoryStore(), MemoryBus(), VirtualClock()
+    bus.record = True
+    rt = memory_runtime(clock=clock, functions=deferred_job.functions(), store=store, bus=bus)
+    store.put_flow(deferred_job.spec)
+    return rt, store, bus, clock
+
+
+def _parked(rt: Runtime, bus: MemoryBus, need: int, run_id: str = "r") -> TaskRequested:
+    start_run(rt, RunRequested(flow="deferred-job", params={"need": need}), run_id=run_id)
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    bus.published.clear()
+    assert run_task(rt, req) is None  # parked: no completion yet, and no worker waits
+    return req
+
+
+def _checks(store: MemoryStore, clock: VirtualClock) -> list[OutboxEntry]:
+    return [e for e in store.due(clock.now() + timedelta(days=2)) if e.kind == "check"]
+
+
+def test_a_parked_attempt_is_completed_by_the_sweeper_after_backed_off_checks() -> None:
+    rt, store, bus, clock = _runtime()
+    _parked(rt, bus, need=4)
+    (entry,) = _checks(store, clock)
+    assert (entry.key, entry.attempt, entry.detail["poll"]) == ("external-job", 1, 1.0)
+    snap = store.load("r", ["external-job"])
+    assert snap is not None
+    task = snap.tasks["external-job"]
+    assert task.status is TaskStatus.RUNNING
+    # The lease reaches past the check, so the sweep's lease expiry leaves it alone.
+    assert task.lease_until is not None
+    assert task.lease_until > entry.due_at
+    polls = []
+    for _ in range(4):
+        clock.sleep(float(entry.detail["poll"]))  # type: ignore[arg-type]
+        tick(rt)
+        left = _checks(store, clock)
+        if not left:
+            break
+        (entry,) = left
+        polls.append(entry.detail["poll"])
+    assert polls == [2.0, 4.0, 8.0]  # doubling
+    (done,) = [e.data for _, e in bus.published if e.type.endswith("task.succeeded")]
+    assert done.token == task.attempts[-1].token  # fenced like a worker's report
+    assert rt.blobs.get(done.result_uri) == b'{"job":"j1","polls":4}'
+
+
+def test_a_check_that_cannot_tell_backs_off_and_leaves_the_attempt_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    _parked(rt, bus, need=3)
+    monkeypatch.setattr(deferred, "UNREACHABLE", True)
+    clock.sleep(2)
+    tick(rt)
+    (entry,) = _checks(store, clock)
+    assert entry.failures == 1  # the sweep's own backoff, not a failed attempt
+    assert entry.due_at > clock.now()
+    assert not [e for _, e in bus.published if e.type.endswith(("succeeded", "failed"))]
+    monkeypatch.setattr(deferred, "UNREACHABLE", False)
+    clock.sleep(60)
+    tick(rt)
+    (entry,) = _checks(store, clock)
+    # It went on where it was; a check that answered starts the backoff of failures afresh.
+    assert (entry.failures, entry.detail["handle"]["polls"]) == (0, 1)  # type: ignore[index]
+
+
+def test_a_check_for_a_claim_that_was_lost_cancels_the_work_and_reports_nothing() -> None:
+    rt, store, bus, clock = _runtime()
+    deferred.CANCELLED.clear()
+    _parked(rt, bus, need=5)
+    (entry,) = _checks(store, clock)
+    forged = entry.model_copy(update={"detail": {**entry.detail, "token": "someone-else"}})
+    store.commit(Commit(run_id="r", outbox_add=[forged]))
+    clock.sleep(2)
+    tick(rt)
+    assert deferred.CANCELLED == ["j1"]
+    assert _checks(store, clock) == []
+    assert not [e for _, e in bus.published if e.type.endswith(("succeeded", "failed"))]
+
+
+def test_cancelling_the_run_cancels_the_parked_work_at_its_next_check() -> None:
+    rt, store, bus, clock = _runtime()
+    deferred.CANCELLED.clear()
+    _parked(rt, bus, need=5)
+    advance(rt, "r", CancelRun("operator"))
+    clock.sleep(2)
+    tick(rt)
+    assert deferred.CANCELLED == ["j1"]
+    assert _checks(store, clock) == []
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.tasks["external-job"].status is TaskStatus.CANCELLED
+
+
+def test_a_failed_check_fails_the_attempt_and_the_task_retries_as_configured() -> None:
+    outcome = run_in_process(deferred_job, {"need": 2, "fail": True}, clock=VirtualClock())
+    task = outcome.tasks["external-job"]
+    assert [a.status for a in task.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
+    assert [a.error.message for a in task.attempts if a.error] == [
+        "job j1 failed after 2 polls",
+        "job j1 failed after 2 polls",
+    ]
+    assert outcome.run.status.value == "FAILED"
+
+
+def test_deferred_flows_run_on_every_backend(backend: Backend) -> None:
+    outcome = backend.run(deferred_job, {"need": 3}, timeout=60)
+    assert outcome.status.value == "SUCCEEDED"
+    assert outcome.value == "j1 after 3 polls"
+    zero = backend.run(deferred_job, {"need": 0}, timeout=60)
+    assert zero.value == "j1 after 0 polls"  # a task that finished inline never parked
+
+
+def test_a_failed_completion_from_a_check_is_an_ordinary_task_failed() -> None:
+    rt, _store, bus, clock = _runtime()
+    start_run(rt, RunRequested(flow="deferred-job", params={"need": 1, "fail": True}), run_id="f")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    bus.published.clear()
+    assert run_task(rt, req) is None
+    clock.sleep(2)
+    tick(rt)
+    (failed,) = [e.data for _, e in bus.published if isinstance(e.data, TaskFailed)]
+    assert (failed.key, failed.attempt, failed.retryable) == ("external-job", 1, True)
