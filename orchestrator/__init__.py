@@ -33,6 +33,7 @@ from orchestrator.sdk import (
     on_schedule,
     run_in_process,
     switch,
+    sync_compatible,
     task,
     unmapped,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "on_schedule",
     "run_in_process",
     "switch",
+    "sync_compatible",
     "task",
     "task_input_hash",
     "unmapped",

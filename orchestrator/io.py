@@ -38,6 +38,11 @@ def _blobs() -> BlobStore:
     return store
 
 
+def running_blobs() -> bool:
+    """True inside a task run: write_blob/read_blob reach the run's own blob store."""
+    return CURRENT_BLOBS.get() is not None
+
+
 def current_blocks() -> BlockStore:
     """The block store of the running task, else the one the environment names (see
     `orchestrator.adapters.block_store_from_env`)."""
@@ -61,4 +66,4 @@ def read_blob(uri: str) -> bytes:
     return _blobs().get(uri)
 
 
-__all__ = ["current_blocks", "read_blob", "services", "write_blob"]
+__all__ = ["current_blocks", "read_blob", "running_blobs", "services", "write_blob"]

@@ -28,6 +28,7 @@ RANK = {
     "emulators": 5,
     "orchestrator.local": 6,
     "orchestrator.cloud": 6,
+    "orchestrator.gcp": 6,  # Google Cloud helpers for flows: built on the sdk's @task
     "orchestrator.testing": 7,
     "orchestrator.cli": 7,
     "orchestrator.ui": 7,
@@ -152,7 +153,13 @@ FACES = {
         "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
         "TaskRunError", "TransientError", "allow_failure", "branch", "context",
         "exponential_backoff", "flow", "get_run_logger", "on_gcs_finalize", "on_pubsub",
-        "on_schedule", "run_in_process", "switch", "task", "task_input_hash", "unmapped",
+        "on_schedule", "run_in_process", "switch", "sync_compatible", "task",
+        "task_input_hash", "unmapped",
+    ],
+    "orchestrator.gcp": [
+        "BLOCK_TYPES", "INLINE_WAIT_S", "MASK", "BigQueryError", "Block", "CloudRunJob",
+        "CloudRunJobError", "CloudRunJobResult", "GcpCredentials", "GcsBucket",
+        "bigquery_query", "run_cloud_run_job",
     ],
     "orchestrator.testing": [
         "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",
@@ -173,8 +180,8 @@ def test_public_names_are_pinned(face: str) -> None:
 @pytest.mark.parametrize(
     "face",
     ["orchestrator.engine", "orchestrator.adapters", "orchestrator.runtime", "orchestrator.sdk",
-     "orchestrator.local", "orchestrator.cli", "orchestrator.testing", "orchestrator.ui",
-     "contracts", "emulators"],
+     "orchestrator.local", "orchestrator.gcp", "orchestrator.cli", "orchestrator.testing",
+     "orchestrator.ui", "contracts", "emulators"],
 )  # fmt: skip
 def test_every_face_exports_what_it_lists(face: str) -> None:
     module = importlib.import_module(face)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli._block import block
 from orchestrator.cli._check import check
 from orchestrator.cli._deploy import deploy
 from orchestrator.cli._dev import dev
@@ -137,7 +138,7 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, logs, dlq, deploy, trigger, ui):
+for _group in (dev, runs, logs, dlq, deploy, trigger, ui, block):
     main.add_command(_group)
 main.add_command(init)
 main.add_command(check)

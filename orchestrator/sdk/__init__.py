@@ -12,6 +12,7 @@ from orchestrator.sdk._decorators import (
     task,
 )
 from orchestrator.sdk._load import load_flow, load_module
+from orchestrator.sdk._sync import sync_compatible
 from orchestrator.sdk._triggers import Trigger, on_gcs_finalize, on_pubsub, on_schedule
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "on_schedule",
     "run_in_process",
     "switch",
+    "sync_compatible",
     "task",
     "unmapped",
 ]

@@ -204,6 +204,9 @@ def to_expr(value: object, *, what: str) -> ValueExpr:
         if all(isinstance(e, LiteralValue) for e in exprs.values()):
             return LiteralValue(value={k: e.value for k, e in exprs.items()})  # type: ignore[union-attr]
         return DictValue(items=exprs)
+    as_ref = getattr(value, "__kumoflow_ref__", None)
+    if callable(as_ref) and not isinstance(value, type):  # a block: by name, never its secrets
+        return LiteralValue(value=as_ref())
     if callable(value) and not isinstance(value, type):
         raise FlowDefinitionError(
             f"{what} is a callable ({value!r}); inside a flow, call a @task instead of passing "

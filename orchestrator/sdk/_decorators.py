@@ -8,7 +8,7 @@ import types
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
 from orchestrator.engine import spec_serializer
@@ -143,6 +143,18 @@ class Task(Generic[P, R]):
         return Task(self.fn, options, kind=self._kind, receiver=self._receiver)
 
 
+class StorageBlock(Protocol):
+    """A block that names where results go (orchestrator.gcp.GcsBucket)."""
+
+    def __kumoflow_storage__(self) -> str: ...
+
+
+def _storage(value: str | StorageBlock | None) -> str | None:
+    """`result_storage`: a bucket, gs://bucket/prefix, or a bucket block (its bucket and folder,
+    read when the flow is defined: a run's result locations never change under it)."""
+    return value if value is None or isinstance(value, str) else value.__kumoflow_storage__()
+
+
 def _delays(
     value: float | Sequence[float] | Callable[[int], list[float]], retries: int
 ) -> float | tuple[float, ...]:
@@ -171,7 +183,7 @@ def task(
     timeout_seconds: float | None = None,
     tags: Sequence[str] = (),
     persist_result: bool | None = None,
-    result_storage: str | None = None,
+    result_storage: str | StorageBlock | None = None,
     result_serializer: Serializer = "json",
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
@@ -198,7 +210,7 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             timeout_seconds=kwargs.get("timeout_seconds"),
             tags=tuple(kwargs.get("tags", ())),
             persist_result=kwargs.get("persist_result"),
-            result_storage=kwargs.get("result_storage"),
+            result_storage=_storage(kwargs.get("result_storage")),
             result_serializer=kwargs.get("result_serializer", "json"),
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=_seconds(kwargs.get("cache_expiration")),
@@ -343,7 +355,7 @@ def flow(
     retries: int = 0,
     timeout_seconds: float | None = None,
     persist_result: bool = True,
-    result_storage: str | None = None,
+    result_storage: str | StorageBlock | None = None,
     triggers: Sequence[Trigger] = (),
     log_prints: bool = False,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
@@ -361,7 +373,7 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             retries=kwargs.get("retries", 0),
             timeout_seconds=_seconds(kwargs.get("timeout_seconds")),
             persist_result=kwargs.get("persist_result", True),
-            result_storage=kwargs.get("result_storage"),
+            result_storage=_storage(kwargs.get("result_storage")),
             log_prints=kwargs.get("log_prints", False),
         )
     except ValueError as e:

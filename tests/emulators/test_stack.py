@@ -100,7 +100,13 @@ def test_prerequisites_present() -> None:
 def test_up_is_healthy_and_reused(stack: StackConfig) -> None:
     first = status(stack)
     assert first.healthy
-    assert [s.name for s in first.services] == ["pubsub", "firestore", "gcs", "bigquery", "cloudrun"]
+    assert [s.name for s in first.services] == [
+        "pubsub",
+        "firestore",
+        "gcs",
+        "bigquery",
+        "cloudrun",
+    ]
     for s in first.services:
         assert s.pid is not None
         assert s.rss_bytes is not None

@@ -1,0 +1,119 @@
+"""Flows over orchestrator.gcp for the local stack: blocks saved by the test process and loaded
+by workers, BigQuery against bqemulator, Cloud Run jobs against the fake Admin API."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from orchestrator import flow, sync_compatible, task
+from orchestrator.gcp import CloudRunJob, GcpCredentials, GcsBucket, bigquery_query
+
+CREDENTIALS = "kumoflow-test-credentials"  # saved by tests/e2e/test_gcp.py before any run
+BUCKET = "kumoflow-test-bucket"
+PY = sys.executable  # the fake Cloud Run API runs a job's command as a local process
+
+
+@task(name="key-email")
+def key_email(credentials: GcpCredentials) -> str:
+    """Proves the worker loaded the saved key (and parsed it) without returning any of it."""
+    parsed = credentials.get_credentials_from_service_account()
+    return getattr(parsed, "service_account_email", "none")
+
+
+@flow(name="gcp-block-in-worker")
+def block_in_worker() -> str:
+    return key_email(GcpCredentials.load(CREDENTIALS))
+
+
+@task(name="names")
+def names(rows: list[dict[str, Any]]) -> list[str]:
+    return [str(r["name"]) for r in rows]
+
+
+@flow(name="gcp-bigquery")
+def bq_names(table: str, min_n: int, wait_seconds: float = 30.0) -> list[str]:
+    rows = bigquery_query(
+        f"SELECT name, n FROM `{table}` WHERE n > @min_n ORDER BY n",
+        GcpCredentials.load(CREDENTIALS),
+        query_params={"min_n": min_n},
+        dry_run_max_bytes=10_000_000,
+        wait_seconds=wait_seconds,
+    )
+    return names(rows)
+
+
+def job(command: list[str], timeout: int = 60, max_retries: int = 0) -> CloudRunJob:
+    return CloudRunJob(
+        image="python:3.11-slim",
+        credentials=GcpCredentials.load(CREDENTIALS),
+        region="us-central1",
+        command=command,
+        env={"GREETING": "hello"},
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+@task(name="job-logs")
+def job_logs(result: dict[str, Any]) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(result["logs_uri"]) as r:
+        return f"{result['status_code']}|{r.read().decode().strip()}"
+
+
+SAY = "import os; print(os.environ['GREETING'], os.environ['KUMOFLOW_TASK_KEY'])"
+
+
+@flow(name="gcp-job-ok")
+def job_ok(wait_seconds: float = 10.0) -> str:
+    return job_logs(job([PY, "-c", SAY]).run(wait_seconds=wait_seconds))
+
+
+@flow(name="gcp-job-exit-3")
+def job_exit_3() -> Any:
+    return job([PY, "-c", "print('failing'); raise SystemExit(3)"]).run(retries=1)
+
+
+@flow(name="gcp-job-timeout")
+def job_timeout() -> Any:
+    return job([PY, "-c", "import time; time.sleep(60)"], timeout=1).run()
+
+
+@flow(name="gcp-job-long")
+def job_long(marker: str) -> Any:
+    code = f"import os, time; open({marker!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    return job([PY, "-c", code], timeout=600).run(wait_seconds=0)
+
+
+@task(
+    name="make-report",
+    result_storage=GcsBucket(bucket="kumoflow-results", bucket_folder="reports/team-a"),
+)
+def make_report(n: int) -> dict[str, int]:
+    return {"n": n, "double": 2 * n}
+
+
+@flow(name="gcp-result-storage")
+def stored_report(n: int) -> dict[str, int]:
+    return make_report(n)
+
+
+@task(name="async-double")
+@sync_compatible
+async def async_double(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@task(name="plus-one")
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@flow(name="gcp-sync-compatible")
+def sync_compatible_flow(x: int) -> int:
+    return plus_one(async_double(x))
