@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import TimeoutError as WaitTimeout
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import JsonValue
 
-from orchestrator.errors import KumoflowError, TransientError
+from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
 from orchestrator.runtime import Deferred, context, deferrable
 from orchestrator.sdk import task
@@ -29,10 +30,9 @@ INLINE_WAIT_S = 30.0  # far under a task function's 540 s; past it the attempt p
 _TRANSIENT = (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests)
 
 
-class BigQueryError(KumoflowError):
-    """A query job failed (or would read too much); the message names the job."""
-
-    retryable = False
+class BigQueryError(RuntimeError):
+    """A query job failed (or would read too much); the message names the job. The user's
+    failure, not kumoflow's: the task's retries apply."""
 
 
 _TYPES: list[tuple[type, str]] = [
@@ -140,7 +140,10 @@ def bigquery_query(
     if dry_run_max_bytes is not None:
         dry = bigquery.QueryJobConfig.from_api_repr(config.to_api_repr())
         dry.dry_run, dry.use_query_cache = True, False
-        probe = client.query(query, job_config=dry, location=location)
+        try:
+            probe = client.query(query, job_config=dry, location=location)
+        except gexc.GoogleAPICallError as e:
+            raise BigQueryError(f"BigQuery dry run of the query failed: {e}") from e
         if (probe.total_bytes_processed or 0) > dry_run_max_bytes:
             raise BigQueryError(
                 f"query (dry run {probe.job_id}) would process {probe.total_bytes_processed} "
@@ -149,10 +152,11 @@ def bigquery_query(
     if dataset and table:
         config.destination = f"{client.project}.{dataset}.{table}"
         config.write_disposition = config.write_disposition or "WRITE_TRUNCATE"
+    job_id = f"kumoflow_{uuid.uuid4().hex}"  # ours, so even a rejected job is named
     try:
-        job = client.query(query, job_config=config, location=location, job_id_prefix="kumoflow_")
+        job = client.query(query, job_config=config, location=location, job_id=job_id)
     except gexc.GoogleAPICallError as e:
-        raise BigQueryError(f"BigQuery rejected the query: {e}") from e
+        raise BigQueryError(f"BigQuery job {job_id} ({location}) failed: {e}") from e
     in_run = context.task_run is not None
     try:
         job.result(timeout=wait_seconds if in_run else None)

@@ -26,7 +26,7 @@ from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts import RetryPolicy
-from orchestrator.errors import KumoflowError, TransientError
+from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
 from orchestrator.runtime import Deferred, context, deferrable
 from orchestrator.sdk import task
@@ -36,10 +36,9 @@ MAX_TIMEOUT_S = 7 * 24 * 3600  # Cloud Run jobs' task timeout limit: never cap b
 _TRANSIENT = (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests)
 
 
-class CloudRunJobError(KumoflowError):
-    """An execution that failed, timed out or was cancelled; the message is Cloud Run's."""
-
-    retryable = False
+class CloudRunJobError(RuntimeError):
+    """An execution that failed, timed out or was cancelled; the message is Cloud Run's. The
+    user's failure, not kumoflow's: the task's retries apply (`retry_on` matches it)."""
 
 
 class CloudRunJobResult(BaseModel):
@@ -79,7 +78,9 @@ class CloudRunJob(BaseModel):
         elsewhere: run it and wait for it."""
         retry = RetryPolicy(retries=retries, delay_seconds=retry_delay_seconds)
         wait = INLINE_WAIT_S if wait_seconds is None else wait_seconds
-        return run_cloud_run_job.with_options(retry=retry)(self, wait)
+        out = run_cloud_run_job.with_options(retry=retry)(self, wait)
+        # Results travel as JSON: a task annotated CloudRunJobResult receives the model again.
+        return CloudRunJobResult.model_validate(out) if isinstance(out, dict) else out
 
     def definition(self) -> Any:
         from google.cloud import run_v2
@@ -136,14 +137,16 @@ class CloudRunJob(BaseModel):
         return name
 
 
-def _result(execution: Any) -> CloudRunJobResult | Deferred | None:
-    """The execution's outcome from its own state; None while it runs."""
+def _result(execution: Any) -> dict[str, JsonValue] | None:
+    """The execution's outcome (a CloudRunJobResult's JSON) from its own state; None while it
+    runs; a failure raises."""
     if not execution.completion_time:
         return None
     if execution.succeeded_count >= max(1, execution.task_count):
-        return CloudRunJobResult(
+        done = CloudRunJobResult(
             identifier=execution.name, status_code=0, logs_uri=execution.log_uri
         )
+        return done.model_dump(mode="json")
     messages = [c.message for c in execution.conditions if c.message]
     what = "was cancelled" if execution.cancelled_count else "failed"
     raise CloudRunJobError(

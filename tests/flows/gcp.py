@@ -31,13 +31,22 @@ def names(rows: list[dict[str, Any]]) -> list[str]:
     return [str(r["name"]) for r in rows]
 
 
+@task(name="names-above")
+def names_above(table: str) -> str:
+    """The SQL names the table (not a value: identifiers cannot be parameters); the value is a
+    query parameter."""
+    return f"SELECT name, n FROM `{table}` WHERE n > @min_n ORDER BY n"
+
+
 @flow(name="gcp-bigquery")
-def bq_names(table: str, min_n: int, wait_seconds: float = 30.0) -> list[str]:
+def bq_names(
+    table: str, min_n: int, wait_seconds: float = 30.0, max_bytes: int | None = None
+) -> list[str]:
     rows = bigquery_query(
-        f"SELECT name, n FROM `{table}` WHERE n > @min_n ORDER BY n",
+        names_above(table),
         GcpCredentials.load(CREDENTIALS),
         query_params={"min_n": min_n},
-        dry_run_max_bytes=10_000_000,
+        dry_run_max_bytes=max_bytes,
         wait_seconds=wait_seconds,
     )
     return names(rows)
@@ -81,10 +90,16 @@ def job_timeout() -> Any:
     return job([PY, "-c", "import time; time.sleep(60)"], timeout=1).run()
 
 
+LONG = (
+    "import os, tempfile, time; "
+    "path = os.path.join(tempfile.gettempdir(), 'kumoflow-job-' + os.environ['KUMOFLOW_RUN_ID']); "
+    "open(path, 'w').write(str(os.getpid())); time.sleep(300)"
+)
+
+
 @flow(name="gcp-job-long")
-def job_long(marker: str) -> Any:
-    code = f"import os, time; open({marker!r}, 'w').write(str(os.getpid())); time.sleep(300)"
-    return job([PY, "-c", code], timeout=600).run(wait_seconds=0)
+def job_long() -> Any:
+    return job([PY, "-c", LONG], timeout=600).run(wait_seconds=0)
 
 
 @task(
