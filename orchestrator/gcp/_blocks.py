@@ -27,6 +27,7 @@ from pydantic import (
 from contracts import StoredBlock
 from orchestrator.errors import FlowDefinitionError, NotFoundError
 from orchestrator.io import current_blocks
+from orchestrator.runtime import in_flow_body
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -83,6 +84,13 @@ class Block(BaseModel):
 
     @classmethod
     def load(cls, name: str) -> Self:
+        """The saved block. In a flow body: a reference only, read by the task that gets it
+        (the store is not read there, so `kumoflow deploy` needs no blocks; a changed block
+        applies to the next run)."""
+        if in_flow_body():
+            ref = cls.model_construct()  # fields unread: a flow body only passes it on
+            ref._name = name
+            return ref
         stored = current_blocks().get_block(cls.kind, name)
         if stored is None:
             raise NotFoundError(

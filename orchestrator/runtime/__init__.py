@@ -18,6 +18,7 @@ from orchestrator.runtime._context import (
     compiling,
     context,
     get_run_logger,
+    in_flow_body,
 )
 from orchestrator.runtime._defer import MAX_POLL_S, Deferred, deferrable
 from orchestrator.runtime._ingress import (
@@ -88,6 +89,7 @@ __all__ = [
     "gcs_object",
     "get_run_logger",
     "import_source",
+    "in_flow_body",
     "job_name",
     "masked",
     "memory_runtime",

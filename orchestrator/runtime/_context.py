@@ -174,6 +174,11 @@ def run_scope(scope: RunScope) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
+def in_flow_body() -> bool:
+    """True while a flow body is compiled (no run exists: values are placeholders)."""
+    return _COMPILING.get() is not None
+
+
 @contextmanager
 def compiling(flow_name: str, log_prints: bool) -> Iterator[None]:
     """While a flow body is compiled: its logger names the flow; run context is refused."""

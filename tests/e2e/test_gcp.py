@@ -238,3 +238,22 @@ def test_the_key_never_leaves_the_block_store(stack: StackBackend, credentials: 
         for needle in needles:
             assert needle not in text
     assert json.dumps(credentials["client_email"]) in json.dumps(outcome.value)
+
+
+@pytest.mark.emulator
+def test_the_articles_snippets_run_on_the_stack(stack: StackBackend) -> None:
+    from examples import gcp_helpers
+
+    gcp_helpers.setup()
+    buckets = stack.run(gcp_helpers.credentials_example, {}, timeout=60)
+    assert "kumoflow-demo" in buckets.value
+    rows = stack.run(gcp_helpers.bigquery_example, {}, timeout=60)
+    assert rows.value == [{"word": "love", "word_count": 120}, {"word": "night", "word_count": 80}]
+    stored = stack.run(gcp_helpers.result_storage_example, {"words": ["ab"]}, timeout=60)
+    assert stored.value == {"ab": 2}
+    assert stored.run.result_uri == (
+        f"gs://kumoflow-results/article/reports/runs/{stored.run.run_id}/summarize.json"
+    )
+    job = stack.run(gcp_helpers.cloud_run_job_example, {}, timeout=60)
+    assert job.status is RunStatus.SUCCEEDED, job.run.error
+    assert job.value["status_code"] == 0
