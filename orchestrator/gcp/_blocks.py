@@ -88,9 +88,9 @@ class Block(BaseModel):
         (the store is not read there, so `kumoflow deploy` needs no blocks; a changed block
         applies to the next run)."""
         if in_flow_body():
-            ref = cls.model_construct()  # fields unread: a flow body only passes it on
-            ref._name = name
-            return ref
+            lazy = cls.model_construct()  # fields unread: a flow body only passes it on
+            lazy._name = name
+            return lazy
         stored = current_blocks().get_block(cls.kind, name)
         if stored is None:
             raise NotFoundError(
@@ -98,8 +98,8 @@ class Block(BaseModel):
                 f"{cls.__name__}(...).save({name!r}) (list them: kumoflow block ls)"
             )
         values: dict[str, Any] = dict(stored.data)
-        for field, ref in stored.secrets.items():
-            values[field] = json.loads(ref.removeprefix("inline:"))
+        for field, where in stored.secrets.items():
+            values[field] = json.loads(where.removeprefix("inline:"))
         block = cls.model_validate(values)
         block._name = name
         return block
