@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -88,7 +88,7 @@ class Block(BaseModel):
         (the store is not read there, so `kumoflow deploy` needs no blocks; a changed block
         applies to the next run)."""
         if in_flow_body():
-            lazy = cls.model_construct()  # fields unread: a flow body only passes it on
+            lazy = cast(Self, cls.model_construct())  # fields unread: a body only passes it on
             lazy._name = name
             return lazy
         stored = current_blocks().get_block(cls.kind, name)
