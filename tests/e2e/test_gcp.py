@@ -257,3 +257,16 @@ def test_the_articles_snippets_run_on_the_stack(stack: StackBackend) -> None:
     job = stack.run(gcp_helpers.cloud_run_job_example, {}, timeout=60)
     assert job.status is RunStatus.SUCCEEDED, job.run.error
     assert job.value["status_code"] == 0
+
+
+@pytest.mark.emulator
+def test_a_dry_run_over_the_limit_refuses_the_query(stack: StackBackend) -> None:
+    # bqemulator's dry runs estimate 0 bytes: only a limit below that is over it here. The
+    # comparison is the one a real estimate meets.
+    table = _seed_table()
+    outcome = stack.run(flows.bq_names, {"table": table, "min_n": 0, "max_bytes": -1})
+    assert outcome.status is RunStatus.FAILED
+    error = outcome.tasks["bigquery-query"].error
+    assert error is not None
+    assert error.message.startswith("query (dry run ")
+    assert error.message.endswith(" would process 0 bytes, above dry_run_max_bytes=-1")
