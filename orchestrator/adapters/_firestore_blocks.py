@@ -106,7 +106,11 @@ class FirestoreBlockStore:
         return self._decode(snap.to_dict() or {}) if snap.exists else None
 
     def list_blocks(self, kind: str | None = None) -> list[StoredBlock]:
-        query = self._blocks.where("kind", "==", kind) if kind else self._blocks
+        query = (
+            self._blocks.where(filter=firestore.FieldFilter("kind", "==", kind))
+            if kind
+            else self._blocks
+        )
         found = []
         for snap in query.stream():
             raw = snap.to_dict() or {}
