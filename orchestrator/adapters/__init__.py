@@ -19,7 +19,7 @@ from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
 
 if TYPE_CHECKING:
     from orchestrator.adapters._firestore import FirestoreStore
-    from orchestrator.adapters._firestore_blocks import FirestoreBlockStore
+    from orchestrator.adapters._firestore_blocks import FirestoreBlockStore, SecretManager
     from orchestrator.adapters._gcs import GcsBlobStore
     from orchestrator.adapters._pubsub import PubSubBus
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "FirestoreStore": "orchestrator.adapters._firestore",
     "FirestoreBlockStore": "orchestrator.adapters._firestore_blocks",
+    "SecretManager": "orchestrator.adapters._firestore_blocks",
     "GcsBlobStore": "orchestrator.adapters._gcs",
     "PubSubBus": "orchestrator.adapters._pubsub",
 }
@@ -54,6 +55,7 @@ __all__ = [
     "MemoryBus",
     "MemoryStore",
     "PubSubBus",
+    "SecretManager",
     "SystemClock",
     "VirtualClock",
     "block_store_from_env",
