@@ -24,15 +24,20 @@ class SecretManager:
 
     def __init__(self, project: str, session: Any = None) -> None:
         self.project = project
-        if session is None:
+        self._given = session
+
+    @property
+    def _session(self) -> Any:
+        """Made on first use: a function that never touches a secret never asks ADC."""
+        if self._given is None:
             import google.auth
             from google.auth.transport.requests import AuthorizedSession
 
             credentials, _ = google.auth.default(
                 scopes=["https://www.googleapis.com/auth/cloud-platform"]
             )
-            session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        self._session = session
+            self._given = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        return self._given
 
     def put(self, secret_id: str, value: str) -> str:
         base = f"{SECRET_MANAGER}/projects/{self.project}/secrets"
