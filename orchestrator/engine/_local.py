@@ -140,9 +140,9 @@ def skipped(
 
 
 def waiting(task: TaskRun, attempt: int, token: str, child_run: str) -> TaskRun | None:
-    """The attempt `token` holds now waits on subflow run `child_run`, without a lease (no
-    worker holds it; the child's end completes it, and the child has its own rescues). None
-    when the claim is no longer held (it ended, or its lease ran out)."""
+    """The attempt `token` holds now waits on subflow run `child_run` (named from its claim),
+    without a lease (no worker holds it; the child's end completes it, and the child has its
+    own rescues). None when the claim is no longer held (it ended, or its lease ran out)."""
     last = task.attempts[-1] if task.attempts else None
     if (
         last is None

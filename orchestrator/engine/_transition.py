@@ -171,7 +171,7 @@ def renew(
         or task.attempt != attempt
         or last.token != token
         or task.status not in (S.RUNNING, S.RETRYING)
-        or task.child_run is not None  # waiting on a subflow run: no lease to keep
+        or last.lease_until is None  # waiting on a subflow run: no lease to keep
     ):
         return None
     lease_until = now + timedelta(seconds=lease_seconds)

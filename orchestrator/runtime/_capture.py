@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from contracts import clip
-from orchestrator.runtime._context import RunLogger, _ensure_output
+from orchestrator.runtime._context import OUTPUT_LOGGER, RunLogger, _ensure_output
 from orchestrator.runtime._logging import LOGGER, json_logging
 
 MAX_LOG_CHARS = 256_000  # per attempt: a chatty task cannot grow a blob without bound
@@ -45,7 +45,7 @@ class Capture:
         self._partial: dict[str, str] = {}
         self._last: logging.LogRecord | None = None
         self._lock = threading.Lock()
-        self._echo = RunLogger(fields) if json_logging() else None
+        self._echo = RunLogger(fields, OUTPUT_LOGGER) if json_logging() else None
 
     def add(self, stream: str, level: str, message: str, *, logger: str | None = None,
             at: float | None = None) -> None:  # fmt: skip

@@ -25,6 +25,9 @@ from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._start import masked, secret_params
 
 RUN_LOGGER = logging.getLogger("kumoflow.run")
+# What task code wrote to stdout/stderr, echoed with the run's ids (see _capture): apart from
+# the run logger, which carries only what code logged (or printed under log_prints).
+OUTPUT_LOGGER = logging.getLogger("kumoflow.output")
 RUN_LOGGER.setLevel(logging.INFO)  # as Prefect's run loggers: INFO unless configured otherwise
 
 
@@ -69,11 +72,11 @@ class RunLogger(logging.Logger):
     """A standard Logger whose records carry the run's ids (the JSON formatter emits them).
 
     Not registered with logging's manager (one per attempt would never be freed); it hands its
-    records to `kumoflow.run`, so handlers and levels configured there apply."""
+    records to `base` (`kumoflow.run`), so handlers and levels configured there apply."""
 
-    def __init__(self, fields: Mapping[str, object]) -> None:
-        super().__init__(RUN_LOGGER.name)
-        self.parent = RUN_LOGGER
+    def __init__(self, fields: Mapping[str, object], base: logging.Logger = RUN_LOGGER) -> None:
+        super().__init__(base.name)
+        self.parent = base
         self._fields = dict(fields)
 
     def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:

@@ -50,7 +50,7 @@ from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._subflow import start_subflow
+from orchestrator.runtime._subflow import child_run_id, start_subflow
 
 # A claim lasts rt.lease_seconds (LEASE_S) and is renewed every third of it while user code runs:
 # a dead worker's attempt is noticed within a minute, and no lease outlives the platform's limits
@@ -145,6 +145,10 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds)
     if taken is None:
         return _completed_elsewhere(rt, req, run, record, uri)
+    if planned.node.subflow is not None:  # named before it starts: a fast child may end first
+        taken = taken.model_copy(
+            update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
+        )
     try:
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags[req.key])]))
     except ConflictError:

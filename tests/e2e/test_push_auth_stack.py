@@ -69,6 +69,7 @@ def _push(url: str, run_id: str, authorization: str | None) -> int:
         return int(e.code)
 
 
+@pytest.mark.emulator
 def test_push_tokens_are_verified_by_the_function_process(guarded: tuple[str, Keys]) -> None:
     url, keys = guarded
     rt = stack_runtime()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from contracts import RunStatus, TaskStatus
 from tests.flows.subflows import map_subflow, subflow_fails, with_subflow
 
@@ -41,6 +43,7 @@ def test_a_failed_subflow_fails_its_node_and_the_parent(backend: Any) -> None:
     assert out.tasks["double"].status is TaskStatus.SKIPPED
 
 
+@pytest.mark.emulator
 def test_cancelling_the_parent_cancels_its_child_run_on_the_stack(dev: Any) -> None:
     from orchestrator.local import cancel_run, follow, stack_runtime, submit
     from tests.flows.subflows import subflow_naps
