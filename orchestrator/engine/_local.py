@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from contracts import (
+    NO_PATH,
+    NOT_A_LIST,
     Attempt,
     ErrorInfo,
+    ResultRef,
     Run,
     RunStatus,
     TaskFailed,
@@ -34,6 +37,7 @@ from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
 from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
+from orchestrator.engine._values import path_text
 
 S = TaskStatus
 # A queued attempt nobody claimed this long after is requested again (claims dedupe).
@@ -160,14 +164,31 @@ def waiting(task: TaskRun, attempt: int, token: str, child_run: str) -> TaskRun 
     )
 
 
-def expanded(run: Run, plan: Plan, key: str, width: int, error: str | None) -> TaskRun:
-    """The record of run-time map `key` once its `width` children exist (or, with `error`,
-    why it could not have them): never run itself, it ends as they are created."""
+def expanded(run: Run, plan: Plan, key: str, width: int) -> TaskRun:
+    """The record of run-time map `key` once its `width` children exist, or FAILED with why it
+    cannot have them: never run itself, it ends as they are created."""
     record = _fresh(run, plan, key)
+    error = _map_error(plan, key, width)
     if error is not None:
         failure = ErrorInfo(type="MapError", message=error, task=key)
         return record.model_copy(update={"status": S.FAILED, "error": failure})
     return record.model_copy(update={"status": S.SUCCEEDED, "width": width})
+
+
+def _map_error(plan: Plan, key: str, width: int) -> str | None:
+    source = plan.dynamic[key]
+    what = path_text(ResultRef(node=source.task), source.path)
+    if width == NOT_A_LIST:
+        return f"task {key!r} maps over {what} of task {source.task!r}, which is not a list"
+    if width == NO_PATH:
+        return f"task {key!r} maps over {what}, which does not resolve on {source.task!r}'s result"
+    for arg, items in source.zipped.items():
+        if len(items) != width:
+            return (
+                f"task {key!r} maps over lists of different lengths ({source.arg}={width} "
+                f"at run time, {arg}={len(items)})"
+            )
+    return None
 
 
 def _fresh(run: Run, plan: Plan, key: str) -> TaskRun:

@@ -16,10 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from contracts import (
-    NO_PATH,
-    NOT_A_LIST,
     OutboxEntry,
-    ResultRef,
     Run,
     RunStatus,
     TaskFailed,
@@ -40,7 +37,6 @@ from orchestrator.engine import (
     fanin_counter,
     lengths,
     merge,
-    path_text,
     queued,
     rollup,
     run_counter,
@@ -222,12 +218,11 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
     chunks), then its own record, whose arrival makes its consumers wait for them. Repeatable:
     children created before a crash are kept (their dispatches sent again)."""
     rt, plan, run = ctx.rt, ctx.plan, ctx.run
-    error = map_error(plan, key, width)
-    if error is None:
+    record = expanded(run, plan, key, width)
+    if record.status is TaskStatus.SUCCEEDED:
         children = [(f"{key}[{i}]", "queue") for i in range(width)]
         for i in range(0, width, CHUNK):
             decide_chunk(ctx, children[i : i + CHUNK], width=width)
-    record = expanded(run, plan, key, width, error)
     try:
         counts = rt.state.commit(
             Commit(run_id=run.run_id, tasks=[(record, None)], increments=arrive(plan, run, record))
@@ -235,23 +230,6 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
     except ConflictError:
         return [], {}  # grown by another delivery, which carries on from it
     return [record], counts
-
-
-def map_error(plan: Plan, key: str, width: int) -> str | None:
-    """Why run-time map `key` cannot have `width` children, if it cannot."""
-    source = plan.dynamic[key]
-    what = path_text(ResultRef(node=source.task), source.path)
-    if width == NOT_A_LIST:
-        return f"task {key!r} maps over {what} of task {source.task!r}, which is not a list"
-    if width == NO_PATH:
-        return f"task {key!r} maps over {what}, which does not resolve on {source.task!r}'s result"
-    for arg, items in source.zipped.items():
-        if len(items) != width:
-            return (
-                f"task {key!r} maps over lists of different lengths ({source.arg}={width} "
-                f"at run time, {arg}={len(items)})"
-            )
-    return None
 
 
 def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
