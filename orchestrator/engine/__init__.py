@@ -15,6 +15,7 @@ from orchestrator.engine._counters import (
     run_counter,
     run_done,
 )
+from orchestrator.engine._grow import grow, lengths
 from orchestrator.engine._local import (
     REDISPATCH_AFTER,
     Local,
@@ -31,8 +32,6 @@ from orchestrator.engine._plan import (
     PlannedTask,
     expand,
     flow_serializer,
-    grow,
-    lengths,
     result_refs,
     result_task,
     spec_serializer,
