@@ -46,8 +46,11 @@ UNSUPPORTED_WHY = {
     "pause_flow_run": "split the flow in two, the second triggered by a message (`on_pubsub`)",
     "suspend_flow_run": "split the flow in two, the second triggered by a message (`on_pubsub`)",
     "resume_flow_run": "publish the message that starts the second flow (`kumoflow trigger`)",
-    "prefect_gcp": "call Google's client libraries in a task (Application Default Credentials)",
 }
+GCP = (
+    "`from orchestrator.gcp import ...`: GcpCredentials, GcsBucket, bigquery_query, CloudRunJob "
+    "(same names and shapes)"
+)
 
 TASK_OK = frozenset(
     {
@@ -117,13 +120,13 @@ class _Checker(ast.NodeVisitor):
             if top == "prefect":
                 self.add(node, "change", f"import {alias.name}", "`import orchestrator`")
             elif top == "prefect_gcp":
-                self.add(node, "unsupported", f"import {alias.name}", UNSUPPORTED_WHY[top])
+                self.add(node, "change", f"import {alias.name}", GCP)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
         top, _, sub = module.partition(".")
         if top == "prefect_gcp":
-            self.add(node, "unsupported", f"from {module} import ...", UNSUPPORTED_WHY[top])
+            self.add(node, "change", f"from {module} import ...", GCP)
             return
         if top != "prefect":
             return
