@@ -1,4 +1,5 @@
-"""The local stack: Google's Pub/Sub and Firestore emulators, fake-gcs-server, and functions.
+"""The local stack: Google's Pub/Sub and Firestore emulators, fake-gcs-server, bqemulator, a
+fake Cloud Run Admin API, and functions.
 
 Processes run detached (they outlive `kumoflow dev up`), are recorded as JSON under
 `StackConfig.state_dir`, and are stopped by PID. Only the stdlib is imported here.

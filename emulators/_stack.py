@@ -1,4 +1,4 @@
-"""The three emulators: start in order, reuse healthy ones, report, stop."""
+"""The emulators: start in order, reuse healthy ones, report, stop."""
 
 from __future__ import annotations
 

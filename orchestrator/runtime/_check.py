@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from contracts import OutboxEntry, TaskRequested, TaskStatus
+from contracts import OutboxEntry, SourceRef, TaskRequested, TaskStatus
 from orchestrator.engine import encode
 from orchestrator.errors import KumoflowError
 from orchestrator.io import services
@@ -30,9 +30,9 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
     tell: a retryable KumoflowError from it, or the store being away."""
     claimed = _parked(rt, item)
     handle: dict[str, JsonValue] = item.detail.get("handle") or {}  # type: ignore[assignment]
-    if isinstance(claimed, str):  # not ours any more: stop the work, forget the timer
-        if claimed:
-            hooks = hooks_of(rt.resolver.resolve(claimed, _source(rt, item)))
+    if not isinstance(claimed, Claimed):  # not ours any more: stop the work, drop the timer
+        if claimed is not None:
+            hooks = hooks_of(rt.resolver.resolve(*claimed))
             if hooks is not None and hooks.cancel is not None:
                 with services(rt.blobs, rt.blocks):
                     stop(hooks.cancel, handle, item)
@@ -78,17 +78,18 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
     _done(rt, item)
 
 
-def _parked(rt: Runtime, item: OutboxEntry) -> Claimed | str:
-    """The parked attempt as its worker held it; else the task's function ref ("" if none)."""
+def _parked(rt: Runtime, item: OutboxEntry) -> Claimed | tuple[str, SourceRef] | None:
+    """The parked attempt as its worker held it; else where the task's function is (to cancel
+    its work), or None when there is no such task."""
     snap = rt.state.load(item.run_id, [item.key or ""])
     if snap is None or item.key is None or item.attempt is None:
-        return ""
+        return None
     plan = rt.plan_of(snap.run)
     planned = plan.tasks.get(item.key)
     task = snap.tasks.get(item.key)
     last = task.attempts[-1] if task and task.attempts else None
     if planned is None:
-        return ""
+        return None
     ours = (
         task is not None
         and last is not None
@@ -99,7 +100,7 @@ def _parked(rt: Runtime, item: OutboxEntry) -> Claimed | str:
         and last.token == item.detail.get("token")
     )
     if not ours or last is None or last.token is None:
-        return planned.node.task
+        return planned.node.task, plan.spec.source
     req = TaskRequested(
         run_id=item.run_id, flow_version=snap.run.flow_version, key=item.key, attempt=item.attempt
     )
@@ -107,12 +108,6 @@ def _parked(rt: Runtime, item: OutboxEntry) -> Claimed | str:
     started = last.started_at or rt.clock.now()
     worker = last.worker or "unknown"
     return Claimed(req, snap.run, plan, planned, plan.spec, last.token, worker, uri, started)
-
-
-def _source(rt: Runtime, item: OutboxEntry) -> Any:
-    snap = rt.state.load(item.run_id, [])
-    assert snap is not None  # _parked found the run
-    return rt.plan_of(snap.run).spec.source
 
 
 def _done(rt: Runtime, item: OutboxEntry) -> None:
