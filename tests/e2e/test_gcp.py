@@ -270,3 +270,17 @@ def test_a_dry_run_over_the_limit_refuses_the_query(stack: StackBackend) -> None
     assert error is not None
     assert error.message.startswith("query (dry run ")
     assert error.message.endswith(" would process 0 bytes, above dry_run_max_bytes=-1")
+
+
+def test_bucket_helpers_in_a_task(backend: Backend) -> None:
+    outcome = backend.run(flows.bucket_flow, {"text": "hi"}, timeout=60)
+    assert outcome.value == ["io-test/a/greeting.txt", "io-test/a/upload.txt", "hi", "HI"]
+
+
+@pytest.mark.emulator
+def test_bucket_helpers_outside_a_run_use_a_storage_client(stack: StackBackend) -> None:
+    outcome = stack.run(flows.bucket_flow, {"text": "hey"}, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    bucket = GcsBucket(bucket="kumoflow-results", bucket_folder="io-test")  # ADC: the emulator
+    assert bucket.read_path("a/greeting.txt") == b"hey"  # what the run's worker wrote
+    assert bucket.read_path("io-test/a/upload.txt") == b"HEY"

@@ -132,3 +132,24 @@ def plus_one(x: int) -> int:
 @flow(name="gcp-sync-compatible")
 def sync_compatible_flow(x: int) -> int:
     return plus_one(async_double(x))
+
+
+@task(name="bucket-roundtrip")
+def bucket_roundtrip(text: str) -> list[str]:
+    """GcsBucket's helpers inside a run: through the run's blob store."""
+    import tempfile
+    from pathlib import Path
+
+    bucket = GcsBucket(bucket="kumoflow-results", bucket_folder="io-test")
+    written = bucket.write_path("a/greeting.txt", text.encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "upload.txt"
+        source.write_text(text.upper())
+        uploaded = bucket.upload_from_path(source, "a/upload.txt")
+        copy = bucket.download_object_to_path(uploaded, Path(tmp) / "copy.txt")
+        return [written, uploaded, bucket.read_path(written).decode(), copy.read_text()]
+
+
+@flow(name="gcp-bucket-roundtrip")
+def bucket_flow(text: str) -> list[str]:
+    return bucket_roundtrip(text)
