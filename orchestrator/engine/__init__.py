@@ -19,6 +19,7 @@ from orchestrator.engine._grow import grow, lengths
 from orchestrator.engine._local import (
     REDISPATCH_AFTER,
     Local,
+    claimable,
     complete,
     expanded,
     queued,
@@ -102,6 +103,7 @@ __all__ = [
     "arrive",
     "check_json",
     "claim",
+    "claimable",
     "complete",
     "decide",
     "decode",

@@ -143,6 +143,16 @@ def skipped(
     return base.model_copy(update={"status": S.SKIPPED, "error": error})
 
 
+def claimable(
+    run: Run, plan: Plan, key: str, record: TaskRun | None, attempt: int, now: datetime
+) -> TaskRun | None:
+    """The record a claim of `key`'s attempt starts from: the stored one, or, for a root's first
+    attempt (dispatched without a record, see start), a queued one the claim will create."""
+    if record is None and key in plan.roots and attempt == 1 and run.attempt == 1:
+        return queued(run, plan, key, None, now)[0]
+    return record
+
+
 def waiting(task: TaskRun, attempt: int, token: str, child_run: str) -> TaskRun | None:
     """The attempt `token` holds now waits on subflow run `child_run` (named from its claim),
     without a lease (no worker holds it; the child's end completes it, and the child has its

@@ -418,6 +418,12 @@ def _reconcile(step: _Step) -> None:
     for key, task in step.tasks.items():
         if task.status.terminal:
             step.settle.append(key)
+    # Roots are dispatched without records (a claim makes one): none long after the start
+    # means that dispatch was lost for good; queue it again, recorded this time.
+    if run.attempt == 1 and step.now >= (run.started_at or run.created_at) + RECHECK_AFTER:
+        for key in step.plan.roots:
+            if key not in step.tasks:
+                _queue(step, key)
     if not step.plan.tasks:
         _finish(step)
 

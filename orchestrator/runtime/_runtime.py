@@ -194,7 +194,12 @@ class Runtime:
             run, run_etag = known
             tasks, etags = self.state.tasks(run_id, [key])
             task = tasks.get(key)
-            if task is not None and task.attempts and task.attempts[-1].flow_attempt == run.attempt:
+            # No record yet (a root before its first claim) is no staleness either: a cancel
+            # or a flow retry would have written one.
+            same_attempt = task is None or (
+                bool(task.attempts) and task.attempts[-1].flow_attempt == run.attempt
+            )
+            if same_attempt:
                 return Snapshot(run=run, run_etag=run_etag, tasks=tasks, etags=etags)
         snap = self.state.load(run_id, [key])
         self.remember(run_id, snap)

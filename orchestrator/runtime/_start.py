@@ -13,9 +13,9 @@ from contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
 from orchestrator.engine import check_json, started
 from orchestrator.errors import ConflictError, NotFoundError, ParameterError
 from orchestrator.ports import Commit
-from orchestrator.runtime._outbox import entry, execute
+from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._settle import CHUNK, MAX_CONFLICTS, Ctx, decide_chunk, finish
+from orchestrator.runtime._settle import CHUNK, MAX_CONFLICTS, Ctx, finish
 
 MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
 # Parameters annotated with these types are secrets: their values never appear in errors, logs,
@@ -69,9 +69,9 @@ def start_run(
 
 
 def begin(rt: Runtime, run_id: str) -> None:
-    """Move the run to RUNNING, then queue its roots chunk by chunk and dispatch them. Each
-    chunk is created must-not-exist, so repeating this (a duplicate trigger after a crash
-    midway) resumes where the first start stopped and creates nothing twice."""
+    """Move the run to RUNNING, then dispatch its roots chunk by chunk (their claims create
+    their records). Repeating this (a duplicate trigger after a crash midway) sends them again;
+    nothing runs twice."""
     for _ in range(MAX_CONFLICTS):
         snap = rt.state.load(run_id, [])
         if snap is None:
@@ -96,13 +96,14 @@ def begin(rt: Runtime, run_id: str) -> None:
     snap = rt.state.load(run_id, [])
     if snap is None or snap.run.status is not RunStatus.RUNNING or snap.run.attempt != 1:
         return  # finished, cancelled, or a flow retry (which queued its own roots)
-    ctx = Ctx(rt, plan, snap.run, snap.run_etag)
     if not plan.tasks:
-        finish(ctx, failed=0)
+        finish(Ctx(rt, plan, snap.run, snap.run_etag), failed=0)
         return
-    roots = [(key, "queue") for key in plan.roots]
-    for i in range(0, len(roots), CHUNK):
-        decide_chunk(ctx, roots[i : i + CHUNK])
+    # Roots are dispatched without records: each one's claim creates it (one write per root
+    # instead of two). Repeating this re-sends them all; a duplicate claim finds the record.
+    # A dispatch lost for good is re-queued by the hourly whole-run recheck.
+    for i in range(0, len(plan.roots), CHUNK):
+        request(rt, snap.run, [(key, 1) for key in plan.roots[i : i + CHUNK]])
 
 
 def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[str, Any]:

@@ -23,13 +23,23 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from contracts import ErrorInfo, FlowSpec, Run, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
+from contracts import (
+    ErrorInfo,
+    FlowSpec,
+    Run,
+    RunStatus,
+    TaskFailed,
+    TaskRequested,
+    TaskRun,
+    TaskSucceeded,
+)
 from orchestrator.engine import (
     JSON_TYPE,
     PICKLE_TYPE,
     Plan,
     PlannedTask,
     claim,
+    claimable,
     decode,
     encode,
     lengths,
@@ -135,9 +145,9 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     planned = plan.tasks.get(req.key)
     if planned is None:
         raise BadInputError(f"run {req.run_id!r} has no task {req.key!r}")
-    record = snap.tasks.get(req.key)
-    if record is None or run.status.terminal:
-        return None  # never queued (forged or reordered), or the run is over
+    record = claimable(run, plan, req.key, snap.tasks.get(req.key), req.attempt, rt.clock.now())
+    if record is None or run.status is not RunStatus.RUNNING:
+        return None  # never queued (forged or reordered), or the run is not running
     uri = rt.task_result_uri(plan, req.run_id, req.key)
     token = uuid.uuid4().hex
     worker = f"{rt.worker_id}/{token[:8]}"  # unique per claim, not per process
@@ -149,10 +159,10 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
         taken = taken.model_copy(
             update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
         )
-    try:
-        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags[req.key])]))
+    try:  # a record made here is created must-not-exist, like any other claim is fenced
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags.get(req.key))]))
     except ConflictError:
-        return None  # another delivery claimed it first
+        return None  # another delivery claimed it first (or a cancel recorded it)
     return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
 
 

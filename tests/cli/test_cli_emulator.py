@@ -112,7 +112,7 @@ def test_cancel_a_running_run(stack_env: dict[str, str], tmp_path: Path) -> None
     started = as_json(
         kumoflow(
             "run",
-            "tests.flows.basic:retrying",
+            "tests.flows.basic:retrying_slowly",
             "--backend",
             "emulator",
             "--param",

@@ -35,6 +35,17 @@ def retrying(counter: str, failures: int, after_counter: str) -> str:
     return after(flaky(counter, failures), after_counter)
 
 
+@task(name="flaky-slowly", retries=2, retry_delay_seconds=[30, 30])
+def flaky_slowly(counter: str, failures: int) -> str:
+    return flaky.fn(counter, failures)
+
+
+@flow(name="retrying-slowly")
+def retrying_slowly(counter: str, failures: int, after_counter: str) -> str:
+    """Still running half a minute after its start, whatever the machine's load."""
+    return after(flaky_slowly(counter, failures), after_counter)
+
+
 @task(name="flaky-once-only", retries=1, retry_delay_seconds=[1, 2])
 def flaky_once_only(counter: str, failures: int) -> str:
     return flaky.fn(counter, failures)

@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from statistics import median
 from typing import Any
 
-from contracts import RunRequested, RunStatus, TaskFailed, TaskRequested, TaskRun, TaskSucceeded
+from contracts import (
+    Envelope,
+    RunRequested,
+    RunStatus,
+    TaskFailed,
+    TaskRequested,
+    TaskRun,
+    TaskSucceeded,
+)
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
@@ -138,33 +146,39 @@ def test_a_completion_costs_the_same_at_40_and_320_wide() -> None:
     assert all(e["whole-run loads"] == 0 for e in narrow + wide)
 
 
-def test_starting_a_wide_map_commits_in_chunks() -> None:
+def test_starting_a_wide_map_writes_no_task_records_and_publishes_in_chunks() -> None:
+    """Roots are dispatched without records (their claims create them): a start of 1,000
+    writes only the run, and publishes in chunks. A duplicate trigger sends them again, and
+    each root still runs once: the second claim finds the record the first one created."""
     store, bus = CountingStore(), MemoryBus()
     bus.record = True
-    commits: list[int] = []
-    original = store.commit
+    batches: list[int] = []
+    original = bus.publish_all
 
-    def spy(commit: Commit) -> Counts:
-        counts = original(commit)
-        commits.append(len(commit.tasks))  # only commits that wrote
-        return counts
+    def spy(topic: str, events: Sequence[Envelope]) -> None:
+        batches.append(len(events))
+        original(topic, events)
 
-    store.commit = spy  # type: ignore[method-assign]
+    bus.publish_all = spy  # type: ignore[method-assign]
     rt = memory_runtime(
         clock=VirtualClock(), functions=map_fan_in.functions(), store=store, bus=bus
     )
     store.put_flow(map_fan_in.spec)
-    start_run(rt, RunRequested(flow="map-fan-in", params={"items": list(range(1000))}), run_id="r")
-    assert max(commits) <= 400
-    assert sum(commits) == 1000
-    requested = [e for _, e in bus.published if isinstance(e.data, TaskRequested)]
-    assert len(requested) == 1000
-    # A duplicate trigger resumes the start: nothing is created or dispatched twice... except
-    # the dispatches of roots still queued, which it cannot know were sent (claims dedupe them).
-    bus.published.clear()
-    commits.clear()
-    start_run(rt, RunRequested(flow="map-fan-in", params={"items": list(range(1000))}), run_id="r")
-    assert sum(commits) == 0
+    request = RunRequested(flow="map-fan-in", params={"items": list(range(1000))})
+    start_run(rt, request, run_id="r")
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.tasks == {}
+    assert max(batches) <= 400
+    first = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    assert len(first) == 1000
+    start_run(rt, request, run_id="r")  # a duplicate trigger
+    again = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)][1000:]
+    assert sorted(r.key for r in again) == sorted(r.key for r in first)
+    outcome = run_task(rt, first[0])
+    assert outcome is not None
+    assert advance(rt, "r", outcome)
+    assert run_task(rt, again[[r.key for r in again].index(first[0].key)]) is None
 
 
 class CrashingRollups(CountingStore):

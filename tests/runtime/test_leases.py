@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from contracts import (
+    Run,
     RunRequested,
     RunStatus,
     TaskFailed,
@@ -19,7 +20,7 @@ from contracts import (
 )
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock, VirtualClock
-from orchestrator.engine import claim
+from orchestrator.engine import Plan, claim, claimable, expand
 from orchestrator.errors import BadInputError
 from orchestrator.ports import Commit
 from orchestrator.runtime import (
@@ -68,12 +69,22 @@ def _setup(f: object) -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock, Ta
     return rt, store, bus, clock, req
 
 
+def _plan(store: MemoryStore, run: Run) -> Plan:
+    spec = store.get_flow(run.flow_version)
+    assert spec is not None
+    return expand(spec, run.params)
+
+
 def _die_holding_the_claim(store: MemoryStore, clock: VirtualClock, req: TaskRequested) -> str:
     snap = store.load("r1", [req.key])
     assert snap is not None
-    taken = claim(snap.tasks[req.key], req.attempt, "dead-token", "dead", clock.now(), LEASE_S)
+    record = claimable(
+        snap.run, _plan(store, snap.run), req.key, snap.tasks.get(req.key), 1, clock.now()
+    )
+    assert record is not None
+    taken = claim(record, req.attempt, "dead-token", "dead", clock.now(), LEASE_S)
     assert taken is not None
-    store.commit(Commit(run_id="r1", tasks=[(taken, snap.etags[req.key])]))
+    store.commit(Commit(run_id="r1", tasks=[(taken, snap.etags.get(req.key))]))
     return "dead-token"
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts import OutboxEntry, RunRequested, TaskRequested, TaskStatus
+from contracts import (
+    OutboxEntry,
+    RunRequested,
+    TaskRequested,
+    TaskStatus,
+)
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.ports import Commit
@@ -28,10 +33,21 @@ def retrying(key: str) -> str:
     return fails_once(key)
 
 
+@task(name="first")
+def first(key: str) -> str:
+    return key
+
+
+@flow(name="then-retrying")
+def then_retrying(key: str) -> str:
+    return fails_once(first(key))
+
+
 def _runtime() -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock]:
     store, bus, clock = MemoryStore(), MemoryBus(), VirtualClock()
     bus.record = True
-    rt = memory_runtime(clock=clock, functions=retrying.functions(), store=store, bus=bus)
+    functions = {**retrying.functions(), **then_retrying.functions()}
+    rt = memory_runtime(clock=clock, functions=functions, store=store, bus=bus)
     store.put_flow(retrying.spec)
     return rt, store, bus, clock
 
@@ -106,11 +122,42 @@ def test_a_tick_pages_through_more_than_a_page_of_due_timers() -> None:
     assert snap.tasks["fails-once"].status is TaskStatus.SCHEDULED
 
 
-def test_a_lost_dispatch_is_requested_again_and_the_run_finishes() -> None:
+def test_a_lost_root_dispatch_is_queued_again_by_the_hourly_check() -> None:
+    """Roots are dispatched without records (their claims create them), so a root whose
+    dispatch was lost for good has nothing for the ten-minute redispatch to find: the run's
+    hourly whole-run check queues it again, recorded this time."""
     rt, store, bus, clock = _runtime()
     FAILS["lost"] = 1  # no failure: this test is about the lost request only
     start_run(rt, RunRequested(flow="retrying", params={"key": "lost"}), run_id="r")
     bus.published.clear()  # the request never reached a worker, and nothing will redeliver it
+    clock.sleep(30 * 60)
+    tick(rt)
+    assert [e for _, e in bus.published if isinstance(e.data, TaskRequested)] == []
+    clock.sleep(31 * 60)
+    tick(rt)
+    (again,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcome = run_task(rt, again)
+    assert outcome is not None
+    advance(rt, "r", outcome)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status.value == "SUCCEEDED"
+    assert store.stale_dispatches(clock.now() + timedelta(days=1)) == []
+
+
+def test_a_lost_dispatch_of_a_queued_child_is_requested_again_after_ten_minutes() -> None:
+    """A child is queued with a record when its parent ends; if its dispatch is lost, the
+    sweeper sends it again once it has waited REDISPATCH_AFTER."""
+    rt, store, bus, clock = _runtime()
+    store.put_flow(then_retrying.spec)
+    FAILS["lost-child"] = 1  # no failure: this test is about the lost request only
+    start_run(rt, RunRequested(flow="then-retrying", params={"key": "lost-child"}), run_id="r")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    first = run_task(rt, req)
+    assert first is not None
+    bus.published.clear()
+    advance(rt, "r", first)  # queues the child (recorded) and dispatches it...
+    bus.published.clear()  # ...but that dispatch is lost
     clock.sleep(60)
     assert tick(rt) == 0  # queued a minute: a busy queue, not a lost request
     clock.sleep(10 * 60)
@@ -123,7 +170,6 @@ def test_a_lost_dispatch_is_requested_again_and_the_run_finishes() -> None:
     assert snap is not None
     assert snap.run.status.value == "SUCCEEDED"
     assert snap.tasks["fails-once"].redispatch_at is None
-    assert store.stale_dispatches(clock.now() + timedelta(days=1)) == []
 
 
 def test_a_run_whose_finishing_event_was_lost_for_good_is_finished_by_the_hourly_check() -> None:

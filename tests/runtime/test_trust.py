@@ -82,14 +82,16 @@ def test_a_completion_naming_any_other_location_is_rejected_and_changes_nothing(
     rt, store, bus = _started()
     (req,) = _requests(bus)
     # Claim it as a worker would, but report a location of the sender's choosing.
-    from orchestrator.engine import claim
+    from orchestrator.engine import claim, claimable
     from orchestrator.ports import Commit
 
     snap = store.load("r", [req.key])
     assert snap is not None
-    taken = claim(snap.tasks[req.key], 1, "tok", "w", T, 60)
+    record = claimable(snap.run, rt.plan_of(snap.run), req.key, snap.tasks.get(req.key), 1, T)
+    assert record is not None
+    taken = claim(record, 1, "tok", "w", T, 60)
     assert taken is not None
-    store.commit(Commit(run_id="r", tasks=[(taken, snap.etags[req.key])]))
+    store.commit(Commit(run_id="r", tasks=[(taken, snap.etags.get(req.key))]))
     before = store.load("r")
     forged = TaskSucceeded(
         run_id="r", key=req.key, attempt=1, token="tok", result_uri=uri, worker="w",
