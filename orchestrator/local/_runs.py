@@ -68,7 +68,7 @@ def pages(rt: Runtime, run: Run) -> Iterator[dict[str, TaskRun]]:
 
 def attempt_log(rt: Runtime, run: Run, key: str, attempt: int) -> list[dict[str, Any]] | None:
     """What attempt `attempt` of task `key` printed and logged; None when nothing was stored
-    (the attempt still runs, never reached its code, or its worker died)."""
+    (it printed and logged nothing, still runs, never reached its code, or its worker died)."""
     uri = rt.task_logs_uri(run_plan(rt, run), run.run_id, key, attempt)
     try:
         return parse_logs(rt.blobs.get(uri))

@@ -293,10 +293,14 @@ def capture_attempt(c: Claimed) -> contextlib.AbstractContextManager[Capture]:
 
 def store_logs(rt: Runtime, c: Claimed, logs: Capture) -> None:
     """Keep the attempt's log beside its result, before the attempt reports (so a finished
-    run has every log). Losing a log never fails the attempt."""
+    run has every log). An attempt that printed and logged nothing stores nothing: an upload
+    per task would double a wide run's storage operations. Losing a log never fails it."""
+    data = logs.dump()
+    if not data:
+        return
     uri = rt.task_logs_uri(c.plan, c.req.run_id, c.req.key, c.req.attempt)
     try:
-        rt.blobs.put(uri, logs.dump(), LOG_TYPE, overwrite=True)
+        rt.blobs.put(uri, data, LOG_TYPE, overwrite=True)
     except Exception:
         LOGGER.warning(
             "could not store the attempt's log at %s", uri, exc_info=True,
