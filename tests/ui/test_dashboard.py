@@ -12,6 +12,7 @@ import pytest
 
 from contracts import RunStatus
 from tests.flows.observed import observed, wide
+from tests.flows.subflows import with_subflow
 from tests.ui.conftest import ARTIFACTS
 
 
@@ -117,3 +118,14 @@ def test_a_run_of_a_thousand_mapped_children_renders_grouped(
     page.screenshot(path=str(ARTIFACTS / f"wide-{backend.name}.png"), full_page=True)
     # Timed for the record, not asserted: these machines are too noisy for a time limit.
     print(f"1,000-wide run page on {backend.name}: {took:.3f} s")
+
+
+def test_a_subflow_run_and_its_parent_node_link_to_each_other(backend: Any, dashboard: str) -> None:
+    out = backend.run(with_subflow, {"n": 2})
+    assert out.status is RunStatus.SUCCEEDED
+    child = out.tasks["child-sum"].child_run
+    assert child is not None
+    node_page = _get(f"{dashboard}/runs/{out.run.run_id}/tasks/child-sum")
+    assert f'id="child-run" href="/runs/{child}"' in node_page
+    child_page = _get(f"{dashboard}/runs/{child}")
+    assert f'id="parent-run" href="/runs/{out.run.run_id}/tasks/child-sum"' in child_page
