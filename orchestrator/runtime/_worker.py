@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import traceback
 import uuid
 from collections.abc import Callable
@@ -43,7 +42,6 @@ from orchestrator.engine import (
     decode,
     encode,
     lengths,
-    renew,
     resolve,
     result_refs,
     task_serializer,
@@ -57,6 +55,7 @@ from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
+from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
@@ -91,7 +90,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     claimed = claim_attempt(rt, req)
     if not isinstance(claimed, Claimed):
         return claimed
-    lease = Lease(rt, claimed)
+    lease = Lease(rt, req, claimed.token)
     subflow = claimed.planned.node.subflow
     if subflow is not None:  # the child run does the work; its end completes this attempt
         try:
@@ -164,42 +163,6 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
     return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
-
-
-class Lease:
-    """Renews the claim every LEASE_S / 3 while the attempt runs; notes when it was lost."""
-
-    def __init__(self, rt: Runtime, c: Claimed) -> None:
-        self._rt, self._c = rt, c
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="kumoflow-lease")
-        self.lost = False
-
-    def __enter__(self) -> Lease:
-        if self._rt.clock.realtime and self._rt.renew_leases:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        c = self._c
-        period = self._rt.lease_seconds
-        while not self._stop.wait(period / 3):
-            try:
-                snap = self._rt.state.load(c.req.run_id, [c.req.key])
-                task = snap.tasks.get(c.req.key) if snap else None
-                now = self._rt.clock.now()
-                longer = task and renew(task, c.req.attempt, c.token, now, period)
-                if not longer or snap is None:
-                    self.lost = True  # the attempt was failed or taken: our report will be stale
-                    return
-                self._rt.state.commit(
-                    Commit(run_id=c.req.run_id, tasks=[(longer, snap.etags[c.req.key])])
-                )
-            except Exception:  # a missed renewal is retried next period; the lease has slack
-                continue
 
 
 def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
