@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from contracts import Run, RunStatus, TaskRun, TaskStatus
-from orchestrator.engine import grow
+from orchestrator.engine import grown
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
 from orchestrator.runtime import Runtime, masked, read_flow_result, secret_params
@@ -115,12 +115,7 @@ def describe(
 ) -> dict[str, Any]:
     """A run as `run --json` and `runs show` print it: every planned task, in DAG order."""
     run = snap.run
-    static = rt.plan_of(run)
-    # Run-time maps' children are tasks to show too: as many as each map recorded.
-    plan = grow(
-        static,
-        {k: t.width for k, t in snap.tasks.items() if k in static.dynamic and t.width is not None},
-    )
+    plan = grown(rt.plan_of(run), snap.tasks)  # run-time maps' children are tasks to show too
     result = read_flow_result(rt, plan, run) if run.status is RunStatus.SUCCEEDED else None
     keys = list(plan.tasks) if order is None else task_order(order, list(plan.tasks))
     tasks = {

@@ -15,7 +15,7 @@ from orchestrator.engine._counters import (
     run_counter,
     run_done,
 )
-from orchestrator.engine._grow import grow, lengths
+from orchestrator.engine._grow import grow, grown, lengths
 from orchestrator.engine._local import (
     REDISPATCH_AFTER,
     Local,
@@ -113,6 +113,7 @@ __all__ = [
     "fanin_counter",
     "flow_serializer",
     "grow",
+    "grown",
     "lengths",
     "merge",
     "param_value",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from contracts import NO_PATH, NOT_A_LIST, ResultRef
+from contracts import NO_PATH, NOT_A_LIST, ResultRef, TaskRun
 from orchestrator.engine._plan import Plan, PlannedTask, _Children, _Lazy
 from orchestrator.engine._values import project
 from orchestrator.errors import ProjectionError
@@ -69,3 +69,9 @@ def _with_parents(
     return PlannedTask(
         t.key, t.node, t.map_index, t.args, parents, more(t.tolerated), more(t.untaken)
     )
+
+
+def grown(plan: Plan, records: Mapping[str, TaskRun]) -> Plan:
+    """`plan` grown by the widths that run-time maps among `records` have recorded."""
+    widths = {k: t.width for k, t in records.items() if k in plan.dynamic and t.width is not None}
+    return grow(plan, widths)

@@ -35,7 +35,7 @@ from contracts import (
 from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
-from orchestrator.engine._transition import _failed, _Step, _succeeded
+from orchestrator.engine._transition import _failed, _Step, _succeeded, held, with_lease
 from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
 from orchestrator.engine._values import path_text
 
@@ -157,21 +157,8 @@ def waiting(task: TaskRun, attempt: int, token: str, child_run: str) -> TaskRun 
     """The attempt `token` holds now waits on subflow run `child_run` (named from its claim),
     without a lease (no worker holds it; the child's end completes it, and the child has its
     own rescues). None when the claim is no longer held (it ended, or its lease ran out)."""
-    last = task.attempts[-1] if task.attempts else None
-    if (
-        last is None
-        or task.attempt != attempt
-        or last.token != token
-        or task.status not in (S.RUNNING, S.RETRYING)
-    ):
-        return None
-    return task.model_copy(
-        update={
-            "attempts": (*task.attempts[:-1], last.model_copy(update={"lease_until": None})),
-            "lease_until": None,
-            "child_run": child_run,
-        }
-    )
+    last = held(task, attempt, token)
+    return None if last is None else with_lease(task, last, None, child_run=child_run)
 
 
 def expanded(run: Run, plan: Plan, key: str, width: int) -> TaskRun:

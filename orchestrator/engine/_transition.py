@@ -161,26 +161,41 @@ def claim(
     )
 
 
-def renew(
-    task: TaskRun, attempt: int, token: str, now: datetime, lease_seconds: float
-) -> TaskRun | None:
-    """Extend the lease of the attempt `token` holds; None when it holds it no longer."""
+def held(task: TaskRun, attempt: int, token: str) -> Attempt | None:
+    """The attempt `token` holds while it runs; None once it holds it no longer (it ended, or
+    its lease ran out and another attempt or claim took over)."""
     last = task.attempts[-1] if task.attempts else None
     if (
         last is None
         or task.attempt != attempt
         or last.token != token
         or task.status not in (S.RUNNING, S.RETRYING)
-        or last.lease_until is None  # waiting on a subflow run: no lease to keep
     ):
         return None
-    lease_until = now + timedelta(seconds=lease_seconds)
+    return last
+
+
+def with_lease(
+    task: TaskRun, last: Attempt, lease_until: datetime | None, **more: object
+) -> TaskRun:
+    """`task` with its running attempt's lease (and the record's queryable copy) set."""
     return task.model_copy(
         update={
             "attempts": (*task.attempts[:-1], last.model_copy(update={"lease_until": lease_until})),
             "lease_until": lease_until,
+            **more,
         }
     )
+
+
+def renew(
+    task: TaskRun, attempt: int, token: str, now: datetime, lease_seconds: float
+) -> TaskRun | None:
+    """Extend the lease of the attempt `token` holds; None when it holds it no longer."""
+    last = held(task, attempt, token)
+    if last is None or last.lease_until is None:  # a subflow's wait has no lease to keep
+        return None
+    return with_lease(task, last, now + timedelta(seconds=lease_seconds))
 
 
 def retry_delay(plan: Plan, run_id: str, key: str, retry_number: int) -> float:

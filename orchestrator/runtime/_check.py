@@ -13,12 +13,12 @@ from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, stop
+from orchestrator.runtime._outbox import report
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._worker import (
     Claimed,
     _failure,
     _lengths,
-    _report,
     _succeeded,
     cancel_hook,
     store_result,
@@ -40,7 +40,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         return
     hooks = hooks_of(rt.resolver.resolve(claimed.planned.node.task, claimed.spec.source))
     if hooks is None:  # the task's code changed under a running attempt: cannot check it
-        _report(rt, _failure(rt, claimed, KumoflowError("the task is no longer deferrable")))
+        report(rt, _failure(rt, claimed, KumoflowError("the task is no longer deferrable")))
         _done(rt, item)
         return
     try:
@@ -49,11 +49,11 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
     except KumoflowError as e:
         if e.retryable:
             raise  # could not tell: the sweep backs the item off and tries again
-        _report(rt, _failure(rt, claimed, e))
+        report(rt, _failure(rt, claimed, e))
         _done(rt, item)
         return
     except Exception as e:  # the work failed: the attempt failed, retried as the task says
-        _report(rt, _failure(rt, claimed, e))
+        report(rt, _failure(rt, claimed, e))
         _done(rt, item)
         return
     if isinstance(outcome, Deferred):

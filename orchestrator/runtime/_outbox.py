@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts import (
     MAX_MESSAGE_CHARS,
@@ -166,27 +166,35 @@ def _complete_parent(rt: Runtime, run: Run) -> None:
         "started_at": run.started_at or run.created_at,
         "ended_at": run.ended_at or now,
     }
-    outcome: TaskSucceeded | TaskFailed
     if run.status is RunStatus.SUCCEEDED:
-        outcome = TaskSucceeded(result_uri=parent.result_uri, **common)
-    else:
-        cause = run.error or ErrorInfo(type="Failed", message="run failed")
-        error = ErrorInfo(
-            type="SubflowFailed",
-            message=clip(
-                f"subflow run {run.run_id} ended {run.status.value}: {cause.message}",
-                MAX_MESSAGE_CHARS,
-            ),
-            task=parent.key,
-        )
-        outcome = TaskFailed(error=error, retryable=True, **common)
+        report(rt, TaskSucceeded(result_uri=parent.result_uri, **common))
+        return
+    cause = run.error or ErrorInfo(type="Failed", message="run failed")
+    error = ErrorInfo(
+        type="SubflowFailed",
+        message=clip(
+            f"subflow run {run.run_id} ended {run.status.value}: {cause.message}",
+            MAX_MESSAGE_CHARS,
+        ),
+        task=parent.key,
+    )
+    report(rt, TaskFailed(error=error, retryable=True, **common))
+
+
+Outcome = TypeVar("Outcome", TaskSucceeded, TaskFailed)
+
+
+def report(rt: Runtime, outcome: Outcome) -> Outcome:
+    """Publish an attempt's completion; its id is the same for every reporter of it (its
+    worker, a worker finishing a dead one's report, a subflow run's end, a deferred check)."""
     verdict = "succeeded" if isinstance(outcome, TaskSucceeded) else "failed"
     rt.publish(
         rt.topics.events,
         outcome,
-        subject=parent.key,
-        event_id=f"{parent.run_id}/{parent.key}/{parent.attempt}/{verdict}",
+        subject=outcome.key,
+        event_id=f"{outcome.run_id}/{outcome.key}/{outcome.attempt}/{verdict}",
     )
+    return outcome
 
 
 def flow_result(rt: Runtime, plan: Plan, run: Run) -> Any:

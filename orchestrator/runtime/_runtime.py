@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, JsonValue
 
 from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, ParentRef, Run, RunStatus, SourceRef
-from orchestrator.engine import Plan, expand, flow_serializer, grow, result_task
+from orchestrator.engine import Plan, expand, flow_serializer, grown, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
@@ -217,8 +217,7 @@ class Runtime:
         wanted = [n for n in dict.fromkeys(nodes) if n in plan.dynamic and n not in plan.widths]
         if not wanted:
             return plan
-        records, _ = self.state.tasks(run_id, wanted)
-        return grow(plan, {k: t.width for k, t in records.items() if t.width is not None})
+        return grown(plan, self.state.tasks(run_id, wanted)[0])
 
     def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
         return Envelope(

@@ -16,7 +16,7 @@ from orchestrator.engine import (
     RunState,
     Transition,
     fanin_counter,
-    grow,
+    grown,
     run_counter,
     transition,
 )
@@ -37,8 +37,7 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         snap = rt.state.load(run_id)
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
-        static = rt.plan_of(snap.run)
-        plan = grow(static, _widths(static, snap))
+        plan = grown(rt.plan_of(snap.run), snap.tasks)
         key = getattr(event, "key", None)
         if key is not None and key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {key!r}")
@@ -81,11 +80,6 @@ def _cancel_children(rt: Runtime, snap: Snapshot, tr: Transition) -> None:
         old, new = snap.tasks.get(key), tr.state.tasks[key]
         if old is not None and old.child_run and new.status is TaskStatus.CANCELLED:
             advance_whole(rt, old.child_run, CancelRun(f"its parent run {snap.run.run_id} ended"))
-
-
-def _widths(plan: Plan, snap: Snapshot) -> dict[str, int]:
-    """The run-time maps that have their children, and how many."""
-    return {k: t.width for k, t in snap.tasks.items() if k in plan.dynamic and t.width is not None}
 
 
 def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[str, dict[str, int]]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import JsonValue
 
@@ -57,6 +57,7 @@ from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._outbox import report
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._subflow import child_run_id, start_subflow
@@ -66,8 +67,6 @@ from orchestrator.runtime._subflow import child_run_id, start_subflow
 # (push ack deadline 600 s; a Cloud Run function's timeout, KUMOFLOW_FUNCTION_TIMEOUT_S, 540 s).
 FUNCTION_TIMEOUT_S = float(os.environ.get("KUMOFLOW_FUNCTION_TIMEOUT_S", "540"))
 INPUT_READERS = 32  # concurrent reads of a fan-in's inputs
-
-Outcome = TypeVar("Outcome", TaskSucceeded, TaskFailed)
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
                 spec = claimed.spec.subflows[subflow]
                 start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
         except Exception as e:
-            return _report(rt, _failure(rt, claimed, e))
+            return report(rt, _failure(rt, claimed, e))
         return None
     try:
         with lease, capture_attempt(claimed) as logs:
@@ -115,7 +114,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         failure = _failure(rt, claimed, e)
         logs.failed(failure.error.traceback or f"{failure.error.type}: {failure.error.message}")
         store_logs(rt, claimed, logs)
-        return _report(rt, failure)
+        return report(rt, failure)
     store_logs(rt, claimed, logs)
     # A gate reports its choice: the orchestrator decides its branches without reading results.
     choice = json.loads(data) if claimed.planned.node.branches else None
@@ -287,18 +286,6 @@ def _failure(rt: Runtime, c: Claimed, e: Exception) -> TaskFailed:
     )
 
 
-def _report(rt: Runtime, outcome: Outcome) -> Outcome:
-    """Publish an attempt's completion; its id is the same for every worker that reports it."""
-    verdict = "succeeded" if isinstance(outcome, TaskSucceeded) else "failed"
-    rt.publish(
-        rt.topics.events,
-        outcome,
-        subject=outcome.key,
-        event_id=f"{outcome.run_id}/{outcome.key}/{outcome.attempt}/{verdict}",
-    )
-    return outcome
-
-
 def _completed_elsewhere(
     rt: Runtime, req: TaskRequested, run: Run, record: TaskRun, uri: str
 ) -> TaskSucceeded | None:
@@ -330,7 +317,7 @@ def _succeeded(
     choice: str | None = None,
     lengths: dict[str, int] | None = None,
 ) -> TaskSucceeded:
-    return _report(
+    return report(
         rt,
         TaskSucceeded(
             run_id=req.run_id,

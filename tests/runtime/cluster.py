@@ -38,7 +38,7 @@ from contracts import (
 )
 from orchestrator import KumoflowError
 from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
-from orchestrator.engine import grow
+from orchestrator.engine import grown
 from orchestrator.runtime import (
     LOGGER,
     Runtime,
@@ -484,8 +484,7 @@ class Cluster:
         leased = any(r == run_id for r, _ in self.expired)
         static = rt.plan(run.flow_version, run.params)
         # Every task the run made, run-time maps' children included.
-        widths = {k: t.width for k, t in snap.tasks.items() if k in static.dynamic and t.width}
-        plan = grow(static, {k: w for k, w in widths.items() if w is not None})
+        plan = grown(static, snap.tasks)
         if not run.status.terminal:
             return [f"{label} stayed {run.status.value}: tasks {tasks}"]
         if run.status is RunStatus.SUCCEEDED and succeeds:
