@@ -14,8 +14,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from contracts import OutboxEntry, RunRequested
 from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock
+from orchestrator.contracts import OutboxEntry, RunRequested
 from orchestrator.ports import Commit
 from orchestrator.runtime import TICK_BUDGET_S, memory_runtime, start_run, tick
 from orchestrator.testing import stack_env
@@ -77,7 +77,7 @@ def main() -> None:
     if args.memory_only:
         return
     os.environ.update(stack_env(BASE, f"/tmp/kumoflow-bench-sweep-{BASE}"))
-    import emulators
+    from orchestrator import emulators
     from orchestrator.adapters import FirestoreStore
     from orchestrator.local import DevStack
 

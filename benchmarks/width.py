@@ -132,8 +132,8 @@ def on_stack(
 ) -> tuple[dict[int, list[KumoRun]], dict[int, list[Any]], str | None]:
     """Every width's kumoflow runs and floors, alternating (the emulator drifts); the stack
     is started here and stopped before returning."""
-    import emulators
     from benchmarks._floor import measure
+    from orchestrator import emulators
     from orchestrator.local import DevStack, down, up
 
     stack = DevStack.from_env()

@@ -1,7 +1,7 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
-from contracts._blocks import BlockName, StoredBlock
-from contracts._dag import (
+from orchestrator.contracts._blocks import BlockName, StoredBlock
+from orchestrator.contracts._dag import (
     DictValue,
     FlowParam,
     FlowSpec,
@@ -16,7 +16,7 @@ from contracts._dag import (
     ValueExpr,
     flow_version,
 )
-from contracts._events import (
+from orchestrator.contracts._events import (
     EVENT_TYPE_OF,
     EVENT_TYPES,
     NO_PATH,
@@ -30,9 +30,15 @@ from contracts._events import (
     TaskRequested,
     TaskSucceeded,
 )
-from contracts._options import FlowOptions, Frozen, RetryPolicy, Serializer, TaskOptions
-from contracts._schema import json_schemas, write_json_schemas
-from contracts._state import (
+from orchestrator.contracts._options import (
+    FlowOptions,
+    Frozen,
+    RetryPolicy,
+    Serializer,
+    TaskOptions,
+)
+from orchestrator.contracts._schema import json_schemas, write_json_schemas
+from orchestrator.contracts._state import (
     MAX_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     Attempt,
@@ -47,7 +53,7 @@ from contracts._state import (
     TriggerInfo,
     clip,
 )
-from contracts._triggers import (
+from orchestrator.contracts._triggers import (
     GcsObject,
     GcsTrigger,
     PubSubMessage,

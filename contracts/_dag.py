@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue
 
-from contracts._options import FlowOptions, Frozen, TaskOptions
-from contracts._triggers import TriggerSpec
+from orchestrator.contracts._options import FlowOptions, Frozen, TaskOptions
+from orchestrator.contracts._triggers import TriggerSpec
 
 
 class LiteralValue(Frozen):

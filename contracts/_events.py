@@ -7,8 +7,8 @@ from typing import Final
 
 from pydantic import BaseModel, Field, JsonValue
 
-from contracts._options import Frozen, RunId, Version
-from contracts._state import ErrorInfo, TriggerInfo
+from orchestrator.contracts._options import Frozen, RunId, Version
+from orchestrator.contracts._state import ErrorInfo, TriggerInfo
 
 TYPE_PREFIX: Final = "dev.kumoflow."
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from contracts._dag import FlowSpec
-from contracts._events import EVENT_TYPES, Envelope
-from contracts._state import Run, TaskRun
+from orchestrator.contracts._dag import FlowSpec
+from orchestrator.contracts._events import EVENT_TYPES, Envelope
+from orchestrator.contracts._state import Run, TaskRun
 
 DOCUMENTS: dict[str, type[BaseModel]] = {
     "FlowSpec": FlowSpec,

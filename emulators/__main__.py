@@ -1,11 +1,11 @@
-"""`python -m emulators scheduler STATE_DIR`: the long-running helpers of the local stack."""
+"""`python -m orchestrator.emulators scheduler DIR`: the local stack's long-running helpers."""
 
 from __future__ import annotations
 
 import sys
 
-from emulators._scheduler import main
+from orchestrator.emulators._scheduler import main
 
 if len(sys.argv) < 3 or sys.argv[1] != "scheduler":
-    sys.exit("usage: python -m emulators scheduler STATE_DIR")
+    sys.exit("usage: python -m orchestrator.emulators scheduler STATE_DIR")
 main(sys.argv[2:])

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ._config import StackConfig, StackError
-from ._net import http_request
-from ._process import (
+from orchestrator.emulators._config import StackConfig, StackError
+from orchestrator.emulators._net import http_request
+from orchestrator.emulators._process import (
     is_running,
     load_record,
     remove_record,
@@ -90,7 +90,7 @@ def start_scheduler(config: StackConfig) -> None:
         if old is not None:
             stop(old)
             remove_record(config.state_dir, NAME)
-        cmd = (sys.executable, "-m", "emulators", "scheduler", str(config.state_dir))
+        cmd = (sys.executable, "-m", "orchestrator.emulators", "scheduler", str(config.state_dir))
         record = spawn(
             NAME,
             "scheduler",

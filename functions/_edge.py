@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts import DeadLetter, Envelope, RunRequested, clip
 from orchestrator.adapters import from_message, peek_context, unwrap_pubsub
+from orchestrator.contracts import DeadLetter, Envelope, RunRequested, clip
 from orchestrator.errors import (
     BadInputError,
     KumoflowError,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import Envelope
-from functions._edge import reject, runtime
 from orchestrator.adapters import from_message, unwrap_pubsub
+from orchestrator.contracts import Envelope
 from orchestrator.errors import KumoflowError
+from orchestrator.functions._edge import reject, runtime
 
 # Attributes Pub/Sub adds when it forwards a message to a dead-letter topic.
 SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"

@@ -8,8 +8,8 @@ import json
 import os
 from typing import Any
 
-from contracts import RunRequested, flow_version
 from orchestrator.adapters import PUBSUB_PUBLISHED, from_message, peek_context, unwrap_pubsub
+from orchestrator.contracts import RunRequested, flow_version
 from orchestrator.errors import BadInputError
 from orchestrator.runtime import (
     JOB_ATTRIBUTE,

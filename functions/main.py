@@ -10,12 +10,12 @@ from typing import Any
 
 import functions_framework
 
-from contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
-from functions._auth import push_authenticated
-from functions._edge import guarded, handle, log_event, runtime
-from functions._sink import record_dead_letter
-from functions._triggers import run_requests
+from orchestrator.contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from orchestrator.errors import BadInputError
+from orchestrator.functions._auth import push_authenticated
+from orchestrator.functions._edge import guarded, handle, log_event, runtime
+from orchestrator.functions._sink import record_dead_letter
+from orchestrator.functions._triggers import run_requests
 from orchestrator.runtime import LOGGER, Runtime, advance, run_task, start_run, tick
 
 

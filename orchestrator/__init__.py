@@ -1,6 +1,6 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
-from contracts import GcsObject, PubSubMessage
+from orchestrator.contracts import GcsObject, PubSubMessage
 from orchestrator.errors import (
     BadInputError,
     ConflictError,

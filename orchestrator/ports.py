@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, StoredBlock, TaskRun
+from orchestrator.contracts import (
+    DeadLetter,
+    Envelope,
+    FlowSpec,
+    OutboxEntry,
+    Run,
+    StoredBlock,
+    TaskRun,
+)
 
 Etag = object  # adapter-specific optimistic-concurrency token (a counter, an update_time)
 

@@ -13,11 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TREES = ("orchestrator", "functions", "contracts", "emulators", "tests", "benchmarks", "examples")
+# The design card's top-level folders, linked into orchestrator/ and imported only through it.
+LINKED = ("functions", "contracts", "emulators")
 # Lower layers never import higher ones: contracts and errors, ports, engine -> adapters ->
 # runtime -> sdk -> local, cloud -> cli. Same-rank packages may import each other (no circles,
 # below).
 RANK = {
-    "contracts": 0,
+    "orchestrator.contracts": 0,
     "orchestrator.errors": 0,
     "orchestrator.ports": 1,
     "orchestrator.engine": 2,
@@ -25,7 +27,7 @@ RANK = {
     "orchestrator.runtime": 4,
     "orchestrator.io": 4,
     "orchestrator.sdk": 5,
-    "emulators": 5,
+    "orchestrator.emulators": 5,
     "orchestrator.local": 6,
     "orchestrator.cloud": 6,
     "orchestrator.gcp": 6,  # Google Cloud helpers for flows: built on the sdk's @task
@@ -33,6 +35,7 @@ RANK = {
     "orchestrator.cli": 7,
     "orchestrator.ui": 7,
     "orchestrator": 8,  # the top-level face: nothing inside the package imports it
+    "orchestrator.functions": 8,  # the deployable entry points: nothing imports them
 }
 
 
@@ -40,6 +43,7 @@ def _modules() -> Iterator[tuple[str, Path]]:
     for tree in TREES:
         for path in sorted((ROOT / tree).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = ("orchestrator", *parts) if tree in LINKED else parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             yield name, path
 
@@ -60,7 +64,8 @@ def _imports(path: Path) -> Iterator[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
-                is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists()
+                where = ROOT / sub.replace(".", "/")
+                is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
                 yield node.lineno, sub if is_module else node.module
 
 
@@ -181,7 +186,7 @@ def test_public_names_are_pinned(face: str) -> None:
     "face",
     ["orchestrator.engine", "orchestrator.adapters", "orchestrator.runtime", "orchestrator.sdk",
      "orchestrator.local", "orchestrator.gcp", "orchestrator.cli", "orchestrator.testing",
-     "orchestrator.ui", "contracts", "emulators"],
+     "orchestrator.ui", "orchestrator.contracts", "orchestrator.emulators"],
 )  # fmt: skip
 def test_every_face_exports_what_it_lists(face: str) -> None:
     module = importlib.import_module(face)

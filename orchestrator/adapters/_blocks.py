@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from contracts import StoredBlock
+from orchestrator.contracts import StoredBlock
 from orchestrator.errors import ConflictError
 from orchestrator.ports import BlockStore
 

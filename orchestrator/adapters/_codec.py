@@ -14,7 +14,7 @@ from typing import Any
 from cloudevents.http import CloudEvent
 from pydantic import ValidationError
 
-from contracts import EVENT_TYPES, Envelope
+from orchestrator.contracts import EVENT_TYPES, Envelope
 from orchestrator.errors import BadInputError
 
 SPECVERSION = "1.0"

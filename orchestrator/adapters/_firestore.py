@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
+from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import BadInputError, ConflictError, TransientError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
 

@@ -11,7 +11,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from contracts import StoredBlock
+from orchestrator.contracts import StoredBlock
 from orchestrator.errors import ConflictError, TransientError
 
 COLLECTION = "kumoflow_blocks"

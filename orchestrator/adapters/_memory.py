@@ -8,7 +8,15 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from contracts import DeadLetter, Envelope, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator.contracts import (
+    DeadLetter,
+    Envelope,
+    FlowSpec,
+    OutboxEntry,
+    Run,
+    TaskRun,
+    flow_version,
+)
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
 

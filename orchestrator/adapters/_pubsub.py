@@ -9,8 +9,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-from contracts import Envelope
 from orchestrator.adapters._codec import to_message
+from orchestrator.contracts import Envelope
 from orchestrator.errors import TransientError
 
 PUBLISH_TIMEOUT_S = 30.0

@@ -132,7 +132,7 @@ def _run_on_stack(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
 def schema(out: Path) -> None:
     """Write the JSON Schemas of every contract (events, DAG, documents)."""
-    from contracts import write_json_schemas
+    from orchestrator.contracts import write_json_schemas
 
     for path in write_json_schemas(out):
         click.echo(str(path))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from contracts import Run, RunStatus, TaskRun, TaskStatus
+from orchestrator.contracts import Run, RunStatus, TaskRun, TaskStatus
 from orchestrator.engine import grown
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot

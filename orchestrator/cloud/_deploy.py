@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts import FlowSpec, flow_version
-from orchestrator.cloud._bundle import ROOT, write_bundle
+from orchestrator.cloud._bundle import PACKAGE, write_bundle
 from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
+from orchestrator.contracts import FlowSpec, flow_version
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import FlowStore
 
-INFRA = ROOT / "infra"
+INFRA = PACKAGE / "infra"  # the repository's infra/, shipped in the wheel
 ARCHIVE = "function-source.zip"
 PLAN = "kumoflow.tfplan"
 Runner = Callable[[Sequence[str]], int]

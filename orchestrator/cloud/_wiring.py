@@ -10,9 +10,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import emulators
-from contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator import emulators
 from orchestrator.adapters import TTL_FIELD
+from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
 from orchestrator.errors import KumoflowError
 from orchestrator.local import (
     FUNCTIONS,

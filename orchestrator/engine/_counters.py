@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from contracts import Run, TaskRun, TaskStatus
+from orchestrator.contracts import Run, TaskRun, TaskStatus
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import blocks, not_taken
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from contracts import NO_PATH, NOT_A_LIST, ResultRef, TaskRun
+from orchestrator.contracts import NO_PATH, NOT_A_LIST, ResultRef, TaskRun
 from orchestrator.engine._plan import Plan, PlannedTask, _Children, _Lazy
 from orchestrator.engine._values import project
 from orchestrator.errors import ProjectionError

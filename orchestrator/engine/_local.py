@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import (
+from orchestrator.contracts import (
     NO_PATH,
     NOT_A_LIST,
     Attempt,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
-from contracts import (
+from orchestrator.contracts import (
     DictValue,
     FlowSpec,
     ListValue,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts import ErrorInfo, TaskRun, TaskStatus
+from orchestrator.contracts import ErrorInfo, TaskRun, TaskStatus
 from orchestrator.engine._plan import Plan
 
 S = TaskStatus

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from contracts import (
+from orchestrator.contracts import (
     Attempt,
     ErrorInfo,
     Run,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import ErrorInfo, Run, RunStatus, TaskFailed, TaskRun, TaskSucceeded
+from orchestrator.contracts import ErrorInfo, Run, RunStatus, TaskFailed, TaskRun, TaskSucceeded
 from orchestrator.engine._plan import Plan
 
 # --- inputs -----------------------------------------------------------------------------------

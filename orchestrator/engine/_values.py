@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from contracts import (
+from orchestrator.contracts import (
     DictValue,
     ListValue,
     LiteralValue,

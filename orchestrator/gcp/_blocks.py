@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import StoredBlock
+from orchestrator.contracts import StoredBlock
 from orchestrator.errors import FlowDefinitionError, NotFoundError
 from orchestrator.io import current_blocks
 from orchestrator.runtime import in_flow_body

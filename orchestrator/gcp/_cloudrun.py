@@ -25,7 +25,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from contracts import RetryPolicy
+from orchestrator.contracts import RetryPolicy
 from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
 from orchestrator.runtime import Deferred, context, deferrable

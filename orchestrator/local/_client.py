@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from contracts import Run, RunRequested, TaskRun
+from orchestrator.contracts import Run, RunRequested, TaskRun
 from orchestrator.engine import CancelRun
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.local._stack import DevStack, require_running

@@ -10,8 +10,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-import emulators
-from contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator import emulators
+from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
 from orchestrator.errors import KumoflowError
 from orchestrator.local._stack import DevStack, require_running, subscribe
 from orchestrator.local._wiring import FUNCTIONS, SCHEDULE_DATA, trigger_subscription

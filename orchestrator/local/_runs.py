@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts import DeadLetter, Run, RunStatus, TaskRun
+from orchestrator.contracts import DeadLetter, Run, RunStatus, TaskRun
 from orchestrator.engine import Plan, ResumeRun
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.runtime import Runtime, advance, parse_logs

@@ -13,7 +13,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-import emulators
+from orchestrator import emulators
 from orchestrator.errors import KumoflowError
 from orchestrator.local._wiring import (
     FUNCTIONS,
@@ -25,7 +25,7 @@ from orchestrator.local._wiring import (
 )
 from orchestrator.runtime import TOPICS
 
-FUNCTIONS_SOURCE = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "functions" / "main.py"
 RESULTS_BUCKET = "kumoflow-results"
 
 
@@ -152,11 +152,12 @@ def subscribe(
 
 
 def _code_fingerprint() -> str:
-    root = FUNCTIONS_SOURCE.parents[1]
+    # followlinks: orchestrator/contracts and orchestrator/functions link to the top-level folders
     stamps = sorted(
-        (str(p), p.stat().st_mtime_ns)
-        for package in ("contracts", "orchestrator", "functions")
-        for p in (root / package).rglob("*.py")
+        (str(Path(d, name)), Path(d, name).stat().st_mtime_ns)
+        for d, _, names in os.walk(FUNCTIONS_SOURCE.parents[1], followlinks=True)
+        for name in names
+        if name.endswith(".py")
     )
     return hashlib.sha256(repr(stamps).encode()).hexdigest()[:12]
 

@@ -6,7 +6,7 @@ queues its roots in chunks; cancelling and run timeouts take the whole-run path 
 
 from __future__ import annotations
 
-from contracts import TaskFailed, TaskSucceeded
+from orchestrator.contracts import TaskFailed, TaskSucceeded
 from orchestrator.engine import Event, LeaseExpired, Reconcile, StartRun
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._settle import complete_task, rescue_maps

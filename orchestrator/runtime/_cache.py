@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from contracts import TaskOptions
+from orchestrator.contracts import TaskOptions
 from orchestrator.errors import NotFoundError
 from orchestrator.runtime._runtime import Runtime
 

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from contracts import clip
+from orchestrator.contracts import clip
 from orchestrator.runtime._context import OUTPUT_LOGGER, RunLogger, _ensure_output
 from orchestrator.runtime._logging import LOGGER, json_logging
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from contracts import OutboxEntry, SourceRef, TaskRequested, TaskStatus
+from orchestrator.contracts import OutboxEntry, SourceRef, TaskRequested, TaskStatus
 from orchestrator.engine import encode
 from orchestrator.errors import KumoflowError
 from orchestrator.io import services

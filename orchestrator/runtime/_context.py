@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contracts import FlowSpec, Run, TaskOptions, TriggerInfo
+from orchestrator.contracts import FlowSpec, Run, TaskOptions, TriggerInfo
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._start import masked, secret_params

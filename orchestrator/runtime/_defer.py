@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from contracts import OutboxEntry, TaskRequested, TaskRun
+from orchestrator.contracts import OutboxEntry, TaskRequested, TaskRun
 from orchestrator.engine import renew
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit

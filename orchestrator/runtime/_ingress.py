@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from contracts import (
+from orchestrator.contracts import (
     FlowSpec,
     GcsObject,
     GcsTrigger,

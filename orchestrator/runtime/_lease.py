@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from contracts import TaskRequested
+from orchestrator.contracts import TaskRequested
 from orchestrator.engine import renew
 from orchestrator.ports import Commit
 from orchestrator.runtime._runtime import Runtime

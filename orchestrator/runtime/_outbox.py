@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from contracts import (
+from orchestrator.contracts import (
     MAX_MESSAGE_CHARS,
     ErrorInfo,
     OutboxEntry,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import Receiver, SourceRef
+from orchestrator.contracts import Receiver, SourceRef
 from orchestrator.errors import BadInputError
 from orchestrator.runtime._runtime import import_source
 

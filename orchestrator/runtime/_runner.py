@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import (
+from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.contracts import (
     Envelope,
     FlowSpec,
     Run,
@@ -22,7 +23,6 @@ from contracts import (
     TaskRun,
     TaskSucceeded,
 )
-from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
 from orchestrator.engine import ResumeRun
 from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError
 from orchestrator.ports import Clock

@@ -15,7 +15,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from contracts import EVENT_TYPE_OF, Envelope, FlowSpec, ParentRef, Run, RunStatus, SourceRef
+from orchestrator.contracts import (
+    EVENT_TYPE_OF,
+    Envelope,
+    FlowSpec,
+    ParentRef,
+    Run,
+    RunStatus,
+    SourceRef,
+)
 from orchestrator.engine import Plan, expand, flow_serializer, grown, result_task
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (

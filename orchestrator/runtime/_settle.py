@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from contracts import (
+from orchestrator.contracts import (
     OutboxEntry,
     Run,
     RunStatus,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
+from orchestrator.contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
 from orchestrator.engine import check_json, started
 from orchestrator.errors import ConflictError, NotFoundError, ParameterError
 from orchestrator.ports import Commit

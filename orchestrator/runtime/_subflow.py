@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from contracts import FlowSpec, ParentRef, RunRequested, TaskRequested, TriggerInfo
+from orchestrator.contracts import FlowSpec, ParentRef, RunRequested, TaskRequested, TriggerInfo
 from orchestrator.engine import waiting
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit

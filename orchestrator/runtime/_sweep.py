@@ -14,7 +14,7 @@ import hashlib
 import time
 from datetime import timedelta
 
-from contracts import DeadLetter, OutboxEntry, TaskStatus, clip
+from orchestrator.contracts import DeadLetter, OutboxEntry, TaskStatus, clip
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit

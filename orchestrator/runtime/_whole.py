@@ -8,7 +8,7 @@ A flow retry also sets the targets of the next attempt's counters (only what run
 
 from __future__ import annotations
 
-from contracts import OutboxEntry, RunStatus, TaskStatus
+from orchestrator.contracts import OutboxEntry, RunStatus, TaskStatus
 from orchestrator.engine import (
     CancelRun,
     Event,

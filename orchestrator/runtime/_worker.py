@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from contracts import (
+from orchestrator.contracts import (
     ErrorInfo,
     FlowSpec,
     Run,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from contracts import ResultRef, TaskOptions
+from orchestrator.contracts import ResultRef, TaskOptions
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.runtime import CHOOSE, SELECT, choose, select
 from orchestrator.sdk._compile import BUILDING, Placeholder, Untaken, to_expr

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar, cast
 
-from contracts import (
+from orchestrator.contracts import (
     DictValue,
     FlowParam,
     FlowSpec,

@@ -10,7 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from contracts import FlowOptions, FlowSpec, RetryPolicy, Serializer, SourceRef, TaskOptions
+from orchestrator.contracts import (
+    FlowOptions,
+    FlowSpec,
+    RetryPolicy,
+    Serializer,
+    SourceRef,
+    TaskOptions,
+)
 from orchestrator.engine import spec_serializer
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock

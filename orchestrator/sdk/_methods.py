@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
-from contracts import Receiver
+from orchestrator.contracts import Receiver
 from orchestrator.errors import FlowDefinitionError
 
 Kind = Literal["plain", "class", "static"]

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from contracts import FlowParam, GcsTrigger, PubSubTrigger, ScheduleTrigger, TriggerSpec
+from orchestrator.contracts import (
+    FlowParam,
+    GcsTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+    TriggerSpec,
+)
 from orchestrator.errors import FlowDefinitionError
 
 

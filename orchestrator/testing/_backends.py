@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts import Run, RunStatus, TaskRun
 from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
+from orchestrator.contracts import Run, RunStatus, TaskRun
 from orchestrator.runtime import (
     InProcessRunner,
     RunOutcome,

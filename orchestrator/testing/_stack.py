@@ -34,7 +34,7 @@ def stack_for_tests(*, clear: bool = True) -> Iterator[dict[str, str]]:
     """The test stack up and wired, its env applied to this process while the block runs.
 
     A stack that was already running (started by a test script) is left running."""
-    import emulators
+    from orchestrator import emulators
     from orchestrator.local import DevStack, down, up
 
     saved = dict(os.environ)

@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
     """The test stack, up and wired, with its data cleared; its env applies while tests run."""
-    import emulators
+    from orchestrator import emulators
 
     missing = emulators.prerequisites()
     if missing:

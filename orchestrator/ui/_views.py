@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contracts import Run, RunStatus, TaskRun, TaskStatus, flow_version
+from orchestrator.contracts import Run, RunStatus, TaskRun, TaskStatus, flow_version
 from orchestrator.local import attempt_log, records, run_head, run_plan, task_keys
 from orchestrator.runtime import Runtime
 

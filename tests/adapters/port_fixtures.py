@@ -21,7 +21,9 @@ from typing import Any, Protocol
 import pytest
 from google.api_core.exceptions import DeadlineExceeded
 
-from contracts import (
+from examples.diamond import diamond
+from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, from_message
+from orchestrator.contracts import (
     Attempt,
     Envelope,
     ErrorInfo,
@@ -32,8 +34,6 @@ from contracts import (
     TaskStatus,
     TriggerInfo,
 )
-from examples.diamond import diamond
-from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, from_message
 from orchestrator.ports import (
     BlobStore,
     DeadLetterStore,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from contracts import StoredBlock
 from orchestrator.adapters import FileBlockStore
+from orchestrator.contracts import StoredBlock
 from orchestrator.errors import ConflictError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import flow_version
+from orchestrator.contracts import flow_version
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.ports import BlobStore
 from tests.adapters import port_fixtures

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from contracts import TaskStatus
+from orchestrator.contracts import TaskStatus
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from tests.adapters import port_fixtures

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from tests.adapters import port_fixtures

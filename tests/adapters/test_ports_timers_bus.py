@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from contracts import DeadLetter, Envelope, RunRequested, TaskRequested, TaskStatus, TriggerInfo
+from orchestrator.contracts import (
+    DeadLetter,
+    Envelope,
+    RunRequested,
+    TaskRequested,
+    TaskStatus,
+    TriggerInfo,
+)
 from orchestrator.ports import Commit
 from tests.adapters import port_fixtures
 from tests.adapters.port_fixtures import (

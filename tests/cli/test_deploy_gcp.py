@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +57,14 @@ def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: P
     names = set(archive.namelist())
     assert {
         "main.py",
-        "functions/main.py",
+        "orchestrator/functions/main.py",
+        "orchestrator/contracts/__init__.py",
         "orchestrator/runtime/__init__.py",
         "ingest.py",
     } <= names
+    # One top-level name of kumoflow's, and not the local stack.
+    assert not any(n.split("/")[0] in ("contracts", "functions", "emulators") for n in names)
+    assert not any(n.startswith("orchestrator/emulators/") for n in names)
     assert "sample_flow.py" in names  # siblings import each other, as under `python file.py`
     assert not any("__pycache__" in n for n in names)
     reqs = archive.read("requirements.txt").decode().splitlines()
@@ -68,6 +74,18 @@ def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: P
     assert any(r.startswith("functions-framework==") for r in pins)
     assert not any(r.startswith("fake-gcs-server") for r in pins)
     assert "task_worker" in archive.read("main.py").decode()
+    # The buildpack imports main.py from the unzipped bundle: it needs nothing else of ours.
+    archive.extractall(tmp_path / "source")
+    probe = "import main, orchestrator; print(main.task_worker.__name__, orchestrator.__file__)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path / "source",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["task_worker", str(tmp_path / "source/orchestrator/__init__.py")]
 
 
 def test_apply_runs_terraform_then_registers_and_a_change_is_a_new_version(
@@ -107,8 +125,8 @@ def test_a_failed_terraform_step_registers_nothing(tmp_path: Path) -> None:
 
 
 def test_dead_letter_sink_records_what_pubsub_gave_up_on() -> None:
-    import functions
-    from functions import main as fmain
+    from orchestrator import functions
+    from orchestrator.functions import main as fmain
     from orchestrator.runtime import memory_runtime
 
     rt = memory_runtime()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contracts import (
+from examples.map_reduce import map_reduce
+from orchestrator.contracts import (
     EVENT_TYPES,
     ErrorInfo,
     FlowSpec,
@@ -26,7 +27,6 @@ from contracts import (
     flow_version,
     json_schemas,
 )
-from examples.map_reduce import map_reduce
 
 GOLDEN = Path(__file__).parent / "golden"
 T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

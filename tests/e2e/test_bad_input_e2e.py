@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from contracts import DeadLetter, Run, clip
 from examples.map_reduce import map_reduce
 from examples.sample_flow import sample_flow
+from orchestrator.contracts import DeadLetter, Run, clip
 from tests.functions.bad_input_cases import CASES, _params
 from tests.functions.bad_input_events import (
     EXISTING_RUN,
@@ -65,7 +65,7 @@ def delivered(stack_env: dict[str, str]) -> Iterator[dict[str, Delivery]]:
     """Publish every case at once, then collect what each function did with it."""
     from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined]
 
-    import emulators
+    from orchestrator import emulators
     from orchestrator.adapters import FirestoreStore
 
     project = stack_env["GOOGLE_CLOUD_PROJECT"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus
+from orchestrator.contracts import RunStatus
 from tests.flows.counted import counted, counts, expected
 
 pytestmark = pytest.mark.emulator
@@ -57,7 +57,7 @@ def test_every_message_delivered_twice(
 @pytest.fixture
 def crashing(dev: Any) -> Iterator[None]:
     """The orchestrator dies at every 4th commit, the run starter at each first commit."""
-    import emulators
+    from orchestrator import emulators
     from orchestrator.local import FUNCTIONS, FUNCTIONS_SOURCE
 
     faults = {"orchestrator": "after-commit:4", "run_starter": "after-commit:1"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.dynamic import (
     failures_allowed,
     list_process_summarize,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
 from examples.diamond import diamond
 from examples.map_reduce import map_reduce
 from examples.sample_flow import sample_flow
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows import basic
 
 RECORDS = '[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]'

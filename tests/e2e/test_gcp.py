@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from contracts import RunStatus, TaskStatus
 from orchestrator.cli import main
+from orchestrator.contracts import RunStatus, TaskStatus
 from orchestrator.gcp import GcpCredentials, GcsBucket
 from orchestrator.testing import Backend, StackBackend
 from tests.flows import gcp as flows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from orchestrator.local import run_head, run_logs
 from tests.flows.observed import noisy_flow, observed
 

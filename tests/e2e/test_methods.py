@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.methods import chatty_flow, method_sample, pipeline, receivers
 
 ROWS = [{"name": "ann", "city": "Kyoto"}, {"name": "bo", "city": "Oslo"}]
@@ -83,7 +83,7 @@ def _logged(backend: Any, run_id: str, records: list[logging.LogRecord]) -> list
             for r in records
             if getattr(r, "run_id", None) == run_id
         ]
-    import emulators
+    from orchestrator import emulators
 
     log = emulators.StackConfig.from_env().log_dir / "task-worker.log"
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus
+from orchestrator.contracts import RunStatus
 from tests.flows import prefect_features as pf
 from tests.flows import subflows
 

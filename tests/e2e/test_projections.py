@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.projections import (
     allowed_and_genuine_failure,
     clean_up_after_failure,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-import emulators
 from examples.sample_flow import sample_flow
+from orchestrator import emulators
 from orchestrator.local import FUNCTIONS_SOURCE, stack_runtime
 from orchestrator.runtime import TOPICS
 from tests.functions.bad_input_events import RUN_REQUESTED, _ce, _run_requested

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contracts import DeadLetter
+from orchestrator.contracts import DeadLetter
 from orchestrator.errors import KumoflowError
 from orchestrator.local import redrive
 from orchestrator.testing import memory_runtime

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.subflows import map_subflow, subflow_fails, with_subflow
 
 

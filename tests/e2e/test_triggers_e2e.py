@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contracts import Run, RunStatus
+from orchestrator.contracts import Run, RunStatus
 
 pytestmark = pytest.mark.emulator
 
@@ -127,7 +127,7 @@ def test_publish_runs_the_flow_with_its_params(deployed: Any) -> None:
 
 
 def test_per_minute_schedule_fires_once_per_minute(stack_env: dict[str, str]) -> None:
-    import emulators
+    from orchestrator import emulators
     from orchestrator.adapters import FirestoreStore
     from orchestrator.local import DevStack, deploy_local
 

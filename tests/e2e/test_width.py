@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.basic import wide_map
 
 pytestmark = pytest.mark.emulator

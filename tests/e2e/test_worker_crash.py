@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows.crashy import worker_dies
 
 pytestmark = pytest.mark.emulator
@@ -19,7 +19,7 @@ LEASE_S = "3"
 @pytest.fixture
 def short_leases(dev: Any) -> Iterator[None]:
     """The worker and the sweeper with 3 s leases, so a dead worker is noticed in seconds."""
-    import emulators
+    from orchestrator import emulators
     from orchestrator.local import FUNCTIONS, FUNCTIONS_SOURCE
 
     def restart(env: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from emulators import (
+from orchestrator.emulators import (
     StackConfig,
     StackError,
     clear_data,

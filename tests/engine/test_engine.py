@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from orchestrator.contracts import (
     ErrorInfo,
     FlowOptions,
     FlowSpec,

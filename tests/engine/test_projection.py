@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from contracts import GcsObject, ParamRef, PathValue, ResultRef
+from orchestrator.contracts import GcsObject, ParamRef, PathValue, ResultRef
 from orchestrator.engine import resolve
 from orchestrator.errors import ProjectionError
 

@@ -11,8 +11,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from contracts import flow_version
 from examples.sample_flow import sample_flow
+from orchestrator.contracts import flow_version
 from orchestrator.runtime import Topics
 
 TOPICS = Topics()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import functions
+from orchestrator import functions
 
 
 @pytest.fixture(autouse=True)

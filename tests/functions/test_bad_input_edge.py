@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-import functions
-from contracts import DeadLetter, Run
 from examples.sample_flow import sample_flow
-from functions import main
+from orchestrator import functions
 from orchestrator.adapters import (
     PUBSUB_PUBLISHED,
     MemoryBlobStore,
@@ -28,7 +26,9 @@ from orchestrator.adapters import (
     MemoryStore,
     SystemClock,
 )
+from orchestrator.contracts import DeadLetter, Run
 from orchestrator.errors import TransientError
+from orchestrator.functions import main
 from orchestrator.runtime import Runtime
 from tests.functions.bad_input_events import (
     RUN_REQUESTED,

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-import functions
 from examples.sample_flow import sample_flow
-from functions import main
+from orchestrator import functions
 from orchestrator.adapters import MemoryBus, MemoryStore
+from orchestrator.functions import main
 from orchestrator.runtime import LOGGER, memory_runtime
 from tests.functions.bad_input_events import RUN_REQUESTED, TOPICS, _ce, _json, _run_requested
 from tests.functions.push_tokens import (

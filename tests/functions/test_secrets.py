@@ -11,10 +11,9 @@ import pytest
 from cloudevents.http import CloudEvent
 from pydantic import SecretStr
 
-import functions
-from functions import main
-from orchestrator import flow, task
+from orchestrator import flow, functions, task
 from orchestrator.adapters import MemoryStore, VirtualClock
+from orchestrator.functions import main
 from orchestrator.runtime import TOPICS, masked, memory_runtime, secret_params
 
 TOKEN = "hunter2-very-secret"

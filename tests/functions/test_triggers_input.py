@@ -24,14 +24,12 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-import emulators
-import functions
-from contracts import ScheduleTrigger
-from functions import main
 from orchestrator import (
     GcsObject,
     PubSubMessage,
+    emulators,
     flow,
+    functions,
     on_gcs_finalize,
     on_pubsub,
     on_schedule,
@@ -42,6 +40,8 @@ from orchestrator.adapters import (
     MemoryStore,
     VirtualClock,
 )
+from orchestrator.contracts import ScheduleTrigger
+from orchestrator.functions import main
 from orchestrator.runtime import job_name, memory_runtime, scheduled_slot
 
 SAMPLES = Path("/work/shared/cloudevents-samples")

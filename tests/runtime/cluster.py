@@ -25,7 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import (
+from orchestrator import KumoflowError
+from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
+from orchestrator.contracts import (
     Envelope,
     RunFailed,
     RunRequested,
@@ -36,8 +38,6 @@ from contracts import (
     TaskStatus,
     TaskSucceeded,
 )
-from orchestrator import KumoflowError
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
 from orchestrator.engine import grown
 from orchestrator.runtime import (
     LOGGER,

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from contracts import OutboxEntry, RunRequested, TaskFailed, TaskRequested, TaskStatus
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import OutboxEntry, RunRequested, TaskFailed, TaskRequested, TaskStatus
 from orchestrator.engine import CancelRun
 from orchestrator.ports import Commit
 from orchestrator.runtime import (

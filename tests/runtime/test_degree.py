@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from statistics import median
 from typing import Any
 
-from contracts import (
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import (
     Envelope,
     RunRequested,
     RunStatus,
@@ -20,8 +22,6 @@ from contracts import (
     TaskRun,
     TaskSucceeded,
 )
-from orchestrator import flow, task
-from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run
 

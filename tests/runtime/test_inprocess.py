@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from contracts import RunStatus, TaskStatus
 from examples.diamond import diamond
 from examples.map_reduce import map_reduce
 from examples.sample_flow import create_csv_file, sample_flow
 from orchestrator import FlowRunError, ParameterError, run_in_process
 from orchestrator.adapters import VirtualClock
+from orchestrator.contracts import RunStatus, TaskStatus
 from tests.flows import basic
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from contracts import Run, RunStatus
+from orchestrator.contracts import Run, RunStatus
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 

@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from contracts import (
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock, VirtualClock
+from orchestrator.contracts import (
     Run,
     RunRequested,
     RunStatus,
@@ -18,8 +20,6 @@ from contracts import (
     TaskStatus,
     TaskSucceeded,
 )
-from orchestrator import flow, task
-from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock, VirtualClock
 from orchestrator.engine import Plan, claim, claimable, expand
 from orchestrator.errors import BadInputError
 from orchestrator.ports import Commit

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
 from orchestrator.engine import CancelRun
 from orchestrator.errors import TransientError
 from orchestrator.ports import Commit, Counts

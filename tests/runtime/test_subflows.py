@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import RunRequested, RunStatus, TaskFailed, TaskRequested, TaskStatus
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import RunRequested, RunStatus, TaskFailed, TaskRequested, TaskStatus
 from orchestrator.engine import CancelRun
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
 from tests.flows.subflows import subflow_naps

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts import (
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import (
     OutboxEntry,
     RunRequested,
     TaskRequested,
     TaskStatus,
 )
-from orchestrator import flow, task
-from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.ports import Commit
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
 from tests.adapters.port_fixtures import make_run

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contracts import (
+from orchestrator import flow, task
+from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
+from orchestrator.contracts import (
     MAX_MESSAGE_CHARS,
     ErrorInfo,
     RunRequested,
@@ -18,8 +20,6 @@ from contracts import (
     TaskStatus,
     TaskSucceeded,
 )
-from orchestrator import flow, task
-from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.errors import BadInputError
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run
 

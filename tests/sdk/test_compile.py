@@ -6,15 +6,6 @@ from typing import Any
 
 import pytest
 
-from contracts import (
-    FlowSpec,
-    ListValue,
-    LiteralValue,
-    ParamRef,
-    PathValue,
-    ResultRef,
-    flow_version,
-)
 from orchestrator import (
     FlowDefinitionError,
     GcsObject,
@@ -23,6 +14,15 @@ from orchestrator import (
     on_schedule,
     task,
     unmapped,
+)
+from orchestrator.contracts import (
+    FlowSpec,
+    ListValue,
+    LiteralValue,
+    ParamRef,
+    PathValue,
+    ResultRef,
+    flow_version,
 )
 from tests.flows.misuse import add, emit
 

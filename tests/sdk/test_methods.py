@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from contracts import FlowSpec, Receiver, flow_version
 from orchestrator import (
     FlowDefinitionError,
     Task,
@@ -24,6 +23,7 @@ from orchestrator import (
     run_in_process,
     task,
 )
+from orchestrator.contracts import FlowSpec, Receiver, flow_version
 from orchestrator.runtime import JsonFormatter
 from tests.flows.methods import CsvExporter, Greeter, Scaler, Tools, exporter, pipeline
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from contracts import RunStatus
+from orchestrator.contracts import RunStatus
 from tests.flows.observed import observed, wide
 from tests.flows.subflows import with_subflow
 from tests.ui.conftest import ARTIFACTS
