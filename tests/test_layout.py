@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TREES = ("orchestrator", "functions", "contracts", "emulators", "tests", "benchmarks", "examples")
-# The design card's top-level folders, linked into orchestrator/ and imported only through it.
-LINKED = ("functions", "contracts", "emulators")
+TREES = ("orchestrator", "tests", "benchmarks", "examples")
 # Lower layers never import higher ones: contracts and errors, ports, engine -> adapters ->
 # runtime -> sdk -> local, cloud -> cli. Same-rank packages may import each other (no circles,
 # below).
@@ -43,7 +41,6 @@ def _modules() -> Iterator[tuple[str, Path]]:
     for tree in TREES:
         for path in sorted((ROOT / tree).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            parts = ("orchestrator", *parts) if tree in LINKED else parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             yield name, path
 

@@ -13,7 +13,6 @@ Layout (what Cloud Run functions' Python buildpack expects at the root):
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -64,20 +63,14 @@ def pinned_requirements(dist: str = "kumoflow") -> list[str]:
 
 
 def _tree(folder: Path, arc: str, skip: frozenset[str] = frozenset()) -> Iterable[tuple[str, Path]]:
-    # followlinks: in the repository orchestrator/contracts (functions, emulators) link to the
-    # top-level folders; installed from the wheel they are plain folders.
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = Path(dirpath)
-        rel = here.relative_to(folder)
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if d != "__pycache__" and not d.startswith(".") and (rel / d).as_posix() not in skip
-        ]
-        for name in filenames:
-            if name.endswith(".py") or name == "py.typed":
-                path = (rel / name).as_posix()
-                yield f"{arc}/{path}" if arc else path, here / name
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if rel.parts[0] in skip or "__pycache__" in rel.parts:
+            continue
+        if any(p.startswith(".") for p in rel.parts):
+            continue
+        if path.is_file() and (path.suffix == ".py" or path.name == "py.typed"):
+            yield f"{arc}/{rel.as_posix()}" if arc else rel.as_posix(), path
 
 
 def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:

@@ -152,12 +152,8 @@ def subscribe(
 
 
 def _code_fingerprint() -> str:
-    # followlinks: orchestrator/contracts and orchestrator/functions link to the top-level folders
     stamps = sorted(
-        (str(Path(d, name)), Path(d, name).stat().st_mtime_ns)
-        for d, _, names in os.walk(FUNCTIONS_SOURCE.parents[1], followlinks=True)
-        for name in names
-        if name.endswith(".py")
+        (str(p), p.stat().st_mtime_ns) for p in FUNCTIONS_SOURCE.parents[1].rglob("*.py")
     )
     return hashlib.sha256(repr(stamps).encode()).hexdigest()[:12]
 

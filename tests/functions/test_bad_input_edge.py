@@ -320,7 +320,7 @@ def run_starter_app() -> Iterator[Any]:
     import functions_framework
 
     had_main = "main" in sys.modules
-    source = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+    source = Path(__file__).resolve().parents[2] / "orchestrator" / "functions" / "main.py"
     app = functions_framework.create_app(  # type: ignore[no-untyped-call]
         target="run_starter", source=str(source), signature_type="cloudevent"
     )

@@ -89,7 +89,7 @@ def apps() -> Iterator[dict[str, Any]]:
     import functions_framework
 
     had_main = "main" in sys.modules
-    source = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+    source = Path(__file__).resolve().parents[2] / "orchestrator" / "functions" / "main.py"
     clients = {
         target: functions_framework.create_app(  # type: ignore[no-untyped-call]
             target=target, source=str(source), signature_type="cloudevent"
