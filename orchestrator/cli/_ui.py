@@ -15,9 +15,10 @@ from orchestrator.cli._target import project_option, target_runtime
 @project_option
 def ui(port: int, host: str, read_only: bool, project: str | None) -> None:
     """Serve the web dashboard: runs, each run's DAG, task attempts and logs, flows."""
-    from orchestrator.ui import serve
+    from orchestrator.ui import create_app, serve
 
     with guard(False):
         rt = target_runtime(project)
+        app = create_app(rt, read_only=read_only)  # refuses operators it could not verify
     click.echo(f"kumoflow dashboard on http://{host}:{port}/runs (Ctrl-C stops it)", err=True)
-    serve(rt, host=host, port=port, read_only=read_only)
+    serve(app, host=host, port=port)

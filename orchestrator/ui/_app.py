@@ -1,8 +1,9 @@
 """The dashboard: a small Starlette app over a Runtime (memory, the local stack, a project).
 
 Server-rendered Jinja2 pages; one small script refreshes a running run's page. Retry and cancel
-are POSTs that only an operator may make: anyone locally, and behind IAP the identities listed
-in KUMOFLOW_UI_OPERATORS (IAP passes the signed-in user in a header). Read-only otherwise.
+are POSTs that only an operator may make: anyone locally (no IAP audience, no operators), and
+behind IAP the identities listed in KUMOFLOW_UI_OPERATORS, proven by IAP's signed assertion
+(orchestrator/ui/_iap.py). Read-only otherwise, and the POSTs answer 403.
 """
 
 from __future__ import annotations
@@ -23,30 +24,49 @@ from starlette.staticfiles import StaticFiles
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.local import cancel_run, retry_run
 from orchestrator.runtime import Runtime
+from orchestrator.ui._iap import ASSERTION, AUDIENCE_ENV, IapVerifier
 from orchestrator.ui._views import can_retry, flows_view, run_view, runs_page, task_view
 
 HERE = Path(__file__).parent
-IAP_USER = "x-goog-authenticated-user-email"  # "accounts.google.com:alice@example.com"
+OPERATORS_ENV = "KUMOFLOW_UI_OPERATORS"
 
 
-def create_app(rt: Runtime, *, read_only: bool = False, operators: str | None = None) -> Starlette:
-    """The dashboard over `rt`. `operators`: comma-separated emails allowed to act when the
-    request carries an IAP identity (default: env KUMOFLOW_UI_OPERATORS)."""
+def create_app(
+    rt: Runtime,
+    *,
+    read_only: bool = False,
+    operators: str | None = None,
+    iap_audience: str | None = None,
+) -> Starlette:
+    """The dashboard over `rt`. `operators`: comma-separated emails allowed to act, proven by
+    IAP's signed assertion for `iap_audience` (defaults: env KUMOFLOW_UI_OPERATORS and
+    KUMOFLOW_IAP_AUDIENCE). With neither, anyone may act (local use); with an audience and no
+    operators, nobody may."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
     env.filters["when"] = _when
     allowed = {
         e.strip().lower()
-        for e in (operators or os.environ.get("KUMOFLOW_UI_OPERATORS", "")).split(",")
+        for e in (operators or os.environ.get(OPERATORS_ENV, "")).split(",")
         if e.strip()
     }
+    audience = (iap_audience or os.environ.get(AUDIENCE_ENV, "")).strip()
+    if allowed and not audience:
+        # Operators without an audience could only be told apart by a forgeable header.
+        raise KumoflowError(
+            f"{OPERATORS_ENV} names operators but {AUDIENCE_ENV} is not set, so no identity "
+            f"can be verified: set {AUDIENCE_ENV} to the service's IAP audience "
+            "(/projects/NUMBER/locations/REGION/services/NAME; infra/ sets both), or unset "
+            f"{OPERATORS_ENV} for local use"
+        )
+    verifier = IapVerifier.from_env(audience) if audience else None
 
     def can_act(request: Request) -> bool:
         if read_only:
             return False
-        user = request.headers.get(IAP_USER)
-        if user is None:
-            return not allowed  # local use; a deployment names its operators
-        return user.rpartition(":")[2].lower() in allowed
+        if verifier is None:
+            return True  # local use: no IAP in front, no operators named
+        email = verifier.email(request.headers.get(ASSERTION))
+        return email is not None and email in allowed
 
     def page(request: Request, name: str, **values: Any) -> HTMLResponse:
         html = env.get_template(name).render(request=request, can_act=can_act(request), **values)
@@ -127,9 +147,14 @@ def _escape(text: str) -> str:
 
 
 def serve(
-    rt: Runtime, *, host: str = "127.0.0.1", port: int = 8080, read_only: bool = False
+    target: Runtime | Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    read_only: bool = False,
 ) -> None:
-    """Run the dashboard until interrupted."""
+    """Run the dashboard (over a runtime, or an app `create_app` made) until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(rt, read_only=read_only), host=host, port=port, log_level="warning")
+    app = target if isinstance(target, Starlette) else create_app(target, read_only=read_only)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
