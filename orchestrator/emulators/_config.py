@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,13 +139,12 @@ def firestore_jar() -> Path:
 
 def bqemulator_python() -> Path | None:
     """The interpreter of bqemulator's own venv: KUMOFLOW_BQEMULATOR_PYTHON, else the one
-    scripts/setup makes (.venv/bqemulator), else beside a `bqemulator` on PATH. It lives apart
-    from kumoflow's venv because it pins protobuf and DuckDB versions of its own."""
+    scripts/setup makes inside kumoflow's venv (.venv/bqemulator), else beside a `bqemulator`
+    on PATH. It lives apart from kumoflow's venv because it pins protobuf and DuckDB versions
+    of its own."""
     override = os.environ.get("KUMOFLOW_BQEMULATOR_PYTHON")
     candidates = [Path(override)] if override else []
-    candidates.append(
-        Path(__file__).resolve().parents[1] / ".venv" / "bqemulator" / "bin" / "python"
-    )
+    candidates.append(Path(sys.prefix) / "bqemulator" / "bin" / "python")
     found = shutil.which("bqemulator")
     if found:
         candidates.append(Path(found).resolve().parent / "python")
