@@ -4,6 +4,7 @@ No I/O and no clock reads: `transition(plan, state, event, now)` returns the new
 commands to carry out; the runtime does the rest.
 """
 
+from orchestrator.engine._attempt import claim, renew, retry_delay
 from orchestrator.engine._counters import (
     SHARD,
     Rollup,
@@ -42,9 +43,6 @@ from orchestrator.engine._transition import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
     IllegalTransition,
-    claim,
-    renew,
-    retry_delay,
     transition,
 )
 from orchestrator.engine._types import (

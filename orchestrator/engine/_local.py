@@ -32,10 +32,11 @@ from orchestrator.contracts import (
     TaskStatus,
     TaskSucceeded,
 )
+from orchestrator.engine._attempt import held, with_lease
 from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
-from orchestrator.engine._transition import _failed, _Step, _succeeded, held, with_lease
+from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
 from orchestrator.engine._values import path_text
 
