@@ -36,7 +36,7 @@ locals {
     name => "https://${fn.service}-${data.google_project.this.number}.${var.region}.run.app"
   }
 
-  apis = [
+  apis = concat(var.dashboard_enabled ? ["iap.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -47,7 +47,7 @@ locals {
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",
-  ]
+  ])
 }
 
 data "google_project" "this" {

@@ -37,3 +37,8 @@ output "scheduler_jobs" {
   description = "Cloud Scheduler jobs of the flows' schedules, and the sweeper's tick."
   value       = concat(sort(keys(var.schedules)), [google_cloud_scheduler_job.tick.name])
 }
+
+output "dashboard_url" {
+  description = "The dashboard's URL behind IAP (null unless dashboard_enabled)."
+  value       = var.dashboard_enabled ? google_cloud_run_v2_service.dashboard[0].uri : null
+}

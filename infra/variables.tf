@@ -144,3 +144,38 @@ variable "flows" {
   type        = list(string)
   default     = []
 }
+
+variable "dashboard_enabled" {
+  description = "Deploy `kumoflow ui` as a Cloud Run service behind IAP (dashboard.tf). Off: nothing of it exists."
+  type        = bool
+  default     = false
+}
+
+variable "dashboard_image" {
+  description = "Container image of the dashboard: Python with kumoflow installed (docs/deploy.md, \"The dashboard\"). Required with dashboard_enabled."
+  type        = string
+  default     = ""
+}
+
+variable "dashboard_operators" {
+  description = "Emails (alice@example.com) that may retry and cancel runs in the dashboard, as proven by IAP's signed assertion; they pass IAP too. Empty: the dashboard is read-only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.dashboard_operators : can(regex("^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", e))])
+    error_message = "dashboard_operators are plain emails (alice@example.com), without a user: prefix."
+  }
+}
+
+variable "dashboard_viewers" {
+  description = "Principals IAP lets read the dashboard: user:EMAIL, group:EMAIL or domain:DOMAIN."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # People and groups only, never everyone: the dashboard shows every run's parameters and logs.
+    condition     = alltrue([for p in var.dashboard_viewers : can(regex("^(user|group):[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$|^domain:[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", p))])
+    error_message = "dashboard_viewers are user:EMAIL, group:EMAIL or domain:DOMAIN: people and groups, never everyone."
+  }
+}

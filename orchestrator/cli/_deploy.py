@@ -30,6 +30,27 @@ from orchestrator.cli._output import echo, guard
 @click.option(
     "--apply", "apply", is_flag=True, help="gcp: run terraform init/plan/apply, then register."
 )
+@click.option(
+    "--dashboard-image",
+    metavar="IMAGE",
+    default=None,
+    help="gcp: also deploy the dashboard (kumoflow ui) on Cloud Run behind IAP, from IMAGE "
+    "(Python with kumoflow installed; docs/deploy.md).",
+)
+@click.option(
+    "--dashboard-operator",
+    "operators",
+    multiple=True,
+    metavar="EMAIL",
+    help="gcp: an email that may retry and cancel runs in the dashboard (repeatable).",
+)
+@click.option(
+    "--dashboard-viewer",
+    "viewers",
+    multiple=True,
+    metavar="PRINCIPAL",
+    help="gcp: user:EMAIL, group:EMAIL or domain:DOMAIN that may read the dashboard (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def deploy(
     paths: tuple[str, ...],
@@ -38,23 +59,35 @@ def deploy(
     region: str,
     out: Path | None,
     apply: bool,
+    dashboard_image: str | None,
+    operators: tuple[str, ...],
+    viewers: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Register every flow in FILE... and wire its triggers.
 
     With --target gcp the files are the project's whole deployment: triggers of flows not in
-    them are removed from the project on apply."""
+    them are removed from the project on apply, and so is the dashboard unless
+    --dashboard-image is given again."""
     if target == "local":
-        if project or out or apply:
-            raise click.UsageError("--project, --out and --apply go with --target gcp")
+        if project or out or apply or dashboard_image or operators or viewers:
+            raise click.UsageError(
+                "--project, --out, --apply and --dashboard-* go with --target gcp "
+                "(locally, `kumoflow ui` serves the dashboard)"
+            )
         _deploy_local(paths, as_json)
         return
     if not project:
         raise click.UsageError("--target gcp needs --project (or KUMOFLOW_GCP_PROJECT)")
-    from orchestrator.cloud import deploy_gcp
+    if (operators or viewers) and not dashboard_image:
+        raise click.UsageError("--dashboard-operator and --dashboard-viewer need --dashboard-image")
+    from orchestrator.cloud import Dashboard, deploy_gcp
 
+    dashboard = Dashboard(dashboard_image, operators, viewers) if dashboard_image else None
     with guard(as_json):
-        done = deploy_gcp(list(paths), project=project, region=region, out=out, apply=apply)
+        done = deploy_gcp(
+            list(paths), project=project, region=region, out=out, apply=apply, dashboard=dashboard
+        )
     lines = [f"{name} {version}" for name, version in done.flows.items()]
     lines.append(f"Terraform root module: {done.out}")
     if done.applied:

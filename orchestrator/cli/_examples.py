@@ -18,6 +18,9 @@ EXAMPLES: dict[str, list[str]] = {
     "deploy": [
         "kumoflow deploy flows.py                      # the local stack",
         "kumoflow deploy flows.py --target gcp --project my-project --region us-central1",
+        "kumoflow deploy flows.py --target gcp --project my-project "
+        "--dashboard-image IMAGE --dashboard-operator me@example.com "
+        "--dashboard-viewer group:team@example.com",
     ],
     "dev": ['kumoflow dev up && eval "$(kumoflow dev env)"'],
     "dev up": ["kumoflow dev up --json"],

@@ -2,6 +2,12 @@
 source bundle, `kumoflow deploy --target gcp`, and a deployed project as the CLI's runtime."""
 
 from orchestrator.cloud._bundle import bundle_files, pinned_requirements, write_bundle
+from orchestrator.cloud._dashboard import (
+    OPERATOR_PATTERN,
+    VIEWER_PATTERN,
+    Dashboard,
+    dashboard_tfvars,
+)
 from orchestrator.cloud._deploy import (
     ARCHIVE,
     INFRA,
@@ -26,8 +32,12 @@ __all__ = [
     "FIRESTORE",
     "GCS_NOTIFICATIONS",
     "INFRA",
+    "OPERATOR_PATTERN",
+    "VIEWER_PATTERN",
+    "Dashboard",
     "GcpDeploy",
     "bundle_files",
+    "dashboard_tfvars",
     "default_out",
     "deploy_gcp",
     "pinned_requirements",

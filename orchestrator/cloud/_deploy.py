@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cloud._bundle import PACKAGE, write_bundle
+from orchestrator.cloud._dashboard import Dashboard, dashboard_tfvars
 from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
 from orchestrator.contracts import FlowSpec, flow_version
@@ -65,11 +66,21 @@ def _write(path: Path, text: str) -> None:
 
 
 def render(
-    paths: Sequence[str], specs: Sequence[FlowSpec], *, project: str, region: str, out: Path
+    paths: Sequence[str],
+    specs: Sequence[FlowSpec],
+    *,
+    project: str,
+    region: str,
+    out: Path,
+    dashboard: Dashboard | None = None,
 ) -> GcpDeploy:
-    """Write the Terraform root module for `specs` (compiled from `paths`) into `out`."""
+    """Write the Terraform root module for `specs` (compiled from `paths`) into `out`, with
+    the dashboard behind IAP when `dashboard` is given."""
+    variables = {
+        **tfvars(specs, project=project, region=region, source_archive=ARCHIVE),
+        **dashboard_tfvars(dashboard),  # checked before anything is written
+    }
     out.mkdir(parents=True, exist_ok=True)
-    variables = tfvars(specs, project=project, region=region, source_archive=ARCHIVE)
     for tf in sorted(INFRA.glob("*.tf")):
         _write(out / tf.name, tf.read_text())
     _write(out / "wiring.json", wiring_json())
@@ -104,12 +115,20 @@ def deploy_gcp(
     apply: bool = False,
     runner: Runner = _run,
     store: FlowStore | None = None,
+    dashboard: Dashboard | None = None,
 ) -> GcpDeploy:
     """Render; with `apply`, run terraform and register the flows (Firestore exists then)."""
     from orchestrator.local import flows_in
 
     specs = [f.spec for p in paths for f in flows_in(p)]  # one bad flow deploys nothing
-    done = render(paths, specs, project=project, region=region, out=out or default_out(project))
+    done = render(
+        paths,
+        specs,
+        project=project,
+        region=region,
+        out=out or default_out(project),
+        dashboard=dashboard,
+    )
     if not apply:
         return done
     if store is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.cloud import render
+from orchestrator.cloud import Dashboard, render
 from orchestrator.local import flows_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,7 +12,7 @@ EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "__in
 PROJECT, REGION = "kumoflow-example", "asia-northeast1"
 
 
-def render_example(example: Path, out: Path) -> Path:
+def render_example(example: Path, out: Path, dashboard: Dashboard | None = None) -> Path:
     specs = [f.spec for f in flows_in(str(example))]
-    render([str(example)], specs, project=PROJECT, region=REGION, out=out)
+    render([str(example)], specs, project=PROJECT, region=REGION, out=out, dashboard=dashboard)
     return out

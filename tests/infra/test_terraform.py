@@ -14,7 +14,15 @@ from typing import Any
 import hcl2
 import pytest
 
-from orchestrator.cloud import INFRA, tfvars, wiring, wiring_json
+from orchestrator.cloud import (
+    INFRA,
+    OPERATOR_PATTERN,
+    VIEWER_PATTERN,
+    Dashboard,
+    tfvars,
+    wiring,
+    wiring_json,
+)
 from orchestrator.errors import KumoflowError
 from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
 from orchestrator.runtime import TOPICS
@@ -148,16 +156,136 @@ def test_no_public_invoker_and_no_basic_roles() -> None:
     assert "allUsers" not in text
     assert "allAuthenticatedUsers" not in text
     tf = _tf()
+    members = 0
     for rtype, named in tf["resource"].items():
         if not rtype.endswith("_iam_member"):
             continue
         for name, body in named.items():
-            assert re.fullmatch(r"\$\{.*\}|serviceAccount:.*", body["member"]), (rtype, name)
-            assert body["member"].startswith(("serviceAccount:", "${local.pubsub_agent}")), name
+            members += 1
             assert body.get("role") not in ("roles/owner", "roles/editor", "roles/viewer")
+            if (rtype, name) == ("google_iap_web_cloud_run_service_iam_member", DASHBOARD_ACCESS):
+                continue  # people, not accounts: checked by the next test
+            assert re.fullmatch(r"\$\{.*\}|serviceAccount:.*", body["member"]), (rtype, name)
+            assert body["member"].startswith(
+                ("serviceAccount:", "${local.pubsub_agent}", "${local.iap_agent}")
+            ), name
+    assert members >= 12
     invoker = _resource(tf, "google_cloud_run_service_iam_member", "push_invoker")
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "serviceAccount:${google_service_account.push.email}"
+
+
+DASHBOARD_ACCESS = "dashboard_access"
+PEOPLE = ["user:alice@example.com", "group:team@example.com", "domain:example.com"]
+NOT_PEOPLE = [
+    "allUsers",
+    "allAuthenticatedUsers",
+    "user:allUsers",
+    "serviceAccount:x@p.iam.gserviceaccount.com",
+    "projectViewer:p",
+    "alice@example.com",
+    "domain:allUsers",
+    "user:alice@example.com,allUsers",
+]
+
+
+def _hcl_regex(condition: str) -> str:
+    """The RE2 pattern of a variable's `can(regex("...", x))` validation, HCL escapes undone."""
+    found = re.search(r'regex\("(.*?)", \w+\)', condition)
+    assert found, condition
+    return found.group(1).replace("\\\\", "\\")
+
+
+def test_only_people_pass_iap_and_only_iaps_agent_invokes_the_dashboard() -> None:
+    tf = _tf()
+    access = _resource(tf, "google_iap_web_cloud_run_service_iam_member", DASHBOARD_ACCESS)
+    assert access["role"] == "roles/iap.httpsResourceAccessor"
+    assert access["member"] == "${each.value}"
+    assert access["for_each"] == "${local.dashboard_accessors}"
+    # Its members: the viewers as given and the operators as user:EMAIL, nothing else.
+    accessors = tf["locals"]["dashboard_accessors"]
+    assert re.fullmatch(
+        r"\$\{var\.dashboard_enabled \? toset\(concat\(var\.dashboard_viewers, "
+        r'\[for email in var\.dashboard_operators : "user:\$\{email\}"\]\)\) : toset\(\[\]\)\}',
+        accessors,
+    ), accessors
+    viewers = _hcl_regex(tf["variable"]["dashboard_viewers"]["validation"][0]["condition"])
+    operators = _hcl_regex(tf["variable"]["dashboard_operators"]["validation"][0]["condition"])
+    for principal in PEOPLE:
+        assert re.search(viewers, principal), principal
+    for principal in NOT_PEOPLE:
+        assert not re.search(viewers, principal), principal
+    # Operators are emails (granted as user:EMAIL), never a principal of another kind.
+    assert re.search(operators, "ops@example.com")
+    for bad in ["allUsers", "allAuthenticatedUsers", "user:ops@example.com", "ops", "a@b,allUsers"]:
+        assert not re.search(operators, bad), bad
+    # `kumoflow deploy` refuses exactly what Terraform's validations refuse.
+    for sample in [*PEOPLE, *NOT_PEOPLE, "ops@example.com", "a@b,allUsers"]:
+        as_viewer = bool(re.fullmatch(VIEWER_PATTERN, sample))
+        as_operator = bool(re.fullmatch(OPERATOR_PATTERN, sample))
+        assert bool(re.search(viewers, sample)) == as_viewer, sample
+        assert bool(re.search(operators, sample)) == as_operator, sample
+    # Cloud Run's invoker check: IAP's service agent only.
+    invoker = _resource(tf, "google_cloud_run_v2_service_iam_member", "dashboard_iap_invoker")
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "${local.iap_agent}"
+    assert re.fullmatch(
+        r"serviceAccount:service-\$\{data\.google_project\.this\.number\}"
+        r"@gcp-sa-iap\.iam\.gserviceaccount\.com",
+        tf["locals"]["iap_agent"],
+    )
+
+
+def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_account() -> None:
+    tf = _tf()
+    service = _resource(tf, "google_cloud_run_v2_service", "dashboard")
+    assert service["iap_enabled"] is True
+    assert service["invoker_iam_disabled"] is False
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"  # IAP guards every path (run.app too)
+    template = service["template"][0]
+    assert template["service_account"] == "${google_service_account.dashboard[0].email}"
+    assert template["scaling"][0]["min_instance_count"] == 0
+    container = template["containers"][0]
+    assert container["command"] == ["python", "-m", "orchestrator"]
+    assert container["args"][:5] == ["ui", "--host", "0.0.0.0", "--port", "8080"]
+    assert container["args"][5:] == ["--project", "${var.project}"]
+    assert container["ports"][0]["container_port"] == 8080
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["KUMOFLOW_IAP_AUDIENCE"] == "${local.dashboard_audience}"
+    assert env["KUMOFLOW_UI_OPERATORS"] == '${join(",", var.dashboard_operators)}'
+    assert env["KUMOFLOW_GCP_RESULTS_BUCKET"] == "${local.results_bucket}"
+    assert tf["locals"]["dashboard_audience"] == (
+        "/projects/${data.google_project.this.number}/locations/${var.region}"
+        "/services/${local.dashboard_service}"
+    )
+    assert tf["variable"]["dashboard_enabled"]["default"] is False
+    # Count-gated: nothing of the dashboard exists unless it is enabled.
+    for rtype, named in tf["resource"].items():
+        for name, body in named.items():
+            if "dashboard" in name:
+                gate = body.get("count") or body.get("for_each")
+                assert gate == "${var.dashboard_enabled ? 1 : 0}" or gate in (
+                    "${local.dashboard_accessors}",
+                    "${local.dashboard_topics}",
+                ), (rtype, name)
+    for local in ("dashboard_accessors", "dashboard_topics"):
+        assert tf["locals"][local].startswith("${var.dashboard_enabled ?"), local
+        assert tf["locals"][local].endswith(": toset([])}"), local
+    # Its roles: Firestore, results read-only, publishing what retry and cancel dispatch.
+    roles = {
+        (rtype, body["role"])
+        for rtype, named in tf["resource"].items()
+        if rtype.endswith("_iam_member")
+        for name, body in named.items()
+        if "google_service_account.dashboard" in body["member"]
+    }
+    assert roles == {
+        ("google_project_iam_member", "roles/datastore.user"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
+    }
+    topics = tf["locals"]["dashboard_topics"]
+    assert re.findall(r"local\.topics\.(\w+)", topics) == ["tasks", "finished", "events"]
 
 
 def test_firestore_indexes_cover_the_adapters_collection_group_queries() -> None:
@@ -207,6 +335,24 @@ def test_golden_tfvars(example: Path, tmp_path: Path) -> None:
     assert got["region"] == REGION
     for tf in INFRA.glob("*.tf"):
         assert (out / tf.name).read_text() == tf.read_text()
+
+
+DASHBOARD = Dashboard(
+    "asia-northeast1-docker.pkg.dev/kumoflow-example/images/kumoflow-ui:1",
+    operators=("Ops@Example.com", "lead@example.com", "ops@example.com"),
+    viewers=("group:team@example.com", "domain:example.com"),
+)
+
+
+def test_golden_tfvars_with_the_dashboard(tmp_path: Path) -> None:
+    out = render_example(ROOT / "examples" / "ingest.py", tmp_path, dashboard=DASHBOARD)
+    got = json.loads((out / "terraform.tfvars.json").read_text())
+    golden = GOLDEN / "ingest-dashboard.tfvars.json"
+    if os.environ.get("KUMOFLOW_UPDATE_GOLDEN") == "1":
+        golden.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(golden.read_text())
+    assert got["dashboard_enabled"] is True
+    assert got["dashboard_operators"] == ["lead@example.com", "ops@example.com"]
 
 
 def test_tfvars_collapse_prefixes_and_refuse_kumoflows_own_topics() -> None:
@@ -273,11 +419,19 @@ def test_checkov_passes_on_infra() -> None:
 
 
 def test_checkov_passes_on_every_rendered_example(tmp_path: Path) -> None:
+    passed: dict[str, int] = {}
     for example in EXAMPLES:
         out = render_example(example, tmp_path / example.stem)
         report = _checkov(out, "--var-file", str(out / "terraform.tfvars.json"))
+        passed[example.stem] = report["summary"]["passed"]
         if report.get("summary", {}).get("failed", 0):
             pytest.fail(f"{example.name}: {report['results']['failed_checks']}")
         # Every skip is justified on its resource in infra/ (#checkov:skip=ID:reason).
         for skipped in report["results"].get("skipped_checks", []):
             assert skipped["check_result"]["suppress_comment"].strip(), skipped["check_id"]
+    # And with the dashboard on: its resources are checked too (count 1).
+    out = render_example(ROOT / "examples" / "ingest.py", tmp_path / "dash", dashboard=DASHBOARD)
+    report = _checkov(out, "--var-file", str(out / "terraform.tfvars.json"))
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    # Its resources were checked (checkov leaves count = 0 resources out): IAM, publishers.
+    assert report["summary"]["passed"] > passed["ingest"], report["summary"]
