@@ -13,6 +13,7 @@ EXAMPLES: dict[str, list[str]] = {
     "run": [
         "kumoflow run flows.py:word_count --param text='to be or not to be'",
         "kumoflow run examples/map_reduce.py:map_reduce -p items='[1,2,3]' --backend emulator",
+        "kumoflow run flows.py:word_count -p text='a b a' --ui   # then the dashboard over it",
     ],
     "schema": ["kumoflow schema --out schemas/"],
     "deploy": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from orchestrator.cli._runs import runs
 from orchestrator.cli._trigger import trigger
 from orchestrator.cli._ui import ui
 from orchestrator.errors import KumoflowError
+
+if TYPE_CHECKING:
+    from orchestrator.runtime import InProcessRunner
 
 
 def parse_params(pairs: tuple[str, ...], annotations: dict[str, str | None]) -> dict[str, Any]:
@@ -62,6 +65,13 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
 @click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
 @click.option("--timeout", type=float, default=None, help="Stop following after this many seconds.")
+@click.option(
+    "--ui",
+    is_flag=True,
+    help="memory: after the run, serve the dashboard over it (retry and cancel work) until "
+    "Ctrl-C; the exit code is the run's status then.",
+)
+@click.option("--port", default=8080, show_default=True, help="--ui: the dashboard's port.")
 def run(
     target: str,
     params: tuple[str, ...],
@@ -69,42 +79,62 @@ def run(
     as_json: bool,
     no_wait: bool,
     timeout: float | None,
+    ui: bool,
+    port: int,
 ) -> None:
     """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
     from orchestrator.sdk import load_flow
 
+    runner = None
     try:
         flow = load_flow(target)
         values = parse_params(params, {p.name: p.annotation for p in flow.spec.params})
         if backend == "memory":
             if no_wait:
                 raise click.UsageError("--no-wait needs --backend emulator")
-            out = _run_memory(flow, values, as_json)
+            out, runner = _run_memory(flow, values, as_json, keep=ui)
         else:
+            if ui:
+                raise click.UsageError(
+                    "--ui serves an in-process run's history (--backend memory); the local "
+                    "stack keeps its runs: `kumoflow ui` shows them"
+                )
             out = _run_on_stack(flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout)
     except KumoflowError as e:
         fail(str(e), as_json)
     emit_run(out, as_json)
+    if runner is not None:
+        from orchestrator.cli._ui import serve_history
+
+        out["status"] = serve_history(runner, out["run_id"], port=port)
     sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
 
 
-def _run_memory(flow: Any, values: dict[str, Any], as_json: bool) -> dict[str, Any]:
+def _run_memory(
+    flow: Any, values: dict[str, Any], as_json: bool, *, keep: bool = False
+) -> tuple[dict[str, Any], InProcessRunner | None]:
+    """Run in this process; with `keep`, the runner stays open (its store is the history)."""
     from rich.console import Console
 
     from orchestrator.cli._output import LiveProgress, summary, task_order
-    from orchestrator.runtime import bind_params
-    from orchestrator.sdk import run_in_process
+    from orchestrator.runtime import InProcessRunner, bind_params
 
     spec = flow.spec
     bind_params(spec.params, values, flow=spec.name)  # a clear error before anything starts
     order = [n.key for n in spec.nodes]
-    if as_json:
-        outcome = run_in_process(flow, values)
-    else:
-        with LiveProgress(Console(stderr=True), spec.name, order) as progress:
-            outcome = run_in_process(flow, values, progress=progress)
+    runner = InProcessRunner(functions=flow.functions())
+    try:
+        if as_json:
+            outcome = runner.run(spec, values)
+        else:
+            with LiveProgress(Console(stderr=True), spec.name, order) as progress:
+                outcome = runner.run(spec, values, progress=progress)
+    finally:
+        if not keep:
+            runner.close()
     keys = list(outcome.tasks)
-    return summary(outcome.run, outcome.tasks, outcome.value, task_order=task_order(order, keys))
+    out = summary(outcome.run, outcome.tasks, outcome.value, task_order=task_order(order, keys))
+    return out, runner if keep else None
 
 
 def _run_on_stack(

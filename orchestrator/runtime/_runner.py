@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -140,44 +141,74 @@ class InProcessRunner:
             return self._outcome(run_id)
         return self._drive(run_id, progress)
 
+    def drive_in_background(self, poll: float = 0.2) -> Callable[[], None]:
+        """Keep advancing every run of this runner's store on a thread, as the functions do on
+        the stack: a run retried or cancelled from the dashboard (`kumoflow run --ui`) goes on
+        to its end. Returns the function that stops it."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                event = self._next_event(poll)  # at most `poll` s, so a stop is seen soon
+                if event is not None:
+                    self._handle(event, None, None)
+
+        thread = threading.Thread(target=loop, name="kumoflow-driver", daemon=True)
+        thread.start()
+
+        def halt() -> None:
+            stop.set()
+            thread.join(poll + 5)
+
+        return halt
+
     def _drive(self, run_id: str, progress: Progress | None) -> RunOutcome:
         self._report(run_id, progress)
         while True:
             event = self._next_event()
-            if event is None:
-                continue
-            if event.type == _NOOP:
-                assert isinstance(event.data, TaskRequested)
-                self._inflight.discard((event.data.run_id, event.data.key, event.data.attempt))
-                if self._crashed:
-                    raise self._crashed[0]
-                continue
-            data = event.data
-            if isinstance(data, RunSucceeded | RunFailed) and data.run_id == run_id:
+            if event is not None and self._handle(event, run_id, progress):
                 break
-            if isinstance(data, TaskSucceeded | TaskFailed):
-                self._inflight.discard((data.run_id, data.key, data.attempt))
-                advance(self.rt, data.run_id, data)
-                self._report(run_id, progress)
         return self._outcome(run_id)
 
-    def _next_event(self) -> Envelope | None:
+    def _handle(self, event: Envelope, run_id: str | None, progress: Progress | None) -> bool:
+        """Apply one event (any run's); True when it is the end of run `run_id`."""
+        if event.type == _NOOP:
+            assert isinstance(event.data, TaskRequested)
+            self._inflight.discard((event.data.run_id, event.data.key, event.data.attempt))
+            if self._crashed:
+                raise self._crashed[0]
+            return False
+        data = event.data
+        if isinstance(data, RunSucceeded | RunFailed):
+            return data.run_id == run_id
+        if isinstance(data, TaskSucceeded | TaskFailed):
+            self._inflight.discard((data.run_id, data.key, data.attempt))
+            advance(self.rt, data.run_id, data)
+            if run_id is not None:
+                self._report(run_id, progress)
+        return False
+
+    def _next_event(self, poll: float | None = None) -> Envelope | None:
+        """The next event, or None after firing due timers; `poll`: never block longer."""
         clock = self.rt.clock
         due = self.store.next_due()
         if due is None or (self._inflight and not clock.realtime):
-            return self._inbox.get()
+            return self._get(poll)
         wait = (due - clock.now()).total_seconds()
         if wait > 0:
-            if clock.realtime and self._inflight:
-                try:
-                    return self._inbox.get(timeout=wait)
-                except queue.Empty:
-                    return None
+            if clock.realtime and (self._inflight or poll is not None):
+                return self._get(wait if poll is None else min(wait, poll))
             if not self._inbox.empty():
                 return self._inbox.get()
             clock.sleep(wait)
         tick(self.rt)
         return None
+
+    def _get(self, timeout: float | None) -> Envelope | None:
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _report(self, run_id: str, progress: Progress | None) -> None:
         if progress is not None:
