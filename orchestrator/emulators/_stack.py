@@ -313,7 +313,9 @@ def clear_data(config: StackConfig) -> None:
         "/databases/(default)/documents"
     )
     try:
-        code, body = http_request("DELETE", url)
+        # The emulator deletes document by document: after wide runs that takes well over the
+        # 5 s a probe gets.
+        code, body = http_request("DELETE", url, timeout=120.0)
     except OSError as e:
         raise StackError(
             f"Firestore emulator not reachable at {url} ({e}); start it with `kumoflow dev up`"
