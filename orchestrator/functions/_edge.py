@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from orchestrator.errors import (
     ParameterError,
     SerializationError,
 )
+from orchestrator.ports import EventBus
 from orchestrator.runtime import (
     LOGGER,
     Runtime,
@@ -52,8 +53,37 @@ def runtime() -> Runtime:
                 worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
             )
             rt.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
+            granted = os.environ.get("KUMOFLOW_PUBLISHES")
+            if granted is not None:
+                rt.bus = GrantedBus(rt.bus, frozenset(t for t in granted.split(",") if t))
             _built.append(rt)
         return _built[0]
+
+
+class GrantedBus:
+    """The bus as IAM lets this function use it (KUMOFLOW_PUBLISHES: the topics Terraform grants
+    it publisher on, from the wiring). The local stack sets it too, so a publish the cloud would
+    refuse fails on the emulators, named, instead of in production."""
+
+    def __init__(self, bus: EventBus, topics: frozenset[str]) -> None:
+        self.inner = bus
+        self.topics = topics
+
+    def publish(self, topic: str, event: Envelope) -> None:
+        self._check(topic)
+        self.inner.publish(topic, event)
+
+    def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
+        self._check(topic)
+        self.inner.publish_all(topic, events)
+
+    def _check(self, topic: str) -> None:
+        if topic not in self.topics:
+            name = os.environ.get("K_SERVICE", "this function")
+            raise KumoflowError(
+                f"{name} may publish only to {sorted(self.topics)}, not {topic}: add the topic "
+                "to its `publishes` in orchestrator/local/_wiring.py (Terraform grants those)"
+            )
 
 
 def use_runtime(rt: Runtime | None) -> None:

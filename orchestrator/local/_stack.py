@@ -86,7 +86,8 @@ def up(stack: DevStack) -> dict[str, Any]:
                 target=fn.name,
                 source=FUNCTIONS_SOURCE,
                 port=port,
-                env=stack.function_env(),
+                # What Terraform grants it: a publish elsewhere fails here as in the cloud.
+                env={**stack.function_env(), "KUMOFLOW_PUBLISHES": ",".join(fn.publishes)},
             )
             subscribe(
                 stack,

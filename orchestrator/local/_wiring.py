@@ -41,21 +41,27 @@ class FunctionWiring:
         return f"kumoflow-{self.name.replace('_', '-')}"
 
 
+# What the four engine functions publish: each may dispatch tasks and end a run, and a run's end
+# may be a completion too (a subflow's end is its parent node's). The task worker starts runs as
+# well: a subflow node's child.
+ADVANCES = (TOPICS.tasks, TOPICS.events, TOPICS.finished)
+
 FUNCTIONS: tuple[FunctionWiring, ...] = (
     # Starts runs: dispatches roots, finishes runs that need no task (result written).
-    FunctionWiring("run_starter", TOPICS.runs, 60, 0, (TOPICS.tasks, TOPICS.finished)),
+    FunctionWiring("run_starter", TOPICS.runs, 60, 0, ADVANCES),
     FunctionWiring(
         "task_worker",
         TOPICS.tasks,
         TASK_ACK_DEADLINE_S,
         1,
-        (TOPICS.events,),
+        ADVANCES,
         results="update",
         timeout_s=TASK_TIMEOUT_S,
     ),
-    FunctionWiring("orchestrator", TOPICS.events, 60, 2, (TOPICS.tasks, TOPICS.finished)),
-    # Fires retry timers and timeouts, fails expired leases, re-derives stranded runs.
-    FunctionWiring("sweeper", TOPICS.ticks, 60, 3, (TOPICS.tasks, TOPICS.finished)),
+    FunctionWiring("orchestrator", TOPICS.events, 60, 2, ADVANCES),
+    # Fires retry timers and timeouts, fails expired leases, re-derives stranded runs, and
+    # completes deferred tasks whose check found them done.
+    FunctionWiring("sweeper", TOPICS.ticks, 60, 3, ADVANCES),
     # Records what Pub/Sub gave up delivering as a dead letter (`kumoflow dlq list`).
     FunctionWiring(
         "dead_letter_sink", TOPICS.dead_letter, 60, 4, results="none", dead_letter=False

@@ -108,6 +108,22 @@ def test_dev_status_and_env(stack_env: dict[str, str]) -> None:
     assert f"PUBSUB_EMULATOR_HOST={stack_env['PUBSUB_EMULATOR_HOST']}" in env.stdout
 
 
+def test_each_function_runs_with_the_publish_grants_terraform_gives_it(
+    stack_env: dict[str, str],
+) -> None:
+    """The stack's functions may publish only where IAM would let them in the cloud."""
+    from orchestrator.local import FUNCTIONS
+
+    grants = {fn.name.replace("_", "-"): ",".join(fn.publishes) for fn in FUNCTIONS}
+    status = as_json(kumoflow("dev", "status", "--json"))
+    for function in status["functions"]:
+        if function["name"] not in grants:
+            continue  # a test's own function
+        raw = Path(f"/proc/{function['pid']}/environ").read_bytes()
+        env = dict(item.partition(b"=")[::2] for item in raw.split(b"\0") if item)
+        assert env[b"KUMOFLOW_PUBLISHES"].decode() == grants[function["name"]], function["name"]
+
+
 def test_cancel_a_running_run(stack_env: dict[str, str], tmp_path: Path) -> None:
     started = as_json(
         kumoflow(

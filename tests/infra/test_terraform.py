@@ -144,6 +144,8 @@ def test_functions_scale_to_zero_internal_only_with_their_own_account() -> None:
     env = _text(service["environment_variables"])
     for name in ("KUMOFLOW_PUSH_AUDIENCE", "KUMOFLOW_PUSH_SERVICE_ACCOUNT", "KUMOFLOW_PUSH_AUTH"):
         assert name in env
+    # The function refuses to publish where IAM would (orchestrator.functions.GrantedBus).
+    assert re.search(r"KUMOFLOW_PUBLISHES\W+join\(\W+,\W+each\.value\.publishes\)", env), env
     assert '\\"oidc\\"' in env or "oidc" in env
     defaults = _text(tf["variable"]["function_defaults"]["type"])
     assert re.search(r"min_instances.{0,40}optional\(number, 0\)", defaults)
