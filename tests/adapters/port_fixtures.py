@@ -87,7 +87,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[Stores]:
     request.getfixturevalue("stack_env")
     from orchestrator.adapters import FirestoreStore
 
-    firestore_store = FirestoreStore.from_env(_project())
+    # A project of its own on the emulator: timer queries (`due`, `next_due`) span every run of
+    # a project, and the e2e runs and the stack's sweeper leave and fire timers in the stack's.
+    firestore_store = FirestoreStore.from_env(f"{_project()}-adapters")
     yield firestore_store
     firestore_store._db.close()  # type: ignore[no-untyped-call]
 
