@@ -7,9 +7,11 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import queue
 import threading
 import typing
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -69,20 +71,50 @@ def invoke(fn: Callable[..., Any], args: dict[str, Any], timeout: float | None) 
     if timeout is None:
         return call_with(fn, args)
     # A thread cannot be killed: on timeout the attempt fails and the thread is abandoned.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = call_with(fn, args)
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
+    future: Future[Any] = Future()
     context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(target,), daemon=True, name="kumoflow-task")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"task exceeded its timeout of {timeout} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+
+    def job() -> None:
+        if future.set_running_or_notify_cancel():  # False: it timed out before it started
+            try:
+                future.set_result(context.run(call_with, fn, args))
+            except BaseException as e:  # re-raised in the caller's thread
+                future.set_exception(e)
+
+    _DAEMONS.submit(job)
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        if not future.done():
+            future.cancel()
+            raise TimeoutError(f"task exceeded its timeout of {timeout} s") from None
+    return future.result()  # it ended as the wait did, or raised a TimeoutError of its own
+
+
+class _Daemons:
+    """Reused daemon threads for timed calls: starting a thread per call cost more than the rest
+    of an in-process task's overhead. Daemons, unlike ThreadPoolExecutor's workers, never hold
+    up the interpreter's exit when an abandoned call hangs."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # an idle thread is reserved for this job
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._serve, daemon=True, name="kumoflow-task").start()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_DAEMONS = _Daemons()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 import time
 from pathlib import Path
 
@@ -144,6 +146,47 @@ def slow() -> str:
 @flow(name="times-out")
 def times_out() -> str:
     return slow()
+
+
+@task(name="own-timeout", timeout_seconds=5)
+def own_timeout() -> str:
+    raise TimeoutError("the database gave up")
+
+
+@flow(name="raises-its-own-timeout")
+def raises_its_own_timeout() -> str:
+    return own_timeout()
+
+
+@task(name="hangs", timeout_seconds=0.2)
+def hangs() -> str:
+    threading.Event().wait()  # forever: the attempt's thread is abandoned
+    return "never"
+
+
+@flow(name="hangs-flow")
+def hangs_flow() -> str:
+    return hangs()
+
+
+_THREAD = threading.local()
+_THREADS = itertools.count()
+
+
+@task(name="thread-of")
+def thread_of(seen: list[int]) -> list[int]:
+    """Which thread ran this call: a number each thread gets the first time it runs one."""
+    if not hasattr(_THREAD, "n"):
+        _THREAD.n = next(_THREADS)
+    return [*seen, _THREAD.n]
+
+
+@flow(name="threads-of-a-chain")
+def threads_of_a_chain() -> list[int]:
+    seen = thread_of([])
+    for _ in range(19):
+        seen = thread_of(seen)
+    return seen
 
 
 @task(name="picky", retries=3, retry_on=(ConnectionError,))

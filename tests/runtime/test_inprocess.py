@@ -136,3 +136,33 @@ def test_in_process_path_does_not_import_google_cloud_clients() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_tasks_own_timeout_error_is_its_error_not_a_timeout() -> None:
+    with pytest.raises(FlowRunError, match="the database gave up") as failed:
+        basic.raises_its_own_timeout()
+    assert "exceeded its timeout" not in str(failed.value)
+
+
+def test_timed_calls_reuse_their_threads() -> None:
+    threads = basic.threads_of_a_chain()
+    assert len(threads) == 20
+    assert len(set(threads)) <= 2  # one task at a time: not a thread per call
+
+
+def test_a_hung_task_neither_outlives_its_timeout_nor_holds_up_the_exit() -> None:
+    script = (
+        "from orchestrator import FlowRunError\n"
+        "from tests.flows.basic import hangs_flow\n"
+        "try:\n    hangs_flow()\nexcept FlowRunError as e:\n    print(e)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exceeded its timeout of 0.2 s" in done.stdout
