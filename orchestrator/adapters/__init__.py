@@ -6,6 +6,7 @@ Every adapter of a port passes the same contract suite (tests/adapters/).
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.adapters._blocks import BLOCKS_DIR_ENV, FileBlockStore, block_store_from_env
+from orchestrator.adapters._certs import CertCache, CertsSource, certs_file, fetch_certs
 from orchestrator.adapters._clock import SystemClock, VirtualClock
 from orchestrator.adapters._codec import (
     PUBSUB_PUBLISHED,
@@ -47,6 +48,8 @@ __all__ = [
     "PUBSUB_PUBLISHED",
     "RETENTION_ENV",
     "TTL_FIELD",
+    "CertCache",
+    "CertsSource",
     "FileBlockStore",
     "FirestoreBlockStore",
     "FirestoreStore",
@@ -59,6 +62,8 @@ __all__ = [
     "SystemClock",
     "VirtualClock",
     "block_store_from_env",
+    "certs_file",
+    "fetch_certs",
     "from_message",
     "peek_context",
     "to_message",

@@ -20,7 +20,6 @@ invocation comes through functions-framework's Flask view, so a request context 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
@@ -31,11 +30,11 @@ from typing import Any, TypeVar, cast
 import flask
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
-from google.auth.transport.requests import Request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, HTTPException, InternalServerError, Unauthorized
 
-from orchestrator.errors import KumoflowError, TransientError
+from orchestrator.adapters import CertCache, CertsSource, certs_file, fetch_certs
+from orchestrator.errors import KumoflowError
 from orchestrator.runtime import LOGGER, configure_json_logging
 
 MODE_ENV = "KUMOFLOW_PUSH_AUTH"
@@ -45,7 +44,6 @@ ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"  # kid -> PEM X.509 certificate
 CLOCK_SKEW_SECONDS = 10
 
-CertsSource = Callable[[], Mapping[str, str]]
 # google-auth's jwt functions carry no annotations; typed names keep mypy --strict meaningful here.
 _decode_header: Callable[[str], Any] = jwt.decode_header
 _decode_jwt: Callable[..., Any] = jwt.decode
@@ -61,67 +59,12 @@ class Refused(KumoflowError):
         self.reason = reason
 
 
-def fetch_google_certs() -> Mapping[str, str]:
-    """Google's current OIDC signing certificates; a failure is transient (Pub/Sub retries)."""
-    try:
-        response = Request()(GOOGLE_CERTS_URL, method="GET", timeout=10)
-    except auth_exceptions.TransportError as e:
-        raise TransientError(f"cannot fetch Google's signing certs: {e}") from e
-    if response.status != 200:
-        raise TransientError(f"Google's signing certs answered HTTP {response.status}")
-    certs = json.loads(response.data)
-    if not isinstance(certs, dict):
-        raise TransientError("Google's signing certs are not a JSON object")
-    return {str(k): str(v) for k, v in certs.items()}
-
-
-class CertCache:
-    """Certs fetched once per instance, refreshed hourly or when an unknown key id shows up.
-
-    Google rotates its keys every few days and publishes the next one ahead of use, so an unknown
-    `kid` usually means "refresh"; the refresh is rate-limited so forged ids cannot hammer it."""
-
-    def __init__(
-        self,
-        source: CertsSource,
-        *,
-        max_age: float = 3600.0,
-        min_refresh: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._source = source
-        self._max_age = max_age
-        self._min_refresh = min_refresh
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._certs: Mapping[str, str] = {}
-        self._fetched_at: float | None = None
-
-    def get(self, kid: str | None) -> Mapping[str, str]:
-        with self._lock:
-            now = self._clock()
-            age = None if self._fetched_at is None else now - self._fetched_at
-            unknown = kid is not None and kid not in self._certs
-            if age is None or age >= self._max_age or (unknown and age >= self._min_refresh):
-                self._certs = dict(self._source())
-                self._fetched_at = now
-            return self._certs
-
-
 CERTS_FILE_ENV = "KUMOFLOW_PUSH_CERTS_FILE"
 
 
 def _certs_source() -> CertsSource:
     path = os.environ.get(CERTS_FILE_ENV)
-    if not path:
-        return fetch_google_certs
-
-    def from_file() -> Mapping[str, str]:
-        with open(path, encoding="utf-8") as f:
-            found = json.load(f)
-        return {str(k): str(v) for k, v in found.items()}
-
-    return from_file
+    return certs_file(path) if path else functools.partial(fetch_certs, GOOGLE_CERTS_URL)
 
 
 _certs = [CertCache(_certs_source())]

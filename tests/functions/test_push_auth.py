@@ -347,6 +347,35 @@ def test_certs_unavailable_is_retryable_500_not_403(
     assert served.snapshot() == before
 
 
+def test_a_failed_certs_fetch_is_retried_at_most_once_a_minute(
+    apps: dict[str, Any], served: Served, keys: Keys
+) -> None:
+    """An outage answers 500 (Pub/Sub redelivers) without a fetch per push; then it recovers."""
+    from orchestrator.errors import TransientError
+
+    now = [1000.0]
+    up = [False]
+    fetched: list[float] = []
+
+    def certs() -> Mapping[str, str]:
+        fetched.append(now[0])
+        if not up[0]:
+            raise TransientError("certs endpoint unavailable (test)")
+        return keys.certs
+
+    functions.use_push_certs(certs, clock=lambda: now[0])
+    client = apps["run_starter"]
+    assert _push(client, _start("r-out-1"), token(keys.google)).status_code == 500
+    up[0] = True
+    now[0] += 30
+    assert _push(client, _start("r-out-2"), token(keys.google)).status_code == 500
+    assert fetched == [1000.0]  # no second fetch within the minute
+    now[0] += 31
+    assert _push(client, _start("r-out-3"), token(keys.google)).status_code == 200
+    assert fetched == [1000.0, 1061.0]
+    assert [r.run_id for r in served.store.list_runs()] == ["r-out-3"]
+
+
 def test_certs_refresh_for_a_new_key_at_most_once_a_minute_and_hourly(
     apps: dict[str, Any], served: Served, keys: Keys
 ) -> None:
