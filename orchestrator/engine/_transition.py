@@ -338,6 +338,7 @@ def _resume(step: _Step, attempt: int) -> None:
     step.set_run(status=RunStatus.RUNNING, ended_at=None, error=None, timeout_at=timeout_at)
     step.commands.extend(WakeAt(at) for at in (timeout_at, step.now + RECHECK_AFTER) if at)
     _retry_flow(step)
+    _maybe_finish(step)  # nothing to run again: a cancel that came after the last completion
 
 
 def _reconcile(step: _Step) -> None:

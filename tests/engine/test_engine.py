@@ -31,6 +31,7 @@ from orchestrator.engine import (
     FinishRun,
     Plan,
     Reconcile,
+    ResumeRun,
     RunState,
     StartRun,
     Transition,
@@ -223,6 +224,20 @@ def test_flow_retries_rerun_only_what_failed() -> None:
     assert tr.commands == (Dispatch("t1", 2),)
     tr = transition(plan, tr.state, ok("t1", 2), T0)
     assert tr.state.run.status is RunStatus.SUCCEEDED
+
+
+def test_resuming_a_run_with_nothing_left_to_run_finishes_it() -> None:
+    """A cancel committed after the last completion, before the finish: every task succeeded.
+    Resuming that run ends it at once, instead of leaving it running until the hourly check."""
+    plan = make_plan([[], [0]])
+    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    done = transition(plan, tr.state, ok("t1", 1), T0).state
+    cancelled = RunState(done.run.model_copy(update={"status": RunStatus.CANCELLED}), done.tasks)
+    resumed = transition(plan, cancelled, ResumeRun(cancelled.run.attempt), T0)
+    assert resumed.state.run.status is RunStatus.SUCCEEDED
+    assert FinishRun(RunStatus.SUCCEEDED, None) in resumed.commands
+    assert not any(isinstance(c, Dispatch) for c in resumed.commands)
 
 
 def test_empty_flow_finishes_at_start() -> None:
