@@ -20,6 +20,12 @@ locals {
   dashboard_topics = var.dashboard_enabled ? toset([
     local.topics.tasks, local.topics.finished, local.topics.events
   ]) : toset([])
+
+  # Results and logs: read; and create, as the engine functions may, because a resumed run can
+  # end at once (nothing left to run), and its end stores the flow's result. Never overwrite.
+  dashboard_result_roles = var.dashboard_enabled ? toset([
+    "roles/storage.objectViewer", "roles/storage.objectCreator"
+  ]) : toset([])
 }
 
 resource "google_service_account" "dashboard" {
@@ -111,8 +117,8 @@ resource "google_iap_web_cloud_run_service_iam_member" "dashboard_access" {
   member                 = each.value
 }
 
-# Least privilege: Firestore (runs, retry, cancel), results and logs read-only, and publishing
-# only what a retry or cancel dispatches.
+# Least privilege: Firestore (runs, retry, cancel), the results bucket as the engine functions
+# have it (no overwrite), and publishing only what a retry or cancel dispatches.
 resource "google_project_iam_member" "dashboard_datastore" {
   count = var.dashboard_enabled ? 1 : 0
 
@@ -122,10 +128,10 @@ resource "google_project_iam_member" "dashboard_datastore" {
 }
 
 resource "google_storage_bucket_iam_member" "dashboard_results" {
-  count = var.dashboard_enabled ? 1 : 0
+  for_each = local.dashboard_result_roles
 
   bucket = google_storage_bucket.results.name
-  role   = "roles/storage.objectViewer"
+  role   = each.value
   member = "serviceAccount:${google_service_account.dashboard[0].email}"
 }
 

@@ -269,11 +269,12 @@ def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_acco
                 assert gate == "${var.dashboard_enabled ? 1 : 0}" or gate in (
                     "${local.dashboard_accessors}",
                     "${local.dashboard_topics}",
+                    "${local.dashboard_result_roles}",
                 ), (rtype, name)
-    for local in ("dashboard_accessors", "dashboard_topics"):
+    for local in ("dashboard_accessors", "dashboard_topics", "dashboard_result_roles"):
         assert tf["locals"][local].startswith("${var.dashboard_enabled ?"), local
         assert tf["locals"][local].endswith(": toset([])}"), local
-    # Its roles: Firestore, results read-only, publishing what retry and cancel dispatch.
+    # Its roles: Firestore, results (read, create), publishing what retry and cancel dispatch.
     roles = {
         (rtype, body["role"])
         for rtype, named in tf["resource"].items()
@@ -283,9 +284,14 @@ def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_acco
     }
     assert roles == {
         ("google_project_iam_member", "roles/datastore.user"),
-        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+        ("google_storage_bucket_iam_member", "${each.value}"),
         ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
     }
+    # Read, and create as the engine functions do (a resume may end the run): never overwrite.
+    assert re.findall(r"roles/storage\.\w+", tf["locals"]["dashboard_result_roles"]) == [
+        "roles/storage.objectViewer",
+        "roles/storage.objectCreator",
+    ]
     topics = tf["locals"]["dashboard_topics"]
     assert re.findall(r"local\.topics\.(\w+)", topics) == ["tasks", "finished", "events"]
 
