@@ -51,12 +51,17 @@ resource "google_storage_bucket_iam_member" "worker_reads_trigger_buckets" {
   member = "serviceAccount:${google_service_account.function[local.wiring.worker_function].email}"
 }
 
+# What the tasks call, for every function that runs task code: the worker, and the sweeper,
+# which polls deferred tasks' BigQuery jobs and Cloud Run executions (and cancels them).
 resource "google_project_iam_member" "worker_extra" {
-  for_each = toset(var.task_worker_roles)
+  for_each = {
+    for pair in setproduct(local.wiring.task_code_functions, var.task_worker_roles) :
+    "${pair[0]}/${pair[1]}" => { function = pair[0], role = pair[1] }
+  }
 
   project = var.project
-  role    = each.value
-  member  = "serviceAccount:${google_service_account.function[local.wiring.worker_function].email}"
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
 
 # The build account: write logs, push images, read the source bundle.

@@ -97,7 +97,7 @@ variable "scheduler_region" {
 }
 
 variable "task_worker_roles" {
-  description = "Extra project roles for the task_worker's service account: whatever your tasks call (e.g. roles/bigquery.jobUser)."
+  description = "Extra project roles for the accounts that run task code, the task_worker's and the sweeper's (it polls deferred tasks' BigQuery jobs and Cloud Run executions): whatever your tasks call (e.g. roles/bigquery.jobUser)."
   type        = list(string)
   default     = []
 }

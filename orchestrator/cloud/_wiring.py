@@ -29,6 +29,10 @@ from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
 
 GCS_NOTIFICATIONS = emulators.StackConfig.__dataclass_fields__["gcs_notification_topic"].default
 WORKER = "task_worker"
+# The functions that run a flow's task code: the worker runs tasks, and the sweeper runs
+# deferred tasks' checks and cancels (BigQuery and Cloud Run polls), so both need the roles the
+# tasks' calls do (task_worker_roles).
+TASK_CODE = (WORKER, "sweeper")
 PUSH_ACCOUNT = "kumoflow-push"
 BUILD_ACCOUNT = "kumoflow-build"
 RESULTS_ROLES = {
@@ -115,6 +119,7 @@ def wiring() -> dict[str, Any]:
         # The run starter always listens here; on_pubsub topics come from tfvars.
         "trigger_topics": [TOPICS.schedules, GCS_NOTIFICATIONS],
         "worker_function": WORKER,
+        "task_code_functions": list(TASK_CODE),
         "tick": {"job": TICK_JOB, "topic": TOPICS.ticks, "data": TICK_DATA},
         "schedule_data": SCHEDULE_DATA,
         "job_attribute": JOB_ATTRIBUTE,

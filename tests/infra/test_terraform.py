@@ -152,6 +152,18 @@ def test_functions_scale_to_zero_internal_only_with_their_own_account() -> None:
     assert re.search(r"concurrency.{0,40}optional\(number, 16\)", defaults)  # benchmarks assume it
 
 
+def test_the_roles_tasks_need_go_to_every_function_that_runs_task_code() -> None:
+    """The sweeper runs deferred tasks' checks and cancels (BigQuery, Cloud Run): it needs what
+    the worker's tasks call, or a check in the cloud is refused where the worker's call was not."""
+    assert wiring()["task_code_functions"] == ["task_worker", "sweeper"]
+    extra = _resource(_tf(), "google_project_iam_member", "worker_extra")
+    text = _text(extra["for_each"])
+    assert "setproduct(local.wiring.task_code_functions, var.task_worker_roles)" in text
+    assert extra["member"] == (
+        "serviceAccount:${google_service_account.function[each.value.function].email}"
+    )
+
+
 def test_no_public_invoker_and_no_basic_roles() -> None:
     code = [ln for p in INFRA.glob("*.tf") for ln in p.read_text().splitlines()]
     text = "\n".join(ln for ln in code if not ln.lstrip().startswith("#"))
