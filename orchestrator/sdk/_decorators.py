@@ -1,37 +1,18 @@
-"""The decorators: `@task` and `@flow`, Prefect's names and defaults where Prefect has them."""
+"""`@task`, Prefect's names and defaults where Prefect has them (`@flow` is in _flow.py)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import types
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator.contracts import (
-    FlowOptions,
-    FlowSpec,
-    RetryPolicy,
-    Serializer,
-    SourceRef,
-    TaskOptions,
-)
-from orchestrator.engine import spec_serializer
+from orchestrator.contracts import RetryPolicy, Serializer, TaskOptions
 from orchestrator.errors import FlowDefinitionError
-from orchestrator.ports import Clock
-from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome, compiling
-from orchestrator.sdk._compile import (
-    BUILDING,
-    Builder,
-    Placeholder,
-    flow_params,
-    param_placeholders,
-    to_expr,
-)
+from orchestrator.sdk._compile import BUILDING
 from orchestrator.sdk._methods import Kind, describe, unwrap
-from orchestrator.sdk._triggers import Trigger, compile_triggers
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
@@ -156,7 +137,7 @@ class StorageBlock(Protocol):
     def __kumoflow_storage__(self) -> str: ...
 
 
-def _storage(value: str | StorageBlock | None) -> str | None:
+def storage_name(value: str | StorageBlock | None) -> str | None:
     """`result_storage`: a bucket, gs://bucket/prefix, or a bucket block (its bucket and folder,
     read when the flow is defined: a run's result locations never change under it)."""
     return value if value is None or isinstance(value, str) else value.__kumoflow_storage__()
@@ -172,7 +153,7 @@ def _delays(
     return tuple(float(v) for v in value)
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
+def as_seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
@@ -217,10 +198,10 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             timeout_seconds=kwargs.get("timeout_seconds"),
             tags=tuple(kwargs.get("tags", ())),
             persist_result=kwargs.get("persist_result"),
-            result_storage=_storage(kwargs.get("result_storage")),
+            result_storage=storage_name(kwargs.get("result_storage")),
             result_serializer=kwargs.get("result_serializer", "json"),
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
-            cache_expiration_seconds=_seconds(kwargs.get("cache_expiration")),
+            cache_expiration_seconds=as_seconds(kwargs.get("cache_expiration")),
             log_prints=kwargs.get("log_prints"),
         )
     except ValueError as e:
@@ -228,179 +209,12 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     return Task(__fn, options, kind=kind)
 
 
-class Flow(Generic[P, R]):
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        options: FlowOptions,
-        triggers: Sequence[Trigger] = (),
-        *,
-        kind: Kind = "plain",
-    ) -> None:
-        if inspect.iscoroutinefunction(fn):
-            raise FlowDefinitionError(
-                f"flow {options.name!r}: write the flow body as a plain `def`; it only wires "
-                "tasks together (tasks themselves may be `async def`)"
-            )
-        self.fn = fn
-        self.options = options
-        # The flow body only ever runs at compile time, so unlike tasks it need not be importable.
-        self.ref = f"{module_name(fn)}:{fn.__qualname__}"
-        self._spec: FlowSpec | None = None
-        self._triggers = list(triggers)
-        self._functions: dict[str, Callable[..., Any]] = {}
-        self._kind = kind
-        functools.update_wrapper(self, fn)
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any]) -> Flow[P, R]: ...
-    @overload
-    def __get__(
-        self: Flow[Concatenate[Any, Q], R], instance: object, owner: type[Any] | None = None
-    ) -> Flow[Q, R]: ...
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
-        """Flows as methods: bound to an instance (or a classmethod's class) the body runs
-        with it when compiled; only the flow's tasks travel to workers, never the object."""
-        if self._kind == "static" or isinstance(self.fn, types.MethodType):
-            return self
-        if self._kind == "class":
-            instance = owner
-        if instance is None:
-            return self
-        return Flow(types.MethodType(self.fn, instance), self.options, self._triggers)
-
-    @property
-    def name(self) -> str:
-        return self.options.name
-
-    def __repr__(self) -> str:
-        return f"<flow {self.name!r} ({self.ref})>"
-
-    @property
-    def spec(self) -> FlowSpec:
-        """The compiled DAG (computed once; the body runs with placeholders, never for real)."""
-        if self._spec is None:
-            self._spec = self._compile()
-        return self._spec
-
-    def _compile(self) -> FlowSpec:
-        params = flow_params(self.fn, self.name)
-        builder = Builder(self.name, module=self.fn.__module__)
-        token = BUILDING.set(builder)
-        try:
-            with compiling(self.name, self.options.log_prints):
-                returned = self.fn(**param_placeholders(params))  # type: ignore[arg-type, call-arg]
-        finally:
-            BUILDING.reset(token)
-        self._functions = builder.functions
-        module, qualname = self.ref.split(":", 1)
-        path = inspect.getsourcefile(self.fn)
-        return FlowSpec(
-            options=self.options,
-            source=SourceRef(module=module, path=str(Path(path).resolve()) if path else None),
-            entrypoint=qualname,
-            params=params,
-            nodes=tuple(builder.nodes),
-            result=to_expr(returned, what=f"the return value of flow {self.name!r}"),
-            triggers=compile_triggers(self.name, self._triggers, params),
-            subflows=builder.subflows,
-        )
-
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        """ref -> function of the flow and every task it calls: in-process runs import nothing
-        (re-importing a script run as __main__ would run it again)."""
-        _ = self.spec
-        return {**self._functions, self.ref: self.fn}
-
-    def _subflow(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool) -> Any:
-        """A node of the flow being compiled that runs this flow as a child run."""
-        builder = BUILDING.get()
-        assert builder is not None
-        token = BUILDING.set(None)  # the child compiles on its own
-        try:
-            child = self.spec
-        finally:
-            BUILDING.reset(token)
-        builder.functions.update(self.functions())
-        options = TaskOptions(
-            name=self.name,
-            result_serializer=spec_serializer(child),
-            result_storage=child.options.result_storage,
-        )
-        return builder.add(self.ref, self.fn, options, args, kwargs, mapped=mapped, subflow=child)
-
-    def map(self, *args: Any, **kwargs: Any) -> list[R]:
-        """Inside a flow: one child run per element, as `task.map` makes one task each."""
-        if BUILDING.get() is None:
-            raise FlowDefinitionError(f"{self.name}.map(...) can only be used inside a @flow")
-        return self._subflow(args, kwargs, mapped=True)  # type: ignore[no-any-return]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run in-process and return the result; raises FlowRunError naming the failed task.
-        Inside another flow's body: a subflow node, run as a child run."""
-        if BUILDING.get() is not None:
-            return self._subflow(args, dict(kwargs), mapped=False)  # type: ignore[no-any-return]
-        try:
-            bound = inspect.signature(self.fn).bind(*args, **kwargs)
-        except TypeError as e:
-            from orchestrator.errors import ParameterError
-
-            raise ParameterError(f"flow {self.name!r}: {e}") from None
-        outcome = run_in_process(self, dict(bound.arguments))
-        return outcome.value_or_raise()  # type: ignore[no-any-return]
-
-
-@overload
-def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
-@overload
-def flow(
-    __fn: None = None,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    version: str | None = None,
-    retries: int = 0,
-    timeout_seconds: float | None = None,
-    persist_result: bool = True,
-    result_storage: str | StorageBlock | None = None,
-    triggers: Sequence[Trigger] = (),
-    log_prints: bool = False,
-) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
-def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
-    """Declare a flow: its body is compiled into a DAG of task calls. A function, or a
-    method called through its object (or class)."""
-    if __fn is None:
-        return lambda fn: flow(fn, **kwargs)
-    __fn, kind = unwrap(__fn)
-    try:
-        options = FlowOptions(
-            name=kwargs.get("name") or __fn.__name__.replace("_", "-"),
-            description=kwargs.get("description") or inspect.getdoc(__fn),
-            version=kwargs.get("version"),
-            retries=kwargs.get("retries", 0),
-            timeout_seconds=_seconds(kwargs.get("timeout_seconds")),
-            persist_result=kwargs.get("persist_result", True),
-            result_storage=_storage(kwargs.get("result_storage")),
-            log_prints=kwargs.get("log_prints", False),
-        )
-    except ValueError as e:
-        raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
-    return Flow(__fn, options, kwargs.get("triggers", ()), kind=kind)
-
-
-def run_in_process(
-    flow: Flow[Any, Any],
-    params: dict[str, Any],
-    *,
-    clock: Clock | None = None,
-    progress: Progress | None = None,
-    max_workers: int = DEFAULT_WORKERS,
-) -> RunOutcome:
-    """Run `flow` with `params` in this process (no server, no cloud) and return its outcome."""
-    with InProcessRunner(
-        clock=clock, max_workers=max_workers, functions=flow.functions()
-    ) as runner:
-        return runner.run(flow.spec, params, progress=progress)
-
-
-__all__ = ["Flow", "Placeholder", "Task", "exponential_backoff", "flow", "run_in_process", "task"]
+__all__ = [
+    "StorageBlock",
+    "Task",
+    "as_seconds",
+    "exponential_backoff",
+    "module_name",
+    "storage_name",
+    "task",
+]

@@ -28,7 +28,7 @@ def load_module(spec: str) -> Any:
 
 
 def load_flow(target: str) -> Any:
-    from orchestrator.sdk._decorators import Flow
+    from orchestrator.sdk._flow import Flow
 
     module_spec, sep, name = target.rpartition(":")
     if not sep or not module_spec or not name:
