@@ -38,8 +38,7 @@ def cold_start(repeat: int) -> tuple[float, float, bool]:
         [
             sys.executable,
             "-c",
-            "import sys, orchestrator.cli._main, orchestrator.runtime._runner, "
-            "orchestrator.runtime._advance; print(any(m.startswith(("
+            "import sys, orchestrator.cli, orchestrator.runtime; print(any(m.startswith(("
             "'google.cloud.', 'google.api_core', 'grpc')) for m in sys.modules))",
         ],
         cwd=ROOT,

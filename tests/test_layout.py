@@ -58,12 +58,21 @@ def _imports(path: Path) -> Iterator[tuple[int, str]]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            module = _absolute(path, node.module or "", node.level)
             for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
+                sub = f"{module}.{alias.name}"
                 where = ROOT / sub.replace(".", "/")
                 is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
-                yield node.lineno, sub if is_module else node.module
+                yield node.lineno, sub if is_module else module
+
+
+def _absolute(path: Path, module: str, level: int) -> str:
+    """The absolute name of `from .<module> import` in `path` (`module` when `level` is 0)."""
+    if not level:
+        return module
+    folder = path.relative_to(ROOT).parent.parts  # `.` is the file's own package
+    return ".".join([*folder[: len(folder) - level + 1], *([module] if module else [])])
 
 
 def _package(module: str) -> str:

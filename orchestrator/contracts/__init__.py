@@ -1,7 +1,7 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
-from orchestrator.contracts._blocks import BlockName, StoredBlock
-from orchestrator.contracts._dag import (
+from ._blocks import BlockName, StoredBlock
+from ._dag import (
     DictValue,
     FlowParam,
     FlowSpec,
@@ -16,7 +16,7 @@ from orchestrator.contracts._dag import (
     ValueExpr,
     flow_version,
 )
-from orchestrator.contracts._events import (
+from ._events import (
     EVENT_TYPE_OF,
     EVENT_TYPES,
     NO_PATH,
@@ -30,15 +30,15 @@ from orchestrator.contracts._events import (
     TaskRequested,
     TaskSucceeded,
 )
-from orchestrator.contracts._options import (
+from ._options import (
     FlowOptions,
     Frozen,
     RetryPolicy,
     Serializer,
     TaskOptions,
 )
-from orchestrator.contracts._schema import json_schemas, write_json_schemas
-from orchestrator.contracts._state import (
+from ._schema import json_schemas, write_json_schemas
+from ._state import (
     MAX_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     Attempt,
@@ -53,7 +53,7 @@ from orchestrator.contracts._state import (
     TriggerInfo,
     clip,
 )
-from orchestrator.contracts._triggers import (
+from ._triggers import (
     GcsObject,
     GcsTrigger,
     PubSubMessage,

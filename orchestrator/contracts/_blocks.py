@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, JsonValue, StringConstraints
 
-from orchestrator.contracts._options import Frozen
+from ._options import Frozen
 
 # Kinds and names end up in document ids and file names: a safe alphabet.
 BlockName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")]

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue
 
-from orchestrator.contracts._options import FlowOptions, Frozen, TaskOptions
-from orchestrator.contracts._triggers import TriggerSpec
+from ._options import FlowOptions, Frozen, TaskOptions
+from ._triggers import TriggerSpec
 
 
 class LiteralValue(Frozen):

@@ -7,8 +7,8 @@ from typing import Final
 
 from pydantic import BaseModel, Field, JsonValue
 
-from orchestrator.contracts._options import Frozen, RunId, Version
-from orchestrator.contracts._state import ErrorInfo, TriggerInfo
+from ._options import Frozen, RunId, Version
+from ._state import ErrorInfo, TriggerInfo
 
 TYPE_PREFIX: Final = "dev.kumoflow."
 

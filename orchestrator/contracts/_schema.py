@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from orchestrator.contracts._dag import FlowSpec
-from orchestrator.contracts._events import EVENT_TYPES, Envelope
-from orchestrator.contracts._state import Run, TaskRun
+from ._dag import FlowSpec
+from ._events import EVENT_TYPES, Envelope
+from ._state import Run, TaskRun
 
 DOCUMENTS: dict[str, type[BaseModel]] = {
     "FlowSpec": FlowSpec,

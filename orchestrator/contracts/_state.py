@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, JsonValue, field_validator
 
-from orchestrator.contracts._options import Frozen, RunId, Version
+from ._options import Frozen, RunId, Version
 
 # What a stored or published error may hold: user code and outsiders choose these strings, and a
 # task document (three attempts, each with its error) must stay far under Firestore's 1 MiB.

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from orchestrator.contracts._options import Frozen
+from ._options import Frozen
 
 
 class GcsObject(BaseModel):

@@ -13,13 +13,13 @@ Processes run detached (they outlive `kumoflow dev up`), are recorded as JSON un
 
 from __future__ import annotations
 
-from orchestrator.emulators._config import StackConfig, StackError, prerequisites
-from orchestrator.emulators._functions import start_function, stop_function
-from orchestrator.emulators._net import http_request
-from orchestrator.emulators._scheduler import Job, read_jobs, start_scheduler, write_jobs
-from orchestrator.emulators._scheduler import run as run_scheduler
-from orchestrator.emulators._stack import clear_data, down, status, up
-from orchestrator.emulators._status import ServiceStatus, StackStatus
+from ._config import StackConfig, StackError, prerequisites
+from ._functions import start_function, stop_function
+from ._net import http_request
+from ._scheduler import Job, read_jobs, start_scheduler, write_jobs
+from ._scheduler import run as run_scheduler
+from ._stack import clear_data, down, status, up
+from ._status import ServiceStatus, StackStatus
 
 __all__ = [
     "Job",

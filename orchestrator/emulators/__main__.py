@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.emulators._scheduler import main
+from ._scheduler import main
 
 if len(sys.argv) < 3 or sys.argv[1] != "scheduler":
     sys.exit("usage: python -m orchestrator.emulators scheduler STATE_DIR")

@@ -8,7 +8,7 @@ subprocess with the job's env; the image is recorded, never pulled. Exit code, r
 (`maxRetries`), the task timeout and cancellation behave as on Cloud Run, and the output is
 served at the execution's `logUri`.
 
-    python -m orchestrator.emulators._cloudrun --host 127.0.0.1 --port 8686 --state-dir DIR
+    python _cloudrun.py --host 127.0.0.1 --port 8686 --state-dir DIR   (as the stack starts it)
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.emulators._config import SERVICE_NAMES, StackConfig, StackError
-from orchestrator.emulators._net import port_accepts, port_free
-from orchestrator.emulators._process import (
+from ._config import SERVICE_NAMES, StackConfig, StackError
+from ._net import port_accepts, port_free
+from ._process import (
     ProcessRecord,
     is_running,
     load_record,
@@ -25,7 +25,7 @@ from orchestrator.emulators._process import (
     state_lock,
     stop,
 )
-from orchestrator.emulators._status import ServiceStatus
+from ._status import ServiceStatus
 
 __all__ = ["function_status", "start_function", "stop_function"]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchestrator.emulators._config import StackConfig, StackError
-from orchestrator.emulators._net import http_request
-from orchestrator.emulators._process import (
+from ._config import StackConfig, StackError
+from ._net import http_request
+from ._process import (
     is_running,
     load_record,
     remove_record,

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.emulators._config import (
+from ._config import (
     ENV_PORT_VARS,
     SERVICE_NAMES,
     StackConfig,
@@ -20,9 +20,9 @@ from orchestrator.emulators._config import (
     prerequisites,
     pubsub_script,
 )
-from orchestrator.emulators._functions import function_status
-from orchestrator.emulators._net import http_ok, http_request, port_free
-from orchestrator.emulators._process import (
+from ._functions import function_status
+from ._net import http_ok, http_request, port_free
+from ._process import (
     ProcessRecord,
     is_running,
     load_record,
@@ -35,7 +35,7 @@ from orchestrator.emulators._process import (
     state_lock,
     stop,
 )
-from orchestrator.emulators._status import ServiceStatus, StackStatus
+from ._status import ServiceStatus, StackStatus
 
 __all__ = ["clear_data", "down", "status", "up"]
 

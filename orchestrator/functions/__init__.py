@@ -2,9 +2,24 @@
 
 `use_runtime` swaps the adapters every function uses (tests run the real entry points over
 in-memory adapters with it); `use_push_certs` swaps the keys push tokens are verified against;
-`GrantedBus` is the bus limited to the topics a function may publish to."""
+`GrantedBus` is the bus limited to the topics a function may publish to. The rest is what the
+targets in `main` are made of: the push check, the edge (decode, classify, dead-letter), the
+trigger matching."""
 
-from orchestrator.functions._auth import use_push_certs
-from orchestrator.functions._edge import GrantedBus, runtime, use_runtime
+from ._auth import push_authenticated, use_push_certs
+from ._edge import GrantedBus, guarded, handle, log_event, runtime, use_runtime
+from ._sink import record_dead_letter
+from ._triggers import run_requests
 
-__all__ = ["GrantedBus", "runtime", "use_push_certs", "use_runtime"]
+__all__ = [
+    "GrantedBus",
+    "guarded",
+    "handle",
+    "log_event",
+    "push_authenticated",
+    "record_dead_letter",
+    "run_requests",
+    "runtime",
+    "use_push_certs",
+    "use_runtime",
+]

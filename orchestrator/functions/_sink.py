@@ -13,7 +13,8 @@ from typing import Any
 from orchestrator.adapters import from_message, unwrap_pubsub
 from orchestrator.contracts import Envelope
 from orchestrator.errors import KumoflowError
-from orchestrator.functions._edge import reject, runtime
+
+from ._edge import reject, runtime
 
 # Attributes Pub/Sub adds when it forwards a message to a dead-letter topic.
 SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"

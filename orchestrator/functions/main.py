@@ -1,5 +1,8 @@
 """Cloud Run functions (2nd gen) entry points; each is one functions-framework target.
 
+functions-framework loads this file by its path, as a module of no package, so it imports the
+package's face by name (a relative import would have no parent here).
+
 Every function is reached by a Pub/Sub push subscription (Eventarc in the cloud, a push
 subscription on the emulator locally) and receives a messagePublished CloudEvent.
 """
@@ -12,10 +15,15 @@ import functions_framework
 
 from orchestrator.contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from orchestrator.errors import BadInputError
-from orchestrator.functions._auth import push_authenticated
-from orchestrator.functions._edge import guarded, handle, log_event, runtime
-from orchestrator.functions._sink import record_dead_letter
-from orchestrator.functions._triggers import run_requests
+from orchestrator.functions import (
+    guarded,
+    handle,
+    log_event,
+    push_authenticated,
+    record_dead_letter,
+    run_requests,
+    runtime,
+)
 from orchestrator.runtime import LOGGER, Runtime, advance, run_task, start_run, tick
 
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli import main
 from orchestrator.contracts import RunStatus, TaskStatus
-from orchestrator.gcp import GcpCredentials, GcsBucket
+from orchestrator.gcp import BigQueryError, CloudRunJobError, GcpCredentials, GcsBucket
+from orchestrator.runtime import error_info
 from orchestrator.testing import Backend, StackBackend
 from tests.flows import gcp as flows
 
@@ -137,7 +138,7 @@ def test_a_failing_query_names_its_job(stack: StackBackend) -> None:
     assert outcome.status is RunStatus.FAILED
     error = outcome.tasks["bigquery-query"].error
     assert error is not None
-    assert error.type == "orchestrator.gcp._bigquery.BigQueryError"
+    assert error.type == error_info(BigQueryError("x")).type
     assert error.message.startswith("BigQuery job kumoflow_")
     assert "(US) failed: " in error.message
 
@@ -161,7 +162,7 @@ def test_a_job_that_exits_3_fails_the_task_after_its_retries(stack: StackBackend
     assert [a.status for a in task.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
     for attempt in task.attempts:
         assert attempt.error is not None
-        assert attempt.error.type == "orchestrator.gcp._cloudrun.CloudRunJobError"
+        assert attempt.error.type == error_info(CloudRunJobError("x")).type
         assert "failed with exit code 3." in attempt.error.message
 
 
