@@ -13,7 +13,7 @@ from orchestrator.contracts import (
     TaskRequested,
     TaskStatus,
 )
-from orchestrator.ports import Commit
+from orchestrator.ports import Commit, Snapshot
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
 from tests.adapters.port_fixtures import make_run
 
@@ -50,6 +50,18 @@ def _runtime() -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock]:
     rt = memory_runtime(clock=clock, functions=functions, store=store, bus=bus)
     store.put_flow(retrying.spec)
     return rt, store, bus, clock
+
+
+def _run_the_request_again(rt: Runtime, store: MemoryStore, bus: MemoryBus) -> Snapshot:
+    """Run the one task request the sweeper sent again; run "r" then ends, succeeded."""
+    (again,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcome = run_task(rt, again)
+    assert outcome is not None
+    advance(rt, "r", outcome)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status.value == "SUCCEEDED"
+    return snap
 
 
 def _poison(store: MemoryStore, clock: VirtualClock, n: int = 1) -> list[OutboxEntry]:
@@ -135,13 +147,7 @@ def test_a_lost_root_dispatch_is_queued_again_by_the_hourly_check() -> None:
     assert [e for _, e in bus.published if isinstance(e.data, TaskRequested)] == []
     clock.sleep(31 * 60)
     tick(rt)
-    (again,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
-    outcome = run_task(rt, again)
-    assert outcome is not None
-    advance(rt, "r", outcome)
-    snap = store.load("r")
-    assert snap is not None
-    assert snap.run.status.value == "SUCCEEDED"
+    _run_the_request_again(rt, store, bus)
     assert store.stale_dispatches(clock.now() + timedelta(days=1)) == []
 
 
@@ -162,13 +168,7 @@ def test_a_lost_dispatch_of_a_queued_child_is_requested_again_after_ten_minutes(
     assert tick(rt) == 0  # queued a minute: a busy queue, not a lost request
     clock.sleep(10 * 60)
     assert tick(rt) == 1
-    (again,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
-    outcome = run_task(rt, again)
-    assert outcome is not None
-    advance(rt, "r", outcome)
-    snap = store.load("r")
-    assert snap is not None
-    assert snap.run.status.value == "SUCCEEDED"
+    snap = _run_the_request_again(rt, store, bus)
     assert snap.tasks["fails-once"].redispatch_at is None
 
 
