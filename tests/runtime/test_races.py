@@ -1,5 +1,6 @@
 """Races the interleaving machine does not reach on its own: a cancel between a run's last
-completion and its finish, and a start whose dispatches were lost before the duplicate trigger."""
+completion and its finish (and that run resumed by two instances), and a start whose dispatches
+were lost before the duplicate trigger."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import pytest
 
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
-from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
-from orchestrator.engine import CancelRun
+from orchestrator.contracts import (
+    Envelope,
+    RunRequested,
+    RunStatus,
+    RunSucceeded,
+    TaskRequested,
+    TaskStatus,
+)
+from orchestrator.engine import CancelRun, ResumeRun
 from orchestrator.errors import TransientError
 from orchestrator.ports import Commit, Counts
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run
@@ -59,6 +67,35 @@ def test_a_cancel_just_before_the_finish_is_not_overwritten() -> None:
     assert snap.run.status is RunStatus.CANCELLED
     ends = [e for topic, e in bus.published if topic == rt.topics.finished]
     assert [e.id for e in ends] == ["r/cancelled"]
+
+
+def test_that_cancelled_run_resumed_by_two_instances_at_once_ends_succeeded_once() -> None:
+    """Every task of the run above succeeded: resuming it ends it at once, and the same resume
+    delivered to a second instance (a double click, a redelivery) changes nothing more."""
+    store, bus = CancelBeforeFinish(), MemoryBus()
+    bus.record = True
+    rt = memory_runtime(clock=VirtualClock(), functions=single.functions(), store=store, bus=bus)
+    store.rt = rt
+    store.put_flow(single.spec)
+    start_run(rt, RunRequested(flow="single"), run_id="r")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    outcome = run_task(rt, req)
+    assert outcome is not None
+    advance(rt, "r", outcome)
+    cancelled = store.load("r")
+    assert cancelled is not None
+    assert cancelled.run.status is RunStatus.CANCELLED
+    other = memory_runtime(clock=rt.clock, functions=single.functions(), store=store, bus=bus)
+    bus.published.clear()
+    for instance in (rt, other):
+        advance(instance, "r", ResumeRun(cancelled.run.attempt))
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED
+    assert snap.run.attempt == cancelled.run.attempt + 1
+    ends = [e.data for t, e in bus.published if t == rt.topics.finished]
+    assert [type(end) for end in ends] == [RunSucceeded]  # one end, from the first resume
+    assert not [e for _, e in bus.published if isinstance(e.data, TaskRequested)]
 
 
 class LosesTheFirstDispatches(MemoryBus):
