@@ -10,6 +10,7 @@ from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
 from orchestrator.runtime._capture import MAX_LOG_CHARS
 from orchestrator.runtime._capture import parse as parse_logs
+from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
     Context,
     FlowRunInfo,
@@ -46,7 +47,7 @@ from orchestrator.runtime._start import (
 )
 from orchestrator.runtime._sweep import TICK_BUDGET_S, expire_leases, sweep, tick
 from orchestrator.runtime._topics import TOPICS, Topics
-from orchestrator.runtime._worker import error_info, run_task
+from orchestrator.runtime._worker import run_task
 
 __all__ = [
     "CHOOSE",

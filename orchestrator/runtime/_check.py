@@ -12,17 +12,10 @@ from orchestrator.engine import encode
 from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
+from orchestrator.runtime._completion import report
 from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, stop
-from orchestrator.runtime._outbox import report
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._worker import (
-    Claimed,
-    _failure,
-    _lengths,
-    _succeeded,
-    cancel_hook,
-    store_result,
-)
+from orchestrator.runtime._worker import Claimed, cancel_hook, failure, store_result, succeeded_with
 
 
 def check(rt: Runtime, item: OutboxEntry) -> None:
@@ -40,7 +33,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         return
     hooks = hooks_of(rt.resolver.resolve(claimed.planned.node.task, claimed.spec.source))
     if hooks is None:  # the task's code changed under a running attempt: cannot check it
-        report(rt, _failure(rt, claimed, KumoflowError("the task is no longer deferrable")))
+        report(rt, failure(rt, claimed, KumoflowError("the task is no longer deferrable")))
         _done(rt, item)
         return
     try:
@@ -49,11 +42,11 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
     except KumoflowError as e:
         if e.retryable:
             raise  # could not tell: the sweep backs the item off and tries again
-        report(rt, _failure(rt, claimed, e))
+        report(rt, failure(rt, claimed, e))
         _done(rt, item)
         return
     except Exception as e:  # the work failed: the attempt failed, retried as the task says
-        report(rt, _failure(rt, claimed, e))
+        report(rt, failure(rt, claimed, e))
         _done(rt, item)
         return
     if isinstance(outcome, Deferred):
@@ -65,16 +58,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         return
     options = claimed.planned.node.options
     data, ctype, _ = encode(outcome, options.result_serializer, what=f"task {item.key!r}")
-    store_result(rt, claimed, data, ctype)
-    _succeeded(
-        rt,
-        claimed.req,
-        claimed.token,
-        claimed.uri,
-        claimed.worker,
-        claimed.started,
-        lengths=_lengths(claimed.plan, claimed.req.key, data),
-    )
+    succeeded_with(rt, claimed, store_result(rt, claimed, data, ctype))
     _done(rt, item)
 
 

@@ -12,20 +12,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from orchestrator.contracts import (
-    MAX_MESSAGE_CHARS,
     ErrorInfo,
     OutboxEntry,
     Run,
     RunFailed,
     RunStatus,
     RunSucceeded,
-    TaskFailed,
     TaskRequested,
-    TaskSucceeded,
-    clip,
 )
 from orchestrator.engine import (
     Command,
@@ -43,6 +39,7 @@ from orchestrator.engine import (
 )
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
+from orchestrator.runtime._completion import child_ended, report
 from orchestrator.runtime._runtime import Runtime
 
 ABANDONED_AFTER = timedelta(seconds=60)
@@ -154,47 +151,11 @@ def _put_once(rt: Runtime, uri: str, data: bytes, content_type: str) -> None:
 def _complete_parent(rt: Runtime, run: Run) -> None:
     """A subflow's run ended: report it as the end of the parent node's attempt, with that
     attempt's token, as its worker would (the parent's orchestrator trusts nothing else)."""
-    parent = run.parent
-    assert parent is not None
-    now = rt.clock.now()
-    common = {
-        "run_id": parent.run_id,
-        "key": parent.key,
-        "attempt": parent.attempt,
-        "token": parent.token,
-        "worker": f"subflow run {run.run_id}",
-        "started_at": run.started_at or run.created_at,
-        "ended_at": run.ended_at or now,
-    }
-    if run.status is RunStatus.SUCCEEDED:
-        report(rt, TaskSucceeded(result_uri=parent.result_uri, **common))
-        return
-    cause = run.error or ErrorInfo(type="Failed", message="run failed")
-    error = ErrorInfo(
-        type="SubflowFailed",
-        message=clip(
-            f"subflow run {run.run_id} ended {run.status.value}: {cause.message}",
-            MAX_MESSAGE_CHARS,
-        ),
-        task=parent.key,
-    )
-    report(rt, TaskFailed(error=error, retryable=True, **common))
-
-
-Outcome = TypeVar("Outcome", TaskSucceeded, TaskFailed)
-
-
-def report(rt: Runtime, outcome: Outcome) -> Outcome:
-    """Publish an attempt's completion; its id is the same for every reporter of it (its
-    worker, a worker finishing a dead one's report, a subflow run's end, a deferred check)."""
-    verdict = "succeeded" if isinstance(outcome, TaskSucceeded) else "failed"
-    rt.publish(
-        rt.topics.events,
-        outcome,
-        subject=outcome.key,
-        event_id=f"{outcome.run_id}/{outcome.key}/{outcome.attempt}/{verdict}",
-    )
-    return outcome
+    assert run.parent is not None
+    head = rt.state.load(run.parent.run_id, [])
+    if head is None:
+        return  # the parent is gone (deleted): nobody waits for this child
+    report(rt, child_ended(rt, rt.plan_of(head.run), run))
 
 
 def flow_result(rt: Runtime, plan: Plan, run: Run) -> Any:

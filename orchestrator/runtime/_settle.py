@@ -32,20 +32,19 @@ from orchestrator.engine import (
     arrive,
     complete,
     decide,
-    decode,
     expanded,
     fanin_counter,
-    lengths,
     merge,
     queued,
     rollup,
     run_counter,
     run_done,
     skipped,
-    task_serializer,
+    waiting,
 )
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.ports import Commit, Counts, Etag
+from orchestrator.runtime._completion import child_ended, stored
 from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._whole import advance_whole
@@ -73,14 +72,21 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
         plan = rt.plan_of(snap.run)
         if event.key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
-        if isinstance(event, TaskSucceeded):
-            event = _trusted(rt, plan, run_id, event)
         task = snap.tasks.get(event.key)
         if task is None:
             return False  # never queued: nothing can have run it
         _check_token(task, event)
         if isinstance(event, LeaseExpired):
-            event = _stored_instead(rt, plan, run_id, task, event)
+            instead = _instead_of_expiry(rt, plan, snap.run, task, event)
+            if isinstance(instead, TaskRun):  # a subflow node whose child runs on: it waits
+                try:
+                    rt.state.commit(Commit(run_id=run_id, tasks=[(instead, snap.etags[task.key])]))
+                except ConflictError:
+                    continue
+                return True
+            event = instead
+        if isinstance(event, TaskSucceeded):  # every reporter's, the store's included
+            event = _trusted(rt, plan, run_id, event)
         ctx = Ctx(rt, plan, snap.run, snap.run_etag)
         now = rt.clock.now()
         step = complete(plan, snap.run, task, event, now)
@@ -143,30 +149,38 @@ def _trusted(rt: Runtime, plan: Plan, run_id: str, event: TaskSucceeded) -> Task
     return event
 
 
-def _stored_instead(
-    rt: Runtime, plan: Plan, run_id: str, task: TaskRun, event: LeaseExpired
-) -> Completion:
-    """A lease that ran out after the task's result was stored: the worker finished and its
-    report is still on its way (or was lost). The stored result is the task's result."""
-    uri = rt.task_result_uri(plan, run_id, task.key)
+def _instead_of_expiry(
+    rt: Runtime, plan: Plan, run: Run, task: TaskRun, event: LeaseExpired
+) -> Completion | TaskRun:
+    """What an expired lease stands for. The result was stored: the worker finished and its
+    report is still on its way (or was lost), so the stored result is the task's result. A
+    subflow node whose child run exists: its worker died between starting the child and
+    holding the node, so the node waits for the child (or takes its end, when it ended)."""
     last = task.attempts[-1]
-    try:
-        data = rt.blobs.get(uri)
-    except NotFoundError:
-        return event
-    found = lengths(plan, task.key, decode(data, task_serializer(plan, task.key)))
     now = rt.clock.now()
-    return TaskSucceeded(
-        run_id=run_id,
-        key=task.key,
-        attempt=event.attempt,
+    expired = last.lease_until is not None and now >= last.lease_until
+    if not expired or task.attempt != event.attempt or last.token != event.token:
+        return event  # renewed, or another attempt: the engine leaves it alone
+    if task.child_run is not None and plan.tasks[task.key].node.subflow is not None:
+        child = rt.state.load(task.child_run, [])
+        if child is not None and child.run.status.terminal:
+            return child_ended(rt, plan, child.run)
+        if child is not None:
+            record = waiting(task, event.attempt, event.token, task.child_run)
+            return event if record is None else record
+    found = stored(
+        rt.blobs,
+        plan,
+        run.run_id,
+        task.key,
+        event.attempt,
         token=event.token,
-        result_uri=uri,
-        lengths=found,
+        uri=rt.task_result_uri(plan, run.run_id, task.key),
         worker=last.worker or "unknown",
         started_at=last.started_at or now,
         ended_at=now,
     )
+    return event if found is None else found
 
 
 def _check_token(task: TaskRun, event: Completion) -> None:

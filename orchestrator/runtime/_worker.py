@@ -10,9 +10,7 @@ since a task's result has one write-once location, two executions at once store 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +21,6 @@ from typing import Any
 from pydantic import JsonValue
 
 from orchestrator.contracts import (
-    ErrorInfo,
     FlowSpec,
     Run,
     RunStatus,
@@ -41,23 +38,22 @@ from orchestrator.engine import (
     claimable,
     decode,
     encode,
-    lengths,
     resolve,
     result_refs,
     task_serializer,
 )
-from orchestrator.errors import BadInputError, ConflictError, KumoflowError, NotFoundError
+from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime import _cache as cache
 from orchestrator.runtime._cache import TaskRunContext
 from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
+from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
-from orchestrator.runtime._outbox import report
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._subflow import child_run_id, start_subflow
@@ -98,7 +94,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
                 spec = claimed.spec.subflows[subflow]
                 start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
         except Exception as e:
-            return report(rt, _failure(rt, claimed, e))
+            return report(rt, failure(rt, claimed, e))
         return None
     try:
         with lease, capture_attempt(claimed) as logs:
@@ -109,27 +105,14 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             park(rt, req, claimed.token, called, cancel_hook(rt, claimed))
             return None
         data, content_type, cached = called
-        store_result(rt, claimed, data, content_type)
+        data = store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
-        failure = _failure(rt, claimed, e)
-        logs.failed(failure.error.traceback or f"{failure.error.type}: {failure.error.message}")
+        ended = failure(rt, claimed, e)
+        logs.failed(ended.error.traceback or f"{ended.error.type}: {ended.error.message}")
         store_logs(rt, claimed, logs)
-        return report(rt, failure)
+        return report(rt, ended)
     store_logs(rt, claimed, logs)
-    # A gate reports its choice: the orchestrator decides its branches without reading results.
-    choice = json.loads(data) if claimed.planned.node.branches else None
-    lengths = _lengths(claimed.plan, req.key, data)
-    return _succeeded(
-        rt,
-        req,
-        claimed.token,
-        claimed.uri,
-        claimed.worker,
-        claimed.started,
-        cached,
-        choice,
-        lengths,
-    )
+    return succeeded_with(rt, claimed, data, cached=cached)
 
 
 def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | None:
@@ -239,11 +222,15 @@ def cancel_hook(rt: Runtime, c: Claimed) -> Callable[[dict[str, JsonValue]], Non
     return run
 
 
-def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> None:
-    """Write once. Another execution of this task may have stored first (a slow worker beside
-    a retry): then the stored result is the task's result, and this attempt reports it."""
-    with contextlib.suppress(ConflictError):
+def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> bytes:
+    """Write once; returns the bytes stored. Another execution of this task may have stored
+    first (a slow worker beside a retry): then the stored result is the task's result, and
+    this attempt reports it, with the facts (a gate's choice, list lengths) read from it."""
+    try:
         rt.blobs.put(c.uri, data, content_type)
+    except ConflictError:
+        return rt.blobs.get(c.uri)
+    return data
 
 
 def capture_attempt(c: Claimed) -> contextlib.AbstractContextManager[Capture]:
@@ -270,19 +257,39 @@ def store_logs(rt: Runtime, c: Claimed, logs: Capture) -> None:
         )  # fmt: skip
 
 
-def _failure(rt: Runtime, c: Claimed, e: Exception) -> TaskFailed:
+def failure(rt: Runtime, c: Claimed, e: Exception) -> TaskFailed:
     if rt.exceptions is not None:
         rt.exceptions[(c.req.run_id, c.req.key, c.req.attempt)] = e
-    return TaskFailed(
-        run_id=c.req.run_id,
-        key=c.req.key,
-        attempt=c.req.attempt,
+    return failed(
+        c.req.run_id,
+        c.req.key,
+        c.req.attempt,
+        e,
         token=c.token,
-        error=error_info(e, c.req.key),
-        retryable=_retryable(e, c.planned.node.options.retry.retry_on),
+        retry_on=c.planned.node.options.retry.retry_on,
         worker=c.worker,
         started_at=c.started,
         ended_at=rt.clock.now(),
+    )
+
+
+def succeeded_with(rt: Runtime, c: Claimed, data: bytes, *, cached: bool = False) -> TaskSucceeded:
+    """Report the attempt `c` holds as succeeded with the stored result `data`."""
+    return report(
+        rt,
+        succeeded(
+            c.plan,
+            c.req.run_id,
+            c.req.key,
+            c.req.attempt,
+            token=c.token,
+            uri=c.uri,
+            data=data,
+            worker=c.worker,
+            started_at=c.started,
+            ended_at=rt.clock.now(),
+            cached=cached,
+        ),
     )
 
 
@@ -296,66 +303,17 @@ def _completed_elsewhere(
         return None
     if record.status.terminal:
         return None
-    try:
-        rt.blobs.get(uri)
-    except NotFoundError:
-        return None
-    started = last.started_at or rt.clock.now()
-    plan = rt.plan_of(run)
-    found = _lengths(plan, req.key, rt.blobs.get(uri)) if plan.sources(req.key) else {}
-    return _succeeded(rt, req, last.token, uri, last.worker or "unknown", started, lengths=found)
-
-
-def _succeeded(
-    rt: Runtime,
-    req: TaskRequested,
-    token: str,
-    uri: str,
-    worker: str,
-    started: datetime,
-    cached: bool = False,
-    choice: str | None = None,
-    lengths: dict[str, int] | None = None,
-) -> TaskSucceeded:
-    return report(
-        rt,
-        TaskSucceeded(
-            run_id=req.run_id,
-            key=req.key,
-            attempt=req.attempt,
-            token=token,
-            result_uri=uri,
-            worker=worker,
-            started_at=started,
-            ended_at=rt.clock.now(),
-            cached=cached,
-            choice=choice,
-            lengths=lengths or {},
-        ),
+    now = rt.clock.now()
+    found = stored(
+        rt.blobs,
+        rt.plan_of(run),
+        req.run_id,
+        req.key,
+        req.attempt,
+        token=last.token,
+        uri=uri,
+        worker=last.worker or "unknown",
+        started_at=last.started_at or now,
+        ended_at=now,
     )
-
-
-def _lengths(plan: Plan, key: str, data: bytes) -> dict[str, int]:
-    """What the orchestrator needs to size the run-time maps over this result (see `lengths`)."""
-    if not plan.sources(key):
-        return {}
-    return lengths(plan, key, decode(data, task_serializer(plan, key)))
-
-
-def error_info(e: BaseException, key: str | None = None) -> ErrorInfo:
-    cls = type(e)
-    name = (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-    return ErrorInfo(
-        type=name, message=str(e), traceback="".join(traceback.format_exception(e)), task=key
-    )
-
-
-def _retryable(e: BaseException, retry_on: tuple[str, ...]) -> bool:
-    if isinstance(e, KumoflowError):
-        # Infrastructure that was briefly away: another attempt may well work. Our own
-        # definition and serialization errors would fail the same way again.
-        return e.retryable or isinstance(e, NotFoundError)
-    names = {f"{c.__module__}.{c.__qualname__}" for c in type(e).__mro__}
-    return any(r in names for r in retry_on)
+    return None if found is None else report(rt, found)

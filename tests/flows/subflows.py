@@ -34,6 +34,16 @@ def child_sum(a: int, b: int) -> int:
     return add(a, b)
 
 
+@task(name="count-up")
+def count_up(n: int) -> list[int]:
+    return list(range(n))
+
+
+@flow(name="child-lists")
+def child_lists(n: int) -> list[int]:
+    return count_up(n)
+
+
 @flow(name="child-fails")
 def child_fails(x: int) -> int:
     return boom(x)
@@ -63,3 +73,8 @@ def subflow_fails(x: int) -> int:
 @flow(name="subflow-naps")
 def subflow_naps(seconds: float) -> float:
     return child_naps(seconds)
+
+
+@flow(name="map-over-a-child")
+def map_over_a_child(n: int) -> list[int]:
+    return double.map(child_lists(n))
