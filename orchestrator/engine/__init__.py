@@ -39,6 +39,7 @@ from orchestrator.engine._plan import (
     spec_serializer,
     task_serializer,
 )
+from orchestrator.engine._rules import returns_tolerated
 from orchestrator.engine._transition import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
@@ -123,6 +124,7 @@ __all__ = [
     "result_refs",
     "result_task",
     "retry_delay",
+    "returns_tolerated",
     "rollup",
     "run_counter",
     "run_done",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.contracts import ErrorInfo, TaskRun, TaskStatus
-from orchestrator.engine._plan import Plan
+from orchestrator.engine._plan import Plan, result_refs
 
 S = TaskStatus
 NOT_TAKEN = "BranchNotTaken"
@@ -14,6 +14,28 @@ def consumed(plan: Plan, key: str) -> bool:
     children = plan.children[key]
     who = plan.map_of(key) or key  # a run-time map's child is allowed as its map is
     return bool(children) and all(who in plan.tasks[c].tolerated for c in children)
+
+
+def returns_tolerated(plan: Plan) -> bool:
+    """The flow returns the result of a node whose failure another task runs past
+    (allow_failure): the counters do not count that failure, so finishing must look."""
+    refs = set(result_refs(plan.spec.result))
+    return any(refs.intersection(n.allow_failure) for n in plan.spec.nodes)
+
+
+def returned(plan: Plan) -> frozenset[str]:
+    """The nodes and task keys whose results the flow returns."""
+    refs = set(result_refs(plan.spec.result))
+    return frozenset(refs).union(*(plan.members.get(r, ()) for r in refs))
+
+
+def returned_failure(plan: Plan, task: TaskRun, keys: frozenset[str]) -> bool:
+    """`task` did not succeed and the flow returns its result (`keys`: see `returned`): there
+    is no result to return, so the run fails, as a Prefect flow returning a failed task's
+    result does."""
+    if task.status not in (S.FAILED, S.SKIPPED) or not_taken(task):
+        return False
+    return task.key in keys or (plan.map_of(task.key) or task.key) in keys
 
 
 def not_taken(task: TaskRun) -> bool:

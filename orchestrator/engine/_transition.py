@@ -24,7 +24,13 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine._attempt import retry_delay
 from orchestrator.engine._plan import Plan
-from orchestrator.engine._rules import blocks, consumed, skip_reason
+from orchestrator.engine._rules import (
+    blocks,
+    consumed,
+    returned,
+    returned_failure,
+    skip_reason,
+)
 from orchestrator.engine._types import (
     RECHECK_AFTER,
     CancelRun,
@@ -289,10 +295,12 @@ def _maybe_finish(step: _Step) -> None:
 
 
 def _finish(step: _Step) -> None:
+    keys = returned(step.plan)
     failed = [
         t
         for t in (step.get(k) for k in step.plan.tasks)
-        if t.status is S.FAILED and not consumed(step.plan, t.key)
+        if (t.status is S.FAILED and not consumed(step.plan, t.key))
+        or returned_failure(step.plan, t, keys)
     ]
     if not failed:
         step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)

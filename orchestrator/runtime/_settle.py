@@ -36,6 +36,7 @@ from orchestrator.engine import (
     fanin_counter,
     merge,
     queued,
+    returns_tolerated,
     rollup,
     run_counter,
     run_done,
@@ -342,7 +343,7 @@ def finish(ctx: Ctx, *, failed: int) -> None:
         run = ctx.run
         if run.status.terminal:
             return
-        if failed:
+        if failed or returns_tolerated(plan):
             advance_whole(rt, run.run_id, Reconcile())  # the rare O(run) path
             return
         now = rt.clock.now()

@@ -184,3 +184,15 @@ def fails_the_first_flow_attempt(counter: str) -> int:
 @flow(retries=1)
 def flow_retries(counter: str) -> int:
     return fails_the_first_flow_attempt(counter)
+
+
+@flow(name="returns-what-it-allowed-to-fail")
+def returns_allowed_failure(x: int) -> int:
+    broken = breaks(x)
+    cleanup(allow_failure(broken))
+    return broken
+
+
+@flow(name="calls-a-flow-that-returns-a-failure")
+def calls_returns_allowed_failure(x: int) -> int:
+    return returns_allowed_failure(x)
