@@ -33,8 +33,8 @@ def returned_failure(plan: Plan, task: TaskRun, keys: frozenset[str]) -> bool:
     """`task` did not succeed and the flow returns its result (`keys`: see `returned`): there
     is no result to return, so the run fails, as a Prefect flow returning a failed task's
     result does."""
-    if task.status not in (S.FAILED, S.SKIPPED) or not_taken(task):
-        return False
+    if task.status is not S.FAILED:
+        return False  # a skipped one was skipped by a failure its own children did not allow
     return task.key in keys or (plan.map_of(task.key) or task.key) in keys
 
 
