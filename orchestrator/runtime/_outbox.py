@@ -123,7 +123,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
                 result_uri=uri,
                 ended_at=run.ended_at or rt.clock.now(),
             ),
-            event_id=f"{run.run_id}/succeeded",
+            event_id=f"{run.run_id}/{run.attempt}/succeeded",
         )
         return
     if run.parent is not None:
@@ -137,7 +137,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
             error=run.error or ErrorInfo(type="Failed", message="run failed"),
             ended_at=run.ended_at or rt.clock.now(),
         ),
-        event_id=f"{run.run_id}/{run.status.value.lower()}",
+        event_id=f"{run.run_id}/{run.attempt}/{run.status.value.lower()}",  # per flow attempt
     )
 
 

@@ -66,7 +66,7 @@ def test_a_cancel_just_before_the_finish_is_not_overwritten() -> None:
     assert snap is not None
     assert snap.run.status is RunStatus.CANCELLED
     ends = [e for topic, e in bus.published if topic == rt.topics.finished]
-    assert [e.id for e in ends] == ["r/cancelled"]
+    assert [e.id for e in ends] == ["r/1/cancelled"]
 
 
 def test_that_cancelled_run_resumed_by_two_instances_at_once_ends_succeeded_once() -> None:
