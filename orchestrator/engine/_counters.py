@@ -156,22 +156,26 @@ def rollup(plan: Plan, name: str, counts: Mapping[str, int]) -> Rollup | None:
     return Rollup(name, top, increment)
 
 
-def _reached(width: int, counts: Mapping[str, int]) -> bool:
-    # `need` (a flow retry's own target) reads 0 where unset.
-    target = counts.get("need") or (width if width <= SHARD else -(-width // SHARD))
+def _reached(width: int, counts: Mapping[str, int], flow_attempt: int) -> bool:
+    # A flow retry's counters wait for what runs again: `need` arrivals of whole tasks and
+    # `more` of run-time maps' children, both set by the retry (0 when none).
+    if flow_attempt > 1:
+        target = counts.get("need", 0)
+    else:
+        target = width if width <= SHARD else -(-width // SHARD)
     return counts.get("done", 0) >= target and counts.get("mdone", 0) >= counts.get("more", 0)
 
 
-def decide(plan: Plan, child: str, counts: Mapping[str, int]) -> str | None:
+def decide(plan: Plan, child: str, counts: Mapping[str, int], flow_attempt: int) -> str | None:
     """'queue' or 'skip' once every parent the child waits for has ended; else None."""
-    if not _reached(len(plan.tasks[child].parents), counts):
+    if not _reached(len(plan.tasks[child].parents), counts, flow_attempt):
         return None
     return "skip" if counts.get("bad", 0) else "queue"
 
 
-def run_done(plan: Plan, counts: Mapping[str, int]) -> bool:
+def run_done(plan: Plan, counts: Mapping[str, int], flow_attempt: int) -> bool:
     """Every leaf (so every task) of the run's current flow attempt ended."""
-    return _reached(len(plan.leaves), counts)
+    return _reached(len(plan.leaves), counts, flow_attempt)
 
 
 def _child(top: str) -> str:

@@ -206,14 +206,13 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
         batch, seen = work.pop()
         seen = _roll_up(ctx, seen)
         mine = seen.get(run_counter(ctx.run.attempt))
-        if mine is not None and run_done(ctx.plan, mine):
+        if mine is not None and run_done(ctx.plan, mine, ctx.run.attempt):
             finish(ctx, failed=mine.get("bad", 0))
         ready: dict[str, str] = {}
         for task in batch:
             for child in ctx.plan.children[task.key]:
-                verdict = decide(
-                    ctx.plan, child, seen.get(fanin_counter(ctx.run.attempt, child), {})
-                )
+                counts = seen.get(fanin_counter(ctx.run.attempt, child), {})
+                verdict = decide(ctx.plan, child, counts, ctx.run.attempt)
                 if verdict is not None:
                     ready[child] = verdict
         for key in [k for k, v in ready.items() if v == "queue" and k in ctx.plan.dynamic]:
@@ -233,6 +232,12 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
     chunks), then its own record, whose arrival makes its consumers wait for them. Repeatable:
     children created before a crash are kept (their dispatches sent again)."""
     rt, plan, run = ctx.rt, ctx.plan, ctx.run
+    etag: Etag | None = None
+    if run.attempt > 1:  # a flow retry re-pended its record: update it, do not create
+        found, etags = rt.state.tasks(run.run_id, [key])
+        if key in found and found[key].status is not TaskStatus.PENDING:
+            return [], {}  # grown already by another delivery, which carries on from it
+        etag = etags.get(key)
     record = expanded(run, plan, key, width)
     if record.status is TaskStatus.SUCCEEDED:
         children = [(f"{key}[{i}]", "queue") for i in range(width)]
@@ -240,7 +245,7 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
             decide_chunk(ctx, children[i : i + CHUNK], width=width)
     try:
         counts = rt.state.commit(
-            Commit(run_id=run.run_id, tasks=[(record, None)], increments=arrive(plan, run, record))
+            Commit(run_id=run.run_id, tasks=[(record, etag)], increments=arrive(plan, run, record))
         )
     except ConflictError:
         return [], {}  # grown by another delivery, which carries on from it

@@ -83,7 +83,9 @@ def _cancel_children(rt: Runtime, snap: Snapshot, tr: Transition) -> None:
 
 
 def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[str, dict[str, int]]:
-    """A flow retry: counters of the new attempt wait only for what runs again."""
+    """A flow retry: counters of the new attempt wait only for what runs again. A whole task
+    arrives as `done`; a run-time map's child as one of `more`, unless its map runs again too
+    (the map's own arrival then brings its children's count)."""
     attempt = tr.state.run.attempt
     if attempt == snap.run.attempt:
         return {}
@@ -91,12 +93,20 @@ def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[st
     again = {
         k for k in plan.tasks if tasks.get(k) is None or tasks[k].status is not TaskStatus.SUCCEEDED
     }
-    out = {run_counter(attempt): {"need": len(again & plan.leaves)}}
+
+    def target(keys: set[str]) -> dict[str, int]:
+        kids = {k for k in keys if plan.map_of(k) is not None}
+        more = {k for k in kids if plan.map_of(k) not in again}
+        return {"need": len(keys - kids), "more": len(more)}
+
+    static_leaves = {k for k in plan.leaves if plan.map_of(k) is None}
+    leaf_kids = {k for k in again if plan.map_of(k) is not None and plan.is_leaf(k)}
+    out = {run_counter(attempt): target((again & static_leaves) | leaf_kids)}
     for key in again:
         if tasks.get(key) is not None and tasks[key].status is TaskStatus.PENDING:
-            waiting = [p for p in plan.tasks[key].parents if p in again]
+            waiting = {p for p in plan.tasks[key].parents if p in again}
             if waiting:
-                out[fanin_counter(attempt, key)] = {"need": len(waiting)}
+                out[fanin_counter(attempt, key)] = target(waiting)
     return out
 
 
