@@ -211,8 +211,8 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
         ready: dict[str, str] = {}
         for task in batch:
             for child in ctx.plan.children[task.key]:
-                counts = seen.get(fanin_counter(ctx.run.attempt, child), {})
-                verdict = decide(ctx.plan, child, counts, ctx.run.attempt)
+                fanin = seen.get(fanin_counter(ctx.run.attempt, child), {})
+                verdict = decide(ctx.plan, child, fanin, ctx.run.attempt)
                 if verdict is not None:
                     ready[child] = verdict
         for key in [k for k, v in ready.items() if v == "queue" and k in ctx.plan.dynamic]:
