@@ -116,6 +116,9 @@ class TaskRun(Frozen):
     # own record and its children: how many children it has.
     lengths: dict[str, int] = Field(default_factory=dict)
     width: int | None = None
+    # A run-time map's growth cursor: how many of its `width` children exist (it grows in
+    # chunks, RUNNING until it has them all).
+    grown: int | None = None
     child_run: str | None = None  # a subflow node's current attempt: the child run it waits on
     error: ErrorInfo | None = None
 

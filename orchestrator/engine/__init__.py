@@ -23,6 +23,9 @@ from orchestrator.engine._local import (
     claimable,
     complete,
     expanded,
+    grew,
+    growing,
+    is_growing,
     queued,
     skipped,
     started,
@@ -39,7 +42,7 @@ from orchestrator.engine._plan import (
     spec_serializer,
     task_serializer,
 )
-from orchestrator.engine._rules import returns_tolerated
+from orchestrator.engine._rules import blocks, returns_tolerated
 from orchestrator.engine._transition import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
@@ -100,6 +103,7 @@ __all__ = [
     "Transition",
     "WakeAt",
     "arrive",
+    "blocks",
     "check_json",
     "claim",
     "claimable",
@@ -111,8 +115,11 @@ __all__ = [
     "expanded",
     "fanin_counter",
     "flow_serializer",
+    "grew",
     "grow",
+    "growing",
     "grown",
+    "is_growing",
     "lengths",
     "merge",
     "param_value",

@@ -173,6 +173,22 @@ def expanded(run: Run, plan: Plan, key: str, width: int) -> TaskRun:
     return record.model_copy(update={"status": S.SUCCEEDED, "width": width})
 
 
+def growing(run: Run, plan: Plan, key: str, width: int, existing: TaskRun | None) -> TaskRun:
+    """Run-time map `key` begins to create its `width` children: its record says so, with a
+    cursor (`grown`, how many exist), before any child exists. No lease: no worker holds it."""
+    base = existing or _fresh(run, plan, key)
+    return base.model_copy(update={"status": S.RUNNING, "width": width, "grown": 0, "error": None})
+
+
+def is_growing(task: TaskRun) -> bool:
+    return task.status is S.RUNNING and task.grown is not None and not task.attempts
+
+
+def grew(task: TaskRun, upto: int, *, done: bool = False) -> TaskRun:
+    """The growing map with its first `upto` children created; `done`: it has them all."""
+    return task.model_copy(update={"grown": upto, "status": S.SUCCEEDED if done else S.RUNNING})
+
+
 def _map_error(plan: Plan, key: str, width: int) -> str | None:
     source = plan.dynamic[key]
     what = path_text(ResultRef(node=source.task), source.path)

@@ -329,8 +329,21 @@ def _retry_flow(step: _Step) -> None:
     for key in step.plan.tasks:
         task = step.get(key)
         parents = [step.get(p) for p in step.plan.tasks[key].parents]
-        if task.status is S.PENDING and all(p.status is S.SUCCEEDED for p in parents):
+        if (
+            task.status is S.PENDING
+            and all(p.status is S.SUCCEEDED for p in parents)
+            and not _regrows(step, key)
+        ):
             _queue(step, key)
+
+
+def _regrows(step: _Step, key: str) -> bool:
+    """A run-time map (or a child of one) that is not grown in full: the per-task path grows
+    it again (see rescue_maps), queueing its children; it is never dispatched itself."""
+    owner = step.plan.map_of(key)
+    if key in step.plan.dynamic:
+        return True
+    return owner is not None and step.get(owner).status is not S.SUCCEEDED
 
 
 def _resume(step: _Step, attempt: int) -> None:

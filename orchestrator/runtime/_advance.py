@@ -7,7 +7,7 @@ queues its roots in chunks; cancelling and run timeouts take the whole-run path 
 from __future__ import annotations
 
 from orchestrator.contracts import TaskFailed, TaskSucceeded
-from orchestrator.engine import Event, LeaseExpired, Reconcile, StartRun
+from orchestrator.engine import Event, LeaseExpired, Reconcile, ResumeRun, StartRun
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._settle import complete_task, rescue_maps
 from orchestrator.runtime._start import begin
@@ -22,6 +22,6 @@ def advance(rt: Runtime, run_id: str, event: Event) -> bool:
         begin(rt, run_id)
         return True
     tr = advance_whole(rt, run_id, event)
-    if isinstance(event, Reconcile) and rt.plan_of(tr.state.run).dynamic:
+    if isinstance(event, Reconcile | ResumeRun) and rt.plan_of(tr.state.run).dynamic:
         rescue_maps(rt, run_id)
     return bool(tr.changed or tr.run_changed)

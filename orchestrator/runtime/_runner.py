@@ -25,7 +25,7 @@ from orchestrator.contracts import (
     TaskSucceeded,
 )
 from orchestrator.engine import ResumeRun
-from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError
+from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError, TransientError
 from orchestrator.ports import Clock
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import memory_runtime
@@ -182,8 +182,12 @@ class InProcessRunner:
         if isinstance(data, RunSucceeded | RunFailed):
             return data.run_id == run_id
         if isinstance(data, TaskSucceeded | TaskFailed):
+            try:
+                advance(self.rt, data.run_id, data)
+            except TransientError:  # as Pub/Sub would: deliver it again (a paused growth)
+                self._inbox.put(event)
+                return False
             self._inflight.discard((data.run_id, data.key, data.attempt))
-            advance(self.rt, data.run_id, data)
             if run_id is not None:
                 self._report(run_id, progress)
         return False

@@ -144,6 +144,9 @@ class Runtime:
     # process running every role (in-process runs) has no other instance to take over from.
     lease_seconds: float = LEASE_S
     renew_leases: bool = True
+    # Chunks (of 400 children) a run-time map grows by per delivery: 10,000 children, the
+    # default maximum map width, in one; a wider map asks for redelivery and carries on.
+    grow_chunks: int = 25
     # Where `Block.load(name)` in task code reads; None: the one the environment names.
     blocks: BlockStore | None = None
     # Where result caches live; in-process runs share one across runs of the process.

@@ -12,6 +12,7 @@ guarded by markers, finishes are conditional on the run document.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,10 +31,14 @@ from orchestrator.engine import (
     Plan,
     Reconcile,
     arrive,
+    blocks,
     complete,
     decide,
     expanded,
     fanin_counter,
+    grew,
+    growing,
+    is_growing,
     merge,
     queued,
     returns_tolerated,
@@ -43,7 +48,7 @@ from orchestrator.engine import (
     skipped,
     waiting,
 )
-from orchestrator.errors import BadInputError, ConflictError, NotFoundError
+from orchestrator.errors import BadInputError, ConflictError, NotFoundError, TransientError
 from orchestrator.ports import Commit, Counts, Etag
 from orchestrator.runtime._completion import child_ended, stored
 from orchestrator.runtime._outbox import entry, execute, request
@@ -52,6 +57,11 @@ from orchestrator.runtime._whole import advance_whole
 
 MAX_CONFLICTS = 20
 CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
+
+
+class GrowthPaused(TransientError):
+    """A run-time map grew by its budget in this delivery; redelivery carries on."""
+
 
 Completion = TaskSucceeded | TaskFailed | LeaseExpired
 
@@ -228,27 +238,118 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
 
 
 def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
-    """Run-time map `key` is ready: create its `width` children (queued and dispatched, in
-    chunks), then its own record, whose arrival makes its consumers wait for them. Repeatable:
-    children created before a crash are kept (their dispatches sent again)."""
+    """Run-time map `key` is ready: record that it grows (with a cursor), create its `width`
+    children (queued and dispatched) in chunks that each move the cursor, then end its record,
+    whose arrival makes its consumers wait for them.
+
+    The map is visible before any child exists, so a cancel, a resume and the rescues see it
+    grow; each chunk is conditional on the map's record, so nothing grows after a cancel.
+    Repeatable: a redelivery carries on from the cursor (re-sending the last chunk's
+    dispatches, which a crash may have lost). A delivery grows at most `rt.grow_chunks` chunks, then
+    asks for redelivery (GrowthPaused), so growth never outlives a function's timeout."""
     rt, plan, run = ctx.rt, ctx.plan, ctx.run
-    etag: Etag | None = None
-    if run.attempt > 1:  # a flow retry re-pended its record: update it, do not create
+    found, etags = rt.state.tasks(run.run_id, [key])
+    record, etag = found.get(key), etags.get(key)
+    if record is None or record.status is TaskStatus.PENDING:  # PENDING: a resume re-pended it
+        ended = expanded(run, plan, key, width)
+        if ended.status is TaskStatus.FAILED:  # it cannot grow (not a list, ...): ends at once
+            return _end_map(ctx, ended, etag)
+        start = growing(run, plan, key, width, record)
+        with contextlib.suppress(ConflictError):  # another delivery began it: carry on (below)
+            rt.state.commit(Commit(run_id=run.run_id, tasks=[(start, etag)]))
         found, etags = rt.state.tasks(run.run_id, [key])
-        if key in found and found[key].status is not TaskStatus.PENDING:
-            return [], {}  # grown already by another delivery, which carries on from it
-        etag = etags.get(key)
-    record = expanded(run, plan, key, width)
-    if record.status is TaskStatus.SUCCEEDED:
-        children = [(f"{key}[{i}]", "queue") for i in range(width)]
-        for i in range(0, width, CHUNK):
-            decide_chunk(ctx, children[i : i + CHUNK], width=width)
+        record, etag = found.get(key), etags.get(key)
+        resend = False
+    else:
+        resend = True
+    if record is None or not is_growing(record):
+        return [], {}  # grown, cancelled or failed meanwhile: whoever did it carried on
+    if resend and record.grown:
+        lo = max(0, (record.grown or 0) - CHUNK)
+        request(rt, run, _still_queued(ctx, [f"{key}[{i}]" for i in range(lo, record.grown)]))
+    for _ in range(rt.grow_chunks):
+        if (record.grown or 0) >= width:
+            return _end_map(ctx, grew(record, width, done=True), etag)
+        moved = _grow_chunk(ctx, record, etag)
+        if moved is None:
+            return [], {}  # cancelled (or ended) meanwhile: no child after that
+        record, etag = moved
+    if (record.grown or 0) >= width:
+        return _end_map(ctx, grew(record, width, done=True), etag)
+    raise GrowthPaused(
+        f"run {run.run_id}: run-time map {key!r} grew {record.grown} of {width} children; "
+        "it goes on when this event is delivered again"
+    )
+
+
+def _grow_chunk(ctx: Ctx, record: TaskRun, etag: Etag | None) -> tuple[TaskRun, Etag] | None:
+    """Create the next CHUNK children of growing map `record` with its cursor, in one commit
+    conditional on the map's record; None once the map no longer grows. A child an earlier
+    flow attempt kept (it succeeded) arrives again, so the new attempt's counters count it."""
+    rt, plan, run = ctx.rt, ctx.plan, ctx.run
+    key, width = record.key, record.width or 0
+    for _ in range(MAX_CONFLICTS):
+        lo = record.grown or 0
+        hi = min(width, lo + CHUNK)
+        keys = [f"{key}[{i}]" for i in range(lo, hi)]
+        current, child_etags = rt.state.tasks(run.run_id, keys) if run.attempt > 1 else ({}, {})
+        now = rt.clock.now()
+        records: list[tuple[TaskRun, Etag | None]] = []
+        dispatches: list[tuple[str, int]] = []
+        increments: dict[str, dict[str, int]] = {}
+        for child in keys:
+            existing = current.get(child)
+            if existing is not None and existing.status is TaskStatus.SUCCEEDED:
+                merge(increments, arrive(plan, run, existing))
+                continue
+            queued_record, dispatch = queued(run, plan, child, existing, now)
+            records.append(
+                (queued_record.model_copy(update={"width": width}), child_etags.get(child))
+            )
+            dispatches.append((child, dispatch.attempt))
+        moved = grew(record, hi)
+        try:
+            rt.state.commit(
+                Commit(
+                    run_id=run.run_id,
+                    tasks=[(moved, etag), *records],
+                    increments=increments,
+                )
+            )
+        except ConflictError:
+            found, etags = rt.state.tasks(run.run_id, [key])
+            fresh = found.get(key)
+            if fresh is None or not is_growing(fresh):
+                return None
+            record, etag = fresh, etags[key]
+            continue
+        if dispatches:
+            request(rt, run, dispatches)
+        found, etags = rt.state.tasks(run.run_id, [key])
+        fresh = found.get(key)
+        if fresh is None or not is_growing(fresh):
+            return None
+        return fresh, etags[key]
+    raise ConflictError(f"run {run.run_id}: gave up growing {key!r}")
+
+
+def _still_queued(ctx: Ctx, keys: list[str]) -> list[tuple[str, int]]:
+    current, _ = ctx.rt.state.tasks(ctx.run.run_id, keys)
+    return [(k, t.attempt) for k, t in current.items() if t.status is TaskStatus.QUEUED]
+
+
+def _end_map(ctx: Ctx, record: TaskRun, etag: Etag | None) -> tuple[list[TaskRun], Counts]:
+    """The map's record ends (grown, or failed to grow) and arrives at its consumers."""
     try:
-        counts = rt.state.commit(
-            Commit(run_id=run.run_id, tasks=[(record, etag)], increments=arrive(plan, run, record))
+        counts = ctx.rt.state.commit(
+            Commit(
+                run_id=ctx.run.run_id,
+                tasks=[(record, etag)],
+                increments=arrive(ctx.plan, ctx.run, record),
+            )
         )
     except ConflictError:
-        return [], {}  # grown by another delivery, which carries on from it
+        return [], {}  # ended by another delivery (or cancelled), which carries on from it
     return [record], counts
 
 
@@ -276,9 +377,7 @@ def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
     return out
 
 
-def decide_chunk(
-    ctx: Ctx, chunk: list[tuple[str, str]], *, width: int | None = None
-) -> tuple[list[TaskRun], Counts]:
+def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun], Counts]:
     """Create (queue or skip) the children of `chunk`; returns the skipped ones with the counts
     their arrivals produced. Children someone else created first are left to that writer,
     except a dispatch, which is sent again (the other writer may have died before sending)."""
@@ -302,8 +401,6 @@ def decide_chunk(
                 continue  # decided already
             if verdict == "queue":
                 record, dispatch = queued(run, plan, key, existing, now)
-                if width is not None:  # a run-time map's child knows how many siblings it has
-                    record = record.model_copy(update={"width": width})
                 dispatches.append((key, dispatch.attempt))
             else:
                 parents = [uppers[p] for p in plan.tasks[key].parents if p in uppers]
@@ -403,17 +500,34 @@ def recover(ctx: Ctx, task: TaskRun) -> None:
 
 def rescue_maps(rt: Runtime, run_id: str) -> None:
     """The whole-run path leaves run-time maps to this one. After it re-derived a run (the
-    hourly recheck), a map whose parents all ended but that has no record (its event was lost)
-    is grown from the counters, as a redelivery would."""
+    hourly recheck, a resume), a map whose parents all ended but that is not grown (its event
+    was lost, its growth paused and was not redelivered, or a resume re-pended it) grows from
+    the width its producer's record reported, as a redelivery would."""
     head = rt.state.load(run_id, [])
     if head is None or head.run.status is not RunStatus.RUNNING:
         return
     plan = rt.plan_of(head.run)
-    for key in plan.dynamic:
+    for key, source in plan.dynamic.items():
         parents = plan.tasks[key].parents
         snap = rt.state.load(run_id, [key, *parents])
-        if snap is None or key in snap.tasks:
+        if snap is None or snap.run.status is not RunStatus.RUNNING:
+            return
+        record = snap.tasks.get(key)
+        if (
+            record is not None
+            and record.status is not TaskStatus.PENDING
+            and not is_growing(record)
+        ):
             continue
         ended = [snap.tasks.get(p) for p in parents]
-        if all(t is not None and t.status.terminal for t in ended):
-            recover(Ctx(rt, plan, snap.run, snap.run_etag), snap.tasks[parents[0]])
+        if not all(t is not None and t.status.terminal for t in ended):
+            continue
+        ctx = Ctx(rt, plan, snap.run, snap.run_etag)
+        producer = snap.tasks[source.task]
+        if any(blocks(plan, t, key) for t in ended if t is not None):
+            recover(ctx, snap.tasks[parents[0]])  # skipped from the counters, as usual
+            continue
+        width = producer.width if source.nested else producer.lengths.get(key)
+        grown, counts = grow_map(ctx, key, width or 0)
+        if grown:
+            follow_up(ctx, grown, counts)
