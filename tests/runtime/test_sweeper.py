@@ -199,3 +199,23 @@ def test_a_run_whose_finishing_event_was_lost_for_good_is_finished_by_the_hourly
     done = store.load("r")
     assert done is not None
     assert done.run.status.value == "SUCCEEDED"
+
+
+def test_a_fired_wake_timer_is_done_and_only_the_next_one_is_left() -> None:
+    """The hourly whole-run check is a wake timer: once fired, it is marked done and the one it
+    armed for the next hour is the run's only wake (a fired one left behind would fire again on
+    every tick, each time arming another)."""
+    rt, store, _bus, clock = _runtime()
+    FAILS["waits"] = 1  # succeeds when run; its request is never run in this test
+    start_run(rt, RunRequested(flow="retrying", params={"key": "waits"}), run_id="r")
+    snap = store.load("r")
+    assert snap is not None
+    (first,) = [e for e in snap.outbox if e.kind == "wake"]
+    clock.sleep(61 * 60)
+    tick(rt)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status.value == "RUNNING"
+    wakes = [e for e in snap.outbox if e.kind == "wake"]
+    assert [e.due_at for e in wakes] == [clock.now() + timedelta(hours=1)]
+    assert first.id not in [e.id for e in wakes]
