@@ -44,13 +44,21 @@ from orchestrator.runtime._start import (
     secret_params,
     start_run,
 )
-from orchestrator.runtime._sweep import TICK_BUDGET_S, expire_leases, sweep, tick
+from orchestrator.runtime._sweep import (
+    ITEM_BUDGET_S,
+    TICK_BUDGET_S,
+    TickTime,
+    expire_leases,
+    sweep,
+    tick,
+)
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import error_info, run_task
 
 __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
@@ -72,6 +80,7 @@ __all__ = [
     "Runtime",
     "TaskRunContext",
     "TaskRunInfo",
+    "TickTime",
     "Topics",
     "advance",
     "begin",

@@ -2,21 +2,30 @@
 stopped renewing its lease. Production ticks it from Cloud Scheduler (every minute); locally the
 stack's scheduler ticks it every 0.5 s.
 
-Every item is handled on its own: one that fails is retried with backoff on later ticks and,
-after MAX_FAILURES, quarantined as a dead letter (`kumoflow dlq list`) so it never holds up the
-items behind it. A tick pages through everything due, oldest first, until its time budget is
-spent; the next tick goes on from the oldest again.
+No single item can hold the sweeper. Every item runs on its own, in a worker thread, with its
+own deadline (ITEM_BUDGET_S) well inside the tick's budget: one that raises or outlives its
+deadline (a deferred check whose API call retries for minutes) is backed off on its entry, so
+the tick goes on to the next item and page and the next tick does not take it again before its
+backoff. After MAX_FAILURES, an item is quarantined as a dead letter (`kumoflow dlq list`) so
+it never holds up the items behind it. A tick pages through everything due, oldest first, until
+its time budget is spent; the next tick goes on from the oldest again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from typing import Protocol, TypeVar
 
-from orchestrator.contracts import DeadLetter, OutboxEntry, TaskStatus, clip
+from orchestrator.contracts import DeadLetter, OutboxEntry, TaskRun, TaskStatus, clip
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
-from orchestrator.errors import ConflictError
+from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._check import check
@@ -27,47 +36,160 @@ from orchestrator.runtime._runtime import Runtime
 PAGE = 200
 MAX_FAILURES = 5
 TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick interval
+# One item's own deadline. Items start only while a whole item budget fits in what is left of
+# the tick, so a tick ends within TICK_BUDGET_S even when its last item hangs.
+ITEM_BUDGET_S = 10.0
+
+T = TypeVar("T")
 
 
-def tick(rt: Runtime, *, budget_s: float = TICK_BUDGET_S) -> int:
+class TickTime(Protocol):
+    """The tick's own time (deadlines), apart from the runtime's clock: tests skip it."""
+
+    def monotonic(self) -> float: ...
+    def wait(self, done: threading.Event, until: float) -> bool:
+        """Wait until `done` is set (True) or monotonic time reaches `until` (False)."""
+        ...
+
+
+class SystemTime:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, done: threading.Event, until: float) -> bool:
+        return done.wait(max(0.0, until - time.monotonic()))
+
+
+SYSTEM_TIME = SystemTime()
+
+
+class ItemTimedOut(TransientError):
+    """A sweeper item outlived its own deadline; it goes on in the background, unwaited for."""
+
+
+@dataclass
+class _Slot:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: object = None
+    error: BaseException | None = None
+
+
+class _Lane:
+    """A worker thread that runs one tick's items one at a time. Python cannot stop a thread:
+    an item that outlives its deadline keeps its lane (which ends with it) and the tick goes on
+    in a new one. Daemon threads: a hung call never holds the process at exit."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], _Slot] | None]
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="sweeper-item", daemon=True).start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, slot = job
+            try:
+                slot.value = fn()
+            except BaseException as e:  # handed to the tick, which decides
+                slot.error = e
+            slot.done.set()
+
+    def submit(self, fn: Callable[[], object]) -> _Slot:
+        slot = _Slot()
+        self._jobs.put((fn, slot))
+        return slot
+
+    def close(self) -> None:
+        self._jobs.put(None)  # ends the thread once its current item ends
+
+
+class _Tick:
+    """One tick: its deadline, its time source and the lane its items run in."""
+
+    def __init__(self, rt: Runtime, budget_s: float, item_s: float, clock: TickTime) -> None:
+        self.rt = rt
+        self.time = clock
+        self.item_s = item_s
+        self.deadline = clock.monotonic() + budget_s
+        self._lane: _Lane | None = None
+
+    @property
+    def open(self) -> bool:
+        """Another item may start: its whole budget fits in what is left of the tick."""
+        return self.time.monotonic() + self.item_s <= self.deadline
+
+    def run(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one item within its own deadline: what it returned; raises what it raised, or
+        ItemTimedOut."""
+        if self._lane is None:
+            self._lane = _Lane()
+        slot = self._lane.submit(fn)
+        if not self.time.wait(slot.done, self.time.monotonic() + self.item_s):
+            self._lane.close()
+            self._lane = None
+            raise ItemTimedOut(f"{what} outlived its {self.item_s:g} s deadline")
+        if slot.error is not None:
+            raise slot.error
+        return slot.value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
+
+
+def tick(
+    rt: Runtime,
+    *,
+    budget_s: float = TICK_BUDGET_S,
+    item_s: float = ITEM_BUDGET_S,
+    clock: TickTime = SYSTEM_TIME,
+) -> int:
     """One sweeper tick; returns how many items it handled."""
-    deadline = time.monotonic() + budget_s
-    return sweep(rt, deadline) + expire_leases(rt, deadline) + redispatch(rt, deadline)
+    tk = _Tick(rt, budget_s, min(item_s, budget_s), clock)
+    try:
+        return sweep(tk) + expire_leases(tk) + redispatch(tk)
+    finally:
+        tk.close()
 
 
-def sweep(rt: Runtime, deadline: float) -> int:
+def sweep(tk: _Tick) -> int:
+    rt = tk.rt
     handled = 0
     now = rt.clock.now()
     after: OutboxEntry | None = None
-    while time.monotonic() < deadline:
+    while tk.open:
         page = rt.timers.due(now, PAGE, after)
         for item in page:
-            _fire(rt, item)
-            handled += 1
-            if time.monotonic() >= deadline:
+            if not tk.open:
                 return handled
+            _fire(tk, item)
+            handled += 1
         if len(page) < PAGE:
             break
         after = page[-1]
     return handled
 
 
-def _fire(rt: Runtime, item: OutboxEntry) -> None:
+def _fire(tk: _Tick, item: OutboxEntry) -> None:
     try:
-        if item.kind == "check":
-            check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
-            return
-        if item.kind == "wake":
-            advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
-            rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
-            return
-        snap = rt.state.load(item.run_id, [])
-        if snap is None:
-            return
-        plan = rt.plan_of(snap.run)
-        execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
-    except Exception as e:  # one broken item must not stop the ones behind it
-        _failed(rt, item, e)
+        tk.run(f"sweeper item {item.id} of run {item.run_id}", partial(_do, tk.rt, item))
+    except Exception as e:  # one broken or hung item must not stop the ones behind it
+        _failed(tk.rt, item, e)
+
+
+def _do(rt: Runtime, item: OutboxEntry) -> None:
+    if item.kind == "check":
+        check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
+        return
+    if item.kind == "wake":
+        advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
+        rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
+        return
+    snap = rt.state.load(item.run_id, [])
+    if snap is None:
+        return
+    plan = rt.plan_of(snap.run)
+    execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
 
 
 def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
@@ -108,23 +230,26 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         LOGGER.exception("could not record the failure of sweeper item %s", item.id)
 
 
-def expire_leases(rt: Runtime, deadline: float) -> int:
+def expire_leases(tk: _Tick) -> int:
     """Fail attempts whose worker stopped renewing (died, or outlived its function): the retry
     policy then decides on a new attempt, exactly as for any failed attempt."""
+    rt = tk.rt
     handled = 0
-    while time.monotonic() < deadline:
+    while tk.open:
         # A grace of one more lease: a report may be queued behind a busy orchestrator.
         grace = timedelta(seconds=rt.lease_seconds)
         page = rt.timers.expired_leases(rt.clock.now() - grace, PAGE)
         progressed = False
         for task in page:
+            if not tk.open:
+                return handled
             last = task.attempts[-1] if task.attempts else None
             if last is None or last.token is None:
                 continue
+            expired = LeaseExpired(task.key, task.attempt, last.token)
             try:
-                progressed |= advance(
-                    rt, task.run_id, LeaseExpired(task.key, task.attempt, last.token)
-                )
+                what = f"lease expiry of {task.key} in run {task.run_id}"
+                progressed |= tk.run(what, partial(advance, rt, task.run_id, expired))
             except Exception:
                 LOGGER.exception("lease expiry of %s in run %s failed", task.key, task.run_id)
             handled += 1
@@ -133,32 +258,19 @@ def expire_leases(rt: Runtime, deadline: float) -> int:
     return handled
 
 
-def redispatch(rt: Runtime, deadline: float) -> int:
+def redispatch(tk: _Tick) -> int:
     """Request again attempts queued long ago and never claimed (their dispatch may be lost),
     and move their next check on; the claim dedupes a request that was only slow."""
+    rt = tk.rt
     handled = 0
-    while time.monotonic() < deadline:
+    while tk.open:
         page = rt.timers.stale_dispatches(rt.clock.now(), PAGE)
         for task in page:
+            if not tk.open:
+                return handled
             try:
-                snap = rt.state.load(task.run_id, [task.key])
-                current = snap.tasks.get(task.key) if snap else None
-                if snap is None or current is None or current.status is not TaskStatus.QUEUED:
-                    continue
-                later = rt.clock.now() + REDISPATCH_AFTER
-                rt.state.commit(
-                    Commit(
-                        run_id=task.run_id,
-                        tasks=[
-                            (
-                                current.model_copy(update={"redispatch_at": later}),
-                                snap.etags[task.key],
-                            )
-                        ],
-                    )
-                )
-                request(rt, snap.run, [(task.key, current.attempt)], why="/again")
-                handled += 1
+                what = f"re-dispatch of {task.key} in run {task.run_id}"
+                handled += tk.run(what, partial(_redispatch, rt, task))
             except ConflictError:
                 continue  # claimed (or re-dispatched) since we read it: nothing to do
             except Exception:  # the store or the bus is away: the next tick tries again
@@ -166,3 +278,19 @@ def redispatch(rt: Runtime, deadline: float) -> int:
         if len(page) < PAGE:
             break
     return handled
+
+
+def _redispatch(rt: Runtime, task: TaskRun) -> int:
+    snap = rt.state.load(task.run_id, [task.key])
+    current = snap.tasks.get(task.key) if snap else None
+    if snap is None or current is None or current.status is not TaskStatus.QUEUED:
+        return 0
+    later = rt.clock.now() + REDISPATCH_AFTER
+    rt.state.commit(
+        Commit(
+            run_id=task.run_id,
+            tasks=[(current.model_copy(update={"redispatch_at": later}), snap.etags[task.key])],
+        )
+    )
+    request(rt, snap.run, [(task.key, current.attempt)], why="/again")
+    return 1
