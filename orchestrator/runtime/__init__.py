@@ -20,7 +20,7 @@ from orchestrator.runtime._context import (
     get_run_logger,
     in_flow_body,
 )
-from orchestrator.runtime._defer import MAX_POLL_S, Deferred, deferrable
+from orchestrator.runtime._defer import MAX_POLL_S, OUTAGE_BUDGET, Deferred, deferrable
 from orchestrator.runtime._ingress import (
     JOB_ATTRIBUTE,
     Deployed,
@@ -64,6 +64,7 @@ __all__ = [
     "LOGGER",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
+    "OUTAGE_BUDGET",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",

@@ -12,7 +12,7 @@ from orchestrator.engine import encode
 from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
-from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, stop
+from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, outlasted, stop
 from orchestrator.runtime._outbox import report
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._worker import (
@@ -36,6 +36,11 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
             if hooks is not None and hooks.cancel is not None:
                 with services(rt.blobs, rt.blocks):
                     stop(hooks.cancel, handle, item)
+        _done(rt, item)
+        return
+    outage = outlasted(rt, item)
+    if outage is not None:  # it could not tell for too long (see _defer.OUTAGE_BUDGET)
+        report(rt, _failure(rt, claimed, outage))
         _done(rt, item)
         return
     hooks = hooks_of(rt.resolver.resolve(claimed.planned.node.task, claimed.spec.source))

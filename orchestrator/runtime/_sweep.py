@@ -29,6 +29,7 @@ from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._check import check
+from orchestrator.runtime._defer import unsure
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
@@ -205,6 +206,9 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         extra={"run_id": item.run_id, "function": "sweeper"},
     )
     try:
+        later = rt.clock.now() + timedelta(seconds=min(600, 5 * 2**failures))
+        if item.kind == "check" and unsure(rt, item, failures, later, reason):
+            return  # its attempt stays parked: OUTAGE_BUDGET bounds it, not quarantine
         if failures >= MAX_FAILURES:
             rt.letters.record(
                 DeadLetter(
@@ -219,7 +223,6 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
             )
             rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
             return
-        later = rt.clock.now() + timedelta(seconds=min(600, 5 * 2**failures))
         rt.state.commit(
             Commit(
                 run_id=item.run_id,

@@ -222,7 +222,66 @@ def test_a_check_that_outlives_its_deadline_is_backed_off_and_holds_up_nothing(
     finally:
         time.release()
     monkeypatch.setattr(deferred, "STALL", None)
-    clock.sleep(3600)
+    (hung,) = [e for e in _checks(store, clock) if e.run_id == "r"]
+    clock.sleep((hung.due_at - clock.now()).total_seconds())
     tick(rt)
     (after,) = [e for e in _checks(store, clock) if e.run_id == "r"]
     assert (after.failures, after.detail["handle"]["polls"]) == (0, 1)  # type: ignore[index]
+
+
+def _outage(rt: Runtime, clock: VirtualClock, minutes: int) -> None:
+    """The check's API answers 503 for `minutes`; production's sweeper ticks every minute."""
+    for _ in range(minutes):
+        clock.sleep(60)
+        tick(rt)
+
+
+def test_a_check_api_outage_within_the_budget_keeps_the_attempt_parked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    deferred.CANCELLED.clear()
+    _parked(rt, bus, need=2)
+    monkeypatch.setattr(deferred, "UNREACHABLE", True)
+    _outage(rt, clock, 30)  # far past the parked lease (a check's poll + one lease)
+    snap = store.load("r", ["external-job"])
+    assert snap is not None
+    assert snap.tasks["external-job"].status is TaskStatus.RUNNING
+    monkeypatch.setattr(deferred, "UNREACHABLE", False)
+    _outage(rt, clock, 15)  # the API is back: the next checks (backed off up to 10 min) end it
+    assert deferred.CANCELLED == []
+    assert [e.type.rsplit(".", 1)[-1] for _, e in bus.published if "task." in e.type] == [
+        "succeeded",
+        "requested",  # the next task of the flow
+    ]
+    (done,) = [e.data for _, e in bus.published if e.type.endswith("task.succeeded")]
+    assert (done.key, done.attempt) == ("external-job", 1)
+
+
+def test_a_check_that_cannot_tell_for_longer_than_the_budget_fails_the_attempt_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    _parked(rt, bus, need=2)
+    monkeypatch.setattr(deferred, "UNREACHABLE", True)
+    failures: list[TaskFailed] = []
+    minutes = 0
+    while not failures and minutes < 75:  # OUTAGE_BUDGET (1 h) and the longest backoff (10 min)
+        _outage(rt, clock, 1)
+        minutes += 1
+        failures = [e.data for _, e in bus.published if isinstance(e.data, TaskFailed)]
+    assert minutes > 60
+    (failed,) = failures
+    assert advance(rt, "r", failed)
+    assert (failed.key, failed.attempt, failed.retryable) == ("external-job", 1, True)
+    assert failed.error.type == "orchestrator.errors.CheckUnavailable"
+    assert failed.error.message.startswith(
+        "the check of deferred task 'external-job' (attempt 1) could not tell the state of its "
+        "work for 1:00:00 (since 2026-01-01T00:"
+    )
+    assert "last: TransientError: the job API answered 503)" in failed.error.message
+    snap = store.load("r", ["external-job"])
+    assert snap is not None
+    assert [a.error.type for a in snap.tasks["external-job"].attempts if a.error] == [
+        "orchestrator.errors.CheckUnavailable"
+    ]
