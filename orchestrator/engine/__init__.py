@@ -18,7 +18,6 @@ from orchestrator.engine._counters import (
 )
 from orchestrator.engine._grow import grow, grown, lengths
 from orchestrator.engine._local import (
-    REDISPATCH_AFTER,
     Local,
     claimable,
     complete,
@@ -47,6 +46,7 @@ from orchestrator.engine._transition import (
 )
 from orchestrator.engine._types import (
     RECHECK_AFTER,
+    REDISPATCH_AFTER,
     CancelRun,
     Command,
     Dispatch,

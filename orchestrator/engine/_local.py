@@ -37,12 +37,17 @@ from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
 from orchestrator.engine._transition import _failed, _Step, _succeeded
-from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
+from orchestrator.engine._types import (
+    RECHECK_AFTER,
+    REDISPATCH_AFTER,
+    Command,
+    Dispatch,
+    LeaseExpired,
+    WakeAt,
+)
 from orchestrator.engine._values import path_text
 
 S = TaskStatus
-# A queued attempt nobody claimed this long after is requested again (claims dedupe).
-REDISPATCH_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)

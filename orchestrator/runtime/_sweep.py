@@ -6,9 +6,12 @@ No single item can hold the sweeper. Every item runs on its own, in a worker thr
 own deadline (ITEM_BUDGET_S) well inside the tick's budget: one that raises or outlives its
 deadline (a deferred check whose API call retries for minutes) is backed off on its entry, so
 the tick goes on to the next item and page and the next tick does not take it again before its
-backoff. After MAX_FAILURES, an item is quarantined as a dead letter (`kumoflow dlq list`) so
-it never holds up the items behind it. A tick pages through everything due, oldest first, until
-its time budget is spent; the next tick goes on from the oldest again.
+backoff. After MAX_FAILURES, an item is quarantined: a dead letter records it once (`kumoflow
+dlq list`) and the item stays, tried again every QUARANTINE_RETRY (never deleted: a run may need
+it; the run's hourly whole-run check re-arms a dispatch that is missing all the same).
+
+A tick pages through everything due, oldest first, until its time budget is spent; the next
+tick goes on from the oldest again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from orchestrator.runtime._runtime import Runtime
 
 PAGE = 200
 MAX_FAILURES = 5
+# A quarantined item is never deleted (a timer a run needs would be lost for good): it is tried
+# again this often, so it fires once what broke it is fixed (a Pub/Sub outage ended).
+QUARANTINE_RETRY = timedelta(hours=1)
 TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick interval
 # One item's own deadline. Items start only while a whole item budget fits in what is left of
 # the tick, so a tick ends within TICK_BUDGET_S even when its last item hangs.
@@ -210,19 +216,8 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         if item.kind == "check" and unsure(rt, item, failures, later, reason):
             return  # its attempt stays parked: OUTAGE_BUDGET bounds it, not quarantine
         if failures >= MAX_FAILURES:
-            rt.letters.record(
-                DeadLetter(
-                    id=hashlib.sha256(f"sweeper|{item.run_id}|{item.id}".encode()).hexdigest()[:32],
-                    received_at=rt.clock.now(),
-                    source="sweeper",
-                    reason=f"quarantined after {failures} failures: {reason}",
-                    event_type=f"outbox.{item.kind}",
-                    event_id=f"{item.run_id}/{item.id}",
-                    payload=item.model_dump_json(),
-                )
-            )
-            rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
-            return
+            _quarantine(rt, item, failures, reason)
+            later = rt.clock.now() + QUARANTINE_RETRY
         rt.state.commit(
             Commit(
                 run_id=item.run_id,
@@ -231,6 +226,28 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         )
     except Exception:  # the store itself is down: the next tick sees the item again
         LOGGER.exception("could not record the failure of sweeper item %s", item.id)
+
+
+def _quarantine(rt: Runtime, item: OutboxEntry, failures: int, reason: str) -> None:
+    """Record a dead letter for an item that keeps failing, once: the item itself stays (a run
+    may need it: a retry timer, its hourly check) and is tried again every QUARANTINE_RETRY."""
+    letter_id = hashlib.sha256(f"sweeper|{item.run_id}|{item.id}".encode()).hexdigest()[:32]
+    if rt.letters.get(letter_id) is not None:
+        return  # quarantined before (and re-armed since, or still failing hourly)
+    rt.letters.record(
+        DeadLetter(
+            id=letter_id,
+            received_at=rt.clock.now(),
+            source="sweeper",
+            reason=(
+                f"quarantined after {failures} failures (kept, tried again every "
+                f"{QUARANTINE_RETRY}): {reason}"
+            ),
+            event_type=f"outbox.{item.kind}",
+            event_id=f"{item.run_id}/{item.id}",
+            payload=item.model_dump_json(),
+        )
+    )
 
 
 def expire_leases(tk: _Tick) -> int:
