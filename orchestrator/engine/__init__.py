@@ -25,6 +25,7 @@ from orchestrator.engine._local import (
     queued,
     skipped,
     started,
+    stray,
     waiting,
 )
 from orchestrator.engine._plan import (
@@ -129,6 +130,7 @@ __all__ = [
     "skipped",
     "spec_serializer",
     "started",
+    "stray",
     "task_serializer",
     "transition",
     "waiting",

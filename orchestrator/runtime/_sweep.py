@@ -27,7 +27,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from orchestrator.contracts import DeadLetter, OutboxEntry, TaskRun, TaskStatus, clip
-from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
+from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
 from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
@@ -252,59 +252,65 @@ def _quarantine(rt: Runtime, item: OutboxEntry, failures: int, reason: str) -> N
 
 def expire_leases(tk: _Tick) -> int:
     """Fail attempts whose worker stopped renewing (died, or outlived its function): the retry
-    policy then decides on a new attempt, exactly as for any failed attempt."""
+    policy then decides on a new attempt, exactly as for any failed attempt. Pages past what
+    does not progress (a cursor), so no set of stuck records can hold up the rest."""
     rt = tk.rt
-    handled = 0
-    while tk.open:
-        # A grace of one more lease: a report may be queued behind a busy orchestrator.
-        grace = timedelta(seconds=rt.lease_seconds)
-        page = rt.timers.expired_leases(rt.clock.now() - grace, PAGE)
-        progressed = False
-        for task in page:
-            if not tk.open:
-                return handled
-            last = task.attempts[-1] if task.attempts else None
-            if last is None or last.token is None:
-                continue
-            expired = LeaseExpired(task.key, task.attempt, last.token)
-            try:
-                what = f"lease expiry of {task.key} in run {task.run_id}"
-                progressed |= tk.run(what, partial(advance, rt, task.run_id, expired))
-            except Exception:
-                LOGGER.exception("lease expiry of %s in run %s failed", task.key, task.run_id)
-            handled += 1
-        if len(page) < PAGE or not progressed:
-            break
-    return handled
+    # A grace of one more lease: a report may be queued behind a busy orchestrator.
+    cutoff = rt.clock.now() - timedelta(seconds=rt.lease_seconds)
+    return _page(tk, "lease expiry", partial(rt.timers.expired_leases, cutoff), _expire)
 
 
 def redispatch(tk: _Tick) -> int:
     """Request again attempts queued long ago and never claimed (their dispatch may be lost),
     and move their next check on; the claim dedupes a request that was only slow."""
     rt = tk.rt
+    return _page(tk, "re-dispatch", partial(rt.timers.stale_dispatches, rt.clock.now()), _again)
+
+
+def _page(
+    tk: _Tick,
+    what: str,
+    query: Callable[[int, TaskRun | None], list[TaskRun]],
+    handle: Callable[[Runtime, TaskRun], bool],
+) -> int:
+    """Each task `query` finds, oldest first, page after page, handled on its own."""
     handled = 0
+    after: TaskRun | None = None
     while tk.open:
-        page = rt.timers.stale_dispatches(rt.clock.now(), PAGE)
+        page = query(PAGE, after)
         for task in page:
             if not tk.open:
                 return handled
             try:
-                what = f"re-dispatch of {task.key} in run {task.run_id}"
-                handled += tk.run(what, partial(_redispatch, rt, task))
+                handled += tk.run(
+                    f"{what} of {task.key} in run {task.run_id}", partial(handle, tk.rt, task)
+                )
             except ConflictError:
-                continue  # claimed (or re-dispatched) since we read it: nothing to do
+                continue  # the record moved since we read it (claimed, renewed): nothing to do
             except Exception:  # the store or the bus is away: the next tick tries again
-                LOGGER.exception("re-dispatch of %s in run %s failed", task.key, task.run_id)
+                LOGGER.exception("%s of %s in run %s failed", what, task.key, task.run_id)
         if len(page) < PAGE:
             break
+        after = page[-1]
     return handled
 
 
-def _redispatch(rt: Runtime, task: TaskRun) -> int:
+def _expire(rt: Runtime, task: TaskRun) -> bool:
+    last = task.attempts[-1] if task.attempts else None
+    if last is not None and last.token is not None:
+        expired = LeaseExpired(task.key, task.attempt, last.token)
+        if advance(rt, task.run_id, expired):
+            return True
+    return _clear_stray(rt, task)
+
+
+def _again(rt: Runtime, task: TaskRun) -> bool:
     snap = rt.state.load(task.run_id, [task.key])
     current = snap.tasks.get(task.key) if snap else None
-    if snap is None or current is None or current.status is not TaskStatus.QUEUED:
-        return 0
+    if snap is None or current is None:
+        return False
+    if current.status is not TaskStatus.QUEUED or snap.run.status.terminal:
+        return _clear_stray(rt, task)
     later = rt.clock.now() + REDISPATCH_AFTER
     rt.state.commit(
         Commit(
@@ -313,4 +319,25 @@ def _redispatch(rt: Runtime, task: TaskRun) -> int:
         )
     )
     request(rt, snap.run, [(task.key, current.attempt)], why="/again")
-    return 1
+    return True
+
+
+def _clear_stray(rt: Runtime, task: TaskRun) -> bool:
+    """A lease or re-dispatch time nothing will act on (a task of an ended run, an attempt
+    over): cleared by the engine's rule, so the queries stop returning it."""
+    snap = rt.state.load(task.run_id, [task.key])
+    current = snap.tasks.get(task.key) if snap else None
+    if snap is None or current is None:
+        return False
+    cleared = stray(snap.run, current)
+    if cleared is None:
+        return False
+    rt.state.commit(Commit(run_id=task.run_id, tasks=[(cleared, snap.etags[task.key])]))
+    LOGGER.info(
+        "cleared the stray lease/re-dispatch of %s in run %s (%s)",
+        task.key,
+        task.run_id,
+        snap.run.status.value,
+        extra={"run_id": task.run_id, "function": "sweeper"},
+    )
+    return True
