@@ -203,7 +203,7 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
     failures = item.failures + 1
     reason = clip(f"{type(error).__name__}: {error}", 2000)
     LOGGER.error(
-        "sweeper item %s of run %s failed (%d/%d): %s",
+        "sweeper item %s of run %s failed (%d times; quarantined from %d): %s",
         item.id,
         item.run_id,
         failures,
