@@ -50,6 +50,11 @@ class TransientError(KumoflowError):
     retryable = True
 
 
+class CheckUnavailable(TransientError):
+    """A deferred task's check could not tell the state of its work for its outage budget
+    (`orchestrator.runtime` OUTAGE_BUDGET): the parked attempt fails, retried as the task says."""
+
+
 class FlowRunError(KumoflowError, RuntimeError):
     """A flow run ended without succeeding; names the failed task and chains its exception."""
 

@@ -126,12 +126,18 @@ class TimerStore(Protocol):
         ...
 
     def next_due(self) -> datetime | None: ...
-    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        """Running attempts whose worker stopped renewing its claim: died mid-attempt."""
+    def expired_leases(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        """Running attempts whose worker stopped renewing its claim (died mid-attempt), oldest
+        lease first, starting after `after` (a page cursor, as `due`)."""
         ...
 
-    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        """Queued attempts nobody claimed by their `redispatch_at`: the request may be lost."""
+    def stale_dispatches(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        """Queued attempts nobody claimed by their `redispatch_at` (the request may be lost),
+        oldest first, starting after `after` (a page cursor, as `due`)."""
         ...
 
 

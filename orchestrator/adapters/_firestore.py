@@ -281,21 +281,33 @@ class FirestoreStore:
         with _errors("query timers"):
             return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
 
-    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        return self._tasks_due("lease_until", now, limit)
+    def expired_leases(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._tasks_due("lease_until", now, limit, after)
 
-    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        return self._tasks_due("redispatch_at", now, limit)
+    def stale_dispatches(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._tasks_due("redispatch_at", now, limit, after)
 
-    def _tasks_due(self, field: str, now: datetime, limit: int) -> list[TaskRun]:
+    def _tasks_due(
+        self, field: str, now: datetime, limit: int, after: TaskRun | None
+    ) -> list[TaskRun]:
         """Task runs whose `field` (a deadline) has passed, across runs: a collection-group
-        query on one single-field index."""
+        query on one single-field index, paged as `due` is (by `field`, then document)."""
         query = (
             self._db.collection_group("tasks")
             .where(filter=firestore.FieldFilter(field, "<=", now))
             .order_by(field)
-            .limit(limit)
+            .order_by("__name__")
         )
+        if after is not None:
+            tasks = self._runs.document(after.run_id).collection("tasks")
+            query = query.start_after(
+                {field: getattr(after, field), "__name__": tasks.document(_doc_id(after.key))}
+            )
+        query = query.limit(limit)
         with _errors(f"query tasks by {field}"):
             return [_from_doc(TaskRun, s.to_dict() or {}) for s in query.stream()]
 

@@ -202,19 +202,29 @@ class MemoryStore:
             )
             return found[:limit]
 
-    def expired_leases(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        return self._tasks_due("lease_until", now, limit)
+    def expired_leases(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._tasks_due("lease_until", now, limit, after)
 
-    def stale_dispatches(self, now: datetime, limit: int = 100) -> list[TaskRun]:
-        return self._tasks_due("redispatch_at", now, limit)
+    def stale_dispatches(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._tasks_due("redispatch_at", now, limit, after)
 
-    def _tasks_due(self, field: str, now: datetime, limit: int) -> list[TaskRun]:
+    def _tasks_due(
+        self, field: str, now: datetime, limit: int, after: TaskRun | None
+    ) -> list[TaskRun]:
+        """As Firestore's query: by `field`, then by document (run, key); after the cursor."""
+        cursor = (getattr(after, field), after.run_id, after.key) if after else None
         with self._lock:
             found = [
-                (due, t)
+                ((due, t.run_id, t.key), t)
                 for tasks in self._tasks.values()
                 for t, _ in tasks.values()
-                if (due := getattr(t, field)) is not None and due <= now
+                if (due := getattr(t, field)) is not None
+                and due <= now
+                and (cursor is None or (due, t.run_id, t.key) > cursor)
             ]
         return [t for _, t in sorted(found, key=lambda pair: pair[0])][:limit]
 

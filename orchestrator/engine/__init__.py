@@ -18,7 +18,6 @@ from orchestrator.engine._counters import (
 )
 from orchestrator.engine._grow import grow, grown, lengths
 from orchestrator.engine._local import (
-    REDISPATCH_AFTER,
     Local,
     claimable,
     complete,
@@ -29,6 +28,7 @@ from orchestrator.engine._local import (
     queued,
     skipped,
     started,
+    stray,
     waiting,
 )
 from orchestrator.engine._plan import (
@@ -51,6 +51,7 @@ from orchestrator.engine._transition import (
 )
 from orchestrator.engine._types import (
     RECHECK_AFTER,
+    REDISPATCH_AFTER,
     CancelRun,
     Command,
     Dispatch,
@@ -138,6 +139,7 @@ __all__ = [
     "skipped",
     "spec_serializer",
     "started",
+    "stray",
     "task_serializer",
     "transition",
     "waiting",

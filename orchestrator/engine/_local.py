@@ -37,12 +37,17 @@ from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
 from orchestrator.engine._transition import _failed, _Step, _succeeded
-from orchestrator.engine._types import RECHECK_AFTER, Command, Dispatch, LeaseExpired, WakeAt
+from orchestrator.engine._types import (
+    RECHECK_AFTER,
+    REDISPATCH_AFTER,
+    Command,
+    Dispatch,
+    LeaseExpired,
+    WakeAt,
+)
 from orchestrator.engine._values import path_text
 
 S = TaskStatus
-# A queued attempt nobody claimed this long after is requested again (claims dedupe).
-REDISPATCH_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,30 @@ def complete(
     new = step.tasks[task.key]
     arrivals = arrive(plan, run, new) if new.status.terminal else None
     return Local(new, tuple(step.commands), arrivals)
+
+
+def stray(run: Run, task: TaskRun) -> TaskRun | None:
+    """A task record whose lease or re-dispatch time nothing will ever act on (the sweep's
+    queries would keep returning it): `task` without them, or None when they still mean
+    something. In an ended run a task still going ends CANCELLED, as the run's end leaves
+    every task it cancels; elsewhere a lease of an attempt not running, or a re-dispatch of
+    one not queued, is dropped."""
+    if run.status.terminal:
+        if task.lease_until is None and task.redispatch_at is None and task.status.terminal:
+            return None
+        cleared = task.model_copy(update={"lease_until": None, "redispatch_at": None})
+        if task.status.terminal:
+            return cleared
+        error = run.error or ErrorInfo(
+            type="Cancelled", message=f"its run ended {run.status.value} while it was going"
+        )
+        return cleared.model_copy(update={"status": S.CANCELLED, "error": error})
+    update: dict[str, object] = {}
+    if task.lease_until is not None and task.status not in (S.RUNNING, S.RETRYING):
+        update["lease_until"] = None
+    if task.redispatch_at is not None and task.status is not S.QUEUED:
+        update["redispatch_at"] = None
+    return task.model_copy(update=update) if update else None
 
 
 def started(plan: Plan, run: Run, now: datetime) -> tuple[Run, tuple[Command, ...]]:

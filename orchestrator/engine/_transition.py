@@ -33,6 +33,7 @@ from orchestrator.engine._rules import (
 )
 from orchestrator.engine._types import (
     RECHECK_AFTER,
+    REDISPATCH_AFTER,
     CancelRun,
     Command,
     Dispatch,
@@ -128,8 +129,8 @@ def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Tran
             _failed(step, event)
         case CancelRun(reason=reason):
             _cancel(step, RunStatus.CANCELLED, ErrorInfo(type="Cancelled", message=reason))
-        case Reconcile():
-            _reconcile(step)
+        case Reconcile(armed=armed):
+            _reconcile(step, armed)
     _settle(step)
     if isinstance(event, Reconcile) and step.run.status is RunStatus.RUNNING:
         step.commands.append(WakeAt(step.now + RECHECK_AFTER))  # and again, while it runs
@@ -362,7 +363,7 @@ def _resume(step: _Step, attempt: int) -> None:
     _maybe_finish(step)  # nothing to run again: a cancel that came after the last completion
 
 
-def _reconcile(step: _Step) -> None:
+def _reconcile(step: _Step, armed: frozenset[tuple[str, int]] | None) -> None:
     run = step.run
     if run.timeout_at is not None and step.now >= run.timeout_at:
         seconds = step.plan.spec.options.timeout_seconds
@@ -382,8 +383,32 @@ def _reconcile(step: _Step) -> None:
         for key in step.plan.roots:
             if key not in step.tasks:
                 _queue(step, key)
+    if armed is not None:
+        _rearm(step, armed)
     if not step.plan.tasks:
         _finish(step)
+
+
+def _rearm(step: _Step, armed: frozenset[tuple[str, int]]) -> None:
+    """A task that waits on a dispatch nobody will send (its retry timer was deleted, its
+    request was lost after it left the outbox) would wait forever: arm it again. A dispatch
+    that left the outbox less than REDISPATCH_AFTER ago may just be on its way: left alone."""
+    for key, task in list(step.tasks.items()):
+        if key not in step.plan.tasks or (key, task.attempt) in armed:
+            continue
+        if task.status is S.SCHEDULED:
+            due = task.next_attempt_at or step.now
+            if due > step.now or due + REDISPATCH_AFTER <= step.now:
+                step.commands.append(Dispatch(key, task.attempt, due))
+        elif (
+            task.status is S.QUEUED
+            and task.redispatch_at is None
+            and task.attempts
+            and task.attempts[-1].queued_at + REDISPATCH_AFTER <= step.now
+        ):
+            # Queued by a whole-run step (a flow retry, a resume): the sweep's re-dispatch
+            # (every REDISPATCH_AFTER until claimed) takes it over from now.
+            step.put(task, task.model_copy(update={"redispatch_at": step.now}))
 
 
 def _cancel(step: _Step, status: RunStatus, error: ErrorInfo) -> None:

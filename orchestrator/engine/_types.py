@@ -19,7 +19,13 @@ class StartRun:
 
 @dataclass(frozen=True, slots=True)
 class Reconcile:
-    """Re-derive what is ready, skipped or finished; also checks the run's timeout."""
+    """Re-derive what is ready, skipped or finished; also checks the run's timeout.
+
+    `armed`: the (key, attempt) of the dispatches the run's outbox holds (a retry timer, even a
+    quarantined one, or a request not yet sent); a task waiting on a dispatch that is not there
+    is armed again. None: not known (nothing is re-armed)."""
+
+    armed: frozenset[tuple[str, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class Dispatch:
     not_before: datetime | None = None  # a retry's due time; None: publish now
 
 
+# A queued attempt nobody claimed this long after is requested again (claims dedupe).
+REDISPATCH_AFTER = timedelta(minutes=10)
 # A running run is re-derived from its whole state this often (a sweep timer): the rescue of a
 # run whose last event was lost for good (Pub/Sub gave up redelivering it). O(run), hourly.
 RECHECK_AFTER = timedelta(hours=1)

@@ -21,7 +21,7 @@ from orchestrator.runtime._context import (
     get_run_logger,
     in_flow_body,
 )
-from orchestrator.runtime._defer import MAX_POLL_S, Deferred, deferrable
+from orchestrator.runtime._defer import MAX_POLL_S, OUTAGE_BUDGET, Deferred, deferrable
 from orchestrator.runtime._ingress import (
     JOB_ATTRIBUTE,
     Deployed,
@@ -45,18 +45,27 @@ from orchestrator.runtime._start import (
     secret_params,
     start_run,
 )
-from orchestrator.runtime._sweep import TICK_BUDGET_S, expire_leases, sweep, tick
+from orchestrator.runtime._sweep import (
+    ITEM_BUDGET_S,
+    TICK_BUDGET_S,
+    TickTime,
+    expire_leases,
+    sweep,
+    tick,
+)
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._worker import run_task
 
 __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
+    "OUTAGE_BUDGET",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
@@ -73,6 +82,7 @@ __all__ = [
     "Runtime",
     "TaskRunContext",
     "TaskRunInfo",
+    "TickTime",
     "Topics",
     "advance",
     "begin",

@@ -13,7 +13,7 @@ from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime._completion import report
-from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, stop
+from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, outlasted, stop
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._worker import Claimed, cancel_hook, failure, store_result, succeeded_with
 
@@ -29,6 +29,11 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
             if hooks is not None and hooks.cancel is not None:
                 with services(rt.blobs, rt.blocks):
                     stop(hooks.cancel, handle, item)
+        _done(rt, item)
+        return
+    outage = outlasted(rt, item)
+    if outage is not None:  # it could not tell for too long (see _defer.OUTAGE_BUDGET)
+        report(rt, failure(rt, claimed, outage))
         _done(rt, item)
         return
     hooks = hooks_of(rt.resolver.resolve(claimed.planned.node.task, claimed.spec.source))

@@ -6,10 +6,13 @@ the attempt: it stays RUNNING under its claim's token, and a "check" timer in th
 (committed with a lease long enough to reach it) names the handle. The sweeper fires the timer
 and calls the task's `check(handle)`: another `Deferred` re-arms the timer with backoff and
 renews the lease; a value is the attempt's result; an exception is its failure (retried as the
-task says). A check that could not tell (the API was away) raises a retryable KumoflowError,
-and the sweep tries the item again with its own backoff. When the attempt is no longer the
-parked one (the run was cancelled or timed out, the lease was taken), `cancel(handle)` stops
-the work nobody waits for.
+task says). A check that could not tell (the API was away: it raised a retryable
+KumoflowError, or its call outlived the sweeper item's deadline) is tried again with the
+sweep's own backoff, and each backoff renews the parked attempt's lease past the next try
+(`unsure`): an outage of up to OUTAGE_BUDGET never fails the attempt. Past it, the next
+check fails the attempt with CheckUnavailable (retried as the task says). When the attempt is
+no longer the parked one (the run was cancelled or timed out, the lease was taken),
+`cancel(handle)` stops the work nobody waits for.
 
 The check and cancel functions hang off the task function itself (`deferrable`), so the code
 that runs comes from the flow's plan, never from a stored or delivered value.
@@ -19,14 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
 from orchestrator.contracts import OutboxEntry, TaskRequested, TaskRun
 from orchestrator.engine import renew
-from orchestrator.errors import ConflictError
+from orchestrator.errors import CheckUnavailable, ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
@@ -36,6 +39,9 @@ from orchestrator.runtime._runtime import Runtime
 MAX_POLL_S = 60.0
 MIN_POLL_S = 0.5
 CONFLICTS = 5
+# How long a check may keep failing to tell (503s, calls that hang) while its attempt stays
+# parked; the attempt then fails with CheckUnavailable.
+OUTAGE_BUDGET = timedelta(hours=1)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,3 +158,44 @@ def stop(
         cancel(handle)
     except Exception:
         LOGGER.exception("cancelling the deferred work of %s in run %s", req.key, req.run_id)
+
+
+def unsure(rt: Runtime, item: OutboxEntry, failures: int, later: datetime, reason: str) -> bool:
+    """The sweep's backoff of a check that could not tell: re-arm it at `later` (noting since
+    when it cannot tell, and why) and renew the parked attempt's lease past it, in one commit
+    conditional on the task record. False when its token no longer holds the attempt (nobody
+    needs the lease then; the next check stops the work)."""
+    token = item.detail.get("token")
+    if not isinstance(token, str) or item.key is None or item.attempt is None:
+        return False
+    since = item.detail.get("unsure_since") or rt.clock.now().isoformat()
+    detail = {**item.detail, "unsure_since": since, "unsure_reason": reason[:500]}
+    again = item.model_copy(update={"failures": failures, "due_at": later, "detail": detail})
+    for _ in range(CONFLICTS):  # the worker's lease thread may renew at the same moment
+        tasks, etags = rt.state.tasks(item.run_id, [item.key])
+        task: TaskRun | None = tasks.get(item.key)
+        now = rt.clock.now()
+        seconds = (later - now).total_seconds() + rt.lease_seconds
+        longer = task and renew(task, item.attempt, token, now, seconds)
+        if not longer:
+            return False
+        try:
+            rt.state.commit(
+                Commit(run_id=item.run_id, tasks=[(longer, etags[item.key])], outbox_add=[again])
+            )
+        except ConflictError:
+            continue
+        return True
+    raise ConflictError(f"could not hold task {item.key!r} of run {item.run_id!r}")
+
+
+def outlasted(rt: Runtime, item: OutboxEntry) -> CheckUnavailable | None:
+    """The error that ends a parked attempt whose check could not tell for OUTAGE_BUDGET."""
+    since = item.detail.get("unsure_since")
+    if not isinstance(since, str) or rt.clock.now() - datetime.fromisoformat(since) < OUTAGE_BUDGET:
+        return None
+    return CheckUnavailable(
+        f"the check of deferred task {item.key!r} (attempt {item.attempt}) could not tell the "
+        f"state of its work for {OUTAGE_BUDGET} (since {since}; last: "
+        f"{item.detail.get('unsure_reason')}); the attempt fails"
+    )

@@ -2,79 +2,208 @@
 stopped renewing its lease. Production ticks it from Cloud Scheduler (every minute); locally the
 stack's scheduler ticks it every 0.5 s.
 
-Every item is handled on its own: one that fails is retried with backoff on later ticks and,
-after MAX_FAILURES, quarantined as a dead letter (`kumoflow dlq list`) so it never holds up the
-items behind it. A tick pages through everything due, oldest first, until its time budget is
-spent; the next tick goes on from the oldest again.
+No single item can hold the sweeper. Every item runs on its own, in a worker thread, with its
+own deadline (ITEM_BUDGET_S) well inside the tick's budget: one that raises or outlives its
+deadline (a deferred check whose API call retries for minutes) is backed off on its entry, so
+the tick goes on to the next item and page and the next tick does not take it again before its
+backoff. After MAX_FAILURES, an item is quarantined: a dead letter records it once (`kumoflow
+dlq list`) and the item stays, tried again every QUARANTINE_RETRY (never deleted: a run may need
+it; the run's hourly whole-run check re-arms a dispatch that is missing all the same).
+
+A tick pages through everything due, oldest first, until its time budget is spent; the next
+tick goes on from the oldest again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from typing import Protocol, TypeVar
 
-from orchestrator.contracts import DeadLetter, OutboxEntry, TaskStatus, clip
-from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile
-from orchestrator.errors import ConflictError
+from orchestrator.contracts import DeadLetter, OutboxEntry, TaskRun, TaskStatus, clip
+from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
+from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._advance import advance
 from orchestrator.runtime._check import check
+from orchestrator.runtime._defer import unsure
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
 
 PAGE = 200
 MAX_FAILURES = 5
+# A quarantined item is never deleted (a timer a run needs would be lost for good): it is tried
+# again this often, so it fires once what broke it is fixed (a Pub/Sub outage ended).
+QUARANTINE_RETRY = timedelta(hours=1)
 TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick interval
+# One item's own deadline. Items start only while a whole item budget fits in what is left of
+# the tick, so a tick ends within TICK_BUDGET_S even when its last item hangs.
+ITEM_BUDGET_S = 10.0
+
+T = TypeVar("T")
 
 
-def tick(rt: Runtime, *, budget_s: float = TICK_BUDGET_S) -> int:
+class TickTime(Protocol):
+    """The tick's own time (deadlines), apart from the runtime's clock: tests skip it."""
+
+    def monotonic(self) -> float: ...
+    def wait(self, done: threading.Event, until: float) -> bool:
+        """Wait until `done` is set (True) or monotonic time reaches `until` (False)."""
+        ...
+
+
+class SystemTime:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, done: threading.Event, until: float) -> bool:
+        return done.wait(max(0.0, until - time.monotonic()))
+
+
+SYSTEM_TIME = SystemTime()
+
+
+class ItemTimedOut(TransientError):
+    """A sweeper item outlived its own deadline; it goes on in the background, unwaited for."""
+
+
+@dataclass
+class _Slot:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: object = None
+    error: BaseException | None = None
+
+
+class _Lane:
+    """A worker thread that runs one tick's items one at a time. Python cannot stop a thread:
+    an item that outlives its deadline keeps its lane (which ends with it) and the tick goes on
+    in a new one. Daemon threads: a hung call never holds the process at exit."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], _Slot] | None]
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="sweeper-item", daemon=True).start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, slot = job
+            try:
+                slot.value = fn()
+            except BaseException as e:  # handed to the tick, which decides
+                slot.error = e
+            slot.done.set()
+
+    def submit(self, fn: Callable[[], object]) -> _Slot:
+        slot = _Slot()
+        self._jobs.put((fn, slot))
+        return slot
+
+    def close(self) -> None:
+        self._jobs.put(None)  # ends the thread once its current item ends
+
+
+class _Tick:
+    """One tick: its deadline, its time source and the lane its items run in."""
+
+    def __init__(self, rt: Runtime, budget_s: float, item_s: float, clock: TickTime) -> None:
+        self.rt = rt
+        self.time = clock
+        self.item_s = item_s
+        self.deadline = clock.monotonic() + budget_s
+        self._lane: _Lane | None = None
+
+    @property
+    def open(self) -> bool:
+        """Another item may start: its whole budget fits in what is left of the tick."""
+        return self.time.monotonic() + self.item_s <= self.deadline
+
+    def run(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one item within its own deadline: what it returned; raises what it raised, or
+        ItemTimedOut."""
+        if self._lane is None:
+            self._lane = _Lane()
+        slot = self._lane.submit(fn)
+        if not self.time.wait(slot.done, self.time.monotonic() + self.item_s):
+            self._lane.close()
+            self._lane = None
+            raise ItemTimedOut(f"{what} outlived its {self.item_s:g} s deadline")
+        if slot.error is not None:
+            raise slot.error
+        return slot.value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
+
+
+def tick(
+    rt: Runtime,
+    *,
+    budget_s: float = TICK_BUDGET_S,
+    item_s: float = ITEM_BUDGET_S,
+    clock: TickTime = SYSTEM_TIME,
+) -> int:
     """One sweeper tick; returns how many items it handled."""
-    deadline = time.monotonic() + budget_s
-    return sweep(rt, deadline) + expire_leases(rt, deadline) + redispatch(rt, deadline)
+    tk = _Tick(rt, budget_s, min(item_s, budget_s), clock)
+    try:
+        return sweep(tk) + expire_leases(tk) + redispatch(tk)
+    finally:
+        tk.close()
 
 
-def sweep(rt: Runtime, deadline: float) -> int:
+def sweep(tk: _Tick) -> int:
+    rt = tk.rt
     handled = 0
     now = rt.clock.now()
     after: OutboxEntry | None = None
-    while time.monotonic() < deadline:
+    while tk.open:
         page = rt.timers.due(now, PAGE, after)
         for item in page:
-            _fire(rt, item)
-            handled += 1
-            if time.monotonic() >= deadline:
+            if not tk.open:
                 return handled
+            _fire(tk, item)
+            handled += 1
         if len(page) < PAGE:
             break
         after = page[-1]
     return handled
 
 
-def _fire(rt: Runtime, item: OutboxEntry) -> None:
+def _fire(tk: _Tick, item: OutboxEntry) -> None:
     try:
-        if item.kind == "check":
-            check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
-            return
-        if item.kind == "wake":
-            advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
-            rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
-            return
-        snap = rt.state.load(item.run_id, [])
-        if snap is None:
-            return
-        plan = rt.plan_of(snap.run)
-        execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
-    except Exception as e:  # one broken item must not stop the ones behind it
-        _failed(rt, item, e)
+        tk.run(f"sweeper item {item.id} of run {item.run_id}", partial(_do, tk.rt, item))
+    except Exception as e:  # one broken or hung item must not stop the ones behind it
+        _failed(tk.rt, item, e)
+
+
+def _do(rt: Runtime, item: OutboxEntry) -> None:
+    if item.kind == "check":
+        check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
+        return
+    if item.kind == "wake":
+        advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
+        rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
+        return
+    snap = rt.state.load(item.run_id, [])
+    if snap is None:
+        return
+    plan = rt.plan_of(snap.run)
+    execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
 
 
 def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
     failures = item.failures + 1
     reason = clip(f"{type(error).__name__}: {error}", 2000)
     LOGGER.error(
-        "sweeper item %s of run %s failed (%d/%d): %s",
+        "sweeper item %s of run %s failed (%d times; quarantined from %d): %s",
         item.id,
         item.run_id,
         failures,
@@ -83,21 +212,12 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         extra={"run_id": item.run_id, "function": "sweeper"},
     )
     try:
-        if failures >= MAX_FAILURES:
-            rt.letters.record(
-                DeadLetter(
-                    id=hashlib.sha256(f"sweeper|{item.run_id}|{item.id}".encode()).hexdigest()[:32],
-                    received_at=rt.clock.now(),
-                    source="sweeper",
-                    reason=f"quarantined after {failures} failures: {reason}",
-                    event_type=f"outbox.{item.kind}",
-                    event_id=f"{item.run_id}/{item.id}",
-                    payload=item.model_dump_json(),
-                )
-            )
-            rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
-            return
         later = rt.clock.now() + timedelta(seconds=min(600, 5 * 2**failures))
+        if item.kind == "check" and unsure(rt, item, failures, later, reason):
+            return  # its attempt stays parked: OUTAGE_BUDGET bounds it, not quarantine
+        if failures >= MAX_FAILURES:
+            _quarantine(rt, item, failures, reason)
+            later = rt.clock.now() + QUARANTINE_RETRY
         rt.state.commit(
             Commit(
                 run_id=item.run_id,
@@ -108,61 +228,116 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
         LOGGER.exception("could not record the failure of sweeper item %s", item.id)
 
 
-def expire_leases(rt: Runtime, deadline: float) -> int:
+def _quarantine(rt: Runtime, item: OutboxEntry, failures: int, reason: str) -> None:
+    """Record a dead letter for an item that keeps failing, once: the item itself stays (a run
+    may need it: a retry timer, its hourly check) and is tried again every QUARANTINE_RETRY."""
+    letter_id = hashlib.sha256(f"sweeper|{item.run_id}|{item.id}".encode()).hexdigest()[:32]
+    if rt.letters.get(letter_id) is not None:
+        return  # quarantined before (and re-armed since, or still failing hourly)
+    rt.letters.record(
+        DeadLetter(
+            id=letter_id,
+            received_at=rt.clock.now(),
+            source="sweeper",
+            reason=(
+                f"quarantined after {failures} failures (kept, tried again every "
+                f"{QUARANTINE_RETRY}): {reason}"
+            ),
+            event_type=f"outbox.{item.kind}",
+            event_id=f"{item.run_id}/{item.id}",
+            payload=item.model_dump_json(),
+        )
+    )
+
+
+def expire_leases(tk: _Tick) -> int:
     """Fail attempts whose worker stopped renewing (died, or outlived its function): the retry
-    policy then decides on a new attempt, exactly as for any failed attempt."""
-    handled = 0
-    while time.monotonic() < deadline:
-        # A grace of one more lease: a report may be queued behind a busy orchestrator.
-        grace = timedelta(seconds=rt.lease_seconds)
-        page = rt.timers.expired_leases(rt.clock.now() - grace, PAGE)
-        progressed = False
-        for task in page:
-            last = task.attempts[-1] if task.attempts else None
-            if last is None or last.token is None:
-                continue
-            try:
-                progressed |= advance(
-                    rt, task.run_id, LeaseExpired(task.key, task.attempt, last.token)
-                )
-            except Exception:
-                LOGGER.exception("lease expiry of %s in run %s failed", task.key, task.run_id)
-            handled += 1
-        if len(page) < PAGE or not progressed:
-            break
-    return handled
+    policy then decides on a new attempt, exactly as for any failed attempt. Pages past what
+    does not progress (a cursor), so no set of stuck records can hold up the rest."""
+    rt = tk.rt
+    # A grace of one more lease: a report may be queued behind a busy orchestrator.
+    cutoff = rt.clock.now() - timedelta(seconds=rt.lease_seconds)
+    return _page(tk, "lease expiry", partial(rt.timers.expired_leases, cutoff), _expire)
 
 
-def redispatch(rt: Runtime, deadline: float) -> int:
+def redispatch(tk: _Tick) -> int:
     """Request again attempts queued long ago and never claimed (their dispatch may be lost),
     and move their next check on; the claim dedupes a request that was only slow."""
+    rt = tk.rt
+    return _page(tk, "re-dispatch", partial(rt.timers.stale_dispatches, rt.clock.now()), _again)
+
+
+def _page(
+    tk: _Tick,
+    what: str,
+    query: Callable[[int, TaskRun | None], list[TaskRun]],
+    handle: Callable[[Runtime, TaskRun], bool],
+) -> int:
+    """Each task `query` finds, oldest first, page after page, handled on its own."""
     handled = 0
-    while time.monotonic() < deadline:
-        page = rt.timers.stale_dispatches(rt.clock.now(), PAGE)
+    after: TaskRun | None = None
+    while tk.open:
+        page = query(PAGE, after)
         for task in page:
+            if not tk.open:
+                return handled
             try:
-                snap = rt.state.load(task.run_id, [task.key])
-                current = snap.tasks.get(task.key) if snap else None
-                if snap is None or current is None or current.status is not TaskStatus.QUEUED:
-                    continue
-                later = rt.clock.now() + REDISPATCH_AFTER
-                rt.state.commit(
-                    Commit(
-                        run_id=task.run_id,
-                        tasks=[
-                            (
-                                current.model_copy(update={"redispatch_at": later}),
-                                snap.etags[task.key],
-                            )
-                        ],
-                    )
+                handled += tk.run(
+                    f"{what} of {task.key} in run {task.run_id}", partial(handle, tk.rt, task)
                 )
-                request(rt, snap.run, [(task.key, current.attempt)], why="/again")
-                handled += 1
             except ConflictError:
-                continue  # claimed (or re-dispatched) since we read it: nothing to do
+                continue  # the record moved since we read it (claimed, renewed): nothing to do
             except Exception:  # the store or the bus is away: the next tick tries again
-                LOGGER.exception("re-dispatch of %s in run %s failed", task.key, task.run_id)
+                LOGGER.exception("%s of %s in run %s failed", what, task.key, task.run_id)
         if len(page) < PAGE:
             break
+        after = page[-1]
     return handled
+
+
+def _expire(rt: Runtime, task: TaskRun) -> bool:
+    last = task.attempts[-1] if task.attempts else None
+    if last is not None and last.token is not None:
+        expired = LeaseExpired(task.key, task.attempt, last.token)
+        if advance(rt, task.run_id, expired):
+            return True
+    return _clear_stray(rt, task)
+
+
+def _again(rt: Runtime, task: TaskRun) -> bool:
+    snap = rt.state.load(task.run_id, [task.key])
+    current = snap.tasks.get(task.key) if snap else None
+    if snap is None or current is None:
+        return False
+    if current.status is not TaskStatus.QUEUED or snap.run.status.terminal:
+        return _clear_stray(rt, task)
+    later = rt.clock.now() + REDISPATCH_AFTER
+    rt.state.commit(
+        Commit(
+            run_id=task.run_id,
+            tasks=[(current.model_copy(update={"redispatch_at": later}), snap.etags[task.key])],
+        )
+    )
+    request(rt, snap.run, [(task.key, current.attempt)], why="/again")
+    return True
+
+
+def _clear_stray(rt: Runtime, task: TaskRun) -> bool:
+    """A lease or re-dispatch time nothing will act on (a task of an ended run, an attempt
+    over): cleared by the engine's rule, so the queries stop returning it."""
+    snap = rt.state.load(task.run_id, [task.key])
+    current = snap.tasks.get(task.key) if snap else None
+    if snap is None or current is None:
+        return False
+    cleared = stray(snap.run, current)
+    if cleared is None:
+        return False
+    rt.state.commit(Commit(run_id=task.run_id, tasks=[(cleared, snap.etags[task.key])]))
+    LOGGER.info(
+        "cleared the stray lease/re-dispatch of %s in run %s (%s)",
+        task.key,
+        task.run_id,
+        snap.run.status.value,
+        extra={"run_id": task.run_id, "function": "sweeper"},
+    )
+    return True

@@ -13,6 +13,7 @@ from orchestrator.engine import (
     CancelRun,
     Event,
     Plan,
+    Reconcile,
     RunState,
     Transition,
     fanin_counter,
@@ -42,7 +43,7 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         if key is not None and key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {key!r}")
         now = rt.clock.now()
-        tr = transition(plan, RunState(snap.run, snap.tasks), event, now)
+        tr = transition(plan, RunState(snap.run, snap.tasks), _armed(event, snap), now)
         run = tr.state.run
         if run.status is RunStatus.SUCCEEDED and tr.run_changed:
             uri = rt.flow_result_uri(plan, run_id, run.parent)
@@ -71,6 +72,14 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         _cancel_children(rt, snap, tr)
         return tr
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+
+def _armed(event: Event, snap: Snapshot) -> Event:
+    """A Reconcile learns which dispatches the run's outbox holds (read with the run)."""
+    if not isinstance(event, Reconcile) or event.armed is not None:
+        return event
+    held = {(e.key, e.attempt) for e in snap.outbox if e.kind == "dispatch" and e.key}
+    return Reconcile(armed=frozenset((k, a) for k, a in held if a is not None))
 
 
 def _cancel_children(rt: Runtime, snap: Snapshot, tr: Transition) -> None:

@@ -257,3 +257,42 @@ def test_expired_leases_find_running_attempts_whose_claim_ran_out(store: Stores)
     assert [
         t for t in store.expired_leases(ERA_LEASES + timedelta(minutes=1)) if t.run_id == run.run_id
     ] == []
+
+
+ERA_TASK_PAGES = datetime(2990, 1, 1, tzinfo=UTC)  # this test's own era
+
+
+def test_expired_leases_and_stale_dispatches_page_through_everything_after_a_cursor(
+    store: Stores,
+) -> None:
+    run = created(store)
+    base = ERA_TASK_PAGES
+    # Two tasks per deadline: ties are ordered by document (run, then key).
+    records = [
+        make_task(run.run_id, f"k{i}").model_copy(
+            update={
+                "status": TaskStatus.RUNNING,
+                "lease_until": base + timedelta(seconds=i // 2),
+                "redispatch_at": base + timedelta(seconds=i // 2),
+            }
+        )
+        for i in range(7)
+    ]
+    store.commit(Commit(run_id=run.run_id, tasks=[(t, None) for t in records]))
+    for query in (store.expired_leases, store.stale_dispatches):
+        keys, after = [], None
+        while True:
+            page = query(base + timedelta(seconds=10), 3, after)
+            keys += [t.key for t in page if t.run_id == run.run_id]
+            if len(page) < 3:
+                break
+            after = page[-1]
+        assert keys == [t.key for t in records]
+    for t in records:  # tests remove what they add: no deadlines left in this era
+        _, task, etag = load_task(store, run.run_id, t.key) or (None, None, None)
+        assert task is not None
+        done = task.model_copy(update={"lease_until": None, "redispatch_at": None})
+        store.commit(Commit(run_id=run.run_id, tasks=[(done, etag)]))
+    assert [
+        t for t in store.expired_leases(base + timedelta(seconds=10)) if t.run_id == run.run_id
+    ] == []

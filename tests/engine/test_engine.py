@@ -176,6 +176,39 @@ def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
     assert tr.commands == (Dispatch("t2", 1), WakeAt(T0 + RECHECK_AFTER))
 
 
+def test_reconcile_rearms_a_retry_whose_dispatch_is_gone_and_leaves_an_armed_one() -> None:
+    plan = make_plan([[]], retries=1, delays=(30.0,))
+    tr = transition(plan, new_state(), StartRun(), T0)
+    state = transition(plan, tr.state, bad("t0", 1), T0).state
+    due = T0 + timedelta(seconds=30)
+    assert state.tasks["t0"].status is TaskStatus.SCHEDULED
+
+    def dispatches(armed: frozenset[tuple[str, int]] | None, at: datetime) -> list[Dispatch]:
+        tr = transition(plan, state, Reconcile(armed=armed), at)
+        return [c for c in tr.commands if isinstance(c, Dispatch)]
+
+    later = T0 + timedelta(hours=1)
+    assert dispatches(frozenset({("t0", 2)}), later) == []  # its timer is there (quarantined)
+    assert dispatches(None, later) == []  # not known what the outbox holds
+    assert dispatches(frozenset({("t0", 1)}), later) == [Dispatch("t0", 2, due)]
+    assert dispatches(frozenset(), T0 + timedelta(seconds=10)) == [Dispatch("t0", 2, due)]
+    # Due a moment ago and not in the outbox: its request may just be on its way.
+    assert dispatches(frozenset(), T0 + timedelta(minutes=5)) == []
+
+
+def test_reconcile_hands_a_long_queued_attempt_without_a_redispatch_to_the_sweep() -> None:
+    plan = make_plan([[], [0]])
+    start = transition(plan, new_state(), StartRun(), T0).state  # queued by the whole-run path
+    assert start.tasks["t0"].redispatch_at is None
+    soon = transition(plan, start, Reconcile(armed=frozenset()), T0 + timedelta(minutes=5))
+    assert "t0" not in soon.changed
+    late_at = T0 + timedelta(minutes=11)
+    late = transition(plan, start, Reconcile(armed=frozenset()), late_at)
+    assert late.state.tasks["t0"].redispatch_at == late_at
+    armed = transition(plan, start, Reconcile(armed=frozenset({("t0", 1)})), late_at)
+    assert "t0" not in armed.changed
+
+
 def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:
     plan = make_plan([[]], retries=1)
     tr = transition(plan, new_state(), StartRun(), T0)

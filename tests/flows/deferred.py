@@ -3,6 +3,7 @@ the work ends after `need` polls, succeeding or failing. Cancelled handles are r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator import TransientError, flow, task
@@ -10,9 +11,12 @@ from orchestrator.runtime import Deferred, deferrable
 
 CANCELLED: list[str] = []  # in-process runs only: the cancel hook runs in this process
 UNREACHABLE = False  # the check cannot tell (its API is away): it raises a retryable error
+STALL: Callable[[dict[str, Any]], None] | None = None  # called first by every check (may hang)
 
 
 def _check(handle: dict[str, Any]) -> Any:
+    if STALL is not None:
+        STALL(handle)
     if UNREACHABLE:
         raise TransientError("the job API answered 503")
     polls = handle["polls"] + 1

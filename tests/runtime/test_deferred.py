@@ -4,7 +4,9 @@ tell backs off without failing the attempt."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -150,3 +152,136 @@ def test_a_failed_completion_from_a_check_is_an_ordinary_task_failed() -> None:
     tick(rt)
     (failed,) = [e.data for _, e in bus.published if isinstance(e.data, TaskFailed)]
     assert (failed.key, failed.attempt, failed.retryable) == ("external-job", 1, True)
+
+
+class Killed(BaseException):
+    """The platform ends the sweeper function at its timeout (nothing in it catches that)."""
+
+
+class StallingTime:
+    """The tick's time in a test: it moves only when a check stalls. `stall` stands for a call
+    that hangs (BigQuery's get_job retrying 5xx for 600 s): the tick's wait for that item then
+    skips to the item's deadline. Whatever waits for the stalled call (the tick itself, when
+    it runs items inline) is ended by `Killed` once released, or after WAIT_S at the latest."""
+
+    WAIT_S = 5.0
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.stalls = 0
+        self._stalled = threading.Event()
+        self._released = threading.Event()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, done: threading.Event, until: float) -> bool:
+        while not done.wait(0.01):
+            if self._stalled.is_set():
+                self._stalled.clear()
+                self.now = max(self.now, until)
+                return False
+        return True
+
+    def stall(self, handle: dict[str, Any]) -> None:
+        if handle["need"] != 5:  # only the job that needs 5 polls hangs
+            return
+        self.stalls += 1
+        self._stalled.set()
+        self._released.wait(self.WAIT_S)
+        raise Killed("the sweeper function's timeout")
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def test_a_check_that_outlives_its_deadline_is_backed_off_and_holds_up_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    _parked(rt, bus, need=5, run_id="r")  # its check is due first: the oldest item
+    _parked(rt, bus, need=2, run_id="s")
+    time = StallingTime()
+    monkeypatch.setattr(deferred, "STALL", time.stall)
+    try:
+        clock.sleep(2)
+        tick(rt, clock=time)
+        assert time.stalls == 1
+        by_run = {e.run_id: e for e in _checks(store, clock)}
+        # The item behind the hung one was checked in the same tick...
+        assert by_run["s"].detail["handle"]["polls"] == 1  # type: ignore[index]
+        # ...and the hung one backed off: not taken again before its backoff.
+        hung = by_run["r"]
+        assert (hung.failures, hung.detail["handle"]["polls"]) == (1, 0)  # type: ignore[index]
+        assert hung.due_at > clock.now()
+        tick(rt, clock=time)
+        assert time.stalls == 1
+        clock.sleep((hung.due_at - clock.now()).total_seconds())
+        tick(rt, clock=time)
+        assert time.stalls == 2  # due again: taken again
+    finally:
+        time.release()
+    monkeypatch.setattr(deferred, "STALL", None)
+    (hung,) = [e for e in _checks(store, clock) if e.run_id == "r"]
+    clock.sleep((hung.due_at - clock.now()).total_seconds())
+    tick(rt)
+    (after,) = [e for e in _checks(store, clock) if e.run_id == "r"]
+    assert (after.failures, after.detail["handle"]["polls"]) == (0, 1)  # type: ignore[index]
+
+
+def _outage(rt: Runtime, clock: VirtualClock, minutes: int) -> None:
+    """The check's API answers 503 for `minutes`; production's sweeper ticks every minute."""
+    for _ in range(minutes):
+        clock.sleep(60)
+        tick(rt)
+
+
+def test_a_check_api_outage_within_the_budget_keeps_the_attempt_parked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    deferred.CANCELLED.clear()
+    _parked(rt, bus, need=2)
+    monkeypatch.setattr(deferred, "UNREACHABLE", True)
+    _outage(rt, clock, 30)  # far past the parked lease (a check's poll + one lease)
+    snap = store.load("r", ["external-job"])
+    assert snap is not None
+    assert snap.tasks["external-job"].status is TaskStatus.RUNNING
+    monkeypatch.setattr(deferred, "UNREACHABLE", False)
+    _outage(rt, clock, 15)  # the API is back: the next checks (backed off up to 10 min) end it
+    assert deferred.CANCELLED == []
+    assert [e.type.rsplit(".", 1)[-1] for _, e in bus.published if "task." in e.type] == [
+        "succeeded",
+        "requested",  # the next task of the flow
+    ]
+    (done,) = [e.data for _, e in bus.published if e.type.endswith("task.succeeded")]
+    assert (done.key, done.attempt) == ("external-job", 1)
+
+
+def test_a_check_that_cannot_tell_for_longer_than_the_budget_fails_the_attempt_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, store, bus, clock = _runtime()
+    _parked(rt, bus, need=2)
+    monkeypatch.setattr(deferred, "UNREACHABLE", True)
+    failures: list[TaskFailed] = []
+    minutes = 0
+    while not failures and minutes < 75:  # OUTAGE_BUDGET (1 h) and the longest backoff (10 min)
+        _outage(rt, clock, 1)
+        minutes += 1
+        failures = [e.data for _, e in bus.published if isinstance(e.data, TaskFailed)]
+    assert minutes > 60
+    (failed,) = failures
+    assert advance(rt, "r", failed)
+    assert (failed.key, failed.attempt, failed.retryable) == ("external-job", 1, True)
+    assert failed.error.type == "orchestrator.errors.CheckUnavailable"
+    assert failed.error.message.startswith(
+        "the check of deferred task 'external-job' (attempt 1) could not tell the state of its "
+        "work for 1:00:00 (since 2026-01-01T00:"
+    )
+    assert "last: TransientError: the job API answered 503)" in failed.error.message
+    snap = store.load("r", ["external-job"])
+    assert snap is not None
+    assert [a.error.type for a in snap.tasks["external-job"].attempts if a.error] == [
+        "orchestrator.errors.CheckUnavailable"
+    ]

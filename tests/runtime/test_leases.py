@@ -12,11 +12,13 @@ import pytest
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, SystemClock, VirtualClock
 from orchestrator.contracts import (
+    Attempt,
     Run,
     RunRequested,
     RunStatus,
     TaskFailed,
     TaskRequested,
+    TaskRun,
     TaskStatus,
     TaskSucceeded,
 )
@@ -250,3 +252,79 @@ def test_a_lease_that_ran_out_after_the_result_was_stored_ends_in_that_result() 
     assert done is not None
     assert done.run.status is RunStatus.SUCCEEDED
     assert done.tasks[req.key].attempt == 1
+
+
+def _stuck(store: MemoryStore, clock: VirtualClock, n: int) -> None:
+    """`n` running attempts whose lease ran out long ago, in a run whose flow version nobody
+    registered: their expiry fails every time and never progresses."""
+    run = Run(
+        run_id="stuck",
+        flow="gone",
+        flow_version="0123456789abcdef0123",
+        params={},
+        created_at=clock.now(),
+    )
+    store.create_run(run)
+    long_ago = clock.now() - timedelta(days=1)
+    tasks = []
+    for i in range(n):
+        record = TaskRun(
+            run_id="stuck",
+            key=f"x{i:03d}",
+            node="x",
+            name="x",
+            status=TaskStatus.QUEUED,
+            attempts=(Attempt(number=1, status=TaskStatus.QUEUED, queued_at=long_ago),),
+        )
+        taken = claim(record, 1, f"token-{i}", "dead", long_ago, LEASE_S)
+        assert taken is not None
+        tasks.append((taken, None))
+    store.commit(Commit(run_id="stuck", tasks=tasks))
+
+
+def test_lease_expiry_pages_past_a_full_page_of_leases_that_never_progress() -> None:
+    rt, store, _bus, clock, req = _setup(lease_flow_no_retry)
+    _stuck(store, clock, 200)  # a whole page (PAGE), all older than the one below
+    _die_holding_the_claim(store, clock, req)
+    clock.sleep(2 * LEASE_S + 1)
+    tick(rt)
+    snap = store.load("r1")
+    assert snap is not None
+    assert snap.run.status is RunStatus.FAILED
+    assert snap.run.error is not None
+    assert snap.run.error.type == "LeaseExpired"
+
+
+def test_leases_and_redispatches_left_in_an_ended_run_are_cleared() -> None:
+    """A task still going in a run that ended (its end missed it) holds a lease or a re-dispatch
+    time nothing acts on: the sweep ends it CANCELLED, as the run's end would have, and the
+    queries stop returning it."""
+    rt, store, bus, clock, req = _setup(lease_flow_no_retry)
+    _die_holding_the_claim(store, clock, req)
+    snap = store.load("r1")
+    assert snap is not None
+    queued = TaskRun(
+        run_id="r1",
+        key="orphan",
+        node="orphan",
+        name="orphan",
+        status=TaskStatus.QUEUED,
+        attempts=(Attempt(number=1, status=TaskStatus.QUEUED, queued_at=clock.now()),),
+        redispatch_at=clock.now() + timedelta(minutes=10),
+    )
+    ended = snap.run.model_copy(update={"status": RunStatus.CANCELLED, "ended_at": clock.now()})
+    store.commit(Commit(run_id="r1", run=ended, run_etag=snap.run_etag, tasks=[(queued, None)]))
+    clock.sleep(3600)
+    bus.published.clear()
+    tick(rt)
+    assert [e for _, e in bus.published if isinstance(e.data, TaskRequested)] == []
+    far = clock.now() + timedelta(days=1)
+    assert store.expired_leases(far) == []
+    assert store.stale_dispatches(far) == []
+    after = store.load("r1")
+    assert after is not None
+    assert {k: t.status for k, t in after.tasks.items()} == {
+        req.key: TaskStatus.CANCELLED,
+        "orphan": TaskStatus.CANCELLED,
+    }
+    assert after.run.status is RunStatus.CANCELLED

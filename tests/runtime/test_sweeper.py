@@ -3,11 +3,13 @@ and it pages through everything due."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
-from orchestrator import flow, task
+from orchestrator import TransientError, flow, task
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
 from orchestrator.contracts import (
+    Envelope,
     OutboxEntry,
     RunRequested,
     TaskRequested,
@@ -103,17 +105,87 @@ def test_a_poisoned_entry_does_not_delay_another_runs_retry_timer() -> None:
     assert left.due_at > clock.now()
 
 
-def test_an_entry_that_keeps_failing_is_quarantined_as_a_dead_letter() -> None:
+def test_an_entry_that_keeps_failing_is_quarantined_once_and_kept_for_hourly_tries() -> None:
     rt, store, _bus, clock = _runtime()
     (poisoned,) = _poison(store, clock)
-    for _ in range(10):
+    far = clock.now() + timedelta(days=1)
+    for _ in range(5):
         tick(rt)
         clock.sleep(700)  # past the longest backoff
-    assert [e for e in store.due(clock.now() + timedelta(days=1)) if e.id == poisoned.id] == []
     (letter,) = store.list()
     assert letter.source == "sweeper"
-    assert letter.reason.startswith("quarantined after 5 failures: NotFoundError")
+    assert letter.reason.startswith(
+        "quarantined after 5 failures (kept, tried again every 1:00:00): NotFoundError"
+    )
     assert letter.event_id == f"{poisoned.run_id}/{poisoned.id}"
+    (kept,) = [e for e in store.due(far) if e.id == poisoned.id]
+    assert kept.failures == 5
+    assert kept.due_at == clock.now() - timedelta(seconds=700) + timedelta(hours=1)
+    for _ in range(3):
+        clock.sleep(3600)
+        tick(rt)
+    (kept,) = [e for e in store.due(far + timedelta(days=1)) if e.id == poisoned.id]
+    assert kept.failures == 8  # still tried, hourly
+    assert store.list() == [letter]  # recorded once, not again at every later failure
+    # Armed afresh (as the run's check re-arms a missing dispatch) and quarantined again.
+    store.commit(Commit(run_id=poisoned.run_id, outbox_add=[poisoned]))
+    for _ in range(5):
+        tick(rt)
+        clock.sleep(700)
+    assert store.list() == [letter]
+
+
+class FlakyBus(MemoryBus):
+    """A bus whose batch publishes fail while `down` (a Pub/Sub outage)."""
+
+    down = False
+
+    def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
+        if self.down:
+            raise TransientError("Pub/Sub unavailable")
+        super().publish_all(topic, events)
+
+
+def _failed_once(rt: Runtime, bus: MemoryBus, key: str) -> None:
+    """Run "r" of `retrying` with `key`; its first attempt fails: a retry timer 30 s out."""
+    FAILS.pop(key, None)
+    start_run(rt, RunRequested(flow="retrying", params={"key": key}), run_id="r")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    failed = run_task(rt, req)
+    assert failed is not None
+    advance(rt, "r", failed)
+    bus.published.clear()
+
+
+def test_a_retry_timer_quarantined_in_a_pubsub_outage_fires_once_the_outage_ends() -> None:
+    store, bus, clock = MemoryStore(), FlakyBus(), VirtualClock()
+    bus.record = True
+    rt = memory_runtime(clock=clock, functions=retrying.functions(), store=store, bus=bus)
+    store.put_flow(retrying.spec)
+    _failed_once(rt, bus, "outage")
+    bus.down = True
+    for _ in range(8):  # ticks every minute: the timer's publish fails 5 times
+        clock.sleep(60)
+        tick(rt)
+    (letter,) = store.list()
+    assert letter.event_id == "r/dispatch-fails-once-2"
+    bus.down = False
+    for _ in range(7):
+        clock.sleep(10 * 60)
+        tick(rt)
+    _run_the_request_again(rt, store, bus)
+
+
+def test_a_retry_whose_timer_is_gone_is_rearmed_by_the_runs_hourly_check() -> None:
+    """A retry timer deleted (as an older version's quarantine did) leaves its task SCHEDULED
+    with nothing to dispatch it: the run's hourly whole-run check arms it again."""
+    rt, store, bus, clock = _runtime()
+    _failed_once(rt, bus, "gone")
+    store.commit(Commit(run_id="r", outbox_done=["dispatch-fails-once-2"]))
+    for _ in range(7):
+        clock.sleep(10 * 60)
+        tick(rt)
+    _run_the_request_again(rt, store, bus)
 
 
 def test_a_tick_pages_through_more_than_a_page_of_due_timers() -> None:
@@ -199,3 +271,23 @@ def test_a_run_whose_finishing_event_was_lost_for_good_is_finished_by_the_hourly
     done = store.load("r")
     assert done is not None
     assert done.run.status.value == "SUCCEEDED"
+
+
+def test_a_fired_wake_timer_is_done_and_only_the_next_one_is_left() -> None:
+    """The hourly whole-run check is a wake timer: once fired, it is marked done and the one it
+    armed for the next hour is the run's only wake (a fired one left behind would fire again on
+    every tick, each time arming another)."""
+    rt, store, _bus, clock = _runtime()
+    FAILS["waits"] = 1  # succeeds when run; its request is never run in this test
+    start_run(rt, RunRequested(flow="retrying", params={"key": "waits"}), run_id="r")
+    snap = store.load("r")
+    assert snap is not None
+    (first,) = [e for e in snap.outbox if e.kind == "wake"]
+    clock.sleep(61 * 60)
+    tick(rt)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status.value == "RUNNING"
+    wakes = [e for e in snap.outbox if e.kind == "wake"]
+    assert [e.due_at for e in wakes] == [clock.now() + timedelta(hours=1)]
+    assert first.id not in [e.id for e in wakes]
