@@ -18,7 +18,7 @@ from orchestrator.contracts import (
     flow_version,
 )
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import Commit, Counts, Etag, Snapshot
+from orchestrator.ports import Commit, Counts, Etag, Snapshot, check_range
 
 
 class MemoryBus:
@@ -61,6 +61,10 @@ class MemoryBlobStore:
         if found is None:
             raise NotFoundError(f"no object at {uri}")
         return found[0]
+
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        return self.get(uri)[start:end]
 
 
 class MemoryStore:
