@@ -218,7 +218,7 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
     chunks), then its own record, whose arrival makes its consumers wait for them. Repeatable:
     children created before a crash are kept (their dispatches sent again)."""
     rt, plan, run = ctx.rt, ctx.plan, ctx.run
-    record = expanded(run, plan, key, width)
+    record = expanded(run, plan, key, width, rt.max_map_width)
     if record.status is TaskStatus.SUCCEEDED:
         children = [(f"{key}[{i}]", "queue") for i in range(width)]
         for i in range(0, width, CHUNK):
