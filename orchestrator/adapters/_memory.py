@@ -56,15 +56,18 @@ class MemoryBlobStore:
             self._blobs[uri] = (data, content_type)
 
     def get(self, uri: str) -> bytes:
+        return self._data(uri)
+
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        return self._data(uri)[start:end]
+
+    def _data(self, uri: str) -> bytes:
         with self._lock:
             found = self._blobs.get(uri)
         if found is None:
             raise NotFoundError(f"no object at {uri}")
         return found[0]
-
-    def get_range(self, uri: str, start: int, end: int) -> bytes:
-        check_range(start, end)
-        return self.get(uri)[start:end]
 
 
 class MemoryStore:

@@ -13,12 +13,12 @@ from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, stop
+from orchestrator.runtime._items import list_facts
 from orchestrator.runtime._outbox import report
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._worker import (
     Claimed,
     _failure,
-    _lengths,
     _succeeded,
     cancel_hook,
     store_result,
@@ -65,7 +65,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         return
     options = claimed.planned.node.options
     data, ctype, _ = encode(outcome, options.result_serializer, what=f"task {item.key!r}")
-    store_result(rt, claimed, data, ctype)
+    data = store_result(rt, claimed, data, ctype)
     _succeeded(
         rt,
         claimed.req,
@@ -73,7 +73,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         claimed.uri,
         claimed.worker,
         claimed.started,
-        lengths=_lengths(claimed.plan, claimed.req.key, data),
+        lengths=list_facts(rt, claimed.plan, claimed.req.run_id, claimed.req.key, data),
     )
     _done(rt, item)
 

@@ -32,20 +32,18 @@ from orchestrator.engine import (
     arrive,
     complete,
     decide,
-    decode,
     expanded,
     fanin_counter,
-    lengths,
     merge,
     queued,
     rollup,
     run_counter,
     run_done,
     skipped,
-    task_serializer,
 )
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.ports import Commit, Counts, Etag
+from orchestrator.runtime._items import list_facts
 from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._whole import advance_whole
@@ -154,7 +152,7 @@ def _stored_instead(
         data = rt.blobs.get(uri)
     except NotFoundError:
         return event
-    found = lengths(plan, task.key, decode(data, task_serializer(plan, task.key)))
+    found = list_facts(rt, plan, run_id, task.key, data)  # and the items children read
     now = rt.clock.now()
     return TaskSucceeded(
         run_id=run_id,

@@ -41,7 +41,6 @@ from orchestrator.engine import (
     claimable,
     decode,
     encode,
-    lengths,
     resolve,
     result_refs,
     task_serializer,
@@ -55,6 +54,7 @@ from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
+from orchestrator.runtime._items import list_facts, own_element
 from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._outbox import report
@@ -109,7 +109,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             park(rt, req, claimed.token, called, cancel_hook(rt, claimed))
             return None
         data, content_type, cached = called
-        store_result(rt, claimed, data, content_type)
+        data = store_result(rt, claimed, data, content_type)
     except Exception as e:  # the task's failure, or infrastructure's: a failed attempt either way
         failure = _failure(rt, claimed, e)
         logs.failed(failure.error.traceback or f"{failure.error.type}: {failure.error.message}")
@@ -118,7 +118,7 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     store_logs(rt, claimed, logs)
     # A gate reports its choice: the orchestrator decides its branches without reading results.
     choice = json.loads(data) if claimed.planned.node.branches else None
-    lengths = _lengths(claimed.plan, req.key, data)
+    lengths = list_facts(rt, claimed.plan, req.run_id, req.key, data)
     return _succeeded(
         rt,
         req,
@@ -168,7 +168,10 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     """The task's arguments: literals, parameters, and upstream results read from their derived
     locations with their tasks' own serializers. A fan-in's inputs are read concurrently."""
 
-    refs = {r for expr in c.planned.args.values() for r in result_refs(expr)}
+    # A run-time map's child reads its own element alone, not its producer's list (see _items).
+    own = own_element(rt, c.plan, c.req.run_id, c.req.key)
+    exprs = {n: e for n, e in c.planned.args.items() if own is None or n != own[0]}
+    refs = {r for expr in exprs.values() for r in result_refs(expr)}
     plan = rt.grown(c.plan, c.req.run_id, refs)  # a run-time map's results: its children's
     planned = plan.tasks[c.req.key]
 
@@ -190,10 +193,10 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
         fetch = loaded.__getitem__
     else:
         fetch = load
-    return {
-        name: resolve(expr, c.run.params, plan.members, fetch)
-        for name, expr in c.planned.args.items()
-    }
+    args = {name: resolve(expr, c.run.params, plan.members, fetch) for name, expr in exprs.items()}
+    if own is not None:
+        args[own[0]] = own[1]
+    return {name: args[name] for name in c.planned.args}  # in the order the task declares
 
 
 def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool] | Deferred:
@@ -239,11 +242,15 @@ def cancel_hook(rt: Runtime, c: Claimed) -> Callable[[dict[str, JsonValue]], Non
     return run
 
 
-def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> None:
+def store_result(rt: Runtime, c: Claimed, data: bytes, content_type: str) -> bytes:
     """Write once. Another execution of this task may have stored first (a slow worker beside
-    a retry): then the stored result is the task's result, and this attempt reports it."""
-    with contextlib.suppress(ConflictError):
+    a retry): then the stored result is the task's result, and this attempt reports it (what
+    it reports about it is read from the stored bytes, which this returns)."""
+    try:
         rt.blobs.put(c.uri, data, content_type)
+    except ConflictError:
+        return rt.blobs.get(c.uri)
+    return data
 
 
 def capture_attempt(c: Claimed) -> contextlib.AbstractContextManager[Capture]:
@@ -297,12 +304,11 @@ def _completed_elsewhere(
     if record.status.terminal:
         return None
     try:
-        rt.blobs.get(uri)
+        stored = rt.blobs.get(uri)
     except NotFoundError:
         return None
     started = last.started_at or rt.clock.now()
-    plan = rt.plan_of(run)
-    found = _lengths(plan, req.key, rt.blobs.get(uri)) if plan.sources(req.key) else {}
+    found = list_facts(rt, rt.plan_of(run), req.run_id, req.key, stored)
     return _succeeded(rt, req, last.token, uri, last.worker or "unknown", started, lengths=found)
 
 
@@ -333,13 +339,6 @@ def _succeeded(
             lengths=lengths or {},
         ),
     )
-
-
-def _lengths(plan: Plan, key: str, data: bytes) -> dict[str, int]:
-    """What the orchestrator needs to size the run-time maps over this result (see `lengths`)."""
-    if not plan.sources(key):
-        return {}
-    return lengths(plan, key, decode(data, task_serializer(plan, key)))
 
 
 def error_info(e: BaseException, key: str | None = None) -> ErrorInfo:
