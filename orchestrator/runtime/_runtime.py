@@ -105,9 +105,13 @@ def max_map_width_from_env() -> int:
     raw = os.environ.get(MAX_MAP_WIDTH_ENV, "").strip()
     if not raw:
         return MAX_MAP_WIDTH
-    if not raw.isdigit() or int(raw) < 1:
+    try:
+        width = int(raw)
+    except ValueError:
+        width = 0
+    if width < 1:
         raise ValueError(f"{MAX_MAP_WIDTH_ENV} must be a positive whole number, got {raw!r}")
-    return int(raw)
+    return width
 
 
 CACHED_RUNS = 256  # per instance: runs whose plan and document it keeps between events

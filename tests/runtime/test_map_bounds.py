@@ -260,3 +260,16 @@ def test_children_of_a_map_over_a_pickled_list_read_the_whole_list() -> None:
     reads = _reads_of(blobs, out.run.run_id, "pickled-pairs")
     assert len(reads) == 4
     assert len(set(reads)) == 1
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "ten", "1e4"])
+def test_a_maximum_map_width_that_is_not_a_positive_whole_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("KUMOFLOW_MAX_MAP_WIDTH", raw)
+    with pytest.raises(ValueError, match="KUMOFLOW_MAX_MAP_WIDTH must be a positive whole number"):
+        memory_runtime()
+    monkeypatch.setenv("KUMOFLOW_MAX_MAP_WIDTH", " 20000 ")
+    assert memory_runtime().max_map_width == 20_000
+    monkeypatch.delenv("KUMOFLOW_MAX_MAP_WIDTH")
+    assert memory_runtime().max_map_width == 10_000
