@@ -31,3 +31,18 @@ def width_map(items: list[int]) -> int:
 @flow(name="bench-run-time-width")
 def run_time_map(width: int) -> int:
     return total(ident.map(make_items(width)))  # the list exists only once make_items ran
+
+
+@task(name="bench-padded")
+def padded(width: int, size: int) -> list[str]:
+    return [f"{i:08d}".ljust(size, "x") for i in range(width)]
+
+
+@task(name="bench-length")
+def length(item: str) -> int:
+    return len(item)
+
+
+@flow(name="bench-map-reads")
+def map_reads(width: int, size: int = 200) -> int:
+    return total(length.map(padded(width, size)))  # each child reads one ~size-byte element

@@ -97,6 +97,7 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
       KUMOFLOW_FUNCTION_TIMEOUT_S   = tostring(local.settings[each.key].timeout_s)
       KUMOFLOW_RETENTION_DAYS       = tostring(var.retention_days)
+      KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
       LOG_EXECUTION_ID              = "true"
     })

@@ -84,6 +84,12 @@ variable "retention_days" {
   default     = 30
 }
 
+variable "max_map_width" {
+  description = "The widest run-time map (a .map over a task's result): a longer list fails its map node with a MapError. Every function gets the same value."
+  type        = number
+  default     = 10000
+}
+
 variable "tick_schedule" {
   description = "Cron of the sweeper's tick (retry delays, timeouts, expired leases): the finest timer resolution in the cloud."
   type        = string

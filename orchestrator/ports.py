@@ -72,6 +72,17 @@ class BlobStore(Protocol):
         ...
 
     def get(self, uri: str) -> bytes: ...
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes `start` up to (not including) `end` of the object, fewer where it ends first
+        (none when it ends before `start`); needs 0 <= start < end. NotFoundError when no
+        object is there. One read of end - start bytes, whatever the object's size."""
+        ...
+
+
+def check_range(start: int, end: int) -> None:
+    """The ranges every BlobStore adapter accepts in `get_range`."""
+    if not 0 <= start < end:
+        raise ValueError(f"a byte range needs 0 <= start < end, got [{start}, {end})")
 
 
 class FlowStore(Protocol):

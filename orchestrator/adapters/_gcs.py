@@ -10,6 +10,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from orchestrator.errors import ConflictError, NotFoundError, TransientError
+from orchestrator.ports import check_range
 
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -77,4 +78,21 @@ class GcsBlobStore:
             raise NotFoundError(f"no object at {uri}") from e
         except _TRANSIENT as e:
             raise TransientError(f"reading {uri}: GCS unavailable ({e}); retry later") from e
+        return data
+
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        """One ranged GET (`Range: bytes=start-(end-1)`: the library's `end` is inclusive)."""
+        check_range(start, end)
+        bucket_name, name = split_uri(uri)
+        blob = self._client.bucket(bucket_name).blob(name)
+        try:
+            data: bytes = blob.download_as_bytes(start=start, end=end - 1)
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # the object ends before `start`
+        except gexc.NotFound as e:
+            raise NotFoundError(f"no object at {uri}") from e
+        except _TRANSIENT as e:
+            raise TransientError(f"reading {uri}: GCS unavailable ({e}); retry later") from e
+        if len(data) > end - start:  # a server that ignored the range sent the whole object
+            return data[start:end]
         return data

@@ -18,7 +18,7 @@ from orchestrator.contracts import (
     flow_version,
 )
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import Commit, Counts, Etag, Snapshot
+from orchestrator.ports import Commit, Counts, Etag, Snapshot, check_range
 
 
 class MemoryBus:
@@ -56,6 +56,13 @@ class MemoryBlobStore:
             self._blobs[uri] = (data, content_type)
 
     def get(self, uri: str) -> bytes:
+        return self._data(uri)
+
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        return self._data(uri)[start:end]
+
+    def _data(self, uri: str) -> bytes:
         with self._lock:
             found = self._blobs.get(uri)
         if found is None:

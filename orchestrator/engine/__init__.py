@@ -18,6 +18,8 @@ from orchestrator.engine._counters import (
 )
 from orchestrator.engine._grow import grow, grown, lengths
 from orchestrator.engine._local import (
+    MAX_MAP_WIDTH,
+    MAX_MAP_WIDTH_ENV,
     Local,
     claimable,
     complete,
@@ -79,6 +81,8 @@ from orchestrator.engine._values import (
 
 __all__ = [
     "JSON_TYPE",
+    "MAX_MAP_WIDTH",
+    "MAX_MAP_WIDTH_ENV",
     "PICKLE_TYPE",
     "RECHECK_AFTER",
     "REDISPATCH_AFTER",

@@ -23,24 +23,26 @@ from orchestrator.contracts import (
     TaskSucceeded,
     clip,
 )
-from orchestrator.engine import Plan, decode, lengths, task_serializer
+from orchestrator.engine import Plan, decode, task_serializer
 from orchestrator.errors import KumoflowError, NotFoundError
-from orchestrator.ports import BlobStore
+from orchestrator.runtime._items import list_facts
 from orchestrator.runtime._runtime import Runtime
 
 
-def facts(plan: Plan, key: str, data: bytes) -> tuple[str | None, dict[str, int]]:
+def facts(
+    rt: Runtime, plan: Plan, run_id: str, key: str, data: bytes
+) -> tuple[str | None, dict[str, int]]:
     """What the orchestrator reads from a result without loading it: a gate's choice and the
-    lengths of the lists the run-time maps over it iterate (see engine `lengths`)."""
+    lengths of the lists the run-time maps over it iterate (their items stored first, for the
+    children to read one by one: see _items)."""
     branches = plan.tasks[key].node.branches
-    if not branches and not plan.sources(key):
-        return None, {}
-    value = decode(data, task_serializer(plan, key))
-    choice = value if branches and isinstance(value, str) else None
-    return choice, lengths(plan, key, value) if plan.sources(key) else {}
+    value = decode(data, task_serializer(plan, key)) if branches else None
+    choice = value if isinstance(value, str) else None
+    return choice, list_facts(rt, plan, run_id, key, data)
 
 
 def succeeded(
+    rt: Runtime,
     plan: Plan,
     run_id: str,
     key: str,
@@ -55,7 +57,7 @@ def succeeded(
     cached: bool = False,
 ) -> TaskSucceeded:
     """The completion of an attempt whose result `data` is stored at `uri`."""
-    choice, found = facts(plan, key, data)
+    choice, found = facts(rt, plan, run_id, key, data)
     return TaskSucceeded(
         run_id=run_id,
         key=key,
@@ -72,7 +74,7 @@ def succeeded(
 
 
 def stored(
-    blobs: BlobStore,
+    rt: Runtime,
     plan: Plan,
     run_id: str,
     key: str,
@@ -86,10 +88,11 @@ def stored(
 ) -> TaskSucceeded | None:
     """The completion of an attempt whose result is already stored; None when none is."""
     try:
-        data = blobs.get(uri)
+        data = rt.blobs.get(uri)
     except NotFoundError:
         return None
     return succeeded(
+        rt,
         plan,
         run_id,
         key,
@@ -139,7 +142,7 @@ def child_ended(rt: Runtime, parent_plan: Plan, run: Run) -> TaskSucceeded | Tas
     started, ended = run.started_at or run.created_at, run.ended_at or now
     if run.status is RunStatus.SUCCEEDED:
         found = stored(
-            rt.blobs,
+            rt,
             parent_plan,
             parent.run_id,
             parent.key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 import uuid
@@ -24,7 +25,15 @@ from orchestrator.contracts import (
     RunStatus,
     SourceRef,
 )
-from orchestrator.engine import Plan, expand, flow_serializer, grown, result_task
+from orchestrator.engine import (
+    MAX_MAP_WIDTH,
+    MAX_MAP_WIDTH_ENV,
+    Plan,
+    expand,
+    flow_serializer,
+    grown,
+    result_task,
+)
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import (
     BlobStore,
@@ -88,6 +97,23 @@ class Resolver:
 
 
 LEASE_S = 60.0  # a claim's lease (see the worker)
+
+
+def max_map_width_from_env() -> int:
+    """The widest run-time map this process grows (see MAX_MAP_WIDTH); set it alike on the
+    orchestrator and the task functions (the latter store no items for wider lists)."""
+    raw = os.environ.get(MAX_MAP_WIDTH_ENV, "").strip()
+    if not raw:
+        return MAX_MAP_WIDTH
+    try:
+        width = int(raw)
+    except ValueError:
+        width = 0
+    if width < 1:
+        raise ValueError(f"{MAX_MAP_WIDTH_ENV} must be a positive whole number, got {raw!r}")
+    return width
+
+
 CACHED_RUNS = 256  # per instance: runs whose plan and document it keeps between events
 
 K = TypeVar("K")
@@ -151,6 +177,8 @@ class Runtime:
     blocks: BlockStore | None = None
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
+    # A run-time map over a longer list fails instead of growing (KUMOFLOW_MAX_MAP_WIDTH).
+    max_map_width: int = field(default_factory=max_map_width_from_env)
     _specs: dict[str, FlowSpec] = field(default_factory=dict)
     _plans: Lru[tuple[str, str], Plan] = field(default_factory=Lru)
     # The run documents this instance read last, with their etags (see task_snapshot).

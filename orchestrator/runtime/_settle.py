@@ -180,7 +180,7 @@ def _instead_of_expiry(
             record = waiting(task, event.attempt, event.token, task.child_run)
             return event if record is None else record
     found = stored(
-        rt.blobs,
+        rt,
         plan,
         run.run_id,
         task.key,
@@ -251,7 +251,7 @@ def grow_map(ctx: Ctx, key: str, width: int) -> tuple[list[TaskRun], Counts]:
     found, etags = rt.state.tasks(run.run_id, [key])
     record, etag = found.get(key), etags.get(key)
     if record is None or record.status is TaskStatus.PENDING:  # PENDING: a resume re-pended it
-        ended = expanded(run, plan, key, width)
+        ended = expanded(run, plan, key, width, rt.max_map_width)
         if ended.status is TaskStatus.FAILED:  # it cannot grow (not a list, ...): ends at once
             return _end_map(ctx, ended, etag)
         start = growing(run, plan, key, width, record)

@@ -52,6 +52,7 @@ from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._defer import Deferred, hooks_of, park
 from orchestrator.runtime._invoke import invoke
+from orchestrator.runtime._items import own_element
 from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._receivers import bind_receiver, receiver_key
@@ -151,7 +152,10 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     """The task's arguments: literals, parameters, and upstream results read from their derived
     locations with their tasks' own serializers. A fan-in's inputs are read concurrently."""
 
-    refs = {r for expr in c.planned.args.values() for r in result_refs(expr)}
+    # A run-time map's child reads its own element alone, not its producer's list (see _items).
+    own = own_element(rt, c.plan, c.req.run_id, c.req.key)
+    exprs = {n: e for n, e in c.planned.args.items() if own is None or n != own[0]}
+    refs = {r for expr in exprs.values() for r in result_refs(expr)}
     plan = rt.grown(c.plan, c.req.run_id, refs)  # a run-time map's results: its children's
     planned = plan.tasks[c.req.key]
 
@@ -173,10 +177,10 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
         fetch = loaded.__getitem__
     else:
         fetch = load
-    return {
-        name: resolve(expr, c.run.params, plan.members, fetch)
-        for name, expr in c.planned.args.items()
-    }
+    args = {name: resolve(expr, c.run.params, plan.members, fetch) for name, expr in exprs.items()}
+    if own is not None:
+        args[own[0]] = own[1]
+    return {name: args[name] for name in c.planned.args}  # in the order the task declares
 
 
 def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool] | Deferred:
@@ -278,6 +282,7 @@ def succeeded_with(rt: Runtime, c: Claimed, data: bytes, *, cached: bool = False
     return report(
         rt,
         succeeded(
+            rt,
             c.plan,
             c.req.run_id,
             c.req.key,
@@ -305,7 +310,7 @@ def _completed_elsewhere(
         return None
     now = rt.clock.now()
     found = stored(
-        rt.blobs,
+        rt,
         rt.plan_of(run),
         req.run_id,
         req.key,

@@ -79,6 +79,41 @@ def test_blob_get_missing_is_not_found(blobs: BlobStore) -> None:
         blobs.get(f"gs://{_uid('no-bucket')}/x.json")
 
 
+def test_blob_get_range_reads_exactly_the_bytes_asked_for(blobs: BlobStore) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, BINARY, "application/octet-stream")
+    assert blobs.get_range(uri, 0, 1) == BINARY[:1]
+    assert blobs.get_range(uri, 10, 26) == BINARY[10:26]  # end not included
+    assert blobs.get_range(uri, 255, 262) == BINARY[255:262]  # across non-UTF-8 bytes
+    assert blobs.get_range(uri, 0, len(BINARY)) == BINARY
+    got = blobs.get_range(uri, 3, 4)
+    assert type(got) is bytes
+
+
+def test_blob_get_range_past_the_end_is_what_is_there(blobs: BlobStore) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, b"0123456789", "text/plain")
+    assert blobs.get_range(uri, 6, 100) == b"6789"
+    assert blobs.get_range(uri, 9, 10) == b"9"
+    assert blobs.get_range(uri, 10, 20) == b""
+    assert blobs.get_range(uri, 50, 60) == b""
+
+
+def test_blob_get_range_of_a_missing_object_is_not_found(blobs: BlobStore) -> None:
+    with pytest.raises(NotFoundError):
+        blobs.get_range(_blob_uri(), 0, 8)
+
+
+@pytest.mark.parametrize(("start", "end"), [(5, 5), (6, 5), (-1, 4)])
+def test_blob_get_range_needs_a_non_empty_range_from_zero_on(
+    blobs: BlobStore, start: int, end: int
+) -> None:
+    uri = _blob_uri()
+    blobs.put(uri, b"0123456789", "text/plain")
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        blobs.get_range(uri, start, end)
+
+
 # --------------------------------------------------------------------------------------------
 # FlowStore
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from tests.flows.dynamic import (
     map_a_part,
     nested,
     not_a_list,
+    over_pickled,
     returns_map,
+    two_maps,
 )
 
 
@@ -84,3 +86,36 @@ def test_a_thousand_wide_run_time_map(backend: Any) -> None:
     out = backend.run(list_process_summarize, {"count": 1000}, timeout=600)
     assert out.status is RunStatus.SUCCEEDED
     assert out.value == {"count": 1000, "total": sum(len(f"f{i}.csv") for i in range(1000))}
+
+
+def test_a_run_time_map_over_a_pickled_list_gets_its_elements_as_pickled(backend: Any) -> None:
+    out = backend.run(over_pickled, {"count": 4})
+    assert out.status is RunStatus.SUCCEEDED
+    assert out.value == {"count": 4, "total": sum(len(f"p{i}") + i for i in range(4))}
+
+
+def test_maps_over_two_parts_of_one_result_and_a_nested_one(backend: Any) -> None:
+    out = backend.run(two_maps, {"count": 3})
+    assert out.status is RunStatus.SUCCEEDED
+    assert out.value == {
+        "a": {"count": 3, "total": 6},
+        "b": {"count": 4, "total": 12},
+        "a-again": {"count": 3, "total": 12},
+    }
+
+
+def test_a_run_time_map_wider_than_the_default_maximum_fails_naming_the_limit(
+    backend: Any,
+) -> None:
+    out = backend.run(list_process_summarize, {"count": 10_001}, timeout=120)
+    assert out.status is RunStatus.FAILED
+    failed = out.tasks["measure"]
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "MapError"
+    assert failed.error.message == (
+        "task 'measure' maps over result of task 'names', a list of 10001 elements: more than "
+        "the maximum map width, 10000. Raise KUMOFLOW_MAX_MAP_WIDTH (default 10000) where the "
+        "orchestrator runs, or map over batches of the list"
+    )
+    assert len(out.tasks) == 3  # names, measure, summarize: no child of the map was made

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import JsonValue
 
 from orchestrator.contracts import (
     ErrorInfo,
@@ -342,3 +343,23 @@ def test_random_dags_respect_dependencies_attempts_and_end_once(
             )
     failed = any(state.task(plan, k).status is TaskStatus.FAILED for k in plan.tasks)
     assert state.run.status is (RunStatus.FAILED if failed else RunStatus.SUCCEEDED)
+
+
+def test_a_run_time_map_wider_than_its_limit_fails_and_one_at_the_limit_grows() -> None:
+    from orchestrator.engine import MAX_MAP_WIDTH, expanded
+    from tests.flows.dynamic import list_process_summarize
+
+    spec = list_process_summarize.spec
+    params: dict[str, JsonValue] = {"count": 3, "extra": 0}
+    plan = expand(spec, params)
+    run = Run(run_id="r", flow=spec.name, flow_version="0" * 20, params=params, created_at=T0)
+    at = expanded(run, plan, "measure", 7, limit=7)
+    assert (at.status, at.width, at.error) == (TaskStatus.SUCCEEDED, 7, None)
+    over = expanded(run, plan, "measure", 8, limit=7)
+    assert over.status is TaskStatus.FAILED
+    assert over.width is None
+    assert over.error is not None
+    assert over.error.type == "MapError"
+    assert "a list of 8 elements: more than the maximum map width, 7." in over.error.message
+    assert expanded(run, plan, "measure", MAX_MAP_WIDTH).status is TaskStatus.SUCCEEDED
+    assert expanded(run, plan, "measure", MAX_MAP_WIDTH + 1).status is TaskStatus.FAILED

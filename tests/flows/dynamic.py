@@ -77,3 +77,45 @@ def not_a_list(count: int = 3) -> dict[str, int]:
 @flow(name="map-with-failures-allowed")
 def failures_allowed(count: int = 4) -> dict[str, int]:
     return summarize_any(allow_failure(fragile.map(names(count))))
+
+
+@task(name="padded")
+def padded(count: int, size: int = 200) -> list[str]:
+    """`count` strings of `size` characters each: a list whose elements have a known size."""
+    return [f"{i:08d}".ljust(size, "x") for i in range(count)]
+
+
+@flow(name="map-sized-elements")
+def sized_elements(count: int = 3, size: int = 200) -> dict[str, int]:
+    return summarize(measure.map(padded(count, size)))
+
+
+@task(name="pickled-pairs", result_serializer="pickle")
+def pickled_pairs(count: int) -> list[tuple[str, int]]:
+    return [(f"p{i}", i) for i in range(count)]  # tuples: JSON would make them lists
+
+
+@task(name="pair-size")
+def pair_size(pair: tuple[str, int]) -> int:
+    assert isinstance(pair, tuple), f"a pickled tuple arrives as {type(pair).__name__}"
+    return len(pair[0]) + pair[1]
+
+
+@flow(name="map-over-a-pickled-list")
+def over_pickled(count: int = 3) -> dict[str, int]:
+    return summarize(pair_size.map(pickled_pairs(count)))
+
+
+@task(name="two-lists")
+def two_lists(count: int) -> dict[str, list[str]]:
+    return {"a": [f"a{i}" for i in range(count)], "b": [f"bb{i}" for i in range(count + 1)]}
+
+
+@flow(name="maps-over-two-parts-of-one-result")
+def two_maps(count: int = 3) -> dict[str, dict[str, int]]:
+    both = two_lists(count)
+    return {
+        "a": summarize(measure.map(both["a"])),
+        "b": summarize(measure.map(both["b"])),
+        "a-again": summarize(double.map(measure.map(both["a"]))),
+    }
