@@ -8,7 +8,9 @@ A flow retry also sets the targets of the next attempt's counters (only what run
 
 from __future__ import annotations
 
-from orchestrator.contracts import OutboxEntry, RunStatus, TaskStatus
+import contextlib
+
+from orchestrator.contracts import OutboxEntry, RunStatus, TaskRun, TaskStatus
 from orchestrator.engine import (
     CancelRun,
     Event,
@@ -50,8 +52,11 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
             run = run.model_copy(update={"result_uri": uri})
         entries = [entry(run_id, c, now) for c in tr.commands]
         if not (tr.changed or tr.run_changed or entries):
-            # A no-op may be the redelivery of an event whose handler died after committing.
+            # A no-op may be the redelivery of an event whose handler died after committing:
+            # do its effects again, a cancel cascade that died part way included.
             execute(rt, plan, run, _undelivered(snap), now)
+            if isinstance(event, CancelRun | Reconcile) and run.status.terminal:
+                _cancel_children(rt, run_id, list(snap.tasks.values()))
             return tr
         try:
             rt.state.commit(
@@ -69,7 +74,7 @@ def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
         if rt.fault is not None:
             rt.fault("after-commit")
         execute(rt, plan, run, entries, now)
-        _cancel_children(rt, snap, tr)
+        _cancel_children(rt, run_id, [tr.state.tasks[k] for k in tr.changed])
         return tr
     raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
 
@@ -82,13 +87,13 @@ def _armed(event: Event, snap: Snapshot) -> Event:
     return Reconcile(armed=frozenset((k, a) for k, a in held if a is not None))
 
 
-def _cancel_children(rt: Runtime, snap: Snapshot, tr: Transition) -> None:
-    """Subflow runs whose waiting node this transition cancelled are cancelled too (a
-    redelivery repeats it harmlessly: a cancelled run stays as it is)."""
-    for key in tr.changed:
-        old, new = snap.tasks.get(key), tr.state.tasks[key]
-        if old is not None and old.child_run and new.status is TaskStatus.CANCELLED:
-            advance_whole(rt, old.child_run, CancelRun(f"its parent run {snap.run.run_id} ended"))
+def _cancel_children(rt: Runtime, run_id: str, tasks: list[TaskRun]) -> None:
+    """Subflow runs of cancelled nodes are cancelled too, each at every depth. Repeatable: a
+    cancel delivered again to the ended parent finishes a cascade that died part way."""
+    for task in tasks:
+        if task.child_run and task.status is TaskStatus.CANCELLED:
+            with contextlib.suppress(NotFoundError):  # named at its claim, never started
+                advance_whole(rt, task.child_run, CancelRun(f"its parent run {run_id} ended"))
 
 
 def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[str, dict[str, int]]:

@@ -5,14 +5,17 @@ subflow's end."""
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskSucceeded
+from orchestrator.engine import CancelRun
 from orchestrator.errors import TransientError
-from orchestrator.ports import Commit, Counts
-from orchestrator.runtime import memory_runtime, read_flow_result, start_run, tick
+from orchestrator.ports import Commit, Counts, Snapshot
+from orchestrator.runtime import advance, memory_runtime, read_flow_result, start_run, tick
 from orchestrator.sdk import Flow
 from tests.flows.branching import branching
-from tests.flows.subflows import map_over_a_child, with_subflow
+from tests.flows.subflows import map_over_a_child, map_subflow, with_subflow
 from tests.runtime.pool import Driver, PoolBus
 
 
@@ -106,3 +109,55 @@ def test_a_subflow_node_whose_hold_was_lost_waits_for_its_child() -> None:
     assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == {"child": 5, "doubled": 10}
     node = next(t for t in snap.tasks.values() if t.child_run)
     assert node.attempt == 1  # the child's own attempt completed it, not a retry
+
+
+class CascadeDiesOnce(MemoryStore):
+    """The store goes away while a cancel cascades to a parent's child runs: after the first
+    child is cancelled, the next child's cancel fails (the cancelling handler dies there)."""
+
+    cancelled_children = 0
+    failed = False
+
+    def commit(self, commit: Commit) -> Counts:
+        cancels_child = (
+            commit.run is not None
+            and commit.run.parent is not None
+            and commit.run.status is RunStatus.CANCELLED
+        )
+        if cancels_child and self.cancelled_children == 1 and not self.failed:
+            self.failed = True
+            raise TransientError("Firestore unavailable")
+        counts = super().commit(commit)
+        if cancels_child:
+            self.cancelled_children += 1
+        return counts
+
+
+def test_a_cancel_cascade_that_died_part_way_is_finished_by_its_redelivery() -> None:
+    store, bus = CascadeDiesOnce(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=map_subflow.functions(), store=store, bus=bus
+    )
+    store.put_flow(map_subflow.spec)
+    driver = Driver(rt, bus)
+    start_run(
+        rt, RunRequested(flow="map-over-a-subflow", params={"xs": [1, 2, 3, 4, 5]}), run_id="p"
+    )
+    for _ in range(5):  # each node's worker starts its child run; nothing of the children ran
+        driver.deliver(*bus.pool.pop(0))
+    children = [t.child_run for t in (store.load("p") or _never()).tasks.values() if t.child_run]
+    assert len(children) == 5
+    with pytest.raises(TransientError):
+        advance(rt, "p", CancelRun("stop it all"))
+    advance(rt, "p", CancelRun("stop it all"))  # the cancel, delivered again
+    driver.settle()
+    assert store.failed
+    ends = {c: (store.load(c, []) or _never()).run.status for c in children}
+    assert ends == dict.fromkeys(children, RunStatus.CANCELLED)
+    parent = store.load("p", [])
+    assert parent is not None
+    assert parent.run.status is RunStatus.CANCELLED
+
+
+def _never() -> Snapshot:
+    raise AssertionError("no such run")
