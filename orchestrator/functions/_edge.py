@@ -36,7 +36,16 @@ from orchestrator.runtime import (
 )
 
 PAYLOAD_CHARS = 4096
-REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
+# What redelivery cannot fix. A RecursionError comes from input nested too deeply somewhere
+# past the decoders that name it (the same bytes fail the same way on every delivery).
+REJECTED = (
+    BadInputError,
+    NotFoundError,
+    ParameterError,
+    SerializationError,
+    ValidationError,
+    RecursionError,
+)
 _lock = threading.Lock()
 _built: list[Runtime] = []  # one per instance
 

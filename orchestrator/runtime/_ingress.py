@@ -154,6 +154,11 @@ def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
             body = json.loads(msg.data)
         except ValueError:
             body = None
+        except RecursionError as e:
+            raise BadInputError(
+                f"message on {msg.topic!r} for flow {spec.name!r}: data is JSON nested too "
+                "deeply to decode"
+            ) from e
         if not isinstance(body, dict):
             raise BadInputError(
                 f"message on {msg.topic!r} for flow {spec.name!r}: data must be a JSON object of "

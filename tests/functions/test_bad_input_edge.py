@@ -18,7 +18,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from examples.sample_flow import sample_flow
-from orchestrator import functions
+from orchestrator import flow, functions, on_pubsub, task
 from orchestrator.adapters import (
     PUBSUB_PUBLISHED,
     MemoryBlobStore,
@@ -329,19 +329,21 @@ def run_starter_app() -> Iterator[Any]:
         sys.modules.pop("main", None)  # functions-framework loaded functions/main.py as `main`
 
 
-def _post(client: Any, mode: str, data: bytes, attributes: dict[str, str]) -> Any:
+def _post(
+    client: Any, mode: str, data: bytes, attributes: dict[str, str], topic: str = TOPICS.runs
+) -> Any:
     body = _message(data, attributes, message_id="4242")
     if mode == "binary-cloudevent":  # Eventarc's delivery
         headers = {
             "ce-id": "4242",
             "ce-type": PUBSUB_PUBLISHED,
-            "ce-source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{TOPICS.runs}",
+            "ce-source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{topic}",
             "ce-specversion": "1.0",
             "content-type": "application/json",
         }
         return client.post("/", headers=headers, data=json.dumps(body))
     # The Pub/Sub emulator's raw push, converted by functions-framework.
-    return client.post(f"/projects/kumoflow-local/topics/{TOPICS.runs}", json=body)
+    return client.post(f"/projects/kumoflow-local/topics/{topic}", json=body)
 
 
 HTTP_MODES = ["binary-cloudevent", "pubsub-push"]
@@ -369,3 +371,37 @@ def test_http_transient_failure_answers_500(
     response = _post(run_starter_app, mode, _json(_run_requested("r-http")), _ce(RUN_REQUESTED))
     assert response.status_code == 500
     assert local.letters.list() == []
+
+
+# --- a trigger topic: JSON nested deeper than the decoder's recursion limit ----------------------
+
+
+@task(name="echo-count")
+def echo_count(count: int) -> int:
+    return count
+
+
+@flow(name="deep-params", triggers=[on_pubsub(topic="deep-topic")])
+def deep_params(count: int = 0) -> int:
+    return echo_count(count)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("body", [DEEP, b'{"count": ' + DEEP + b"}"], ids=["data", "param"])
+@pytest.mark.parametrize("mode", HTTP_MODES)
+def test_http_deeply_nested_trigger_message_is_dead_lettered_once_and_answers_200(
+    run_starter_app: Any, monkeypatch: pytest.MonkeyPatch, mode: str, body: bytes
+) -> None:
+    local = _install(monkeypatch)
+    local.flows.put_flow(deep_params.spec, deploy=True)
+    for _ in range(2):  # a redelivery (same message id) keeps the one record
+        response = _post(run_starter_app, mode, body, {}, topic="deep-topic")
+        assert response.status_code == 200
+    (letter,) = local.letters.list()
+    assert letter.source == "run_starter"
+    assert letter.topic == "deep-topic"
+    assert letter.reason.startswith("BadInputError: ")
+    assert "nested too deeply" in letter.reason
+    assert local.state.list_runs() == []
