@@ -39,6 +39,8 @@ from ._options import (
 )
 from ._schema import json_schemas, write_json_schemas
 from ._state import (
+    DEAD_LETTER_PAYLOAD_CHARS,
+    DEAD_LETTER_REASON_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     Attempt,
@@ -63,6 +65,8 @@ from ._triggers import (
 )
 
 __all__ = [
+    "DEAD_LETTER_PAYLOAD_CHARS",
+    "DEAD_LETTER_REASON_CHARS",
     "EVENT_TYPES",
     "EVENT_TYPE_OF",
     "MAX_MESSAGE_CHARS",

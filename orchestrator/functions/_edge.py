@@ -17,7 +17,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.adapters import from_message, peek_context, unwrap_pubsub
-from orchestrator.contracts import DeadLetter, Envelope, RunRequested, clip
+from orchestrator.contracts import (
+    DEAD_LETTER_PAYLOAD_CHARS,
+    DEAD_LETTER_REASON_CHARS,
+    DeadLetter,
+    Envelope,
+    RunRequested,
+    clip,
+)
 from orchestrator.errors import (
     BadInputError,
     KumoflowError,
@@ -35,7 +42,6 @@ from orchestrator.runtime import (
     secret_params,
 )
 
-PAYLOAD_CHARS = 4096
 # What redelivery cannot fix. A RecursionError comes from input nested too deeply somewhere
 # past the decoders that name it (the same bytes fail the same way on every delivery).
 REJECTED = (
@@ -179,7 +185,7 @@ def reject(
     event_type = event.type if event else event_type
     # Redelivery of the same bad input overwrites one record instead of piling up.
     letter_id = hashlib.sha256(f"{function}|{event_id}|{raw[:256]!r}".encode()).hexdigest()[:32]
-    reason = f"{type(error).__name__}: {error}"
+    reason = clip(f"{type(error).__name__}: {error}", DEAD_LETTER_REASON_CHARS)
     LOGGER.warning(
         "rejected input: %s",
         reason,
@@ -220,8 +226,8 @@ def _shown(rt: Runtime, event: Envelope | None, raw: bytes) -> str | None:
             spec = None
         if spec is not None and (secret := secret_params(spec)):
             shown = data.model_copy(update={"params": masked(data.params, secret)})
-            return clip(shown.model_dump_json(), PAYLOAD_CHARS)
-    return clip(raw.decode("utf-8", "replace"), PAYLOAD_CHARS) if raw else None
+            return clip(shown.model_dump_json(), DEAD_LETTER_PAYLOAD_CHARS)
+    return clip(raw.decode("utf-8", "replace"), DEAD_LETTER_PAYLOAD_CHARS) if raw else None
 
 
 def log_event(message: str, event: Envelope, level: int = logging.INFO, **fields: Any) -> None:
