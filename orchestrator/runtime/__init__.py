@@ -37,6 +37,7 @@ from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._start import (
+    MASK,
     begin,
     bind_params,
     check_types,
@@ -54,6 +55,7 @@ __all__ = [
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
+    "MASK",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
     "SELECT",

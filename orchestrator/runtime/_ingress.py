@@ -30,6 +30,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
+from orchestrator.runtime._start import masked, secret_params
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
 # A publish time this far before a slot still belongs to it (clocks are not in lockstep).
@@ -139,7 +140,9 @@ def requests_for_message(deployed: Sequence[Deployed], msg: PubSubMessage) -> li
                 kind="pubsub",
                 source=msg.topic,
                 event_id=msg.message_id,
-                detail={"attributes": dict(msg.attributes)},
+                # What started the run, for `runs show` and context.flow_run.trigger: an
+                # attribute that is a secret parameter is masked (the run's params keep it).
+                detail={"attributes": masked(msg.attributes, secret_params(d.spec))},
             ),
         )
         for d, t in matched
