@@ -1,6 +1,6 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
-from ._blocks import BlockName, StoredBlock
+from ._blocks import BLOCK_REF, BlockName, StoredBlock
 from ._dag import (
     DictValue,
     FlowParam,
@@ -65,6 +65,7 @@ from ._triggers import (
 )
 
 __all__ = [
+    "BLOCK_REF",
     "DEAD_LETTER_PAYLOAD_CHARS",
     "DEAD_LETTER_REASON_CHARS",
     "EVENT_TYPES",

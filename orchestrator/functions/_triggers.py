@@ -17,6 +17,8 @@ from orchestrator.runtime import (
     Runtime,
     gcs_object,
     message,
+    refuse_blocks,
+    requested_spec,
     requests_for_fire,
     requests_for_message,
     requests_for_object,
@@ -62,6 +64,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         if not isinstance(event.data, RunRequested):
             raise BadInputError(f"run_starter takes dev.kumoflow.run.requested, not {event.type}")
         req = event.data
+        refuse_blocks(requested_spec(rt, req)[1], req.params)
         # The run id derives from the event's identity: a redelivered request starts nothing new.
         derived = hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
         return [req if req.run_id else req.model_copy(update={"run_id": derived})]

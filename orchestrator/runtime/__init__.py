@@ -42,6 +42,8 @@ from orchestrator.runtime._start import (
     bind_params,
     check_types,
     masked,
+    refuse_blocks,
+    requested_spec,
     secret_params,
     start_run,
 )
@@ -98,7 +100,9 @@ __all__ = [
     "message",
     "parse_logs",
     "read_flow_result",
+    "refuse_blocks",
     "request",
+    "requested_spec",
     "requests_for_fire",
     "requests_for_message",
     "requests_for_object",

@@ -30,7 +30,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
-from orchestrator.runtime._start import masked, secret_params
+from orchestrator.runtime._start import masked, refuse_blocks, secret_params
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
 # A publish time this far before a slot still belongs to it (clocks are not in lockstep).
@@ -173,6 +173,7 @@ def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
     for key, value in msg.attributes.items():
         if key in names:
             params[key] = param_value(value, names[key].annotation)
+    refuse_blocks(spec, params)
     return params
 
 
