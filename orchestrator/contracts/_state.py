@@ -198,6 +198,9 @@ class DeadLetter(Frozen):
     topic: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
     exact: bool = False  # `payload` is the input itself: neither truncated nor masked
+    # The one flow that refused it, when the input was for every flow on its topic (others may
+    # have taken it): a redrive re-delivers it to this flow only. None: refused as a whole.
+    flow: str | None = None
     redriven_at: datetime | None = None  # `kumoflow dlq redrive` published it again
 
     @model_validator(mode="before")

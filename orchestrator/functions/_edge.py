@@ -154,20 +154,35 @@ def guarded(
     try:
         body(rt, seen)
     except REJECTED as e:
-        outer = cloud_event.get_attributes()
-        outer_id = str(outer.get("id", ""))
-        _, found, topic = str(outer.get("source", "")).rpartition("/topics/")
-        reject(
-            rt,
-            function,
-            e,
-            event=seen.get("event"),
-            raw=seen.get("raw", b""),
-            event_id=seen.get("id") or outer_id,
-            event_type=seen.get("type"),
-            topic=topic if found and seen.get("attributes") is not None else None,
-            attributes=seen.get("attributes") or {},
-        )
+        refused(rt, function, cloud_event, seen, e)
+
+
+def refused(
+    rt: Runtime,
+    function: str,
+    cloud_event: Any,
+    seen: dict[str, Any],
+    error: Exception,
+    *,
+    flow: str | None = None,
+) -> None:
+    """Record `error` as the dead letter of the input `seen` describes; `flow`: the one flow
+    of the input's topic that refused it (a redrive then reaches that flow only)."""
+    outer = cloud_event.get_attributes()
+    outer_id = str(outer.get("id", ""))
+    _, found, topic = str(outer.get("source", "")).rpartition("/topics/")
+    reject(
+        rt,
+        function,
+        error,
+        event=seen.get("event"),
+        raw=seen.get("raw", b""),
+        event_id=seen.get("id") or outer_id,
+        event_type=seen.get("type"),
+        topic=topic if found and seen.get("attributes") is not None else None,
+        attributes=seen.get("attributes") or {},
+        flow=flow,
+    )
 
 
 def reject(
@@ -181,11 +196,14 @@ def reject(
     event_type: str | None,
     topic: str | None = None,
     attributes: dict[str, str] | None = None,
+    flow: str | None = None,
 ) -> None:
     event_id = event.id if event else event_id
     event_type = event.type if event else event_type
-    # Redelivery of the same bad input overwrites one record instead of piling up.
-    letter_id = hashlib.sha256(f"{function}|{event_id}|{raw[:256]!r}".encode()).hexdigest()[:32]
+    # Redelivery of the same bad input overwrites one record instead of piling up (one per
+    # refusing flow when flows of one topic refuse it each on its own).
+    identity = f"{function}|{event_id}|{raw[:256]!r}" + (f"|{flow}" if flow else "")
+    letter_id = hashlib.sha256(identity.encode()).hexdigest()[:32]
     reason = clip(f"{type(error).__name__}: {error}", DEAD_LETTER_REASON_CHARS)
     LOGGER.warning(
         "rejected input: %s",
@@ -196,6 +214,7 @@ def reject(
             "reason": reason,
             "event_type": event_type,
             "run_id": getattr(event.data, "run_id", None) if event else None,
+            "flow": flow,
         },
     )
     secret = _secret_names(rt, event)
@@ -212,6 +231,7 @@ def reject(
             payload=shown,
             topic=topic,
             attributes=kept,
+            flow=flow,
             exact=shown is not None and shown.encode() == raw and kept == (attributes or {}),
         )
     )

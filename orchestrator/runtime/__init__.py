@@ -22,8 +22,11 @@ from orchestrator.runtime._context import (
 )
 from orchestrator.runtime._defer import MAX_POLL_S, Deferred, deferrable
 from orchestrator.runtime._ingress import (
+    FLOW_ATTRIBUTE,
     JOB_ATTRIBUTE,
     Deployed,
+    Refused,
+    for_flow,
     gcs_object,
     job_name,
     message,
@@ -54,6 +57,7 @@ from orchestrator.runtime._worker import error_info, run_task
 __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "FLOW_ATTRIBUTE",
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
@@ -70,6 +74,7 @@ __all__ = [
     "InProcessRunner",
     "JsonFormatter",
     "Progress",
+    "Refused",
     "Resolver",
     "RunLogger",
     "RunOutcome",
@@ -90,6 +95,7 @@ __all__ = [
     "error_info",
     "expire_leases",
     "flow_result",
+    "for_flow",
     "gcs_object",
     "get_run_logger",
     "import_source",
