@@ -8,7 +8,7 @@ from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
-from orchestrator.runtime._capture import MAX_LOG_CHARS
+from orchestrator.runtime._capture import MAX_LINE_CHARS, MAX_LOG_CHARS, Capture
 from orchestrator.runtime._capture import parse as parse_logs
 from orchestrator.runtime._context import (
     Context,
@@ -62,11 +62,13 @@ __all__ = [
     "LEASE_S",
     "LOGGER",
     "MASK",
+    "MAX_LINE_CHARS",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
+    "Capture",
     "Context",
     "Deferred",
     "Deployed",
