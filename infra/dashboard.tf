@@ -8,6 +8,7 @@ locals {
   dashboard_service = "kumoflow-dashboard"
   # The audience of IAP's signed assertion for a Cloud Run service (IAP's signed-headers docs).
   dashboard_audience = "/projects/${data.google_project.this.number}/locations/${var.region}/services/${local.dashboard_service}"
+  dashboard_hosts    = "${local.dashboard_service}-${data.google_project.this.number}.${var.region}.run.app,*.a.run.app"
   iap_agent          = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-iap.iam.gserviceaccount.com"
 
   # Who passes IAP: the viewers (user:, group:, domain: only; variables.tf) and the operators.
@@ -83,6 +84,12 @@ resource "google_cloud_run_v2_service" "dashboard" {
       env {
         name  = "KUMOFLOW_IAP_AUDIENCE"
         value = local.dashboard_audience
+      }
+      # The names it answers (any other Host gets 400): its deterministic run.app URL and
+      # the older hashed *.a.run.app one.
+      env {
+        name  = "KUMOFLOW_UI_ALLOWED_HOSTS"
+        value = local.dashboard_hosts
       }
     }
   }

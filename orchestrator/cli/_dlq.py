@@ -26,7 +26,12 @@ def dlq_list(limit: int, project: str | None, as_json: bool) -> None:
     """List dead-letter records, newest first."""
     with guard(as_json):
         found = [d.model_dump(mode="json") for d in target_runtime(project).letters.list(limit)]
-    human = "\n".join(f"{d['received_at']}  {d['source']:<12} {d['reason']}" for d in found)
+    human = "\n".join(
+        f"{d['received_at']}  {d['source']:<12} "
+        + (f"[{d['flow']}] " if d.get("flow") else "")
+        + d["reason"]
+        for d in found
+    )
     echo(found, as_json, human or "no dead letters")
 
 
@@ -44,7 +49,8 @@ def dlq_list(limit: int, project: str | None, as_json: bool) -> None:
 def dlq_redrive(
     letter_id: str, data_file: IO[bytes] | None, project: str | None, as_json: bool
 ) -> None:
-    """Publish a dead letter's input again where it arrived, once its cause is fixed."""
+    """Publish a dead letter's input again where it arrived, once its cause is fixed (to the
+    one flow that refused it, when other flows on its topic took it)."""
     from orchestrator.local import redrive
 
     with guard(as_json):

@@ -18,14 +18,25 @@ if TYPE_CHECKING:
 @click.option("--port", default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 in a container.")
 @click.option("--read-only", is_flag=True, help="No retry or cancel buttons.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A host name the dashboard answers to (repeatable; *.example.com for subdomains). "
+    "Default: KUMOFLOW_UI_ALLOWED_HOSTS, else localhost and 127.0.0.1; other names get 400.",
+)
 @project_option
-def ui(port: int, host: str, read_only: bool, project: str | None) -> None:
+def ui(
+    port: int, host: str, read_only: bool, allowed_hosts: tuple[str, ...], project: str | None
+) -> None:
     """Serve the web dashboard: runs, each run's DAG, task attempts and logs, flows."""
     from orchestrator.ui import create_app, serve
 
     with guard(False):
         rt = target_runtime(project)
-        app = create_app(rt, read_only=read_only)  # refuses operators it could not verify
+        app = create_app(  # refuses operators it could not verify
+            rt, read_only=read_only, allowed_hosts=allowed_hosts or None
+        )
     click.echo(f"kumoflow dashboard on http://{host}:{port}/runs (Ctrl-C stops it)", err=True)
     serve(app, host=host, port=port)
 

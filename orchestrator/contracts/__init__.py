@@ -1,6 +1,6 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
-from ._blocks import BlockName, StoredBlock
+from ._blocks import BLOCK_REF, BlockName, StoredBlock
 from ._dag import (
     DictValue,
     FlowParam,
@@ -39,6 +39,8 @@ from ._options import (
 )
 from ._schema import json_schemas, write_json_schemas
 from ._state import (
+    DEAD_LETTER_PAYLOAD_CHARS,
+    DEAD_LETTER_REASON_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     Attempt,
@@ -63,6 +65,9 @@ from ._triggers import (
 )
 
 __all__ = [
+    "BLOCK_REF",
+    "DEAD_LETTER_PAYLOAD_CHARS",
+    "DEAD_LETTER_REASON_CHARS",
     "EVENT_TYPES",
     "EVENT_TYPE_OF",
     "MAX_MESSAGE_CHARS",

@@ -9,6 +9,8 @@ from pydantic import Field, JsonValue, StringConstraints
 
 from ._options import Frozen
 
+# How a block travels in a DAG, a handle or another block: {"$block": "kind/name"}.
+BLOCK_REF = "$block"
 # Kinds and names end up in document ids and file names: a safe alphabet.
 BlockName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
 from ._options import FlowOptions, Frozen, TaskOptions
 from ._triggers import TriggerSpec
@@ -94,6 +94,17 @@ class FlowParam(Frozen):
     required: bool
     default: JsonValue = None
     annotation: str | None = None
+    # The kind of block ("gcp-credentials") the parameter is typed as: its value comes from
+    # the flow's declaration only, never from a message (see runtime `refuse_blocks`).
+    block: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_block(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Unset, `block` is left out: a flow without block parameters keeps its version."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("block") is None:
+            out.pop("block", None)
+        return out
 
 
 class SourceRef(Frozen):

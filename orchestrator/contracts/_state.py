@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from ._options import Frozen, RunId, Version
 
@@ -13,6 +14,9 @@ from ._options import Frozen, RunId, Version
 # task document (three attempts, each with its error) must stay far under Firestore's 1 MiB.
 MAX_MESSAGE_CHARS = 4_000
 MAX_TRACEBACK_CHARS = 8_000
+# A dead letter's text: what is kept of the input and of the reason (outsiders choose both).
+DEAD_LETTER_PAYLOAD_CHARS = 4_096
+DEAD_LETTER_REASON_CHARS = 2_000
 
 
 def clip(text: str, limit: int) -> str:
@@ -197,4 +201,23 @@ class DeadLetter(Frozen):
     topic: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
     exact: bool = False  # `payload` is the input itself: neither truncated nor masked
+    # The one flow that refused it, when the input was for every flow on its topic (others may
+    # have taken it): a redrive re-delivers it to this flow only. None: refused as a whole.
+    flow: str | None = None
     redriven_at: datetime | None = None  # `kumoflow dlq redrive` published it again
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clipped(cls, value: Any) -> Any:
+        """One size rule wherever a record is built (edge, sink, sweeper; any store keeps the
+        same): the reason and the input are clipped, and a clipped input is no longer exact."""
+        if not isinstance(value, dict):
+            return value
+        out = dict(value)
+        if isinstance(reason := out.get("reason"), str):
+            out["reason"] = clip(reason, DEAD_LETTER_REASON_CHARS)
+        payload = out.get("payload")
+        if isinstance(payload, str) and len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
+            out["payload"] = clip(payload, DEAD_LETTER_PAYLOAD_CHARS)
+            out["exact"] = False
+        return out

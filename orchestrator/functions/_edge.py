@@ -7,6 +7,7 @@ transient failures raise, so the platform answers non-2xx and Pub/Sub redelivers
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -17,7 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.adapters import from_message, peek_context, unwrap_pubsub
-from orchestrator.contracts import DeadLetter, Envelope, RunRequested, clip
+from orchestrator.contracts import (
+    DEAD_LETTER_REASON_CHARS,
+    DeadLetter,
+    Envelope,
+    RunRequested,
+    clip,
+)
 from orchestrator.errors import (
     BadInputError,
     KumoflowError,
@@ -28,6 +35,7 @@ from orchestrator.errors import (
 from orchestrator.ports import EventBus
 from orchestrator.runtime import (
     LOGGER,
+    MASK,
     Runtime,
     cloud_runtime,
     configure_json_logging,
@@ -35,8 +43,16 @@ from orchestrator.runtime import (
     secret_params,
 )
 
-PAYLOAD_CHARS = 4096
-REJECTED = (BadInputError, NotFoundError, ParameterError, SerializationError, ValidationError)
+# What redelivery cannot fix. A RecursionError comes from input nested too deeply somewhere
+# past the decoders that name it (the same bytes fail the same way on every delivery).
+REJECTED = (
+    BadInputError,
+    NotFoundError,
+    ParameterError,
+    SerializationError,
+    ValidationError,
+    RecursionError,
+)
 _lock = threading.Lock()
 _built: list[Runtime] = []  # one per instance
 
@@ -138,20 +154,35 @@ def guarded(
     try:
         body(rt, seen)
     except REJECTED as e:
-        outer = cloud_event.get_attributes()
-        outer_id = str(outer.get("id", ""))
-        _, found, topic = str(outer.get("source", "")).rpartition("/topics/")
-        reject(
-            rt,
-            function,
-            e,
-            event=seen.get("event"),
-            raw=seen.get("raw", b""),
-            event_id=seen.get("id") or outer_id,
-            event_type=seen.get("type"),
-            topic=topic if found and seen.get("attributes") is not None else None,
-            attributes=seen.get("attributes") or {},
-        )
+        refused(rt, function, cloud_event, seen, e)
+
+
+def refused(
+    rt: Runtime,
+    function: str,
+    cloud_event: Any,
+    seen: dict[str, Any],
+    error: Exception,
+    *,
+    flow: str | None = None,
+) -> None:
+    """Record `error` as the dead letter of the input `seen` describes; `flow`: the one flow
+    of the input's topic that refused it (a redrive then reaches that flow only)."""
+    outer = cloud_event.get_attributes()
+    outer_id = str(outer.get("id", ""))
+    _, found, topic = str(outer.get("source", "")).rpartition("/topics/")
+    reject(
+        rt,
+        function,
+        error,
+        event=seen.get("event"),
+        raw=seen.get("raw", b""),
+        event_id=seen.get("id") or outer_id,
+        event_type=seen.get("type"),
+        topic=topic if found and seen.get("attributes") is not None else None,
+        attributes=seen.get("attributes") or {},
+        flow=flow,
+    )
 
 
 def reject(
@@ -165,12 +196,15 @@ def reject(
     event_type: str | None,
     topic: str | None = None,
     attributes: dict[str, str] | None = None,
+    flow: str | None = None,
 ) -> None:
     event_id = event.id if event else event_id
     event_type = event.type if event else event_type
-    # Redelivery of the same bad input overwrites one record instead of piling up.
-    letter_id = hashlib.sha256(f"{function}|{event_id}|{raw[:256]!r}".encode()).hexdigest()[:32]
-    reason = f"{type(error).__name__}: {error}"
+    # Redelivery of the same bad input overwrites one record instead of piling up (one per
+    # refusing flow when flows of one topic refuse it each on its own).
+    identity = f"{function}|{event_id}|{raw[:256]!r}" + (f"|{flow}" if flow else "")
+    letter_id = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    reason = clip(f"{type(error).__name__}: {error}", DEAD_LETTER_REASON_CHARS)
     LOGGER.warning(
         "rejected input: %s",
         reason,
@@ -180,9 +214,12 @@ def reject(
             "reason": reason,
             "event_type": event_type,
             "run_id": getattr(event.data, "run_id", None) if event else None,
+            "flow": flow,
         },
     )
-    shown = _shown(rt, event, raw)
+    secret = _secret_names(rt, event)
+    shown = _shown(raw, secret)
+    kept = masked(attributes or {}, secret)
     rt.letters.record(
         DeadLetter(
             id=letter_id,
@@ -193,26 +230,54 @@ def reject(
             event_id=event_id or None,
             payload=shown,
             topic=topic,
-            attributes=dict(attributes or {}),
-            exact=shown is not None and shown.encode() == raw,
+            attributes=kept,
+            flow=flow,
+            exact=shown is not None and shown.encode() == raw and kept == (attributes or {}),
         )
     )
 
 
-def _shown(rt: Runtime, event: Envelope | None, raw: bytes) -> str | None:
-    """The rejected input as recorded: truncated, with the values of secret flow parameters
-    masked when the input is a run request for a flow that declares them."""
+def _secret_names(rt: Runtime, event: Envelope | None) -> frozenset[str]:
+    """The names whose values a record must not keep: the secret parameters of the flow a
+    decoded run request names, and of every deployed flow (input that did not decode, or a
+    trigger message, may be meant for any of them)."""
+    names: set[str] = set()
     data = event.data if event is not None else None
-    if isinstance(data, RunRequested) and data.params:
+    if isinstance(data, RunRequested):
         try:
             version = data.flow_version or rt.flows.latest_version(data.flow)
-            spec = rt.spec(version) if version else None
+            if version:
+                names |= secret_params(rt.spec(version))
         except KumoflowError:
-            spec = None
-        if spec is not None and (secret := secret_params(spec)):
-            shown = data.model_copy(update={"params": masked(data.params, secret)})
-            return clip(shown.model_dump_json(), PAYLOAD_CHARS)
-    return clip(raw.decode("utf-8", "replace"), PAYLOAD_CHARS) if raw else None
+            pass  # an unknown flow or version: the deployed flows below still count
+    for spec in rt.flows.deployed():
+        names |= secret_params(spec)
+    return frozenset(names)
+
+
+def _shown(raw: bytes, secret: frozenset[str]) -> str | None:
+    """The rejected input as recorded: a JSON input has the value of every key named like a
+    secret parameter masked, at any depth (params in a run request, a trigger message's
+    body, a structured CloudEvent); the record clips it (DeadLetter). None: nothing to keep."""
+    if not raw:
+        return None
+    text = raw.decode("utf-8", "replace")
+    if not secret:
+        return text
+    hits: list[str] = []
+
+    def hide(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = [k for k, _ in pairs if k in secret]
+        hits.extend(found)
+        return {k: MASK if k in secret else v for k, v in pairs}
+
+    try:
+        body = json.loads(text, object_pairs_hook=hide)
+        return json.dumps(body, separators=(",", ":")) if hits else text
+    except (ValueError, RecursionError):
+        # Not JSON (or too deep to walk): no keys to go by. Kept only when no secret's name
+        # is in it at all; otherwise withheld (the reason still says what was wrong).
+        return None if any(name in text for name in secret) else text
 
 
 def log_event(message: str, event: Envelope, level: int = logging.INFO, **fields: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.adapters import PUBSUB_PUBLISHED, from_message, peek_context, unwrap_pubsub
@@ -14,9 +15,13 @@ from orchestrator.errors import BadInputError
 from orchestrator.runtime import (
     JOB_ATTRIBUTE,
     Deployed,
+    Refused,
     Runtime,
+    for_flow,
     gcs_object,
     message,
+    refuse_blocks,
+    requested_spec,
     requests_for_fire,
     requests_for_message,
     requests_for_object,
@@ -26,8 +31,11 @@ STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 SCHEDULER_EXECUTED = "google.cloud.scheduler.job.v1.executed"
 
 
-def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[RunRequested]:
-    """Every run this event asks for (none when it matches no flow's filter)."""
+def run_requests(
+    rt: Runtime, cloud_event: Any, seen: dict[str, Any]
+) -> Sequence[RunRequested | Refused]:
+    """Every run this event asks for (none when it matches no flow's filter), or a flow's
+    refusal of it; a message a redrive targets at one flow (FLOW_ATTRIBUTE) reaches only it."""
     attrs = cloud_event.get_attributes()
     event_type, event_id = str(attrs.get("type")), str(attrs.get("id", ""))
     seen.update(type=event_type, id=event_id)
@@ -62,6 +70,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
         if not isinstance(event.data, RunRequested):
             raise BadInputError(f"run_starter takes dev.kumoflow.run.requested, not {event.type}")
         req = event.data
+        refuse_blocks(requested_spec(rt, req)[1], req.params)
         # The run id derives from the event's identity: a redelivered request starts nothing new.
         derived = hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
         return [req if req.run_id else req.model_copy(update={"run_id": derived})]
@@ -77,16 +86,18 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> list[Ru
             raise BadInputError("GCS notification data is not the object's JSON resource") from e
         # fake-gcs-server notifies for every bucket, unlike GCS's per-bucket configs.
         quiet = os.environ.get("KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS") == "1"
-        return requests_for_object(_deployed(rt), gcs_object(resource), message_id, quiet=quiet)
+        objects = requests_for_object(_deployed(rt), gcs_object(resource), message_id, quiet=quiet)
+        return for_flow(objects, attributes, f"the notification on topic {topic!r}")
     if JOB_ATTRIBUTE in attributes and topic == rt.topics.schedules:
         return requests_for_fire(
             _deployed(rt), attributes[JOB_ATTRIBUTE], _time(publish_time), message_id
         )
     if not found or not topic:
         raise BadInputError(f"cannot tell the topic from the event source {source!r}")
-    return requests_for_message(
+    requests = requests_for_message(
         _deployed(rt), message(topic, raw, attributes, message_id, publish_time)
     )
+    return for_flow(requests, attributes, f"topic {topic!r}")
 
 
 def _structured(raw: bytes) -> bool:

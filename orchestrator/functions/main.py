@@ -16,21 +16,33 @@ import functions_framework
 from orchestrator.contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
 from orchestrator.errors import BadInputError
 from orchestrator.functions import (
+    REJECTED,
     guarded,
     handle,
     log_event,
     push_authenticated,
     record_dead_letter,
+    refused,
     run_requests,
     runtime,
 )
-from orchestrator.runtime import LOGGER, Runtime, advance, run_task, start_run, tick
+from orchestrator.runtime import LOGGER, Refused, Runtime, advance, run_task, start_run, tick
 
 
 def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
+    """Start every flow the event asks for. A flow that refuses it gets its own dead letter
+    (naming it) and the others still start; a transient failure still raises (redelivery
+    then dedupes what started and refuses again, into the same letter)."""
     for req in run_requests(rt, cloud_event, seen):
+        if isinstance(req, Refused):
+            refused(rt, "run_starter", cloud_event, seen, req.error, flow=req.flow)
+            continue
         assert req.run_id is not None
-        run, created = start_run(rt, req, run_id=req.run_id)
+        try:
+            run, created = start_run(rt, req, run_id=req.run_id)
+        except REJECTED as e:
+            refused(rt, "run_starter", cloud_event, seen, e, flow=req.flow)
+            continue
         LOGGER.info(
             "run started" if created else "duplicate trigger: run exists",
             extra={

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.contracts import StoredBlock
+from orchestrator.contracts import BLOCK_REF, StoredBlock
 from orchestrator.errors import FlowDefinitionError, NotFoundError
 from orchestrator.io import current_blocks
 from orchestrator.runtime import in_flow_body
@@ -32,7 +32,7 @@ from orchestrator.runtime import in_flow_body
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
-REF = "$block"
+REF = BLOCK_REF
 MASK = "**********"
 
 

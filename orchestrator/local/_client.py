@@ -18,6 +18,7 @@ from orchestrator.runtime import (
     bind_params,
     check_types,
     cloud_runtime,
+    refuse_blocks,
     secret_params,
 )
 from orchestrator.sdk import Flow
@@ -38,6 +39,7 @@ def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
     """Register `flow` and request a run of it, as any producer would; returns the run id."""
     spec = flow.spec
     # Fail here, not in a dead letter.
+    refuse_blocks(spec, params)  # the run starter takes no block from a message
     bound = bind_params(spec.params, params, flow=spec.name)
     check_types(flow.fn, bound, flow=spec.name, secret=secret_params(spec))
     version = rt.flows.put_flow(spec)

@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.contracts import DeadLetter, Run, RunStatus, TaskRun
 from orchestrator.engine import Plan, ResumeRun
 from orchestrator.errors import KumoflowError, NotFoundError
-from orchestrator.runtime import Runtime, advance, parse_logs
+from orchestrator.runtime import FLOW_ATTRIBUTE, Runtime, advance, parse_logs
 
 PAGE = 500  # task records per batch read
 
@@ -138,6 +138,7 @@ def redrive(
 ) -> tuple[DeadLetter, str]:
     """Publish a dead letter's input again, where it first arrived (after its cause was
     fixed: a flow deployed, a bucket created), or `data` in its place (the input, fixed).
+    A letter one flow of a topic wrote reaches that flow only (the others took the input).
     Returns the letter as now recorded (marked redriven) and the new message's id."""
     letter = rt.letters.get(letter_id)
     if letter is None:
@@ -154,7 +155,10 @@ def redrive(
                 "pass the input to publish with --data"
             )
         data = letter.payload.encode()
-    message_id = publish(letter.topic, data, dict(letter.attributes))
+    attributes = dict(letter.attributes)
+    if letter.flow is not None:  # the flows of its topic that took it do not run again
+        attributes[FLOW_ATTRIBUTE] = letter.flow
+    message_id = publish(letter.topic, data, attributes)
     marked = letter.model_copy(update={"redriven_at": rt.clock.now()})
     rt.letters.record(marked)
     return marked, message_id

@@ -8,7 +8,7 @@ from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._cache import TaskRunContext, task_input_hash
-from orchestrator.runtime._capture import MAX_LOG_CHARS
+from orchestrator.runtime._capture import MAX_LINE_CHARS, MAX_LOG_CHARS, Capture
 from orchestrator.runtime._capture import parse as parse_logs
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
@@ -23,8 +23,11 @@ from orchestrator.runtime._context import (
 )
 from orchestrator.runtime._defer import MAX_POLL_S, OUTAGE_BUDGET, Deferred, deferrable
 from orchestrator.runtime._ingress import (
+    FLOW_ATTRIBUTE,
     JOB_ATTRIBUTE,
     Deployed,
+    Refused,
+    for_flow,
     gcs_object,
     job_name,
     message,
@@ -38,10 +41,13 @@ from orchestrator.runtime._outbox import flow_result, read_flow_result, request
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._start import (
+    MASK,
     begin,
     bind_params,
     check_types,
     masked,
+    refuse_blocks,
+    requested_spec,
     secret_params,
     start_run,
 )
@@ -59,16 +65,20 @@ from orchestrator.runtime._worker import run_task
 __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "FLOW_ATTRIBUTE",
     "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
     "LEASE_S",
     "LOGGER",
+    "MASK",
+    "MAX_LINE_CHARS",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
     "OUTAGE_BUDGET",
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
+    "Capture",
     "Context",
     "Deferred",
     "Deployed",
@@ -76,6 +86,7 @@ __all__ = [
     "InProcessRunner",
     "JsonFormatter",
     "Progress",
+    "Refused",
     "Resolver",
     "RunLogger",
     "RunOutcome",
@@ -97,6 +108,7 @@ __all__ = [
     "error_info",
     "expire_leases",
     "flow_result",
+    "for_flow",
     "gcs_object",
     "get_run_logger",
     "import_source",
@@ -107,7 +119,9 @@ __all__ = [
     "message",
     "parse_logs",
     "read_flow_result",
+    "refuse_blocks",
     "request",
+    "requested_spec",
     "requests_for_fire",
     "requests_for_message",
     "requests_for_object",

@@ -42,7 +42,7 @@ class Capture:
         self.entries: list[dict[str, Any]] = []
         self.dropped = 0
         self._chars = 0
-        self._partial: dict[str, str] = {}
+        self._partial: dict[str, _Pending] = {}
         self._last: logging.LogRecord | None = None
         self._lock = threading.Lock()
         self._echo = RunLogger(fields, OUTPUT_LOGGER) if json_logging() else None
@@ -71,12 +71,26 @@ class Capture:
         self.add("log", record.levelname, message, logger=record.name, at=record.created)
 
     def write(self, stream: str, text: str) -> None:
-        """Text written to stdout/stderr: one entry per complete line."""
-        lines = (self._partial.pop(stream, "") + text).split("\n")
-        if lines[-1]:
-            self._partial[stream] = lines[-1]
-        for line in lines[:-1]:
-            self._line(stream, line)
+        """Text written to stdout/stderr: one entry per complete line. A write costs its own
+        length: the unfinished line is appended to, never re-joined or re-scanned (a progress
+        bar redrawn with \r writes tens of thousands of times without a newline)."""
+        start = 0
+        while (end := text.find("\n", start)) >= 0:
+            pending = self._partial.pop(stream, None)
+            if pending is None:
+                self._line(stream, text[start:end])
+            else:
+                pending.add(text[start:end])
+                self._line(stream, pending.line())
+            start = end + 1
+        if start < len(text):
+            self._partial.setdefault(stream, _Pending()).add(text[start:] if start else text)
+
+    def pending(self, stream: str) -> int:
+        """How many characters of `stream`'s unfinished line are held (at most a line's
+        worth: the rest is only counted, for the truncation mark)."""
+        found = self._partial.get(stream)
+        return found.held if found is not None else 0
 
     def _line(self, stream: str, line: str) -> None:
         self.add(stream, "ERROR" if stream == "stderr" else "INFO", line)
@@ -93,7 +107,7 @@ class Capture:
 
     def dump(self) -> bytes:
         for stream in list(self._partial):
-            self._line(stream, self._partial.pop(stream))
+            self._line(stream, self._partial.pop(stream).line())
         entries = list(self.entries)
         if self.dropped:
             entries.append({
@@ -102,6 +116,33 @@ class Capture:
                 f"at most {MAX_LOG_CHARS} characters]",
             })  # fmt: skip
         return "".join(json.dumps(e) + "\n" for e in entries).encode()
+
+
+class _Pending:
+    """An unfinished line: its first MAX_LINE_CHARS characters and the count of the rest, so
+    `line()` is the whole line clipped as `clip` would, at a cost linear in what was written."""
+
+    __slots__ = ("_head", "held", "total")
+
+    def __init__(self) -> None:
+        self._head = io.StringIO()
+        self.held = 0
+        self.total = 0
+
+    def add(self, text: str) -> None:
+        self.total += len(text)
+        room = MAX_LINE_CHARS - self.held
+        if room > 0:
+            kept = text if len(text) <= room else text[:room]
+            self._head.write(kept)
+            self.held += len(kept)
+
+    def line(self) -> str:
+        head = self._head.getvalue()
+        if self.total <= MAX_LINE_CHARS:
+            return head
+        mark = f" ... [truncated {self.total - MAX_LINE_CHARS} chars]"
+        return head[: max(0, MAX_LINE_CHARS - len(mark))] + mark
 
 
 def parse(data: bytes) -> list[dict[str, Any]]:

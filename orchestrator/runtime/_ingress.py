@@ -30,8 +30,12 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
+from orchestrator.runtime._start import masked, refuse_blocks, secret_params
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
+# Set by `dlq redrive` on a message one flow of its topic refused: only that flow takes it (the
+# others took it the first time). It narrows who starts; it never widens it.
+FLOW_ATTRIBUTE = "kumoflow-flow"
 # A publish time this far before a slot still belongs to it (clocks are not in lockstep).
 EARLY_TOLERANCE = timedelta(seconds=5)
 
@@ -40,6 +44,29 @@ EARLY_TOLERANCE = timedelta(seconds=5)
 class Deployed:
     version: str
     spec: FlowSpec
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One flow's refusal of an input the other flows on its topic may well take."""
+
+    flow: str
+    error: BadInputError
+
+
+def for_flow(
+    items: Sequence[RunRequested | Refused], attributes: Mapping[str, str], where: str
+) -> list[RunRequested | Refused]:
+    """`items` as the message targets them: all, or the one flow FLOW_ATTRIBUTE names."""
+    target = attributes.get(FLOW_ATTRIBUTE)
+    if target is None:
+        return list(items)
+    kept = [i for i in items if i.flow == target]
+    if not kept:
+        raise BadInputError(
+            f"message targets flow {target!r} ({FLOW_ATTRIBUTE}), which {where} does not start"
+        )
+    return kept
 
 
 def run_id(*identity: str) -> str:
@@ -113,7 +140,11 @@ def message(
     )
 
 
-def requests_for_message(deployed: Sequence[Deployed], msg: PubSubMessage) -> list[RunRequested]:
+def requests_for_message(
+    deployed: Sequence[Deployed], msg: PubSubMessage
+) -> list[RunRequested | Refused]:
+    """A run request for each flow on the message's topic, or that flow's refusal (one flow
+    refusing the message does not keep it from the others)."""
     matched = [
         (d, t)
         for d in deployed
@@ -125,25 +156,34 @@ def requests_for_message(deployed: Sequence[Deployed], msg: PubSubMessage) -> li
             f"no deployed flow is triggered by topic {msg.topic!r}; deploy one "
             "with requests_for_message(topic=...)"
         )
-    return [
-        RunRequested(
-            flow=d.spec.name,
-            flow_version=d.version,
-            params=(
+    out: list[RunRequested | Refused] = []
+    for d, t in matched:
+        try:
+            params = (
                 {t.message_param: msg.model_dump(mode="json")}
                 if t.message_param
                 else _message_params(d.spec, msg)
-            ),
-            run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
-            trigger=TriggerInfo(
-                kind="pubsub",
-                source=msg.topic,
-                event_id=msg.message_id,
-                detail={"attributes": dict(msg.attributes)},
-            ),
+            )
+        except BadInputError as e:
+            out.append(Refused(d.spec.name, e))
+            continue
+        out.append(
+            RunRequested(
+                flow=d.spec.name,
+                flow_version=d.version,
+                params=params,
+                run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
+                trigger=TriggerInfo(
+                    kind="pubsub",
+                    source=msg.topic,
+                    event_id=msg.message_id,
+                    # What started the run, for `runs show` and context.flow_run.trigger: an
+                    # attribute that is a secret parameter is masked (the run's params keep it).
+                    detail={"attributes": masked(msg.attributes, secret_params(d.spec))},
+                ),
+            )
         )
-        for d, t in matched
-    ]
+    return out
 
 
 def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
@@ -154,6 +194,11 @@ def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
             body = json.loads(msg.data)
         except ValueError:
             body = None
+        except RecursionError as e:
+            raise BadInputError(
+                f"message on {msg.topic!r} for flow {spec.name!r}: data is JSON nested too "
+                "deeply to decode"
+            ) from e
         if not isinstance(body, dict):
             raise BadInputError(
                 f"message on {msg.topic!r} for flow {spec.name!r}: data must be a JSON object of "
@@ -165,6 +210,7 @@ def _message_params(spec: FlowSpec, msg: PubSubMessage) -> dict[str, Any]:
     for key, value in msg.attributes.items():
         if key in names:
             params[key] = param_value(value, names[key].annotation)
+    refuse_blocks(spec, params)
     return params
 
 

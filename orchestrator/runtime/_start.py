@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
+from orchestrator.contracts import BLOCK_REF, FlowSpec, ParentRef, Run, RunRequested, RunStatus
 from orchestrator.engine import check_json, started
-from orchestrator.errors import ConflictError, NotFoundError, ParameterError
+from orchestrator.errors import BadInputError, ConflictError, NotFoundError, ParameterError
 from orchestrator.ports import Commit
 from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
@@ -39,12 +39,7 @@ def start_run(
     """Create the run (once per run id) and dispatch its roots. Returns (run, created). A
     subflow's run names its `parent` node attempt (set by the parent's worker, never off the
     wire)."""
-    version = req.flow_version or rt.flows.latest_version(req.flow)
-    if version is None:
-        raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
-    spec = rt.spec(version)
-    if spec.name != req.flow:
-        raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
+    version, spec = requested_spec(rt, req)
     params = bind_params(spec.params, req.params, flow=spec.name)
     check_types(rt.flow_function(spec), params, flow=spec.name, secret=secret_params(spec))
     rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
@@ -66,6 +61,50 @@ def start_run(
     # Also on a duplicate: finishes a start that crashed after create_run.
     begin(rt, run_id)
     return run, created
+
+
+def requested_spec(rt: Runtime, req: RunRequested) -> tuple[str, FlowSpec]:
+    """The version and spec a run request names (its flow's latest when it names none)."""
+    version = req.flow_version or rt.flows.latest_version(req.flow)
+    if version is None:
+        raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
+    spec = rt.spec(version)
+    if spec.name != req.flow:
+        raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
+    return version, spec
+
+
+def refuse_blocks(spec: FlowSpec, given: Mapping[str, Any]) -> None:
+    """A message never chooses credentials. Parameters typed as blocks take the flow's own
+    declaration (their default); and no value a message gives holds a block reference,
+    which a task typed with that block would load. (Called where messages become run
+    requests; a subflow's arguments and an in-process call come from the user's own code.)"""
+    blocks = {p.name: p.block for p in spec.params if p.block}
+    for name, value in given.items():
+        if name in blocks:
+            raise BadInputError(
+                f"parameter {name!r} of flow {spec.name!r} is a {blocks[name]} block: it comes "
+                "from the flow's declaration (its default), never from a message; to run with "
+                "another block, deploy a flow that declares it"
+            )
+        if _holds_ref(value):
+            raise BadInputError(
+                f"parameter {name!r} of flow {spec.name!r} holds a block reference "
+                f"({BLOCK_REF!r}): blocks come from the flow's declaration, never from a message"
+            )
+
+
+def _holds_ref(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if BLOCK_REF in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def begin(rt: Runtime, run_id: str) -> None:

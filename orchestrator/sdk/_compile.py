@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import typing
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -362,6 +363,10 @@ BUILDING: ContextVar[Builder | None] = ContextVar("kumoflow_building", default=N
 
 def flow_params(fn: Callable[..., Any], flow_name: str) -> tuple[FlowParam, ...]:
     params = []
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}  # unresolvable names: the annotations as written (below)
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             raise FlowDefinitionError(
@@ -379,10 +384,33 @@ def flow_params(fn: Callable[..., Any], flow_name: str) -> tuple[FlowParam, ...]
                     f"{type(default).__name__}, which JSON cannot carry; use a JSON value"
                 ) from None
         annotation = None if p.annotation is p.empty else _annotation_name(p.annotation)
+        hint = hints.get(p.name, None if p.annotation is p.empty else p.annotation)
         params.append(
-            FlowParam(name=p.name, required=required, default=default, annotation=annotation)
+            FlowParam(
+                name=p.name,
+                required=required,
+                default=default,
+                annotation=annotation,
+                block=block_kind(hint),
+            )
         )
     return tuple(params)
+
+
+def block_kind(hint: object) -> str | None:
+    """The kind of the block a parameter is typed as (`GcpCredentials`, `X | None`,
+    `list[X]`, `Annotated[X, ...]`), else None. A block is a class with a `kind` and a
+    `__kumoflow_ref__` (orchestrator.gcp.Block and its subclasses)."""
+    stack = [hint]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, type):
+            kind = getattr(t, "kind", None)
+            if isinstance(kind, str) and callable(getattr(t, "__kumoflow_ref__", None)):
+                return kind
+            continue
+        stack.extend(typing.get_args(t))
+    return None
 
 
 def _annotation_name(annotation: object) -> str:

@@ -4,18 +4,29 @@ Server-rendered Jinja2 pages; one small script refreshes a running run's page. R
 are POSTs that only an operator may make: anyone locally (no IAP audience, no operators), and
 behind IAP the identities listed in KUMOFLOW_UI_OPERATORS, proven by IAP's signed assertion
 (orchestrator/ui/_iap.py). Read-only otherwise, and the POSTs answer 403.
+
+A browser sends IAP's session (so an operator's assertion) with any site's form POST too: the
+POSTs also answer 403 to another site's request (Sec-Fetch-Site cross-site or same-site, or an
+Origin other than the Host). And the app answers only the host names it is served as (400
+otherwise, Starlette's TrustedHostMiddleware): KUMOFLOW_UI_ALLOWED_HOSTS (infra/ sets the
+service's run.app names), else localhost and 127.0.0.1, so a name an attacker rebinds to
+127.0.0.1 reaches nothing of a local `kumoflow ui`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -29,6 +40,8 @@ from orchestrator.ui._views import can_retry, flows_view, run_view, runs_page, t
 
 HERE = Path(__file__).parent
 OPERATORS_ENV = "KUMOFLOW_UI_OPERATORS"
+HOSTS_ENV = "KUMOFLOW_UI_ALLOWED_HOSTS"  # comma-separated; "*.example.com" covers subdomains
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
 
 
 def create_app(
@@ -37,11 +50,13 @@ def create_app(
     read_only: bool = False,
     operators: str | None = None,
     iap_audience: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard over `rt`. `operators`: comma-separated emails allowed to act, proven by
     IAP's signed assertion for `iap_audience` (defaults: env KUMOFLOW_UI_OPERATORS and
     KUMOFLOW_IAP_AUDIENCE). With neither, anyone may act (local use); with an audience and no
-    operators, nobody may."""
+    operators, nobody may. `allowed_hosts`: the host names it answers (default: env
+    KUMOFLOW_UI_ALLOWED_HOSTS, else localhost and 127.0.0.1)."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
     env.filters["when"] = _when
     allowed = {
@@ -101,6 +116,13 @@ def create_app(
         return page(request, "dlq.html", letters=rt.letters.list(100))
 
     async def act(request: Request) -> Response:
+        foreign = _cross_site(request)
+        if foreign is not None:
+            raise HTTPException(
+                403,
+                f"cross-site request refused: {foreign}; retry and cancel are accepted from "
+                "the dashboard's own pages only",
+            )
         if not can_act(request):
             raise HTTPException(403, "read-only: this identity may not retry or cancel runs")
         run_id, action = request.path_params["run_id"], request.path_params["action"]
@@ -135,7 +157,33 @@ def create_app(
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={NotFoundError: not_found},
+        middleware=[
+            Middleware(
+                TrustedHostMiddleware, allowed_hosts=_hosts(allowed_hosts), www_redirect=False
+            )
+        ],
     )
+
+
+def _hosts(given: Sequence[str] | None) -> list[str]:
+    names = given if given is not None else os.environ.get(HOSTS_ENV, "").split(",")
+    found = [n.strip().lower() for n in names if n.strip()]
+    return found or list(LOCAL_HOSTS)
+
+
+def _cross_site(request: Request) -> str | None:
+    """Why this request comes from another site, or None. Browsers send Sec-Fetch-Site and
+    Origin with every POST; a request with neither is no browser's (it carries no session)."""
+    site = request.headers.get("sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site is {site}"
+    origin = request.headers.get("origin")
+    if origin is not None:
+        host = request.headers.get("host", "").lower()
+        # Only the host and port: behind IAP the browser's scheme (https) is not the app's.
+        if origin == "null" or urlsplit(origin).netloc.lower() != host:
+            return f"Origin {origin[:200]!r} is not this dashboard's ({host[:200]})"
+    return None
 
 
 def _when(value: datetime | None) -> str:

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from examples.sample_flow import sample_flow
-from orchestrator import functions
+from orchestrator import flow, functions, on_pubsub, task
 from orchestrator.adapters import (
     PUBSUB_PUBLISHED,
     MemoryBlobStore,
@@ -26,7 +27,13 @@ from orchestrator.adapters import (
     MemoryStore,
     SystemClock,
 )
-from orchestrator.contracts import DeadLetter, Run
+from orchestrator.contracts import (
+    DEAD_LETTER_PAYLOAD_CHARS,
+    DEAD_LETTER_REASON_CHARS,
+    DeadLetter,
+    Run,
+    clip,
+)
 from orchestrator.errors import TransientError
 from orchestrator.functions import main
 from orchestrator.runtime import Runtime
@@ -329,19 +336,21 @@ def run_starter_app() -> Iterator[Any]:
         sys.modules.pop("main", None)  # functions-framework loaded functions/main.py as `main`
 
 
-def _post(client: Any, mode: str, data: bytes, attributes: dict[str, str]) -> Any:
+def _post(
+    client: Any, mode: str, data: bytes, attributes: dict[str, str], topic: str = TOPICS.runs
+) -> Any:
     body = _message(data, attributes, message_id="4242")
     if mode == "binary-cloudevent":  # Eventarc's delivery
         headers = {
             "ce-id": "4242",
             "ce-type": PUBSUB_PUBLISHED,
-            "ce-source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{TOPICS.runs}",
+            "ce-source": f"//pubsub.googleapis.com/projects/kumoflow-local/topics/{topic}",
             "ce-specversion": "1.0",
             "content-type": "application/json",
         }
         return client.post("/", headers=headers, data=json.dumps(body))
     # The Pub/Sub emulator's raw push, converted by functions-framework.
-    return client.post(f"/projects/kumoflow-local/topics/{TOPICS.runs}", json=body)
+    return client.post(f"/projects/kumoflow-local/topics/{topic}", json=body)
 
 
 HTTP_MODES = ["binary-cloudevent", "pubsub-push"]
@@ -369,3 +378,99 @@ def test_http_transient_failure_answers_500(
     response = _post(run_starter_app, mode, _json(_run_requested("r-http")), _ce(RUN_REQUESTED))
     assert response.status_code == 500
     assert local.letters.list() == []
+
+
+# --- a trigger topic: JSON nested deeper than the decoder's recursion limit ----------------------
+
+
+@task(name="echo-count")
+def echo_count(count: int) -> int:
+    return count
+
+
+@flow(name="deep-params", triggers=[on_pubsub(topic="deep-topic")])
+def deep_params(count: int = 0) -> int:
+    return echo_count(count)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("body", [DEEP, b'{"count": ' + DEEP + b"}"], ids=["data", "param"])
+@pytest.mark.parametrize("mode", HTTP_MODES)
+def test_http_deeply_nested_trigger_message_is_dead_lettered_once_and_answers_200(
+    run_starter_app: Any, monkeypatch: pytest.MonkeyPatch, mode: str, body: bytes
+) -> None:
+    local = _install(monkeypatch)
+    local.flows.put_flow(deep_params.spec, deploy=True)
+    for _ in range(2):  # a redelivery (same message id) keeps the one record
+        response = _post(run_starter_app, mode, body, {}, topic="deep-topic")
+        assert response.status_code == 200
+    (letter,) = local.letters.list()
+    assert letter.source == "run_starter"
+    assert letter.topic == "deep-topic"
+    assert letter.reason.startswith("BadInputError: ")
+    assert "nested too deeply" in letter.reason
+    assert local.state.list_runs() == []
+
+
+# --- a dead letter's size: one rule where the record is built --------------------------------
+
+
+def test_a_forged_huge_uri_leaves_a_clipped_reason(
+    local: Local, caplog: pytest.LogCaptureFixture
+) -> None:
+    main.run_starter(_ours(RUN_REQUESTED, _run_requested("r-forged"))[0])
+    forged = "gs://kumoflow-results/" + "x" * 300_000
+    event, ce_id = _ours(TASK_SUCCEEDED, _task_succeeded("r-forged", result_uri=forged))
+    main.orchestrator(event)
+    (letter,) = local.letters.list()
+    assert letter.event_id == ce_id
+    full = (
+        "BadInputError: task.succeeded for 'create-csv-file' of run 'r-forged' names its result "
+        f"at {forged!r}; this task's result can only be at "
+        "gs://kumoflow-results/runs/r-forged/create-csv-file.json"
+    )
+    assert letter.reason == clip(full, DEAD_LETTER_REASON_CHARS)
+    assert len(letter.reason) == DEAD_LETTER_REASON_CHARS
+    (logged,) = [r for r in caplog.records if r.getMessage().startswith("rejected input")]
+    assert logged.getMessage() == f"rejected input: {letter.reason}"
+
+
+def test_a_huge_reason_is_clipped_in_the_record_itself() -> None:
+    letter = DeadLetter(
+        id="l", received_at=datetime(2026, 1, 1, tzinfo=UTC), source="s", reason="r" * 90_000
+    )
+    assert len(letter.reason) == DEAD_LETTER_REASON_CHARS
+    assert "[truncated" in letter.reason
+
+
+def test_a_100kb_payload_is_truncated_by_the_record_not_by_an_adapter() -> None:
+    """The record is built truncated (and so inexact): every store keeps the same thing."""
+    text = "p" * 100_000
+    letter = DeadLetter(
+        id="l",
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        source="run_starter",
+        reason="BadInputError: too big",
+        payload=text,
+        exact=True,
+    )
+    assert letter.payload == clip(text, DEAD_LETTER_PAYLOAD_CHARS)
+    assert letter.exact is False
+    memory = MemoryStore()
+    memory.record(letter)
+    assert memory.get("l") == letter
+    fits = DeadLetter.model_validate({**letter.model_dump(), "payload": "ok", "exact": True})
+    assert (fits.payload, fits.exact) == ("ok", True)
+
+
+def test_a_100kb_bad_message_on_the_memory_backend_keeps_a_truncated_payload(
+    local: Local,
+) -> None:
+    data = b'{"flow": "nope", "params": {"json_data": "' + b"x" * 100_000 + b'"}}'
+    attributes = _ce(RUN_REQUESTED)
+    main.run_starter(_published(_message(data, attributes)))
+    (letter,) = local.letters.list()
+    assert letter.payload == clip(data.decode(), DEAD_LETTER_PAYLOAD_CHARS)
+    assert letter.exact is False

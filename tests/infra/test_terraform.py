@@ -268,6 +268,11 @@ def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_acco
     assert env["KUMOFLOW_IAP_AUDIENCE"] == "${local.dashboard_audience}"
     assert env["KUMOFLOW_UI_OPERATORS"] == '${join(",", var.dashboard_operators)}'
     assert env["KUMOFLOW_GCP_RESULTS_BUCKET"] == "${local.results_bucket}"
+    assert env["KUMOFLOW_UI_ALLOWED_HOSTS"] == "${local.dashboard_hosts}"  # other Hosts: 400
+    assert tf["locals"]["dashboard_hosts"] == (
+        "${local.dashboard_service}-${data.google_project.this.number}.${var.region}.run.app,"
+        "*.a.run.app"
+    )
     assert tf["locals"]["dashboard_audience"] == (
         "/projects/${data.google_project.this.number}/locations/${var.region}"
         "/services/${local.dashboard_service}"

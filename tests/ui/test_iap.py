@@ -193,3 +193,31 @@ def test_an_audience_without_operators_lets_nobody_act(
         assert refused.value.code == 403
         refused.value.close()
     assert iap.status() == ("FAILED", 1)
+
+
+CROSS_SITE: dict[str, dict[str, str]] = {
+    "sec-fetch-site cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "sec-fetch-site same-site": {"Sec-Fetch-Site": "same-site"},
+    "origin of another site": {"Origin": "https://evil.example"},
+    "opaque origin": {"Origin": "null"},
+}
+
+
+@pytest.mark.parametrize("case", list(CROSS_SITE))
+def test_a_cross_site_post_with_a_valid_operator_assertion_is_refused(iap: Iap, case: str) -> None:
+    """IAP's session makes the browser send an operator's assertion on any site's form POST:
+    the assertion alone must not let another site retry or cancel."""
+    headers = {"x-goog-iap-jwt-assertion": iap.token(), **CROSS_SITE[case]}
+    assert _post(iap, headers) == 403
+    assert iap.status() == ("FAILED", 1)
+
+
+def test_an_operator_post_from_the_dashboard_itself_is_accepted(iap: Iap) -> None:
+    host = iap.url.removeprefix("http://")
+    headers = {
+        "x-goog-iap-jwt-assertion": iap.token(),
+        "Origin": f"https://{host}",  # IAP's TLS in front: the scheme differs, the host does not
+        "Sec-Fetch-Site": "same-origin",
+    }
+    assert _post(iap, headers) == 200
+    assert iap.status()[1] == 2
