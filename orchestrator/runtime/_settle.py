@@ -83,6 +83,8 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
         plan = rt.plan_of(snap.run)
         if event.key not in plan.tasks:
             raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
+        if isinstance(event, TaskSucceeded):  # what arrived: a forgery is refused, recorded
+            event = _trusted(rt, plan, run_id, event)
         task = snap.tasks.get(event.key)
         if task is None:
             return False  # never queued: nothing can have run it
@@ -95,9 +97,12 @@ def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
                 except ConflictError:
                     continue
                 return True
-            event = instead
-        if isinstance(event, TaskSucceeded):  # every reporter's, the store's included
-            event = _trusted(rt, plan, run_id, event)
+            # Derived from the store: the same checks as any reporter's completion.
+            event = (
+                _trusted(rt, plan, run_id, instead)
+                if isinstance(instead, TaskSucceeded)
+                else instead
+            )
         ctx = Ctx(rt, plan, snap.run, snap.run_etag)
         now = rt.clock.now()
         step = complete(plan, snap.run, task, event, now)
