@@ -113,6 +113,39 @@ def test_nothing_imports_another_packages_private_modules() -> None:
     assert offences == []
 
 
+# The runtime's roles: the worker side and the control side never import each other (what
+# both need lives in orchestrator.runtime itself); the sweeper drives both through their faces.
+ROLES = ("orchestrator.runtime.worker", "orchestrator.runtime.control")
+
+
+def _role(module: str) -> str | None:
+    return next((r for r in ROLES if module == r or module.startswith(r + ".")), None)
+
+
+def test_worker_and_control_never_import_each_other() -> None:
+    offences = []
+    for name, path in _modules():
+        mine = _role(name)
+        for line, target in _imports(path):
+            theirs = _role(target)
+            if mine is not None and theirs is not None and theirs != mine:
+                offences.append(f"{path.relative_to(ROOT)}:{line} ({mine}) imports {target}")
+    assert offences == []
+
+
+def test_shared_runtime_modules_import_no_role_but_through_its_face() -> None:
+    """A role's private modules are its own: shared modules (and the sweeper) use faces."""
+    offences = []
+    for name, path in _modules():
+        if _role(name) is not None:
+            continue
+        for line, target in _imports(path):
+            role = _role(target)
+            if role is not None and target != role and target != f"{role}.__init__":
+                offences.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert offences == []
+
+
 def test_layers_only_import_downward() -> None:
     offences = []
     for name, path in _modules():

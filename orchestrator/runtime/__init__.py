@@ -1,15 +1,16 @@
 """The services the functions call: start a run, advance it, run a task attempt, sweep timers;
 and the in-process runner that wires the same services to in-memory adapters.
 
+Three roles, each a subpackage with a face: `worker` (runs task attempts), `control` (starts
+and advances runs), `sweeper` (timers and rescues, driving both). Worker and control never
+import each other (tests/test_layout.py): what both need is here, shared (the runtime's ports
+and caches, a completion's one path, parameters, triggers, the run context).
+
 `functions/` imports this face only; nothing here knows about HTTP or Pub/Sub push.
 """
 
-from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
-from orchestrator.runtime._cache import TaskRunContext, task_input_hash
-from orchestrator.runtime._capture import MAX_LINE_CHARS, MAX_LOG_CHARS, Capture
-from orchestrator.runtime._capture import parse as parse_logs
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
     Context,
@@ -21,7 +22,6 @@ from orchestrator.runtime._context import (
     get_run_logger,
     in_flow_body,
 )
-from orchestrator.runtime._defer import MAX_POLL_S, OUTAGE_BUDGET, Deferred, deferrable
 from orchestrator.runtime._ingress import (
     FLOW_ATTRIBUTE,
     JOB_ATTRIBUTE,
@@ -37,21 +37,27 @@ from orchestrator.runtime._ingress import (
     scheduled_slot,
 )
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging, run_trace
-from orchestrator.runtime._outbox import flow_result, read_flow_result, request
-from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
-from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
-from orchestrator.runtime._start import (
+from orchestrator.runtime._params import (
     MASK,
-    begin,
     bind_params,
     check_types,
     masked,
     refuse_blocks,
-    requested_spec,
     secret_params,
+)
+from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
+from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
+from orchestrator.runtime._topics import TOPICS, Topics
+from orchestrator.runtime.control import (
+    advance,
+    begin,
+    flow_result,
+    read_flow_result,
+    request,
+    requested_spec,
     start_run,
 )
-from orchestrator.runtime._sweep import (
+from orchestrator.runtime.sweeper import (
     ITEM_BUDGET_S,
     TICK_BUDGET_S,
     TickTime,
@@ -59,8 +65,19 @@ from orchestrator.runtime._sweep import (
     sweep,
     tick,
 )
-from orchestrator.runtime._topics import TOPICS, Topics
-from orchestrator.runtime._worker import run_task
+from orchestrator.runtime.worker import (
+    MAX_LINE_CHARS,
+    MAX_LOG_CHARS,
+    MAX_POLL_S,
+    OUTAGE_BUDGET,
+    Capture,
+    Deferred,
+    TaskRunContext,
+    deferrable,
+    run_task,
+    task_input_hash,
+)
+from orchestrator.runtime.worker import parse as parse_logs
 
 __all__ = [
     "CHOOSE",

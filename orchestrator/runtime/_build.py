@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, SystemClock
 from orchestrator.ports import BlobStore, Clock
 from orchestrator.runtime._runtime import Resolver, Runtime
+from orchestrator.runtime.control import start_run
 
 
 def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) -> Runtime:
@@ -24,6 +25,7 @@ def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) ->
         blobs=GcsBlobStore.from_env(project),
         bus=PubSubBus.from_env(project),
         clock=SystemClock(),
+        start=start_run,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         source=source,
         blocks=FirestoreBlockStore.from_env(project),
@@ -53,5 +55,6 @@ def memory_runtime(
         blobs=blobs or MemoryBlobStore(),
         bus=bus or MemoryBus(),
         clock=clock or SystemClock(),
+        start=start_run,
         resolver=Resolver(functions),
     )

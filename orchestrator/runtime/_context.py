@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.contracts import FlowSpec, Run, TaskOptions, TriggerInfo
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.runtime._logging import LOGGER
-from orchestrator.runtime._start import masked, secret_params
+from orchestrator.runtime._params import masked, secret_params
 
 RUN_LOGGER = logging.getLogger("kumoflow.run")
 # What task code wrote to stdout/stderr, echoed with the run's ids (see _capture): apart from

@@ -30,7 +30,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
-from orchestrator.runtime._start import masked, refuse_blocks, secret_params
+from orchestrator.runtime._params import masked, refuse_blocks, secret_params
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
 # Set by `dlq redrive` on a message one flow of its topic refused: only that flow takes it (the

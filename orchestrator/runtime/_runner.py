@@ -27,13 +27,12 @@ from orchestrator.contracts import (
 from orchestrator.engine import ResumeRun
 from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError, TransientError
 from orchestrator.ports import Clock
-from orchestrator.runtime._advance import advance
 from orchestrator.runtime._build import memory_runtime
-from orchestrator.runtime._outbox import flow_result
+from orchestrator.runtime._params import bind_params
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._start import bind_params, start_run
-from orchestrator.runtime._sweep import tick
-from orchestrator.runtime._worker import run_task
+from orchestrator.runtime.control import advance, flow_result, start_run
+from orchestrator.runtime.sweeper import tick
+from orchestrator.runtime.worker import run_task
 
 DEFAULT_WORKERS = 8
 # Result caches outlive a run: in-process, they last as long as the process.

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
@@ -22,6 +22,7 @@ from orchestrator.contracts import (
     FlowSpec,
     ParentRef,
     Run,
+    RunRequested,
     RunStatus,
     SourceRef,
 )
@@ -147,6 +148,14 @@ class Lru(Generic[K, V]):
             self._items.pop(key, None)
 
 
+class RunStarter(Protocol):
+    """Starts a run once per run id (the control side's `start_run`)."""
+
+    def __call__(
+        self, rt: Runtime, req: RunRequested, *, run_id: str, parent: ParentRef | None = None
+    ) -> tuple[Run, bool]: ...
+
+
 @dataclass
 class Runtime:
     flows: FlowStore
@@ -156,6 +165,9 @@ class Runtime:
     blobs: BlobStore
     bus: EventBus
     clock: Clock
+    # How a subflow node's worker starts its child run: the control side's start_run, handed
+    # to the worker side by whoever builds the runtime, so neither side imports the other.
+    start: RunStarter
     results_bucket: str = "kumoflow-results"
     topics: Topics = field(default_factory=Topics)
     source: str = "//kumoflow.dev/local"

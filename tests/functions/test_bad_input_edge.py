@@ -36,7 +36,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.errors import TransientError
 from orchestrator.functions import main
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, start_run
 from tests.functions.bad_input_events import (
     RUN_REQUESTED,
     TASK_FAILED,
@@ -96,6 +96,7 @@ def _install(
             blobs=MemoryBlobStore(),
             bus=MemoryBus(),
             clock=SystemClock(),
+            start=start_run,
         ),
         flows,
         state or flows,

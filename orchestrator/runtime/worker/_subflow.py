@@ -22,7 +22,6 @@ from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._start import start_run
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 
@@ -45,7 +44,7 @@ def start_subflow(
     )
     trigger = TriggerInfo(kind="subflow", source=f"{req.run_id}/{req.key}")
     request = RunRequested(flow=spec.name, flow_version=version, params=dict(args), trigger=trigger)
-    start_run(rt, request, run_id=child, parent=parent)
+    rt.start(rt, request, run_id=child, parent=parent)
     try:
         _hold(rt, req, token, child)
     except Exception:  # the child runs: the node's lease expiry makes the node wait for it

@@ -45,19 +45,19 @@ from orchestrator.engine import (
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.io import services
 from orchestrator.ports import Commit
-from orchestrator.runtime import _cache as cache
-from orchestrator.runtime._cache import TaskRunContext
-from orchestrator.runtime._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
-from orchestrator.runtime._defer import Deferred, hooks_of, park
-from orchestrator.runtime._invoke import invoke
 from orchestrator.runtime._items import own_element
-from orchestrator.runtime._lease import Lease
 from orchestrator.runtime._logging import LOGGER
-from orchestrator.runtime._receivers import bind_receiver, receiver_key
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._subflow import child_run_id, start_subflow
+from orchestrator.runtime.worker import _cache as cache
+from orchestrator.runtime.worker._cache import TaskRunContext
+from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
+from orchestrator.runtime.worker._defer import Deferred, hooks_of, park
+from orchestrator.runtime.worker._invoke import invoke
+from orchestrator.runtime.worker._lease import Lease
+from orchestrator.runtime.worker._receivers import bind_receiver, receiver_key
+from orchestrator.runtime.worker._subflow import child_run_id, start_subflow
 
 # A claim lasts rt.lease_seconds (LEASE_S) and is renewed every third of it while user code runs:
 # a dead worker's attempt is noticed within a minute, and no lease outlives the platform's limits

@@ -13,9 +13,15 @@ from orchestrator.errors import KumoflowError
 from orchestrator.io import services
 from orchestrator.ports import Commit
 from orchestrator.runtime._completion import report
-from orchestrator.runtime._defer import Deferred, hold, hooks_of, next_poll, outlasted, stop
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._worker import Claimed, cancel_hook, failure, store_result, succeeded_with
+from orchestrator.runtime.worker._defer import Deferred, hold, hooks_of, next_poll, outlasted, stop
+from orchestrator.runtime.worker._worker import (
+    Claimed,
+    cancel_hook,
+    failure,
+    store_result,
+    succeeded_with,
+)
 
 
 def check(rt: Runtime, item: OutboxEntry) -> None:

@@ -25,8 +25,8 @@ from orchestrator.engine import (
 )
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.ports import Commit, Snapshot
-from orchestrator.runtime._outbox import entry, execute
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime.control._outbox import entry, execute
 
 S = TaskStatus
 

@@ -51,9 +51,9 @@ from orchestrator.engine import (
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError, TransientError
 from orchestrator.ports import Commit, Counts, Etag
 from orchestrator.runtime._completion import child_ended, stored
-from orchestrator.runtime._outbox import entry, execute, request
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._whole import advance_whole
+from orchestrator.runtime.control._outbox import entry, execute, request
+from orchestrator.runtime.control._whole import advance_whole
 
 MAX_CONFLICTS = 20
 CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width

@@ -1,4 +1,5 @@
-"""Starting a run: bind and check its parameters, create it once per run id, dispatch its roots."""
+"""A run's parameters: bound to the flow's signature, checked against its annotations, kept
+from choosing credentials (block references), and masked where secrets would show."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.contracts import BLOCK_REF, FlowSpec, ParentRef, Run, RunRequested, RunStatus
-from orchestrator.engine import check_json, started
-from orchestrator.errors import BadInputError, ConflictError, NotFoundError, ParameterError
-from orchestrator.ports import Commit
-from orchestrator.runtime._outbox import entry, execute, request
-from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._settle import CHUNK, MAX_CONFLICTS, Ctx, finish
+from orchestrator.contracts import BLOCK_REF, FlowSpec
+from orchestrator.engine import check_json
+from orchestrator.errors import BadInputError, ParameterError
 
 MAX_PARAMS_BYTES = 256 * 1024  # well under Firestore's 1 MiB document limit
 # Parameters annotated with these types are secrets: their values never appear in errors, logs,
@@ -31,47 +28,6 @@ def secret_params(spec: FlowSpec) -> frozenset[str]:
 def masked(params: Mapping[str, Any], secret: frozenset[str]) -> dict[str, Any]:
     """`params` fit to show: secret values replaced by a mask."""
     return {k: MASK if k in secret else v for k, v in params.items()}
-
-
-def start_run(
-    rt: Runtime, req: RunRequested, *, run_id: str, parent: ParentRef | None = None
-) -> tuple[Run, bool]:
-    """Create the run (once per run id) and dispatch its roots. Returns (run, created). A
-    subflow's run names its `parent` node attempt (set by the parent's worker, never off the
-    wire)."""
-    version, spec = requested_spec(rt, req)
-    params = bind_params(spec.params, req.params, flow=spec.name)
-    check_types(rt.flow_function(spec), params, flow=spec.name, secret=secret_params(spec))
-    rt.plan(version, params)  # expanding validates mapped parameters before anything is stored
-    run = Run(
-        run_id=run_id,
-        flow=spec.name,
-        flow_version=version,
-        params=params,
-        created_at=rt.clock.now(),
-        trigger=req.trigger,
-        parent=parent,
-    )
-    created = rt.state.create_run(run)
-    if not created:
-        snap = rt.state.load(run_id, [])
-        if snap is None:
-            raise NotFoundError(f"run {run_id!r} vanished while starting")
-        run = snap.run
-    # Also on a duplicate: finishes a start that crashed after create_run.
-    begin(rt, run_id)
-    return run, created
-
-
-def requested_spec(rt: Runtime, req: RunRequested) -> tuple[str, FlowSpec]:
-    """The version and spec a run request names (its flow's latest when it names none)."""
-    version = req.flow_version or rt.flows.latest_version(req.flow)
-    if version is None:
-        raise NotFoundError(f"flow {req.flow!r} is not registered; deploy it first")
-    spec = rt.spec(version)
-    if spec.name != req.flow:
-        raise ParameterError(f"version {version} is flow {spec.name!r}, not {req.flow!r}")
-    return version, spec
 
 
 def refuse_blocks(spec: FlowSpec, given: Mapping[str, Any]) -> None:
@@ -105,44 +61,6 @@ def _holds_ref(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
-
-
-def begin(rt: Runtime, run_id: str) -> None:
-    """Move the run to RUNNING, then dispatch its roots chunk by chunk (their claims create
-    their records). Repeating this (a duplicate trigger after a crash midway) sends them again;
-    nothing runs twice."""
-    for _ in range(MAX_CONFLICTS):
-        snap = rt.state.load(run_id, [])
-        if snap is None:
-            raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan_of(snap.run)
-        now = rt.clock.now()
-        run, commands = started(plan, snap.run, now)
-        if run is snap.run:
-            break
-        entries = [entry(run_id, c, now) for c in commands]
-        try:
-            rt.state.commit(
-                Commit(run_id=run_id, run=run, run_etag=snap.run_etag, outbox_add=entries)
-            )
-        except ConflictError:
-            continue
-        if rt.fault is not None:
-            rt.fault("after-commit")
-        execute(rt, plan, run, entries, now)
-    else:
-        raise ConflictError(f"run {run_id}: gave up starting")
-    snap = rt.state.load(run_id, [])
-    if snap is None or snap.run.status is not RunStatus.RUNNING or snap.run.attempt != 1:
-        return  # finished, cancelled, or a flow retry (which queued its own roots)
-    if not plan.tasks:
-        finish(Ctx(rt, plan, snap.run, snap.run_etag), failed=0)
-        return
-    # Roots are dispatched without records: each one's claim creates it (one write per root
-    # instead of two). Repeating this re-sends them all; a duplicate claim finds the record.
-    # A dispatch lost for good is re-queued by the hourly whole-run recheck.
-    for i in range(0, len(plan.roots), CHUNK):
-        request(rt, snap.run, [(key, 1) for key in plan.roots[i : i + CHUNK]])
 
 
 def bind_params(spec_params: Any, given: dict[str, Any], *, flow: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from orchestrator.contracts import TaskFailed, TaskSucceeded
 from orchestrator.engine import Event, LeaseExpired, Reconcile, ResumeRun, StartRun
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._settle import complete_task, rescue_maps
-from orchestrator.runtime._start import begin
-from orchestrator.runtime._whole import advance_whole
+from orchestrator.runtime.control._settle import complete_task, rescue_maps
+from orchestrator.runtime.control._start import begin
+from orchestrator.runtime.control._whole import advance_whole
 
 
 def advance(rt: Runtime, run_id: str, event: Event) -> bool:

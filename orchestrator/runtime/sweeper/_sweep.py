@@ -30,12 +30,10 @@ from orchestrator.contracts import DeadLetter, OutboxEntry, TaskRun, TaskStatus,
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
 from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
-from orchestrator.runtime._advance import advance
-from orchestrator.runtime._check import check
-from orchestrator.runtime._defer import unsure
 from orchestrator.runtime._logging import LOGGER
-from orchestrator.runtime._outbox import execute, request
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime.control import advance, execute, request
+from orchestrator.runtime.worker import check, unsure
 
 PAGE = 200
 MAX_FAILURES = 5

@@ -1,0 +1,14 @@
+"""The sweeper: timers that came due, effects a crashed handler left, attempts whose worker
+stopped renewing its lease, queued attempts nobody claimed. It drives both sides through their
+faces, each item on its own deadline."""
+
+from orchestrator.runtime.sweeper._sweep import (
+    ITEM_BUDGET_S,
+    TICK_BUDGET_S,
+    TickTime,
+    expire_leases,
+    sweep,
+    tick,
+)
+
+__all__ = ["ITEM_BUDGET_S", "TICK_BUDGET_S", "TickTime", "expire_leases", "sweep", "tick"]

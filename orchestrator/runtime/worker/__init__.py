@@ -1,0 +1,31 @@
+"""The worker side: claim one task attempt, load its inputs, run the user's code (or park it as
+deferred work), store the result and report the attempt's end; the deferred checks the sweeper
+fires; a subflow node's child run. Nothing here advances a run: the control side does."""
+
+from orchestrator.runtime.worker._cache import TaskRunContext, task_input_hash
+from orchestrator.runtime.worker._capture import MAX_LINE_CHARS, MAX_LOG_CHARS, Capture, parse
+from orchestrator.runtime.worker._check import check
+from orchestrator.runtime.worker._defer import (
+    MAX_POLL_S,
+    OUTAGE_BUDGET,
+    Deferred,
+    deferrable,
+    unsure,
+)
+from orchestrator.runtime.worker._worker import run_task
+
+__all__ = [
+    "MAX_LINE_CHARS",
+    "MAX_LOG_CHARS",
+    "MAX_POLL_S",
+    "OUTAGE_BUDGET",
+    "Capture",
+    "Deferred",
+    "TaskRunContext",
+    "check",
+    "deferrable",
+    "parse",
+    "run_task",
+    "task_input_hash",
+    "unsure",
+]
