@@ -141,7 +141,7 @@ def test_shared_runtime_modules_import_no_role_but_through_its_face() -> None:
             continue
         for line, target in _imports(path):
             role = _role(target)
-            if role is not None and target != role and target != f"{role}.__init__":
+            if role is not None and target not in (role, f"{role}.__init__"):
                 offences.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
     assert offences == []
 

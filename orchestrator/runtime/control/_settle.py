@@ -13,7 +13,7 @@ guarded by markers, finishes are conditional on the run document.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.contracts import (
@@ -51,11 +51,11 @@ from orchestrator.engine import (
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError, TransientError
 from orchestrator.ports import Commit, Counts, Etag
 from orchestrator.runtime._completion import child_ended, stored
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.control._outbox import entry, execute, request
 from orchestrator.runtime.control._whole import advance_whole
 
-MAX_CONFLICTS = 20
 CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
 
 
@@ -76,59 +76,65 @@ class Ctx:
 
 def complete_task(rt: Runtime, run_id: str, event: Completion) -> bool:
     """Apply one attempt's end; True when it changed state (False: duplicate, stale, late)."""
-    for _ in range(MAX_CONFLICTS):
-        snap = rt.task_snapshot(run_id, event.key)
-        if snap is None:
-            raise NotFoundError(f"no run {run_id!r}")
-        plan = rt.plan_of(snap.run)
-        if event.key not in plan.tasks:
-            raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
-        if isinstance(event, TaskSucceeded):  # what arrived: a forgery is refused, recorded
-            event = _trusted(rt, plan, run_id, event)
-        task = snap.tasks.get(event.key)
-        if task is None:
-            return False  # never queued: nothing can have run it
-        _check_token(task, event)
-        if isinstance(event, LeaseExpired):
-            instead = _instead_of_expiry(rt, plan, snap.run, task, event)
-            if isinstance(instead, TaskRun):  # a subflow node whose child runs on: it waits
-                try:
-                    rt.state.commit(Commit(run_id=run_id, tasks=[(instead, snap.etags[task.key])]))
-                except ConflictError:
-                    continue
-                return True
-            # Derived from the store: the same checks as any reporter's completion.
-            event = (
-                _trusted(rt, plan, run_id, instead)
-                if isinstance(instead, TaskSucceeded)
-                else instead
-            )
-        ctx = Ctx(rt, plan, snap.run, snap.run_etag)
-        now = rt.clock.now()
-        step = complete(plan, snap.run, task, event, now)
-        if step.task is None:
-            if task.status.terminal and task.attempt == event.attempt:
-                recover(ctx, task)  # a redelivery: finish what a crash after commit left
-            return False
-        entries = [entry(run_id, c, now) for c in step.commands]
-        try:
-            counts = rt.state.commit(
-                Commit(
-                    run_id=run_id,
-                    tasks=[(step.task, snap.etags[event.key])],
-                    outbox_add=entries,
-                    increments=step.increments or {},
-                )
-            )
-        except ConflictError:
-            continue  # the record moved (a renewal, a cancel): read it again
+    what = f"run {run_id}: the end of {event.key!r} attempt {event.attempt}"
+    changed, effects = retried(lambda: _apply(rt, run_id, event), what=what)
+    effects()
+    return changed
+
+
+def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[[], None]]:
+    """Read, decide and commit one attempt's end: (changed, the effects to do after)."""
+    snap = rt.task_snapshot(run_id, event.key)
+    if snap is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    plan = rt.plan_of(snap.run)
+    if event.key not in plan.tasks:
+        raise BadInputError(f"run {run_id!r} has no task {event.key!r}")
+    if isinstance(event, TaskSucceeded):  # what arrived: a forgery is refused, recorded
+        event = _trusted(rt, plan, run_id, event)
+    task = snap.tasks.get(event.key)
+    if task is None:
+        return False, _nothing  # never queued: nothing can have run it
+    _check_token(task, event)
+    if isinstance(event, LeaseExpired):
+        instead = _instead_of_expiry(rt, plan, snap.run, task, event)
+        if isinstance(instead, TaskRun):  # a subflow node whose child runs on: it waits
+            rt.state.commit(Commit(run_id=run_id, tasks=[(instead, snap.etags[task.key])]))
+            return True, _nothing
+        # Derived from the store: the same checks as any reporter's completion.
+        event = (
+            _trusted(rt, plan, run_id, instead) if isinstance(instead, TaskSucceeded) else instead
+        )
+    ctx = Ctx(rt, plan, snap.run, snap.run_etag)
+    now = rt.clock.now()
+    step = complete(plan, snap.run, task, event, now)
+    if step.task is None:
+        if task.status.terminal and task.attempt == event.attempt:
+            return False, lambda: recover(ctx, task)  # a redelivery: finish what a crash left
+        return False, _nothing
+    entries = [entry(run_id, c, now) for c in step.commands]
+    counts = rt.state.commit(  # a conflict: the record moved (a renewal, a cancel): read again
+        Commit(
+            run_id=run_id,
+            tasks=[(step.task, snap.etags[event.key])],
+            outbox_add=entries,
+            increments=step.increments or {},
+        )
+    )
+    ended = step.task
+
+    def effects() -> None:
         if rt.fault is not None:
             rt.fault("after-commit")
         execute(rt, plan, snap.run, entries, now)
         if step.increments:
-            follow_up(ctx, [step.task], counts)
-        return True
-    raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+            follow_up(ctx, [ended], counts)
+
+    return True, effects
+
+
+def _nothing() -> None:
+    pass
 
 
 def _current(ctx: Ctx) -> bool:
@@ -293,7 +299,11 @@ def _grow_chunk(ctx: Ctx, record: TaskRun, etag: Etag | None) -> tuple[TaskRun, 
     flow attempt kept (it succeeded) arrives again, so the new attempt's counters count it."""
     rt, plan, run = ctx.rt, ctx.plan, ctx.run
     key, width = record.key, record.width or 0
-    for _ in range(MAX_CONFLICTS):
+    growth = (record, etag)
+
+    def attempt() -> tuple[TaskRun, Etag] | None:
+        nonlocal growth
+        record, etag = growth
         lo = record.grown or 0
         hi = min(width, lo + CHUNK)
         keys = [f"{key}[{i}]" for i in range(lo, hi)]
@@ -307,35 +317,35 @@ def _grow_chunk(ctx: Ctx, record: TaskRun, etag: Etag | None) -> tuple[TaskRun, 
             if existing is not None and existing.status is TaskStatus.SUCCEEDED:
                 merge(increments, arrive(plan, run, existing))
                 continue
-            queued_record, dispatch = queued(run, plan, child, existing, now)
-            records.append(
-                (queued_record.model_copy(update={"width": width}), child_etags.get(child))
-            )
+            made, dispatch = queued(run, plan, child, existing, now)
+            records.append((made.model_copy(update={"width": width}), child_etags.get(child)))
             dispatches.append((child, dispatch.attempt))
-        moved = grew(record, hi)
         try:
             rt.state.commit(
                 Commit(
                     run_id=run.run_id,
-                    tasks=[(moved, etag), *records],
+                    tasks=[(grew(record, hi), etag), *records],
                     increments=increments,
                 )
             )
         except ConflictError:
-            found, etags = rt.state.tasks(run.run_id, [key])
-            fresh = found.get(key)
-            if fresh is None or not is_growing(fresh):
+            fresh = _growing(ctx, key)
+            if fresh is None:
                 return None
-            record, etag = fresh, etags[key]
-            continue
+            growth = fresh
+            raise
         if dispatches:
             request(rt, run, dispatches)
-        found, etags = rt.state.tasks(run.run_id, [key])
-        fresh = found.get(key)
-        if fresh is None or not is_growing(fresh):
-            return None
-        return fresh, etags[key]
-    raise ConflictError(f"run {run.run_id}: gave up growing {key!r}")
+        return _growing(ctx, key)
+
+    return retried(attempt, what=f"run {run.run_id}: growing {key!r}")
+
+
+def _growing(ctx: Ctx, key: str) -> tuple[TaskRun, Etag] | None:
+    """Map `key`'s record and etag while it grows; None once it does not."""
+    found, etags = ctx.rt.state.tasks(ctx.run.run_id, [key])
+    fresh = found.get(key)
+    return None if fresh is None or not is_growing(fresh) else (fresh, etags[key])
 
 
 def _still_queued(ctx: Ctx, keys: list[str]) -> list[tuple[str, int]]:
@@ -394,7 +404,9 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
         snap = rt.state.load(run.run_id, keys)
         current, etags = (snap.tasks, snap.etags) if snap else ({}, {})
     uppers = _parents(ctx, [k for k, verdict in chunk if verdict == "skip"])
-    for _ in range(MAX_CONFLICTS):
+
+    def attempt() -> tuple[list[TaskRun], Counts]:
+        nonlocal current, etags
         now = rt.clock.now()
         records: list[tuple[TaskRun, Etag | None]] = []
         dispatches: list[tuple[str, int]] = []
@@ -425,11 +437,12 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
             resend = [(k, t.attempt) for k, t in current.items() if t.status is TaskStatus.QUEUED]
             if resend:
                 request(rt, run, resend)
-            continue
+            raise
         if dispatches:
             request(rt, run, dispatches)
         return ended, counts
-    raise ConflictError(f"run {run.run_id}: gave up deciding {len(chunk)} task(s)")
+
+    return retried(attempt, what=f"run {run.run_id}: deciding {len(chunk)} task(s)")
 
 
 def _parents(ctx: Ctx, keys: list[str]) -> Mapping[str, TaskRun]:
@@ -446,7 +459,8 @@ def finish(ctx: Ctx, *, failed: int) -> None:
     """Every task ended: the run succeeds here, or a failure is settled by the whole-run
     engine (flow retries, the first failure's error): once per run, so O(run) is fine there."""
     rt, plan = ctx.rt, ctx.plan
-    for _ in range(MAX_CONFLICTS):
+
+    def attempt() -> None:
         run = ctx.run
         if run.status.terminal:
             return
@@ -468,13 +482,13 @@ def finish(ctx: Ctx, *, failed: int) -> None:
             )
         except ConflictError:
             if _current(ctx) or ctx.run.status.terminal:
-                continue  # re-checked at the top: a terminal run is left as it is
+                raise  # again, from the top: a terminal run is left as it is
             return  # a flow retry began: its own counters finish it
         rt.runs.pop(run.run_id)
         execute(rt, plan, done, entries, now)
         ctx.run = done
-        return
-    raise ConflictError(f"run {ctx.run.run_id}: gave up finishing")
+
+    retried(attempt, what=f"run {ctx.run.run_id}: finishing")
 
 
 def recover(ctx: Ctx, task: TaskRun) -> None:

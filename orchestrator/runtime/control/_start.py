@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from orchestrator.contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
-from orchestrator.engine import started
-from orchestrator.errors import ConflictError, NotFoundError, ParameterError
+from orchestrator.engine import Plan, started
+from orchestrator.errors import NotFoundError, ParameterError
 from orchestrator.ports import Commit
 from orchestrator.runtime._params import bind_params, check_types, secret_params
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.control._outbox import entry, execute, request
-from orchestrator.runtime.control._settle import CHUNK, MAX_CONFLICTS, Ctx, finish
+from orchestrator.runtime.control._settle import CHUNK, Ctx, finish
 
 
 def start_run(
@@ -57,7 +58,8 @@ def begin(rt: Runtime, run_id: str) -> None:
     """Move the run to RUNNING, then dispatch its roots chunk by chunk (their claims create
     their records). Repeating this (a duplicate trigger after a crash midway) sends them again;
     nothing runs twice."""
-    for _ in range(MAX_CONFLICTS):
+
+    def attempt() -> Plan:
         snap = rt.state.load(run_id, [])
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
@@ -65,19 +67,15 @@ def begin(rt: Runtime, run_id: str) -> None:
         now = rt.clock.now()
         run, commands = started(plan, snap.run, now)
         if run is snap.run:
-            break
+            return plan  # running (or ended) already
         entries = [entry(run_id, c, now) for c in commands]
-        try:
-            rt.state.commit(
-                Commit(run_id=run_id, run=run, run_etag=snap.run_etag, outbox_add=entries)
-            )
-        except ConflictError:
-            continue
+        rt.state.commit(Commit(run_id=run_id, run=run, run_etag=snap.run_etag, outbox_add=entries))
         if rt.fault is not None:
             rt.fault("after-commit")
         execute(rt, plan, run, entries, now)
-    else:
-        raise ConflictError(f"run {run_id}: gave up starting")
+        return plan
+
+    plan = retried(attempt, what=f"run {run_id}: starting")
     snap = rt.state.load(run_id, [])
     if snap is None or snap.run.status is not RunStatus.RUNNING or snap.run.attempt != 1:
         return  # finished, cancelled, or a flow retry (which queued its own roots)

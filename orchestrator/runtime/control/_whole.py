@@ -9,6 +9,7 @@ A flow retry also sets the targets of the next attempt's counters (only what run
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from orchestrator.contracts import OutboxEntry, RunStatus, TaskRun, TaskStatus
 from orchestrator.engine import (
@@ -23,60 +24,67 @@ from orchestrator.engine import (
     run_counter,
     transition,
 )
-from orchestrator.errors import BadInputError, ConflictError, NotFoundError
+from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import Commit, Snapshot
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.control._outbox import entry, execute
 
 S = TaskStatus
 
-MAX_CONFLICTS = 20
-
 
 def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
     """Apply `event` to the whole run; retried on write conflicts."""
     rt.runs.pop(run_id)  # it may change the run: this instance reads it afresh next time
-    for _ in range(MAX_CONFLICTS):
-        snap = rt.state.load(run_id)
-        if snap is None:
-            raise NotFoundError(f"no run {run_id!r}")
-        plan = grown(rt.plan_of(snap.run), snap.tasks)
-        key = getattr(event, "key", None)
-        if key is not None and key not in plan.tasks:
-            raise BadInputError(f"run {run_id!r} has no task {key!r}")
-        now = rt.clock.now()
-        tr = transition(plan, RunState(snap.run, snap.tasks), _armed(event, snap), now)
-        run = tr.state.run
-        if run.status is RunStatus.SUCCEEDED and tr.run_changed:
-            uri = rt.flow_result_uri(plan, run_id, run.parent)
-            run = run.model_copy(update={"result_uri": uri})
-        entries = [entry(run_id, c, now) for c in tr.commands]
-        if not (tr.changed or tr.run_changed or entries):
+    tr, effects = retried(lambda: _apply(rt, run_id, event), what=f"run {run_id}")
+    effects()
+    return tr
+
+
+def _apply(rt: Runtime, run_id: str, event: Event) -> tuple[Transition, Callable[[], None]]:
+    """Read the whole run, apply `event`, commit: (the transition, the effects to do after)."""
+    snap = rt.state.load(run_id)
+    if snap is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    plan = grown(rt.plan_of(snap.run), snap.tasks)
+    key = getattr(event, "key", None)
+    if key is not None and key not in plan.tasks:
+        raise BadInputError(f"run {run_id!r} has no task {key!r}")
+    now = rt.clock.now()
+    tr = transition(plan, RunState(snap.run, snap.tasks), _armed(event, snap), now)
+    run = tr.state.run
+    if run.status is RunStatus.SUCCEEDED and tr.run_changed:
+        uri = rt.flow_result_uri(plan, run_id, run.parent)
+        run = run.model_copy(update={"result_uri": uri})
+    entries = [entry(run_id, c, now) for c in tr.commands]
+    if not (tr.changed or tr.run_changed or entries):
+
+        def again() -> None:
             # A no-op may be the redelivery of an event whose handler died after committing:
             # do its effects again, a cancel cascade that died part way included.
             execute(rt, plan, run, _undelivered(snap), now)
             if isinstance(event, CancelRun | Reconcile) and run.status.terminal:
                 _cancel_children(rt, run_id, list(snap.tasks.values()))
-            return tr
-        try:
-            rt.state.commit(
-                Commit(
-                    run_id=run_id,
-                    run=run if tr.run_changed else None,
-                    run_etag=snap.run_etag,
-                    tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
-                    outbox_add=entries,
-                    increments=_next_attempt_targets(plan, snap, tr),
-                )
-            )
-        except ConflictError:
-            continue
+
+        return tr, again
+    rt.state.commit(
+        Commit(
+            run_id=run_id,
+            run=run if tr.run_changed else None,
+            run_etag=snap.run_etag,
+            tasks=[(tr.state.tasks[k], snap.etags.get(k)) for k in tr.changed],
+            outbox_add=entries,
+            increments=_next_attempt_targets(plan, snap, tr),
+        )
+    )
+
+    def effects() -> None:
         if rt.fault is not None:
             rt.fault("after-commit")
         execute(rt, plan, run, entries, now)
         _cancel_children(rt, run_id, [tr.state.tasks[k] for k in tr.changed])
-        return tr
-    raise ConflictError(f"run {run_id}: gave up after {MAX_CONFLICTS} write conflicts")
+
+    return tr, effects
 
 
 def _armed(event: Event, snap: Snapshot) -> Event:

@@ -29,16 +29,16 @@ from pydantic import JsonValue
 
 from orchestrator.contracts import OutboxEntry, TaskRequested, TaskRun
 from orchestrator.engine import renew
-from orchestrator.errors import CheckUnavailable, ConflictError
+from orchestrator.errors import CheckUnavailable
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 
 # Production's sweeper ticks every minute, so checks there are at most a minute apart anyway;
 # locally the stack ticks every 0.5 s. Backoff doubles from a task's first interval up to this.
 MAX_POLL_S = 60.0
 MIN_POLL_S = 0.5
-CONFLICTS = 5
 # How long a check may keep failing to tell (503s, calls that hang) while its attempt stays
 # parked; the attempt then fails with CheckUnavailable.
 OUTAGE_BUDGET = timedelta(hours=1)
@@ -110,7 +110,8 @@ def hold(
 ) -> bool:
     """Renew the parked attempt's lease past its next check and (re)arm that check, in one
     commit conditional on the task record; False when `token` no longer holds the attempt."""
-    for _ in range(CONFLICTS):  # the worker's lease thread may renew at the same moment
+
+    def attempt() -> bool:
         tasks, etags = rt.state.tasks(req.run_id, [req.key])
         task: TaskRun | None = tasks.get(req.key)
         now = rt.clock.now()
@@ -118,18 +119,17 @@ def hold(
         longer = task and renew(task, req.attempt, token, now, poll + rt.lease_seconds)
         if not longer:
             return False
-        try:
-            rt.state.commit(
-                Commit(
-                    run_id=req.run_id,
-                    tasks=[(longer, etags[req.key])],
-                    outbox_add=[check_entry(req, token, handle, poll, now)],
-                )
+        rt.state.commit(
+            Commit(
+                run_id=req.run_id,
+                tasks=[(longer, etags[req.key])],
+                outbox_add=[check_entry(req, token, handle, poll, now)],
             )
-        except ConflictError:
-            continue
+        )
         return True
-    raise ConflictError(f"could not hold task {req.key!r} of run {req.run_id!r}")
+
+    # A conflict: the worker's lease thread renewed at the same moment.
+    return retried(attempt, what=f"run {req.run_id}: holding {req.key!r}")
 
 
 def park(
@@ -171,22 +171,23 @@ def unsure(rt: Runtime, item: OutboxEntry, failures: int, later: datetime, reaso
     since = item.detail.get("unsure_since") or rt.clock.now().isoformat()
     detail = {**item.detail, "unsure_since": since, "unsure_reason": reason[:500]}
     again = item.model_copy(update={"failures": failures, "due_at": later, "detail": detail})
-    for _ in range(CONFLICTS):  # the worker's lease thread may renew at the same moment
-        tasks, etags = rt.state.tasks(item.run_id, [item.key])
-        task: TaskRun | None = tasks.get(item.key)
+
+    key, attempt_number, held_by = item.key, item.attempt, token
+
+    def attempt() -> bool:
+        tasks, etags = rt.state.tasks(item.run_id, [key])
+        task: TaskRun | None = tasks.get(key)
         now = rt.clock.now()
         seconds = (later - now).total_seconds() + rt.lease_seconds
-        longer = task and renew(task, item.attempt, token, now, seconds)
+        longer = task and renew(task, attempt_number, held_by, now, seconds)
         if not longer:
             return False
-        try:
-            rt.state.commit(
-                Commit(run_id=item.run_id, tasks=[(longer, etags[item.key])], outbox_add=[again])
-            )
-        except ConflictError:
-            continue
+        rt.state.commit(
+            Commit(run_id=item.run_id, tasks=[(longer, etags[key])], outbox_add=[again])
+        )
         return True
-    raise ConflictError(f"could not hold task {item.key!r} of run {item.run_id!r}")
+
+    return retried(attempt, what=f"run {item.run_id}: holding {item.key!r}")
 
 
 def outlasted(rt: Runtime, item: OutboxEntry) -> CheckUnavailable | None:

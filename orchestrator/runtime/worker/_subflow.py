@@ -18,9 +18,9 @@ from typing import Any
 
 from orchestrator.contracts import FlowSpec, ParentRef, RunRequested, TaskRequested, TriggerInfo
 from orchestrator.engine import waiting
-from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
@@ -56,14 +56,12 @@ def start_subflow(
 
 
 def _hold(rt: Runtime, req: TaskRequested, token: str, child: str) -> None:
-    for _ in range(20):
+    def attempt() -> None:
         tasks, etags = rt.state.tasks(req.run_id, [req.key])
         record = tasks.get(req.key)
         held = waiting(record, req.attempt, token, child) if record else None
         if held is None:
             return  # it ended already (a fast child), or the claim was lost
-        try:
-            rt.state.commit(Commit(run_id=req.run_id, tasks=[(held, etags[req.key])]))
-            return
-        except ConflictError:
-            continue  # renewed or completed meanwhile: look again
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(held, etags[req.key])]))
+
+    retried(attempt, what=f"run {req.run_id}: holding {req.key!r} for its child run")
