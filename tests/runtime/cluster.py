@@ -73,6 +73,8 @@ DRAIN_ROUNDS = 12
 DRAIN_MESSAGES = 400
 
 
+# A claimed attempt's task: RUNNING, or RETRYING while a retry's attempt runs.
+CLAIMED = (TaskStatus.RUNNING, TaskStatus.RETRYING)
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     name: fn for f in interleaved.FLOWS.values() for name, fn in f.functions().items()
 }
@@ -308,6 +310,7 @@ class Cluster:
         default_factory=lambda: defaultdict(list)
     )
     cancelled: set[str] = field(default_factory=set)  # runs an operator asked to cancel
+    requested: set[tuple[str, str, int]] = field(default_factory=set)  # task.requested sent
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -366,6 +369,7 @@ class Cluster:
         data = event.data
         self.log.append(f"i{index} published {event.id}")
         if topic == topics.tasks and isinstance(data, TaskRequested):
+            self.requested.add((data.run_id, data.key, data.attempt))
             self._add("task", data.run_id, data, event.id)
         elif topic == topics.events and isinstance(data, TaskSucceeded | TaskFailed):
             self._add("event", data.run_id, data, event.id)
@@ -476,7 +480,7 @@ class Cluster:
         runs.append(Execution(caller.instance, name))
         self.log.append(f"i{caller.instance} ran {caller.key} attempt {caller.attempt}")
         # User code starts only under a live claim: the run RUNNING (no cancel committed, not
-        # ended), this attempt the task's current one. Read from the store itself, unstepped.
+        # ended), this attempt the task's current, claimed one. Read from the store, unstepped.
         snap = self.store.load(caller.run_id, [caller.key])
         task = snap.tasks.get(caller.key) if snap else None
         if snap is None or snap.run.status is not RunStatus.RUNNING:
@@ -485,9 +489,7 @@ class Cluster:
                 f"{caller.run_id}/{caller.key} attempt {caller.attempt}: user code started "
                 f"while the run is {status}"
             )
-        elif (
-            task is None or task.attempt != caller.attempt or task.status is not TaskStatus.RUNNING
-        ):
+        elif task is None or task.attempt != caller.attempt or task.status not in CLAIMED:
             now = f"{task.status.value} attempt {task.attempt}" if task else "missing"
             self.violations.append(
                 f"{caller.run_id}/{caller.key} attempt {caller.attempt}: user code started "
@@ -577,7 +579,8 @@ class Cluster:
         ]
 
     def lost_timers(self) -> list[str]:
-        """A RUNNING run has its recheck timer; a task waiting out a retry delay, its own."""
+        """A RUNNING run has its recheck timer; a task waiting out a retry delay, its own (or
+        the timer fired: its task.requested was published)."""
         entries: dict[str, list[OutboxEntry]] = defaultdict(list)
         for e in self.store.due(self.clock.now() + timedelta(days=365), limit=100_000):
             entries[e.run_id].append(e)
@@ -590,8 +593,10 @@ class Cluster:
                 out.append(f"{run.run_id} is RUNNING without a recheck timer")
             snap = self.store.load(run.run_id)
             for key, task in (snap.tasks if snap else {}).items():
-                if task.status is TaskStatus.SCHEDULED and not any(
-                    e.key == key and e.timer for e in mine
+                if (
+                    task.status is TaskStatus.SCHEDULED
+                    and not any(e.key == key and e.timer for e in mine)
+                    and (run.run_id, key, task.attempt) not in self.requested
                 ):
                     out.append(f"{run.run_id}: {key} waits for a retry that has no timer")
         return out

@@ -233,7 +233,7 @@ class Interleavings(RuleBasedStateMachine):
         self.c.instances[everyone[who % len(everyone)]].fault_armed = True
 
     @precondition(lambda self: self.OUTAGES and self.cluster is not None and not self.c.outage)
-    @rule(publishes=st.sampled_from([1, 1, 2, 6]))
+    @rule(publishes=st.sampled_from([1, 1, 2, 6, 60]))
     def outage(self, publishes: int) -> None:
         """The bus fails the next `publishes` publishes, of any instance: retryable errors."""
         self.c.outage = publishes
@@ -243,7 +243,9 @@ class Interleavings(RuleBasedStateMachine):
     def cancel(self, who: int, which: int, park_after: int | None) -> None:
         """`kumoflow runs cancel` of any run, whatever it is doing (a no-op once it ended)."""
         with self.guard():
-            runs = sorted(self.c.runs)
+            runs = [r for r in sorted(self.c.runs) if self.c.store.load(r, []) is not None]
+            if not runs:
+                return  # nothing to cancel yet (the CLI would say "no run")
             free = self.c.free()
             index = free[who % len(free)]
             self.c.start_cancel(index, runs[which % len(runs)])
@@ -370,7 +372,10 @@ class AllowFailure(Interleavings):
 
 class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
-    OPERATOR = True
+
+
+def _xfail(machine: type[Interleavings], finding: str) -> Any:
+    return pytest.param(machine, marks=pytest.mark.xfail(strict=True, reason=f"F13: {finding}"))
 
 
 @pytest.mark.timeout(900)
@@ -379,14 +384,35 @@ class Deferred(Interleavings):
     [
         Core,
         CoreOutages,
-        CoreOperator,
+        _xfail(
+            CoreOperator,
+            "fail (or cancel), runs retry, fail again: both ends announced under one event id",
+        ),
         RunTimeMaps,
         RunTimeMapsOperator,
-        Gates,
-        GatesOutages,
-        Subflows,
-        MapOverASubflowResult,
-        AllowFailure,
+        _xfail(
+            Gates,
+            "a gate's task request redelivered after its result was stored reports the gate "
+            "without its choice: the completion is rejected, the run stays RUNNING",
+        ),
+        _xfail(
+            GatesOutages,
+            "a gate's completion publish fails after its result was stored: the choice is lost",
+        ),
+        _xfail(
+            Subflows,
+            "a crash between a subflow child's start and the node's hold: the parent fails "
+            "(LeaseExpired) while the child run stays unfinished",
+        ),
+        _xfail(
+            MapOverASubflowResult,
+            "`.map` over a subflow's result: the parent rejects the child's completion "
+            "(BadInputError, no list lengths) and stays RUNNING",
+        ),
+        _xfail(
+            AllowFailure,
+            "allow_failure(x) with `return x`: the run succeeds with a result never stored",
+        ),
         Deferred,
     ],
     ids=lambda m: m.__name__,
