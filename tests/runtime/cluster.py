@@ -30,7 +30,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import KumoflowError, TransientError
@@ -239,6 +239,10 @@ class PoolBus:
         self.crash_in: int | None = None
 
     def publish(self, topic: str, event: Envelope) -> None:
+        cluster = self.cluster
+        if cluster.outage_until is not None and cluster.clock.now() < cluster.outage_until:
+            cluster.log.append(f"i{self.index} publish of {event.id} failed: outage")
+            raise Outage(f"the bus is unavailable (injected), publishing {event.id}")
         if self.cluster.outage > 0:
             self.cluster.outage -= 1
             self.cluster.log.append(f"i{self.index} publish of {event.id} failed: outage")
@@ -305,6 +309,7 @@ class Cluster:
     violations: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     outage: int = 0  # publishes (of any instance) that fail from now on
+    outage_until: datetime | None = None  # and every publish until then (virtual time)
     # run -> (flow attempt it closes, the announcement), every run.succeeded/failed published
     announced: dict[str, list[tuple[int, Envelope]]] = field(
         default_factory=lambda: defaultdict(list)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -233,10 +234,13 @@ class Interleavings(RuleBasedStateMachine):
         self.c.instances[everyone[who % len(everyone)]].fault_armed = True
 
     @precondition(lambda self: self.OUTAGES and self.cluster is not None and not self.c.outage)
-    @rule(publishes=st.sampled_from([1, 1, 2, 6, 60]))
-    def outage(self, publishes: int) -> None:
-        """The bus fails the next `publishes` publishes, of any instance: retryable errors."""
+    @rule(publishes=st.sampled_from([1, 1, 2, 6]), minutes=st.sampled_from([0, 0, 60]))
+    def outage(self, publishes: int, minutes: int) -> None:
+        """The bus fails the next `publishes` publishes, of any instance, and every publish
+        for `minutes` of virtual time: retryable errors (the sweeper's items back off)."""
         self.c.outage = publishes
+        if minutes:
+            self.c.outage_until = self.c.clock.now() + timedelta(minutes=minutes)
 
     @precondition(lambda self: self.OPERATOR and _free(self))
     @rule(who=WHO, which=st.integers(0, 2), park_after=PARK_AFTER)
@@ -389,7 +393,10 @@ def _xfail(machine: type[Interleavings], finding: str) -> Any:
             "fail (or cancel), runs retry, fail again: both ends announced under one event id",
         ),
         RunTimeMaps,
-        RunTimeMapsOperator,
+        _xfail(
+            RunTimeMapsOperator,
+            "cancel, runs retry, cancel again: both ends announced under one event id",
+        ),
         _xfail(
             Gates,
             "a gate's task request redelivered after its result was stored reports the gate "
