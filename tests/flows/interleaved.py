@@ -2,20 +2,27 @@
 
 Each task body reports its execution, under one process-wide lock, to the recorder the harness
 sets around each worker call (`CURRENT`: which run, task key and attempt the call runs), then
-fails its first `fails[name]` attempts on purpose. The harness keeps the counts per example
-(run ids repeat across examples). The plain logic (`plus_one`, ...) is shared with `expected`,
-which computes what a run must end with without running anything.
+fails its first `fails[name]` attempts on purpose (the attempt as the run context tells it, so
+the same flows also run in-process, outside the harness: the machine's reference runs). The
+harness keeps the counts per example (run ids repeat across examples). The plain logic
+(`plus_one`, ...) is shared with `expected`, which computes what a run of the first, static
+family must end with without running anything.
+
+The later flows cover every construct beside the static core: gates (`branch`, `switch`),
+run-time and nested run-time maps, subflows (called, mapped, and mapped over), `allow_failure`
+and a deferred task completed by the sweeper's checks. Each task retries once after a delay.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import flow, task, unmapped
+from orchestrator import allow_failure, branch, context, flow, switch, task, unmapped
+from orchestrator.runtime import Deferred, deferrable
 
 RETRIES = 1  # every task: a task failing more than once fails its run
 RETRY_DELAY_S = 5.0
@@ -43,12 +50,16 @@ class PlannedFailure(RuntimeError):
 
 def _ran(name: str, fails: dict[str, int]) -> None:
     caller = CURRENT.get()
-    if caller is None:
-        raise AssertionError(f"task {name!r} ran outside the harness")
-    with LOCK:
-        caller.record(caller, name)
-    if caller.attempt <= fails.get(name, 0):
-        raise PlannedFailure(f"planned failure of {name} attempt {caller.attempt}")
+    info = context.task_run
+    if info is None:
+        raise AssertionError(f"task {name!r} ran outside a run")
+    if caller is not None:
+        if caller.attempt != info.run_count:
+            raise AssertionError(f"{name}: request attempt {caller.attempt}, run {info.run_count}")
+        with LOCK:
+            caller.record(caller, name)
+    if info.run_count <= fails.get(name, 0):
+        raise PlannedFailure(f"planned failure of {name} attempt {info.run_count}")
 
 
 # --- plain logic, shared with `expected` -----------------------------------------------------
@@ -156,6 +167,126 @@ def returns_run_time_map(items: list[int], fails: dict[str, int]) -> list[int]:
     return item.map(listed(items, fails)["items"], offset=unmapped(0), fails=unmapped(fails))
 
 
+# --- every other construct (the machine's later features) ---------------------------------
+
+
+@task(name="is-even", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def is_even(v: int, fails: dict[str, int]) -> bool:
+    _ran("is-even", fails)
+    return v % 2 == 0
+
+
+@task(name="kind", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def kind(v: int, fails: dict[str, int]) -> int:
+    _ran("kind", fails)
+    return v % 3
+
+
+@task(name="bump", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def bump(v: int, fails: dict[str, int]) -> int:
+    _ran(f"bump:{v}", fails)
+    return v + 1
+
+
+@task(name="count-ok", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def count_ok(values: Sequence[int | None], fails: dict[str, int]) -> dict[str, int]:
+    _ran("count-ok", fails)
+    return {"ok": sum(1 for v in values if v is not None), "total": sum(v or 0 for v in values)}
+
+
+@task(name="note", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def note(v: int | None, fails: dict[str, int]) -> str:
+    _ran("note", fails)
+    return f"saw {v}"
+
+
+def _check(handle: dict[str, Any]) -> Any:
+    """The deferred job's 'external work': done after `need` checks."""
+    polls = int(handle["polls"]) + 1
+    if polls < int(handle["need"]):
+        return Deferred({**handle, "polls": polls})
+    return int(handle["x"]) * 100 + polls
+
+
+@task(name="job", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@deferrable(_check)
+def job(x: int, need: int, fails: dict[str, int]) -> Any:
+    _ran("job", fails)
+    if need == 0:
+        return x * 100  # done inline: never parks
+    return Deferred({"x": x, "polls": 0, "need": need})
+
+
+@flow(name="il-branch")
+def gate_branch(x: int, fails: dict[str, int]) -> Any:
+    b = base(x, fails)
+    return branch(
+        is_even(b, fails),
+        then=lambda: left(b, fails),
+        otherwise=lambda: right(left(b, fails), fails),  # two deep: both skipped when not taken
+    )
+
+
+@flow(name="il-switch")
+def gate_switch(x: int, fails: dict[str, int]) -> Any:
+    b = base(x, fails)
+    chosen = switch(
+        kind(b, fails),
+        {0: lambda: left(b, fails), 1: lambda: right(b, fails)},
+        default=lambda: gather([b, b], fails),
+    )
+    return {"chosen": chosen, "base": b}
+
+
+@flow(name="il-nested-map")
+def nested_map(items: list[int], fails: dict[str, int]) -> int:
+    found = listed(items, fails)["items"]
+    inner = item.map(found, offset=unmapped(0), fails=unmapped(fails))
+    return gather(bump.map(inner, fails=unmapped(fails)), fails)
+
+
+@flow(name="il-child")
+def child(x: int, fails: dict[str, int]) -> int:
+    return left(base(x, fails), fails)
+
+
+@flow(name="il-child-items")
+def child_items(items: list[int], fails: dict[str, int]) -> list[int]:
+    return listed(items, fails)["items"]
+
+
+@flow(name="il-subflow")
+def with_subflow(x: int, fails: dict[str, int]) -> int:
+    return right(child(x, fails), fails)
+
+
+@flow(name="il-map-subflow")
+def map_subflow(items: list[int], fails: dict[str, int]) -> int:
+    return gather(child.map(items, fails=unmapped(fails)), fails)
+
+
+@flow(name="il-map-subflow-result")
+def map_subflow_result(items: list[int], fails: dict[str, int]) -> list[int]:
+    return item.map(child_items(items, fails), offset=unmapped(1), fails=unmapped(fails))
+
+
+@flow(name="il-allow-failure")
+def allowed_map(items: list[int], fails: dict[str, int]) -> dict[str, int]:
+    mapped = item.map(items, offset=unmapped(0), fails=unmapped(fails))
+    return count_ok(allow_failure(mapped), fails)
+
+
+@flow(name="il-allow-return")
+def allow_return(x: int, fails: dict[str, int]) -> Any:
+    b = base(x, fails)
+    return {"note": note(allow_failure(b), fails), "base": b}
+
+
+@flow(name="il-deferred")
+def with_deferred(x: int, need: int, fails: dict[str, int]) -> int:
+    return left(job(x, need, fails), fails)
+
+
 FLOWS = {
     f.name: f
     for f in (
@@ -166,13 +297,25 @@ FLOWS = {
         returns_map,
         run_time_map,
         returns_run_time_map,
+        gate_branch,
+        gate_switch,
+        nested_map,
+        child,
+        child_items,
+        with_subflow,
+        map_subflow,
+        map_subflow_result,
+        allowed_map,
+        allow_return,
+        with_deferred,
     )
 }
 
 
 def names(flow_name: str, params: dict[str, Any]) -> list[str]:
-    """The failure names (`fails` keys) of the tasks a run of `flow_name` plans."""
-    items = [f"item:{x}" for x in params.get("items", [])]
+    """The failure names (`fails` keys) of the tasks a run of `flow_name` may run."""
+    given = params.get("items", [])
+    items = [f"item:{x}" for x in given]
     return {
         "il-chain": ["base", "left", "right"],
         "il-diamond": ["base", "left", "right", "gather"],
@@ -181,17 +324,77 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-returns-map": items,
         "il-run-time-map": ["base", "listed", *items, "gather"],
         "il-returns-run-time-map": ["listed", *items],
+        "il-branch": ["base", "is-even", "left", "right"],
+        "il-switch": ["base", "kind", "left", "right", "gather"],
+        "il-nested-map": ["listed", *items, *(f"bump:{scaled(x, 0)}" for x in given), "gather"],
+        "il-child": ["base", "left"],
+        "il-child-items": ["listed"],
+        "il-subflow": ["base", "left", "right"],
+        "il-map-subflow": [*(["base", "left"] if given else []), "gather"],
+        "il-map-subflow-result": ["listed", *items],
+        "il-allow-failure": [*items, "count-ok"],
+        "il-allow-return": ["base", "note"],
+        "il-deferred": ["job", "left"],
     }[flow_name]
 
 
 def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
-    """(succeeds, result): a run fails when any planned task fails more than it may retry."""
+    """(succeeds, result), worked out by hand: a run fails when a task it needs fails more
+    than it may retry (a task behind `allow_failure` excepted, whose consumer reads None)."""
     fails: dict[str, int] = params["fails"]
-    if any(fails.get(n, 0) > RETRIES for n in names(flow_name, params)):
-        return False, None
+
+    def lost(*which: str) -> bool:
+        return any(fails.get(n, 0) > RETRIES for n in which)
+
     x, items = params.get("x", 0), params.get("items", [])
     b = plus_one(x)
-    value: Any = {
+    item_names = [f"item:{i}" for i in items]
+    match flow_name:
+        case "il-branch":
+            taken = ["left"] if b % 2 == 0 else ["left", "right"]
+            if lost("base", "is-even", *taken):
+                return False, None
+            return True, doubled(b) if b % 2 == 0 else plus_ten(doubled(b))
+        case "il-switch":
+            k = b % 3
+            chosen_task = {0: "left", 1: "right"}.get(k, "gather")
+            if lost("base", "kind", chosen_task):
+                return False, None
+            chosen = {0: doubled(b), 1: plus_ten(b)}.get(k, b + b)
+            return True, {"chosen": chosen, "base": b}
+        case "il-nested-map":
+            bumps = [f"bump:{scaled(i, 0)}" for i in items]
+            if lost("listed", *item_names, *bumps, "gather"):
+                return False, None
+            return True, sum(scaled(i, 0) + 1 for i in items)
+        case "il-subflow":
+            return (False, None) if lost("base", "left", "right") else (True, plus_ten(doubled(b)))
+        case "il-map-subflow":
+            if lost("gather") or (items and lost("base", "left")):
+                return False, None
+            return True, sum(doubled(plus_one(i)) for i in items)
+        case "il-map-subflow-result":
+            if lost("listed", *item_names):
+                return False, None
+            return True, [scaled(i, 1) for i in items]
+        case "il-allow-failure":
+            if lost("count-ok"):
+                return False, None
+            ok = [scaled(i, 0) for i in items if not lost(f"item:{i}")]
+            return True, {"ok": len(ok), "total": sum(ok)}
+        case "il-allow-return":
+            # `note` runs past a failed `base`, but the run returns `base`'s result itself.
+            if lost("base", "note"):
+                return False, None
+            return True, {"note": f"saw {b}", "base": b}
+        case "il-deferred":
+            if lost("job", "left"):
+                return False, None
+            need = params["need"]
+            return True, doubled(x * 100 + need)
+    if lost(*names(flow_name, params)):
+        return False, None
+    table: dict[str, Callable[[], Any]] = {
         "il-chain": lambda: plus_ten(doubled(b)),
         "il-diamond": lambda: doubled(b) + plus_ten(b),
         "il-map-fan-in": lambda: sum(scaled(i, b) for i in items),
@@ -203,5 +406,5 @@ def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
-    }[flow_name]()
-    return True, value
+    }
+    return True, table[flow_name]()
