@@ -66,6 +66,7 @@ class RunSucceeded(Frozen):
     flow_version: Version
     result_uri: str | None
     ended_at: datetime
+    attempt: int = 1  # the flow attempt that ended (a resumed run ends once per attempt)
 
 
 class RunFailed(Frozen):
@@ -74,6 +75,7 @@ class RunFailed(Frozen):
     flow_version: Version
     error: ErrorInfo
     ended_at: datetime
+    attempt: int = 1  # the flow attempt that ended (failed or cancelled)
 
 
 EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {

@@ -305,7 +305,7 @@ def _finish(step: _Step) -> None:
     ]
     if not failed:
         step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)
-        step.commands.append(FinishRun(RunStatus.SUCCEEDED, None))
+        step.commands.append(FinishRun(RunStatus.SUCCEEDED, None, step.run.attempt))
         return
     if step.run.attempt <= step.plan.spec.options.retries:
         _retry_flow(step)
@@ -316,7 +316,7 @@ def _finish(step: _Step) -> None:
     )
     error = first.error or ErrorInfo(type="TaskFailed", message=f"task {first.key!r} failed")
     step.set_run(status=RunStatus.FAILED, ended_at=step.now, error=error)
-    step.commands.append(FinishRun(RunStatus.FAILED, error))
+    step.commands.append(FinishRun(RunStatus.FAILED, error, step.run.attempt))
 
 
 def _retry_flow(step: _Step) -> None:
@@ -418,7 +418,7 @@ def _cancel(step: _Step, status: RunStatus, error: ErrorInfo) -> None:
             step.put(task, task.model_copy(update={"status": S.CANCELLED, "error": error}))
     step.settle.clear()
     step.set_run(status=status, ended_at=step.now, error=error)
-    step.commands.append(FinishRun(status, error))
+    step.commands.append(FinishRun(status, error, step.run.attempt))
 
 
 def _done(step: _Step) -> Transition:

@@ -80,8 +80,11 @@ class WakeAt:
 
 @dataclass(frozen=True, slots=True)
 class FinishRun:
+    """Announce the end of flow attempt `attempt` (a resumed run ends more than once)."""
+
     status: RunStatus
     error: ErrorInfo | None
+    attempt: int = 1
 
 
 Command = Dispatch | WakeAt | FinishRun

@@ -270,7 +270,7 @@ def test_resuming_a_run_with_nothing_left_to_run_finishes_it() -> None:
     cancelled = RunState(done.run.model_copy(update={"status": RunStatus.CANCELLED}), done.tasks)
     resumed = transition(plan, cancelled, ResumeRun(cancelled.run.attempt), T0)
     assert resumed.state.run.status is RunStatus.SUCCEEDED
-    assert FinishRun(RunStatus.SUCCEEDED, None) in resumed.commands
+    assert FinishRun(RunStatus.SUCCEEDED, None, 2) in resumed.commands
     assert not any(isinstance(c, Dispatch) for c in resumed.commands)
 
 

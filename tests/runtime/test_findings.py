@@ -4,15 +4,12 @@ them, and the machine's end checks (`Cluster.problems`: every run ended once, an
 an id of its own per flow attempt, with what the flow gives in-process, nothing left unfinished,
 no timer lost, no dead letter).
 
-A scenario that fails on the current code is marked xfail(strict=True) with the finding: the fix
-turns it into an unexpected pass, and whoever lands the fix removes the mark.
+Each failed before its fix (see the history of this file: they landed as strict xfails).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import pytest
 
 from orchestrator.contracts import RunStatus
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
@@ -62,11 +59,6 @@ def _ends_well(c: Cluster, status: RunStatus) -> None:
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: a gate's completion publish fails once after its result was stored; the "
-    "redelivered request finds the result and reports the gate without its choice",
-)
 def test_a_gate_whose_completion_publish_failed_once_still_chooses() -> None:
     c = _cluster("il-branch", {"x": 1, "fails": {}})  # base 2: even, so `then`: left -> 4
     gate = _until(c, "task", "branch")
@@ -77,10 +69,6 @@ def test_a_gate_whose_completion_publish_failed_once_still_chooses() -> None:
     _ends_well(c, RunStatus.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: `runs retry` after a run-time map's producer failed leaves the map PENDING",
-)
 def test_retrying_a_run_whose_run_time_map_producer_failed_grows_the_map() -> None:
     # `listed` fails attempts 1 and 2 (the run fails), its attempt 3 (after the retry) works.
     c = _cluster("il-run-time-map", {"x": 1, "items": [1, 2], "fails": {"listed": 2}})
@@ -91,31 +79,16 @@ def test_retrying_a_run_whose_run_time_map_producer_failed_grows_the_map() -> No
     _ends_well(c, RunStatus.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: `.map` over a subflow's result: the parent rejects the child's completion "
-    "(no list lengths) and stays RUNNING",
-)
 def test_a_map_over_a_subflow_result_grows_from_the_child_result() -> None:
     c = _cluster("il-map-subflow-result", {"items": [1, 2], "fails": {}})
     _ends_well(c, RunStatus.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: allow_failure(x) consumed by one task while the flow returns x itself: the "
-    "run succeeds with a result that was never stored",
-)
 def test_a_run_returning_a_failed_result_fails_even_when_another_task_allowed_it() -> None:
     c = _cluster("il-allow-return", {"x": 1, "fails": {"base": 2}})
     _ends_well(c, RunStatus.FAILED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: a crash between a subflow child's start and the node's hold: the node's "
-    "lease runs out, the parent fails (LeaseExpired) while the child runs on",
-)
 def test_a_crash_between_a_child_start_and_the_hold_keeps_the_child() -> None:
     c = _cluster("il-subflow", {"x": 1, "fails": {}})
     node = _until(c, "task", "il-child")
@@ -129,11 +102,6 @@ def test_a_crash_between_a_child_start_and_the_hold_keeps_the_child() -> None:
     _ends_well(c, RunStatus.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: a cancel that commits while a run-time map grows does not see its children: "
-    "they start user code in the CANCELLED run and are left RUNNING",
-)
 def test_a_cancel_during_a_run_time_map_growth_cancels_every_child() -> None:
     c = _cluster("il-returns-run-time-map", {"items": [1, 2, 3], "fails": {}}, k=2)
     done = _until(c, "event", "listed")
@@ -148,11 +116,6 @@ def test_a_cancel_during_a_run_time_map_growth_cancels_every_child() -> None:
     _ends_well(c, RunStatus.CANCELLED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: a retry timer whose publish fails 5 times is quarantined and deleted; "
-    "nothing re-arms it and the run stays RUNNING",
-)
 def test_a_retry_timer_that_failed_five_times_still_fires_later() -> None:
     c = _cluster("il-chain", {"x": 1, "fails": {"base": 1}})
     _all(c)  # base attempt 1 failed: attempt 2 waits for its retry timer
@@ -165,16 +128,14 @@ def test_a_retry_timer_that_failed_five_times_still_fires_later() -> None:
         c.start_tick(0)
         c.finish(0)
     c.outage = 0
-    assert not c.store.list(), [str(letter) for letter in c.store.list()]  # not quarantined
+    # Quarantined after five failures: recorded once for an operator, and kept as a timer.
+    (letter,) = c.store.list()
+    assert (letter.source, letter.event_id) == ("sweeper", "r/dispatch-base-2")
+    c.expected_letters.add(letter.id)
     assert not c.lost_timers(), c.lost_timers()
     _ends_well(c, RunStatus.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F13: fail, `runs retry`, fail again: the second run.failed reuses the first's "
-    "event id, so a listener deduping by id never sees the second end",
-)
 def test_each_failed_flow_attempt_is_announced_under_its_own_id() -> None:
     # `base` fails attempts 1-4: flow attempt 1 (attempts 1, 2) and 2 (attempts 3, 4) fail.
     c = _cluster("il-chain", {"x": 1, "fails": {"base": 4}})

@@ -378,48 +378,20 @@ class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
 
 
-def _xfail(machine: type[Interleavings], finding: str) -> Any:
-    return pytest.param(machine, marks=pytest.mark.xfail(strict=True, reason=f"F13: {finding}"))
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
     [
         Core,
         CoreOutages,
-        _xfail(
-            CoreOperator,
-            "fail (or cancel), runs retry, fail again: both ends announced under one event id",
-        ),
+        CoreOperator,
         RunTimeMaps,
-        _xfail(
-            RunTimeMapsOperator,
-            "cancel, runs retry, cancel again: both ends announced under one event id",
-        ),
-        _xfail(
-            Gates,
-            "a gate's task request redelivered after its result was stored reports the gate "
-            "without its choice: the completion is rejected, the run stays RUNNING",
-        ),
-        _xfail(
-            GatesOutages,
-            "a gate's completion publish fails after its result was stored: the choice is lost",
-        ),
-        _xfail(
-            Subflows,
-            "a crash between a subflow child's start and the node's hold: the parent fails "
-            "(LeaseExpired) while the child run stays unfinished",
-        ),
-        _xfail(
-            MapOverASubflowResult,
-            "`.map` over a subflow's result: the parent rejects the child's completion "
-            "(BadInputError, no list lengths) and stays RUNNING",
-        ),
-        _xfail(
-            AllowFailure,
-            "allow_failure(x) with `return x`: the run succeeds with a result never stored",
-        ),
+        RunTimeMapsOperator,
+        Gates,
+        GatesOutages,
+        Subflows,
+        MapOverASubflowResult,
+        AllowFailure,
         Deferred,
     ],
     ids=lambda m: m.__name__,

@@ -43,6 +43,7 @@ from orchestrator.runtime._completion import child_ended, report
 from orchestrator.runtime._runtime import Runtime
 
 ABANDONED_AFTER = timedelta(seconds=60)
+CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
 
 
 def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
@@ -61,9 +62,21 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
             return OutboxEntry(
                 id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at, timer=True
             )
-        case FinishRun():
+        case FinishRun(status=status, error=error, attempt=attempt):
+            # The ended attempt's facts ride with the entry: when the sweep adopts it after a
+            # resume began attempt + 1, it still announces the attempt that ended.
+            ended = {
+                "status": status.value,
+                "error": error.model_dump(mode="json") if error else None,
+                "ended_at": now.isoformat(),
+            }
             return OutboxEntry(
-                id="finish", run_id=run_id, kind="finish", due_at=now + ABANDONED_AFTER
+                id=f"finish-{attempt}",
+                run_id=run_id,
+                kind="finish",
+                due_at=now + ABANDONED_AFTER,
+                attempt=attempt,
+                detail=ended,
             )
 
 
@@ -76,11 +89,30 @@ def execute(
     dispatches = [(e.key, e.attempt) for e in due if e.kind == "dispatch" and e.key and e.attempt]
     if dispatches:
         request(rt, run, dispatches)
-    if any(e.kind == "finish" for e in due):
-        announce(rt, plan, run)
+    for e in due:
+        if e.kind == "finish":
+            announce(rt, plan, ended(run, e))
     done = [e.id for e in due if e.kind in ("dispatch", "finish", "done")]
     if done:
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
+
+
+def ended(run: Run, finish: OutboxEntry) -> Run:
+    """The run as its finish entry's flow attempt ended (the run may have been resumed since)."""
+    detail = finish.detail
+    status = detail.get("status")
+    if finish.attempt is None or not isinstance(status, str):
+        return run  # an entry written before entries carried the attempt's end
+    error = detail.get("error")
+    at = detail.get("ended_at")
+    return run.model_copy(
+        update={
+            "attempt": finish.attempt,
+            "status": RunStatus(status),
+            "error": ErrorInfo.model_validate(error) if isinstance(error, dict) else None,
+            "ended_at": datetime.fromisoformat(at) if isinstance(at, str) else run.ended_at,
+        }
+    )
 
 
 def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str = "") -> None:
@@ -122,6 +154,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
                 flow_version=run.flow_version,
                 result_uri=uri,
                 ended_at=run.ended_at or rt.clock.now(),
+                attempt=run.attempt,
             ),
             event_id=f"{run.run_id}/{run.attempt}/succeeded",
         )
@@ -136,6 +169,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
             flow_version=run.flow_version,
             error=run.error or ErrorInfo(type="Failed", message="run failed"),
             ended_at=run.ended_at or rt.clock.now(),
+            attempt=run.attempt,
         ),
         event_id=f"{run.run_id}/{run.attempt}/{run.status.value.lower()}",  # per flow attempt
     )

@@ -53,10 +53,9 @@ from orchestrator.ports import Commit, Counts, Etag
 from orchestrator.runtime._completion import child_ended, stored
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime.control._outbox import entry, execute, request
+from orchestrator.runtime.control._outbox import CHUNK, entry, execute, request
+from orchestrator.runtime.control._start import begin
 from orchestrator.runtime.control._whole import advance_whole
-
-CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
 
 
 class GrowthPaused(TransientError):
@@ -187,6 +186,8 @@ def _instead_of_expiry(
         child = rt.state.load(task.child_run, [])
         if child is not None and child.run.status.terminal:
             return child_ended(rt, plan, child.run)
+        if child is not None and child.run.status is RunStatus.PENDING:
+            begin(rt, task.child_run)  # its start died between creating and starting it
         if child is not None:
             record = waiting(task, event.attempt, event.token, task.child_run)
             return event if record is None else record
@@ -475,7 +476,9 @@ def finish(ctx: Ctx, *, failed: int) -> None:
                 "result_uri": rt.flow_result_uri(plan, run.run_id, run.parent),
             }
         )
-        entries: list[OutboxEntry] = [entry(run.run_id, FinishRun(RunStatus.SUCCEEDED, None), now)]
+        entries: list[OutboxEntry] = [
+            entry(run.run_id, FinishRun(RunStatus.SUCCEEDED, None, run.attempt), now)
+        ]
         try:
             rt.state.commit(
                 Commit(run_id=run.run_id, run=done, run_etag=ctx.run_etag, outbox_add=entries)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from orchestrator.contracts import FlowSpec, ParentRef, Run, RunRequested, RunStatus
-from orchestrator.engine import Plan, started
+from orchestrator.engine import Plan, Reconcile, started
 from orchestrator.errors import NotFoundError, ParameterError
 from orchestrator.ports import Commit
 from orchestrator.runtime._params import bind_params, check_types, secret_params
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime.control._outbox import entry, execute, request
-from orchestrator.runtime.control._settle import CHUNK, Ctx, finish
+from orchestrator.runtime.control._outbox import CHUNK, entry, execute, request
+from orchestrator.runtime.control._whole import advance_whole
 
 
 def start_run(
@@ -80,7 +80,7 @@ def begin(rt: Runtime, run_id: str) -> None:
     if snap is None or snap.run.status is not RunStatus.RUNNING or snap.run.attempt != 1:
         return  # finished, cancelled, or a flow retry (which queued its own roots)
     if not plan.tasks:
-        finish(Ctx(rt, plan, snap.run, snap.run_etag), failed=0)
+        advance_whole(rt, run_id, Reconcile())  # nothing to run: it finishes at once
         return
     # Roots are dispatched without records: each one's claim creates it (one write per root
     # instead of two). Repeating this re-sends them all; a duplicate claim finds the record.
