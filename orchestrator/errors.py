@@ -8,10 +8,6 @@ class KumoflowError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 class FlowDefinitionError(KumoflowError, TypeError):
     """A flow or task is defined or called in a way kumoflow cannot compile."""

@@ -8,7 +8,7 @@ from typing import Final
 from pydantic import BaseModel, Field, JsonValue
 
 from ._options import Frozen, RunId, Version
-from ._state import ErrorInfo, TriggerInfo
+from ._state import ErrorInfo, TriggerInfo, TriggerKind
 
 TYPE_PREFIX: Final = "dev.kumoflow."
 
@@ -18,7 +18,7 @@ class RunRequested(Frozen):
     flow_version: Version | None = None  # None: the flow's latest registered version
     params: dict[str, JsonValue] = Field(default_factory=dict)
     run_id: RunId | None = None  # None: derived from the event id, so redelivery dedupes
-    trigger: TriggerInfo = TriggerInfo(kind="api")
+    trigger: TriggerInfo = TriggerInfo(kind=TriggerKind.API)
 
 
 class TaskRequested(Frozen):

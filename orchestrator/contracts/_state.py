@@ -132,8 +132,18 @@ class TaskRun(Frozen):
         return self.attempts[-1].number if self.attempts else 0
 
 
+class TriggerKind(StrEnum):
+    """What started a run."""
+
+    API = "api"  # kumoflow run, a run.requested event, the dashboard
+    PUBSUB = "pubsub"
+    GCS = "gcs"
+    SCHEDULE = "schedule"
+    SUBFLOW = "subflow"  # a parent run's node
+
+
 class TriggerInfo(Frozen):
-    kind: str  # "api" | "pubsub" | "gcs" | "schedule"
+    kind: TriggerKind
     source: str | None = None  # topic, bucket/object#generation, job name
     event_id: str | None = None
     detail: dict[str, JsonValue] = Field(default_factory=dict)
@@ -163,8 +173,17 @@ class Run(Frozen):
     timeout_at: datetime | None = None
     result_uri: str | None = None
     error: ErrorInfo | None = None
-    trigger: TriggerInfo = TriggerInfo(kind="api")
+    trigger: TriggerInfo = TriggerInfo(kind=TriggerKind.API)
     parent: ParentRef | None = None  # set on a subflow's run
+
+
+class OutboxKind(StrEnum):
+    """The effects an outbox entry stands for."""
+
+    DISPATCH = "dispatch"  # publish task.requested for (key, attempt); a timer when delayed
+    FINISH = "finish"  # announce the end of flow attempt `attempt`
+    WAKE = "wake"  # re-derive the run (its timeout, the hourly recheck)
+    CHECK = "check"  # call a parked deferred attempt's check
 
 
 class OutboxEntry(Frozen):
@@ -176,7 +195,7 @@ class OutboxEntry(Frozen):
 
     id: str
     run_id: str
-    kind: str  # "dispatch" | "finish" | "wake" | "check"
+    kind: OutboxKind
     due_at: datetime
     # A timer waits for due_at (a retry delay, a timeout); other entries are done right after
     # their commit, and the sweep only picks them up when that evidently did not happen.

@@ -8,6 +8,7 @@ from orchestrator.engine._attempt import claim, renew, retry_delay
 from orchestrator.engine._counters import (
     SHARD,
     Rollup,
+    Verdict,
     arrive,
     decide,
     fanin_counter,
@@ -106,6 +107,7 @@ __all__ = [
     "RunState",
     "StartRun",
     "Transition",
+    "Verdict",
     "WakeAt",
     "arrive",
     "blocks",

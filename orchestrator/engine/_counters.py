@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from orchestrator.contracts import Run, TaskRun, TaskStatus
 from orchestrator.engine._plan import Plan
@@ -166,11 +167,18 @@ def _reached(width: int, counts: Mapping[str, int], flow_attempt: int) -> bool:
     return counts.get("done", 0) >= target and counts.get("mdone", 0) >= counts.get("more", 0)
 
 
-def decide(plan: Plan, child: str, counts: Mapping[str, int], flow_attempt: int) -> str | None:
-    """'queue' or 'skip' once every parent the child waits for has ended; else None."""
+class Verdict(StrEnum):
+    """What a child becomes once every parent it waits for has ended."""
+
+    QUEUE = "queue"
+    SKIP = "skip"
+
+
+def decide(plan: Plan, child: str, counts: Mapping[str, int], flow_attempt: int) -> Verdict | None:
+    """QUEUE or SKIP once every parent the child waits for has ended; else None."""
     if not _reached(len(plan.tasks[child].parents), counts, flow_attempt):
         return None
-    return "skip" if counts.get("bad", 0) else "queue"
+    return Verdict.SKIP if counts.get("bad", 0) else Verdict.QUEUE
 
 
 def run_done(plan: Plan, counts: Mapping[str, int], flow_attempt: int) -> bool:

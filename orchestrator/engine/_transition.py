@@ -87,7 +87,6 @@ class _Step:
     changed: set[str] = field(default_factory=set)
     run_changed: bool = False
     commands: list[Command] = field(default_factory=list)
-    recheck: bool = False
     settle: list[str] = field(default_factory=list)
 
     def get(self, key: str) -> TaskRun:
@@ -275,12 +274,10 @@ def _settle_child(step: _Step, child: str) -> None:
         return
     parents = [step.get(p) for p in step.plan.tasks[child].parents]
     if not all(p.status.terminal for p in parents):
-        step.recheck = True
         return
     blocking = [p for p in parents if blocks(step.plan, p, child)]
     if not blocking and child in step.plan.dynamic:
-        step.recheck = True  # a run-time map is grown by the per-task path (see rescue_maps)
-        return
+        return  # a run-time map is grown by the per-task path (see rescue_maps)
     if not blocking:
         _queue(step, child)
         return
@@ -427,5 +424,4 @@ def _done(step: _Step) -> Transition:
         changed=frozenset(step.changed),
         run_changed=step.run_changed,
         commands=tuple(step.commands),
-        recheck=step.recheck,
     )

@@ -115,6 +115,3 @@ class Transition:
     changed: frozenset[str]  # task keys whose records changed
     run_changed: bool
     commands: tuple[Command, ...]
-    # A task finished while a child still waited on parents this state saw unfinished. A store
-    # without serializable reads must reload after committing and Reconcile, or a fan-in stalls.
-    recheck: bool = False

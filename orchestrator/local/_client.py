@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.contracts import Run, RunRequested, TaskRun
+from orchestrator.contracts import OutboxKind, Run, RunRequested, TaskRun
 from orchestrator.engine import CancelRun
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.local._stack import DevStack, require_running
@@ -74,7 +74,7 @@ def follow(
                 shown_at = time.monotonic()
             if head.run.status.terminal:
                 snap = rt.state.load(run_id)
-                if snap is not None and not any(e.kind == "finish" for e in snap.outbox):
+                if snap is not None and not any(e.kind is OutboxKind.FINISH for e in snap.outbox):
                     if progress is not None:
                         progress(snap.run, snap.tasks)
                     return snap

@@ -27,6 +27,7 @@ from orchestrator.contracts import (
     RunRequested,
     ScheduleTrigger,
     TriggerInfo,
+    TriggerKind,
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
@@ -112,7 +113,7 @@ def requests_for_object(
             flow_version=d.version,
             params={t.param: obj.model_dump(mode="json")},
             run_id=run_id("gcs", source, d.spec.name),
-            trigger=TriggerInfo(kind="gcs", source=source, event_id=event_id),
+            trigger=TriggerInfo(kind=TriggerKind.GCS, source=source, event_id=event_id),
         )
         for d, t in triggers
         if _matches(t, obj)
@@ -174,7 +175,7 @@ def requests_for_message(
                 params=params,
                 run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
                 trigger=TriggerInfo(
-                    kind="pubsub",
+                    kind=TriggerKind.PUBSUB,
                     source=msg.topic,
                     event_id=msg.message_id,
                     # What started the run, for `runs show` and context.flow_run.trigger: an
@@ -229,7 +230,7 @@ def requests_for_fire(
                         params=dict(t.params),
                         run_id=run_id("schedule", job, slot.isoformat()),
                         trigger=TriggerInfo(
-                            kind="schedule",
+                            kind=TriggerKind.SCHEDULE,
                             source=job,
                             event_id=event_id,
                             detail={"scheduled_for": slot.isoformat()},

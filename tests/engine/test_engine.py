@@ -155,13 +155,12 @@ def test_jitter_stays_within_bounds_and_is_deterministic() -> None:
     assert delays == [retry_delay(plan, "r", "t0", n) for n in (1, 2, 3)]
 
 
-def test_fan_in_waits_for_every_parent_and_flags_recheck() -> None:
+def test_fan_in_waits_for_every_parent() -> None:
     plan = make_plan([[], [], [0, 1]])
     tr = transition(plan, new_state(), StartRun(), T0)
     assert {c.key for c in tr.commands if isinstance(c, Dispatch)} == {"t0", "t1"}
     tr = transition(plan, tr.state, ok("t0", 1), T0)
     assert tr.commands == ()
-    assert tr.recheck
     tr = transition(plan, tr.state, ok("t1", 1), T0)
     assert tr.commands == (Dispatch("t2", 1),)
 

@@ -3,7 +3,9 @@ forged tokens. Memory adapters, injected clock: no waiting."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -34,6 +36,7 @@ from orchestrator.runtime import (
     start_run,
     tick,
 )
+from orchestrator.runtime.worker import Lease
 
 CALLS: list[int] = []
 
@@ -203,39 +206,90 @@ def test_each_claim_has_its_own_token_and_no_lease_outlives_the_attempt() -> Non
     assert store.expired_leases(clock.now() + timedelta(days=1)) == []
 
 
-@task(name="slow")
-def slow(x: int) -> int:
-    time.sleep(0.6)
+HELD = threading.Event()  # the renewing task runs until the test lets it end
+RENEWING: list[Callable[[], None]] = []  # what the task does while it runs (set by a test)
+
+
+@task(name="renewing")
+def renewing(x: int) -> int:
+    for step in RENEWING:
+        step()
     return x
 
 
-@flow(name="slow-flow")
-def slow_flow(x: int = 1) -> int:
-    return slow(x)
+@flow(name="renewing-flow")
+def renewing_flow(x: int = 1) -> int:
+    return renewing(x)
 
 
-def test_a_live_worker_renews_its_lease_so_a_sweep_mid_attempt_expires_nothing() -> None:
+def test_a_renewed_lease_outlives_the_first_so_a_sweep_mid_attempt_expires_nothing() -> None:
+    """Virtual time: the attempt runs past its first lease; one renewal in between (what the
+    lease thread does every third of a lease) keeps the sweeper from failing it."""
+    store, bus, clock = MemoryStore(), MemoryBus(), VirtualClock()
+    bus.record = True
+    rt = memory_runtime(clock=clock, functions=renewing_flow.functions(), store=store, bus=bus)
+    store.put_flow(renewing_flow.spec)
+    start_run(rt, RunRequested(flow="renewing-flow"), run_id="r1")
+    (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
+    seen: list[object] = []
+
+    def held() -> TaskRun:
+        snap = store.load("r1", [req.key])
+        assert snap is not None
+        return snap.tasks[req.key]
+
+    def renew_midway() -> None:
+        token = held().attempts[-1].token
+        assert token is not None
+        clock.sleep(0.9 * rt.lease_seconds)
+        assert Lease(rt, req, token).renew_once()
+        assert not Lease(rt, req, "another-claim").renew_once()  # fenced
+        seen.append(held().lease_until)
+        # Past the first lease and the sweep's grace (a lease more), not the renewed one's.
+        clock.sleep(1.7 * rt.lease_seconds)
+        assert tick(rt, budget_s=30) == 0  # the renewed lease has not run out
+        seen.append(held().status)
+
+    RENEWING[:] = [renew_midway]
+    try:
+        outcome = run_task(rt, req)
+    finally:
+        RENEWING.clear()
+    assert isinstance(outcome, TaskSucceeded), outcome.error if outcome else None
+    assert seen[1] is TaskStatus.RUNNING
+
+
+def test_the_lease_thread_renews_while_user_code_runs() -> None:
+    """Real time, no verdict on timing: the task ends only once the lease was seen renewed
+    twice (pytest-timeout is the safety net)."""
     store, bus = MemoryStore(), MemoryBus()
     bus.record = True
-    rt = memory_runtime(clock=SystemClock(), functions=slow_flow.functions(), store=store, bus=bus)
-    rt.lease_seconds = 0.3  # renewed every 0.1 s while the 0.6 s task runs
-    store.put_flow(slow_flow.spec)
-    start_run(rt, RunRequested(flow="slow-flow"), run_id="r1")
+    rt = memory_runtime(
+        clock=SystemClock(), functions=renewing_flow.functions(), store=store, bus=bus
+    )
+    rt.lease_seconds = 0.3  # renewed every 0.1 s
+    store.put_flow(renewing_flow.spec)
+    start_run(rt, RunRequested(flow="renewing-flow"), run_id="r1")
     (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]
-    leases: list[object] = []
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(run_task, rt, req)
-        while not running.done():
-            snap = store.load("r1", [req.key])
-            assert snap is not None
-            record = snap.tasks.get(req.key)  # a root's record appears with its claim
-            leases.append(record.lease_until if record else None)
-            assert tick(rt) == 0  # never expired while the worker lives
-            time.sleep(0.05)
-        outcome = running.result()
+    HELD.clear()
+    RENEWING[:] = [lambda: HELD.wait(60)]
+    leases: set[object] = set()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(run_task, rt, req)
+            while len(leases) < 3:
+                snap = store.load("r1", [req.key])
+                assert snap is not None
+                record = snap.tasks.get(req.key)  # a root's record appears with its claim
+                if record is not None and record.lease_until is not None:
+                    leases.add(record.lease_until)
+                time.sleep(0.01)
+            HELD.set()
+            outcome = running.result()
+    finally:
+        RENEWING.clear()
+        HELD.set()
     assert isinstance(outcome, TaskSucceeded)
-    renewed = {lease for lease in leases if lease is not None}
-    assert len(renewed) >= 3  # the lease moved forward while user code ran
 
 
 def test_a_lease_that_ran_out_after_the_result_was_stored_ends_in_that_result() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.contracts import (
     ErrorInfo,
     OutboxEntry,
+    OutboxKind,
     Run,
     RunFailed,
     RunStatus,
@@ -52,7 +53,7 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
             return OutboxEntry(
                 id=f"dispatch-{key}-{attempt}",
                 run_id=run_id,
-                kind="dispatch",
+                kind=OutboxKind.DISPATCH,
                 due_at=at or now + ABANDONED_AFTER,
                 key=key,
                 attempt=attempt,
@@ -60,7 +61,11 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
             )
         case WakeAt(at=at):
             return OutboxEntry(
-                id=f"wake-{at.timestamp():.0f}", run_id=run_id, kind="wake", due_at=at, timer=True
+                id=f"wake-{at.timestamp():.0f}",
+                run_id=run_id,
+                kind=OutboxKind.WAKE,
+                due_at=at,
+                timer=True,
             )
         case FinishRun(status=status, error=error, attempt=attempt):
             # The ended attempt's facts ride with the entry: when the sweep adopts it after a
@@ -73,7 +78,7 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
             return OutboxEntry(
                 id=f"finish-{attempt}",
                 run_id=run_id,
-                kind="finish",
+                kind=OutboxKind.FINISH,
                 due_at=now + ABANDONED_AFTER,
                 attempt=attempt,
                 detail=ended,
@@ -86,13 +91,16 @@ def execute(
     """Do the effects of entries a handler just committed (timers wait for the sweep), then
     delete them. Safe to repeat: every effect is idempotent downstream."""
     due = [e for e in entries if not e.timer or e.due_at <= now]
-    dispatches = [(e.key, e.attempt) for e in due if e.kind == "dispatch" and e.key and e.attempt]
+    dispatches = [
+        (e.key, e.attempt) for e in due if e.kind is OutboxKind.DISPATCH and e.key and e.attempt
+    ]
     if dispatches:
         request(rt, run, dispatches)
     for e in due:
-        if e.kind == "finish":
+        if e.kind is OutboxKind.FINISH:
             announce(rt, plan, ended(run, e))
-    done = [e.id for e in due if e.kind in ("dispatch", "finish", "done")]
+    # Wakes and checks are the sweep's: it marks them done once it fired them.
+    done = [e.id for e in due if e.kind in (OutboxKind.DISPATCH, OutboxKind.FINISH)]
     if done:
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
 

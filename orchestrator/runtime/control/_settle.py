@@ -30,6 +30,7 @@ from orchestrator.engine import (
     LeaseExpired,
     Plan,
     Reconcile,
+    Verdict,
     arrive,
     blocks,
     complete,
@@ -230,14 +231,14 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
         mine = seen.get(run_counter(ctx.run.attempt))
         if mine is not None and run_done(ctx.plan, mine, ctx.run.attempt):
             finish(ctx, failed=mine.get("bad", 0))
-        ready: dict[str, str] = {}
+        ready: dict[str, Verdict] = {}
         for task in batch:
             for child in ctx.plan.children[task.key]:
                 fanin = seen.get(fanin_counter(ctx.run.attempt, child), {})
                 verdict = decide(ctx.plan, child, fanin, ctx.run.attempt)
                 if verdict is not None:
                     ready[child] = verdict
-        for key in [k for k, v in ready.items() if v == "queue" and k in ctx.plan.dynamic]:
+        for key in [k for k, v in ready.items() if v is Verdict.QUEUE and k in ctx.plan.dynamic]:
             del ready[key]
             width = seen.get(fanin_counter(ctx.run.attempt, key), {}).get("width", 0)
             grown, more = grow_map(ctx, key, width)
@@ -393,7 +394,7 @@ def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
     return out
 
 
-def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun], Counts]:
+def decide_chunk(ctx: Ctx, chunk: list[tuple[str, Verdict]]) -> tuple[list[TaskRun], Counts]:
     """Create (queue or skip) the children of `chunk`; returns the skipped ones with the counts
     their arrivals produced. Children someone else created first are left to that writer,
     except a dispatch, which is sent again (the other writer may have died before sending)."""
@@ -404,7 +405,7 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
     if run.attempt > 1:  # a flow retry re-pended these records: update them, do not create
         snap = rt.state.load(run.run_id, keys)
         current, etags = (snap.tasks, snap.etags) if snap else ({}, {})
-    uppers = _parents(ctx, [k for k, verdict in chunk if verdict == "skip"])
+    uppers = _parents(ctx, [k for k, verdict in chunk if verdict is Verdict.SKIP])
 
     def attempt() -> tuple[list[TaskRun], Counts]:
         nonlocal current, etags
@@ -417,7 +418,7 @@ def decide_chunk(ctx: Ctx, chunk: list[tuple[str, str]]) -> tuple[list[TaskRun],
             existing = current.get(key)
             if existing is not None and existing.status is not TaskStatus.PENDING:
                 continue  # decided already
-            if verdict == "queue":
+            if verdict is Verdict.QUEUE:
                 record, dispatch = queued(run, plan, key, existing, now)
                 dispatches.append((key, dispatch.attempt))
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from orchestrator.contracts import OutboxEntry, RunStatus, TaskRun, TaskStatus
+from orchestrator.contracts import OutboxEntry, OutboxKind, RunStatus, TaskRun, TaskStatus
 from orchestrator.engine import (
     CancelRun,
     Event,
@@ -62,7 +62,7 @@ def _apply(rt: Runtime, run_id: str, event: Event) -> tuple[Transition, Callable
         def again() -> None:
             # A no-op may be the redelivery of an event whose handler died after committing:
             # do its effects again, a cancel cascade that died part way included.
-            execute(rt, plan, run, _undelivered(snap), now)
+            execute(rt, plan, run, _undelivered(rt, snap), now)
             if isinstance(event, CancelRun | Reconcile) and run.status.terminal:
                 _cancel_children(rt, run_id, list(snap.tasks.values()))
 
@@ -91,7 +91,7 @@ def _armed(event: Event, snap: Snapshot) -> Event:
     """A Reconcile learns which dispatches the run's outbox holds (read with the run)."""
     if not isinstance(event, Reconcile) or event.armed is not None:
         return event
-    held = {(e.key, e.attempt) for e in snap.outbox if e.kind == "dispatch" and e.key}
+    held = {(e.key, e.attempt) for e in snap.outbox if e.kind is OutboxKind.DISPATCH and e.key}
     return Reconcile(armed=frozenset((k, a) for k, a in held if a is not None))
 
 
@@ -132,21 +132,24 @@ def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[st
     return out
 
 
-def _undelivered(snap: Snapshot) -> list[OutboxEntry]:
-    """Entries a handler committed but did not do (it died): a dispatch whose attempt a worker
-    already claimed was delivered, so only its record is left to delete."""
-    out = []
+def _undelivered(rt: Runtime, snap: Snapshot) -> list[OutboxEntry]:
+    """Entries a handler committed but did not do (it died), to do now. A dispatch whose
+    attempt a worker already claimed was delivered: its record is only deleted."""
+    out: list[OutboxEntry] = []
+    delivered: list[OutboxEntry] = []
     for e in snap.outbox:
         if e.timer:
             continue  # the sweep fires timers when due
         task = snap.tasks.get(e.key or "")
         claimed = (
-            e.kind == "dispatch"
+            e.kind is OutboxKind.DISPATCH
             and task is not None
             and (
                 task.attempt != e.attempt
                 or task.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
             )
         )
-        out.append(e.model_copy(update={"kind": "done"}) if claimed else e)
+        (delivered if claimed else out).append(e)
+    if delivered:
+        rt.state.commit(Commit(run_id=snap.run.run_id, outbox_done=[e.id for e in delivered]))
     return out

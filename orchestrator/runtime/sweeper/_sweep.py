@@ -26,7 +26,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Protocol, TypeVar
 
-from orchestrator.contracts import DeadLetter, OutboxEntry, TaskRun, TaskStatus, clip
+from orchestrator.contracts import DeadLetter, OutboxEntry, OutboxKind, TaskRun, TaskStatus, clip
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
 from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
@@ -183,10 +183,10 @@ def _fire(tk: _Tick, item: OutboxEntry) -> None:
 
 
 def _do(rt: Runtime, item: OutboxEntry) -> None:
-    if item.kind == "check":
+    if item.kind is OutboxKind.CHECK:
         check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
         return
-    if item.kind == "wake":
+    if item.kind is OutboxKind.WAKE:
         advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path
         rt.state.commit(Commit(run_id=item.run_id, outbox_done=[item.id]))
         return
@@ -211,7 +211,7 @@ def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:
     )
     try:
         later = rt.clock.now() + timedelta(seconds=min(600, 5 * 2**failures))
-        if item.kind == "check" and unsure(rt, item, failures, later, reason):
+        if item.kind is OutboxKind.CHECK and unsure(rt, item, failures, later, reason):
             return  # its attempt stays parked: OUTAGE_BUDGET bounds it, not quarantine
         if failures >= MAX_FAILURES:
             _quarantine(rt, item, failures, reason)

@@ -12,6 +12,7 @@ from orchestrator.runtime.worker._defer import (
     deferrable,
     unsure,
 )
+from orchestrator.runtime.worker._lease import Lease
 from orchestrator.runtime.worker._worker import run_task
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "OUTAGE_BUDGET",
     "Capture",
     "Deferred",
+    "Lease",
     "TaskRunContext",
     "check",
     "deferrable",

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from orchestrator.contracts import OutboxEntry, TaskRequested, TaskRun
+from orchestrator.contracts import OutboxEntry, OutboxKind, TaskRequested, TaskRun
 from orchestrator.engine import renew
 from orchestrator.errors import CheckUnavailable
 from orchestrator.ports import Commit
@@ -92,7 +92,7 @@ def check_entry(
     return OutboxEntry(
         id=f"check-{req.key}-{req.attempt}",
         run_id=req.run_id,
-        kind="check",
+        kind=OutboxKind.CHECK,
         due_at=now + timedelta(seconds=poll),
         timer=True,
         key=req.key,

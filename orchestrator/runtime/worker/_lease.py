@@ -8,17 +8,20 @@ import threading
 from orchestrator.contracts import TaskRequested
 from orchestrator.engine import renew
 from orchestrator.ports import Commit
+from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 
 
 class Lease:
-    """Renews the claim every LEASE_S / 3 while the attempt runs; notes when it was lost."""
+    """Renews the claim every lease_seconds / 3 while the attempt runs, on a thread of its
+    own; stops once the claim no longer holds the attempt (it was failed or taken over: the
+    attempt's report will be ignored, and its result, write-once, cannot replace another)."""
 
     def __init__(self, rt: Runtime, req: TaskRequested, token: str) -> None:
         self._rt, self._req, self._token = rt, req, token
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="kumoflow-lease")
-        self.lost = False
 
     def __enter__(self) -> Lease:
         if self._rt.clock.realtime and self._rt.renew_leases:
@@ -28,20 +31,35 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
 
+    def renew_once(self) -> bool:
+        """Extend the lease by lease_seconds from now; False when the claim lost the attempt."""
+        req, token, rt = self._req, self._token, self._rt
+
+        def attempt() -> bool:
+            tasks, etags = rt.state.tasks(req.run_id, [req.key])
+            task = tasks.get(req.key)
+            longer = task and renew(task, req.attempt, token, rt.clock.now(), rt.lease_seconds)
+            if not longer:
+                return False
+            rt.state.commit(Commit(run_id=req.run_id, tasks=[(longer, etags[req.key])]))
+            return True
+
+        # A conflict: a completion or a cancel moved the record; read it again.
+        return retried(attempt, what=f"run {req.run_id}: renewing {req.key!r}")
+
     def _run(self) -> None:
-        req, token = self._req, self._token
-        period = self._rt.lease_seconds
-        while not self._stop.wait(period / 3):
+        req = self._req
+        where = {"run_id": req.run_id, "task": req.key, "attempt": req.attempt}
+        while not self._stop.wait(self._rt.lease_seconds / 3):
             try:
-                snap = self._rt.state.load(req.run_id, [req.key])
-                task = snap.tasks.get(req.key) if snap else None
-                now = self._rt.clock.now()
-                longer = task and renew(task, req.attempt, token, now, period)
-                if not longer or snap is None:
-                    self.lost = True  # the attempt was failed or taken: our report will be stale
+                if not self.renew_once():
+                    LOGGER.warning(
+                        "attempt %d of %s no longer holds its claim (failed or taken over): "
+                        "its report will be ignored", req.attempt, req.key, extra=where,
+                    )  # fmt: skip
                     return
-                self._rt.state.commit(
-                    Commit(run_id=req.run_id, tasks=[(longer, snap.etags[req.key])])
-                )
-            except Exception:  # a missed renewal is retried next period; the lease has slack
-                continue
+            except Exception:  # the lease has slack for two more tries before it runs out
+                LOGGER.warning(
+                    "could not renew the lease of %s attempt %d; trying again", req.key,
+                    req.attempt, exc_info=True, extra=where,
+                )  # fmt: skip

@@ -16,7 +16,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.contracts import FlowSpec, ParentRef, RunRequested, TaskRequested, TriggerInfo
+from orchestrator.contracts import (
+    FlowSpec,
+    ParentRef,
+    RunRequested,
+    TaskRequested,
+    TriggerInfo,
+    TriggerKind,
+)
 from orchestrator.engine import waiting
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
@@ -42,7 +49,7 @@ def start_subflow(
     parent = ParentRef(
         run_id=req.run_id, key=req.key, attempt=req.attempt, token=token, result_uri=uri
     )
-    trigger = TriggerInfo(kind="subflow", source=f"{req.run_id}/{req.key}")
+    trigger = TriggerInfo(kind=TriggerKind.SUBFLOW, source=f"{req.run_id}/{req.key}")
     request = RunRequested(flow=spec.name, flow_version=version, params=dict(args), trigger=trigger)
     rt.start(rt, request, run_id=child, parent=parent)
     try:
