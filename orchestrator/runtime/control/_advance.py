@@ -9,7 +9,8 @@ from __future__ import annotations
 from orchestrator.contracts import TaskFailed, TaskSucceeded
 from orchestrator.engine import Event, LeaseExpired, Reconcile, ResumeRun, StartRun
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime.control._settle import complete_task, rescue_maps
+from orchestrator.runtime.control._complete import complete_task
+from orchestrator.runtime.control._settle import rescue_maps
 from orchestrator.runtime.control._start import begin
 from orchestrator.runtime.control._whole import advance_whole
 
