@@ -7,13 +7,24 @@ targets in `main` are made of: the push check, the edge (decode, classify, dead-
 trigger matching."""
 
 from ._auth import push_authenticated, use_push_certs
-from ._edge import REJECTED, GrantedBus, guarded, handle, log_event, refused, runtime, use_runtime
+from ._edge import (
+    REJECTED,
+    GrantedBus,
+    Seen,
+    guarded,
+    handle,
+    log_event,
+    refused,
+    runtime,
+    use_runtime,
+)
 from ._sink import record_dead_letter
 from ._triggers import run_requests
 
 __all__ = [
     "REJECTED",
     "GrantedBus",
+    "Seen",
     "guarded",
     "handle",
     "log_event",

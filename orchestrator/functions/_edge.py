@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -129,28 +130,44 @@ def _faults(spec: str) -> Callable[[str], None] | None:
     return fault
 
 
+@dataclass
+class Seen:
+    """What a handler learned of its input before refusing it: the dead letter names the input
+    as precisely as that (raw bytes, message attributes, event id and type, decoded event)."""
+
+    raw: bytes = b""
+    attributes: dict[str, str] | None = None  # None: the Pub/Sub message was never unwrapped
+    id: str | None = None
+    type: str | None = None
+    event: Envelope | None = None
+
+    def peeked(self, raw: bytes, attributes: dict[str, str]) -> None:
+        """A message unwrapped: its bytes, attributes, and the id and type it seems to have."""
+        context = peek_context(raw, attributes)
+        self.raw, self.attributes = raw, attributes
+        self.id, self.type = context.get("id", self.id), context.get("type", self.type)
+
+
 def handle(function: str, cloud_event: Any, handler: Callable[[Runtime, Envelope], None]) -> None:
     """Decode `cloud_event` (a messagePublished CloudEvent) and run `handler` on our event."""
 
-    def body(rt: Runtime, seen: dict[str, Any]) -> None:
+    def body(rt: Runtime, seen: Seen) -> None:
         attrs = cloud_event.get_attributes()
         raw, message_attrs, _ = unwrap_pubsub(str(attrs.get("type")), cloud_event.data)
-        seen.update(peek_context(raw, message_attrs), raw=raw, attributes=message_attrs)
-        seen["event"] = event = from_message(raw, message_attrs)
+        seen.peeked(raw, message_attrs)
+        seen.event = event = from_message(raw, message_attrs)
         handler(rt, event)
 
     guarded(function, cloud_event, body)
 
 
-def guarded(
-    function: str, cloud_event: Any, body: Callable[[Runtime, dict[str, Any]], None]
-) -> None:
+def guarded(function: str, cloud_event: Any, body: Callable[[Runtime, Seen], None]) -> None:
     """Run `body`; bad input becomes a dead letter and a normal return (2xx, no redelivery).
 
     `body` notes what it learns in `seen` (raw bytes, event id and type, decoded event) so the
     record names the input as precisely as it got."""
     rt = runtime()
-    seen: dict[str, Any] = {}
+    seen = Seen()
     try:
         body(rt, seen)
     except REJECTED as e:
@@ -161,7 +178,7 @@ def refused(
     rt: Runtime,
     function: str,
     cloud_event: Any,
-    seen: dict[str, Any],
+    seen: Seen,
     error: Exception,
     *,
     flow: str | None = None,
@@ -175,12 +192,12 @@ def refused(
         rt,
         function,
         error,
-        event=seen.get("event"),
-        raw=seen.get("raw", b""),
-        event_id=seen.get("id") or outer_id,
-        event_type=seen.get("type"),
-        topic=topic if found and seen.get("attributes") is not None else None,
-        attributes=seen.get("attributes") or {},
+        event=seen.event,
+        raw=seen.raw,
+        event_id=seen.id or outer_id,
+        event_type=seen.type,
+        topic=topic if found and seen.attributes is not None else None,
+        attributes=seen.attributes or {},
         flow=flow,
     )
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.adapters import PUBSUB_PUBLISHED, from_message, peek_context, unwrap_pubsub
+from orchestrator.adapters import PUBSUB_PUBLISHED, from_message, unwrap_pubsub
 from orchestrator.contracts import RunRequested, flow_version
 from orchestrator.errors import BadInputError
 from orchestrator.runtime import (
@@ -27,18 +27,18 @@ from orchestrator.runtime import (
     requests_for_object,
 )
 
+from ._edge import Seen
+
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 SCHEDULER_EXECUTED = "google.cloud.scheduler.job.v1.executed"
 
 
-def run_requests(
-    rt: Runtime, cloud_event: Any, seen: dict[str, Any]
-) -> Sequence[RunRequested | Refused]:
+def run_requests(rt: Runtime, cloud_event: Any, seen: Seen) -> Sequence[RunRequested | Refused]:
     """Every run this event asks for (none when it matches no flow's filter), or a flow's
     refusal of it; a message a redrive targets at one flow (FLOW_ATTRIBUTE) reaches only it."""
     attrs = cloud_event.get_attributes()
     event_type, event_id = str(attrs.get("type")), str(attrs.get("id", ""))
-    seen.update(type=event_type, id=event_id)
+    seen.type, seen.id = event_type, event_id
     source = str(attrs.get("source", ""))
     if event_type == STORAGE_FINALIZED:
         return requests_for_object(_deployed(rt), gcs_object(cloud_event.data), event_id)
@@ -54,7 +54,7 @@ def run_requests(
         )
     raw, attributes, message_id = unwrap_pubsub(event_type, cloud_event.data)
     # Name the message, not its envelope.
-    seen.update(raw=raw, id=message_id, type=None, attributes=attributes)
+    seen.raw, seen.id, seen.type, seen.attributes = raw, message_id, None, attributes
     _, found, topic = source.rpartition("/topics/")
     # Our own topic carries only our CloudEvents, and only there do they start runs: a
     # run.requested names any flow, version and run id, which no trigger topic's publisher may.
@@ -65,8 +65,8 @@ def run_requests(
             "plain messages (data and attributes become parameters)"
         )
     if topic == rt.topics.runs:
-        seen.update(peek_context(raw, attributes))
-        seen["event"] = event = from_message(raw, attributes)
+        seen.peeked(raw, attributes)
+        seen.event = event = from_message(raw, attributes)
         if not isinstance(event.data, RunRequested):
             raise BadInputError(f"run_starter takes dev.kumoflow.run.requested, not {event.type}")
         req = event.data

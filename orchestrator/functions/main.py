@@ -17,6 +17,7 @@ from orchestrator.contracts import Envelope, TaskFailed, TaskRequested, TaskSucc
 from orchestrator.errors import BadInputError
 from orchestrator.functions import (
     REJECTED,
+    Seen,
     guarded,
     handle,
     log_event,
@@ -29,7 +30,7 @@ from orchestrator.functions import (
 from orchestrator.runtime import LOGGER, Refused, Runtime, advance, run_task, start_run, tick
 
 
-def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
+def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
     """Start every flow the event asks for. A flow that refuses it gets its own dead letter
     (naming it) and the others still start; a transient failure still raises (redelivery
     then dedupes what started and refuses again, into the same letter)."""
@@ -48,7 +49,7 @@ def _start(rt: Runtime, cloud_event: Any, seen: dict[str, Any]) -> None:
             extra={
                 "run_id": run.run_id,
                 "flow": run.flow,
-                "event_id": seen.get("id"),
+                "event_id": seen.id,
                 "reason": run.trigger.kind,
             },
         )
