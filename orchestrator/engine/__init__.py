@@ -1,7 +1,9 @@
-"""The pure engine: a run's plan, its transition rules, and the value expressions tasks read.
+"""The pure engine: a run's plan, its rules, and the value expressions tasks read.
 
-No I/O and no clock reads: `transition(plan, state, event, now)` returns the new state and the
-commands to carry out; the runtime does the rest.
+Per task (`complete`, `arrive`, `decide`, ...: what each completion costs, O(its degree)) and
+per whole run (`whole_run`: cancels, timeouts, resumes, a failed finish, the hourly recheck).
+No I/O and no clock reads: each returns new records and the commands to carry out; the runtime
+does the rest.
 """
 
 from orchestrator.engine._attempt import claim, renew, retry_delay
@@ -46,12 +48,6 @@ from orchestrator.engine._plan import (
     task_serializer,
 )
 from orchestrator.engine._rules import blocks, returns_tolerated
-from orchestrator.engine._transition import (
-    RUN_TRANSITIONS,
-    TASK_TRANSITIONS,
-    IllegalTransition,
-    transition,
-)
 from orchestrator.engine._types import (
     RECHECK_AFTER,
     REDISPATCH_AFTER,
@@ -78,6 +74,12 @@ from orchestrator.engine._values import (
     path_text,
     project,
     resolve,
+)
+from orchestrator.engine._whole import (
+    RUN_TRANSITIONS,
+    TASK_TRANSITIONS,
+    IllegalTransition,
+    whole_run,
 )
 
 __all__ = [
@@ -147,6 +149,6 @@ __all__ = [
     "started",
     "stray",
     "task_serializer",
-    "transition",
     "waiting",
+    "whole_run",
 ]

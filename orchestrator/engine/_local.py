@@ -36,7 +36,6 @@ from orchestrator.engine._attempt import held, with_lease
 from orchestrator.engine._counters import arrive
 from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import skip_reason
-from orchestrator.engine._transition import _failed, _Step, _succeeded
 from orchestrator.engine._types import (
     RECHECK_AFTER,
     REDISPATCH_AFTER,
@@ -46,6 +45,7 @@ from orchestrator.engine._types import (
     WakeAt,
 )
 from orchestrator.engine._values import path_text
+from orchestrator.engine._whole import _failed, _Step, _succeeded
 
 S = TaskStatus
 # The widest run-time map (KUMOFLOW_MAX_MAP_WIDTH changes it). A map over a longer list fails

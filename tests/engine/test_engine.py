@@ -41,7 +41,7 @@ from orchestrator.engine import (
     expand,
     renew,
     retry_delay,
-    transition,
+    whole_run,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -108,30 +108,30 @@ def bad(key: str, attempt: int, retryable: bool = True) -> TaskFailed:
 
 def test_chain_runs_in_order_and_finishes_once() -> None:
     plan = make_plan([[], [0], [1]])
-    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
     assert tr.commands == (WakeAt(T0 + RECHECK_AFTER), Dispatch("t0", 1))  # + an hourly check
-    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    tr = whole_run(plan, tr.state, ok("t0", 1), T0)
     assert tr.commands == (Dispatch("t1", 1),)
-    again = transition(plan, tr.state, ok("t0", 1), T0)  # duplicate delivery
+    again = whole_run(plan, tr.state, ok("t0", 1), T0)  # duplicate delivery
     assert again.commands == ()
     assert not again.changed
-    tr = transition(plan, tr.state, ok("t1", 1), T0)
-    tr = transition(plan, tr.state, ok("t2", 1), T0)
+    tr = whole_run(plan, tr.state, ok("t1", 1), T0)
+    tr = whole_run(plan, tr.state, ok("t2", 1), T0)
     assert tr.commands == (FinishRun(RunStatus.SUCCEEDED, None),)
     assert tr.state.run.status is RunStatus.SUCCEEDED
-    assert transition(plan, tr.state, ok("t2", 1), T0).commands == ()
+    assert whole_run(plan, tr.state, ok("t2", 1), T0).commands == ()
 
 
 def test_retry_delays_list_and_exhaustion() -> None:
     plan = make_plan([[], [0]], retries=2, delays=(1.0, 2.0))
-    tr = transition(plan, new_state(), StartRun(), T0)
-    tr = transition(plan, tr.state, bad("t0", 1), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, tr.state, bad("t0", 1), T0)
     assert tr.commands == (Dispatch("t0", 2, T0 + timedelta(seconds=1)),)
     assert tr.state.tasks["t0"].status is TaskStatus.SCHEDULED
     t1 = T0 + timedelta(seconds=1)
-    tr = transition(plan, tr.state, bad("t0", 2), t1)
+    tr = whole_run(plan, tr.state, bad("t0", 2), t1)
     assert tr.commands == (Dispatch("t0", 3, t1 + timedelta(seconds=2)),)
-    tr = transition(plan, tr.state, bad("t0", 3), t1)
+    tr = whole_run(plan, tr.state, bad("t0", 3), t1)
     assert tr.state.tasks["t0"].status is TaskStatus.FAILED
     assert tr.state.tasks["t1"].status is TaskStatus.SKIPPED
     finish = [c for c in tr.commands if isinstance(c, FinishRun)]
@@ -143,8 +143,8 @@ def test_retry_delays_list_and_exhaustion() -> None:
 
 def test_not_retryable_failure_fails_at_once() -> None:
     plan = make_plan([[]], retries=5)
-    tr = transition(plan, new_state(), StartRun(), T0)
-    tr = transition(plan, tr.state, bad("t0", 1, retryable=False), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, tr.state, bad("t0", 1, retryable=False), T0)
     assert tr.state.run.status is RunStatus.FAILED
 
 
@@ -157,34 +157,34 @@ def test_jitter_stays_within_bounds_and_is_deterministic() -> None:
 
 def test_fan_in_waits_for_every_parent() -> None:
     plan = make_plan([[], [], [0, 1]])
-    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
     assert {c.key for c in tr.commands if isinstance(c, Dispatch)} == {"t0", "t1"}
-    tr = transition(plan, tr.state, ok("t0", 1), T0)
+    tr = whole_run(plan, tr.state, ok("t0", 1), T0)
     assert tr.commands == ()
-    tr = transition(plan, tr.state, ok("t1", 1), T0)
+    tr = whole_run(plan, tr.state, ok("t1", 1), T0)
     assert tr.commands == (Dispatch("t2", 1),)
 
 
 def test_reconcile_repairs_a_state_whose_event_was_applied_elsewhere() -> None:
     """Two writers each committed their own parent; a Reconcile after commit sees both."""
     plan = make_plan([[], [], [0, 1]])
-    start = transition(plan, new_state(), StartRun(), T0).state
-    a = transition(plan, start, ok("t0", 1), T0).state
-    b = transition(plan, start, ok("t1", 1), T0).state
+    start = whole_run(plan, new_state(), StartRun(), T0).state
+    a = whole_run(plan, start, ok("t0", 1), T0).state
+    b = whole_run(plan, start, ok("t1", 1), T0).state
     merged = RunState(start.run, {**a.tasks, "t1": b.tasks["t1"]})
-    tr = transition(plan, merged, Reconcile(), T0)
+    tr = whole_run(plan, merged, Reconcile(), T0)
     assert tr.commands == (Dispatch("t2", 1), WakeAt(T0 + RECHECK_AFTER))
 
 
 def test_reconcile_rearms_a_retry_whose_dispatch_is_gone_and_leaves_an_armed_one() -> None:
     plan = make_plan([[]], retries=1, delays=(30.0,))
-    tr = transition(plan, new_state(), StartRun(), T0)
-    state = transition(plan, tr.state, bad("t0", 1), T0).state
+    tr = whole_run(plan, new_state(), StartRun(), T0)
+    state = whole_run(plan, tr.state, bad("t0", 1), T0).state
     due = T0 + timedelta(seconds=30)
     assert state.tasks["t0"].status is TaskStatus.SCHEDULED
 
     def dispatches(armed: frozenset[tuple[str, int]] | None, at: datetime) -> list[Dispatch]:
-        tr = transition(plan, state, Reconcile(armed=armed), at)
+        tr = whole_run(plan, state, Reconcile(armed=armed), at)
         return [c for c in tr.commands if isinstance(c, Dispatch)]
 
     later = T0 + timedelta(hours=1)
@@ -198,20 +198,20 @@ def test_reconcile_rearms_a_retry_whose_dispatch_is_gone_and_leaves_an_armed_one
 
 def test_reconcile_hands_a_long_queued_attempt_without_a_redispatch_to_the_sweep() -> None:
     plan = make_plan([[], [0]])
-    start = transition(plan, new_state(), StartRun(), T0).state  # queued by the whole-run path
+    start = whole_run(plan, new_state(), StartRun(), T0).state  # queued by the whole-run path
     assert start.tasks["t0"].redispatch_at is None
-    soon = transition(plan, start, Reconcile(armed=frozenset()), T0 + timedelta(minutes=5))
+    soon = whole_run(plan, start, Reconcile(armed=frozenset()), T0 + timedelta(minutes=5))
     assert "t0" not in soon.changed
     late_at = T0 + timedelta(minutes=11)
-    late = transition(plan, start, Reconcile(armed=frozenset()), late_at)
+    late = whole_run(plan, start, Reconcile(armed=frozenset()), late_at)
     assert late.state.tasks["t0"].redispatch_at == late_at
-    armed = transition(plan, start, Reconcile(armed=frozenset({("t0", 1)})), late_at)
+    armed = whole_run(plan, start, Reconcile(armed=frozenset({("t0", 1)})), late_at)
     assert "t0" not in armed.changed
 
 
 def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:
     plan = make_plan([[]], retries=1)
-    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
     task = tr.state.tasks["t0"]
     running = claim(task, 1, "tok-1", "w1", T0, 60)
     assert running is not None
@@ -222,9 +222,9 @@ def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:
     # Completions fenced by the token: another claim's report changes nothing.
     state = RunState(tr.state.run, {"t0": running})
     stale = ok("t0", 1).model_copy(update={"token": "tok-2"})
-    assert not transition(plan, state, stale, T0).changed
+    assert not whole_run(plan, state, stale, T0).changed
     good = ok("t0", 1).model_copy(update={"token": "tok-1"})
-    assert transition(plan, state, good, T0).state.run.status is RunStatus.SUCCEEDED
+    assert whole_run(plan, state, good, T0).state.run.status is RunStatus.SUCCEEDED
     # Renewal only by the holder of the current claim.
     assert renew(running, 1, "tok-1", T0 + timedelta(seconds=30), 60) is not None
     assert renew(running, 1, "tok-2", T0 + timedelta(seconds=30), 60) is None
@@ -232,16 +232,16 @@ def test_claim_fences_the_waiting_attempt_and_never_takes_over() -> None:
 
 def test_timeout_and_cancel() -> None:
     plan = make_plan([[], [0]], timeout=30)
-    tr = transition(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
     assert WakeAt(T0 + timedelta(seconds=30)) in tr.commands
-    early = transition(plan, tr.state, Reconcile(), T0 + timedelta(seconds=5))
+    early = whole_run(plan, tr.state, Reconcile(), T0 + timedelta(seconds=5))
     assert early.state.run.status is RunStatus.RUNNING
-    late = transition(plan, tr.state, Reconcile(), T0 + timedelta(seconds=31))
+    late = whole_run(plan, tr.state, Reconcile(), T0 + timedelta(seconds=31))
     assert late.state.run.status is RunStatus.FAILED
     assert late.state.run.error
     assert late.state.run.error.type == "TimeoutError"
     assert all(t.status is TaskStatus.CANCELLED for t in late.state.tasks.values())
-    cancelled = transition(plan, tr.state, CancelRun(), T0)
+    cancelled = whole_run(plan, tr.state, CancelRun(), T0)
     assert cancelled.state.run.status is RunStatus.CANCELLED
 
 
@@ -249,13 +249,13 @@ def test_flow_retries_rerun_only_what_failed() -> None:
     plan = make_plan([[], [0]])
     spec = plan.spec.model_copy(update={"options": FlowOptions(name="g", retries=1)})
     plan = expand(spec, {})
-    tr = transition(plan, new_state(), StartRun(), T0)
-    tr = transition(plan, tr.state, ok("t0", 1), T0)
-    tr = transition(plan, tr.state, bad("t1", 1), T0)
+    tr = whole_run(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, tr.state, ok("t0", 1), T0)
+    tr = whole_run(plan, tr.state, bad("t1", 1), T0)
     assert tr.state.run.status is RunStatus.RUNNING
     assert tr.state.run.attempt == 2
     assert tr.commands == (Dispatch("t1", 2),)
-    tr = transition(plan, tr.state, ok("t1", 2), T0)
+    tr = whole_run(plan, tr.state, ok("t1", 2), T0)
     assert tr.state.run.status is RunStatus.SUCCEEDED
 
 
@@ -263,18 +263,18 @@ def test_resuming_a_run_with_nothing_left_to_run_finishes_it() -> None:
     """A cancel committed after the last completion, before the finish: every task succeeded.
     Resuming that run ends it at once, instead of leaving it running until the hourly check."""
     plan = make_plan([[], [0]])
-    tr = transition(plan, new_state(), StartRun(), T0)
-    tr = transition(plan, tr.state, ok("t0", 1), T0)
-    done = transition(plan, tr.state, ok("t1", 1), T0).state
+    tr = whole_run(plan, new_state(), StartRun(), T0)
+    tr = whole_run(plan, tr.state, ok("t0", 1), T0)
+    done = whole_run(plan, tr.state, ok("t1", 1), T0).state
     cancelled = RunState(done.run.model_copy(update={"status": RunStatus.CANCELLED}), done.tasks)
-    resumed = transition(plan, cancelled, ResumeRun(cancelled.run.attempt), T0)
+    resumed = whole_run(plan, cancelled, ResumeRun(cancelled.run.attempt), T0)
     assert resumed.state.run.status is RunStatus.SUCCEEDED
     assert FinishRun(RunStatus.SUCCEEDED, None, 2) in resumed.commands
     assert not any(isinstance(c, Dispatch) for c in resumed.commands)
 
 
 def test_empty_flow_finishes_at_start() -> None:
-    tr = transition(make_plan([]), new_state(), StartRun(), T0)
+    tr = whole_run(make_plan([]), new_state(), StartRun(), T0)
     assert tr.state.run.status is RunStatus.SUCCEEDED
 
 
@@ -314,7 +314,7 @@ def test_random_dags_respect_dependencies_attempts_and_end_once(
                 finishes += 1
         return tr.state
 
-    state = apply(transition(plan, state, StartRun(), now))
+    state = apply(whole_run(plan, state, StartRun(), now))
     while inflight:
         key, attempt = inflight.pop(data.draw(st.integers(0, len(inflight) - 1)))
         outcome: TaskSucceeded | TaskFailed = (
@@ -322,10 +322,10 @@ def test_random_dags_respect_dependencies_attempts_and_end_once(
         )
         delivered.append(outcome)
         now += timedelta(seconds=1)
-        state = apply(transition(plan, state, outcome, now))
+        state = apply(whole_run(plan, state, outcome, now))
         if delivered and data.draw(st.booleans()):  # redeliver an old event: must change nothing
             old = data.draw(st.sampled_from(delivered))
-            tr = transition(plan, state, old, now)
+            tr = whole_run(plan, state, old, now)
             assert not tr.changed
             assert not tr.commands
     assert finishes == 1

@@ -22,7 +22,7 @@ from orchestrator.engine import (
     fanin_counter,
     grown,
     run_counter,
-    transition,
+    whole_run,
 )
 from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import Commit, Snapshot
@@ -51,7 +51,7 @@ def _apply(rt: Runtime, run_id: str, event: Event) -> tuple[Transition, Callable
     if key is not None and key not in plan.tasks:
         raise BadInputError(f"run {run_id!r} has no task {key!r}")
     now = rt.clock.now()
-    tr = transition(plan, RunState(snap.run, snap.tasks), _armed(event, snap), now)
+    tr = whole_run(plan, RunState(snap.run, snap.tasks), _armed(event, snap), now)
     run = tr.state.run
     if run.status is RunStatus.SUCCEEDED and tr.run_changed:
         uri = rt.flow_result_uri(plan, run_id, run.parent)

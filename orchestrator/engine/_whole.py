@@ -1,8 +1,14 @@
-"""The pure engine: (run state, event, now) -> (new state, commands). No I/O, no clock reads.
+"""The whole-run engine: (run state, event, now) -> (new state, commands), over every task.
 
-Task records may be absent from a state: absent means PENDING and never touched, which lets a
-store create per-task documents lazily. Each transition settles only the neighbourhood of what it
-changed, so a step costs O(degree), not O(tasks).
+What production still does with it is what looks at a whole run, once per run (or per flow
+attempt): a cancel, a run timeout and the hourly recheck (Reconcile), a resume (`runs retry`),
+and the settling of a run that ended with failures (its first error, or a flow retry). Each
+completion takes the per-task path instead (engine `complete`, `arrive`, `decide`: O(the task's
+degree)); both apply the same rules (_rules, and the attempt moves `_succeeded`/`_failed` here,
+which `complete` reuses), and the same table of allowed moves (TASK_TRANSITIONS).
+
+Task records may be absent from a state: absent means PENDING and never touched. No I/O, no
+clock reads.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ class _Step:
         self.run_changed = True
 
 
-def transition(plan: Plan, state: RunState, event: Event, now: datetime) -> Transition:
+def whole_run(plan: Plan, state: RunState, event: Event, now: datetime) -> Transition:
     step = _Step(plan, state.run, dict(state.tasks), now)
     if isinstance(event, ResumeRun):
         _resume(step, event.attempt)
