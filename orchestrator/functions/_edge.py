@@ -64,15 +64,15 @@ def runtime() -> Runtime:
         if not _built:
             configure_json_logging()
             project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
+            granted = os.environ.get("KUMOFLOW_PUBLISHES")
+            topics = frozenset(t for t in (granted or "").split(",") if t)
             rt = cloud_runtime(
                 project,
                 source=f"//kumoflow.dev/projects/{project}",
                 worker_id=os.environ.get("K_REVISION", "local") + f"/{os.getpid()}",
+                bus=(lambda bus: GrantedBus(bus, topics)) if granted is not None else None,
+                fault=_faults(os.environ.get("KUMOFLOW_FAULTS", "")),
             )
-            rt.fault = _faults(os.environ.get("KUMOFLOW_FAULTS", ""))
-            granted = os.environ.get("KUMOFLOW_PUBLISHES")
-            if granted is not None:
-                rt.bus = GrantedBus(rt.bus, frozenset(t for t in granted.split(",") if t))
             _built.append(rt)
         return _built[0]
 

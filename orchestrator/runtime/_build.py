@@ -3,38 +3,49 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, SystemClock
-from orchestrator.ports import BlobStore, Clock
+from orchestrator.ports import BlobStore, Clock, EventBus
 from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime.control import start_run
 
 
-def cloud_runtime(project: str, *, source: str, worker_id: str | None = None) -> Runtime:
-    """Adapters built from the environment; Firestore also keeps timers and dead letters."""
+def cloud_runtime(
+    project: str,
+    *,
+    source: str,
+    worker_id: str | None = None,
+    bus: Callable[[EventBus], EventBus] | None = None,
+    fault: Callable[[str], None] | None = None,
+) -> Runtime:
+    """Adapters built from the environment; Firestore also keeps timers and dead letters.
+    `bus` wraps the Pub/Sub bus (the topics a function may publish to); `fault` is the named
+    fault points' hook (crash tests)."""
     from orchestrator.adapters import FirestoreBlockStore, FirestoreStore, GcsBlobStore, PubSubBus
 
     store = FirestoreStore.from_env(project)
-    rt = Runtime(
+    pubsub: EventBus = PubSubBus.from_env(project)
+    return Runtime(
         flows=store,
         state=store,
         timers=store,
         letters=store,
         blobs=GcsBlobStore.from_env(project),
-        bus=PubSubBus.from_env(project),
+        bus=bus(pubsub) if bus is not None else pubsub,
         clock=SystemClock(),
         start=start_run,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         source=source,
+        worker_id=worker_id or f"worker-{uuid.uuid4().hex[:8]}",
+        fault=fault,
+        # Shorter leases notice a dead worker sooner (tests); never longer than the platform
+        # allows.
+        lease_seconds=min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0),
         blocks=FirestoreBlockStore.from_env(project),
     )
-    if worker_id is not None:
-        rt.worker_id = worker_id
-    # Shorter leases notice a dead worker sooner (tests); never longer than the platform allows.
-    rt.lease_seconds = min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0)
-    return rt
 
 
 def memory_runtime(

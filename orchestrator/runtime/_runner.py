@@ -7,7 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
@@ -77,13 +77,15 @@ class InProcessRunner:
         self.store = store or MemoryStore()
         self.blobs = blobs or MemoryBlobStore()
         self.bus = MemoryBus()
-        self.rt = memory_runtime(
-            clock=clock, functions=functions, store=self.store, blobs=self.blobs, bus=self.bus
+        self.rt = replace(
+            memory_runtime(
+                clock=clock, functions=functions, store=self.store, blobs=self.blobs, bus=self.bus
+            ),
+            exceptions={},
+            renew_leases=False,  # this process is the only worker: nobody takes over
+            lease_seconds=24 * 3600,
+            cache_store=PROCESS_CACHE,
         )
-        self.rt.exceptions = {}
-        self.rt.renew_leases = False  # this process is the only worker: nobody takes over
-        self.rt.lease_seconds = 24 * 3600
-        self.rt.cache_store = PROCESS_CACHE
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         # Attempts a worker holds: a set, not a count, because an attempt that parked (a

@@ -156,8 +156,13 @@ class RunStarter(Protocol):
     ) -> tuple[Run, bool]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """One instance's collaborators, built once (see _build): its ports, its settings, how it
+    starts runs, and its caches of immutable things (flow specs, plans) and of the run
+    documents it read last. Variations (a test's shorter lease) are made with
+    `dataclasses.replace`, never by changing a built one."""
+
     flows: FlowStore
     state: StateStore
     timers: TimerStore
@@ -255,6 +260,10 @@ class Runtime:
         snap = self.state.load(run_id, [key])
         self.remember(run_id, snap)
         return snap
+
+    def forget(self, run_id: str) -> None:
+        """Read run `run_id` afresh next time: this instance is about to change it."""
+        self.runs.pop(run_id)
 
     def remember(self, run_id: str, snap: Snapshot | None) -> None:
         if snap is not None and snap.run.status is RunStatus.RUNNING:

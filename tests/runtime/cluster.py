@@ -29,7 +29,7 @@ import threading
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -331,15 +331,17 @@ class Cluster:
         for i in range(self.k):
             gate = Gate(f"i{i}")
             bus = PoolBus(self, i)
-            rt = memory_runtime(
-                clock=self.clock,
-                functions=FUNCTIONS,
-                store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
-                blobs=self.blobs,
-                bus=bus,  # type: ignore[arg-type]
+            rt = replace(
+                memory_runtime(
+                    clock=self.clock,
+                    functions=FUNCTIONS,
+                    store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
+                    blobs=self.blobs,
+                    bus=bus,  # type: ignore[arg-type]
+                ),
+                worker_id=f"worker-{i}",
+                fault=functools.partial(self._fault, i),
             )
-            rt.worker_id = f"worker-{i}"
-            rt.fault = functools.partial(self._fault, i)
             self.instances.append(Instance(i, rt, gate, bus))
 
     def _fault(self, index: int, point: str) -> None:

@@ -5,6 +5,8 @@ from where it stopped, each child requested once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import RunRequested, RunStatus, TaskRequested, TaskStatus
@@ -102,7 +104,7 @@ def test_growth_wider_than_one_delivery_goes_on_from_its_cursor() -> None:
     RAN.clear()
     store = MemoryStore()
     driver = _driver(store)
-    driver.rt.grow_chunks = 1  # 400 children per delivery
+    driver.rt = replace(driver.rt, grow_chunks=1)  # 400 children per delivery
     start_run(driver.rt, RunRequested(flow="wide-squares", params={"count": 1000}), run_id="w")
     driver.drain()
     snap = store.load("w")

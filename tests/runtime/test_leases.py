@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -267,7 +268,7 @@ def test_the_lease_thread_renews_while_user_code_runs() -> None:
     rt = memory_runtime(
         clock=SystemClock(), functions=renewing_flow.functions(), store=store, bus=bus
     )
-    rt.lease_seconds = 0.3  # renewed every 0.1 s
+    rt = replace(rt, lease_seconds=0.3)  # renewed every 0.1 s
     store.put_flow(renewing_flow.spec)
     start_run(rt, RunRequested(flow="renewing-flow"), run_id="r1")
     (req,) = [e.data for _, e in bus.published if isinstance(e.data, TaskRequested)]

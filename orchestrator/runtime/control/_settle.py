@@ -188,7 +188,7 @@ def finish(ctx: Ctx, *, failed: int) -> None:
             if current(ctx) or ctx.run.status.terminal:
                 raise  # again, from the top: a terminal run is left as it is
             return  # a flow retry began: its own counters finish it
-        rt.runs.pop(run.run_id)
+        rt.forget(run.run_id)
         execute(rt, plan, done, entries, now)
         ctx.run = done
 

@@ -35,7 +35,7 @@ S = TaskStatus
 
 def advance_whole(rt: Runtime, run_id: str, event: Event) -> Transition:
     """Apply `event` to the whole run; retried on write conflicts."""
-    rt.runs.pop(run_id)  # it may change the run: this instance reads it afresh next time
+    rt.forget(run_id)  # it may change the run: this instance reads it afresh next time
     tr, effects = retried(lambda: _apply(rt, run_id, event), what=f"run {run_id}")
     effects()
     return tr
