@@ -81,10 +81,12 @@ def complete(
     if last is None or last.token is None:
         return Local(None)  # never claimed: no worker can have run it
     if isinstance(event, LeaseExpired):
-        if task.status not in (S.RUNNING, S.RETRYING) or (
-            last.lease_until is not None and now < last.lease_until
+        if (
+            task.status not in (S.RUNNING, S.RETRYING)
+            or last.lease_until is None  # no lease to run out: a subflow node waiting
+            or now < last.lease_until
         ):
-            return Local(None)  # renewed since the sweeper looked, or already over
+            return Local(None)  # renewed since the sweeper looked, waiting, or already over
         event = TaskFailed(
             run_id=run.run_id,
             key=task.key,

@@ -33,6 +33,7 @@ from orchestrator.engine._plan import Plan
 from orchestrator.engine._rules import (
     blocks,
     consumed,
+    not_taken,
     returned,
     returned_failure,
     skip_reason,
@@ -299,22 +300,27 @@ def _maybe_finish(step: _Step) -> None:
 
 
 def _finish(step: _Step) -> None:
+    """As the per-task path judges it (the run's counter counts its leaves): the run fails when
+    a leaf did not succeed (a branch not taken aside), or when the flow returns the result of a
+    task that failed. A failure that an allow_failure downstream ran past, directly or behind
+    the tasks it skipped, is not the run's. The error named is the first failure's."""
     keys = returned(step.plan)
-    failed = [
+    tasks = [step.get(k) for k in step.plan.tasks]
+    bad = [
         t
-        for t in (step.get(k) for k in step.plan.tasks)
-        if (t.status is S.FAILED and not consumed(step.plan, t.key))
-        or returned_failure(step.plan, t, keys)
-    ]
-    if not failed:
+        for t in (step.get(k) for k in step.plan.leaves)
+        if not (t.status is S.SUCCEEDED or not_taken(t))
+    ] + [t for t in tasks if returned_failure(step.plan, t, keys)]
+    if not bad:
         step.set_run(status=RunStatus.SUCCEEDED, ended_at=step.now)
         step.commands.append(FinishRun(RunStatus.SUCCEEDED, None, step.run.attempt))
         return
     if step.run.attempt <= step.plan.spec.options.retries:
         _retry_flow(step)
         return
+    failed = [t for t in tasks if t.status is S.FAILED and not consumed(step.plan, t.key)]
     first = min(  # a run-time map that could not grow failed without an attempt
-        failed,
+        failed or [t for t in tasks if t.status is S.FAILED] or bad,
         key=lambda t: ((t.attempts[-1].ended_at if t.attempts else None) or step.now, t.key),
     )
     error = first.error or ErrorInfo(type="TaskFailed", message=f"task {first.key!r} failed")

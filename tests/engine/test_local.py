@@ -206,17 +206,6 @@ def test_lease_expiry_of_a_renewed_lease_changes_nothing() -> None:
     assert complete(plan, run, renewed, lease_expired("t0"), between) == Local(None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: complete() treats a LeaseExpired on an attempt with no lease as expired. "
-        "waiting() takes the lease away from a subflow node's attempt (its child's end "
-        "completes it), so a LeaseExpired the sweeper sent before that wait was committed "
-        "fails the waiting node (error LeaseExpired, a retry starts another child run) "
-        "although no lease ever ran out; runtime/control/_settle._instead_of_expiry passes "
-        "such an event straight to complete() because it sees no expired lease either"
-    ),
-)
 def test_lease_expiry_of_a_subflow_wait_changes_nothing() -> None:
     plan, run = make_plan([[]], retries=1), make_run()
     task = running(plan, run, "t0")

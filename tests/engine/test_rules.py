@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
@@ -39,7 +38,7 @@ from orchestrator.engine import (
     returns_tolerated,
     run_counter,
     skipped,
-    transition,
+    whole_run,
 )
 from tests.engine._build import T0, ended, failed, make_plan, make_run, spec_of, succeeded
 
@@ -158,7 +157,7 @@ def test_skipped_after_a_failure_names_the_first_blocking_parent() -> None:
 def finish(plan: Plan, records: dict[str, TaskRun]) -> FinishRun:
     """The whole-run finish of a running run whose tasks all ended as `records` say."""
     state = RunState(make_run(), records)
-    commands = transition(plan, state, Reconcile(), T0 + timedelta(minutes=1)).commands
+    commands = whole_run(plan, state, Reconcile(), T0 + timedelta(minutes=1)).commands
     (done,) = [c for c in commands if isinstance(c, FinishRun)]
     return done
 
@@ -244,14 +243,14 @@ def tolerant_dags(draw: st.DrawFn, allow: bool) -> tuple[list[list[int]], dict[i
 def _run_whole(plan: Plan, data: st.DataObject) -> RunState:
     """The whole-run engine from start to end, each attempt succeeding or failing at random."""
     pending = make_run(status=RunStatus.PENDING).model_copy(update={"started_at": None})
-    tr = transition(plan, RunState(pending, {}), StartRun(), T0)
+    tr = whole_run(plan, RunState(pending, {}), StartRun(), T0)
     inflight = [c for c in tr.commands if isinstance(c, Dispatch)]
     state = tr.state
     while inflight:
         d = inflight.pop(data.draw(st.integers(0, len(inflight) - 1)))
         ok = data.draw(st.booleans())
         event = succeeded(d.key, d.attempt, "x") if ok else failed(d.key, d.attempt, "x")
-        tr = transition(plan, state, event, T0)
+        tr = whole_run(plan, state, event, T0)
         state = tr.state
         inflight += [c for c in tr.commands if isinstance(c, Dispatch)]
     assert state.run.status.terminal
@@ -279,20 +278,9 @@ def test_per_task_and_whole_run_finishes_agree_without_allow_failure(data: st.Da
         assert state.run.status is RunStatus.FAILED
 
 
-ALLOW_BUG = (
-    "engine bug: the per-task finish and the whole-run finish disagree when allow_failure "
-    "reads a task that was SKIPPED because of an upstream failure. For t0 -> t1 -> t2 with "
-    "t2 = tolerant(allow_failure(t1)) and t0 failing: t1 is skipped, t2 runs and succeeds; "
-    "arrive() counts only leaves, so the run counter has bad=0 and production's per-task "
-    "finish (runtime/control/_settle.finish) ends the run SUCCEEDED (seen with "
-    "run_in_process), while transition()'s _finish fails it, since consumed(t0) is False "
-    "(its only child t1 does not allow it). A Reconcile or resume of the same records "
-    "therefore judges the run differently from the path that ended it."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ALLOW_BUG)
 def test_a_skip_allowed_downstream_finishes_the_same_on_both_paths() -> None:
+    """t0 -> t1 -> t2, t2 = tolerant(allow_failure(t1)), t0 fails: t1 is skipped, t2 runs past
+    it and succeeds, and the run succeeds on both paths: the failure was run past."""
     plan = make_plan([[], [0], [1]], allow={2: [1]})
     records = {
         "t0": ended(plan, "t0", S.FAILED, error=BOOM),
@@ -301,29 +289,17 @@ def test_a_skip_allowed_downstream_finishes_the_same_on_both_paths() -> None:
     }
     state = RunState(make_run(), records)
     whole = finish(plan, records)
-    assert _per_task_says_succeeded(plan, state) is (whole.status is RunStatus.SUCCEEDED)
-
-
-def _skip_tolerated(plan: Plan, state: RunState) -> bool:
-    """Some task skipped after a failure is read by a child through allow_failure: the known
-    disagreement (see ALLOW_BUG)."""
-    return any(
-        state.task(plan, k).status is S.SKIPPED
-        and any(k in plan.tasks[c].tolerated for c in plan.children[k])
-        for k in plan.tasks
-    )
+    assert whole.status is RunStatus.SUCCEEDED
+    assert _per_task_says_succeeded(plan, state) is True
 
 
 @PROPERTY
 @given(data=st.data())
 def test_per_task_and_whole_run_finishes_agree_with_allow_failure(data: st.DataObject) -> None:
-    """With allow_failure anywhere, the two finishes agree, apart from the runs the known
-    disagreement covers (pinned down by the strict xfail test above)."""
+    """With allow_failure anywhere, the two finishes agree."""
     parents, allowed = data.draw(tolerant_dags(True))
     plan = make_plan(parents, allow=allowed)
     state = _run_whole(plan, data)
-    if _skip_tolerated(plan, state):
-        return
     assert _per_task_says_succeeded(plan, state) is (state.run.status is RunStatus.SUCCEEDED)
 
 

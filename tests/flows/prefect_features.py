@@ -196,3 +196,14 @@ def returns_allowed_failure(x: int) -> int:
 @flow(name="calls-a-flow-that-returns-a-failure")
 def calls_returns_allowed_failure(x: int) -> int:
     return returns_allowed_failure(x)
+
+
+@task
+def passes_on(x: int) -> int:
+    return x
+
+
+@flow(name="allows-a-skip-behind-a-failure")
+def allows_a_skip_behind_a_failure(x: int) -> str:
+    skipped = passes_on(breaks(x))  # never runs: its input failed
+    return cleanup(allow_failure(skipped))  # runs, reading None
