@@ -1,4 +1,5 @@
-"""Where a CLI command acts: the local stack, or a deployed Google Cloud project (`--project`)."""
+"""Where a CLI command acts: the local stack, a deployed Google Cloud project (`--project`), or
+the history of in-process runs (KUMOFLOW_HOME) when no stack runs (or with `--in-process`)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,31 @@ def project_option(func: F) -> F:
     )(func)
 
 
-def target_runtime(project: str | None) -> Runtime:
+def in_process_option(func: F) -> F:
+    return click.option(
+        "--in-process",
+        "in_process",
+        is_flag=True,
+        help="The history of in-process runs (`kumoflow run`, kept in KUMOFLOW_HOME, default "
+        "~/.kumoflow), even while the local stack runs. Without a stack it is the default.",
+    )(func)
+
+
+def on_history(project: str | None, in_process: bool = False) -> bool:
+    """Whether the command acts on the history of in-process runs: no project named, and
+    `--in-process` given or no local stack started."""
+    if project:
+        return False
+    from orchestrator.local import stack_started
+
+    return in_process or not stack_started()
+
+
+def target_runtime(project: str | None, in_process: bool = False) -> Runtime:
     if project:
         from orchestrator.cloud import project_runtime
 
         return project_runtime(project)
-    from orchestrator.local import stack_runtime
+    from orchestrator.local import history_runtime, stack_runtime
 
-    return stack_runtime()
+    return history_runtime() if on_history(project, in_process) else stack_runtime()
