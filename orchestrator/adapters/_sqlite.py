@@ -394,6 +394,20 @@ class SqliteStore:
             ).fetchall()
         return [Run.model_validate_json(doc) for (doc,) in rows]
 
+    def prune(self, ended_before: datetime) -> list[str]:
+        """Delete the runs that ended before `ended_before`, with everything they own (task
+        records, outbox, counters, markers); returns their ids. Runs not ended stay."""
+        with self._errors("prune runs"), self._write() as db:
+            ended = db.execute(
+                "SELECT run_id, doc FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?",
+                (_key(ended_before),),
+            ).fetchall()
+            ids = [i for i, doc in ended if Run.model_validate_json(doc).status.terminal]
+            for chunk in _chunks(ids):
+                for table in _RUN_TABLES:
+                    db.execute(f"DELETE FROM {table} WHERE run_id IN ({_marks(len(chunk))})", chunk)
+        return ids
+
     # TimerStore ---------------------------------------------------------------------------
 
     def due(

@@ -116,6 +116,36 @@ def retry(
         sys.exit(0 if found["status"] == "succeeded" else 1)
 
 
+@runs.command()
+@click.option(
+    "--days",
+    type=float,
+    default=None,
+    help="Forget runs that ended more than this many days ago (0: every ended run). "
+    "Default: KUMOFLOW_HISTORY_DAYS, else 30.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def prune(days: float | None, as_json: bool) -> None:
+    """Forget old runs of the in-process history (KUMOFLOW_HOME): their records, results and
+    logs. Runs not ended stay. (The stack and deployed projects keep theirs in Firestore,
+    whose TTL policies expire them: KUMOFLOW_RETENTION_DAYS.)"""
+    from datetime import timedelta
+
+    from orchestrator.local import keep_days
+    from orchestrator.local import prune as prune_history
+
+    with guard(as_json):
+        if days is not None and days < 0:
+            raise click.BadParameter("needs 0 or more days", param_hint="--days")
+        keep = keep_days() if days is None else days
+        ids = prune_history(timedelta(days=keep))
+    echo(
+        {"pruned": ids, "days": keep},
+        as_json,
+        f"forgot {len(ids)} run(s) that ended more than {keep:g} day(s) ago",
+    )
+
+
 def _retry_in_process(run_id: str, as_json: bool) -> tuple[dict[str, Any], int]:
     from rich.console import Console
 

@@ -11,10 +11,13 @@ from orchestrator.local._client import (
 )
 from orchestrator.local._deploy import STARTER, deploy_local, flows_in, publish
 from orchestrator.local._history import (
+    KEEP_DAYS_ENV,
     History,
     history,
     history_runner,
     history_runtime,
+    keep_days,
+    prune,
     stack_started,
 )
 from orchestrator.local._runs import (
@@ -58,6 +61,7 @@ from orchestrator.local._wiring import (
 __all__ = [
     "FUNCTIONS",
     "FUNCTIONS_SOURCE",
+    "KEEP_DAYS_ENV",
     "MAX_BACKOFF_S",
     "MAX_DELIVERY_ATTEMPTS",
     "MIN_BACKOFF_S",
@@ -82,8 +86,10 @@ __all__ = [
     "history",
     "history_runner",
     "history_runtime",
+    "keep_days",
     "load_run",
     "pages",
+    "prune",
     "publish",
     "records",
     "redrive",

@@ -9,12 +9,16 @@ and commits through SQLite's write lock.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator import emulators
 from orchestrator.adapters import BLOBS_DIR, DB_FILE, FileBlobStore, SqliteStore, kumoflow_home
+from orchestrator.errors import KumoflowError
 from orchestrator.local._stack import DevStack
 from orchestrator.runtime import InProcessRunner, Runtime, memory_runtime
 
@@ -27,6 +31,39 @@ class History:
     @property
     def where(self) -> str:
         return str(self.store.path.parent)
+
+
+# How long `kumoflow runs prune` keeps ended runs by default.
+KEEP_DAYS_ENV = "KUMOFLOW_HISTORY_DAYS"
+KEEP_DAYS = 30.0
+
+
+def keep_days() -> float:
+    raw = os.environ.get(KEEP_DAYS_ENV, "").strip()
+    try:
+        days = float(raw) if raw else KEEP_DAYS
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise KumoflowError(f"{KEEP_DAYS_ENV} must be a number of days (0 or more), got {raw!r}")
+    return days
+
+
+def prune(older_than: timedelta) -> list[str]:
+    """Forget the runs of the history that ended more than `older_than` ago: their records,
+    and their results and logs under each bucket's runs/RUN_ID/ (results a flow stored under
+    a prefix of its own, and objects its tasks wrote, stay). Returns their ids."""
+    found = history()
+    try:
+        ids = found.store.prune(datetime.now(UTC) - older_than)
+    finally:
+        found.store.close()
+    root = found.blobs.root
+    buckets = [b for b in root.iterdir() if b.is_dir()] if ids and root.is_dir() else []
+    for run_id in ids:
+        for bucket in buckets:
+            shutil.rmtree(bucket / "runs" / run_id, ignore_errors=True)
+    return ids
 
 
 def history() -> History:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from orchestrator.adapters import (
     SqliteStore,
     kumoflow_home,
 )
-from orchestrator.contracts import TaskStatus
+from orchestrator.contracts import RunStatus, TaskStatus
 from orchestrator.errors import ConflictError, KumoflowError, TransientError
 from orchestrator.ports import Commit
 from tests.adapters.port_fixtures import (
@@ -29,6 +30,7 @@ from tests.adapters.port_fixtures import (
     load_task,
     make_run,
     make_task,
+    outbox_entry,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,6 +149,49 @@ def test_the_file_is_in_wal_mode_and_a_newer_schema_is_refused(tmp_path: Path) -
     raw.close()
     with pytest.raises(KumoflowError, match="newer kumoflow"):
         SqliteStore(db)
+
+
+def test_prune_forgets_runs_that_ended_before_the_cutoff_with_all_they_own(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    now = datetime.now(UTC)
+
+    def run_with_records(status: RunStatus, ended: datetime | None) -> str:
+        run = created(store)
+        task = make_task(run.run_id, "a")
+        store.commit(
+            Commit(
+                run_id=run.run_id,
+                tasks=[(task, None)],
+                outbox_add=[outbox_entry(run.run_id, "timer", now + timedelta(days=9000))],
+                increments={"run.1": {"done": 1}},
+                markers=["once"],
+            )
+        )
+        snap = store.load(run.run_id, [])
+        assert snap is not None
+        ended_run = run.model_copy(update={"status": status, "ended_at": ended})
+        store.commit(Commit(run_id=run.run_id, run=ended_run, run_etag=snap.run_etag))
+        return run.run_id
+
+    old = run_with_records(RunStatus.SUCCEEDED, now - timedelta(days=40))
+    old_failed = run_with_records(RunStatus.FAILED, now - timedelta(days=31))
+    recent = run_with_records(RunStatus.SUCCEEDED, now - timedelta(days=1))
+    running = run_with_records(RunStatus.RUNNING, None)
+
+    assert sorted(store.prune(now - timedelta(days=30))) == sorted([old, old_failed])
+
+    assert {r.run_id for r in store.list_runs()} == {recent, running}
+    for gone in (old, old_failed):
+        assert store.load(gone) is None
+        assert store.tasks(gone, ["a"]) == ({}, {})
+        assert store.counters(gone, ["run.1"]) == {"run.1": {}}
+    assert {e.run_id for e in store.due(now + timedelta(days=10_000))} == {recent, running}
+    # What the runs kept own stays.
+    for kept in (recent, running):
+        assert store.counters(kept, ["run.1"]) == {"run.1": {"done": 1}}
+    assert store.prune(now) == [recent]  # a run not ended is never pruned
 
 
 def test_history_lives_under_kumoflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,3 +245,22 @@ def test_a_run_cancelled_from_another_process_ends_and_retry_finishes_it(
     dead = _cli(home, "dlq", "list", "--json")
     assert dead.returncode == 0, dead.stderr
     assert _json(dead) == []
+
+
+def test_prune_forgets_ended_runs_and_their_results(home: Path) -> None:
+    ran = _cli(home, "run", "examples/diamond.py:diamond", "--param", "n=2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    run_id = _json(ran)["run_id"]
+    results = home / "blobs" / "kumoflow-results" / "runs" / run_id
+    assert results.is_dir()
+
+    kept = _cli(home, "runs", "prune", "--json")  # default: 30 days
+    assert kept.returncode == 0, kept.stderr
+    assert _json(kept) == {"pruned": [], "days": 30.0}
+    assert results.is_dir()
+
+    pruned = _cli(home, "runs", "prune", "--days", "0", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert _json(pruned) == {"pruned": [run_id], "days": 0.0}
+    assert _json(_cli(home, "runs", "list", "--json")) == []
+    assert not results.exists()
