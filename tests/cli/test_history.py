@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -264,3 +265,31 @@ def test_prune_forgets_ended_runs_and_their_results(home: Path) -> None:
     assert _json(pruned) == {"pruned": [run_id], "days": 0.0}
     assert _json(_cli(home, "runs", "list", "--json")) == []
     assert not results.exists()
+
+
+def test_ctrl_c_leaves_the_run_cancelled_and_retry_resumes_it(home: Path, tmp_path: Path) -> None:
+    target, gate = _gated_flow(tmp_path), tmp_path / "gate"
+    proc = _start(home, "run", target, "-p", "items=[1,2,3]", "-p", f"gate={gate}")
+    try:
+        (run_id,) = _wait_running(home, 1)
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        status = RunStatus.RUNNING
+        while status is RunStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+            store = SqliteStore(home / DB_FILE)
+            snap = store.load(run_id, [])
+            store.close()
+            assert snap is not None
+            status = snap.run.status
+        assert status is RunStatus.CANCELLED
+        gate.touch()  # what still ran in it ends, and so does the process
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
+    assert proc.returncode != 0
+    assert f"kumoflow runs retry {run_id}" in err
+
+    retried = _cli(home, "runs", "retry", run_id, "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert _json(retried)["result"] == 12
