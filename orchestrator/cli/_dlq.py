@@ -7,7 +7,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from orchestrator.cli._output import echo, guard
-from orchestrator.cli._target import in_process_option, project_option, target_runtime
+from orchestrator.cli._target import in_process_option, project_option, runs_runtime, target_runtime
 
 if TYPE_CHECKING:
     from orchestrator.local import Publish
@@ -26,7 +26,7 @@ def dlq() -> None:
 def dlq_list(limit: int, project: str | None, in_process: bool, as_json: bool) -> None:
     """List dead-letter records, newest first."""
     with guard(as_json):
-        letters = target_runtime(project, in_process).letters
+        letters = runs_runtime(project, in_process).letters
         found = [d.model_dump(mode="json") for d in letters.list(limit)]
     human = "\n".join(
         f"{d['received_at']}  {d['source']:<12} "

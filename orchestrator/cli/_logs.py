@@ -8,7 +8,7 @@ import time
 import click
 
 from orchestrator.cli._output import guard
-from orchestrator.cli._target import in_process_option, project_option, target_runtime
+from orchestrator.cli._target import in_process_option, project_option, runs_runtime
 
 FOLLOW_S = 1.0
 
@@ -39,7 +39,7 @@ def logs(
 
     seen: set[tuple[str, int]] = set()
     with guard(as_json):
-        rt = target_runtime(project, in_process)
+        rt = runs_runtime(project, in_process)
         while True:
             run = run_head(rt, run_id)
             for line in run_logs(rt, run, task=task, attempt=attempt, skip=seen):

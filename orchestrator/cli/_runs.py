@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from orchestrator.cli._output import describe, echo, guard
-from orchestrator.cli._target import in_process_option, on_history, project_option, target_runtime
+from orchestrator.cli._target import in_process_option, on_history, project_option, runs_runtime
 from orchestrator.contracts import Run
 
 
@@ -31,7 +31,7 @@ def list_cmd(
 ) -> None:
     """List runs, newest first."""
     with guard(as_json):
-        rt = target_runtime(project, in_process)
+        rt = runs_runtime(project, in_process)
         found = [_row(r) for r in rt.state.list_runs(flow, limit)]
     human = (
         "\n".join(
@@ -54,7 +54,7 @@ def show(run_id: str, project: str | None, in_process: bool, as_json: bool) -> N
     from orchestrator.local import load_run
 
     with guard(as_json):
-        rt = target_runtime(project, in_process)
+        rt = runs_runtime(project, in_process)
         found = describe(rt, load_run(rt, run_id), detail=True)
     echo(found, as_json, json.dumps(found, indent=2, default=str))
 
@@ -71,7 +71,7 @@ def cancel(run_id: str, reason: str, project: str | None, in_process: bool, as_j
     from orchestrator.local import cancel_run
 
     with guard(as_json):
-        rt = target_runtime(project, in_process)
+        rt = runs_runtime(project, in_process)
         found = describe(rt, cancel_run(rt, run_id, reason), detail=True)
     echo(found, as_json, f"run {run_id} {found['status']}")
 
@@ -107,7 +107,7 @@ def retry(
         if here:
             found, attempt = _retry_in_process(run_id, as_json)
         else:
-            rt = target_runtime(project, in_process)
+            rt = runs_runtime(project, in_process)
             attempt = retry_run(rt, run_id).attempt
             snap = follow(rt, run_id, timeout=timeout) if wait else load_run(rt, run_id)
             found = describe(rt, snap, detail=True)

@@ -44,11 +44,23 @@ def on_history(project: str | None, in_process: bool = False) -> bool:
     return in_process or not stack_started()
 
 
-def target_runtime(project: str | None, in_process: bool = False) -> Runtime:
+def target_runtime(project: str | None) -> Runtime:
+    """The deployed project, else the local stack (or a clear error saying how to start it):
+    for commands that need the functions (triggers, redrives)."""
     if project:
         from orchestrator.cloud import project_runtime
 
         return project_runtime(project)
-    from orchestrator.local import history_runtime, stack_runtime
+    from orchestrator.local import stack_runtime
 
-    return history_runtime() if on_history(project, in_process) else stack_runtime()
+    return stack_runtime()
+
+
+def runs_runtime(project: str | None, in_process: bool = False) -> Runtime:
+    """Where runs are read and steered: as target_runtime, or the history of in-process runs
+    (see on_history)."""
+    if on_history(project, in_process):
+        from orchestrator.local import history_runtime
+
+        return history_runtime()
+    return target_runtime(project)

@@ -13,7 +13,7 @@ from orchestrator.cli._target import (
     in_process_option,
     on_history,
     project_option,
-    target_runtime,
+    runs_runtime,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def ui(
             runner = history_runner()
             rt = runner.rt
         else:
-            rt = target_runtime(project, in_process)
+            rt = runs_runtime(project, in_process)
         app = create_app(  # refuses operators it could not verify
             rt, read_only=read_only, allowed_hosts=allowed_hosts or None
         )

@@ -293,3 +293,17 @@ def test_ctrl_c_leaves_the_run_cancelled_and_retry_resumes_it(home: Path, tmp_pa
     retried = _cli(home, "runs", "retry", run_id, "--json")
     assert retried.returncode == 0, retried.stderr
     assert _json(retried)["result"] == 12
+
+
+def test_commands_that_need_the_stack_still_say_so(home: Path, tmp_path: Path) -> None:
+    # Triggers and redrives reach the functions: without a stack there is nothing to start,
+    # so they do not fall back to the history.
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+    upload = _cli(home, "trigger", "upload", str(data), "gs://inbox/data.txt")
+    assert upload.returncode == 2
+    assert "the local stack is not running" in upload.stderr
+    assert not (home / "blobs" / "inbox").exists()
+    redrive = _cli(home, "dlq", "redrive", "some-letter")
+    assert redrive.returncode == 2
+    assert "the local stack is not running" in redrive.stderr
