@@ -158,6 +158,10 @@ class DeadLetterStore(Protocol):
     def get(self, letter_id: str) -> DeadLetter | None: ...
 
 
+class RecordStore(FlowStore, StateStore, TimerStore, DeadLetterStore, Protocol):
+    """One store keeping all four kinds of records: MemoryStore, SqliteStore, FirestoreStore."""
+
+
 class BlockStore(Protocol):
     """Named configuration (`orchestrator.gcp` blocks): Firestore on the stack and in the cloud,
     a folder of files for in-process runs."""

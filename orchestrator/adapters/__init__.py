@@ -15,8 +15,10 @@ from orchestrator.adapters._codec import (
     to_message,
     unwrap_pubsub,
 )
+from orchestrator.adapters._files import BLOBS_DIR, FileBlobStore
 from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
 from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
+from orchestrator.adapters._sqlite import DB_FILE, HOME_ENV, SqliteStore, kumoflow_home
 
 if TYPE_CHECKING:
     from orchestrator.adapters._firestore import FirestoreStore
@@ -44,12 +46,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BLOBS_DIR",
     "BLOCKS_DIR_ENV",
+    "DB_FILE",
+    "HOME_ENV",
     "PUBSUB_PUBLISHED",
     "RETENTION_ENV",
     "TTL_FIELD",
     "CertCache",
     "CertsSource",
+    "FileBlobStore",
     "FileBlockStore",
     "FirestoreBlockStore",
     "FirestoreStore",
@@ -59,12 +65,14 @@ __all__ = [
     "MemoryStore",
     "PubSubBus",
     "SecretManager",
+    "SqliteStore",
     "SystemClock",
     "VirtualClock",
     "block_store_from_env",
     "certs_file",
     "fetch_certs",
     "from_message",
+    "kumoflow_home",
     "peek_context",
     "to_message",
     "unwrap_pubsub",

@@ -7,7 +7,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from orchestrator.cli._output import echo, guard
-from orchestrator.cli._target import project_option, target_runtime
+from orchestrator.cli._target import in_process_option, project_option, runs_runtime, target_runtime
 
 if TYPE_CHECKING:
     from orchestrator.local import Publish
@@ -21,11 +21,13 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--limit", default=100, show_default=True)
 @project_option
+@in_process_option
 @click.option("--json", "as_json", is_flag=True)
-def dlq_list(limit: int, project: str | None, as_json: bool) -> None:
+def dlq_list(limit: int, project: str | None, in_process: bool, as_json: bool) -> None:
     """List dead-letter records, newest first."""
     with guard(as_json):
-        found = [d.model_dump(mode="json") for d in target_runtime(project).letters.list(limit)]
+        letters = runs_runtime(project, in_process).letters
+        found = [d.model_dump(mode="json") for d in letters.list(limit)]
     human = "\n".join(
         f"{d['received_at']}  {d['source']:<12} "
         + (f"[{d['flow']}] " if d.get("flow") else "")

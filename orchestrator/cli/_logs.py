@@ -8,7 +8,7 @@ import time
 import click
 
 from orchestrator.cli._output import guard
-from orchestrator.cli._target import project_option, target_runtime
+from orchestrator.cli._target import in_process_option, project_option, runs_runtime
 
 FOLLOW_S = 1.0
 
@@ -19,6 +19,7 @@ FOLLOW_S = 1.0
 @click.option("--attempt", type=int, default=None, help="Only this attempt (with --task).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing attempts as they end.")
 @project_option
+@in_process_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def logs(
     run_id: str,
@@ -26,6 +27,7 @@ def logs(
     attempt: int | None,
     follow: bool,
     project: str | None,
+    in_process: bool,
     as_json: bool,
 ) -> None:
     """Print the logs of RUN_ID's task attempts, oldest first.
@@ -37,7 +39,7 @@ def logs(
 
     seen: set[tuple[str, int]] = set()
     with guard(as_json):
-        rt = target_runtime(project)
+        rt = runs_runtime(project, in_process)
         while True:
             run = run_head(rt, run_id)
             for line in run_logs(rt, run, task=task, attempt=attempt, skip=seen):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +58,12 @@ def main() -> None:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["memory", "emulator"]),
-    default="memory",
+    type=click.Choice(["sqlite", "memory", "emulator"]),
+    default="sqlite",
     show_default=True,
-    help="memory: in-process; emulator: the local stack (`kumoflow dev up`).",
+    help="sqlite: in-process, the run kept in the local history (KUMOFLOW_HOME, default "
+    "~/.kumoflow; `kumoflow runs` reads it); memory: in-process, nothing kept; emulator: the "
+    "local stack (`kumoflow dev up`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
 @click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
@@ -68,8 +71,8 @@ def main() -> None:
 @click.option(
     "--ui",
     is_flag=True,
-    help="memory: after the run, serve the dashboard over it (retry and cancel work) until "
-    "Ctrl-C; the exit code is the run's status then.",
+    help="sqlite, memory: after the run, serve the dashboard over it (retry and cancel work) "
+    "until Ctrl-C; the exit code is the run's status then.",
 )
 @click.option("--port", default=8080, show_default=True, help="--ui: the dashboard's port.")
 def run(
@@ -89,20 +92,26 @@ def run(
     try:
         flow = load_flow(target)
         values = parse_params(params, {p.name: p.annotation for p in flow.spec.params})
-        if backend == "memory":
+        if backend in ("sqlite", "memory"):
             if no_wait:
                 raise click.UsageError("--no-wait needs --backend emulator")
-            out, runner = _run_memory(flow, values, as_json, keep=ui)
+            out, runner = _run_in_process(flow, values, as_json, keep=ui, kept=backend == "sqlite")
         else:
             if ui:
                 raise click.UsageError(
-                    "--ui serves an in-process run's history (--backend memory); the local "
-                    "stack keeps its runs: `kumoflow ui` shows them"
+                    "--ui serves an in-process run's history (--backend sqlite or memory); the "
+                    "local stack keeps its runs: `kumoflow ui` shows them"
                 )
             out = _run_on_stack(flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout)
     except KumoflowError as e:
         fail(str(e), as_json)
     emit_run(out, as_json)
+    if backend == "sqlite" and not as_json:
+        from orchestrator.adapters import kumoflow_home
+
+        where = kumoflow_home()
+        show = f"kumoflow runs show {out['run_id']}"
+        click.secho(f"kept in {where} (`{show}`, `kumoflow runs list`)", dim=True, err=True)
     if runner is not None:
         from orchestrator.cli._ui import serve_history
 
@@ -110,31 +119,56 @@ def run(
     sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
 
 
-def _run_memory(
-    flow: Any, values: dict[str, Any], as_json: bool, *, keep: bool = False
+def _run_in_process(
+    flow: Any, values: dict[str, Any], as_json: bool, *, keep: bool = False, kept: bool = True
 ) -> tuple[dict[str, Any], InProcessRunner | None]:
-    """Run in this process; with `keep`, the runner stays open (its store is the history)."""
+    """Run in this process, kept in the local history (`kept`) or in memory only; with
+    `keep`, the runner stays open (its store is the history the dashboard shows)."""
     from rich.console import Console
 
     from orchestrator.cli._output import LiveProgress, summary, task_order
+    from orchestrator.local import history_runner
     from orchestrator.runtime import InProcessRunner, bind_params
 
     spec = flow.spec
     bind_params(spec.params, values, flow=spec.name)  # a clear error before anything starts
     order = [n.key for n in spec.nodes]
-    runner = InProcessRunner(functions=flow.functions())
+    functions = flow.functions()
+    runner = history_runner(functions) if kept else InProcessRunner(functions=functions)
+    run_id = uuid.uuid4().hex[:16]
     try:
         if as_json:
-            outcome = runner.run(spec, values)
+            outcome = runner.run(spec, values, run_id=run_id)
         else:
             with LiveProgress(Console(stderr=True), spec.name, order) as progress:
-                outcome = runner.run(spec, values, progress=progress)
+                outcome = runner.run(spec, values, run_id=run_id, progress=progress)
+    except KeyboardInterrupt:
+        if kept:
+            _interrupted(runner, run_id, as_json)
+        raise
     finally:
         if not keep:
             runner.close()
     keys = list(outcome.tasks)
     out = summary(outcome.run, outcome.tasks, outcome.value, task_order=task_order(order, keys))
     return out, runner if keep else None
+
+
+def _interrupted(runner: InProcessRunner, run_id: str, as_json: bool) -> None:
+    """Ctrl-C: the run ends CANCELLED in the history (what still runs here is abandoned), so
+    `kumoflow runs retry` can resume it."""
+    from orchestrator.engine import CancelRun
+    from orchestrator.runtime import advance
+
+    if runner.store.load(run_id, []) is None:
+        return
+    advance(runner.rt, run_id, CancelRun("interrupted (Ctrl-C in `kumoflow run`)"))
+    if not as_json:
+        click.secho(
+            f"run {run_id} cancelled (interrupted); resume it with `kumoflow runs retry {run_id}`",
+            fg="yellow",
+            err=True,
+        )
 
 
 def _run_on_stack(

@@ -1,4 +1,5 @@
-"""Where a CLI command acts: the local stack, or a deployed Google Cloud project (`--project`)."""
+"""Where a CLI command acts: the local stack, a deployed Google Cloud project (`--project`), or
+the history of in-process runs (KUMOFLOW_HOME) when no stack runs (or with `--in-process`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,29 @@ def project_option(func: F) -> F:
     )(func)
 
 
+def in_process_option(func: F) -> F:
+    return click.option(
+        "--in-process",
+        "in_process",
+        is_flag=True,
+        help="The history of in-process runs (`kumoflow run`, kept in KUMOFLOW_HOME, default "
+        "~/.kumoflow), even while the local stack runs. Without a stack it is the default.",
+    )(func)
+
+
+def on_history(project: str | None, in_process: bool = False) -> bool:
+    """Whether the command acts on the history of in-process runs: no project named, and
+    `--in-process` given or no local stack started."""
+    if project:
+        return False
+    from orchestrator.local import stack_started
+
+    return in_process or not stack_started()
+
+
 def target_runtime(project: str | None) -> Runtime:
+    """The deployed project, else the local stack (or a clear error saying how to start it):
+    for commands that need the functions (triggers, redrives)."""
     if project:
         from orchestrator.cloud import project_runtime
 
@@ -31,3 +54,13 @@ def target_runtime(project: str | None) -> Runtime:
     from orchestrator.local import stack_runtime
 
     return stack_runtime()
+
+
+def runs_runtime(project: str | None, in_process: bool = False) -> Runtime:
+    """Where runs are read and steered: as target_runtime, or the history of in-process runs
+    (see on_history)."""
+    if on_history(project, in_process):
+        from orchestrator.local import history_runtime
+
+        return history_runtime()
+    return target_runtime(project)

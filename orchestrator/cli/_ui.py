@@ -1,5 +1,6 @@
-"""`kumoflow ui`: the dashboard over the local stack, or a deployed project (--project); and
-`kumoflow run --ui`: over an in-process run's memory store, for as long as the command runs."""
+"""`kumoflow ui`: the dashboard over the local stack, a deployed project (--project), or the
+history of in-process runs; and `kumoflow run --ui`: over an in-process run's store, for as
+long as the command runs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestrator.cli._output import guard
-from orchestrator.cli._target import project_option, target_runtime
+from orchestrator.cli._target import (
+    in_process_option,
+    on_history,
+    project_option,
+    runs_runtime,
+)
 
 if TYPE_CHECKING:
     from orchestrator.runtime import InProcessRunner
@@ -26,19 +32,42 @@ if TYPE_CHECKING:
     "Default: KUMOFLOW_UI_ALLOWED_HOSTS, else localhost and 127.0.0.1; other names get 400.",
 )
 @project_option
+@in_process_option
 def ui(
-    port: int, host: str, read_only: bool, allowed_hosts: tuple[str, ...], project: str | None
+    port: int,
+    host: str,
+    read_only: bool,
+    allowed_hosts: tuple[str, ...],
+    project: str | None,
+    in_process: bool,
 ) -> None:
-    """Serve the web dashboard: runs, each run's DAG, task attempts and logs, flows."""
+    """Serve the web dashboard: runs, each run's DAG, task attempts and logs, flows.
+
+    Over the history of in-process runs, a run retried from the page runs in this process."""
     from orchestrator.ui import create_app, serve
 
+    runner = None
     with guard(False):
-        rt = target_runtime(project)
+        if on_history(project, in_process):
+            from orchestrator.local import history_runner
+
+            runner = history_runner()
+            rt = runner.rt
+        else:
+            rt = runs_runtime(project, in_process)
         app = create_app(  # refuses operators it could not verify
             rt, read_only=read_only, allowed_hosts=allowed_hosts or None
         )
     click.echo(f"kumoflow dashboard on http://{host}:{port}/runs (Ctrl-C stops it)", err=True)
-    serve(app, host=host, port=port)
+    if runner is None:
+        serve(app, host=host, port=port)
+        return
+    halt = runner.drive_in_background()
+    try:
+        serve(app, host=host, port=port)
+    finally:
+        halt()
+        runner.close()
 
 
 def serve_history(runner: InProcessRunner, run_id: str, *, port: int) -> str:

@@ -18,7 +18,7 @@ from ._functions import start_function, stop_function
 from ._net import http_request
 from ._scheduler import Job, read_jobs, start_scheduler, write_jobs
 from ._scheduler import run as run_scheduler
-from ._stack import clear_data, down, status, up
+from ._stack import anything_running, clear_data, down, status, up
 from ._status import ServiceStatus, StackStatus
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "StackConfig",
     "StackError",
     "StackStatus",
+    "anything_running",
     "clear_data",
     "down",
     "http_request",

@@ -277,6 +277,11 @@ def _service_status(config: StackConfig, name: str, rss: dict[int, int]) -> Serv
     )
 
 
+def anything_running(config: StackConfig) -> bool:
+    """Whether any recorded process of the stack is alive, healthy or not (no network)."""
+    return any(is_running(r) for r in load_records(config.state_dir))
+
+
 def status(config: StackConfig) -> StackStatus:
     """What is running now, per emulator and recorded function (read-only, no lock)."""
     rss = rss_by_group()

@@ -1,5 +1,6 @@
 """The local stack: production's wiring (topics, push subscriptions, functions) applied to
-Google's emulators, deploys to it, and a client for runs on it."""
+Google's emulators, deploys to it, and a client for runs on it; and the history of in-process
+runs (KUMOFLOW_HOME), which the same client calls read when no stack runs."""
 
 from orchestrator.local._client import (
     cancel_run,
@@ -9,6 +10,16 @@ from orchestrator.local._client import (
     submit,
 )
 from orchestrator.local._deploy import STARTER, deploy_local, flows_in, publish
+from orchestrator.local._history import (
+    KEEP_DAYS_ENV,
+    History,
+    history,
+    history_runner,
+    history_runtime,
+    keep_days,
+    prune,
+    stack_started,
+)
 from orchestrator.local._runs import (
     PAGE,
     LogLine,
@@ -18,6 +29,7 @@ from orchestrator.local._runs import (
     records,
     redrive,
     retry_run,
+    retryable,
     run_head,
     run_logs,
     run_plan,
@@ -49,6 +61,7 @@ from orchestrator.local._wiring import (
 __all__ = [
     "FUNCTIONS",
     "FUNCTIONS_SOURCE",
+    "KEEP_DAYS_ENV",
     "MAX_BACKOFF_S",
     "MAX_DELIVERY_ATTEMPTS",
     "MIN_BACKOFF_S",
@@ -61,6 +74,7 @@ __all__ = [
     "TRIGGER_SUBSCRIPTION_PREFIX",
     "DevStack",
     "FunctionWiring",
+    "History",
     "LogLine",
     "Publish",
     "attempt_log",
@@ -69,17 +83,24 @@ __all__ = [
     "down",
     "flows_in",
     "follow",
+    "history",
+    "history_runner",
+    "history_runtime",
+    "keep_days",
     "load_run",
     "pages",
+    "prune",
     "publish",
     "records",
     "redrive",
     "require_running",
     "retry_run",
+    "retryable",
     "run_head",
     "run_logs",
     "run_plan",
     "stack_runtime",
+    "stack_started",
     "status",
     "submit",
     "subscribe",

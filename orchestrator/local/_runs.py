@@ -121,13 +121,19 @@ def run_logs(
 def retry_run(rt: Runtime, run_id: str) -> Run:
     """Resume a failed or cancelled run in place (same run id, next flow attempt): what
     failed, was skipped or cancelled runs again; succeeded tasks keep their results."""
+    run = retryable(rt, run_id)
+    advance(rt, run_id, ResumeRun(run.attempt))
+    return run_head(rt, run_id)
+
+
+def retryable(rt: Runtime, run_id: str) -> Run:
+    """The run, if it can be resumed (FAILED or CANCELLED); else a clear error."""
     run = run_head(rt, run_id)
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise KumoflowError(
             f"run {run_id} is {run.status.value}: only a FAILED or CANCELLED run can be retried"
         )
-    advance(rt, run_id, ResumeRun(run.attempt))
-    return run_head(rt, run_id)
+    return run
 
 
 Publish = Callable[[str, bytes, dict[str, str]], str]  # (topic, data, attributes) -> message id

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, SystemClock
-from orchestrator.ports import BlobStore, Clock, EventBus
+from orchestrator.ports import BlobStore, Clock, EventBus, RecordStore
 from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime.control import start_run
 
@@ -52,18 +52,20 @@ def memory_runtime(
     *,
     clock: Clock | None = None,
     functions: dict[str, Callable[..., Any]] | None = None,
-    store: MemoryStore | None = None,
+    store: RecordStore | None = None,
     blobs: BlobStore | None = None,
     bus: MemoryBus | None = None,
 ) -> Runtime:
-    """Everything in memory: one MemoryStore keeps flows, runs, timers and dead letters."""
-    store = store or MemoryStore()
+    """One process's runtime: one store keeps flows, runs, timers and dead letters (a
+    MemoryStore unless given one, such as the SqliteStore of local history), the bus is in
+    memory."""
+    store = store if store is not None else MemoryStore()
     return Runtime(
         flows=store,
         state=store,
         timers=store,
         letters=store,
-        blobs=blobs or MemoryBlobStore(),
+        blobs=blobs if blobs is not None else MemoryBlobStore(),
         bus=bus or MemoryBus(),
         clock=clock or SystemClock(),
         start=start_run,

@@ -8,12 +8,15 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
 from orchestrator.contracts import (
     Envelope,
     FlowSpec,
+    OutboxEntry,
+    OutboxKind,
     Run,
     RunFailed,
     RunRequested,
@@ -26,7 +29,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import ResumeRun
 from orchestrator.errors import FlowRunError, NotFoundError, TaskRunError, TransientError
-from orchestrator.ports import Clock
+from orchestrator.ports import BlobStore, Clock, RecordStore, TimerStore
 from orchestrator.runtime._build import memory_runtime
 from orchestrator.runtime._params import bind_params
 from orchestrator.runtime._runtime import Runtime
@@ -35,9 +38,12 @@ from orchestrator.runtime.sweeper import tick
 from orchestrator.runtime.worker import run_task
 
 DEFAULT_WORKERS = 8
+# On a shared store: how often an idle runner looks whether another process ended its run.
+WATCH_S = 0.5
 # Result caches outlive a run: in-process, they last as long as the process.
 PROCESS_CACHE = MemoryBlobStore()
 Progress = Callable[[Run, dict[str, TaskRun]], None]
+R = TypeVar("R", OutboxEntry, TaskRun)
 
 
 @dataclass
@@ -70,12 +76,18 @@ class InProcessRunner:
         clock: Clock | None = None,
         max_workers: int = DEFAULT_WORKERS,
         functions: dict[str, Callable[..., Any]] | None = None,
-        store: MemoryStore | None = None,
-        blobs: MemoryBlobStore | None = None,
+        store: RecordStore | None = None,
+        blobs: BlobStore | None = None,
+        shared: bool = False,
     ) -> None:
-        # A store and blobs of its own, or shared with other runners (a history of runs).
-        self.store = store or MemoryStore()
-        self.blobs = blobs or MemoryBlobStore()
+        # A store and blobs of its own, or shared with other runners (a history of runs):
+        # in this process (MemoryStore), or with other processes too (`shared`: SqliteStore).
+        self.store: RecordStore = store if store is not None else MemoryStore()
+        self.blobs: BlobStore = blobs if blobs is not None else MemoryBlobStore()
+        self._shared = shared
+        # A shared store holds other processes' runs: this runner sweeps the timers of the
+        # runs it drives only (each process is the only worker of its runs).
+        self._owned = OwnedTimers(self.store)
         self.bus = MemoryBus()
         self.rt = replace(
             memory_runtime(
@@ -86,6 +98,8 @@ class InProcessRunner:
             lease_seconds=24 * 3600,
             cache_store=PROCESS_CACHE,
         )
+        if shared:
+            self.rt = replace(self.rt, timers=self._owned)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")
         self._inbox: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         # Attempts a worker holds: a set, not a count, because an attempt that parked (a
@@ -107,6 +121,7 @@ class InProcessRunner:
 
     def _on_task_request(self, event: Envelope) -> None:
         assert isinstance(event.data, TaskRequested)
+        self._owned.runs.add(event.data.run_id)  # dispatched here: this process drives it
         self._inflight.add((event.data.run_id, event.data.key, event.data.attempt))
         self._pool.submit(self._work, event.data)
 
@@ -130,6 +145,7 @@ class InProcessRunner:
         params = bind_params(spec.params, params, flow=spec.name)  # clear errors, before storing
         self.store.put_flow(spec)
         run_id = run_id or uuid.uuid4().hex[:16]
+        self._owned.runs.add(run_id)
         _run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
         return self._drive(run_id, progress)
 
@@ -138,6 +154,7 @@ class InProcessRunner:
         snap = self.store.load(run_id, [])
         if snap is None:
             raise NotFoundError(f"no run {run_id!r}")
+        self._owned.runs.add(run_id)
         if not advance(self.rt, run_id, ResumeRun(snap.run.attempt)):
             return self._outcome(run_id)
         return self._drive(run_id, progress)
@@ -166,10 +183,23 @@ class InProcessRunner:
     def _drive(self, run_id: str, progress: Progress | None) -> RunOutcome:
         self._report(run_id, progress)
         while True:
-            event = self._next_event()
+            event = self._next_event(WATCH_S if self._shared else None)
             if event is not None and self._handle(event, run_id, progress):
                 break
+            if event is None and self._shared and self._ended_elsewhere(run_id):
+                self._report(run_id, progress)
+                break
         return self._outcome(run_id)
+
+    def _ended_elsewhere(self, run_id: str) -> bool:
+        """The run ended and its finish is done, by another process (this one's finish
+        arrives as an event): what its workers still do here completes nothing."""
+        snap = self.store.load(run_id)
+        return (
+            snap is not None
+            and snap.run.status.terminal
+            and not any(e.kind is OutboxKind.FINISH for e in snap.outbox)
+        )
 
     def _handle(self, event: Envelope, run_id: str | None, progress: Progress | None) -> bool:
         """Apply one event (any run's); True when it is the end of run `run_id`."""
@@ -196,7 +226,7 @@ class InProcessRunner:
     def _next_event(self, poll: float | None = None) -> Envelope | None:
         """The next event, or None after firing due timers; `poll`: never block longer."""
         clock = self.rt.clock
-        due = self.store.next_due()
+        due = self.rt.timers.next_due()
         if due is None or (self._inflight and not clock.realtime):
             return self._get(poll)
         wait = (due - clock.now()).total_seconds()
@@ -236,6 +266,54 @@ class InProcessRunner:
                 TaskRunError(snap.run.error.type, snap.run.error.message, snap.run.error.traceback)
             )
         return outcome
+
+
+class OwnedTimers:
+    """The TimerStore of a store shared by several processes' runners, as one runner sees it:
+    the timers, leases and dispatches of the runs it drives (`runs`), none of another's. A
+    process sweeping others' runs would run their tasks in its own pool and could exit in the
+    middle of them; and a stale run (its process killed) would wake every runner for ever."""
+
+    PAGE = 200
+    FOREVER = datetime.max.replace(tzinfo=UTC)
+
+    def __init__(self, inner: TimerStore) -> None:
+        self._inner = inner
+        self.runs: set[str] = set()
+
+    def due(
+        self, now: datetime, limit: int = 100, after: OutboxEntry | None = None
+    ) -> list[OutboxEntry]:
+        return self._mine(lambda cursor: self._inner.due(now, self.PAGE, cursor), limit, after)
+
+    def next_due(self) -> datetime | None:
+        found = self.due(self.FOREVER, 1)
+        return found[0].due_at if found else None
+
+    def expired_leases(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._mine(
+            lambda cursor: self._inner.expired_leases(now, self.PAGE, cursor), limit, after
+        )
+
+    def stale_dispatches(
+        self, now: datetime, limit: int = 100, after: TaskRun | None = None
+    ) -> list[TaskRun]:
+        return self._mine(
+            lambda cursor: self._inner.stale_dispatches(now, self.PAGE, cursor), limit, after
+        )
+
+    def _mine(self, page: Callable[[R | None], list[R]], limit: int, after: R | None) -> list[R]:
+        """Up to `limit` items of owned runs, paging through the store's from `after`."""
+        out: list[R] = []
+        while len(out) < limit:
+            items = page(after)
+            out += [i for i in items if i.run_id in self.runs]
+            if len(items) < self.PAGE:
+                break
+            after = items[-1]
+        return out[:limit]
 
 
 _NOOP = "dev.kumoflow.internal.noop"

@@ -16,13 +16,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from google.api_core.exceptions import DeadlineExceeded
 
 from examples.diamond import diamond
-from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, from_message
+from orchestrator.adapters import (
+    FileBlobStore,
+    MemoryBlobStore,
+    MemoryBus,
+    MemoryStore,
+    SqliteStore,
+    from_message,
+)
 from orchestrator.contracts import (
     Attempt,
     Envelope,
@@ -50,7 +58,8 @@ PULL_DEADLINE_S = 10.0
 
 
 class Stores(FlowStore, StateStore, TimerStore, DeadLetterStore, Protocol):
-    """MemoryStore and FirestoreStore each implement all four record-keeping ports."""
+    """MemoryStore, SqliteStore and FirestoreStore each implement all four record-keeping
+    ports."""
 
 
 def _uid(prefix: str = "t") -> str:
@@ -66,10 +75,13 @@ def _project() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("gcs", marks=EMULATOR)])
-def blobs(request: pytest.FixtureRequest) -> Iterator[BlobStore]:
+@pytest.fixture(params=["memory", "files", pytest.param("gcs", marks=EMULATOR)])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "memory":
         yield MemoryBlobStore()
+        return
+    if request.param == "files":
+        yield FileBlobStore(tmp_path / "blobs")
         return
     request.getfixturevalue("stack_env")
     from orchestrator.adapters import GcsBlobStore
@@ -79,10 +91,15 @@ def blobs(request: pytest.FixtureRequest) -> Iterator[BlobStore]:
     gcs._client.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("firestore", marks=EMULATOR)])
-def store(request: pytest.FixtureRequest) -> Iterator[Stores]:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=EMULATOR)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        sqlite_store = SqliteStore(tmp_path / "runs.db")  # a fresh database per test
+        yield sqlite_store
+        sqlite_store.close()
         return
     request.getfixturevalue("stack_env")
     from orchestrator.adapters import FirestoreStore
