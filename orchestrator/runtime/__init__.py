@@ -13,12 +13,12 @@ from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
-    Context,
     FlowRunInfo,
+    FlowRunView,
     RunLogger,
     TaskRunInfo,
+    TaskRunView,
     compiling,
-    context,
     get_run_logger,
     in_flow_body,
 )
@@ -96,10 +96,10 @@ __all__ = [
     "TICK_BUDGET_S",
     "TOPICS",
     "Capture",
-    "Context",
     "Deferred",
     "Deployed",
     "FlowRunInfo",
+    "FlowRunView",
     "InProcessRunner",
     "JsonFormatter",
     "Progress",
@@ -110,6 +110,7 @@ __all__ = [
     "Runtime",
     "TaskRunContext",
     "TaskRunInfo",
+    "TaskRunView",
     "TickTime",
     "Topics",
     "advance",
@@ -120,7 +121,6 @@ __all__ = [
     "cloud_runtime",
     "compiling",
     "configure_json_logging",
-    "context",
     "deferrable",
     "error_info",
     "expire_leases",
