@@ -15,7 +15,7 @@ object. Outside a run both are falsy and their fields read None (`parameters` em
 
 from __future__ import annotations
 
-from orchestrator.runtime._context import (
+from orchestrator.runtime import (
     FlowRunInfo,
     FlowRunView,
     TaskRunInfo,

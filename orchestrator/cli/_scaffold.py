@@ -175,10 +175,8 @@ def pin() -> Pin:
     source folder it runs from (an editable install, or a checkout on the path), else the local
     file or folder pip installed it from (PEP 610's direct_url.json), else its version from an
     index (installed from one, so one serves it)."""
-    import orchestrator
-
     version = _version()
-    running = Path(orchestrator.__file__).resolve().parent
+    running = Path(__file__).resolve().parents[1]  # the orchestrator package running this
     checkout = running.parent
     if _is_kumoflow_source(checkout):
         return Pin(f"kumoflow @ {checkout.as_uri()}", "checkout", version)

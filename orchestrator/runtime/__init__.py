@@ -19,8 +19,10 @@ from orchestrator.runtime._context import (
     TaskRunInfo,
     TaskRunView,
     compiling,
+    flow_run,
     get_run_logger,
     in_flow_body,
+    task_run,
 )
 from orchestrator.runtime._ingress import (
     FLOW_ATTRIBUTE,
@@ -125,6 +127,7 @@ __all__ = [
     "error_info",
     "expire_leases",
     "flow_result",
+    "flow_run",
     "for_flow",
     "gcs_object",
     "get_run_logger",
@@ -150,5 +153,6 @@ __all__ = [
     "start_run",
     "sweep",
     "task_input_hash",
+    "task_run",
     "tick",
 ]

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.cli._output import attempt_lines
+from orchestrator.cli import attempt_lines
 from orchestrator.contracts import Attempt, ErrorInfo, RetryPolicy, TaskRun, TaskStatus
 
 ROOT = Path(__file__).resolve().parents[2]
