@@ -49,11 +49,12 @@ def bigquery_example(corpus: str = "romeoandjuliet") -> Any:
 
 
 # 3. Results kept under a bucket block's folder (GcsBucket.load("name") works the same once
-#    saved; built here so the module imports with no block store around).
+#    saved; built here so the module imports with no block store around). The flow's storage
+#    is its tasks' too, unless a task sets its own (as in Prefect).
 reports = GcsBucket(bucket="kumoflow-results", bucket_folder="article/reports")
 
 
-@task(name="summarize", result_storage=reports)
+@task(name="summarize")
 def summarize(words: list[str] | None) -> dict[str, int]:
     return {w: len(w) for w in words or ["to", "be", "or", "not"]}
 

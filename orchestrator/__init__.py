@@ -1,5 +1,6 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
+from orchestrator import context
 from orchestrator.contracts import GcsObject, PubSubMessage
 from orchestrator.errors import (
     BadInputError,
@@ -17,7 +18,6 @@ from orchestrator.runtime import (
     InProcessRunner,
     RunOutcome,
     TaskRunContext,
-    context,
     get_run_logger,
     task_input_hash,
 )

@@ -24,6 +24,7 @@ RANK = {
     "orchestrator.adapters": 3,
     "orchestrator.runtime": 4,
     "orchestrator.io": 4,
+    "orchestrator.context": 4,  # the run context's face (`from orchestrator.context import ...`)
     "orchestrator.sdk": 5,
     "orchestrator.emulators": 5,
     "orchestrator.local": 6,
@@ -209,7 +210,12 @@ FACES = {
         "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",
         "memory_runtime", "stack_env", "stack_for_tests",
     ],
-    "orchestrator.cli": ["main"],
+    # attempt_lines: the console's line per failed attempt (`kumoflow run`), for other views.
+    "orchestrator.cli": ["attempt_lines", "main"],
+    # Prefect's `prefect.runtime`: `from orchestrator.context import flow_run, task_run`.
+    "orchestrator.context": [
+        "FlowRunInfo", "FlowRunView", "TaskRunInfo", "TaskRunView", "flow_run", "task_run",
+    ],
 }  # fmt: skip
 
 

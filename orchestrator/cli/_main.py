@@ -24,6 +24,7 @@ from orchestrator.cli._ui import ui
 from orchestrator.errors import KumoflowError
 
 if TYPE_CHECKING:
+    from orchestrator.cli._output import LiveProgress
     from orchestrator.runtime import InProcessRunner
 
 
@@ -66,6 +67,12 @@ def main() -> None:
     "local stack (`kumoflow dev up`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No line per failed attempt, retry or lost lease above the progress table.",
+)
 @click.option("--no-wait", is_flag=True, help="Start the run and print its id (emulator backend).")
 @click.option("--timeout", type=float, default=None, help="Stop following after this many seconds.")
 @click.option(
@@ -80,6 +87,7 @@ def run(
     params: tuple[str, ...],
     backend: str,
     as_json: bool,
+    quiet: bool,
     no_wait: bool,
     timeout: float | None,
     ui: bool,
@@ -95,14 +103,18 @@ def run(
         if backend in ("sqlite", "memory"):
             if no_wait:
                 raise click.UsageError("--no-wait needs --backend emulator")
-            out, runner = _run_in_process(flow, values, as_json, keep=ui, kept=backend == "sqlite")
+            out, runner = _run_in_process(
+                flow, values, as_json, keep=ui, kept=backend == "sqlite", quiet=quiet
+            )
         else:
             if ui:
                 raise click.UsageError(
                     "--ui serves an in-process run's history (--backend sqlite or memory); the "
                     "local stack keeps its runs: `kumoflow ui` shows them"
                 )
-            out = _run_on_stack(flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout)
+            out = _run_on_stack(
+                flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout, quiet=quiet
+            )
     except KumoflowError as e:
         fail(str(e), as_json)
     emit_run(out, as_json)
@@ -119,14 +131,30 @@ def run(
     sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
 
 
+def _progress(flow: Any, quiet: bool) -> LiveProgress:
+    """The live table on stderr, with a line above it per failed attempt unless `quiet`."""
+    from rich.console import Console
+
+    from orchestrator.cli._output import LiveProgress
+
+    spec = flow.spec
+    retry = {n.key: n.options.retry for n in spec.nodes}
+    order = [n.key for n in spec.nodes]
+    return LiveProgress(Console(stderr=True), spec.name, order, retry=retry, events=not quiet)
+
+
 def _run_in_process(
-    flow: Any, values: dict[str, Any], as_json: bool, *, keep: bool = False, kept: bool = True
+    flow: Any,
+    values: dict[str, Any],
+    as_json: bool,
+    *,
+    keep: bool = False,
+    kept: bool = True,
+    quiet: bool = False,
 ) -> tuple[dict[str, Any], InProcessRunner | None]:
     """Run in this process, kept in the local history (`kept`) or in memory only; with
     `keep`, the runner stays open (its store is the history the dashboard shows)."""
-    from rich.console import Console
-
-    from orchestrator.cli._output import LiveProgress, summary, task_order
+    from orchestrator.cli._output import summary, task_order
     from orchestrator.local import history_runner
     from orchestrator.runtime import InProcessRunner, bind_params
 
@@ -140,7 +168,7 @@ def _run_in_process(
         if as_json:
             outcome = runner.run(spec, values, run_id=run_id)
         else:
-            with LiveProgress(Console(stderr=True), spec.name, order) as progress:
+            with _progress(flow, quiet) as progress:
                 outcome = runner.run(spec, values, run_id=run_id, progress=progress)
     except KeyboardInterrupt:
         if kept:
@@ -172,11 +200,15 @@ def _interrupted(runner: InProcessRunner, run_id: str, as_json: bool) -> None:
 
 
 def _run_on_stack(
-    flow: Any, values: dict[str, Any], *, as_json: bool, no_wait: bool, timeout: float | None
+    flow: Any,
+    values: dict[str, Any],
+    *,
+    as_json: bool,
+    no_wait: bool,
+    timeout: float | None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    from rich.console import Console
-
-    from orchestrator.cli._output import LiveProgress, describe
+    from orchestrator.cli._output import describe
     from orchestrator.local import follow, stack_runtime, submit
 
     rt = stack_runtime()
@@ -187,7 +219,7 @@ def _run_on_stack(
     if as_json:
         snap = follow(rt, run_id, timeout=timeout)
     else:
-        with LiveProgress(Console(stderr=True), flow.spec.name, order) as progress:
+        with _progress(flow, quiet) as progress:
             snap = follow(rt, run_id, timeout=timeout, progress=progress)
     return describe(rt, snap, order)
 

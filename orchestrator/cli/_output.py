@@ -1,20 +1,22 @@
-"""What the CLI prints: live per-task progress on stderr, the `--json` objects, errors."""
+"""What the CLI prints: live per-task progress on stderr (a table, and a line above it for each
+attempt that failed, retried or lost its lease), the `--json` objects, errors."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from orchestrator.contracts import Run, RunStatus, TaskRun, TaskStatus
-from orchestrator.engine import grown
+from orchestrator.contracts import Attempt, RetryPolicy, Run, RunStatus, TaskRun, TaskStatus
+from orchestrator.engine import grown, policy_delay
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
 from orchestrator.runtime import Runtime, masked, read_flow_result, secret_params
@@ -29,6 +31,7 @@ _STYLE = {
     TaskStatus.CANCELLED: "magenta",
 }
 MAX_ROWS = 30
+MAX_LINE_ERROR = 200  # characters of an error message in a console line
 
 
 def task_order(nodes: list[str], keys: list[str]) -> list[str]:
@@ -63,13 +66,90 @@ def summary(
     }
 
 
-class LiveProgress:
-    """A table of tasks that redraws as the run advances; large runs show counts per status."""
+def attempt_lines(
+    tasks: Mapping[str, TaskRun], retry: Mapping[str, RetryPolicy], seen: set[tuple[str, int]]
+) -> list[tuple[str, str]]:
+    """(line, style) for each attempt that ended failed (an error, a lease lost) and is not in
+    `seen` (which it joins), saying what comes next: the retry and its delay, or the end.
 
-    def __init__(self, console: Console, flow: str, task_order: list[str]) -> None:
+        task fetch attempt 1 failed: ValueError: boom; retrying in 5 s (attempt 2 of 4)
+    """
+    out = []
+    for task in tasks.values():
+        for i, attempt in enumerate(task.attempts):
+            if attempt.status is not TaskStatus.FAILED or attempt.error is None:
+                continue
+            if (task.key, attempt.number) in seen:
+                continue
+            seen.add((task.key, attempt.number))
+            out.append(_attempt_line(task, i, retry.get(task.node)))
+    return out
+
+
+def _attempt_line(task: TaskRun, i: int, policy: RetryPolicy | None) -> tuple[str, str]:
+    attempt = task.attempts[i]
+    assert attempt.error is not None
+    # Retries count within one flow attempt (a flow retry starts them again), as the engine does.
+    tries = sum(1 for a in task.attempts[: i + 1] if a.flow_attempt == attempt.flow_attempt)
+    message = attempt.error.message.strip().splitlines()[0] if attempt.error.message else ""
+    if len(message) > MAX_LINE_ERROR:
+        message = message[: MAX_LINE_ERROR - 3] + "..."
+    if attempt.error.type == "LeaseExpired":
+        what = f"lost its lease ({message})"
+    else:
+        what = f"failed: {attempt.error.type}: {message}" if message else attempt.error.type
+    line = f"task {task.key} attempt {tries} {what}"
+    nxt: Attempt | None = task.attempts[i + 1] if i + 1 < len(task.attempts) else None
+    total = policy.retries + 1 if policy is not None else None
+    of = f" of {total}" if total is not None else ""
+    if nxt is not None and nxt.flow_attempt == attempt.flow_attempt:
+        delay = _delay(task, tries, policy, attempt, nxt)
+        return f"{line}; retrying in {delay} (attempt {tries + 1}{of})", "yellow"
+    if nxt is None and not task.status.terminal:
+        return line, "yellow"  # what comes next is not recorded yet
+    if total is not None and tries >= total:
+        return f"{line}; no retries left (attempt {tries}{of})", "red"
+    if policy is not None and policy.retry_on != RetryPolicy().retry_on:
+        return f"{line}; not retried (not an exception its retry_on names)", "red"
+    return f"{line}; not retried", "red"  # an error another attempt would repeat
+
+
+def _delay(
+    task: TaskRun, tries: int, policy: RetryPolicy | None, ended: Attempt, nxt: Attempt
+) -> str:
+    """The retry's delay as the engine chose it (the policy's, with its jitter); without the
+    policy, the time between the failure and the next attempt's due time."""
+    if policy is not None:
+        seconds = policy_delay(policy, task.run_id, task.key, tries)
+    elif ended.ended_at is not None:
+        seconds = max(0.0, (nxt.queued_at - ended.ended_at).total_seconds())
+    else:
+        return "a moment"
+    return (
+        f"{seconds:.1f} s" if 0 < seconds < 10 and seconds != int(seconds) else f"{seconds:.0f} s"
+    )
+
+
+class LiveProgress:
+    """A table of tasks that redraws as the run advances; large runs show counts per status.
+    Each attempt that fails (or loses its lease) prints a line above the table as it is seen,
+    with what comes next; `events=False` (`--quiet`) leaves the table alone."""
+
+    def __init__(
+        self,
+        console: Console,
+        flow: str,
+        task_order: list[str],
+        *,
+        retry: Mapping[str, RetryPolicy] | None = None,
+        events: bool = True,
+    ) -> None:
         self._console = console
         self._flow = flow
         self._order = task_order
+        self._retry = retry or {}
+        self._events = events
+        self._seen: set[tuple[str, int]] = set()
         self._live = Live(console=console, refresh_per_second=10, transient=False)
 
     def __enter__(self) -> LiveProgress:
@@ -82,6 +162,11 @@ class LiveProgress:
             self._console.line()  # a terminal ends the last frame's line; a pipe or file does not
 
     def __call__(self, run: Run, tasks: dict[str, TaskRun]) -> None:
+        if self._events:
+            for line, style in attempt_lines(tasks, self._retry, self._seen):
+                # Above the live table (rich redraws it below). A Text, not markup: errors are
+                # user text; print's own style and markup options would reach the table too.
+                self._live.console.print(Text(line, style=style), soft_wrap=True)
         self._live.update(self._render(run, tasks))
 
     def _render(self, run: Run, tasks: dict[str, TaskRun]) -> Table:
@@ -96,7 +181,7 @@ class LiveProgress:
                 status = tasks[key].status if key in tasks else TaskStatus.PENDING
                 counts[status] = counts.get(status, 0) + 1
             for status, n in counts.items():
-                table.add_row(f"[{_STYLE.get(status, '')}]{status.value}", str(n))
+                table.add_row(Text(status.value, style=_STYLE.get(status, "")), str(n))
             return table
         table.add_column("task")
         table.add_column("status")
@@ -104,8 +189,11 @@ class LiveProgress:
         for key in self._order:
             t = tasks.get(key)
             status = t.status if t else TaskStatus.PENDING
+            # Text, not markup: an unstyled status rendered "[]PENDING"; a key is user text.
             table.add_row(
-                key, f"[{_STYLE.get(status, '')}]{status.value}", str(t.attempt if t else 0)
+                Text(key),
+                Text(status.value, style=_STYLE.get(status, "")),
+                str(t.attempt if t else 0),
             )
         return table
 

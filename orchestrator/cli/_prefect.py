@@ -19,9 +19,9 @@ SAME_NAMES = frozenset({"flow", "task", "get_run_logger", "unmapped", "allow_fai
 NAME_RULES: dict[str, tuple[Verdict, str]] = {
     "task_input_hash": ("change", "`from orchestrator import task_input_hash`"),
     "exponential_backoff": ("change", "`from orchestrator import exponential_backoff`"),
-    "flow_run": ("change", "`from orchestrator import context`; read `context.flow_run` in a task"),
-    "task_run": ("change", "`from orchestrator import context`; read `context.task_run`"),
-    "get_run_context": ("change", "`from orchestrator import context` (`flow_run`, `task_run`)"),
+    "flow_run": ("change", "`from orchestrator.context import flow_run`; read it in a task"),
+    "task_run": ("change", "`from orchestrator.context import task_run`"),
+    "get_run_context": ("change", "`from orchestrator.context import flow_run, task_run`"),
     "tags": ("change", "`@task(tags=[...])` or `task.with_options(tags=[...])`"),
     "wait": ("change", "not needed: task calls in a flow are already concurrent"),
     "serve": ("change", "triggers on the flow (`on_schedule`, `on_pubsub`) + `kumoflow deploy`"),

@@ -62,6 +62,8 @@ class FlowOptions(Frozen):
     version: str | None = None
     retries: int = Field(default=0, ge=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
-    persist_result: bool = True
+    # Result settings its tasks take unless they say otherwise (as in Prefect); None: not set.
+    persist_result: bool | None = None
     result_storage: str | None = None
+    result_serializer: Serializer | None = None
     log_prints: bool = False  # print() in its tasks goes to the run logger (unless they say)

@@ -6,7 +6,7 @@ No I/O and no clock reads: each returns new records and the commands to carry ou
 does the rest.
 """
 
-from orchestrator.engine._attempt import claim, renew, retry_delay
+from orchestrator.engine._attempt import claim, policy_delay, renew, retry_delay
 from orchestrator.engine._counters import (
     SHARD,
     Rollup,
@@ -133,6 +133,7 @@ __all__ = [
     "merge",
     "param_value",
     "path_text",
+    "policy_delay",
     "project",
     "queued",
     "renew",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from orchestrator.contracts import Attempt, TaskRun, TaskStatus
+from orchestrator.contracts import Attempt, RetryPolicy, TaskRun, TaskStatus
 from orchestrator.engine._plan import Plan
 
 S = TaskStatus
@@ -82,7 +82,12 @@ def renew(
 
 
 def retry_delay(plan: Plan, run_id: str, key: str, retry_number: int) -> float:
-    policy = plan.tasks[key].node.options.retry
+    return policy_delay(plan.tasks[key].node.options.retry, run_id, key, retry_number)
+
+
+def policy_delay(policy: RetryPolicy, run_id: str, key: str, retry_number: int) -> float:
+    """Seconds before retry `retry_number` (1-based) of task `key`: the policy's delay, with
+    its jitter drawn the same way wherever it is computed (the engine, the CLI's lines)."""
     base = policy.delay_for(retry_number)
     if not policy.jitter_factor or base == 0:
         return base

@@ -356,11 +356,11 @@ def flow_serializer(plan: Plan) -> Serializer:
 def spec_serializer(spec: FlowSpec) -> Serializer:
     """As its task's when the flow returns one (unmapped) task's result; else pickle when any
     task pickles; else JSON. Known from the spec alone: a parent flow stores a subflow's result
-    the same way."""
+    the same way. A flow that says pickle stores its own result so too."""
     expr = spec.result
     if isinstance(expr, ResultRef):
         node = next((n for n in spec.nodes if n.key == expr.node), None)
         if node is not None and not node.map_over:
             return node.options.result_serializer
     pickled = any(n.options.result_serializer == "pickle" for n in spec.nodes)
-    return "pickle" if pickled else "json"
+    return "pickle" if pickled or spec.options.result_serializer == "pickle" else "json"

@@ -21,9 +21,10 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import JsonValue
 
+from orchestrator.context import task_run
 from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
-from orchestrator.runtime import Deferred, context, deferrable
+from orchestrator.runtime import Deferred, deferrable
 from orchestrator.sdk import task
 
 INLINE_WAIT_S = 30.0  # far under a task function's 540 s; past it the attempt parks
@@ -157,7 +158,7 @@ def bigquery_query(
         job = client.query(query, job_config=config, location=location, job_id=job_id)
     except gexc.GoogleAPICallError as e:
         raise BigQueryError(f"BigQuery job {job_id} ({location}) failed: {e}") from e
-    in_run = context.task_run is not None
+    in_run = bool(task_run)
     try:
         job.result(timeout=wait_seconds if in_run else None)
     except WaitTimeout:

@@ -25,10 +25,11 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from orchestrator.context import task_run
 from orchestrator.contracts import RetryPolicy
 from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
-from orchestrator.runtime import Deferred, context, deferrable
+from orchestrator.runtime import Deferred, deferrable
 from orchestrator.sdk import task
 
 INLINE_WAIT_S = 10.0  # a short job ends inside the task's own function; longer ones park
@@ -179,7 +180,7 @@ def run_cloud_run_job(job: CloudRunJob, wait_seconds: float = INLINE_WAIT_S) -> 
 
     jobs, executions = job.credentials.get_run_clients()
     name = job.ensure(jobs)
-    ids = context.task_run
+    ids = task_run.get()
     env = (
         [
             run_v2.EnvVar(name="KUMOFLOW_RUN_ID", value=ids.id.split("/", 1)[0]),

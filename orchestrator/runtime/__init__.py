@@ -13,14 +13,16 @@ from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
-    Context,
     FlowRunInfo,
+    FlowRunView,
     RunLogger,
     TaskRunInfo,
+    TaskRunView,
     compiling,
-    context,
+    flow_run,
     get_run_logger,
     in_flow_body,
+    task_run,
 )
 from orchestrator.runtime._ingress import (
     FLOW_ATTRIBUTE,
@@ -96,10 +98,10 @@ __all__ = [
     "TICK_BUDGET_S",
     "TOPICS",
     "Capture",
-    "Context",
     "Deferred",
     "Deployed",
     "FlowRunInfo",
+    "FlowRunView",
     "InProcessRunner",
     "JsonFormatter",
     "Progress",
@@ -110,6 +112,7 @@ __all__ = [
     "Runtime",
     "TaskRunContext",
     "TaskRunInfo",
+    "TaskRunView",
     "TickTime",
     "Topics",
     "advance",
@@ -120,11 +123,11 @@ __all__ = [
     "cloud_runtime",
     "compiling",
     "configure_json_logging",
-    "context",
     "deferrable",
     "error_info",
     "expire_leases",
     "flow_result",
+    "flow_run",
     "for_flow",
     "gcs_object",
     "get_run_logger",
@@ -150,5 +153,6 @@ __all__ = [
     "start_run",
     "sweep",
     "task_input_hash",
+    "task_run",
     "tick",
 ]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.contracts import FlowSpec, Run, TaskOptions, TriggerInfo
 from orchestrator.errors import FlowDefinitionError
@@ -100,32 +100,72 @@ def get_run_logger() -> logging.Logger:
     return RUN_LOGGER
 
 
-class Context:
-    """`orchestrator.context`: the current run and task run, None outside a run."""
+class _RunView:
+    """The current run's info, read when an attribute is (as Prefect's `prefect.runtime`
+    modules): one object, imported once, that every attempt reads its own run through. Falsy
+    outside a run, where its fields read as Prefect's do (None, an empty `parameters`,
+    `run_count` 0); refused in a flow body, where no run exists yet."""
 
-    @property
-    def flow_run(self) -> FlowRunInfo | None:
+    _what: ClassVar[str] = ""
+    _fields: ClassVar[frozenset[str]] = frozenset()
+    _outside: ClassVar[Mapping[str, Any]] = {"parameters": {}, "run_count": 0}
+
+    def _info(self) -> FlowRunInfo | TaskRunInfo | None:
+        raise NotImplementedError
+
+    def get(self) -> Any:
+        """The current run's info (a frozen dataclass), or None outside a run."""
+        info = self._info()
+        if info is None:
+            _refuse_in_flow_body(self._what)
+        return info
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        info = self.get()
+        if info is not None:
+            return getattr(info, name)
+        if name not in self._fields:
+            raise AttributeError(f"{self._what} has no field {name!r}")
+        return self._outside.get(name)
+
+    def __bool__(self) -> bool:
+        return self.get() is not None
+
+    def __repr__(self) -> str:
+        info = self._info()
+        return f"<{self._what}: {info!r}>" if info is not None else f"<{self._what}: no run>"
+
+
+class FlowRunView(_RunView):
+    _what = "context.flow_run"
+    _fields = frozenset(FlowRunInfo.__dataclass_fields__)
+
+    def _info(self) -> FlowRunInfo | None:
         scope = _CURRENT.get()
-        if scope is None:
-            _refuse_in_flow_body("flow_run")
         return scope.flow_run if scope else None
 
-    @property
-    def task_run(self) -> TaskRunInfo | None:
+
+class TaskRunView(_RunView):
+    _what = "context.task_run"
+    _fields = frozenset(TaskRunInfo.__dataclass_fields__)
+
+    def _info(self) -> TaskRunInfo | None:
         scope = _CURRENT.get()
-        if scope is None:
-            _refuse_in_flow_body("task_run")
         return scope.task_run if scope else None
 
 
-context = Context()
+# `orchestrator.context.flow_run` / `.task_run` (the module orchestrator/context.py).
+flow_run = FlowRunView()
+task_run = TaskRunView()
 
 
 def _refuse_in_flow_body(what: str) -> None:
     compiling = _COMPILING.get()
     if compiling is not None:
         raise FlowDefinitionError(
-            f"context.{what} read in the body of flow {compiling[0]!r}: the body is compiled "
+            f"{what} read in the body of flow {compiling[0]!r}: the body is compiled "
             "once into a DAG before any run exists, so no run is current there. Read it inside "
             "a @task (every attempt sees its own run)"
         )

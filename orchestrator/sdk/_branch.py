@@ -43,8 +43,10 @@ def _gate(
             "task's result, not a mapped one); for a value known now, use a plain if"
         )
     labels = [label for label, _ in branches]
+    # The gate's result is its choice, in JSON; where results live is the flow's.
+    options = builder.inherit(TaskOptions(name=kind), keep=("result_serializer",))
     gate = builder.add(
-        CHOOSE, choose, TaskOptions(name=kind), (value, mode, cases, labels), {}, mapped=False,
+        CHOOSE, choose, options, (value, mode, cases, labels), {}, mapped=False,
         branches=tuple(labels),
     )  # fmt: skip
     assert isinstance(gate._expr, ResultRef)
@@ -58,6 +60,6 @@ def _gate(
         finally:
             builder.gates.pop()
     return builder.add(
-        SELECT, select, TaskOptions(name=f"{kind}-result"), (gate, Untaken(results)), {},
-        mapped=False,
+        SELECT, select, builder.inherit(TaskOptions(name=f"{kind}-result")),
+        (gate, Untaken(results)), {}, mapped=False,
     )  # fmt: skip

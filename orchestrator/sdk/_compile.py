@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar, cast
 
 from orchestrator.contracts import (
     DictValue,
+    FlowOptions,
     FlowParam,
     FlowSpec,
     ListValue,
@@ -223,10 +224,15 @@ def to_expr(value: object, *, what: str) -> ValueExpr:
     return LiteralValue(value=value)
 
 
+# What a flow's options hand down to its nodes unless a node sets its own (as in Prefect).
+RESULT_SETTINGS = ("result_storage", "persist_result", "result_serializer")
+
+
 @dataclass
 class Builder:
     flow_name: str
     module: str = ""  # the flow's module: where a method's module-level object may live
+    flow_options: FlowOptions | None = None  # the result settings its nodes inherit
     nodes: list[NodeSpec] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
     _keys: set[str] = field(default_factory=set)
@@ -236,6 +242,20 @@ class Builder:
     # The branch being traced (gate key, label), innermost last, and each node's branch.
     gates: list[tuple[str, str]] = field(default_factory=list)
     branch_of: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def inherit(self, options: TaskOptions, *, keep: Collection[str] = ()) -> TaskOptions:
+        """`options` with the flow's result settings (storage, persist_result, serializer)
+        where the node did not set its own (`keep`: the ones it set), as Prefect's tasks take
+        their flow's. Resolved here, so the DAG says where every result lives."""
+        flow = self.flow_options
+        if flow is None:
+            return options
+        update = {
+            name: value
+            for name in RESULT_SETTINGS
+            if name not in keep and (value := getattr(flow, name)) is not None
+        }
+        return options.model_copy(update=update) if update else options
 
     def new_key(self, name: str) -> str:
         # Keys count per task name, so editing other tasks never renames this one.

@@ -11,7 +11,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, over
 
 from orchestrator.contracts import RetryPolicy, Serializer, TaskOptions
 from orchestrator.errors import FlowDefinitionError
-from orchestrator.sdk._compile import BUILDING
+from orchestrator.sdk._compile import BUILDING, RESULT_SETTINGS
 from orchestrator.sdk._methods import Kind, describe, unwrap
 
 P = ParamSpec("P")
@@ -56,9 +56,12 @@ class Task(Generic[P, R]):
         *,
         kind: Kind = "plain",
         receiver: object = _UNBOUND,
+        given: frozenset[str] = frozenset(),
     ) -> None:
         self.fn = fn
         self.options = options
+        # The result settings the task set itself; the rest it takes from its flow.
+        self.given = given
         self.ref = function_ref(fn, "task")
         # A method's kind decides what it binds to; `receiver` is what it was bound to.
         self._kind = kind
@@ -86,7 +89,7 @@ class Task(Generic[P, R]):
         return self._rebind(self.options, instance)
 
     def _rebind(self, options: TaskOptions, receiver: object) -> Task[Any, R]:
-        return Task(self.fn, options, kind=self._kind, receiver=receiver)
+        return Task(self.fn, options, kind=self._kind, receiver=receiver, given=self.given)
 
     def _add(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool) -> Any:
         builder = BUILDING.get()
@@ -97,8 +100,9 @@ class Task(Generic[P, R]):
             what = f"task {self.options.name!r} (a method of {owner})"
             spec = describe(self._receiver, what, (self.fn.__module__, builder.module))
             receiver = (spec, self._receiver)
+        options = builder.inherit(self.options, keep=self.given)
         return builder.add(
-            self.ref, self.fn, self.options, args, kwargs, mapped=mapped, receiver=receiver
+            self.ref, self.fn, options, args, kwargs, mapped=mapped, receiver=receiver
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -127,8 +131,14 @@ class Task(Generic[P, R]):
         return self._add(args, kwargs, mapped=True)  # type: ignore[no-any-return]
 
     def with_options(self, **changes: Any) -> Task[P, R]:
+        # A result setting given as None goes back to the flow's, as when never set.
+        given = (self.given | _given(changes)) - {k for k, v in changes.items() if v is None}
+        if "result_storage" in changes:
+            changes["result_storage"] = storage_name(changes["result_storage"])
+        if "result_serializer" in changes and changes["result_serializer"] is None:
+            changes["result_serializer"] = "json"
         options = self.options.model_copy(update=changes)
-        return Task(self.fn, options, kind=self._kind, receiver=self._receiver)
+        return Task(self.fn, options, kind=self._kind, receiver=self._receiver, given=given)
 
 
 class StorageBlock(Protocol):
@@ -141,6 +151,11 @@ def storage_name(value: str | StorageBlock | None) -> str | None:
     """`result_storage`: a bucket, gs://bucket/prefix, or a bucket block (its bucket and folder,
     read when the flow is defined: a run's result locations never change under it)."""
     return value if value is None or isinstance(value, str) else value.__kumoflow_storage__()
+
+
+def _given(settings: dict[str, Any]) -> frozenset[str]:
+    """The result settings among `settings` that say something (None leaves it to the flow)."""
+    return frozenset(k for k in RESULT_SETTINGS if settings.get(k) is not None)
 
 
 def _delays(
@@ -172,7 +187,7 @@ def task(
     tags: Sequence[str] = (),
     persist_result: bool | None = None,
     result_storage: str | StorageBlock | None = None,
-    result_serializer: Serializer = "json",
+    result_serializer: Serializer | None = None,
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
     log_prints: bool | None = None,
@@ -199,14 +214,14 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             tags=tuple(kwargs.get("tags", ())),
             persist_result=kwargs.get("persist_result"),
             result_storage=storage_name(kwargs.get("result_storage")),
-            result_serializer=kwargs.get("result_serializer", "json"),
+            result_serializer=kwargs.get("result_serializer") or "json",
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=as_seconds(kwargs.get("cache_expiration")),
             log_prints=kwargs.get("log_prints"),
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None
-    return Task(__fn, options, kind=kind)
+    return Task(__fn, options, kind=kind, given=_given(kwargs))
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from orchestrator.contracts import FlowOptions, FlowSpec, SourceRef, TaskOptions
+from orchestrator.contracts import FlowOptions, FlowSpec, Serializer, SourceRef, TaskOptions
 from orchestrator.engine import spec_serializer
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock
@@ -83,7 +83,7 @@ class Flow(Generic[P, R]):
 
     def _compile(self) -> FlowSpec:
         params = flow_params(self.fn, self.name)
-        builder = Builder(self.name, module=self.fn.__module__)
+        builder = Builder(self.name, module=self.fn.__module__, flow_options=self.options)
         token = BUILDING.set(builder)
         try:
             with compiling(self.name, self.options.log_prints):
@@ -122,9 +122,16 @@ class Flow(Generic[P, R]):
         builder.functions.update(self.functions())
         options = TaskOptions(
             name=self.name,
+            persist_result=child.options.persist_result,
             result_serializer=spec_serializer(child),
             result_storage=child.options.result_storage,
         )
+        # Its result is the child's, written as the child writes it: the serializer is the
+        # child's; storage and persist_result are the parent's unless the child sets them.
+        own = {"result_serializer"} | {
+            k for k in ("result_storage", "persist_result") if getattr(options, k) is not None
+        }
+        options = builder.inherit(options, keep=own)
         return builder.add(self.ref, self.fn, options, args, kwargs, mapped=mapped, subflow=child)
 
     def map(self, *args: Any, **kwargs: Any) -> list[R]:
@@ -159,14 +166,16 @@ def flow(
     version: str | None = None,
     retries: int = 0,
     timeout_seconds: float | None = None,
-    persist_result: bool = True,
+    persist_result: bool | None = None,
     result_storage: str | StorageBlock | None = None,
+    result_serializer: Serializer | None = None,
     triggers: Sequence[Trigger] = (),
     log_prints: bool = False,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a flow: its body is compiled into a DAG of task calls. A function, or a
-    method called through its object (or class)."""
+    method called through its object (or class). Its `result_storage`, `persist_result` and
+    `result_serializer` are its tasks' too, unless a task sets its own (as in Prefect)."""
     if __fn is None:
         return lambda fn: flow(fn, **kwargs)
     __fn, kind = unwrap(__fn)
@@ -177,8 +186,9 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             version=kwargs.get("version"),
             retries=kwargs.get("retries", 0),
             timeout_seconds=as_seconds(kwargs.get("timeout_seconds")),
-            persist_result=kwargs.get("persist_result", True),
+            persist_result=kwargs.get("persist_result"),
             result_storage=storage_name(kwargs.get("result_storage")),
+            result_serializer=kwargs.get("result_serializer"),
             log_prints=kwargs.get("log_prints", False),
         )
     except ValueError as e:

@@ -55,7 +55,7 @@ def test_init_writes_the_scaffold_and_never_overwrites(tmp_path: Path) -> None:
     project = _init(tmp_path)
     files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
     assert files == [".gitignore", "README.md", "flows.py", "pyproject.toml", "tests/test_flows.py"]
-    assert 'dependencies = ["kumoflow>=' in (project / "pyproject.toml").read_text()
+    assert 'dependencies = ["kumoflow @ file:///' in (project / "pyproject.toml").read_text()
     assert 'INBOX = "my-project-inbox"' in (project / "flows.py").read_text()
     (project / "flows.py").write_text("# mine\n")
     again = CliRunner().invoke(main, ["init", str(project)])

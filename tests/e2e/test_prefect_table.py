@@ -88,6 +88,12 @@ def _cached(out: Any, tmp: Path) -> None:
     assert (tmp / "counter").stat().st_size == 1  # the second call reused the first's result
 
 
+def _stored_by_the_flow(out: Any, _: Path) -> None:
+    assert out.value == 2
+    where = f"gs://kumoflow-results/prefect-features/runs/{out.run.run_id}/stored.json"
+    assert out.run.result_uri == where  # the task's result, where its flow keeps results
+
+
 def _counter(tmp: Path) -> dict[str, Any]:
     return {"counter": str(tmp / "counter")}
 
@@ -130,6 +136,9 @@ CASES: dict[str, Case] = {
         lambda out, tmp: _value(
             {"name": "whoami", "run_count": 2, "counter": str(tmp / "counter")}
         )(out, tmp),
+    ),
+    "`result_storage`, `persist_result`, `result_serializer` on `@flow` reach its tasks": Case(
+        pf.inherited_storage, lambda _: {"x": 1}, _stored_by_the_flow
     ),
 }
 

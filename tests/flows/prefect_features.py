@@ -8,7 +8,6 @@ import time
 
 from orchestrator import (
     allow_failure,
-    context,
     exponential_backoff,
     flow,
     get_run_logger,
@@ -16,6 +15,7 @@ from orchestrator import (
     task_input_hash,
     unmapped,
 )
+from orchestrator.context import task_run
 from tests.flows.basic import bump
 from tests.flows.methods import Scaler, Tools, exporter
 
@@ -161,8 +161,7 @@ def printing(x: int) -> int:
 
 @task(retries=2, retry_delay_seconds=0)
 def whoami(counter: str) -> dict[str, object]:
-    task_run = context.task_run
-    assert task_run is not None
+    assert task_run  # imported once at the top, as Prefect's; read per attempt
     if bump(counter) < 2:
         raise ConnectionError("once")
     return {"name": task_run.name, "run_count": task_run.run_count, **task_run.parameters}
@@ -207,3 +206,13 @@ def passes_on(x: int) -> int:
 def allows_a_skip_behind_a_failure(x: int) -> str:
     skipped = passes_on(breaks(x))  # never runs: its input failed
     return cleanup(allow_failure(skipped))  # runs, reading None
+
+
+@task
+def stored(x: int) -> int:
+    return x + 1
+
+
+@flow(result_storage="gs://kumoflow-results/prefect-features")
+def inherited_storage(x: int) -> int:
+    return stored(x)

@@ -179,9 +179,11 @@ def test_a_flow_method_is_bound_to_its_object() -> None:
     assert type(pipeline).run is not pipeline.run  # unbound on the class
 
 
-def test_the_run_context_is_none_outside_a_run_and_refused_in_a_flow_body() -> None:
-    assert context.flow_run is None
-    assert context.task_run is None
+def test_the_run_context_is_empty_outside_a_run_and_refused_in_a_flow_body() -> None:
+    assert not context.flow_run
+    assert context.flow_run.get() is None
+    assert not context.task_run
+    assert context.task_run.get() is None
 
     def body(x: int) -> int:
         return context.flow_run.id  # type: ignore[union-attr, return-value]

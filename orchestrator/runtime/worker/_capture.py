@@ -190,6 +190,15 @@ class _Tee(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.real, "encoding", "utf-8")
 
+    @property
+    def rich_proxied_file(self) -> TextIO:
+        """While a rich live display (`kumoflow run`'s table, on a terminal) holds the streams,
+        they are its proxies, which print through its console, and the console writes to the
+        stream this name leads to. Wrapped in a tee it would find the tee, then the proxy, and
+        write to itself forever (the first line hung the run). AttributeError otherwise."""
+        proxied: TextIO = self.real.rich_proxied_file  # type: ignore[attr-defined]
+        return proxied
+
 
 class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
