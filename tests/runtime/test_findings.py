@@ -181,3 +181,31 @@ def test_the_hourly_recheck_does_not_grow_a_nested_map_before_its_source_childre
     # Nothing of `bump` may exist before item[0] ended: its one child reads item[0]'s result.
     assert "bump[0]" not in snap.tasks, snap.tasks["bump[0]"]
     _ends_well(c, RunStatus.SUCCEEDED)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "control/_settle.py:follow_up grows a run-time map to the width in the current flow "
+        "attempt's fan-in counter, which only the producer's arrival sets; after a resume in "
+        "which the producer kept its success, attempt 2's counter has no width, so it grows 0"
+    ),
+)
+def test_a_resume_grows_a_run_time_map_whose_producer_succeeded_before_the_cancel() -> None:
+    # `base` fails attempt 1 (its retry waits 5 s) while `listed` succeeds with [0]; the
+    # map `item` waits for both. Cancelled, then resumed: base runs again, listed does not.
+    c = _cluster("il-run-time-map", {"x": 0, "items": [0], "fails": {"base": 1}})
+    _all(c)
+    snap = c.store.load("r", ["base", "listed"])
+    assert snap is not None
+    assert snap.tasks["base"].status.value == "SCHEDULED"
+    assert snap.tasks["listed"].status.value == "SUCCEEDED"
+    c.start_cancel(0, "r")
+    c.finish(0)
+    c.start_resume(0, "r", 1)
+    c.finish(0)
+    c.drain()
+    grown = c.store.load("r", ["item"])
+    assert grown is not None
+    assert grown.tasks["item"].width == 1, grown.tasks["item"]  # listed returned [0]
+    _ends_well(c, RunStatus.SUCCEEDED)  # gather([item[0]]) = 3 * 0 + 1
