@@ -148,3 +148,46 @@ def test_each_failed_flow_attempt_is_announced_under_its_own_id() -> None:
     assert snap is not None
     assert snap.run.attempt == 2
     _ends_well(c, RunStatus.FAILED)
+
+
+def _take(c: Cluster, kind: str, key: str) -> Message:
+    """The waiting `kind` message for task `key` (out of order: the others stay pooled)."""
+    found = [m for m in c.deliverable() if m.kind == kind and m.payload.key == key]  # type: ignore[union-attr]
+    assert found, f"no {kind} message for {key} waits: {[str(m) for m in c.deliverable()]}"
+    return found[0]
+
+
+def test_the_hourly_recheck_does_not_grow_a_nested_map_before_its_source_children_end() -> None:
+    # listed -> item[0] (fails once, retried after 5 s) -> bump[0] (over item's results) -> gather
+    c = _cluster("il-nested-map", {"items": [0], "fails": {"item:0": 1}})
+    _handle(c, _until(c, "task", "item[0]"))  # attempt 1 fails
+    _handle(c, _take(c, "event", "item[0]"))  # item[0] waits 5 s for attempt 2
+    c.advance_clock(3601)  # past the retry delay and the run's hourly recheck, in one tick
+    c.start_tick(0)
+    c.finish(0)
+    snap = c.store.load("r", ["item[0]", "bump[0]"])
+    assert snap is not None
+    assert not snap.tasks["item[0]"].status.terminal
+    # Nothing of `bump` may exist before item[0] ended: its one child reads item[0]'s result.
+    assert "bump[0]" not in snap.tasks, snap.tasks["bump[0]"]
+    _ends_well(c, RunStatus.SUCCEEDED)
+
+
+def test_a_resume_grows_a_run_time_map_whose_producer_succeeded_before_the_cancel() -> None:
+    # `base` fails attempt 1 (its retry waits 5 s) while `listed` succeeds with [0]; the
+    # map `item` waits for both. Cancelled, then resumed: base runs again, listed does not.
+    c = _cluster("il-run-time-map", {"x": 0, "items": [0], "fails": {"base": 1}})
+    _all(c)
+    snap = c.store.load("r", ["base", "listed"])
+    assert snap is not None
+    assert snap.tasks["base"].status.value == "SCHEDULED"
+    assert snap.tasks["listed"].status.value == "SUCCEEDED"
+    c.start_cancel(0, "r")
+    c.finish(0)
+    c.start_resume(0, "r", 1)
+    c.finish(0)
+    c.drain()
+    grown = c.store.load("r", ["item"])
+    assert grown is not None
+    assert grown.tasks["item"].width == 1, grown.tasks["item"]  # listed returned [0]
+    _ends_well(c, RunStatus.SUCCEEDED)  # gather([item[0]]) = 3 * 0 + 1

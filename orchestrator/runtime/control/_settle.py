@@ -60,14 +60,26 @@ def follow_up(ctx: Ctx, ended: Sequence[TaskRun], counts: Counts) -> None:
                     ready[child] = verdict
         for key in [k for k, v in ready.items() if v is Verdict.QUEUE and k in ctx.plan.dynamic]:
             del ready[key]
-            width = seen.get(fanin_counter(ctx.run.attempt, key), {}).get("width", 0)
-            grown, more = grow_map(ctx, key, width)
+            grown, more = grow_map(ctx, key, _width(ctx, key))
             work.append((grown, more))
         items = list(ready.items())
         for i in range(0, len(items), CHUNK):
             skipped_now, more = decide_chunk(ctx, items[i : i + CHUNK])
             if skipped_now:
                 work.append((skipped_now, more))
+
+
+def _width(ctx: Ctx, key: str) -> int:
+    """How many children run-time map `key` has: the length its producer's record reported
+    (a nested map's: its source map's width). Read from the record, not the counters: after a
+    resume, a producer that kept its success does not arrive in the new flow attempt."""
+    source = ctx.plan.dynamic[key]
+    found, _ = ctx.rt.state.tasks(ctx.run.run_id, [source.task])
+    producer = found.get(source.task)
+    if producer is None:
+        return 0
+    width = producer.width if source.nested else producer.lengths.get(key)
+    return width or 0
 
 
 def _roll_up(ctx: Ctx, seen: Counts) -> Counts:
@@ -225,12 +237,13 @@ def rescue_maps(rt: Runtime, run_id: str) -> None:
     """The whole-run path leaves run-time maps to this one. After it re-derived a run (the
     hourly recheck, a resume), a map whose parents all ended but that is not grown (its event
     was lost, its growth paused and was not redelivered, or a resume re-pended it) grows from
-    the width its producer's record reported, as a redelivery would."""
+    the width its producer's record reported, as a redelivery would, once its fan-in says
+    every parent (a source map's children included) ended."""
     head = rt.state.load(run_id, [])
     if head is None or head.run.status is not RunStatus.RUNNING:
         return
     plan = rt.plan_of(head.run)
-    for key, source in plan.dynamic.items():
+    for key in plan.dynamic:
         parents = plan.tasks[key].parents
         snap = rt.state.load(run_id, [key, *parents])
         if snap is None or snap.run.status is not RunStatus.RUNNING:
@@ -245,12 +258,16 @@ def rescue_maps(rt: Runtime, run_id: str) -> None:
         ended = [snap.tasks.get(p) for p in parents]
         if not all(t is not None and t.status.terminal for t in ended):
             continue
+        # Its parents' records ended; its fan-in says whether what they stand for ended too (a
+        # nested map's source is a map whose record ends once grown, before its children do).
+        name = fanin_counter(snap.run.attempt, key)
+        counts = rt.state.counters(run_id, [name]).get(name, {})
+        if decide(plan, key, counts, snap.run.attempt) is None:
+            continue
         ctx = Ctx(rt, plan, snap.run, snap.run_etag)
-        producer = snap.tasks[source.task]
         if any(blocks(plan, t, key) for t in ended if t is not None):
             recover(ctx, snap.tasks[parents[0]])  # skipped from the counters, as usual
             continue
-        width = producer.width if source.nested else producer.lengths.get(key)
-        grown, counts = grow_map(ctx, key, width or 0)
+        grown, counts_after = grow_map(ctx, key, _width(ctx, key))
         if grown:
-            follow_up(ctx, grown, counts)
+            follow_up(ctx, grown, counts_after)
