@@ -93,7 +93,9 @@ def restore(root: Path, file: str, original: str, use_git: bool) -> None:
         (root / file).write_text(original)
 
 
-def run_one(m: dict[str, Any], root: Path, full: bool, timeout: float) -> dict[str, Any]:
+def run_one(
+    m: dict[str, Any], root: Path, full: bool, timeout: float, focus: list[str] | None = None
+) -> dict[str, Any]:
     path = root / m["file"]
     original = path.read_text()
     if original.count(m["old"]) != 1:
@@ -102,9 +104,9 @@ def run_one(m: dict[str, Any], root: Path, full: bool, timeout: float) -> dict[s
     started = time.monotonic()
     try:
         path.write_text(original.replace(m["old"], m["new"], 1))
-        passed, detail = pytest(root, m.get("focus", []), timeout)
+        passed, detail = pytest(root, focus or m.get("focus", []), timeout)
         stage = "focus"
-        if passed:
+        if passed and focus is None:
             wide = ["tests"] if full else ordered(root, BROAD)
             passed, detail = pytest(root, wide, timeout * 4)
             stage = "full" if full else "broad"
@@ -128,6 +130,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="mutant ids to run (default: all)")
     parser.add_argument("--full", action="store_true", help="the whole memory suite after focus")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per focus run")
+    parser.add_argument(
+        "--tests", nargs="*", help="run only these tests per mutant (no broad run after them)"
+    )
     parser.add_argument("--check", action="store_true", help="only check that patches apply")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -141,7 +146,7 @@ def main() -> int:
         return 1 if bad else 0
     results = []
     for m in mutants:
-        r = run_one(m, root, args.full, args.timeout)
+        r = run_one(m, root, args.full, args.timeout, args.tests)
         results.append(r)
         print(f"{r['verdict']:8} {r['id']:45} {r.get('seconds', 0):6}s {r['detail']}", flush=True)
         if args.out:
