@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from orchestrator import flow, task
-from orchestrator.adapters import VirtualClock
+from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import RunRequested, RunStatus, TaskStatus
 from orchestrator.engine import SHARD
+from orchestrator.ports import Commit, Counts
 from orchestrator.runtime import memory_runtime, read_flow_result, start_run
 from tests.runtime.pool import Driver, PoolBus
 
@@ -170,3 +171,48 @@ def test_a_map_of_exactly_one_hundred_leaves_with_one_failed_fails_the_run() -> 
     assert snap.run.status is RunStatus.FAILED
     top = _counters(d, "run.1")["run.1"]
     assert (top["mdone"], top["bad"]) == (100, 1)
+
+
+class CrashAfterRollups(MemoryStore):
+    """Each shard's roll-up commits, then its handler dies before deciding anything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed: list[str] = []
+
+    def commit(self, commit: Commit) -> Counts:
+        counts = super().commit(commit)
+        fresh = [m for m in commit.markers if m not in self.crashed]
+        if fresh:
+            self.crashed += fresh
+            raise RuntimeError(f"crash after rolling up {fresh}")
+        return counts
+
+
+def test_a_redelivery_after_a_roll_up_committed_reads_the_top_counter_and_decides() -> None:
+    """The handler that rolled a shard up died before deciding: its redelivery finds the
+    roll-up's marker taken, reads the top counter instead, and decides the fan-in at once
+    (no sweep, no hourly check)."""
+    store, bus = CrashAfterRollups(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=static_fan_in.functions(), store=store, bus=bus
+    )
+    store.put_flow(static_fan_in.spec)
+    items = [10 + i for i in range(101)]
+    start_run(rt, RunRequested(flow="static-fan-in", params={"items": items}), run_id="r")
+    d = Driver(rt, bus)
+    crashes = 0
+    while bus.pool:
+        topic, event = bus.pool.pop(0)
+        try:
+            d.deliver(topic, event)
+        except RuntimeError:
+            crashes += 1
+            d.deliver(topic, event)  # Pub/Sub redelivers: the handler never answered
+    assert crashes == 2  # shard 0 (100 parents) and shard 1 (1 parent)
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == sum(i + 1 for i in items)
+    top = store.counters("r", ["fanin.1.fan-in"])["fanin.1.fan-in"]
+    assert (top["done"], top["bad"]) == (2, 0)  # each shard rolled up once
