@@ -1,0 +1,50 @@
+"""Growing a run-time map across a failure: the children a chunk created but whose dispatches
+were lost (the publish failed after the chunk committed) are requested again by the event's
+redelivery, which carries on from the cursor; nothing waits for the sweeper."""
+
+from __future__ import annotations
+
+from orchestrator import flow, task
+from orchestrator.adapters import VirtualClock
+from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested
+from orchestrator.runtime import memory_runtime, read_flow_result, start_run
+from tests.runtime.pool import Driver, PoolBus
+
+
+@task(name="listing")
+def listing(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(name="double")
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow(name="doubled")
+def doubled(n: int) -> list[int]:
+    return double.map(listing(n))
+
+
+def _child_request(topic: str, event: Envelope) -> bool:
+    return isinstance(event.data, TaskRequested) and event.data.key.startswith("double[")
+
+
+def test_children_whose_dispatch_was_lost_after_their_chunk_committed_are_sent_again() -> None:
+    bus = PoolBus()
+    rt = memory_runtime(clock=VirtualClock(), functions=doubled.functions(), bus=bus)
+    rt.flows.put_flow(doubled.spec)
+    bus.fail(_child_request)  # the chunk's first dispatch fails: the handler answers non-2xx
+    start_run(rt, RunRequested(flow="doubled", params={"n": 5}), run_id="r")
+    d = Driver(rt, bus)
+    d.drain()  # the failed delivery comes again; no sweep, no clock skipped
+    snap = rt.state.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == [0, 2, 4, 6, 8]
+    requested = [
+        e.data.key
+        for _, e in bus.published
+        if isinstance(e.data, TaskRequested) and e.data.key.startswith("double[")
+    ]
+    assert sorted(set(requested)) == [f"double[{i}]" for i in range(5)]
