@@ -48,3 +48,24 @@ def test_children_whose_dispatch_was_lost_after_their_chunk_committed_are_sent_a
         if isinstance(e.data, TaskRequested) and e.data.key.startswith("double[")
     ]
     assert sorted(set(requested)) == [f"double[{i}]" for i in range(5)]
+
+
+def test_growth_paused_whose_redelivery_was_lost_is_carried_on_by_the_hourly_check() -> None:
+    """A map paused after its delivery's budget, and Pub/Sub gave up on that event: the run's
+    hourly check finds the map still growing and carries on from its cursor."""
+    bus = PoolBus()
+    rt = memory_runtime(clock=VirtualClock(), functions=doubled.functions(), bus=bus)
+    rt.flows.put_flow(doubled.spec)
+    rt.grow_chunks = 1  # 400 children per delivery
+    start_run(rt, RunRequested(flow="doubled", params={"n": 401}), run_id="r")
+    d = Driver(rt, bus)
+    d.drain(lose=lambda _, e: getattr(e.data, "key", None) == "listing")
+    paused = rt.state.load("r", ["double"])
+    assert paused is not None
+    assert paused.tasks["double"].grown == 400
+    assert paused.run.status is RunStatus.RUNNING
+    d.settle(rounds=2)
+    snap = rt.state.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED, snap.run.error
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == [2 * i for i in range(401)]
