@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from orchestrator import flow, task
 from orchestrator.adapters import VirtualClock
-from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested
-from orchestrator.runtime import memory_runtime, read_flow_result, start_run
+from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
+from orchestrator.engine import CancelRun, ResumeRun
+from orchestrator.runtime import advance, memory_runtime, read_flow_result, start_run
 from tests.runtime.pool import Driver, PoolBus
 
 
@@ -69,3 +70,31 @@ def test_growth_paused_whose_redelivery_was_lost_is_carried_on_by_the_hourly_che
     assert snap is not None
     assert snap.run.status is RunStatus.SUCCEEDED, snap.run.error
     assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == [2 * i for i in range(401)]
+
+
+def test_a_resume_regrowing_a_cancelled_map_counts_the_children_it_kept() -> None:
+    """Cancelled while growing, after its first 400 children succeeded: the resumed map grows
+    again, keeps those 400 (they do not run again) and counts them, so the run finishes."""
+    bus = PoolBus()
+    rt = memory_runtime(clock=VirtualClock(), functions=doubled.functions(), bus=bus)
+    rt.flows.put_flow(doubled.spec)
+    rt.grow_chunks = 1
+    start_run(rt, RunRequested(flow="doubled", params={"n": 401}), run_id="r")
+    d = Driver(rt, bus)
+    d.drain(lose=lambda _, e: getattr(e.data, "key", None) == "listing")
+    advance(rt, "r", CancelRun("stop"))
+    cancelled = rt.state.load("r")
+    assert cancelled is not None
+    assert cancelled.run.status is RunStatus.CANCELLED
+    kept = [k for k, t in cancelled.tasks.items() if t.status is TaskStatus.SUCCEEDED]
+    assert len(kept) == 1 + 400  # the producer and the first chunk's children
+    rt.grow_chunks = 25
+    ran = len(bus.published)
+    advance(rt, "r", ResumeRun(attempt=1))
+    d.drain()
+    snap = rt.state.load("r")
+    assert snap is not None
+    assert (snap.run.status, snap.run.attempt) == (RunStatus.SUCCEEDED, 2)
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == [2 * i for i in range(401)]
+    again = [e.data.key for _, e in bus.published[ran:] if isinstance(e.data, TaskRequested)]
+    assert again == ["double[400]"]  # only the child that never ran
