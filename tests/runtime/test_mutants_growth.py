@@ -5,9 +5,10 @@ redelivery, which carries on from the cursor; nothing waits for the sweeper."""
 from __future__ import annotations
 
 from orchestrator import flow, task
-from orchestrator.adapters import VirtualClock
+from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
 from orchestrator.engine import CancelRun, ResumeRun
+from orchestrator.ports import Commit, Counts
 from orchestrator.runtime import advance, memory_runtime, read_flow_result, start_run
 from tests.runtime.pool import Driver, PoolBus
 
@@ -98,3 +99,51 @@ def test_a_resume_regrowing_a_cancelled_map_counts_the_children_it_kept() -> Non
     assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == [2 * i for i in range(401)]
     again = [e.data.key for _, e in bus.published[ran:] if isinstance(e.data, TaskRequested)]
     assert again == ["double[400]"]  # only the child that never ran
+
+
+@task(name="total")
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow(name="doubled-total")
+def doubled_total(n: int) -> int:
+    return total(double.map(listing(n)))
+
+
+class CrashAfterMapEnds(MemoryStore):
+    """The commit that ends the map's record is written, then its handler dies."""
+
+    crashed = False
+
+    def commit(self, commit: Commit) -> Counts:
+        counts = super().commit(commit)
+        ends = any(t.key == "double" and t.status.terminal for t, _ in commit.tasks)
+        if ends and not self.crashed:
+            self.crashed = True
+            raise RuntimeError("crash after the map ended")
+        return counts
+
+
+def test_a_redelivery_after_an_empty_map_ended_decides_its_consumer() -> None:
+    """An empty list: the map ends at once, with no children, and its arrival decides its
+    consumer. The handler died right after that commit: the redelivery follows the ended map
+    from the counters and queues the consumer (no sweep, no hourly check)."""
+    store, bus = CrashAfterMapEnds(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=doubled_total.functions(), store=store, bus=bus
+    )
+    store.put_flow(doubled_total.spec)
+    start_run(rt, RunRequested(flow="doubled-total", params={"n": 0}), run_id="r")
+    d = Driver(rt, bus)
+    while bus.pool:
+        topic, event = bus.pool.pop(0)
+        try:
+            d.deliver(topic, event)
+        except RuntimeError:
+            d.deliver(topic, event)  # Pub/Sub redelivers: the handler never answered
+    assert store.crashed
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == 0
