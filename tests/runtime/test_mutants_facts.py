@@ -5,7 +5,7 @@ maps over the same list of one result share one items object."""
 from __future__ import annotations
 
 from orchestrator import flow, task
-from orchestrator.adapters import VirtualClock
+from orchestrator.adapters import MemoryBlobStore, VirtualClock
 from orchestrator.contracts import RunRequested, RunStatus
 from orchestrator.errors import NotFoundError
 from orchestrator.runtime import memory_runtime, read_flow_result, start_run
@@ -49,9 +49,21 @@ def two_maps_one_list(n: int) -> dict[str, list[int]]:
     return {"double": double.map(xs), "triple": triple.map(xs)}
 
 
-def _settled(f: Flow[..., object], params: dict[str, object]) -> Driver:
+class CountingPuts(MemoryBlobStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[str] = []
+
+    def put(self, uri: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
+        self.puts.append(uri)
+        super().put(uri, data, content_type, overwrite=overwrite)
+
+
+def _settled(
+    f: Flow[..., object], params: dict[str, object], blobs: MemoryBlobStore | None = None
+) -> Driver:
     bus = PoolBus()
-    rt = memory_runtime(clock=VirtualClock(), functions=f.functions(), bus=bus)
+    rt = memory_runtime(clock=VirtualClock(), functions=f.functions(), bus=bus, blobs=blobs)
     rt.flows.put_flow(f.spec)
     start_run(rt, RunRequested(flow=f.spec.name, params=params), run_id="r")
     d = Driver(rt, bus)
@@ -73,10 +85,13 @@ def test_a_not_found_from_kumoflows_services_is_retried() -> None:
 
 
 def test_two_maps_over_the_same_list_share_its_items_and_both_run() -> None:
-    d = _settled(two_maps_one_list, {"n": 4})
+    blobs = CountingPuts()
+    d = _settled(two_maps_one_list, {"n": 4}, blobs)
     snap = d.rt.state.load("r")
     assert snap is not None
     assert d.dead == []
     assert snap.run.status is RunStatus.SUCCEEDED, snap.run.error
     value = read_flow_result(d.rt, d.rt.plan_of(snap.run), snap.run)
     assert value == {"double": [0, 2, 4, 6], "triple": [0, 3, 6, 9]}
+    # One list, one items object, uploaded once (each upload is a Class A operation).
+    assert len([u for u in blobs.puts if "/items/listing/" in u]) == 1
