@@ -14,6 +14,7 @@ from orchestrator.contracts import (
     TaskFailed,
     TaskRequested,
     TaskSucceeded,
+    TriggerInfo,
 )
 from orchestrator.runtime import memory_runtime, run_task, start_run
 from tests.runtime.pool import Driver, PoolBus
@@ -87,3 +88,32 @@ def _run(d: Driver) -> Run:
     snap = d.rt.state.load("r")
     assert snap is not None
     return snap.run
+
+
+def test_a_request_for_a_run_that_has_not_begun_runs_nothing() -> None:
+    """The run exists (its start died before moving it to RUNNING): a request for its root,
+    forged or reordered, claims nothing and runs no user code; the start, repeated, runs it."""
+    CALLS.clear()
+    CALLS.append(0)  # the first attempt succeeds
+    bus = PoolBus()
+    rt = memory_runtime(clock=VirtualClock(), functions=one_flaky.functions(), bus=bus)
+    version = rt.flows.put_flow(one_flaky.spec)
+    created = Run(
+        run_id="r",
+        flow="one-flaky",
+        flow_version=version,
+        params={"x": 21},
+        created_at=rt.clock.now(),
+        trigger=TriggerInfo(kind="manual", source="test"),
+    )
+    assert rt.state.create_run(created)
+    request = TaskRequested(run_id="r", flow_version=version, key="flaky", attempt=1)
+    assert run_task(rt, request) is None
+    assert CALLS == [0]
+    snap = rt.state.load("r")
+    assert snap is not None
+    assert (snap.run.status, snap.tasks) == (RunStatus.PENDING, {})
+    start_run(rt, RunRequested(flow="one-flaky", params={"x": 21}), run_id="r")
+    Driver(rt, bus).drain()
+    assert _run(Driver(rt, bus)).status is RunStatus.SUCCEEDED
+    assert CALLS == [0, 21]
