@@ -94,7 +94,13 @@ def restore(root: Path, file: str, original: str, use_git: bool) -> None:
 
 
 def run_one(
-    m: dict[str, Any], root: Path, full: bool, timeout: float, focus: list[str] | None = None
+    m: dict[str, Any],
+    root: Path,
+    full: bool,
+    timeout: float,
+    focus: list[str] | None = None,
+    *,
+    focus_only: bool = False,
 ) -> dict[str, Any]:
     path = root / m["file"]
     original = path.read_text()
@@ -106,7 +112,7 @@ def run_one(
         path.write_text(original.replace(m["old"], m["new"], 1))
         passed, detail = pytest(root, focus or m.get("focus", []), timeout)
         stage = "focus"
-        if passed and focus is None:
+        if passed and focus is None and not focus_only:
             wide = ["tests"] if full else ordered(root, BROAD)
             passed, detail = pytest(root, wide, timeout * 4)
             stage = "full" if full else "broad"
@@ -133,6 +139,7 @@ def main() -> int:
     parser.add_argument(
         "--tests", nargs="*", help="run only these tests per mutant (no broad run after them)"
     )
+    parser.add_argument("--focus-only", action="store_true", help="no broad run after focus")
     parser.add_argument("--check", action="store_true", help="only check that patches apply")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -146,7 +153,7 @@ def main() -> int:
         return 1 if bad else 0
     results = []
     for m in mutants:
-        r = run_one(m, root, args.full, args.timeout, args.tests)
+        r = run_one(m, root, args.full, args.timeout, args.tests, focus_only=args.focus_only)
         results.append(r)
         print(f"{r['verdict']:8} {r['id']:45} {r.get('seconds', 0):6}s {r['detail']}", flush=True)
         if args.out:
