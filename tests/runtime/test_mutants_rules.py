@@ -8,7 +8,7 @@ from orchestrator import allow_failure, flow, task
 from orchestrator.adapters import VirtualClock
 from orchestrator.contracts import Run, RunRequested, RunStatus, TaskStatus
 from orchestrator.engine import CancelRun, ResumeRun
-from orchestrator.runtime import advance, memory_runtime, read_flow_result, start_run
+from orchestrator.runtime import advance, memory_runtime, read_flow_result, start_run, tick
 from orchestrator.sdk import Flow
 from tests.runtime.pool import Driver, PoolBus
 
@@ -112,3 +112,26 @@ def test_a_resume_naming_an_earlier_flow_attempt_does_nothing() -> None:
     assert not advance(d.rt, "r", ResumeRun(attempt=1))
     again = _run(d)
     assert (again.status, again.attempt) == (RunStatus.CANCELLED, 2)
+
+
+@task(name="never-reported")
+def never_reported(x: int) -> int:
+    return x
+
+
+@flow(name="times-out", timeout_seconds=30)
+def times_out(x: int) -> int:
+    return never_reported(x)
+
+
+def test_a_run_times_out_at_its_timeout_instant() -> None:
+    """The sweep that fires the timeout timer at exactly the run's timeout ends the run then,
+    not at the next hourly check."""
+    d = _driver(times_out, {"x": 1})
+    d.bus.pool.clear()  # the task's request is lost: nothing will end the run but its timeout
+    d.rt.clock.sleep(30)
+    tick(d.rt, budget_s=30)
+    run = _run(d)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert run.error.type == "TimeoutError"
