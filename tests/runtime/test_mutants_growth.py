@@ -4,6 +4,8 @@ redelivery, which carries on from the cursor; nothing waits for the sweeper."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator import flow, task
 from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import Envelope, RunRequested, RunStatus, TaskRequested, TaskStatus
@@ -58,7 +60,7 @@ def test_growth_paused_whose_redelivery_was_lost_is_carried_on_by_the_hourly_che
     bus = PoolBus()
     rt = memory_runtime(clock=VirtualClock(), functions=doubled.functions(), bus=bus)
     rt.flows.put_flow(doubled.spec)
-    rt.grow_chunks = 1  # 400 children per delivery
+    rt = replace(rt, grow_chunks=1)  # 400 children per delivery
     start_run(rt, RunRequested(flow="doubled", params={"n": 401}), run_id="r")
     d = Driver(rt, bus)
     d.drain(lose=lambda _, e: getattr(e.data, "key", None) == "listing")
@@ -79,7 +81,7 @@ def test_a_resume_regrowing_a_cancelled_map_counts_the_children_it_kept() -> Non
     bus = PoolBus()
     rt = memory_runtime(clock=VirtualClock(), functions=doubled.functions(), bus=bus)
     rt.flows.put_flow(doubled.spec)
-    rt.grow_chunks = 1
+    rt = replace(rt, grow_chunks=1)
     start_run(rt, RunRequested(flow="doubled", params={"n": 401}), run_id="r")
     d = Driver(rt, bus)
     d.drain(lose=lambda _, e: getattr(e.data, "key", None) == "listing")
@@ -89,7 +91,8 @@ def test_a_resume_regrowing_a_cancelled_map_counts_the_children_it_kept() -> Non
     assert cancelled.run.status is RunStatus.CANCELLED
     kept = [k for k, t in cancelled.tasks.items() if t.status is TaskStatus.SUCCEEDED]
     assert len(kept) == 1 + 400  # the producer and the first chunk's children
-    rt.grow_chunks = 25
+    rt = replace(rt, grow_chunks=25)
+    d.rt = rt
     ran = len(bus.published)
     advance(rt, "r", ResumeRun(attempt=1))
     d.drain()

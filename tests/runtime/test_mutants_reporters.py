@@ -15,6 +15,7 @@ from orchestrator.contracts import (
     TaskRequested,
     TaskSucceeded,
     TriggerInfo,
+    TriggerKind,
 )
 from orchestrator.runtime import memory_runtime, run_task, start_run
 from tests.runtime.pool import Driver, PoolBus
@@ -104,7 +105,7 @@ def test_a_request_for_a_run_that_has_not_begun_runs_nothing() -> None:
         flow_version=version,
         params={"x": 21},
         created_at=rt.clock.now(),
-        trigger=TriggerInfo(kind="manual", source="test"),
+        trigger=TriggerInfo(kind=TriggerKind.API, source="test"),
     )
     assert rt.state.create_run(created)
     request = TaskRequested(run_id="r", flow_version=version, key="flaky", attempt=1)
