@@ -370,3 +370,19 @@ def test_a_literal_result_returns_nothing() -> None:
     assert isinstance(plan.spec.result, LiteralValue)
     done = finish(plan, _ended_as(plan, {"t0": S.SUCCEEDED, "t1": S.SUCCEEDED}))
     assert done == FinishRun(RunStatus.SUCCEEDED, None, 1)
+
+
+def test_the_run_names_its_first_failure_that_a_child_did_not_run_past() -> None:
+    """t0 fails: t1 runs past it, t2 does not (it is skipped), so t0's failure is the run's;
+    t3 fails too, later by key. The run's error is t0's, the first one not run past."""
+    plan = make_plan([[], [0], [0], []], allow={1: [0]})
+    other = ErrorInfo(type="ValueError", message="the other failure", task="t3")
+    records = {
+        "t0": ended(plan, "t0", S.FAILED, error=BOOM),
+        "t1": ended(plan, "t1", S.SUCCEEDED),
+        "t2": ended(plan, "t2", S.SKIPPED, error=UPSTREAM),
+        "t3": ended(plan, "t3", S.FAILED, error=other),
+    }
+    done = finish(plan, records)
+    assert done.status is RunStatus.FAILED
+    assert done.error == BOOM
