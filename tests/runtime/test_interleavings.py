@@ -378,6 +378,38 @@ class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
 
 
+# Every construct also under every fault at once: publishes failing after their commits and a
+# bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
+class RunTimeMapsFaults(RunTimeMaps):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class GatesFaults(Gates):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class SubflowsFaults(Subflows):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class MapOverASubflowResultFaults(MapOverASubflowResult):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class AllowFailureFaults(AllowFailure):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class DeferredFaults(Deferred):
+    OUTAGES = True
+    OPERATOR = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -393,6 +425,12 @@ class Deferred(Interleavings):
         MapOverASubflowResult,
         AllowFailure,
         Deferred,
+        RunTimeMapsFaults,
+        GatesFaults,
+        SubflowsFaults,
+        MapOverASubflowResultFaults,
+        AllowFailureFaults,
+        DeferredFaults,
     ],
     ids=lambda m: m.__name__,
 )
