@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from orchestrator.adapters._due import DueTasks
 from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
 from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import BadInputError, ConflictError, TransientError
@@ -80,7 +81,7 @@ def _errors(what: str) -> Iterator[None]:
         raise BadInputError(f"{what}: Firestore refused it ({e})") from e
 
 
-class FirestoreStore:
+class FirestoreStore(DueTasks):
     def __init__(
         self,
         client: firestore.Client,
@@ -280,16 +281,6 @@ class FirestoreStore:
         query = query.limit(limit)
         with _errors("query timers"):
             return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
-
-    def expired_leases(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("lease_until", now, limit, after)
-
-    def stale_dispatches(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("redispatch_at", now, limit, after)
 
     def _tasks_due(
         self, field: str, now: datetime, limit: int, after: TaskRun | None

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from orchestrator.adapters._due import DueTasks
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
@@ -70,7 +71,7 @@ class MemoryBlobStore:
         return found[0]
 
 
-class MemoryStore:
+class MemoryStore(DueTasks):
     """FlowStore, StateStore, TimerStore and DeadLetterStore over dicts, one lock."""
 
     def __init__(self) -> None:
@@ -208,16 +209,6 @@ class MemoryStore:
                 key=lambda e: (e.due_at, e.run_id, e.id),
             )
             return found[:limit]
-
-    def expired_leases(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("lease_until", now, limit, after)
-
-    def stale_dispatches(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("redispatch_at", now, limit, after)
 
     def _tasks_due(
         self, field: str, now: datetime, limit: int, after: TaskRun | None

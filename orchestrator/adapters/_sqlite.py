@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters._due import DueTasks
 from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import ConflictError, KumoflowError, NotFoundError, TransientError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
@@ -105,7 +106,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqliteStore:
+class SqliteStore(DueTasks):
     """FlowStore, StateStore, TimerStore and DeadLetterStore over one SQLite file."""
 
     def __init__(self, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
@@ -430,16 +431,6 @@ class SqliteStore:
                 "SELECT doc FROM outbox ORDER BY due_at, run_id, id LIMIT 1"
             ).fetchone()
         return OutboxEntry.model_validate_json(found[0]).due_at if found else None
-
-    def expired_leases(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("lease_until", now, limit, after)
-
-    def stale_dispatches(
-        self, now: datetime, limit: int = 100, after: TaskRun | None = None
-    ) -> list[TaskRun]:
-        return self._tasks_due("redispatch_at", now, limit, after)
 
     def _tasks_due(
         self, field: str, now: datetime, limit: int, after: TaskRun | None

@@ -86,10 +86,16 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
 
 
 def execute(
-    rt: Runtime, plan: Plan, run: Run, entries: Sequence[OutboxEntry], now: datetime
+    rt: Runtime,
+    plan: Plan,
+    run: Run,
+    entries: Sequence[OutboxEntry],
+    now: datetime,
+    delivered: Sequence[str] = (),
 ) -> None:
     """Do the effects of entries a handler just committed (timers wait for the sweep), then
-    delete them. Safe to repeat: every effect is idempotent downstream."""
+    delete them, with the `delivered` ones (done already: only their records are left), in
+    one commit. Safe to repeat: every effect is idempotent downstream."""
     due = [e for e in entries if not e.timer or e.due_at <= now]
     dispatches = [
         (e.key, e.attempt) for e in due if e.kind is OutboxKind.DISPATCH and e.key and e.attempt
@@ -101,6 +107,7 @@ def execute(
             announce(rt, plan, ended(run, e))
     # Wakes and checks are the sweep's: it marks them done once it fired them.
     done = [e.id for e in due if e.kind in (OutboxKind.DISPATCH, OutboxKind.FINISH)]
+    done += delivered
     if done:
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
 
@@ -141,7 +148,16 @@ def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str
 
 
 def announce(rt: Runtime, plan: Plan, run: Run) -> None:
-    """Store the flow's result (unless it is a task's object) and publish the run's end."""
+    """Store the flow's result (unless it is a task's object), report a subflow's end to its
+    parent, and publish the run's end, once per flow attempt (`{run}/{attempt}/{status}`)."""
+    common = {
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "flow_version": run.flow_version,
+        "ended_at": run.ended_at or rt.clock.now(),
+        "attempt": run.attempt,
+    }
+    ended: RunSucceeded | RunFailed
     if run.status is RunStatus.SUCCEEDED:
         uri = run.result_uri
         # A task's object is the result, unless a parent node's location must hold it.
@@ -152,35 +168,14 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
                 what=f"the result of flow {run.flow!r}",
             )
             _put_once(rt, uri, data, ctype)
-        if run.parent is not None:
-            _complete_parent(rt, run)
-        rt.publish(
-            rt.topics.finished,
-            RunSucceeded(
-                run_id=run.run_id,
-                flow=run.flow,
-                flow_version=run.flow_version,
-                result_uri=uri,
-                ended_at=run.ended_at or rt.clock.now(),
-                attempt=run.attempt,
-            ),
-            event_id=f"{run.run_id}/{run.attempt}/succeeded",
-        )
-        return
+        ended = RunSucceeded(result_uri=uri, **common)
+    else:
+        error = run.error or ErrorInfo(type="Failed", message="run failed")
+        ended = RunFailed(error=error, **common)
     if run.parent is not None:
         _complete_parent(rt, run)
-    rt.publish(
-        rt.topics.finished,
-        RunFailed(
-            run_id=run.run_id,
-            flow=run.flow,
-            flow_version=run.flow_version,
-            error=run.error or ErrorInfo(type="Failed", message="run failed"),
-            ended_at=run.ended_at or rt.clock.now(),
-            attempt=run.attempt,
-        ),
-        event_id=f"{run.run_id}/{run.attempt}/{run.status.value.lower()}",  # per flow attempt
-    )
+    event_id = f"{run.run_id}/{run.attempt}/{run.status.value.lower()}"
+    rt.publish(rt.topics.finished, ended, event_id=event_id)
 
 
 def _put_once(rt: Runtime, uri: str, data: bytes, content_type: str) -> None:

@@ -62,7 +62,8 @@ def _apply(rt: Runtime, run_id: str, event: Event) -> tuple[Transition, Callable
         def again() -> None:
             # A no-op may be the redelivery of an event whose handler died after committing:
             # do its effects again, a cancel cascade that died part way included.
-            execute(rt, plan, run, _undelivered(rt, snap), now)
+            undone, delivered = _undelivered(snap)
+            execute(rt, plan, run, undone, now, delivered)
             if isinstance(event, CancelRun | Reconcile) and run.status.terminal:
                 _cancel_children(rt, run_id, list(snap.tasks.values()))
 
@@ -132,11 +133,11 @@ def _next_attempt_targets(plan: Plan, snap: Snapshot, tr: Transition) -> dict[st
     return out
 
 
-def _undelivered(rt: Runtime, snap: Snapshot) -> list[OutboxEntry]:
-    """Entries a handler committed but did not do (it died), to do now. A dispatch whose
-    attempt a worker already claimed was delivered: its record is only deleted."""
+def _undelivered(snap: Snapshot) -> tuple[list[OutboxEntry], list[str]]:
+    """Entries a handler committed but did not do (it died), to do now; and the ids of those
+    delivered already (a dispatch whose attempt a worker claimed), whose records are left."""
     out: list[OutboxEntry] = []
-    delivered: list[OutboxEntry] = []
+    delivered: list[str] = []
     for e in snap.outbox:
         if e.timer:
             continue  # the sweep fires timers when due
@@ -149,7 +150,8 @@ def _undelivered(rt: Runtime, snap: Snapshot) -> list[OutboxEntry]:
                 or task.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
             )
         )
-        (delivered if claimed else out).append(e)
-    if delivered:
-        rt.state.commit(Commit(run_id=snap.run.run_id, outbox_done=[e.id for e in delivered]))
-    return out
+        if claimed:
+            delivered.append(e.id)
+        else:
+            out.append(e)
+    return out, delivered
