@@ -161,3 +161,25 @@ def test_a_cancel_cascade_that_died_part_way_is_finished_by_its_redelivery() -> 
 
 def _never() -> Snapshot:
     raise AssertionError("no such run")
+
+
+def test_a_subflow_start_whose_root_publish_failed_is_resumed_not_failed() -> None:
+    """Starting the child run, the publish of its root fails (Pub/Sub away) after the child was
+    made: the node's request is answered non-2xx and redelivered, and the redelivery resumes
+    the start under the same claim; the node does not fail beside a child that runs on."""
+    store, bus = MemoryStore(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=with_subflow.functions(), store=store, bus=bus
+    )
+    store.put_flow(with_subflow.spec)
+    driver = Driver(rt, bus)
+    start_run(rt, RunRequested(flow="with-a-subflow", params={"n": 4}), run_id="p")
+    bus.fail(lambda _, e: isinstance(e.data, TaskRequested) and e.data.run_id != "p")
+    driver.settle()
+    snap = store.load("p")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED, snap.run.error
+    assert read_flow_result(rt, rt.plan_of(snap.run), snap.run) == {"child": 5, "doubled": 10}
+    node = next(t for t in snap.tasks.values() if t.child_run)
+    assert node.attempt == 1
+    assert driver.dead == []

@@ -27,6 +27,7 @@ from orchestrator.contracts import (
     TaskFailed,
     TaskRequested,
     TaskRun,
+    TaskStatus,
     TaskSucceeded,
 )
 from orchestrator.engine import (
@@ -90,12 +91,15 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     subflow = claimed.planned.node.subflow
     if subflow is not None:  # the child run does the work; its end completes this attempt
         try:
-            with lease:  # renewed while a wide child starts; never once it waits
+            with lease:
                 args = load_inputs(rt, claimed)
-                spec = claimed.spec.subflows[subflow]
-                start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
         except Exception as e:
             return report(rt, failure(rt, claimed, e))
+        # From here the child run may exist: an error (a publish in an outage) is answered
+        # non-2xx, and the request's redelivery resumes this start (see claim_attempt), so
+        # the node never fails beside a child that runs on.
+        with lease:  # renewed while a wide child starts; never once it waits
+            start_subflow(rt, req, claimed.spec.subflows[subflow], args, claimed.token, claimed.uri)
         return None
     try:
         with lease, capture_attempt(claimed) as logs:
@@ -136,7 +140,10 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     started = rt.clock.now()
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds)
     if taken is None:
-        return _completed_elsewhere(rt, req, run, record, uri)
+        done = _completed_elsewhere(rt, req, run, record, uri)
+        if done is None and planned.node.subflow is not None:
+            return _starting_child(req, run, plan, planned, record, uri)
+        return done
     if planned.node.subflow is not None:  # named before it starts: a fast child may end first
         taken = taken.model_copy(
             update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
@@ -296,6 +303,26 @@ def succeeded_with(rt: Runtime, c: Claimed, data: bytes, *, cached: bool = False
             cached=cached,
         ),
     )
+
+
+def _starting_child(
+    req: TaskRequested, run: Run, plan: Plan, planned: PlannedTask, record: TaskRun, uri: str
+) -> Claimed | None:
+    """A duplicate request for a subflow node whose claim holds this attempt: its start may
+    have died part way (the child made, its roots not sent, the node not holding). Resume it
+    under that claim's token: starting a child run is idempotent (its id is derived)."""
+    last = record.attempts[-1] if record.attempts else None
+    if (
+        last is None
+        or last.token is None
+        or record.child_run is None
+        or record.attempt != req.attempt
+        or record.status not in (TaskStatus.RUNNING, TaskStatus.RETRYING)
+    ):
+        return None
+    started = last.started_at or run.created_at
+    worker = last.worker or "unknown"
+    return Claimed(req, run, plan, planned, plan.spec, last.token, worker, uri, started)
 
 
 def _completed_elsewhere(
