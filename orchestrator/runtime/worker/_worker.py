@@ -90,16 +90,16 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     lease = Lease(rt, req, claimed.token)
     subflow = claimed.planned.node.subflow
     if subflow is not None:  # the child run does the work; its end completes this attempt
-        try:
-            with lease:
-                args = load_inputs(rt, claimed)
-        except Exception as e:
-            return report(rt, failure(rt, claimed, e))
-        # From here the child run may exist: an error (a publish in an outage) is answered
-        # non-2xx, and the request's redelivery resumes this start (see claim_attempt), so
-        # the node never fails beside a child that runs on.
         with lease:  # renewed while a wide child starts; never once it waits
-            start_subflow(rt, req, claimed.spec.subflows[subflow], args, claimed.token, claimed.uri)
+            try:
+                args = load_inputs(rt, claimed)
+            except Exception as e:
+                return report(rt, failure(rt, claimed, e))
+            # From here the child run may exist: an error (a publish in an outage) is answered
+            # non-2xx, and the request's redelivery resumes this start (see claim_attempt), so
+            # the node never fails beside a child that runs on.
+            spec = claimed.spec.subflows[subflow]
+            start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
         return None
     try:
         with lease, capture_attempt(claimed) as logs:
