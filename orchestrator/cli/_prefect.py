@@ -2,7 +2,7 @@
 a change (and to what), and what has no counterpart. Static: the file is parsed, never imported,
 so it works where Prefect is not installed.
 
-The verdicts follow the README's "Coming from Prefect" table (keep the two in step).
+The verdicts follow the feature table of docs/howto/migrate-prefect.md (keep the two in step).
 """
 
 from __future__ import annotations

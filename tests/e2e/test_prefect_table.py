@@ -1,4 +1,4 @@
-"""The README's Prefect feature table stays true: every row marked "same" runs as one small
+"""The Prefect feature table (docs/howto/migrate-prefect.md) stays true: every row marked "same" runs as one small
 flow (tests/flows/prefect_features.py) on every backend, and every such flow has its row."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from orchestrator.contracts import RunStatus
 from tests.flows import prefect_features as pf
 from tests.flows import subflows
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TABLE = Path(__file__).resolve().parents[2] / "docs" / "howto" / "migrate-prefect.md"
 VERDICTS = {"same", "different", "not supported"}
 
 
 def table() -> dict[str, str]:
-    """Row (the Prefect column) -> verdict, from between the README's markers."""
-    text = README.read_text()
+    """Row (the Prefect column) -> verdict, from between the page's markers."""
+    text = TABLE.read_text()
     body = text.split("<!-- prefect-features:start -->")[1].split("<!-- prefect-features:end -->")[
         0
     ]
