@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ._config import (
+    PORT_BASE_ENV,
     PORTS,
     Service,
     StackConfig,
@@ -176,8 +177,9 @@ def _check_ports_free(config: StackConfig, name: Service) -> None:
             var = _ENV[attr]
             raise StackError(
                 f"port {port} on {config.host} ({name}) is already in use by a process "
-                f"not recorded in {config.state_dir}; stop that process or choose another "
-                f"port, e.g. `export {var}={port + 100}`"
+                f"not recorded in {config.state_dir}; stop that process, or move the whole "
+                f"stack (`--port-base {config.port_base + 100}`, {PORT_BASE_ENV}) or this "
+                f"port alone (`export {var}={port + 100}`)"
             )
 
 

@@ -56,7 +56,7 @@ def test_the_port_layout_is_one_for_the_cli_and_the_test_stack(
 
 
 def test_one_port_variable_moves_one_port_and_env_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in port_env(19000).items():
+    for name in port_env(19000):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KUMOFLOW_GCS_PORT", "19999")
     monkeypatch.setenv("KUMOFLOW_STATE_DIR", "/tmp/s")
