@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -325,8 +326,13 @@ def down(config: StackConfig) -> list[str]:
         records = load_records(config.state_dir)
         rank = {name.value: i for i, name in enumerate(reversed(Service))}
         records.sort(key=lambda r: (r.kind == "service", rank.get(r.name, -1), r.name))
+        functions = [r for r in records if r.kind != "service"]
+        # The functions stop together: each gunicorn drains on its own clock (up to seconds),
+        # and one after the other they made `down` take several.
+        with ThreadPoolExecutor(max_workers=max(1, len(functions))) as pool:
+            ended = dict(zip((r.name for r in functions), pool.map(stop, functions), strict=True))
         for record in records:
-            if stop(record):
+            if ended[record.name] if record.kind != "service" else stop(record):
                 stopped.append(record.name)
             remove_record(config.state_dir, record.name)
     return stopped
