@@ -3,7 +3,7 @@
 On the local stack (BigQuery is bqemulator, Cloud Run the stack's fake Admin API, which runs a
 job's command as a local process):
 
-    kumoflow dev up && eval "$(kumoflow dev env)"
+    kumoflow dev up --with bigquery,cloudrun && eval "$(kumoflow dev env)"
     python examples/gcp_helpers.py setup          # save the blocks, seed a BigQuery table
     kumoflow run examples/gcp_helpers.py:credentials_example --backend emulator
     kumoflow run examples/gcp_helpers.py:bigquery_example --backend emulator

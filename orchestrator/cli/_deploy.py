@@ -108,6 +108,9 @@ def _deploy_local(paths: tuple[str, ...], as_json: bool) -> None:
     with guard(as_json):
         done = [d for path in paths for d in deploy_local(path)]
     human = "\n".join(
-        f"{d['flow']} {d['version']}: " + (", ".join(d["triggers"]) or "no triggers") for d in done
+        f"{d['flow']} {d['version']}: "
+        + (", ".join(d["triggers"]) or "no triggers")
+        + (f"; uses {', '.join(d['uses'])} (started on the stack)" if d["uses"] else "")
+        for d in done
     )
     echo(done, as_json, human)

@@ -24,10 +24,17 @@ EXAMPLES: dict[str, list[str]] = {
         "--dashboard-viewer group:team@example.com",
     ],
     "dev": ['kumoflow dev up && eval "$(kumoflow dev env)"'],
-    "dev up": ["kumoflow dev up --json"],
-    "dev status": ["kumoflow dev status"],
-    "dev down": ["kumoflow dev down"],
-    "dev env": ['eval "$(kumoflow dev env)"     # point Google\'s client libraries at the stack'],
+    "dev up": [
+        "kumoflow dev up --json",
+        "kumoflow dev up --with bigquery,cloudrun",
+        "kumoflow dev up --port-base 9680          # a second stack beside the first",
+    ],
+    "dev status": ["kumoflow dev status", "kumoflow dev status --port-base 9680 --json"],
+    "dev down": ["kumoflow dev down", "kumoflow dev down --port-base 9680"],
+    "dev env": [
+        'eval "$(kumoflow dev env)"     # point Google\'s client libraries at the stack',
+        'eval "$(kumoflow dev env --port-base 9680)"',
+    ],
     "runs": ["kumoflow runs list --flow word-count"],
     "runs list": [
         "kumoflow runs list --flow word-count --limit 10 --json",
@@ -77,4 +84,6 @@ def add_examples(main: click.Group) -> None:
     for path, cmd in commands(main).items():
         lines = EXAMPLES.get(path)
         if lines:
-            cmd.epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+            examples = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+            # After what the command says of itself (`kumoflow dev`'s settings).
+            cmd.epilog = f"{cmd.epilog}\n\n{examples}" if cmd.epilog else examples

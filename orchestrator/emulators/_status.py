@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["ServiceStatus", "StackStatus"]
+__all__ = ["Health", "ServiceStatus", "StackStatus"]
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    NOT_STARTED = "not started"  # an optional service nobody asked for: not a fault
 
 
 @dataclass(frozen=True)
@@ -23,10 +30,18 @@ class ServiceStatus:
     started_at: str | None = None  # ISO-8601 UTC
     startup_seconds: float | None = None  # spawn until first healthy answer
     target: str | None = None  # functions only
+    # The stack should have it running: a core service, or an optional one it started.
+    expected: bool = True
 
     @property
     def running(self) -> bool:
         return self.pid is not None
+
+    @property
+    def health(self) -> Health:
+        if self.healthy:
+            return Health.HEALTHY
+        return Health.UNHEALTHY if self.expected or self.running else Health.NOT_STARTED
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -36,6 +51,7 @@ class ServiceStatus:
             "port": self.port,
             "url": self.url,
             "healthy": self.healthy,
+            "state": self.health.value,
             "rss_bytes": self.rss_bytes,
             "log": str(self.log),
             "started_at": self.started_at,
@@ -46,7 +62,8 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
-    """The three emulators (always listed, in start order) plus any recorded functions."""
+    """The emulators (all listed, in start order, optional ones too) plus any recorded
+    functions."""
 
     project: str
     state_dir: Path
@@ -56,8 +73,12 @@ class StackStatus:
 
     @property
     def healthy(self) -> bool:
-        """True when every emulator answers its health check (functions not included)."""
-        return all(s.healthy for s in self.services)
+        """True when every emulator the stack should run answers its health check (functions
+        not included; an optional service not started is no fault)."""
+        return all(s.healthy for s in self.services if s.expected)
+
+    def named(self, health: Health) -> list[str]:
+        return [s.name for s in self.services if s.health is health]
 
     def service(self, name: str) -> ServiceStatus:
         for s in (*self.services, *self.functions):
@@ -70,6 +91,8 @@ class StackStatus:
             "project": self.project,
             "state_dir": str(self.state_dir),
             "healthy": self.healthy,
+            "running": self.named(Health.HEALTHY),
+            "not_started": self.named(Health.NOT_STARTED),
             "services": [s.to_json() for s in self.services],
             "functions": [f.to_json() for f in self.functions],
             "env": dict(self.env),

@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.contracts import OutboxKind, Run, RunRequested, TaskRun
 from orchestrator.engine import CancelRun
 from orchestrator.errors import KumoflowError, NotFoundError
-from orchestrator.local._stack import DevStack, require_running
+from orchestrator.local._stack import DevStack, require_running, serve
 from orchestrator.ports import Snapshot
 from orchestrator.runtime import (
     Runtime,
@@ -42,6 +42,7 @@ def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
     refuse_blocks(spec, params)  # the run starter takes no block from a message
     bound = bind_params(spec.params, params, flow=spec.name)
     check_types(flow.fn, bound, flow=spec.name, secret=secret_params(spec))
+    serve(DevStack.from_env(), [spec])  # its BigQuery or Cloud Run, unless running already
     version = rt.flows.put_flow(spec)
     run_id = uuid.uuid4().hex[:20]
     rt.publish(

@@ -13,7 +13,13 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from orchestrator import emulators
 from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
 from orchestrator.errors import KumoflowError
-from orchestrator.local._stack import DevStack, require_running, subscribe
+from orchestrator.local._stack import (
+    DevStack,
+    require_running,
+    serve,
+    services_used,
+    subscribe,
+)
 from orchestrator.local._wiring import FUNCTIONS, SCHEDULE_DATA, trigger_subscription
 from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
 
@@ -37,6 +43,7 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
 
     store = FirestoreStore.from_env(stack.config.project)
     specs = [f.spec for f in flows_in(path)]  # compile all first: one bad flow deploys nothing
+    serve(stack, specs)
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     out = []
@@ -45,7 +52,8 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
             version = store.put_flow(spec, deploy=True)
             wired = [_wire(stack, publisher, subscriber, spec, t) for t in spec.triggers]
             _write_jobs(stack, spec)
-            out.append({"flow": spec.name, "version": version, "triggers": wired})
+            uses = sorted(services_used([spec]))
+            out.append({"flow": spec.name, "version": version, "triggers": wired, "uses": uses})
         buckets = {t.bucket for s in specs for t in s.triggers if isinstance(t, GcsTrigger)}
         blobs = GcsBlobStore.from_env(stack.config.project)
         for bucket in buckets:  # so that uploads to it work on the fresh local stack

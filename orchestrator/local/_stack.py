@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from orchestrator import emulators
+from orchestrator.contracts import FlowSpec
+from orchestrator.emulators import Service
 from orchestrator.errors import KumoflowError
 from orchestrator.local._wiring import (
     FUNCTIONS,
@@ -32,18 +35,20 @@ RESULTS_BUCKET = "kumoflow-results"
 @dataclass(frozen=True)
 class DevStack:
     config: emulators.StackConfig
-    functions_port: int = 8690
     tick_seconds: float = 0.5
 
     @classmethod
-    def from_env(cls) -> DevStack:
-        return cls(
-            emulators.StackConfig.from_env(), int(os.environ.get("KUMOFLOW_FUNCTIONS_PORT", "8690"))
-        )
+    def from_env(cls, port_base: int | None = None) -> DevStack:
+        return cls(emulators.StackConfig.from_env(port_base))
+
+    @property
+    def functions_port(self) -> int:
+        return self.config.functions_port
 
     def env(self) -> dict[str, str]:
         return {
             **self.config.env(),
+            **self.config.settings(),  # so that later commands find this stack again
             "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET,
             # fake-gcs-server notifies for every bucket (GCS: per-bucket configs).
             "KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS": "1",
@@ -59,8 +64,10 @@ class DevStack:
         return f"http://{self.config.host}:{port}/projects/{self.config.project}/topics/{topic}"
 
 
-def up(stack: DevStack) -> dict[str, Any]:
-    missing = emulators.prerequisites()
+def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
+    """The emulators (the core, the optional `services`, and those started before), the
+    topics, the functions and their push subscriptions."""
+    missing = emulators.prerequisites(services)
     if missing:
         raise KumoflowError(
             "the local stack cannot start: "
@@ -68,7 +75,7 @@ def up(stack: DevStack) -> dict[str, Any]:
             + ". Install them, or run in-process with --backend memory"
         )
     try:
-        emulators.up(stack.config)
+        emulators.up(stack.config, services=services)
     except emulators.StackError as e:
         raise KumoflowError(str(e)) from e
     os.environ.update(stack.env())
@@ -165,6 +172,40 @@ def status(stack: DevStack) -> dict[str, Any]:
 
 def down(stack: DevStack) -> list[str]:
     return emulators.down(stack.config)
+
+
+def services_used(specs: Iterable[FlowSpec]) -> set[Service]:
+    """The optional emulators these flows (and their subflows) call through kumoflow's own
+    Google Cloud tasks. A task of the user's that builds a BigQuery or Cloud Run client
+    itself is not visible in the DAG: `kumoflow dev up --with` starts those."""
+    from orchestrator.gcp import bigquery_query, run_cloud_run_job
+
+    by_task = {bigquery_query.ref: Service.BIGQUERY, run_cloud_run_job.ref: Service.CLOUDRUN}
+    found: set[Service] = set()
+    for spec in specs:
+        found |= {by_task[n.task] for n in spec.nodes if n.task in by_task}
+        found |= services_used(spec.subflows.values())
+    return found
+
+
+def serve(stack: DevStack, specs: Iterable[FlowSpec]) -> None:
+    """Start the optional emulators that flows put on the stack call (none running yet)."""
+    needed = services_used(specs)
+    if not needed:
+        return
+    state = emulators.status(stack.config)
+    if all(state.service(s).healthy for s in needed):
+        return
+    missing = emulators.prerequisites(needed)
+    if missing:
+        raise KumoflowError(
+            f"these flows use {', '.join(sorted(needed))}, which the local stack cannot "
+            "start: " + "; ".join(missing)
+        )
+    try:
+        emulators.up(stack.config, services=needed)
+    except emulators.StackError as e:
+        raise KumoflowError(str(e)) from e
 
 
 def require_running(stack: DevStack) -> None:

@@ -7,20 +7,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from orchestrator import emulators
+
 
 def stack_env(base: int, state_dir: str) -> dict[str, str]:
-    """The environment of a local stack on ports from `base`, state kept in `state_dir`."""
-    return {
-        "KUMOFLOW_STATE_DIR": state_dir,
-        "KUMOFLOW_PUBSUB_PORT": str(base + 1),
-        "KUMOFLOW_FIRESTORE_PORT": str(base + 2),
-        "KUMOFLOW_FIRESTORE_WS_PORT": str(base + 3),
-        "KUMOFLOW_GCS_PORT": str(base + 4),
-        "KUMOFLOW_BIGQUERY_PORT": str(base + 5),
-        "KUMOFLOW_CLOUDRUN_PORT": str(base + 6),
-        "KUMOFLOW_BIGQUERY_GRPC_PORT": str(base + 7),
-        "KUMOFLOW_FUNCTIONS_PORT": str(base + 10),
-    }
+    """The environment of a local stack on ports from `base` (the product's one layout,
+    emulators.PORTS), state kept in `state_dir`."""
+    return {"KUMOFLOW_STATE_DIR": state_dir, **emulators.port_env(base)}
 
 
 _BASE = int(os.environ.get("KUMOFLOW_TEST_PORT_BASE", "18680"))
@@ -31,10 +24,10 @@ TEST_STACK_ENV = stack_env(
 
 @contextmanager
 def stack_for_tests(*, clear: bool = True) -> Iterator[dict[str, str]]:
-    """The test stack up and wired, its env applied to this process while the block runs.
+    """The test stack up and wired (BigQuery and Cloud Run too), its env applied to this
+    process while the block runs.
 
     A stack that was already running (started by a test script) is left running."""
-    from orchestrator import emulators
     from orchestrator.local import DevStack, down, up
 
     saved = dict(os.environ)
@@ -42,7 +35,7 @@ def stack_for_tests(*, clear: bool = True) -> Iterator[dict[str, str]]:
     stack = DevStack.from_env()
     was_running = emulators.status(stack.config).healthy
     try:
-        up(stack)
+        up(stack, services=tuple(emulators.Service))
         if clear:
             emulators.clear_data(stack.config)
         yield stack.env()

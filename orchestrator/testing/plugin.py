@@ -53,7 +53,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     """The test stack, up and wired, with its data cleared; its env applies while tests run."""
     from orchestrator import emulators
 
-    missing = emulators.prerequisites()
+    missing = emulators.prerequisites(tuple(emulators.Service))
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail("emulator prerequisites missing in CI: " + "; ".join(missing))

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.emulators import (
+    Service,
     StackConfig,
     StackError,
     clear_data,
@@ -28,7 +29,8 @@ from orchestrator.emulators import (
     up,
 )
 
-_MISSING = prerequisites()
+_ALL = tuple(Service)
+_MISSING = prerequisites(_ALL)
 
 pytestmark = [
     pytest.mark.emulator,
@@ -87,14 +89,14 @@ def _call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tupl
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     config = _config(tmp_path_factory.mktemp("stack"))
     try:
-        up(config, timeout=60)
+        up(config, services=_ALL, timeout=60)
         yield config
     finally:
         down(config)
 
 
 def test_prerequisites_present() -> None:
-    assert prerequisites() == []
+    assert prerequisites(_ALL) == []
 
 
 def test_up_is_healthy_and_reused(stack: StackConfig) -> None:
