@@ -59,6 +59,7 @@ class FileFacts:
     classes: dict[str, ClassFacts] = field(default_factory=dict)  # classes with task methods
     instances: dict[str, str] = field(default_factory=dict)  # module-level name -> class
     blocks: set[str] = field(default_factory=set)  # local names of GcsBucket, GcpCredentials...
+    imported: set[str] = field(default_factory=set)  # names from other modules: maybe tasks
     logger_calls: set[str] = field(default_factory=lambda: {"get_run_logger"})
 
 
@@ -461,14 +462,23 @@ class _Body:
                 return Kind.VALUE
         if Kind.PLACEHOLDER in kinds and not made:
             what = "print" if name == "print" else f"{ast.unparse(func)}(...)"
+            elsewhere = {name, _called_name(func, 1)} & self.facts.imported
             self.flag(
                 node,
                 f"{what} over a run-time value",
                 f"`{ast.unparse(func)}` runs now, while the flow is defined, and gets a "
                 "placeholder instead of the value (kumoflow raises FlowDefinitionError when it "
                 f"is used); {_IN_A_TASK}"
-                + (" (`@task(log_prints=True)` logs a task's prints)" if name == "print" else ""),
+                + (" (`@task(log_prints=True)` logs a task's prints)" if name == "print" else "")
+                + (
+                    f"; unless `{ast.unparse(func)}` is a @task or @flow (check reads this file "
+                    "only, and a task from another module takes run-time values as they are)"
+                    if elsewhere
+                    else ""
+                ),
             )
+            if elsewhere:
+                return Kind.PLACEHOLDER  # if it is a task, what it returns is one
         return Kind.VALUE
 
     def _is_block(self, node: ast.expr, method: str) -> bool:

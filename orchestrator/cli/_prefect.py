@@ -130,6 +130,16 @@ class _Checker(ast.NodeVisitor):
                 self._import_from(node)
         facts = self.facts
         facts.blocks = {local for local, name in self.gcp_names.items() if name in BLOCK_CLASSES}
+        for node in ast.walk(tree):  # names from the user's other modules
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] not in (
+                "prefect",
+                "prefect_gcp",
+                "orchestrator",
+                "__future__",
+            ):
+                facts.imported.update(a.asname or a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                facts.imported.update((a.asname or a.name).split(".")[0] for a in node.names)
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 kinds = {self._kind(d)[0] for d in node.decorator_list}
