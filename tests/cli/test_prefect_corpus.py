@@ -364,7 +364,7 @@ def test_an_if_that_would_not_fail_is_flagged_for_deciding_too_early(tmp_path: P
 
 def test_a_flow_parameter_default_that_is_not_json_is_flagged_and_fails(tmp_path: Path) -> None:
     source = MODULE.replace(
-        'maybe=None):', "maybe=None, when=__import__('datetime').date(2026, 1, 2)):"
+        "maybe=None):", "maybe=None, when=__import__('datetime').date(2026, 1, 2)):"
     ).format(body="return t(x)")
     findings = [f for f in check_source(source) if f.verdict != "ok"]
     assert [f.construct for f in findings] == ["flow parameter default that is not JSON"]
