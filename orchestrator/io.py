@@ -43,6 +43,19 @@ def running_blobs() -> bool:
     return CURRENT_BLOBS.get() is not None
 
 
+def local_blobs() -> bool:
+    """True inside a task run whose blob store is on this machine (memory, the local folder of
+    `kumoflow run`): such a run never reaches Google's storage."""
+    from orchestrator.adapters import FileBlobStore, MemoryBlobStore
+
+    return isinstance(CURRENT_BLOBS.get(), MemoryBlobStore | FileBlobStore)
+
+
+def list_blobs(prefix: str) -> list[str]:
+    """The URIs under `prefix` (gs://BUCKET/PREFIX) in the running task's blob store."""
+    return _blobs().list_uris(prefix)
+
+
 def current_blocks() -> BlockStore:
     """The block store of the running task, else the one the environment names (see
     `orchestrator.adapters.block_store_from_env`)."""
@@ -66,4 +79,12 @@ def read_blob(uri: str) -> bytes:
     return _blobs().get(uri)
 
 
-__all__ = ["current_blocks", "read_blob", "running_blobs", "services", "write_blob"]
+__all__ = [
+    "current_blocks",
+    "list_blobs",
+    "local_blobs",
+    "read_blob",
+    "running_blobs",
+    "services",
+    "write_blob",
+]

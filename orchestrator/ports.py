@@ -78,6 +78,19 @@ class BlobStore(Protocol):
         object is there. One read of end - start bytes, whatever the object's size."""
         ...
 
+    def list_uris(self, prefix: str) -> list[str]:
+        """The URIs of the objects whose URI starts with `prefix` (`gs://BUCKET/` or
+        `gs://BUCKET/PREFIX`), in name order; none when the bucket does not exist."""
+        ...
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """`gs://BUCKET/NAME` as (BUCKET, NAME); ValueError for anything else (NAME may be empty)."""
+    if not uri.startswith("gs://") or "/" not in uri[5:]:
+        raise ValueError(f"expected gs://BUCKET/OBJECT, got {uri!r}")
+    bucket, _, name = uri[5:].partition("/")
+    return bucket, name
+
 
 def check_range(start: int, end: int) -> None:
     """The ranges every BlobStore adapter accepts in `get_range`."""

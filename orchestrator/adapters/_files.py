@@ -14,14 +14,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import check_range
+from orchestrator.ports import check_range, split_uri
 
 BLOBS_DIR = "blobs"
 _MAX_SEGMENT = 200  # bytes; file systems allow 255
+_NAME = "%name"  # beside a hashed part: the part itself (a user's `%` is always `%25`)
+_TMP = re.compile(r"\.[0-9a-f]{32}\.tmp")
 
 
 def _segment(part: str) -> str:
@@ -33,15 +36,21 @@ def _segment(part: str) -> str:
     return part
 
 
+def _unsegment(segment: str, folder: Path) -> str:
+    if segment.startswith("%h-"):
+        return (folder / (segment + _NAME)).read_text()
+    if segment in ("%", "%2E", "%2E%2E"):
+        return segment.replace("%2E", ".").replace("%", "")
+    return segment.replace("%00", "\0").replace("%25", "%")
+
+
 class FileBlobStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
     def path(self, uri: str) -> Path:
         """Where the object at `uri` (gs://BUCKET/OBJECT) is kept."""
-        if not uri.startswith("gs://") or "/" not in uri[5:]:
-            raise ValueError(f"expected gs://BUCKET/OBJECT, got {uri!r}")
-        bucket, _, name = uri[5:].partition("/")
+        bucket, name = split_uri(uri)
         return self.root.joinpath(_segment(bucket), *(_segment(p) for p in name.split("/")))
 
     def put(self, uri: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
@@ -50,6 +59,7 @@ class FileBlobStore:
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as e:
             raise ConflictError(f"{uri}: an object's name is a prefix of this one's ({e})") from e
+        self._keep_long_names(uri, target)
         tmp = target.parent / f".{uuid.uuid4().hex}.tmp"
         tmp.write_bytes(data)
         try:
@@ -76,6 +86,35 @@ class FileBlobStore:
                 return f.read(end - start)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
             raise NotFoundError(f"no object at {uri}") from e
+
+    def _keep_long_names(self, uri: str, target: Path) -> None:
+        """A hashed part's name, beside it, for `list_uris` (written once: it never changes)."""
+        parts = split_uri(uri)[1].split("/")
+        folder = target
+        for part in reversed(parts):
+            folder = folder.parent
+            segment = _segment(part)
+            if segment.startswith("%h-") and not (kept := folder / (segment + _NAME)).exists():
+                kept.write_text(part)
+
+    def list_uris(self, prefix: str) -> list[str]:
+        bucket, name = split_uri(prefix)
+        # Walk from the deepest folder the prefix names whole, not the whole bucket.
+        *whole, _ = name.split("/")
+        start = self.root.joinpath(_segment(bucket), *(_segment(p) for p in whole))
+        found = []
+        for folder, _dirs, files in os.walk(start):
+            here, parts = start, []
+            for segment in Path(folder).relative_to(start).parts:
+                parts.append(_unsegment(segment, here))
+                here = here / segment
+            for file in files:
+                if file.endswith(_NAME) or _TMP.fullmatch(file):
+                    continue
+                object_name = "/".join([*whole, *parts, _unsegment(file, here)])
+                if object_name.startswith(name):
+                    found.append(f"gs://{bucket}/{object_name}")
+        return sorted(found)
 
     @staticmethod
     def _data(uri: str, path: Path) -> bytes:

@@ -10,7 +10,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from orchestrator.errors import ConflictError, NotFoundError, TransientError
-from orchestrator.ports import check_range
+from orchestrator.ports import check_range, split_uri
 
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -19,13 +19,6 @@ _TRANSIENT = (
     gexc.GatewayTimeout,
     ConnectionError,
 )
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("gs://") or "/" not in uri[5:]:
-        raise ValueError(f"expected gs://BUCKET/OBJECT, got {uri!r}")
-    bucket, _, name = uri[5:].partition("/")
-    return bucket, name
 
 
 class GcsBlobStore:
@@ -79,6 +72,16 @@ class GcsBlobStore:
         except _TRANSIENT as e:
             raise TransientError(f"reading {uri}: GCS unavailable ({e}); retry later") from e
         return data
+
+    def list_uris(self, prefix: str) -> list[str]:
+        bucket_name, name = split_uri(prefix)
+        try:
+            found = self._client.list_blobs(bucket_name, prefix=name or None)
+            return sorted(f"gs://{bucket_name}/{blob.name}" for blob in found)
+        except gexc.NotFound:
+            return []  # no bucket: nothing in it
+        except _TRANSIENT as e:
+            raise TransientError(f"listing {prefix}: GCS unavailable ({e}); retry later") from e
 
     def get_range(self, uri: str, start: int, end: int) -> bytes:
         """One ranged GET (`Range: bytes=start-(end-1)`: the library's `end` is inclusive)."""

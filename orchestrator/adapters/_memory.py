@@ -19,7 +19,7 @@ from orchestrator.contracts import (
     flow_version,
 )
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.ports import Commit, Counts, Etag, Snapshot, check_range
+from orchestrator.ports import Commit, Counts, Etag, Snapshot, check_range, split_uri
 
 
 class MemoryBus:
@@ -62,6 +62,11 @@ class MemoryBlobStore:
     def get_range(self, uri: str, start: int, end: int) -> bytes:
         check_range(start, end)
         return self._data(uri)[start:end]
+
+    def list_uris(self, prefix: str) -> list[str]:
+        split_uri(prefix)
+        with self._lock:
+            return sorted(u for u in self._blobs if u.startswith(prefix))
 
     def _data(self, uri: str) -> bytes:
         with self._lock:

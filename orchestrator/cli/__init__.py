@@ -2,5 +2,6 @@
 
 from orchestrator.cli._main import main
 from orchestrator.cli._output import attempt_lines
+from orchestrator.cli._prefect import Finding, check_source
 
-__all__ = ["attempt_lines", "main"]
+__all__ = ["Finding", "attempt_lines", "check_source", "main"]

@@ -11,6 +11,9 @@ import ast
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from orchestrator.cli._flowbody import FileFacts, check_flow_body, class_facts
+from orchestrator.cli._prefect_gcp import BLOCK_METHODS, has_name, missing_method, name_advice
+
 Verdict = Literal["ok", "change", "unsupported"]
 
 # `from prefect import NAME`: names kumoflow's face exports under the same name.
@@ -48,9 +51,10 @@ UNSUPPORTED_WHY = {
     "resume_flow_run": "publish the message that starts the second flow (`kumoflow trigger`)",
 }
 GCP = (
-    "`from orchestrator.gcp import ...`: GcpCredentials, GcsBucket, bigquery_query, CloudRunJob "
-    "(same names and shapes)"
+    "`from orchestrator.gcp import ...`: GcpCredentials, GcsBucket (prefect_gcp's object "
+    "methods), bigquery_query, CloudRunJob; `kumoflow check` names what else is missing"
 )
+BLOCK_CLASSES = frozenset(BLOCK_METHODS)
 
 TASK_OK = frozenset(
     {
@@ -98,8 +102,10 @@ def check_source(source: str, filename: str = "<file>") -> list[Finding]:
     """Every Prefect construct of `source` with its verdict, in line order."""
     tree = ast.parse(source, filename)
     checker = _Checker()
+    checker.collect(tree)
     checker.visit(tree)
-    return sorted(checker.findings, key=lambda f: (f.line, f.construct))
+    checker.gcp_methods(tree)
+    return sorted(set(checker.findings), key=lambda f: (f.line, f.construct, f.verdict))
 
 
 class _Checker(ast.NodeVisitor):
@@ -107,14 +113,71 @@ class _Checker(ast.NodeVisitor):
         self.findings: list[Finding] = []
         self.decorators: dict[str, str] = {}  # local name -> "flow" | "task"
         self.flows: set[str] = set()  # functions decorated with @flow in this file
-        self._flow_depth = 0
+        self.facts = FileFacts()
+        self.native: set[str] = set()  # decorators imported from orchestrator: options are ours
+        self.gcp_names: dict[str, str] = {}  # local name -> prefect_gcp / orchestrator.gcp name
 
     def add(self, node: ast.AST, verdict: Verdict, construct: str, advice: str) -> None:
         self.findings.append(Finding(getattr(node, "lineno", 0), verdict, construct, advice))
 
+    # what the file defines, read before any flow body -----------------------------------------
+
+    def collect(self, tree: ast.Module) -> None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                self._import(node)
+            elif isinstance(node, ast.ImportFrom):
+                self._import_from(node)
+        facts = self.facts
+        facts.blocks = {local for local, name in self.gcp_names.items() if name in BLOCK_CLASSES}
+        for node in ast.walk(tree):  # names from the user's other modules
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] not in (
+                "prefect",
+                "prefect_gcp",
+                "orchestrator",
+                "__future__",
+            ):
+                facts.imported.update(a.asname or a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                facts.imported.update((a.asname or a.name).split(".")[0] for a in node.names)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                kinds = {self._kind(d)[0] for d in node.decorator_list}
+                if "task" in kinds:
+                    facts.tasks.add(node.name)
+                if "flow" in kinds:
+                    facts.flows.add(node.name)
+            elif isinstance(node, ast.ClassDef):
+                found = class_facts(node, lambda d: self._kind(d)[0] == "task")
+                if found.task_methods:
+                    facts.classes[node.name] = found
+        for stmt in tree.body:  # module-level instances of classes with task methods
+            if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
+                made = stmt.value.func
+                if isinstance(made, ast.Name) and made.id in facts.classes:
+                    for target in stmt.targets:
+                        if isinstance(target, ast.Name):
+                            facts.instances[target.id] = made.id
+        for stmt in tree.body:  # `fast = slow.with_options(...)`: a task too
+            if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
+                func = stmt.value.func
+                if (
+                    isinstance(func, ast.Attribute)
+                    and func.attr == "with_options"
+                    and ast.unparse(func.value) in facts.tasks | facts.flows
+                ):
+                    for target in stmt.targets:
+                        if isinstance(target, ast.Name):
+                            (
+                                facts.flows
+                                if ast.unparse(func.value) in facts.flows
+                                else facts.tasks
+                            ).add(target.id)
+        self.flows = facts.flows
+
     # imports ---------------------------------------------------------------------------------
 
-    def visit_Import(self, node: ast.Import) -> None:
+    def _import(self, node: ast.Import) -> None:
         for alias in node.names:
             top = alias.name.split(".")[0]
             if top == "prefect":
@@ -122,11 +185,20 @@ class _Checker(ast.NodeVisitor):
             elif top == "prefect_gcp":
                 self.add(node, "change", f"import {alias.name}", GCP)
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+    def _import_from(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
         top, _, sub = module.partition(".")
+        if top in ("prefect_gcp", "orchestrator") and (top == "prefect_gcp" or sub == "gcp"):
+            for alias in node.names:
+                self.gcp_names[alias.asname or alias.name] = alias.name
         if top == "prefect_gcp":
-            self.add(node, "change", f"from {module} import ...", GCP)
+            self._gcp_import(node, module)
+            return
+        if top == "orchestrator":  # a file converted already: read its flows the same way
+            for alias in node.names:
+                if alias.name in ("flow", "task") and sub in ("", "sdk"):
+                    self.decorators[alias.asname or alias.name] = alias.name
+                    self.native.add(alias.asname or alias.name)
             return
         if top != "prefect":
             return
@@ -163,6 +235,20 @@ class _Checker(ast.NodeVisitor):
                 f"`from orchestrator import {names}`",
             )
 
+    def _gcp_import(self, node: ast.ImportFrom, module: str) -> None:
+        ours = [a.name for a in node.names if has_name(a.name)]
+        if ours:
+            names = ", ".join(ours)
+            self.add(
+                node,
+                "change",
+                f"from {module} import {names}",
+                f"`from orchestrator.gcp import {names}`",
+            )
+        for alias in node.names:
+            if not has_name(alias.name):
+                self.add(node, "unsupported", f"{module}.{alias.name}", name_advice(alias.name))
+
     # definitions -----------------------------------------------------------------------------
 
     def _kind(self, deco: ast.expr) -> tuple[str | None, list[ast.keyword]]:
@@ -184,7 +270,6 @@ class _Checker(ast.NodeVisitor):
             kind = found
             self._decorator(deco, found, keywords)
         if kind == "flow":
-            self.flows.add(node.name)
             if isinstance(node, ast.AsyncFunctionDef):
                 self.add(
                     node,
@@ -192,10 +277,9 @@ class _Checker(ast.NodeVisitor):
                     f"async def {node.name} (a flow)",
                     "a plain `def`: the body only wires tasks (`await t(x)` -> `t(x)`)",
                 )
-            self._flow_depth += 1
+            check_flow_body(node, self.facts, self._change)
             for stmt in node.body:
                 self._flow_statement(stmt)
-            self._flow_depth -= 1
             return
         self.generic_visit(node)
 
@@ -203,6 +287,8 @@ class _Checker(ast.NodeVisitor):
     visit_AsyncFunctionDef = _function
 
     def _decorator(self, deco: ast.expr, kind: str, keywords: list[ast.keyword]) -> None:
+        if ast.unparse(deco).split("(")[0] in self.native:
+            return
         allowed = TASK_OK if kind == "task" else FLOW_OK
         bad = False
         for kw in keywords:
@@ -225,40 +311,19 @@ class _Checker(ast.NodeVisitor):
 
     # a flow body: compiled once into a DAG --------------------------------------------------------
 
+    def _change(self, node: ast.AST, construct: str, advice: str) -> None:
+        self.add(node, "change", construct, advice)
+
     def _flow_statement(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, ast.If):
-            self.add(
-                stmt,
-                "change",
-                "if in a flow body",
-                "`branch(cond, then=..., otherwise=...)` or `switch(value, {...})`, "
-                "or decide inside a task: the body runs once, to build the DAG",
-            )
-        elif isinstance(stmt, ast.For | ast.AsyncFor) and not _literal(stmt.iter):
-            self.add(
-                stmt,
-                "change",
-                "for loop over a value in a flow body",
-                "`task.map(items)` (over a parameter or a task's result)",
-            )
-        elif isinstance(stmt, ast.While):
-            self.add(stmt, "change", "while loop in a flow body", "move the loop into a task")
-        elif isinstance(stmt, ast.Try):
-            self.add(
-                stmt,
-                "change",
-                "try/except in a flow body",
-                "`allow_failure(x)` to run past a failure, or catch inside the task",
-            )
-        elif isinstance(stmt, ast.With | ast.AsyncWith):
+        """What a flow body does that kumoflow runs as is (and Prefect-only call options);
+        what fails in it is `check_flow_body`'s."""
+        if isinstance(stmt, ast.With | ast.AsyncWith):
             for item in stmt.items:
                 if ast.unparse(item.context_expr).startswith("tags("):
                     self.add(stmt, "change", "with tags(...)", NAME_RULES["tags"][1])
         for node in ast.walk(stmt):
             if isinstance(node, ast.Call):
                 self._flow_call(node)
-            elif isinstance(node, ast.Await):
-                self.add(node, "change", "await in a flow body", "call the task without await")
 
     def _flow_call(self, call: ast.Call) -> None:
         func = call.func
@@ -280,6 +345,48 @@ class _Checker(ast.NodeVisitor):
             elif kw.arg == "wait_for":
                 self.add(kw, "ok", "wait_for=[...]", "same in kumoflow")
 
+    # prefect_gcp's block methods, anywhere in the file -----------------------------------------
+
+    def gcp_methods(self, tree: ast.Module) -> None:
+        """Calls of prefect_gcp block methods that kumoflow's blocks lack (or that they have
+        only in sync form), on names bound to a block: made, loaded, or a typed parameter."""
+        bound: dict[str, str] = {}  # `bucket` or `self.bucket` -> block class
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                cls = self._block_class(node.value.func)
+                if cls is not None:
+                    bound.update({ast.unparse(t): cls for t in node.targets})
+            elif isinstance(node, ast.arg) and node.annotation is not None:
+                for name in ast.walk(node.annotation):
+                    if isinstance(name, ast.Name) and name.id in self.facts.blocks:
+                        bound[node.arg] = self.gcp_names[name.id]
+        awaited = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Await)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            cls = bound.get(ast.unparse(node.func.value))
+            if cls is None:
+                continue
+            method = node.func.attr
+            advice = missing_method(cls, method)
+            if advice is not None:
+                self.add(node, "unsupported", f"{cls}.{method}", advice)
+            elif id(node) in awaited and method in BLOCK_METHODS[cls]:
+                self.add(
+                    node,
+                    "change",
+                    f"await {cls}.{method}(...)",
+                    f"kumoflow's {cls} methods are sync: drop the await",
+                )
+
+    def _block_class(self, func: ast.expr) -> str | None:
+        """`GcsBucket` for `GcsBucket(...)` and `GcsBucket.load(...)`."""
+        if isinstance(func, ast.Attribute) and func.attr == "load":
+            func = func.value
+        if isinstance(func, ast.Name) and func.id in self.facts.blocks:
+            return self.gcp_names[func.id]
+        return None
+
     # module level ----------------------------------------------------------------------------
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -294,18 +401,6 @@ class _Checker(ast.NodeVisitor):
                     "`@flow(triggers=[on_schedule(...)])` + `kumoflow deploy FILE`",
                 )
         self.generic_visit(node)
-
-
-def _literal(node: ast.expr) -> bool:
-    """A loop the compiler unrolls: over a literal list/tuple or range() of constants."""
-    if isinstance(node, ast.List | ast.Tuple):
-        return True
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "range"
-        and all(isinstance(a, ast.Constant) for a in node.args)
-    )
 
 
 def summary(findings: list[Finding]) -> dict[str, int]:

@@ -6,7 +6,7 @@ BigQuery queries and Cloud Run jobs as built-in deferred tasks (no function wait
 
 from orchestrator.gcp._bigquery import INLINE_WAIT_S, BigQueryError, bigquery_query
 from orchestrator.gcp._blocks import MASK, Block, GcpCredentials
-from orchestrator.gcp._bucket import GcsBucket
+from orchestrator.gcp._bucket import DataFrameSerializationFormat, GcsBucket, GcsObject
 from orchestrator.gcp._cloudrun import (
     CloudRunJob,
     CloudRunJobError,
@@ -25,8 +25,10 @@ __all__ = [
     "CloudRunJob",
     "CloudRunJobError",
     "CloudRunJobResult",
+    "DataFrameSerializationFormat",
     "GcpCredentials",
     "GcsBucket",
+    "GcsObject",
     "bigquery_query",
     "run_cloud_run_job",
 ]

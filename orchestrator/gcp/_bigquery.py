@@ -134,7 +134,7 @@ def bigquery_query(
     `job_config`: QueryJobConfig fields by name (`{"maximum_bytes_billed": ...}`)."""
     from google.cloud import bigquery
 
-    client = gcp_credentials.get_bigquery_client(location)
+    client = gcp_credentials.get_bigquery_client(location=location)
     config = bigquery.QueryJobConfig(**(job_config or {}))
     config.query_parameters = _parameters(query_params)
     config.use_legacy_sql = dialect == "legacy"

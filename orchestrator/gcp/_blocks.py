@@ -209,24 +209,26 @@ class GcpCredentials(Block):
             )
         return str(project)
 
-    def get_bigquery_client(self, location: str | None = None) -> Any:
+    def get_bigquery_client(self, project: str | None = None, location: str | None = None) -> Any:
+        """As prefect_gcp's: `project` overrides the credentials' project."""
         from google.api_core.client_options import ClientOptions
         from google.cloud import bigquery
 
         endpoint = emulator("BIGQUERY_EMULATOR_HOST")
         return bigquery.Client(
-            project=self.project_id(),
+            project=project or self.project_id(),
             credentials=self.credentials(emulated=endpoint is not None),
             location=location,
             client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None,
         )
 
-    def get_cloud_storage_client(self) -> Any:
+    def get_cloud_storage_client(self, project: str | None = None) -> Any:
+        """As prefect_gcp's: `project` overrides the credentials' project."""
         from google.cloud import storage  # type: ignore[attr-defined]
 
         emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
         return storage.Client(
-            project=self.project_id(), credentials=self.credentials(emulated=emulated)
+            project=project or self.project_id(), credentials=self.credentials(emulated=emulated)
         )
 
     def get_run_clients(self) -> tuple[Any, Any]:

@@ -114,6 +114,26 @@ def test_blob_get_range_needs_a_non_empty_range_from_zero_on(
         blobs.get_range(uri, start, end)
 
 
+def test_blob_list_uris_is_every_object_under_a_prefix_in_name_order(blobs: BlobStore) -> None:
+    base = f"gs://{BUCKET}/runs/{_uid('list')}"
+    long = "L" * 230  # past a file name's length: the folder store hashes it
+    names = ["b.txt", "a/x.csv", "a/y/z.bin", "ab.txt", "a/%25 [ü]/.", f"{long}/{long}.txt", "."]
+    for n in names:
+        blobs.put(f"{base}/{n}", n.encode(), "text/plain")
+    everything = sorted(f"{base}/{n}" for n in names)
+    assert blobs.list_uris(f"{base}/") == everything
+    assert blobs.list_uris(f"{base}/a/") == [
+        f"{base}/a/%25 [ü]/.",
+        f"{base}/a/x.csv",
+        f"{base}/a/y/z.bin",
+    ]
+    assert blobs.list_uris(f"{base}/a") == [u for u in everything if u.startswith(f"{base}/a")]
+    assert blobs.list_uris(f"{base}/{long[:5]}") == [f"{base}/{long}/{long}.txt"]
+    assert blobs.list_uris(f"{base}/nothing/") == []
+    assert blobs.list_uris(f"gs://{_uid('no-bucket')}/") == []
+    assert all(blobs.get(u) == u.removeprefix(f"{base}/").encode() for u in everything)
+
+
 # --------------------------------------------------------------------------------------------
 # FlowStore
 # --------------------------------------------------------------------------------------------

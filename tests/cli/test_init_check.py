@@ -114,7 +114,7 @@ def test_check_reads_a_prefect_file_line_by_line(tmp_path: Path) -> None:
         (16, "change", "@flow(task_runner=...)"),
         (17, "change", "async def numbers (a flow)"),
         (18, "ok", ".map(...)"),
-        (19, "change", "if in a flow body"),
+        (19, "change", "if over a run-time value"),
         (21, "ok", ".submit(...)"),
         (21, "ok", "wait_for=[...]"),
         (25, "change", "numbers.serve(...)"),

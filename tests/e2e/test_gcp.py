@@ -6,6 +6,7 @@ account key that appears nowhere it must not."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from orchestrator.cli import main
 from orchestrator.contracts import RunStatus, TaskStatus
+from orchestrator.errors import FlowDefinitionError
 from orchestrator.gcp import BigQueryError, CloudRunJobError, GcpCredentials, GcsBucket
 from orchestrator.runtime import error_info
 from orchestrator.testing import Backend, StackBackend
@@ -276,6 +278,66 @@ def test_a_dry_run_over_the_limit_refuses_the_query(stack: StackBackend) -> None
 def test_bucket_helpers_in_a_task(backend: Backend) -> None:
     outcome = backend.run(flows.bucket_flow, {"text": "hi"}, timeout=60)
     assert outcome.value == ["io-test/a/greeting.txt", "io-test/a/upload.txt", "hi", "HI"]
+
+
+def _bucket_methods(folder: str) -> dict[str, Any]:
+    """What `flows.bucket_methods` returns: names as prefect_gcp's methods give them."""
+    tree = [f"{folder}/tree/deep/low.txt", f"{folder}/tree/top.txt"]
+    return {
+        "file_object": f"{folder}/in/one.bin",
+        "read_back": "one",
+        "folder": f"{folder}/tree",
+        "downloaded": ["deep/low.txt=low", "top.txt=top"],
+        "frame": f"{folder}/frames/rows.csv.gz",
+        "frame_csv": ["a,b", "1,x"],
+        "blobs": [f"{folder}/frames/rows.csv.gz", f"{folder}/in/one.bin", *tree],
+        "tree": tree,
+        "folders": [f"{folder}/{f}" for f in ("frames", "in", "tree", "tree/deep")],
+    }
+
+
+def test_bucket_methods_in_a_task(backend: Backend) -> None:
+    folder = f"methods-{uuid.uuid4().hex[:8]}"
+    outcome = backend.run(flows.bucket_methods_flow, {"folder": folder}, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED, outcome.run.error
+    assert outcome.value == _bucket_methods(folder)
+    if isinstance(backend, StackBackend):  # the same objects, read back with a storage client
+        bucket = GcsBucket(bucket="kumoflow-results", bucket_folder=folder)
+        assert [b.name for b in bucket.list_blobs()] == outcome.value["blobs"]
+        assert bucket.list_folders("tree") == [f"{folder}/tree", f"{folder}/tree/deep"]
+
+
+def test_bucket_methods_in_kumoflow_run_write_the_local_folder(tmp_path: Path) -> None:
+    """`kumoflow run` (SQLite and a folder, no cloud) keeps the bucket's objects in the folder."""
+    import subprocess
+    import sys
+
+    from orchestrator.adapters import BLOBS_DIR, HOME_ENV, FileBlobStore
+
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "tests.flows.gcp:bucket_methods_flow",
+         "--param", "folder=cli", "--json"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+        check=False, env={**os.environ, HOME_ENV: str(home), "STORAGE_EMULATOR_HOST": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"] == _bucket_methods("cli")
+    stored = FileBlobStore(home / BLOBS_DIR).list_uris("gs://kumoflow-results/cli/")
+    assert stored == [f"gs://kumoflow-results/{n}" for n in _bucket_methods("cli")["blobs"]]
+
+
+def test_bucket_methods_refuse_a_flow_body_and_client_options_inside_a_run(
+    backend: Backend,
+) -> None:
+    with pytest.raises(FlowDefinitionError, match=r"GcsBucket.read_path\(...\) in a flow body"):
+        _ = flows.bucket_in_body.spec
+    outcome = backend.run(flows.bucket_timeout_flow, {}, timeout=60)
+    error = outcome.tasks["bucket-timeout"].error
+    assert error is not None
+    assert "timeout: inside a run the bucket reads and writes through the run's blob store" in (
+        error.message
+    )
 
 
 @pytest.mark.emulator

@@ -153,3 +153,76 @@ def bucket_roundtrip(text: str) -> list[str]:
 @flow(name="gcp-bucket-roundtrip")
 def bucket_flow(text: str) -> list[str]:
     return bucket_roundtrip(text)
+
+
+class FakeFrame:
+    """What upload_from_dataframe calls on a pandas DataFrame (pandas is not a dependency)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def to_csv(self, path_or_buf: Any, compression: str | None, index: bool) -> None:
+        import csv
+        import gzip
+        import io
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(self.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        data = text.getvalue().encode()
+        path_or_buf.write(gzip.compress(data, mtime=0) if compression == "gzip" else data)
+
+
+@task(name="bucket-methods")
+def bucket_methods(folder: str) -> dict[str, Any]:
+    """prefect_gcp's GcsBucket methods, each once, under a folder of this run's own."""
+    import gzip
+    import io
+    import tempfile
+    from pathlib import Path
+
+    bucket = GcsBucket(bucket="kumoflow-results", bucket_folder=folder)
+    out: dict[str, Any] = {}
+    out["file_object"] = bucket.upload_from_file_object(io.BytesIO(b"one"), "in/one.bin")
+    copy = io.BytesIO()
+    out["read_back"] = bucket.download_object_to_file_object("in/one.bin", copy).getvalue().decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "src"
+        (source / "deep").mkdir(parents=True)
+        (source / "top.txt").write_text("top")
+        (source / "deep" / "low.txt").write_text("low")
+        out["folder"] = bucket.upload_from_folder(source, "tree")
+        got = bucket.download_folder_to_path("tree", Path(tmp) / "dst")
+        out["downloaded"] = sorted(
+            str(p.relative_to(got)) + "=" + p.read_text() for p in got.rglob("*") if p.is_file()
+        )
+    frame = FakeFrame([{"a": 1, "b": "x"}])
+    out["frame"] = bucket.upload_from_dataframe(frame, "frames/rows.csv")
+    out["frame_csv"] = gzip.decompress(bucket.read_path(out["frame"])).decode().splitlines()
+    out["blobs"] = [b.name for b in bucket.list_blobs()]
+    out["tree"] = [b.name for b in bucket.list_blobs("tree")]
+    out["folders"] = bucket.list_folders()
+    return out
+
+
+@flow(name="gcp-bucket-methods")
+def bucket_methods_flow(folder: str) -> dict[str, Any]:
+    return bucket_methods(folder)
+
+
+@flow(name="gcp-bucket-in-body")
+def bucket_in_body() -> Any:
+    return GcsBucket(bucket="kumoflow-results").read_path("x")
+
+
+@task(name="bucket-timeout")
+def bucket_timeout() -> str:
+    """google's client takes `timeout=`; the run's blob store does not, and says so."""
+    bucket = GcsBucket(bucket="kumoflow-results")
+    return str(bucket.download_object_to_path("x", timeout=5))
+
+
+@flow(name="gcp-bucket-timeout")
+def bucket_timeout_flow() -> Any:
+    return bucket_timeout()
