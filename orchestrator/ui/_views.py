@@ -23,6 +23,7 @@ from orchestrator.contracts import (
     clip,
     flow_version,
 )
+from orchestrator.engine import Plan
 from orchestrator.local import (
     attempt_log,
     duration_text,
@@ -157,9 +158,7 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
             name=plan.spec.nodes[order[n]].options.name,
             counts=counts[n],
             mapped=n in plan.dynamic or any(plan.tasks[k].map_index is not None for k in members),
-            parents=sorted(
-                {plan.tasks[p].node.key for k in members or [n] for p in plan.tasks[k].parents}
-            ),
+            parents=_parents(plan, n, members),
             own=found.get(n) if n in plan.dynamic else None,
         )
         for n, members in sorted(by_node.items(), key=lambda item: order[item[0]])
@@ -185,6 +184,13 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
         node=node,
         counts=dict(totals),
     )
+
+
+def _parents(plan: Plan, node: str, members: list[str]) -> list[str]:
+    """The nodes `node` hangs off. A run-time map's children hang off its own record, whose
+    parents are the map's."""
+    keys = [*members, node] if node in plan.dynamic else members
+    return sorted({plan.tasks[p].node.key for k in keys for p in plan.tasks[k].parents} - {node})
 
 
 def _last_seconds(task: TaskRun, now: datetime) -> float | None:
