@@ -112,6 +112,7 @@ class Timeline:
     ticks: list[tuple[float, str]]  # x, time since the run was created
     width: int
     height: int
+    row: int = TIMELINE_ROW
 
 
 @dataclass
