@@ -38,6 +38,7 @@ EXAMPLES: dict[str, list[str]] = {
     "runs": ["kumoflow runs list --flow word-count"],
     "runs list": [
         "kumoflow runs list --flow word-count --limit 10 --json",
+        "kumoflow runs list --status failed,cancelled",
         "kumoflow runs list --in-process",
     ],
     "runs show": ["kumoflow runs show RUN_ID", "kumoflow runs show RUN_ID --project my-project"],

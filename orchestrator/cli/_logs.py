@@ -9,6 +9,7 @@ import click
 
 from orchestrator.cli._output import guard
 from orchestrator.cli._target import in_process_option, project_option, runs_runtime
+from orchestrator.runtime import user_traceback
 
 FOLLOW_S = 1.0
 
@@ -59,4 +60,7 @@ def _print(key: str, attempt: int, entry: dict[str, object]) -> None:
     level = str(entry.get("level", ""))
     color = {"ERROR": "red", "WARNING": "yellow", "CRITICAL": "red"}.get(level)
     head = click.style(f"{stamp} {level:<7} {key}#{attempt}", fg=color)
-    click.echo(f"{head} | {entry.get('message', '')}")
+    message = str(entry.get("message", ""))
+    if entry.get("stream") == "traceback":  # from the user's frame (--json keeps it whole)
+        message = user_traceback(message).text
+    click.echo(f"{head} | {message}")

@@ -29,15 +29,31 @@ if TYPE_CHECKING:
 
 
 def parse_params(pairs: tuple[str, ...], annotations: dict[str, str | None]) -> dict[str, Any]:
-    """`key=value` pairs, each value read as `param_value` does."""
+    """`key=value` pairs, each value read as `param_value` does (JSON when it parses, else
+    text; always text for a `str` parameter). A value that opens as JSON does ([, { or ")
+    must be JSON: a typo there is named here, not met later as a type that does not fit."""
+    import json
+
     from orchestrator.engine import param_value
+    from orchestrator.errors import ParameterError
 
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} should be key=value", param_hint="--param")
-        params[key] = param_value(raw, annotations.get(key))
+        annotation = annotations.get(key)
+        if annotation != "str" and raw.lstrip()[:1] in ("[", "{", '"'):
+            try:
+                json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ParameterError(
+                    f"--param {key}: not valid JSON: {e.msg} at line {e.lineno} column "
+                    f'{e.colno}. A value starting with [, {{ or " is read as JSON: complete '
+                    f"it (a list: -p {key}='[1, 2, 3]', an object: -p {key}='{{\"k\": 1}}'), "
+                    f"or quote it as a JSON string to pass the text: -p {key}='{json.dumps(raw)}'"
+                ) from e
+        params[key] = param_value(raw, annotation)
     return params
 
 
@@ -55,7 +71,8 @@ def main() -> None:
     "params",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Flow parameter (repeatable); JSON when it parses, else a string.",
+    help="Flow parameter (repeatable); JSON when it parses, else a string (a value that "
+    'starts with [, { or " must be JSON; always the text for a str parameter).',
 )
 @click.option(
     "--backend",

@@ -19,7 +19,7 @@ from orchestrator.contracts import Attempt, RetryPolicy, Run, RunStatus, TaskRun
 from orchestrator.engine import grown, policy_delay
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime, masked, read_flow_result, secret_params
+from orchestrator.runtime import Runtime, read_flow_result, shown_params
 
 _STYLE = {
     TaskStatus.SUCCEEDED: "green",
@@ -225,7 +225,7 @@ def describe(
             started_at=run.started_at and run.started_at.isoformat(),
             ended_at=run.ended_at and run.ended_at.isoformat(),
             trigger=run.trigger.model_dump(mode="json"),
-            params=masked(run.params, secret_params(plan.spec)),
+            params=shown_params(plan.spec, run.params),
             parent=run.parent and {"run_id": run.parent.run_id, "task": run.parent.key},
         )
         for row in out["tasks"]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from orchestrator.cli._output import describe, echo, guard
 from orchestrator.cli._target import in_process_option, on_history, project_option, runs_runtime
-from orchestrator.contracts import Run
+from orchestrator.contracts import Run, RunStatus
 
 
 @click.group()
@@ -20,28 +21,85 @@ def runs() -> None:
     (or with --in-process), the history of in-process runs (`kumoflow run`)."""
 
 
+STATUSES = ", ".join(s.value.lower() for s in RunStatus)
+
+
+def _statuses(
+    ctx: click.Context, param: click.Parameter, given: tuple[str, ...]
+) -> frozenset[RunStatus]:
+    """--status values, each one status or a comma list ("failed,cancelled"), any case."""
+    out = set()
+    for name in (n.strip() for value in given for n in value.split(",")):
+        if not name:
+            continue
+        try:
+            out.add(RunStatus(name.upper()))
+        except ValueError:
+            raise click.BadParameter(f"{name!r} is not a run status; one of: {STATUSES}") from None
+    return frozenset(out)
+
+
+def _complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    return [s.value.lower() for s in RunStatus if s.value.lower().startswith(incomplete.lower())]
+
+
 @runs.command("list")
 @click.option("--flow", default=None, help="Only runs of this flow.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    callback=_statuses,
+    shell_complete=_complete,
+    help=f"Only runs in this status: {STATUSES} (repeatable, or a comma list). Reads on "
+    "through at most 5 x --limit recent runs to find them.",
+)
 @click.option("--limit", default=50, show_default=True)
 @project_option
 @in_process_option
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(
-    flow: str | None, limit: int, project: str | None, in_process: bool, as_json: bool
+    flow: str | None,
+    statuses: frozenset[RunStatus],
+    limit: int,
+    project: str | None,
+    in_process: bool,
+    as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, with how long each took (so far, while it runs)."""
+    from orchestrator.local import find_runs
+
     with guard(as_json):
         rt = runs_runtime(project, in_process)
-        found = [_row(r) for r in rt.state.list_runs(flow, limit)]
-    human = (
-        "\n".join(
-            f"{r['run_id']}  {r['flow']:<20} {r['status']:<10} {r['created_at']}  "
-            f"{r['trigger']['kind']}"
-            for r in found
+        found, _ = find_runs(rt, flow=flow, statuses=statuses, limit=limit)
+        now = rt.clock.now()
+        rows = [_row(r, now) for r in found]
+    echo(rows, as_json, _table(rows) if rows else "no runs")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """The runs as aligned columns under a header."""
+    from orchestrator.local import duration_text
+
+    cells = [["RUN", "FLOW", "STATUS", "DURATION", "CREATED (UTC)", "TRIGGER"]]
+    for r in rows:
+        ongoing = " so far" if r["duration_s"] is not None and r["ended_at"] is None else ""
+        created = datetime.fromisoformat(r["created_at"]).astimezone(UTC)
+        cells.append(
+            [
+                r["run_id"],
+                r["flow"],
+                r["status"],
+                duration_text(r["duration_s"]) + ongoing,
+                created.strftime("%Y-%m-%d %H:%M:%S"),
+                r["trigger"]["kind"],
+            ]
         )
-        or "no runs"
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     )
-    echo(found, as_json, human)
 
 
 @runs.command()
@@ -56,7 +114,7 @@ def show(run_id: str, project: str | None, in_process: bool, as_json: bool) -> N
     with guard(as_json):
         rt = runs_runtime(project, in_process)
         found = describe(rt, load_run(rt, run_id), detail=True)
-    echo(found, as_json, json.dumps(found, indent=2, default=str))
+    echo(found, as_json, json.dumps(_from_user_frames(found), indent=2, default=str))
 
 
 @runs.command()
@@ -164,13 +222,38 @@ def _retry_in_process(run_id: str, as_json: bool) -> tuple[dict[str, Any], int]:
         return describe(runner.rt, snap, order, detail=True), outcome.run.attempt
 
 
-def _row(r: Run) -> dict[str, Any]:
+def _from_user_frames(found: dict[str, Any]) -> dict[str, Any]:
+    """`runs show`'s object with each attempt's traceback from the user's first frame (the
+    frames of kumoflow before it hidden; --json keeps them)."""
+    from orchestrator.runtime import user_traceback
+
+    tasks = []
+    for row in found["tasks"]:
+        history = [
+            {
+                **a,
+                "error": {**a["error"], "traceback": user_traceback(a["error"]["traceback"]).text},
+            }
+            if (a.get("error") or {}).get("traceback")
+            else a
+            for a in row.get("history", [])
+        ]
+        tasks.append({**row, "history": history})
+    return {**found, "tasks": tasks}
+
+
+def _row(r: Run, now: datetime) -> dict[str, Any]:
+    from orchestrator.local import elapsed
+
+    seconds = elapsed(r.started_at, r.ended_at, now)
     return {
         "run_id": r.run_id,
         "flow": r.flow,
         "status": r.status.value.lower(),
         "created_at": r.created_at.isoformat(),
+        "started_at": r.started_at and r.started_at.isoformat(),
         "ended_at": r.ended_at and r.ended_at.isoformat(),
+        "duration_s": None if seconds is None else round(seconds, 3),
         "flow_version": r.flow_version,
         "trigger": r.trigger.model_dump(mode="json"),
         "result_uri": r.result_uri,

@@ -8,11 +8,12 @@ batch get each), so a 10,000-task run costs a page per view, not the run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from orchestrator.contracts import DeadLetter, Run, RunStatus, TaskRun
+from orchestrator.contracts import DeadLetter, Run, RunStatus, TaskRun, TriggerKind
 from orchestrator.engine import Plan, ResumeRun
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.runtime import FLOW_ATTRIBUTE, Runtime, advance, parse_logs
@@ -64,6 +65,58 @@ def pages(rt: Runtime, run: Run) -> Iterator[dict[str, TaskRun]]:
     keys = task_keys(run_plan(rt, run))
     for i in range(0, len(keys), PAGE):
         yield records(rt, run, keys[i : i + PAGE])
+
+
+def find_runs(
+    rt: Runtime,
+    *,
+    flow: str | None = None,
+    statuses: Collection[RunStatus] = (),
+    trigger: TriggerKind | None = None,
+    before: datetime | None = None,
+    limit: int = 50,
+) -> tuple[list[Run], datetime | None]:
+    """Runs newest first, of any of `statuses` (none: every status) and of `trigger`'s kind;
+    and the cursor of the next page (None: no more). The store lists by flow and time only,
+    so the filters read on through at most five pages of `limit` runs per call."""
+    found: list[Run] = []
+    cursor = before
+    for _ in range(5):
+        batch = rt.state.list_runs(flow or None, limit, cursor)
+        found += [
+            r
+            for r in batch
+            if (not statuses or r.status in statuses)
+            and (trigger is None or r.trigger.kind == trigger)
+        ]
+        if len(batch) < limit:
+            return found[:limit], None
+        cursor = batch[-1].created_at
+        if len(found) >= limit:
+            break
+    found = found[:limit]
+    return found, (found[-1].created_at if len(found) == limit else cursor)
+
+
+def elapsed(start: datetime | None, end: datetime | None, now: datetime) -> float | None:
+    """Seconds from `start` to `end`, or to `now` while not ended; None before it started."""
+    if start is None:
+        return None
+    return max(0.0, ((end or now) - start).total_seconds())
+
+
+def duration_text(seconds: float | None) -> str:
+    """ "0.012 s", "3.4 s", "2 m 05 s", "1 h 02 m"; "" for None."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds:.3f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} m {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
 
 
 def attempt_log(rt: Runtime, run: Run, key: str, attempt: int) -> list[dict[str, Any]] | None:

@@ -43,13 +43,16 @@ from orchestrator.runtime._params import (
     MASK,
     bind_params,
     check_types,
+    looks_secret,
     masked,
     refuse_blocks,
     secret_params,
+    shown_params,
 )
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._topics import TOPICS, Topics
+from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
     advance,
     begin,
@@ -115,6 +118,7 @@ __all__ = [
     "TaskRunView",
     "TickTime",
     "Topics",
+    "UserTrace",
     "advance",
     "begin",
     "bind_params",
@@ -134,6 +138,7 @@ __all__ = [
     "import_source",
     "in_flow_body",
     "job_name",
+    "looks_secret",
     "masked",
     "memory_runtime",
     "message",
@@ -150,9 +155,11 @@ __all__ = [
     "scheduled_slot",
     "secret_params",
     "select",
+    "shown_params",
     "start_run",
     "sweep",
     "task_input_hash",
     "task_run",
     "tick",
+    "user_traceback",
 ]

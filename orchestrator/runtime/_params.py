@@ -4,6 +4,7 @@ from choosing credentials (block references), and masked where secrets would sho
 from __future__ import annotations
 
 import json
+import re
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +29,42 @@ def secret_params(spec: FlowSpec) -> frozenset[str]:
 def masked(params: Mapping[str, Any], secret: frozenset[str]) -> dict[str, Any]:
     """`params` fit to show: secret values replaced by a mask."""
     return {k: MASK if k in secret else v for k, v in params.items()}
+
+
+# Words that make a name a secret's ("db_password", "apiKey", "GITHUB_TOKEN", "client-secret").
+_SECRET_WORDS = re.compile(
+    r"(^|_)(password|passwd|passphrase|pwd|secret|token|apikey|api_key|credentials?"
+    r"|private_key|access_key|auth)(_|$)"
+)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a name reads as a secret's: a word of it (snake, kebab or camel case) is one of
+    password, passwd, passphrase, pwd, secret, token, apikey, credential(s), auth, or it has
+    api_key, private_key or access_key in it."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return _SECRET_WORDS.search(re.sub(r"[^a-z0-9]+", "_", snake)) is not None
+
+
+def shown_params(spec: FlowSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parameters as the dashboard and `runs show` display them. Masked: a parameter
+    annotated SecretStr or SecretBytes; one whose name looks like a secret's (`looks_secret`);
+    and, at any depth of a dict value, a key that does. A block parameter shows the block it
+    names ({"$block": "kind/name"}): its secret fields live in the block store (Secret Manager
+    in the cloud), never in a run, and are never read here."""
+    secret = secret_params(spec) | {k for k in params if looks_secret(k)}
+    return {k: MASK if k in secret else _masked_keys(v) for k, v in params.items()}
+
+
+def _masked_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: MASK if k != BLOCK_REF and looks_secret(str(k)) else _masked_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_keys(v) for v in value]
+    return value
 
 
 def refuse_blocks(spec: FlowSpec, given: Mapping[str, Any]) -> None:

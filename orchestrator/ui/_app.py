@@ -16,7 +16,7 @@ service's run.app names), else localhost and 127.0.0.1, so a name an attacker re
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orchestrator.contracts import RunStatus, TriggerKind
 from orchestrator.errors import KumoflowError, NotFoundError
-from orchestrator.local import cancel_run, retry_run
-from orchestrator.runtime import Runtime
+from orchestrator.local import cancel_run, duration_text, retry_run
+from orchestrator.runtime import Runtime, user_traceback
 from orchestrator.ui._iap import ASSERTION, AUDIENCE_ENV, IapVerifier
-from orchestrator.ui._views import can_retry, flows_view, run_view, runs_page, task_view
+from orchestrator.ui._views import can_retry, flows_view, run_view, runs_view, task_view
 
 HERE = Path(__file__).parent
 OPERATORS_ENV = "KUMOFLOW_UI_OPERATORS"
@@ -57,8 +58,7 @@ def create_app(
     KUMOFLOW_IAP_AUDIENCE). With neither, anyone may act (local use); with an audience and no
     operators, nobody may. `allowed_hosts`: the host names it answers (default: env
     KUMOFLOW_UI_ALLOWED_HOSTS, else localhost and 127.0.0.1)."""
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
-    env.filters["when"] = _when
+    env = _templates()
     allowed = {
         e.strip().lower()
         for e in (operators or os.environ.get(OPERATORS_ENV, "")).split(",")
@@ -89,10 +89,7 @@ def create_app(
 
     async def runs(request: Request) -> Response:
         q = request.query_params
-        before = datetime.fromisoformat(q["before"]) if q.get("before") else None
-        found, cursor = runs_page(
-            rt, flow=q.get("flow"), status=q.get("status"), trigger=q.get("trigger"), before=before
-        )
+        found, cursor = runs_view(rt, flow=q.get("flow"), **_filters(q))
         return page(request, "runs.html", runs=found, cursor=cursor, q=q)
 
     async def run(request: Request) -> Response:
@@ -163,6 +160,27 @@ def create_app(
             )
         ],
     )
+
+
+def _filters(q: Mapping[str, str]) -> dict[str, Any]:
+    """The run list's status, trigger and page cursor, typed (a bad one answers 400)."""
+    try:
+        return {
+            "status": RunStatus(q["status"].upper()) if q.get("status") else None,
+            "trigger": TriggerKind(q["trigger"]) if q.get("trigger") else None,
+            "before": datetime.fromisoformat(q["before"]) if q.get("before") else None,
+        }
+    except ValueError as e:
+        raise HTTPException(400, f"bad filter: {e}") from e
+
+
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+    env.filters["when"] = _when
+    env.filters["duration"] = duration_text
+    env.filters["user_trace"] = user_traceback
+    env.globals.update(run_statuses=list(RunStatus), triggers=list(TriggerKind))
+    return env
 
 
 def _hosts(given: Sequence[str] | None) -> list[str]:

@@ -7,16 +7,38 @@ batch get per 500): a node of 1,000 mapped children is one box with counts, not 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator.contracts import Run, RunStatus, TaskRun, TaskStatus, flow_version
-from orchestrator.local import attempt_log, records, run_head, run_plan, task_keys
-from orchestrator.runtime import Runtime
+from orchestrator.contracts import (
+    ErrorInfo,
+    Run,
+    RunStatus,
+    TaskRun,
+    TaskStatus,
+    TriggerKind,
+    clip,
+    flow_version,
+)
+from orchestrator.engine import Plan
+from orchestrator.local import (
+    attempt_log,
+    duration_text,
+    elapsed,
+    find_runs,
+    records,
+    run_head,
+    run_plan,
+    task_keys,
+)
+from orchestrator.runtime import Runtime, shown_params, user_traceback
 
 PER_PAGE = 50
+MAX_PARAM_CHARS = 300  # of a parameter's JSON on the run page
+TIMELINE_W, TIMELINE_ROW = 720, 18  # px: the time axis, a task's row
 BOX_W, BOX_H, GAP_X, GAP_Y = 190, 54, 70, 18
 # Which state colours a node's box: the most telling one present.
 RANK = [
@@ -30,16 +52,20 @@ RANK = [
 class Node:
     key: str
     name: str
-    counts: Counter[TaskStatus]
+    counts: Counter[TaskStatus]  # its tasks' states: a map's children, never the map itself
     mapped: bool
     parents: list[str]
+    # A run-time map's own record: it grows the children and runs nothing itself, so it is
+    # not counted; its state shows until the map has children.
+    own: TaskRun | None = None
     x: int = 0
     y: int = 0
 
     @property
     def status(self) -> str:
         present = [s for s in RANK if self.counts.get(s)]
-        return (present[0] if present else TaskStatus.PENDING).value.lower()
+        fallback = self.own.status if self.own else TaskStatus.PENDING
+        return (present[0] if present else fallback).value.lower()
 
     @property
     def total(self) -> int:
@@ -47,10 +73,17 @@ class Node:
 
     @property
     def summary(self) -> str:
-        if not self.mapped and self.total == 1:
+        if not self.mapped:
             return self.status
+        if not self.total:
+            return (
+                f"0 children, {self.status}"
+                if self.own and self.own.status.terminal
+                else ("no children yet")
+            )
         parts = [f"{n} {s.value.lower()}" for s in RANK if (n := self.counts.get(s))]
-        return f"{self.total} tasks: " + ", ".join(parts)
+        noun = "child" if self.total == 1 else "children"
+        return f"{self.total} {noun}: " + ", ".join(parts)
 
 
 @dataclass
@@ -62,10 +95,40 @@ class Dag:
 
 
 @dataclass
+class Bar:
+    """One attempt on the timeline: waiting from `x` for `wait` px, then running for `run`."""
+
+    attempt: int
+    status: str
+    x: float
+    wait: float
+    run: float
+    title: str
+
+
+@dataclass
+class Timeline:
+    rows: list[tuple[str, list[Bar]]]  # task key, its attempts oldest first
+    ticks: list[tuple[float, str]]  # x, time since the run was created
+    width: int
+    height: int
+    row: int = TIMELINE_ROW
+
+
+@dataclass
+class TaskRow:
+    task: TaskRun
+    seconds: float | None  # its last attempt's, so far while it runs
+
+
+@dataclass
 class RunView:
     run: Run
+    seconds: float | None
+    params: dict[str, str]  # name -> JSON text, secrets masked (runtime `shown_params`)
     dag: Dag
-    tasks: list[TaskRun]
+    tasks: list[TaskRow]
+    timeline: Timeline
     page: int
     pages: int
     total: int
@@ -74,37 +137,102 @@ class RunView:
 
 
 def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None) -> RunView:
+    now = rt.clock.now()
     run = run_head(rt, run_id)
     plan = run_plan(rt, run)
     keys = task_keys(plan)
-    by_node: dict[str, list[str]] = {}
-    for key in keys:
-        by_node.setdefault(plan.tasks[key].node.key, []).append(key)
-    counts: dict[str, Counter[TaskStatus]] = {n: Counter() for n in by_node}
     found: dict[str, TaskRun] = {}
     for i in range(0, len(keys), 500):  # every record once: the counts and the page's rows
         found.update(records(rt, run, keys[i : i + 500]))
-    for record in found.values():
-        counts[record.node][record.status] += 1
+    # A run-time map's own key is no task of its own: its children are.
+    tasks = [k for k in keys if k not in plan.dynamic]
+    by_node: dict[str, list[str]] = {n: [] for n in plan.dynamic}
+    for key in tasks:
+        by_node.setdefault(plan.tasks[key].node.key, []).append(key)
+    counts: dict[str, Counter[TaskStatus]] = {n: Counter() for n in by_node}
+    for key in tasks:
+        counts[found[key].node][found[key].status] += 1
+    order = {n.key: i for i, n in enumerate(plan.spec.nodes)}
     nodes = {
         n: Node(
             key=n,
-            name=plan.tasks[members[0]].node.options.name,
+            name=plan.spec.nodes[order[n]].options.name,
             counts=counts[n],
-            mapped=len(members) > 1 or plan.tasks[members[0]].map_index is not None,
-            parents=sorted(
-                {plan.tasks[p].node.key for k in members for p in plan.tasks[k].parents}
-            ),
+            mapped=n in plan.dynamic or any(plan.tasks[k].map_index is not None for k in members),
+            parents=_parents(plan, n, members),
+            own=found.get(n) if n in plan.dynamic else None,
         )
-        for n, members in by_node.items()
+        for n, members in sorted(by_node.items(), key=lambda item: order[item[0]])
     }
-    shown = by_node.get(node, []) if node else keys
+    shown = by_node.get(node, []) if node else tasks
     pages = max(1, -(-len(shown) // PER_PAGE))
     page = min(max(page, 1), pages)
-    chunk = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
-    tasks = [found[k] for k in chunk]
+    chunk = [found[k] for k in shown[(page - 1) * PER_PAGE : page * PER_PAGE]]
     totals = Counter(s.value.lower() for c in counts.values() for s in c.elements())
-    return RunView(run, _layout(nodes), tasks, page, pages, len(shown), node, dict(totals))
+    return RunView(
+        run=run,
+        seconds=elapsed(run.started_at, run.ended_at, now),
+        params={
+            k: clip(json.dumps(v, default=str), MAX_PARAM_CHARS)
+            for k, v in shown_params(plan.spec, run.params).items()
+        },
+        dag=_layout(nodes),
+        tasks=[TaskRow(t, _last_seconds(t, now)) for t in chunk],
+        timeline=timeline(chunk, run.created_at, run.ended_at or now, now),
+        page=page,
+        pages=pages,
+        total=len(shown),
+        node=node,
+        counts=dict(totals),
+    )
+
+
+def _parents(plan: Plan, node: str, members: list[str]) -> list[str]:
+    """The nodes `node` hangs off. A run-time map's children hang off its own record, whose
+    parents are the map's."""
+    keys = [*members, node] if node in plan.dynamic else members
+    return sorted({plan.tasks[p].node.key for k in keys for p in plan.tasks[k].parents} - {node})
+
+
+def _last_seconds(task: TaskRun, now: datetime) -> float | None:
+    last = task.attempts[-1] if task.attempts else None
+    return elapsed(last.started_at, last.ended_at, now) if last else None
+
+
+def timeline(tasks: list[TaskRun], start: datetime, end: datetime, now: datetime) -> Timeline:
+    """Every attempt of `tasks` on one time axis from `start` to `end` (the run's creation and
+    end, or now): its wait in the queue, then its run, each at least a pixel wide."""
+    last = max(
+        (a.ended_at or now for t in tasks for a in t.attempts if a.started_at or a.ended_at),
+        default=end,
+    )
+    span = max((max(end, last) - start).total_seconds(), 1e-3)
+
+    def x(at: datetime) -> float:
+        return round(TIMELINE_W * (at - start).total_seconds() / span, 1)
+
+    rows = []
+    for t in tasks:
+        bars = []
+        for a in t.attempts:
+            began = a.started_at or a.ended_at or now  # never started: waited until it ended
+            stopped = a.ended_at or now
+            took = elapsed(a.started_at, a.ended_at, now)
+            ran = f", ran {duration_text(took)}" if a.started_at else ", never started"
+            bars.append(
+                Bar(
+                    attempt=a.number,
+                    status=a.status.value.lower(),
+                    x=x(a.queued_at),
+                    wait=max(x(began) - x(a.queued_at), 0.0),
+                    run=max(x(stopped) - x(began), 1.0) if a.started_at else 0.0,
+                    title=f"{t.key} attempt {a.number}: {a.status.value.lower()}, waited "
+                    f"{duration_text(elapsed(a.queued_at, began, now))}{ran}",
+                )
+            )
+        rows.append((t.key, bars))
+    ticks = [(round(TIMELINE_W * f, 1), duration_text(span * f)) for f in (0, 0.25, 0.5, 0.75, 1)]
+    return Timeline(rows, ticks, TIMELINE_W, TIMELINE_ROW * len(rows))
 
 
 def _layout(nodes: dict[str, Node]) -> Dag:
@@ -134,13 +262,14 @@ class AttemptView:
     ended_at: datetime | None
     seconds: float | None
     worker: str | None
-    error: Any
+    error: ErrorInfo | None
     log: list[dict[str, Any]] | None
 
 
 def task_view(rt: Runtime, run_id: str, key: str) -> tuple[Run, TaskRun, list[AttemptView]]:
     run = run_head(rt, run_id)
     record = records(rt, run, [key])[key]
+    now = rt.clock.now()
     attempts = [
         AttemptView(
             number=a.number,
@@ -149,45 +278,41 @@ def task_view(rt: Runtime, run_id: str, key: str) -> tuple[Run, TaskRun, list[At
             queued_at=a.queued_at,
             started_at=a.started_at,
             ended_at=a.ended_at,
-            seconds=(a.ended_at - a.started_at).total_seconds()
-            if a.started_at and a.ended_at
-            else None,
+            seconds=elapsed(a.started_at, a.ended_at, now),
             worker=a.worker,
             error=a.error,
-            log=attempt_log(rt, run, key, a.number) if a.started_at else None,
+            log=_log(attempt_log(rt, run, key, a.number)) if a.started_at else None,
         )
         for a in reversed(record.attempts)
     ]
     return run, record, attempts
 
 
-def runs_page(
+def _log(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The log with its traceback from the user's frame (the attempt's error has it whole)."""
+    if entries is None:
+        return None
+    return [
+        {**e, "message": user_traceback(str(e.get("message", ""))).text}
+        if e.get("stream") == "traceback"
+        else e
+        for e in entries
+    ]
+
+
+def runs_view(
     rt: Runtime,
     *,
     flow: str | None,
-    status: str | None,
-    trigger: str | None,
+    status: RunStatus | None,
+    trigger: TriggerKind | None,
     before: datetime | None,
-    limit: int = 50,
-) -> tuple[list[Run], datetime | None]:
-    """Newest first, filtered; the cursor of the next page (None: no more). Status and
-    trigger filter pages read by flow and time, at most a few pages per view."""
-    found: list[Run] = []
-    cursor = before
-    for _ in range(5):
-        batch = rt.state.list_runs(flow or None, limit, cursor)
-        for r in batch:
-            if (not status or r.status.value.lower() == status) and (
-                not trigger or r.trigger.kind == trigger
-            ):
-                found.append(r)
-        if len(batch) < limit:
-            return found[:limit], None
-        cursor = batch[-1].created_at
-        if len(found) >= limit:
-            break
-    found = found[:limit]
-    return found, (found[-1].created_at if len(found) == limit else cursor)
+) -> tuple[list[tuple[Run, float | None]], datetime | None]:
+    """A page of runs (local `find_runs`), each with its duration so far; the next cursor."""
+    now = rt.clock.now()
+    statuses = (status,) if status else ()
+    found, cursor = find_runs(rt, flow=flow, statuses=statuses, trigger=trigger, before=before)
+    return [(r, elapsed(r.started_at, r.ended_at, now)) for r in found], cursor
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_a_run_of_a_thousand_mapped_children_renders_grouped(
     took = time.perf_counter() - started
     assert page.locator("g.node").count() == 3  # fail-on x1000, square x1000, total
     summary = page.locator('g.node[data-node="fail-on"] title').text_content() or ""
-    assert "1000 tasks: 1 failed, 999 succeeded" in summary
+    assert "1000 children: 1 failed, 999 succeeded" in summary
     assert page.locator("table.tasks tbody tr").count() == 50  # a page of tasks
     page.screenshot(path=str(ARTIFACTS / f"wide-{backend.name}.png"), full_page=True)
     # Timed for the record, not asserted: these machines are too noisy for a time limit.
