@@ -47,6 +47,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def show(credentials: Any) -> None:
     return None
 
+
 CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 
 
