@@ -4,6 +4,10 @@ that opens Firestore opens that one. No call is made: a client names its databas
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
 from orchestrator.adapters import (
@@ -13,6 +17,7 @@ from orchestrator.adapters import (
     FirestoreStore,
     firestore_database,
 )
+from orchestrator.contracts import StoredBlock
 
 
 @pytest.fixture
@@ -45,3 +50,24 @@ def test_the_state_and_block_stores_open_the_configured_database(
     assert store._runs._client is store._db
     blocks = FirestoreBlockStore.from_env("p")
     assert blocks._blocks._client._database_string == "projects/p/databases/kf2-state"
+
+
+@pytest.mark.emulator
+def test_on_the_emulator_a_named_database_is_apart_from_default(
+    stack_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator keeps databases apart as Firestore does: what kumoflow writes to its own
+    database is not in `(default)`, and the other way round."""
+    block = StoredBlock(
+        kind="gcs-bucket",
+        name=f"apart-{uuid.uuid4().hex[:8]}",
+        data={"bucket": "b"},
+        saved_at=datetime.now(UTC),
+    )
+    monkeypatch.setenv(DATABASE_ENV, "kumoflow-probe")
+    named = FirestoreBlockStore.from_env("kumoflow-local")
+    named.put_block(block)
+    monkeypatch.setenv(DATABASE_ENV, "(default)")
+    default = FirestoreBlockStore.from_env("kumoflow-local")
+    assert default.get_block(block.kind, block.name) is None
+    assert named.get_block(block.kind, block.name) == block
