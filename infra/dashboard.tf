@@ -5,7 +5,7 @@
 # retry or cancel (orchestrator/ui/_iap.py), everyone IAP lets in reads.
 
 locals {
-  dashboard_service = "kumoflow-dashboard"
+  dashboard_service = "${var.name_prefix}-dashboard"
   # The audience of IAP's signed assertion for a Cloud Run service (IAP's signed-headers docs).
   dashboard_audience = "/projects/${data.google_project.this.number}/locations/${var.region}/services/${local.dashboard_service}"
   dashboard_hosts    = "${local.dashboard_service}-${data.google_project.this.number}.${var.region}.run.app,*.a.run.app"
@@ -32,7 +32,7 @@ locals {
 resource "google_service_account" "dashboard" {
   count = var.dashboard_enabled ? 1 : 0
 
-  account_id   = "kf-dashboard"
+  account_id   = "${var.name_prefix}-dashboard"
   display_name = "kumoflow dashboard"
   description  = "Runs kumoflow's dashboard (kumoflow ui) behind IAP; roles in docs/deploy.md."
 }
@@ -76,6 +76,14 @@ resource "google_cloud_run_v2_service" "dashboard" {
       env {
         name  = "KUMOFLOW_GCP_RESULTS_BUCKET"
         value = local.results_bucket
+      }
+      env {
+        name  = "KUMOFLOW_FIRESTORE_DATABASE"
+        value = var.firestore_database
+      }
+      env {
+        name  = "KUMOFLOW_NAME_PREFIX"
+        value = var.name_prefix
       }
       env {
         name  = "KUMOFLOW_UI_OPERATORS"
@@ -124,7 +132,7 @@ resource "google_iap_web_cloud_run_service_iam_member" "dashboard_access" {
   member                 = each.value
 }
 
-# Least privilege: Firestore (runs, retry, cancel), the results bucket as the engine functions
+# Least privilege: kumoflow's Firestore database only (runs, retry, cancel), the results bucket as the engine functions
 # have it (no overwrite), and publishing only what a retry or cancel dispatches.
 resource "google_project_iam_member" "dashboard_datastore" {
   count = var.dashboard_enabled ? 1 : 0
@@ -132,12 +140,18 @@ resource "google_project_iam_member" "dashboard_datastore" {
   project = var.project
   role    = "roles/datastore.user"
   member  = "serviceAccount:${google_service_account.dashboard[0].email}"
+
+  condition {
+    title       = local.datastore_condition.title
+    description = local.datastore_condition.description
+    expression  = local.datastore_condition.expression
+  }
 }
 
 resource "google_storage_bucket_iam_member" "dashboard_results" {
   for_each = local.dashboard_result_roles
 
-  bucket = google_storage_bucket.results.name
+  bucket = local.results_bucket
   role   = each.value
   member = "serviceAccount:${google_service_account.dashboard[0].email}"
 }

@@ -1,10 +1,12 @@
-# Firestore (native mode) and what kumoflow's queries need (orchestrator/adapters/_firestore.py):
+# kumoflow's own Firestore database (native mode, named var.firestore_database: a project's
+# `(default)` database, an app's, is left alone; the functions open this one through
+# KUMOFLOW_FIRESTORE_DATABASE) and what kumoflow's queries need (orchestrator/adapters/_firestore.py):
 # a composite index for runs by flow, collection-group single-field indexes for the sweeper's
 # deadline queries (timers, leases, stale dispatches), indexing exemptions for large string
 # fields, and TTL policies that delete finished runs, their task records and dead letters.
 
 resource "google_firestore_database" "db" {
-  name                              = "(default)"
+  name                              = var.firestore_database
   location_id                       = local.firestore_location
   type                              = "FIRESTORE_NATIVE"
   concurrency_mode                  = "OPTIMISTIC"

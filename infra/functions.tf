@@ -11,27 +11,27 @@ resource "google_service_account" "function" {
 }
 
 resource "google_service_account" "push" {
-  account_id   = local.wiring.push_account_id
+  account_id   = local.push_account_id
   display_name = "kumoflow Pub/Sub push"
   description  = "Signs the OIDC tokens of kumoflow's push subscriptions; may only invoke the functions."
 }
 
 resource "google_service_account" "build" {
-  account_id   = local.wiring.build_account_id
+  account_id   = local.build_account_id
   display_name = "kumoflow function builds"
   description  = "Cloud Build identity for building kumoflow's functions from source."
 }
 
 resource "google_storage_bucket_object" "source" {
   # Content-addressed: an unchanged bundle keeps its name, so nothing is rebuilt.
-  name   = "kumoflow-source-${filemd5(local.source_archive)}.zip"
-  bucket = google_storage_bucket.source.name
+  name   = "${var.name_prefix}-source-${filemd5(local.source_archive)}.zip"
+  bucket = local.source_bucket
   source = local.source_archive
 }
 
 resource "google_artifact_registry_repository" "functions" {
   #checkov:skip=CKV_GCP_84:Google-managed encryption; a CMEK key is billed monthly and breaks $0 at idle.
-  repository_id = "kumoflow-functions"
+  repository_id = "${var.name_prefix}-functions"
   location      = var.region
   format        = "DOCKER"
   description   = "Images Cloud Build makes of kumoflow's functions; old ones are cleaned up."
@@ -72,7 +72,7 @@ resource "google_cloudfunctions2_function" "fn" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket.source.name
+        bucket = local.source_bucket
         object = google_storage_bucket_object.source.name
       }
     }
@@ -91,6 +91,8 @@ resource "google_cloudfunctions2_function" "fn" {
 
     environment_variables = merge(var.environment, {
       GOOGLE_CLOUD_PROJECT          = var.project
+      KUMOFLOW_NAME_PREFIX          = var.name_prefix
+      KUMOFLOW_FIRESTORE_DATABASE   = var.firestore_database
       KUMOFLOW_RESULTS_BUCKET       = local.results_bucket
       KUMOFLOW_PUSH_AUTH            = "oidc"
       KUMOFLOW_PUSH_AUDIENCE        = local.urls[each.key]

@@ -1,6 +1,7 @@
 # Least privilege: each function's account gets only what its code calls (docs/deploy.md has
 # the table). Publisher roles are per topic, from the wiring's `publishes`; bucket roles are on
-# the bucket; Firestore access is project-wide (roles/datastore.user: one database here).
+# the bucket; Firestore access is roles/datastore.user on kumoflow's own database only (an IAM
+# condition: other databases of the project, an app's `(default)` among them, stay out of reach).
 
 locals {
   publisher_grants = merge([
@@ -24,6 +25,12 @@ resource "google_project_iam_member" "datastore_user" {
   project = var.project
   role    = "roles/datastore.user"
   member  = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = local.datastore_condition.title
+    description = local.datastore_condition.description
+    expression  = local.datastore_condition.expression
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "function_publisher" {
@@ -37,7 +44,7 @@ resource "google_pubsub_topic_iam_member" "function_publisher" {
 resource "google_storage_bucket_iam_member" "results" {
   for_each = local.results_grants
 
-  bucket = google_storage_bucket.results.name
+  bucket = local.results_bucket
   role   = each.value.role
   member = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
@@ -79,7 +86,7 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
 }
 
 resource "google_storage_bucket_iam_member" "build_source_reader" {
-  bucket = google_storage_bucket.source.name
+  bucket = local.source_bucket
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
 }

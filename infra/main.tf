@@ -6,16 +6,43 @@
 # applies the same declarations to the emulators.
 
 locals {
-  wiring    = jsondecode(file("${path.module}/wiring.json"))
-  topics    = local.wiring.topics
-  functions = local.wiring.functions
-  retry     = local.wiring.retry
+  wiring = jsondecode(file("${path.module}/wiring.json"))
+  retry  = local.wiring.retry
 
-  results_bucket     = var.results_bucket != "" ? var.results_bucket : "${var.project}-kumoflow-results"
-  source_bucket      = "${var.project}-kumoflow-source"
+  # Every name in wiring.json starts with "kumoflow"; var.name_prefix takes its place, so two
+  # installations (two prefixes) share a project. The functions get the prefix too
+  # (KUMOFLOW_NAME_PREFIX) and publish to the topics named here.
+  topics = { for role, t in local.wiring.topics : role => "${var.name_prefix}${trimprefix(t, "kumoflow")}" }
+  functions = {
+    for name, fn in local.wiring.functions : name => merge(fn, {
+      service      = "${var.name_prefix}${trimprefix(fn.service, "kumoflow")}"
+      subscription = "${var.name_prefix}${trimprefix(fn.subscription, "kumoflow")}"
+      account_id   = "${var.name_prefix}${trimprefix(fn.account_id, "kumoflow")}"
+      topic        = "${var.name_prefix}${trimprefix(fn.topic, "kumoflow")}"
+      publishes    = [for t in fn.publishes : "${var.name_prefix}${trimprefix(t, "kumoflow")}"]
+    })
+  }
+  own_trigger_topics          = [for t in local.wiring.trigger_topics : "${var.name_prefix}${trimprefix(t, "kumoflow")}"]
+  trigger_subscription_prefix = "${var.name_prefix}${trimprefix(local.wiring.trigger_subscription_prefix, "kumoflow")}"
+  tick_job                    = "${var.name_prefix}${trimprefix(local.wiring.tick.job, "kumoflow")}"
+  tick_topic                  = "${var.name_prefix}${trimprefix(local.wiring.tick.topic, "kumoflow")}"
+  push_account_id             = "${var.name_prefix}${trimprefix(local.wiring.push_account_id, "kumoflow")}"
+  build_account_id            = "${var.name_prefix}${trimprefix(local.wiring.build_account_id, "kumoflow")}"
+
+  # Buckets: the ones given (existing), else the ones created here (storage.tf).
+  results_bucket     = coalesce(var.results_bucket, one(google_storage_bucket.results[*].name))
+  source_bucket      = coalesce(var.source_bucket, one(google_storage_bucket.source[*].name))
   firestore_location = var.firestore_location != "" ? var.firestore_location : var.region
   scheduler_region   = var.scheduler_region != "" ? var.scheduler_region : var.region
   source_archive     = startswith(var.source_archive, "/") ? var.source_archive : "${path.root}/${var.source_archive}"
+
+  # Only kumoflow's own database: the condition of every function's (and the dashboard's)
+  # roles/datastore.user, in the form Firestore documents for per-database access.
+  datastore_condition = {
+    title       = "${var.name_prefix}-database-only"
+    description = "Only kumoflow's Firestore database ${var.firestore_database}."
+    expression  = "resource.name == \"projects/${var.project}/databases/${var.firestore_database}\""
+  }
 
   # Per function: defaults, the wiring's timeout, then the caller's overrides.
   settings = {
@@ -46,6 +73,7 @@ locals {
     "logging.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
 }

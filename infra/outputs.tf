@@ -30,7 +30,7 @@ output "subscriptions" {
 
 output "results_bucket" {
   description = "Where task results (and cache entries) are stored."
-  value       = google_storage_bucket.results.name
+  value       = local.results_bucket
 }
 
 output "scheduler_jobs" {

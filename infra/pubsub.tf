@@ -20,8 +20,8 @@ locals {
       }
     },
     {
-      for topic in setunion(local.wiring.trigger_topics, local.trigger_topics) :
-      "${local.wiring.trigger_subscription_prefix}${topic}" => {
+      for topic in setunion(local.own_trigger_topics, local.trigger_topics) :
+      "${local.trigger_subscription_prefix}${topic}" => {
         topic       = topic
         function    = local.wiring.trigger_function
         ack_s       = local.functions[local.wiring.trigger_function].ack_deadline_s

@@ -1,11 +1,14 @@
 # Buckets: uniform bucket-level access, public access prevention, no versioning (results are
 # written once, with if_generation_match=0), no soft delete (deleted objects would be billed for
-# a week: $0 at idle), a lifecycle rule for old results.
+# a week: $0 at idle), a lifecycle rule for old results. Each is created only when no existing
+# bucket is given (var.results_bucket, var.source_bucket).
 
 resource "google_storage_bucket" "results" {
   #checkov:skip=CKV_GCP_78:Results are write-once (generation preconditions); versions would only keep dead cache entries.
   #checkov:skip=CKV_GCP_62:Access logs would need a second bucket and billed storage; Cloud Audit Logs cover data access if enabled.
-  name                        = local.results_bucket
+  count = var.results_bucket == "" ? 1 : 0
+
+  name                        = "${var.project}-${var.name_prefix}-results"
   location                    = var.region
   storage_class               = "STANDARD"
   uniform_bucket_level_access = true
@@ -35,7 +38,9 @@ resource "google_storage_bucket" "results" {
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_78:Bundles are content-addressed objects; a changed bundle is a new object, never an overwrite.
   #checkov:skip=CKV_GCP_62:Access logs would need a second bucket and billed storage; Cloud Audit Logs cover data access if enabled.
-  name                        = local.source_bucket
+  count = var.source_bucket == "" ? 1 : 0
+
+  name                        = "${var.project}-${var.name_prefix}-source"
   location                    = var.region
   storage_class               = "STANDARD"
   uniform_bucket_level_access = true

@@ -28,7 +28,9 @@ resource "google_storage_notification" "finalize" {
 resource "google_cloud_scheduler_job" "schedule" {
   for_each = var.schedules
 
-  name        = each.key
+  # The job's key (kumoflow-FLOW-N) rides in its attribute: the run starter matches it to the
+  # flow whatever the prefix.
+  name        = "${var.name_prefix}${trimprefix(each.key, "kumoflow")}"
   description = "kumoflow: starts flow ${each.value.flow}"
   region      = local.scheduler_region
   schedule    = each.value.cron
@@ -44,14 +46,14 @@ resource "google_cloud_scheduler_job" "schedule" {
 }
 
 resource "google_cloud_scheduler_job" "tick" {
-  name        = local.wiring.tick.job
+  name        = local.tick_job
   description = "kumoflow: ticks the sweeper (retry delays, timeouts, expired leases)"
   region      = local.scheduler_region
   schedule    = var.tick_schedule
   time_zone   = "Etc/UTC"
 
   pubsub_target {
-    topic_name = google_pubsub_topic.own[local.wiring.tick.topic].id
+    topic_name = google_pubsub_topic.own[local.tick_topic].id
     data       = base64encode(local.wiring.tick.data)
   }
 

@@ -2,8 +2,32 @@
 # source_archive and the triggers. Everything else has a default; override it there or with -var.
 
 variable "project" {
-  description = "Google Cloud project id to deploy kumoflow into (one kumoflow per project)."
+  description = "Google Cloud project id to deploy kumoflow into (several installations fit, each with its own name_prefix and firestore_database)."
   type        = string
+}
+
+variable "name_prefix" {
+  description = "Starts the name of every resource this module names (topics, subscriptions, functions, service accounts, Scheduler jobs, buckets it creates, secrets, the Artifact Registry repository, the dashboard): a second installation in the same project takes another."
+  type        = string
+  default     = "kumoflow"
+
+  validation {
+    # Service account ids are 6-30 characters: "<prefix>-dead-letter-sink" is the longest.
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,11}[a-z0-9])?$", var.name_prefix))
+    error_message = "name_prefix: 1-13 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "firestore_database" {
+  description = "Id of kumoflow's own Firestore database, created here beside any other (an app's (default) is left alone). Every function's Firestore role is limited to it."
+  type        = string
+  default     = "kumoflow"
+
+  validation {
+    # A named database only: (default) may hold someone else's data and is not deletable-safe.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database: 4-63 lowercase letters, digits and hyphens, starting with a letter; (default) is not accepted."
+  }
 }
 
 variable "region" {
@@ -67,13 +91,19 @@ variable "environment" {
 }
 
 variable "results_bucket" {
-  description = "Name of the results bucket. Empty: \"<project>-kumoflow-results\"."
+  description = "An existing bucket for results (used as it is: its lifecycle and retention stay its owner's). Empty: this module creates \"<project>-<name_prefix>-results\"."
+  type        = string
+  default     = ""
+}
+
+variable "source_bucket" {
+  description = "An existing bucket for the function source bundle. Empty: this module creates \"<project>-<name_prefix>-source\"."
   type        = string
   default     = ""
 }
 
 variable "results_retention_days" {
-  description = "Results (and cache entries) older than this are deleted by a lifecycle rule."
+  description = "Results (and cache entries) older than this are deleted by a lifecycle rule (on the results bucket this module creates)."
   type        = number
   default     = 30
 }
@@ -109,7 +139,7 @@ variable "task_worker_roles" {
 }
 
 variable "gcs_triggers" {
-  description = "GCS notifications (OBJECT_FINALIZE) into kumoflow-gcs-notifications, one per bucket and prefix of every on_gcs_finalize. The buckets must exist unless create_trigger_buckets."
+  description = "GCS notifications (OBJECT_FINALIZE) into <name_prefix>-gcs-notifications, one per bucket and prefix of every on_gcs_finalize. The buckets must exist unless create_trigger_buckets."
   type = list(object({
     bucket = string
     prefix = string
@@ -184,4 +214,19 @@ variable "dashboard_viewers" {
     condition     = alltrue([for p in var.dashboard_viewers : can(regex("^(user|group):[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$|^domain:[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", p))])
     error_message = "dashboard_viewers are user:EMAIL, group:EMAIL or domain:DOMAIN: people and groups, never everyone."
   }
+}
+
+variable "block_secrets" {
+  description = "Secret Manager secrets of the blocks' secret fields, keyed by secret id without the name prefix (written by kumoflow deploy: the blocks the flows load, and --block ones): the block (KIND/NAME) and field each holds. `kumoflow block save` adds their versions."
+  type = map(object({
+    block = string
+    field = string
+  }))
+  default = {}
+}
+
+variable "protect_block_secrets" {
+  description = "Refuse to destroy a block's secret (its key exists nowhere else): a deploy that drops the last flow loading a block then fails until you remove the secret from the state yourself (docs/deploy.md)."
+  type        = bool
+  default     = true
 }

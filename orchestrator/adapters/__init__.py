@@ -17,6 +17,16 @@ from orchestrator.adapters._codec import (
 )
 from orchestrator.adapters._files import BLOBS_DIR, FileBlobStore
 from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.adapters._names import (
+    CLOUD_DATABASE,
+    DATABASE_ENV,
+    NAME_PREFIX,
+    NAME_PREFIX_ENV,
+    block_secret,
+    block_secret_id,
+    firestore_database,
+    name_prefix,
+)
 from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
 from orchestrator.adapters._sqlite import DB_FILE, HOME_ENV, SqliteStore, kumoflow_home
 
@@ -48,8 +58,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BLOBS_DIR",
     "BLOCKS_DIR_ENV",
+    "CLOUD_DATABASE",
+    "DATABASE_ENV",
     "DB_FILE",
     "HOME_ENV",
+    "NAME_PREFIX",
+    "NAME_PREFIX_ENV",
     "PUBSUB_PUBLISHED",
     "RETENTION_ENV",
     "TTL_FIELD",
@@ -68,11 +82,15 @@ __all__ = [
     "SqliteStore",
     "SystemClock",
     "VirtualClock",
+    "block_secret",
+    "block_secret_id",
     "block_store_from_env",
     "certs_file",
     "fetch_certs",
+    "firestore_database",
     "from_message",
     "kumoflow_home",
+    "name_prefix",
     "peek_context",
     "to_message",
     "unwrap_pubsub",

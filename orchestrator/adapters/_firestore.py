@@ -32,6 +32,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from orchestrator.adapters._due import DueTasks
+from orchestrator.adapters._names import firestore_database
 from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
 from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
 from orchestrator.errors import BadInputError, ConflictError, TransientError
@@ -81,6 +82,11 @@ def _errors(what: str) -> Iterator[None]:
         raise BadInputError(f"{what}: Firestore refused it ({e})") from e
 
 
+def firestore_client(project: str | None) -> firestore.Client:
+    """A client of kumoflow's own database (see _names.firestore_database)."""
+    return firestore.Client(project=project, database=firestore_database())
+
+
 class FirestoreStore(DueTasks):
     def __init__(
         self,
@@ -99,7 +105,7 @@ class FirestoreStore(DueTasks):
 
     @classmethod
     def from_env(cls, project: str | None = None) -> FirestoreStore:
-        return cls(firestore.Client(project=project), retention=retention_from_env())
+        return cls(firestore_client(project), retention=retention_from_env())
 
     def _doc(self, model: Run | TaskRun | OutboxEntry | DeadLetter) -> dict[str, Any]:
         """The document of `model`, with its TTL field when a retention is set (see _retention)."""

@@ -11,6 +11,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from orchestrator.adapters._firestore import firestore_client
+from orchestrator.adapters._names import block_secret_id
 from orchestrator.contracts import StoredBlock
 from orchestrator.errors import ConflictError, TransientError
 
@@ -40,23 +42,33 @@ class SecretManager:
         return self._given
 
     def put(self, secret_id: str, value: str) -> str:
-        base = f"{SECRET_MANAGER}/projects/{self.project}/secrets"
-        created = self._session.post(
-            base, params={"secretId": secret_id}, json={"replication": {"automatic": {}}}
-        )
-        if created.status_code not in (200, 409):  # 409: it exists; add a version
-            raise TransientError(
-                f"Secret Manager: creating {secret_id}: HTTP {created.status_code}"
+        # A version first: the secret is usually Terraform's (a deploy that knows the block),
+        # and adding a version needs no right to create secrets.
+        added = self._add_version(secret_id, value)
+        if added.status_code == 404:  # a block no deploy named yet: make its secret
+            created = self._session.post(
+                self._base, params={"secretId": secret_id}, json={"replication": {"automatic": {}}}
             )
-        payload = base64.b64encode(value.encode()).decode()
-        added = self._session.post(
-            f"{base}/{secret_id}:addVersion", json={"payload": {"data": payload}}
-        )
+            if created.status_code not in (200, 409):  # 409: made meanwhile
+                raise TransientError(
+                    f"Secret Manager: creating {secret_id}: HTTP {created.status_code}"
+                )
+            added = self._add_version(secret_id, value)
         if added.status_code != 200:
             raise TransientError(
                 f"Secret Manager: adding a version of {secret_id}: HTTP {added.status_code}"
             )
         return f"secretmanager:{added.json()['name']}"
+
+    @property
+    def _base(self) -> str:
+        return f"{SECRET_MANAGER}/projects/{self.project}/secrets"
+
+    def _add_version(self, secret_id: str, value: str) -> Any:
+        payload = base64.b64encode(value.encode()).decode()
+        return self._session.post(
+            f"{self._base}/{secret_id}:addVersion", json={"payload": {"data": payload}}
+        )
 
     def get(self, ref: str) -> str:
         name = ref.removeprefix("secretmanager:")
@@ -74,13 +86,13 @@ class FirestoreBlockStore:
     @classmethod
     def from_env(cls, project: str) -> FirestoreBlockStore:
         emulated = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
-        return cls(firestore.Client(project=project), None if emulated else SecretManager(project))
+        return cls(firestore_client(project), None if emulated else SecretManager(project))
 
     def put_block(self, block: StoredBlock, *, overwrite: bool = False) -> None:
         if self._secrets is not None:
             secrets = {
                 field: self._secrets.put(
-                    f"kumoflow-block-{block.kind}-{block.name}-{field}".replace(".", "-"),
+                    block_secret_id(block.kind, block.name, field),
                     ref.removeprefix("inline:"),
                 )
                 for field, ref in block.secrets.items()

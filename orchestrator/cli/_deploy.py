@@ -51,6 +51,15 @@ from orchestrator.cli._output import echo, guard
     metavar="PRINCIPAL",
     help="gcp: user:EMAIL, group:EMAIL or domain:DOMAIN that may read the dashboard (repeatable).",
 )
+@click.option(
+    "--block",
+    "blocks",
+    multiple=True,
+    metavar="KIND/NAME",
+    help="gcp: a block the flows load where the deploy cannot see it (inside a task, or "
+    "through another block): its secrets get a Secret Manager secret the task functions may "
+    "read (repeatable; blocks the flow bodies load are found by themselves).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def deploy(
     paths: tuple[str, ...],
@@ -62,6 +71,7 @@ def deploy(
     dashboard_image: str | None,
     operators: tuple[str, ...],
     viewers: tuple[str, ...],
+    blocks: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Register every flow in FILE... and wire its triggers.
@@ -70,9 +80,9 @@ def deploy(
     them are removed from the project on apply, and so is the dashboard unless
     --dashboard-image is given again."""
     if target == "local":
-        if project or out or apply or dashboard_image or operators or viewers:
+        if project or out or apply or dashboard_image or operators or viewers or blocks:
             raise click.UsageError(
-                "--project, --out, --apply and --dashboard-* go with --target gcp "
+                "--project, --out, --apply, --block and --dashboard-* go with --target gcp "
                 "(locally, `kumoflow ui` serves the dashboard)"
             )
         _deploy_local(paths, as_json)
@@ -86,7 +96,13 @@ def deploy(
     dashboard = Dashboard(dashboard_image, operators, viewers) if dashboard_image else None
     with guard(as_json):
         done = deploy_gcp(
-            list(paths), project=project, region=region, out=out, apply=apply, dashboard=dashboard
+            list(paths),
+            project=project,
+            region=region,
+            out=out,
+            apply=apply,
+            dashboard=dashboard,
+            blocks=blocks,
         )
     lines = [f"{name} {version}" for name, version in done.flows.items()]
     lines.append(f"Terraform root module: {done.out}")

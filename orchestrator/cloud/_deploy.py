@@ -73,11 +73,13 @@ def render(
     region: str,
     out: Path,
     dashboard: Dashboard | None = None,
+    blocks: Sequence[str] = (),
 ) -> GcpDeploy:
     """Write the Terraform root module for `specs` (compiled from `paths`) into `out`, with
-    the dashboard behind IAP when `dashboard` is given."""
+    the dashboard behind IAP when `dashboard` is given, and a secret for each secret field
+    of the blocks the flows load and of `blocks` (KIND/NAME)."""
     variables = {
-        **tfvars(specs, project=project, region=region, source_archive=ARCHIVE),
+        **tfvars(specs, project=project, region=region, source_archive=ARCHIVE, blocks=blocks),
         **dashboard_tfvars(dashboard),  # checked before anything is written
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,7 @@ def deploy_gcp(
     runner: Runner = _run,
     store: FlowStore | None = None,
     dashboard: Dashboard | None = None,
+    blocks: Sequence[str] = (),
 ) -> GcpDeploy:
     """Render; with `apply`, run terraform and register the flows (Firestore exists then)."""
     from orchestrator.local import flows_in
@@ -128,6 +131,7 @@ def deploy_gcp(
         region=region,
         out=out or default_out(project),
         dashboard=dashboard,
+        blocks=blocks,
     )
     if not apply:
         return done

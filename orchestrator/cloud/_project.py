@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from orchestrator.adapters import name_prefix
 from orchestrator.errors import KumoflowError
 from orchestrator.runtime import Runtime, cloud_runtime
 
@@ -16,8 +17,10 @@ EMULATOR_ENV = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMUL
 
 
 def results_bucket(project: str) -> str:
-    """The results bucket infra/ creates unless told otherwise (var.results_bucket)."""
-    return os.environ.get("KUMOFLOW_GCP_RESULTS_BUCKET") or f"{project}-kumoflow-results"
+    """The results bucket infra/ creates unless given one (var.results_bucket); the name
+    prefix and the Firestore database come from KUMOFLOW_NAME_PREFIX and
+    KUMOFLOW_FIRESTORE_DATABASE (orchestrator.adapters), as in the functions."""
+    return os.environ.get("KUMOFLOW_GCP_RESULTS_BUCKET") or f"{project}-{name_prefix()}-results"
 
 
 def _use_project(project: str) -> None:

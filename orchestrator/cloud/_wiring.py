@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from orchestrator import emulators
-from orchestrator.adapters import TTL_FIELD
-from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator.adapters import TTL_FIELD, block_secret
+from orchestrator.contracts import (
+    BLOCK_REF,
+    BlockName,
+    FlowSpec,
+    GcsTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+)
 from orchestrator.errors import KumoflowError
 from orchestrator.local import (
     FUNCTIONS,
@@ -33,6 +42,7 @@ WORKER = "task_worker"
 # deferred tasks' checks and cancels (BigQuery and Cloud Run polls), so both need the roles the
 # tasks' calls do (task_worker_roles).
 TASK_CODE = (WORKER, "sweeper")
+# Every name here starts with "kumoflow": infra's var.name_prefix takes its place.
 PUSH_ACCOUNT = "kumoflow-push"
 BUILD_ACCOUNT = "kumoflow-build"
 RESULTS_ROLES = {
@@ -95,7 +105,7 @@ def wiring() -> dict[str, Any]:
         fn.name: {
             "entry_point": fn.name,
             "service": fn.subscription,  # kumoflow-run-starter, ...
-            "account_id": "kf-" + fn.name.replace("_", "-"),
+            "account_id": "kumoflow-" + fn.name.replace("_", "-"),
             "topic": fn.topic,
             "subscription": fn.subscription,
             "ack_deadline_s": fn.ack_deadline_s,
@@ -134,9 +144,16 @@ _JOB = re.compile(r"[A-Za-z0-9_-]{1,500}")
 
 
 def tfvars(
-    specs: Sequence[FlowSpec], *, project: str, region: str, source_archive: str
+    specs: Sequence[FlowSpec],
+    *,
+    project: str,
+    region: str,
+    source_archive: str,
+    blocks: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """terraform.tfvars.json of a deploy: every trigger of `specs` (the whole project's set)."""
+    """terraform.tfvars.json of a deploy: every trigger of `specs` (the whole project's set),
+    and the secrets of the blocks they load (and of `blocks`, KIND/NAME, that they load where
+    a deploy cannot see: inside task code, or through another block)."""
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -179,7 +196,64 @@ def tfvars(
         ],
         "pubsub_triggers": sorted(topics),
         "schedules": dict(sorted(schedules.items())),
+        "block_secrets": block_secrets(specs, blocks),
     }
+
+
+_BLOCK_NAME: Any = TypeAdapter(BlockName)
+
+
+def block_secrets(specs: Sequence[FlowSpec], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Secret id (without the name prefix) -> {block, field}: one per secret field of every
+    block the flows' DAGs load (`{"$block": "kind/name"}`) and of `extra` (KIND/NAME). Only
+    the functions that run task code read them (infra grants those)."""
+    refs = {ref for spec in specs for ref in _block_refs(spec.model_dump(mode="json"))}
+    for ref in extra:
+        kind, _, name = ref.partition("/")
+        try:
+            _BLOCK_NAME.validate_python(kind)
+            _BLOCK_NAME.validate_python(name)
+        except ValidationError as e:
+            raise KumoflowError(
+                f"--block {ref!r}: give KIND/NAME, e.g. gcp-credentials/prod"
+            ) from e
+        refs.add(ref)
+    classes = _block_classes()
+    out: dict[str, Any] = {}
+    for ref in sorted(refs):
+        kind, _, name = ref.partition("/")
+        if kind not in classes:
+            known = ", ".join(sorted(classes))
+            raise KumoflowError(f"block {ref!r}: no Block class of kind {kind!r} ({known})")
+        for field in classes[kind].secret_fields:
+            out[block_secret(kind, name, field)] = {"block": ref, "field": field}
+    return out
+
+
+def _block_refs(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if set(value) == {BLOCK_REF}:
+            yield str(value[BLOCK_REF])
+            return
+        for item in value.values():
+            yield from _block_refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _block_refs(item)
+
+
+def _block_classes() -> dict[str, Any]:
+    """Every Block kind defined so far: kumoflow's and the deployed files' own subclasses."""
+    from orchestrator.gcp import Block
+
+    found: dict[str, Any] = {}
+    todo = list(Block.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if isinstance(getattr(cls, "kind", None), str):
+            found[cls.kind] = cls
+    return found
 
 
 def _covering(prefixes: set[str]) -> list[str]:

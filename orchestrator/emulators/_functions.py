@@ -1,4 +1,4 @@
-"""Local Cloud Run functions: one functions-framework process per target, as Eventarc wires them."""
+"""Local Cloud Run functions: one functions-framework process per target, as infra/ wires them."""
 
 from __future__ import annotations
 

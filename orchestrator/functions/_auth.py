@@ -1,9 +1,10 @@
 """Pub/Sub push authentication: every push must carry the OIDC token Google signed for it.
 
-A push subscription (or Eventarc) sends `Authorization: Bearer <JWT>` signed by Google, with `aud`
-= the function URL and `email` = the push service account. `push_authenticated` wraps each
-function target and checks that token before anything else runs; a refused request changes
-nothing (no handler, no dead letter: an unauthenticated caller's body is not our input).
+A push subscription with an OIDC token (infra/pubsub.tf) sends `Authorization: Bearer <JWT>`
+signed by Google, with `aud` = the function URL and `email` = the push service account.
+`push_authenticated` wraps each function target and checks that token before anything else
+runs; a refused request changes nothing (no handler, no dead letter: an unauthenticated
+caller's body is not our input).
 
 - `KUMOFLOW_PUSH_AUTH`: `oidc` (default) or `off` (the local stack: its emulator sends no token).
 - `KUMOFLOW_PUSH_AUDIENCE`, `KUMOFLOW_PUSH_SERVICE_ACCOUNT`: what `aud` and `email` must be.

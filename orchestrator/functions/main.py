@@ -3,8 +3,8 @@
 functions-framework loads this file by its path, as a module of no package, so it imports the
 package's face by name (a relative import would have no parent here).
 
-Every function is reached by a Pub/Sub push subscription (Eventarc in the cloud, a push
-subscription on the emulator locally) and receives a messagePublished CloudEvent.
+Every function is reached by a Pub/Sub push subscription (in the cloud with an OIDC token, see
+infra/pubsub.tf; on the emulator locally) and receives a messagePublished CloudEvent.
 """
 
 from __future__ import annotations

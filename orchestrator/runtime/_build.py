@@ -7,9 +7,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore, SystemClock
+from orchestrator.adapters import (
+    MemoryBlobStore,
+    MemoryBus,
+    MemoryStore,
+    SystemClock,
+    name_prefix,
+)
 from orchestrator.ports import BlobStore, Clock, EventBus, RecordStore
 from orchestrator.runtime._runtime import Resolver, Runtime
+from orchestrator.runtime._topics import TOPICS
 from orchestrator.runtime.control import start_run
 
 
@@ -21,7 +28,8 @@ def cloud_runtime(
     bus: Callable[[EventBus], EventBus] | None = None,
     fault: Callable[[str], None] | None = None,
 ) -> Runtime:
-    """Adapters built from the environment; Firestore also keeps timers and dead letters.
+    """Adapters built from the environment; Firestore also keeps timers and dead letters; the
+    topics carry the installation's name prefix (KUMOFLOW_NAME_PREFIX).
     `bus` wraps the Pub/Sub bus (the topics a function may publish to); `fault` is the named
     fault points' hook (crash tests)."""
     from orchestrator.adapters import FirestoreBlockStore, FirestoreStore, GcsBlobStore, PubSubBus
@@ -38,6 +46,7 @@ def cloud_runtime(
         clock=SystemClock(),
         start=start_run,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
+        topics=TOPICS.named(name_prefix()),
         source=source,
         worker_id=worker_id or f"worker-{uuid.uuid4().hex[:8]}",
         fault=fault,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from orchestrator.adapters import NAME_PREFIX
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,16 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         """The topics of kumoflow's own events (the stack also creates ticks and dead_letter)."""
         return (self.runs, self.tasks, self.events, self.finished)
+
+    def named(self, prefix: str) -> Topics:
+        """These topics as an installation with another name prefix has them (infra's
+        var.name_prefix replaces the leading "kumoflow" of every name)."""
+        return Topics(
+            **{
+                f.name: prefix + getattr(self, f.name).removeprefix(NAME_PREFIX)
+                for f in fields(self)
+            }
+        )
 
 
 TOPICS = Topics()

@@ -35,6 +35,8 @@ class FakeSecretManager:
             self.versions[secret] = []
             return Answer(200)
         secret = url.rsplit("/", 1)[1].removesuffix(":addVersion")
+        if secret not in self.versions:
+            return Answer(404)
         self.versions[secret].append(json["payload"]["data"])
         n = len(self.versions[secret])
         return Answer(200, {"name": f"projects/p/secrets/{secret}/versions/{n}"})
@@ -60,3 +62,23 @@ def test_keys_are_stored_in_secret_manager_and_read_back() -> None:
     assert again.endswith("/versions/2")
     assert manager.get(ref) == '{"k": 1}'
     assert manager.get(again) == '{"k": 2}'
+
+
+def test_a_secret_terraform_made_gets_a_version_without_being_created() -> None:
+    """infra/secrets.tf declares a secret per block key a deploy knows of: saving the block
+    then only adds a version (no right to create secrets needed)."""
+    fake = FakeSecretManager(versions={"kumoflow-block-gcp-credentials-prod-key": []})
+    manager = SecretManager("p", session=fake)
+    ref = manager.put("kumoflow-block-gcp-credentials-prod-key", '{"k": 1}')
+    assert ref.endswith("/secrets/kumoflow-block-gcp-credentials-prod-key/versions/1")
+    assert [c.rsplit("/", 1)[1] for c in fake.calls] == [
+        "kumoflow-block-gcp-credentials-prod-key:addVersion"
+    ]
+    # A block no deploy named: its secret is made, then versioned.
+    manager.put("kumoflow-block-gcp-credentials-other-key", '{"k": 2}')
+    assert [c.rsplit("/", 1)[1] for c in fake.calls[1:]] == [
+        "kumoflow-block-gcp-credentials-other-key:addVersion",
+        "secrets",
+        "kumoflow-block-gcp-credentials-other-key:addVersion",
+    ]
+    assert len(fake.versions["kumoflow-block-gcp-credentials-other-key"]) == 1

@@ -8,12 +8,23 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
 
+from orchestrator import flow as flow_decorator
+from orchestrator import task
+from orchestrator.adapters import (
+    CLOUD_DATABASE,
+    DATABASE_ENV,
+    NAME_PREFIX,
+    NAME_PREFIX_ENV,
+    FirestoreBlockStore,
+)
 from orchestrator.cloud import (
     INFRA,
     OPERATOR_PATTERN,
@@ -23,12 +34,20 @@ from orchestrator.cloud import (
     wiring,
     wiring_json,
 )
+from orchestrator.contracts import StoredBlock
 from orchestrator.errors import KumoflowError
 from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
 from orchestrator.runtime import TOPICS
 from tests.infra._render import EXAMPLES, PROJECT, REGION, ROOT, render_example
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+@task
+def show(credentials: Any) -> None:
+    return None
+
+
 CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 
 
@@ -128,7 +147,7 @@ def test_every_subscription_pushes_with_oidc_retry_and_dead_letter() -> None:
     assert without == ["dead_letter_sink"]
     subs = _text(tf["locals"]["subscriptions"])
     assert "fn.subscription" in subs
-    assert "local.wiring.trigger_topics" in subs
+    assert "local.own_trigger_topics" in subs
     assert "local.trigger_topics" in subs
     assert "dead_letter = true" in subs.replace('"', "")
 
@@ -205,7 +224,7 @@ NOT_PEOPLE = [
 
 def _hcl_regex(condition: str) -> str:
     """The RE2 pattern of a variable's `can(regex("...", x))` validation, HCL escapes undone."""
-    found = re.search(r'regex\("(.*?)", \w+\)', condition)
+    found = re.search(r'regex\("(.*?)", [\w.]+\)', condition)
     assert found, condition
     return found.group(1).replace("\\\\", "\\")
 
@@ -347,7 +366,7 @@ def test_scheduler_jobs_publish_what_the_local_scheduler_publishes() -> None:
     assert "local.wiring.schedule_data" in target["data"]
     assert "local.wiring.job_attribute" in _text(target["attributes"])
     tick = _resource(tf, "google_cloud_scheduler_job", "tick")
-    assert "local.wiring.tick.topic" in tick["pubsub_target"][0]["topic_name"]
+    assert "local.tick_topic" in tick["pubsub_target"][0]["topic_name"]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -462,3 +481,269 @@ def test_checkov_passes_on_every_rendered_example(tmp_path: Path) -> None:
     assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
     # Its resources were checked (checkov leaves count = 0 resources out): IAM, publishers.
     assert report["summary"]["passed"] > passed["ingest"], report["summary"]
+
+
+def _locals_text(tf: dict[str, Any], text: str, seen: frozenset[str] = frozenset()) -> str:
+    """`text` with the definitions of the locals it names, recursively (what a value is made of)."""
+    out = text
+    for name in set(re.findall(r"local\.(\w+)", text)) - seen:
+        if name in tf["locals"]:
+            out += "\n" + _locals_text(tf, _text(tf["locals"][name]), seen | {name})
+    return out
+
+
+# The attribute that names a resource, by type; every such resource must carry var.name_prefix.
+NAMED = {
+    "google_service_account": "account_id",
+    "google_storage_bucket": "name",
+    "google_storage_bucket_object": "name",
+    "google_artifact_registry_repository": "repository_id",
+    "google_cloudfunctions2_function": "name",
+    "google_cloud_run_v2_service": "name",
+    "google_pubsub_topic": "name",
+    "google_pubsub_subscription": "name",
+    "google_cloud_scheduler_job": "name",
+    "google_secret_manager_secret": "secret_id",
+    "google_firestore_database": "name",
+}
+# Named by the user, not by kumoflow: their trigger topics and buckets; the database has its own.
+USERS_NAMES = {
+    ("google_pubsub_topic", "trigger"),
+    ("google_storage_bucket", "trigger"),
+    ("google_firestore_database", "db"),
+}
+
+
+def test_name_prefix_starts_every_name_kumoflow_gives() -> None:
+    tf = _tf()
+    checked = []
+    for rtype, named in tf["resource"].items():
+        for name, body in named.items():
+            if rtype not in NAMED:
+                assert not any(k in body for k in ("name", "account_id", "secret_id")) or (
+                    rtype.endswith(("_iam_member", "_notification", "_field", "_index"))
+                ), f"{rtype}.{name} is named: add it to NAMED"
+                continue
+            if (rtype, name) in USERS_NAMES:
+                continue
+            value = _text(body[NAMED[rtype]])
+            # each.key / each.value come from the for_each expression: resolve that too.
+            if "each." in value:
+                value += _text(body.get("for_each", ""))
+            assert "var.name_prefix" in _locals_text(tf, value), (rtype, name, value)
+            checked.append((rtype, name))
+    assert len(checked) >= 14, checked
+    # Each name of a function is prefixed on its own (a merge that forgot one would pass above).
+    functions = _text(tf["locals"]["functions"])
+    for key in ("service", "subscription", "account_id", "topic"):
+        assert re.search(
+            rf"{key}\s*=\s*\\\\?\"\$\{{var\.name_prefix\}}\$\{{trimprefix\(fn\.{key}, ", functions
+        ), key
+    assert "for t in fn.publishes" in functions
+    topics = tf["locals"]["topics"]
+    assert 'var.name_prefix}${trimprefix(t, \\"kumoflow\\")' in _text(topics)
+    # The database and the bucket names are the installation's own too.
+    assert tf["locals"]["datastore_condition"]["title"].startswith("${var.name_prefix}")
+    assert tf["variable"]["name_prefix"]["default"] == NAME_PREFIX
+    prefix = _hcl_regex(tf["variable"]["name_prefix"]["validation"][0]["condition"])
+    for ok in ("kumoflow", "kf2", "a", "team-a-flows1"):
+        assert re.search(prefix, ok), ok
+    for bad in ("", "Kumoflow", "kf_2", "kf-", "2kf", "fourteen-chars"):
+        assert not re.search(prefix, bad), bad
+
+
+def test_wiring_names_all_start_with_the_default_prefix_and_fit_every_longest_prefix() -> None:
+    """Terraform swaps the leading "kumoflow" of every wiring name for name_prefix, and the
+    functions swap it in their topic names the same way (Topics.named)."""
+    w = wiring()
+    names = [
+        *w["topics"].values(),
+        *w["trigger_topics"],
+        w["trigger_subscription_prefix"],
+        w["tick"]["job"],
+        w["tick"]["topic"],
+        w["push_account_id"],
+        w["build_account_id"],
+        *(fn[k] for fn in w["functions"].values() for k in ("service", "subscription", "topic")),
+        *(t for fn in w["functions"].values() for t in fn["publishes"]),
+    ]
+    accounts = [w["push_account_id"], w["build_account_id"]] + [
+        fn["account_id"] for fn in w["functions"].values()
+    ]
+    for name in [*names, *accounts]:
+        assert name.startswith(NAME_PREFIX), name
+    longest = "abcdefghijklm"  # 13 characters, the validation's longest
+    for account in accounts:  # service account ids are 6-30 characters
+        assert 6 <= len(longest + account.removeprefix(NAME_PREFIX)) <= 30, account
+    as_terraform = {role: longest + t.removeprefix(NAME_PREFIX) for role, t in w["topics"].items()}
+    named = TOPICS.named(longest)
+    for role in ("runs", "tasks", "events", "finished", "ticks", "schedules", "dead_letter"):
+        assert getattr(named, role) == as_terraform[role], role
+    assert TOPICS.named(NAME_PREFIX) == TOPICS
+
+
+def test_functions_and_dashboard_are_told_their_database_and_prefix() -> None:
+    tf = _tf()
+    env = _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0][
+        "environment_variables"
+    ]
+    # merge(var.environment, {...}): ours come last, so a user's variable cannot override them.
+    assert env.startswith("${merge(var.environment, {"), env
+    for name, value in (
+        (DATABASE_ENV, "var.firestore_database"),
+        (NAME_PREFIX_ENV, "var.name_prefix"),
+        ("KUMOFLOW_RESULTS_BUCKET", "local.results_bucket"),
+    ):
+        assert re.search(rf"\b{name} = {re.escape(value)}\b", env), name
+    container = _resource(tf, "google_cloud_run_v2_service", "dashboard")["template"][0][
+        "containers"
+    ][0]
+    dash = {e["name"]: e["value"] for e in container["env"]}
+    assert dash[DATABASE_ENV] == "${var.firestore_database}"
+    assert dash[NAME_PREFIX_ENV] == "${var.name_prefix}"
+    assert tf["variable"]["firestore_database"]["default"] == CLOUD_DATABASE
+
+
+def test_state_lives_in_its_own_database_and_every_firestore_role_is_limited_to_it() -> None:
+    tf = _tf()
+    db = _resource(tf, "google_firestore_database", "db")
+    assert db["name"] == "${var.firestore_database}"
+    assert db["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
+    for rtype in ("google_firestore_index", "google_firestore_field"):
+        for name, body in tf["resource"][rtype].items():
+            assert body["database"] == "${google_firestore_database.db.name}", name
+    database = _hcl_regex(tf["variable"]["firestore_database"]["validation"][0]["condition"])
+    for ok in ("kumoflow", "kf2-state", "team-a-kumoflow"):
+        assert re.search(database, ok), ok
+    for bad in ("(default)", "kf", "Kumoflow", "kf_state", "kumoflow-"):
+        assert not re.search(database, bad), bad
+    # Firestore's documented per-database condition: resource.name of the database.
+    condition = tf["locals"]["datastore_condition"]
+    assert condition["expression"] == (
+        'resource.name == \\"projects/${var.project}/databases/${var.firestore_database}\\"'
+    )
+    grants = 0
+    for named in tf["resource"].values():
+        for name, body in named.items():
+            role = str(body.get("role", ""))
+            if not role.startswith("roles/datastore."):
+                continue
+            grants += 1
+            assert role == "roles/datastore.user", name
+            cond = body["condition"][0]
+            assert cond["expression"] == "${local.datastore_condition.expression}", name
+            assert cond["title"] == "${local.datastore_condition.title}", name
+    # Every function account and the dashboard's; nobody else.
+    assert grants == 2
+    assert _resource(tf, "google_project_iam_member", "datastore_user")["for_each"] == (
+        "${local.functions}"
+    )
+
+
+def test_block_keys_get_one_secret_each_readable_only_by_the_functions_that_load_blocks() -> None:
+    tf = _tf()
+    assert "secretmanager.googleapis.com" in _text(tf["locals"]["apis"])
+    secret = _resource(tf, "google_secret_manager_secret", "block")
+    assert secret["for_each"] == "${var.block_secrets}"
+    assert secret["secret_id"] == "${var.name_prefix}-${each.key}"
+    assert secret["deletion_protection"] == "${var.protect_block_secrets}"
+    assert tf["variable"]["protect_block_secrets"]["default"] is True
+    access = _resource(tf, "google_secret_manager_secret_iam_member", "block_accessor")
+    assert access["role"] == "roles/secretmanager.secretAccessor"
+    assert access["secret_id"] == "${google_secret_manager_secret.block[each.value.secret].id}"
+    assert access["member"] == (
+        "serviceAccount:${google_service_account.function[each.value.function].email}"
+    )
+    assert access["for_each"] == "${local.secret_grants}"
+    assert "setproduct(keys(var.block_secrets), local.wiring.task_code_functions)" in _text(
+        tf["locals"]["secret_grants"]
+    )
+    # Never a project-wide Secret Manager role.
+    for rtype, named in tf["resource"].items():
+        if rtype.startswith("google_project_iam"):
+            for name, body in named.items():
+                assert "secretmanager" not in str(body.get("role")), name
+
+
+def test_the_secret_terraform_declares_is_the_one_a_block_save_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.gcp import GcpCredentials
+
+    @flow_decorator(name="uses-a-key")
+    def uses(x: int = 1) -> None:
+        show(GcpCredentials.load("prod.eu"))
+
+    got = tfvars([uses.spec], project="p", region="r", source_archive="x.zip")["block_secrets"]
+    assert got == {
+        "block-gcp-credentials-prod-eu-service_account_info": {
+            "block": "gcp-credentials/prod.eu",
+            "field": "service_account_info",
+        }
+    }
+    # What `kumoflow block save` writes, under any prefix, is `<name_prefix>-<key>`.
+    for prefix in (NAME_PREFIX, "kf2"):
+        monkeypatch.setenv(NAME_PREFIX_ENV, prefix)
+        secrets = RecordingSecrets()
+        store = FirestoreBlockStore(FakeDb(), secrets)  # type: ignore[arg-type]
+        store.put_block(
+            StoredBlock(
+                kind="gcp-credentials",
+                name="prod.eu",
+                data={},
+                secrets={"service_account_info": 'inline:{"k": 1}'},
+                saved_at=datetime.now(UTC),
+            )
+        )
+        assert secrets.ids == [f"{prefix}-{key}" for key in got]
+    # Blocks a deploy cannot see (loaded in a task, or through another block) are named.
+    more = tfvars(
+        [uses.spec],
+        project="p",
+        region="r",
+        source_archive="x.zip",
+        blocks=["gcp-credentials/inner", "gcs-bucket/results"],
+    )["block_secrets"]
+    assert set(more) == set(got) | {"block-gcp-credentials-inner-service_account_info"}
+    for bad in ("gcp-credentials", "no-such-kind/x", "gcp-credentials/Bad Name"):
+        with pytest.raises(KumoflowError):
+            tfvars([uses.spec], project="p", region="r", source_archive="x.zip", blocks=[bad])
+
+
+@dataclass
+class RecordingSecrets:
+    ids: list[str] = field(default_factory=list)
+
+    def put(self, secret_id: str, value: str) -> str:
+        self.ids.append(secret_id)
+        return f"secretmanager:projects/p/secrets/{secret_id}/versions/1"
+
+
+class FakeDb:
+    """Only what FirestoreBlockStore.put_block touches: collection(...).document(...).create."""
+
+    def collection(self, name: str) -> FakeDb:
+        return self
+
+    def document(self, name: str) -> FakeDb:
+        return self
+
+    def create(self, data: dict[str, Any]) -> None:
+        assert all(ref.startswith("secretmanager:") for ref in data["secrets"].values())
+
+
+def test_existing_buckets_are_inputs_and_are_created_only_when_not_given() -> None:
+    tf = _tf()
+    for bucket in ("results", "source"):
+        body = _resource(tf, "google_storage_bucket", bucket)
+        assert body["count"] == f'${{var.{bucket}_bucket == "" ? 1 : 0}}'
+        assert body["name"] == f"${{var.project}}-${{var.name_prefix}}-{bucket}"
+        assert tf["locals"][f"{bucket}_bucket"] == (
+            f"${{coalesce(var.{bucket}_bucket, one(google_storage_bucket.{bucket}[*].name))}}"
+        )
+        assert tf["variable"][f"{bucket}_bucket"]["default"] == ""
+    # Everything else reaches the buckets through those locals (a given bucket has no resource).
+    for path in INFRA.glob("*.tf"):
+        code = path.read_text()
+        uses = re.findall(r"google_storage_bucket\.(results|source)\b[^\[]", code)
+        assert not uses, (path.name, uses)
