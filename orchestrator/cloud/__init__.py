@@ -1,7 +1,19 @@
 """Google Cloud as a target: the Terraform inputs generated from the code's wiring, the function
 source bundle, `kumoflow deploy --target gcp`, and a deployed project as the CLI's runtime."""
 
-from orchestrator.cloud._bundle import bundle_files, pinned_requirements, write_bundle
+from orchestrator.cloud._bundle import (
+    LOCK,
+    NOT_SHIPPED,
+    TARGET,
+    Bundle,
+    Requirements,
+    Resolve,
+    Target,
+    bundle_files,
+    bundle_requirements,
+    pip_resolve,
+    write_bundle,
+)
 from orchestrator.cloud._dashboard import (
     OPERATOR_PATTERN,
     VIEWER_PATTERN,
@@ -17,6 +29,7 @@ from orchestrator.cloud._deploy import (
     render,
     wiring_json,
 )
+from orchestrator.cloud._limits import WORKER_TIMEOUT_S, refuse_long_tasks
 from orchestrator.cloud._project import (
     EMULATOR_ENV,
     project_runtime,
@@ -32,18 +45,28 @@ __all__ = [
     "FIRESTORE",
     "GCS_NOTIFICATIONS",
     "INFRA",
+    "LOCK",
+    "NOT_SHIPPED",
     "OPERATOR_PATTERN",
+    "TARGET",
     "VIEWER_PATTERN",
+    "WORKER_TIMEOUT_S",
+    "Bundle",
     "Dashboard",
     "GcpDeploy",
+    "Requirements",
+    "Resolve",
+    "Target",
     "bundle_files",
+    "bundle_requirements",
     "dashboard_tfvars",
     "default_out",
     "deploy_gcp",
-    "pinned_requirements",
+    "pip_resolve",
     "project_runtime",
     "project_store",
     "publish_to_project",
+    "refuse_long_tasks",
     "render",
     "results_bucket",
     "tfvars",

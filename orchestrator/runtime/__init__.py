@@ -11,6 +11,7 @@ and caches, a completion's one path, parameters, triggers, the run context).
 
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
+from orchestrator.runtime._code import module_digest, source_digest
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
     FlowRunInfo,
@@ -76,6 +77,7 @@ from orchestrator.runtime.worker import (
     Deferred,
     TaskRunContext,
     deferrable,
+    hooks_of,
     run_task,
     task_input_hash,
 )
@@ -131,12 +133,14 @@ __all__ = [
     "for_flow",
     "gcs_object",
     "get_run_logger",
+    "hooks_of",
     "import_source",
     "in_flow_body",
     "job_name",
     "masked",
     "memory_runtime",
     "message",
+    "module_digest",
     "parse_logs",
     "read_flow_result",
     "refuse_blocks",
@@ -150,6 +154,7 @@ __all__ = [
     "scheduled_slot",
     "secret_params",
     "select",
+    "source_digest",
     "start_run",
     "sweep",
     "task_input_hash",
