@@ -258,8 +258,9 @@ def pip_resolve(requirements: Requirements, target: Target = TARGET) -> list[str
             tail = "\n".join(done.stderr.strip().splitlines()[-8:])
             raise KumoflowError(
                 f"pip could not resolve the functions' requirements for {target.runtime} "
-                f"(manylinux {target.arch}, wheels only: the functions build without a "
-                f"compiler); pin versions that have such wheels:\n{tail}"
+                f"(manylinux {target.arch}; wheels only: pip cannot build a source package "
+                f"for another Python and platform); pin versions that publish such wheels:"
+                f"\n{tail}"
             )
     return _pins(json.loads(done.stdout))
 

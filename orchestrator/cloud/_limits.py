@@ -41,7 +41,8 @@ def refuse_long_tasks(
     limit: float = WORKER_TIMEOUT_S,
 ) -> None:
     """Raise naming every function-run task whose timeout exceeds `limit`, and both fixes."""
-    found = [name for spec, functions in flows for name in _long_tasks(spec, functions, limit)]
+    # dict: a child flow deployed beside the parent that runs it is named once.
+    found = dict.fromkeys(n for spec, fns in flows for n in _long_tasks(spec, fns, limit))
     if found:
         raise KumoflowError(
             f"{', '.join(found)}: longer than the task worker function may run on Google "

@@ -134,6 +134,7 @@ class AttemptView:
     ended_at: datetime | None
     seconds: float | None
     worker: str | None
+    code: str | None  # digest of the task's module its worker imported
     error: Any
     log: list[dict[str, Any]] | None
 
@@ -153,6 +154,7 @@ def task_view(rt: Runtime, run_id: str, key: str) -> tuple[Run, TaskRun, list[At
             if a.started_at and a.ended_at
             else None,
             worker=a.worker,
+            code=a.code,
             error=a.error,
             log=attempt_log(rt, run, key, a.number) if a.started_at else None,
         )

@@ -178,3 +178,67 @@ def rendered_pins(out: Path) -> list[str]:
     archive = zipfile.ZipFile(io.BytesIO((out / "function-source.zip").read_bytes()))
     lines = archive.read("requirements.txt").decode().splitlines()
     return [line for line in lines if line and not line.startswith("#")]
+
+
+LONG_TASKS = """
+from orchestrator import flow, task
+from orchestrator.runtime import Deferred, deferrable
+
+
+@task(timeout_seconds=3600)
+def crunch() -> int:
+    return 1
+
+
+@task(timeout_seconds=540)
+def at_the_limit() -> int:
+    return 2
+
+
+def _check(handle: dict) -> int:
+    return 3
+
+
+@task(timeout_seconds=7200)  # a deferred task's timeout covers the work elsewhere
+@deferrable(_check)
+def elsewhere() -> object:
+    return Deferred({"id": "x"})
+
+
+@flow(name="child")
+def child() -> int:
+    return crunch()
+
+
+@flow(name="long")
+def long() -> list:
+    return [at_the_limit(), elsewhere(), child()]
+"""
+
+
+def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) -> None:
+    flows = tmp_path / "project" / "long_tasks.py"
+    flows.parent.mkdir()
+    flows.write_text(LONG_TASKS)
+    out = tmp_path / "out"
+    with pytest.raises(KumoflowError) as refused:
+        deploy_gcp([str(flows)], project="p", region="r", out=out, resolve=offline_resolve)
+    message = str(refused.value)
+    # The subflow's task (deployed as `child` and run inside `long`), once, and nothing else.
+    assert message.startswith(
+        "child/crunch (timeout_seconds=3600): longer than the task worker function may run on "
+        "Google Cloud (540 s"
+    )
+    assert "Lower the task's timeout_seconds to at most 540" in message
+    assert '`@task(runtime="job")`' in message
+    assert "CloudRunJob" in message
+    assert not out.exists()  # nothing written
+    args = ["deploy", str(flows), "--target", "gcp", "--project", "p", "--out", str(out)]
+    cli = CliRunner().invoke(main, args)
+    assert cli.exit_code != 0
+    assert "child/crunch (timeout_seconds=3600)" in cli.output
+    # Lowered to the limit, it deploys (a fresh module name: the first one stays imported).
+    fixed = flows.with_name("long_tasks_fixed.py")
+    fixed.write_text(LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540"))
+    done = deploy_gcp([str(fixed)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert set(done.flows) == {"child", "long"}

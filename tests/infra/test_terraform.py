@@ -17,6 +17,7 @@ import pytest
 from orchestrator.cloud import (
     INFRA,
     OPERATOR_PATTERN,
+    TARGET,
     VIEWER_PATTERN,
     Dashboard,
     tfvars,
@@ -66,6 +67,11 @@ def _resource(tf: dict[str, Any], rtype: str, name: str) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return json.dumps(value)
+
+
+def test_the_bundle_is_resolved_for_the_functions_runtime() -> None:
+    """The function bundle's pins are resolved for the Python the functions run."""
+    assert _tf()["variable"]["python_runtime"]["default"] == TARGET.runtime == "python312"
 
 
 def test_terraform_fmt_is_clean() -> None:
