@@ -3,7 +3,6 @@ source bundle, `kumoflow deploy --target gcp`, and a deployed project as the CLI
 
 from orchestrator.cloud._bundle import (
     LOCK,
-    NOT_SHIPPED,
     TARGET,
     Bundle,
     Requirements,
@@ -29,7 +28,6 @@ from orchestrator.cloud._deploy import (
     render,
     wiring_json,
 )
-from orchestrator.cloud._limits import WORKER_TIMEOUT_S, refuse_long_tasks
 from orchestrator.cloud._project import (
     EMULATOR_ENV,
     project_runtime,
@@ -46,11 +44,9 @@ __all__ = [
     "GCS_NOTIFICATIONS",
     "INFRA",
     "LOCK",
-    "NOT_SHIPPED",
     "OPERATOR_PATTERN",
     "TARGET",
     "VIEWER_PATTERN",
-    "WORKER_TIMEOUT_S",
     "Bundle",
     "Dashboard",
     "GcpDeploy",
@@ -66,7 +62,6 @@ __all__ = [
     "project_runtime",
     "project_store",
     "publish_to_project",
-    "refuse_long_tasks",
     "render",
     "results_bucket",
     "tfvars",

@@ -38,8 +38,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from orchestrator.errors import KumoflowError
 
 PACKAGE = Path(__file__).resolve().parents[1]  # orchestrator/
-# What the functions never import (tests/cloud holds the entry points to this): the CLI, the
-# dashboard, the local stack, the pytest plugin and the deploy code itself.
+# What the functions never import (tests/cli/test_bundle.py imports their entry points without
+# it): the CLI, the dashboard, the local stack, the pytest plugin and the deploy code itself.
 NOT_SHIPPED = frozenset(
     {"cli", "ui", "emulators", "testing", "local", "cloud", "infra", "__main__.py"}
 )
@@ -58,7 +58,9 @@ MAIN = (
     ")\n"
 )
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i", "--find-links", "-f")
+# Where the flows' packages come from, carried into the bundle's requirements.txt (a local
+# --find-links folder would not exist where the functions build).
+_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i ")
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,9 @@ def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:
             yield from _tree(path, path.name, _data_file)
 
 
-def bundle_files(flow_files: Sequence[Path], pins: Sequence[str]) -> dict[str, bytes]:
+def bundle_files(flow_files: Sequence[Path], requirements: Sequence[str]) -> dict[str, bytes]:
+    """The bundle's files by name; `requirements`: its requirements.txt's lines (index options,
+    then the pins)."""
     files: dict[str, bytes] = {"main.py": MAIN.encode()}
     for arc, path in _runtime_files():
         files[arc] = path.read_bytes()
@@ -346,13 +350,11 @@ def bundle_files(flow_files: Sequence[Path], pins: Sequence[str]) -> dict[str, b
             data = path.read_bytes()
             if files.setdefault(arc, data) != data:
                 raise KumoflowError(f"two flow folders both define {arc}: deploy one of them")
-    options = user_requirements(flow_files).options
     header = (
         f"# kumoflow's runtime and the flows' requirements, resolved for {TARGET.runtime} "
         f"(manylinux {TARGET.arch})\n"
     )
-    body = "".join(f"{line}\n" for line in (*options, *pins))
-    files["requirements.txt"] = (header + body).encode()
+    files["requirements.txt"] = (header + "".join(f"{line}\n" for line in requirements)).encode()
     return dict(sorted(files.items()))
 
 
@@ -362,7 +364,7 @@ def write_bundle(flow_files: Sequence[Path], dest: Path, resolve: Resolve = pip_
     pins = locked_pins(requirements, TARGET, dest.with_name(LOCK), resolve)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for arc, data in bundle_files(flow_files, pins).items():
+        for arc, data in bundle_files(flow_files, (*requirements.options, *pins)).items():
             info = zipfile.ZipInfo(arc, date_time=_EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
