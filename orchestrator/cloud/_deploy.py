@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cloud._bundle import PACKAGE, Resolve, pip_resolve, write_bundle
+from orchestrator.cloud._bundle import PACKAGE, TARGET, Resolve, pip_resolve, write_bundle
 from orchestrator.cloud._dashboard import Dashboard, dashboard_tfvars
 from orchestrator.cloud._limits import refuse_long_tasks
 from orchestrator.cloud._project import project_store
@@ -87,6 +87,8 @@ def render(
     variables = {
         **tfvars(specs, project=project, region=region, source_archive=ARCHIVE),
         **dashboard_tfvars(dashboard),  # checked before anything is written
+        # The runtime the bundle's requirements are resolved for.
+        "python_runtime": TARGET.runtime,
     }
     out.mkdir(parents=True, exist_ok=True)
     for tf in sorted(INFRA.glob("*.tf")):

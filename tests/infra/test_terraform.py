@@ -366,6 +366,7 @@ def test_golden_tfvars(example: Path, tmp_path: Path) -> None:
     assert got == json.loads(golden.read_text())
     assert got["project"] == PROJECT
     assert got["region"] == REGION
+    assert got["python_runtime"] == TARGET.runtime  # what the bundle's pins are resolved for
     for tf in INFRA.glob("*.tf"):
         assert (out / tf.name).read_text() == tf.read_text()
 
