@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PIP = (sys.executable, "-m", "pip")
+RUNTIME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+    "runtime"
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,17 @@ def test_the_wheel_installs_one_top_level_package(wheel: Path) -> None:
 PROBE = """
 import importlib.util, sys
 import orchestrator, orchestrator.contracts, orchestrator.functions
-from orchestrator.cloud import INFRA, bundle_files
+from orchestrator.cloud import INFRA, bundle_files, bundle_requirements
 from orchestrator.local import FUNCTIONS_SOURCE
 
 assert orchestrator.__file__.startswith(sys.argv[1]), orchestrator.__file__
 assert FUNCTIONS_SOURCE.is_file(), FUNCTIONS_SOURCE
 assert sorted(INFRA.glob("*.tf")), INFRA
-files = bundle_files([])
+# No pyproject.toml beside an installed kumoflow: its runtime extra comes from its metadata.
+from packaging.requirements import Requirement
+got = [Requirement(line) for line in bundle_requirements([]).lines]
+assert got == [Requirement(line) for line in sys.argv[2:]], got
+files = bundle_files([], [])
 assert "orchestrator/contracts/_events.py" in files, sorted(files)
 assert "orchestrator/functions/main.py" in files, sorted(files)
 assert not any(n.startswith("orchestrator/emulators/") for n in files)
@@ -63,7 +71,7 @@ def test_the_installed_wheel_finds_its_functions_and_terraform(wheel: Path, tmp_
     )
     # Away from the repository, so only the installed copy can answer.
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(PROBE), str(site)],
+        [sys.executable, "-c", textwrap.dedent(PROBE), str(site), *RUNTIME],
         cwd=tmp_path,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
         capture_output=True,

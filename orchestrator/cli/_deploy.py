@@ -105,6 +105,10 @@ def deploy(
             blocks=blocks,
         )
     lines = [f"{name} {version}" for name, version in done.flows.items()]
+    lines.append(
+        f"function bundle: {done.bundle_bytes / 1e6:.1f} MB, {done.dependencies} dependencies "
+        "pinned for the functions' runtime"
+    )
     lines.append(f"Terraform root module: {done.out}")
     if done.applied:
         lines.append(f"applied and registered {len(done.flows)} flow(s) in {project}")

@@ -34,8 +34,8 @@ NAME_RULES: dict[str, tuple[Verdict, str]] = {
     "ThreadPoolTaskRunner": ("change", "remove: each task is its own function invocation"),
     "ConcurrentTaskRunner": ("change", "remove: each task is its own function invocation"),
     "SequentialTaskRunner": ("change", "remove: order tasks with `wait_for=[...]`"),
-    "INPUTS": ("change", "`cache_key_fn=task_input_hash`"),
-    "TASK_SOURCE": ("change", "`cache_key_fn=task_input_hash` (the flow's version pins code)"),
+    "INPUTS": ("change", "`cache_key_fn=task_input_hash` (it keys on the task's source too)"),
+    "TASK_SOURCE": ("change", "`cache_key_fn=task_input_hash`: inputs and the task's source"),
 }
 UNSUPPORTED_WHY = {
     "blocks": "environment variables, Secret Manager, or `SecretStr` parameters",

@@ -1,7 +1,18 @@
 """Google Cloud as a target: the Terraform inputs generated from the code's wiring, the function
 source bundle, `kumoflow deploy --target gcp`, and a deployed project as the CLI's runtime."""
 
-from orchestrator.cloud._bundle import bundle_files, pinned_requirements, write_bundle
+from orchestrator.cloud._bundle import (
+    LOCK,
+    TARGET,
+    Bundle,
+    Requirements,
+    Resolve,
+    Target,
+    bundle_files,
+    bundle_requirements,
+    pip_resolve,
+    write_bundle,
+)
 from orchestrator.cloud._dashboard import (
     OPERATOR_PATTERN,
     VIEWER_PATTERN,
@@ -32,15 +43,22 @@ __all__ = [
     "FIRESTORE",
     "GCS_NOTIFICATIONS",
     "INFRA",
+    "LOCK",
     "OPERATOR_PATTERN",
+    "TARGET",
     "VIEWER_PATTERN",
+    "Bundle",
     "Dashboard",
     "GcpDeploy",
+    "Requirements",
+    "Resolve",
+    "Target",
     "bundle_files",
+    "bundle_requirements",
     "dashboard_tfvars",
     "default_out",
     "deploy_gcp",
-    "pinned_requirements",
+    "pip_resolve",
     "project_runtime",
     "project_store",
     "publish_to_project",

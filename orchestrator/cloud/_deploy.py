@@ -1,12 +1,14 @@
 """`kumoflow deploy FILE... --target gcp`: a Terraform root module ready to apply.
 
 It writes into `out`: infra/*.tf (copied), wiring.json (generated from the code), the function
-source bundle, terraform.tfvars.json (every trigger of the files' flows: this deploy is the
-project's whole set), and flows.json (name -> content hash). With `apply` it runs terraform
-init/plan/apply and then registers the flows in the project's Firestore (content-addressed:
-an unchanged flow is the same version; a changed one is a new version, and running runs keep
-the version they started with). Everything written is deterministic: redeploying unchanged
-files rewrites identical bytes, so the plan is empty.
+source bundle (and requirements.lock.json, its resolved pins), terraform.tfvars.json (every
+trigger of the files' flows: this deploy is the project's whole set), and flows.json (name ->
+content hash of the DAG and its code). With `apply` it runs terraform init/plan/apply and then
+registers the flows in the project's Firestore (content-addressed: an unchanged flow is the
+same version; a changed one, its code included, is a new version, and running runs keep the
+version they started with). Everything written is deterministic: redeploying unchanged files
+rewrites identical bytes, so the plan is empty. A task that would outlive the task worker
+function is refused before anything is written (_limits).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cloud._bundle import PACKAGE, write_bundle
+from orchestrator.cloud._bundle import PACKAGE, TARGET, Resolve, pip_resolve, write_bundle
 from orchestrator.cloud._dashboard import Dashboard, dashboard_tfvars
+from orchestrator.cloud._limits import refuse_long_tasks
 from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
 from orchestrator.contracts import FlowSpec, flow_version
@@ -39,6 +42,8 @@ class GcpDeploy:
     project: str
     region: str
     flows: dict[str, str] = field(default_factory=dict)  # name -> version
+    bundle_bytes: int = 0  # the function source zip's size
+    dependencies: int = 0  # the packages its requirements.txt installs
     commands: list[list[str]] = field(default_factory=list)
     applied: bool = False
     registered: bool = False
@@ -50,6 +55,7 @@ class GcpDeploy:
             "project": self.project,
             "region": self.region,
             "flows": self.flows,
+            "bundle": {"bytes": self.bundle_bytes, "dependencies": self.dependencies},
             "commands": [" ".join(c) for c in self.commands],
             "applied": self.applied,
             "registered": self.registered,
@@ -74,19 +80,23 @@ def render(
     out: Path,
     dashboard: Dashboard | None = None,
     blocks: Sequence[str] = (),
+    resolve: Resolve = pip_resolve,
 ) -> GcpDeploy:
     """Write the Terraform root module for `specs` (compiled from `paths`) into `out`, with
     the dashboard behind IAP when `dashboard` is given, and a secret for each secret field
-    of the blocks the flows load and of `blocks` (KIND/NAME)."""
+    of the blocks the flows load and of `blocks` (KIND/NAME);
+    `resolve` pins the bundle's requirements for the functions' runtime."""
     variables = {
         **tfvars(specs, project=project, region=region, source_archive=ARCHIVE, blocks=blocks),
         **dashboard_tfvars(dashboard),  # checked before anything is written
+        # The runtime the bundle's requirements are resolved for.
+        "python_runtime": TARGET.runtime,
     }
     out.mkdir(parents=True, exist_ok=True)
     for tf in sorted(INFRA.glob("*.tf")):
         _write(out / tf.name, tf.read_text())
     _write(out / "wiring.json", wiring_json())
-    write_bundle([Path(p).resolve() for p in paths], out / ARCHIVE)
+    bundle = write_bundle([Path(p).resolve() for p in paths], out / ARCHIVE, resolve)
     _write(out / "terraform.tfvars.json", json.dumps(variables, indent=2, sort_keys=True) + "\n")
     versions = {s.name: flow_version(s) for s in sorted(specs, key=lambda s: s.name)}
     _write(out / "flows.json", json.dumps(versions, indent=2) + "\n")
@@ -96,6 +106,8 @@ def render(
         project=project,
         region=region,
         flows=versions,
+        bundle_bytes=bundle.size,
+        dependencies=len(bundle.pins),
         commands=[
             ["terraform", chdir, "init", "-input=false"],
             ["terraform", chdir, "plan", "-input=false", f"-out={PLAN}"],
@@ -119,11 +131,14 @@ def deploy_gcp(
     store: FlowStore | None = None,
     dashboard: Dashboard | None = None,
     blocks: Sequence[str] = (),
+    resolve: Resolve = pip_resolve,
 ) -> GcpDeploy:
     """Render; with `apply`, run terraform and register the flows (Firestore exists then)."""
     from orchestrator.local import flows_in
 
-    specs = [f.spec for p in paths for f in flows_in(p)]  # one bad flow deploys nothing
+    flows = [f for p in paths for f in flows_in(p)]  # one bad flow deploys nothing
+    refuse_long_tasks((f.spec, f.functions()) for f in flows)
+    specs = [f.spec for f in flows]
     done = render(
         paths,
         specs,
@@ -132,6 +147,7 @@ def deploy_gcp(
         out=out or default_out(project),
         dashboard=dashboard,
         blocks=blocks,
+        resolve=resolve,
     )
     if not apply:
         return done

@@ -124,6 +124,17 @@ class FlowSpec(Frozen):
     triggers: tuple[TriggerSpec, ...] = ()
     # The flows its subflow nodes run, by version: part of this flow's content (and version).
     subflows: dict[str, FlowSpec] = Field(default_factory=dict)
+    # module -> digest of its source file, for the flow's module and every module its tasks
+    # come from: a change of code alone is a new version (runtime `module_digest`).
+    code: dict[str, str] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_code(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Empty, `code` is left out: a spec stored before it existed keeps its version."""
+        out = handler(self)
+        if isinstance(out, dict) and not out.get("code"):
+            out.pop("code", None)
+        return out
 
     @property
     def name(self) -> str:

@@ -98,6 +98,9 @@ class Attempt(Frozen):
     lease_until: datetime | None = None
     result_uri: str | None = None
     error: ErrorInfo | None = None
+    # Digest of the task's module as the worker that claimed this attempt imported it (the
+    # flow's FlowSpec.code holds the deployed one); None in records older than this field.
+    code: str | None = None
 
 
 class TaskRun(Frozen):

@@ -14,7 +14,13 @@ S = TaskStatus
 
 
 def claim(
-    task: TaskRun, attempt: int, token: str, worker: str, now: datetime, lease_seconds: float
+    task: TaskRun,
+    attempt: int,
+    token: str,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+    code: str | None = None,
 ) -> TaskRun | None:
     """A worker takes attempt `attempt` under fencing token `token`; None when that attempt is
     not waiting (a duplicate request, or someone holds it). A running attempt is never taken
@@ -31,6 +37,7 @@ def claim(
             "worker": worker,
             "token": token,
             "lease_until": lease_until,
+            "code": code,
         }
     )
     return task.model_copy(

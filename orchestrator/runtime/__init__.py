@@ -11,6 +11,7 @@ and caches, a completion's one path, parameters, triggers, the run context).
 
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
+from orchestrator.runtime._code import module_digest, source_digest
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
     FlowRunInfo,
@@ -79,6 +80,7 @@ from orchestrator.runtime.worker import (
     Deferred,
     TaskRunContext,
     deferrable,
+    hooks_of,
     run_task,
     task_input_hash,
 )
@@ -135,6 +137,7 @@ __all__ = [
     "for_flow",
     "gcs_object",
     "get_run_logger",
+    "hooks_of",
     "import_source",
     "in_flow_body",
     "job_name",
@@ -142,6 +145,7 @@ __all__ = [
     "masked",
     "memory_runtime",
     "message",
+    "module_digest",
     "parse_logs",
     "read_flow_result",
     "refuse_blocks",
@@ -156,6 +160,7 @@ __all__ = [
     "secret_params",
     "select",
     "shown_params",
+    "source_digest",
     "start_run",
     "sweep",
     "task_input_hash",

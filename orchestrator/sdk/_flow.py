@@ -15,7 +15,14 @@ from orchestrator.contracts import FlowOptions, FlowSpec, Serializer, SourceRef,
 from orchestrator.engine import spec_serializer
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock
-from orchestrator.runtime import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome, compiling
+from orchestrator.runtime import (
+    DEFAULT_WORKERS,
+    InProcessRunner,
+    Progress,
+    RunOutcome,
+    compiling,
+    module_digest,
+)
 from orchestrator.sdk._compile import BUILDING, Builder, flow_params, param_placeholders, to_expr
 from orchestrator.sdk._decorators import StorageBlock, as_seconds, module_name, storage_name
 from orchestrator.sdk._methods import Kind, unwrap
@@ -102,6 +109,7 @@ class Flow(Generic[P, R]):
             result=to_expr(returned, what=f"the return value of flow {self.name!r}"),
             triggers=compile_triggers(self.name, self._triggers, params),
             subflows=builder.subflows,
+            code=_code({**builder.functions, self.ref: self.fn}),
         )
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -209,3 +217,9 @@ def run_in_process(
         clock=clock, max_workers=max_workers, functions=flow.functions()
     ) as runner:
         return runner.run(flow.spec, params, progress=progress)
+
+
+def _code(functions: dict[str, Callable[..., Any]]) -> dict[str, str]:
+    """module -> digest of its source file, for every module these functions come from."""
+    digests = {ref.partition(":")[0]: module_digest(fn) for ref, fn in functions.items()}
+    return {module: digest for module, digest in sorted(digests.items()) if digest is not None}

@@ -262,6 +262,7 @@ class AttemptView:
     ended_at: datetime | None
     seconds: float | None
     worker: str | None
+    code: str | None  # digest of the task's module its worker imported
     error: ErrorInfo | None
     log: list[dict[str, Any]] | None
 
@@ -280,6 +281,7 @@ def task_view(rt: Runtime, run_id: str, key: str) -> tuple[Run, TaskRun, list[At
             ended_at=a.ended_at,
             seconds=elapsed(a.started_at, a.ended_at, now),
             worker=a.worker,
+            code=a.code,
             error=a.error,
             log=_log(attempt_log(rt, run, key, a.number)) if a.started_at else None,
         )

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from examples.sample_flow import sample_flow
+from orchestrator.runtime import module_digest
+
 pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +63,8 @@ def test_run_follow_list_show(stack_env: dict[str, str]) -> None:
         assert task["result_uri"]
         assert attempt["worker"]
         assert attempt["started_at"] <= attempt["ended_at"]
+        # The code the stack's task worker imported: the example's file.
+        assert attempt["code"] == module_digest(sample_flow.fn)
 
 
 def test_no_wait_failure_exit_and_dead_letters(stack_env: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import main
+from tests._offline import seed_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST = str(ROOT / "examples" / "ingest.py")
@@ -23,6 +24,7 @@ def _deploy(out: Path, *extra: str) -> tuple[int, str]:
 
 
 def test_the_dashboard_is_off_unless_an_image_is_given(tmp_path: Path) -> None:
+    seed_lock([INGEST], tmp_path)
     code, output = _deploy(tmp_path)
     assert code == 0, output
     tfvars = json.loads((tmp_path / "terraform.tfvars.json").read_text())
@@ -31,6 +33,7 @@ def test_the_dashboard_is_off_unless_an_image_is_given(tmp_path: Path) -> None:
 
 
 def test_dashboard_flags_become_tfvars(tmp_path: Path) -> None:
+    seed_lock([INGEST], tmp_path)
     code, output = _deploy(
         tmp_path,
         "--dashboard-image",

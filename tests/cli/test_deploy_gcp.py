@@ -20,6 +20,7 @@ from orchestrator.adapters import MemoryStore
 from orchestrator.cli import main
 from orchestrator.cloud import deploy_gcp
 from orchestrator.errors import KumoflowError
+from tests._offline import offline_resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST = str(ROOT / "examples" / "ingest.py")
@@ -27,6 +28,9 @@ INGEST = str(ROOT / "examples" / "ingest.py")
 
 def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> None:
     out = tmp_path / "gcp"
+    # Resolved once without the index: the CLI finds the pins in the lock beside the bundle.
+    rendered = deploy_gcp([INGEST], project="p-1", region="r", out=out, resolve=offline_resolve)
+    before = (out / "requirements.lock.json").read_bytes()
     args = ["deploy", INGEST, "--target", "gcp", "--project", "p-1", "--out", str(out)]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -34,6 +38,14 @@ def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> Non
     assert done["commands"][0] == f"terraform -chdir={out} init -input=false"
     assert done["applied"] is False
     assert set(done["flows"]) == {"ingest"}
+    size = (out / "function-source.zip").stat().st_size
+    assert done["bundle"] == {"bytes": size, "dependencies": rendered.dependencies}
+    assert rendered.dependencies == len(rendered_pins(out))
+    assert (out / "requirements.lock.json").read_bytes() == before
+    human = CliRunner().invoke(main, args)
+    assert f"function bundle: {size / 1e6:.1f} MB, {rendered.dependencies} dependencies" in (
+        human.output
+    )
     assert {"main.tf", "wiring.json", "terraform.tfvars.json", "function-source.zip"} <= {
         p.name for p in out.iterdir()
     }
@@ -43,16 +55,16 @@ def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> Non
 
 
 def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
-    first = deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    first = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
-    again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
     assert before == after
     assert first.flows == again.flows
 
 
 def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: Path) -> None:
-    deploy_gcp([INGEST], project="p", region="r", out=tmp_path)
+    deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
     archive = zipfile.ZipFile(io.BytesIO((tmp_path / "function-source.zip").read_bytes()))
     names = set(archive.namelist())
     assert {
@@ -64,7 +76,9 @@ def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: P
     } <= names
     # One top-level name of kumoflow's, and not the local stack.
     assert not any(n.split("/")[0] in ("contracts", "functions", "emulators") for n in names)
-    assert not any(n.startswith("orchestrator/emulators/") for n in names)
+    # Nor the CLI, the dashboard, the pytest plugin or the deploy code: no function imports them.
+    for package in ("emulators", "cli", "ui", "testing", "local", "cloud", "infra"):
+        assert not any(n.startswith(f"orchestrator/{package}/") for n in names), package
     assert "sample_flow.py" in names  # siblings import each other, as under `python file.py`
     assert not any("__pycache__" in n for n in names)
     reqs = archive.read("requirements.txt").decode().splitlines()
@@ -72,7 +86,8 @@ def test_bundle_holds_kumoflow_the_flow_code_and_pinned_requirements(tmp_path: P
     assert pins
     assert all("==" in r for r in pins)
     assert any(r.startswith("functions-framework==") for r in pins)
-    assert not any(r.startswith("fake-gcs-server") for r in pins)
+    for cli_or_dashboard in ("fake-gcs-server", "rich", "starlette", "uvicorn", "jinja2", "click"):
+        assert not any(r.startswith(f"{cli_or_dashboard}") for r in pins), cli_or_dashboard
     assert "task_worker" in archive.read("main.py").decode()
     # The buildpack imports main.py from the unzipped bundle: it needs nothing else of ours.
     archive.extractall(tmp_path / "source")
@@ -95,7 +110,7 @@ def test_apply_runs_terraform_then_registers_and_a_change_is_a_new_version(
     store = MemoryStore()
     done = deploy_gcp(
         [INGEST], project="p", region="r", out=tmp_path / "o", apply=True,
-        runner=lambda c: ran.append(c) or 0, store=store,
+        runner=lambda c: ran.append(c) or 0, store=store, resolve=offline_resolve,
     )  # fmt: skip
     assert [c[2] for c in ran] == ["init", "plan", "apply"]
     assert done.registered
@@ -107,7 +122,7 @@ def test_apply_runs_terraform_then_registers_and_a_change_is_a_new_version(
     changed.write_text(Path(INGEST).read_text().replace("retries=2", "retries=3"))
     again = deploy_gcp(
         [str(changed)], project="p", region="r", out=tmp_path / "o", apply=True,
-        runner=lambda c: 0, store=store,
+        runner=lambda c: 0, store=store, resolve=offline_resolve,
     )  # fmt: skip
     assert again.flows["ingest"] != first
     assert store.get_flow(first) is not None
@@ -119,7 +134,7 @@ def test_a_failed_terraform_step_registers_nothing(tmp_path: Path) -> None:
     with pytest.raises(KumoflowError, match="plan"):
         deploy_gcp(
             [INGEST], project="p", region="r", out=tmp_path, apply=True,
-            runner=lambda c: 1 if c[2] == "plan" else 0, store=store,
+            runner=lambda c: 1 if c[2] == "plan" else 0, store=store, resolve=offline_resolve,
         )  # fmt: skip
     assert store.deployed() == []
 
@@ -157,3 +172,73 @@ def test_dead_letter_sink_records_what_pubsub_gave_up_on() -> None:
     assert letters[0].source == "dead_letter_sink"
     assert "after 100 delivery attempts on kumoflow-x" in letters[0].reason
     assert letters[0].payload == '{"x": 1}'
+
+
+def rendered_pins(out: Path) -> list[str]:
+    archive = zipfile.ZipFile(io.BytesIO((out / "function-source.zip").read_bytes()))
+    lines = archive.read("requirements.txt").decode().splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+LONG_TASKS = """
+from orchestrator import flow, task
+from orchestrator.runtime import Deferred, deferrable
+
+
+@task(timeout_seconds=3600)
+def crunch() -> int:
+    return 1
+
+
+@task(timeout_seconds=540)
+def at_the_limit() -> int:
+    return 2
+
+
+def _check(handle: dict) -> int:
+    return 3
+
+
+@task(timeout_seconds=7200)  # a deferred task's timeout covers the work elsewhere
+@deferrable(_check)
+def elsewhere() -> object:
+    return Deferred({"id": "x"})
+
+
+@flow(name="child")
+def child() -> int:
+    return crunch()
+
+
+@flow(name="long")
+def long() -> list:
+    return [at_the_limit(), elsewhere(), child()]
+"""
+
+
+def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) -> None:
+    flows = tmp_path / "project" / "long_tasks.py"
+    flows.parent.mkdir()
+    flows.write_text(LONG_TASKS)
+    out = tmp_path / "out"
+    with pytest.raises(KumoflowError) as refused:
+        deploy_gcp([str(flows)], project="p", region="r", out=out, resolve=offline_resolve)
+    message = str(refused.value)
+    # The subflow's task (deployed as `child` and run inside `long`), once, and nothing else.
+    assert message.startswith(
+        "child/crunch (timeout_seconds=3600): longer than the task worker function may run on "
+        "Google Cloud (540 s"
+    )
+    assert "Lower the task's timeout_seconds to at most 540" in message
+    assert '`@task(runtime="job")`' in message
+    assert "CloudRunJob" in message
+    assert not out.exists()  # nothing written
+    args = ["deploy", str(flows), "--target", "gcp", "--project", "p", "--out", str(out)]
+    cli = CliRunner().invoke(main, args)
+    assert cli.exit_code != 0
+    assert "child/crunch (timeout_seconds=3600)" in cli.output
+    # Lowered to the limit, it deploys (a fresh module name: the first one stays imported).
+    fixed = flows.with_name("long_tasks_fixed.py")
+    fixed.write_text(LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540"))
+    done = deploy_gcp([str(fixed)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert set(done.flows) == {"child", "long"}

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from examples.diamond import diamond
 from orchestrator.adapters import DB_FILE, SqliteStore
 from orchestrator.contracts import RunStatus
+from orchestrator.runtime import module_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVED = "tests/flows/observed.py:observed"
@@ -154,6 +156,9 @@ def test_a_run_is_listed_and_shown_by_later_processes(home: Path) -> None:
     ]
     assert run["params"] == {"n": 3}
     assert (home / "blobs" / "kumoflow-results" / "runs" / run_id).is_dir()
+    # Each attempt names the code it ran: the digest of examples/diamond.py.
+    codes = {a.get("code") for t in run["tasks"] for a in t["history"]}
+    assert codes == {module_digest(diamond.fn)}
 
 
 def test_the_memory_backend_keeps_nothing(home: Path) -> None:

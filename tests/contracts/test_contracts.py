@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from examples.map_reduce import map_reduce
 from orchestrator.contracts import (
     EVENT_TYPES,
+    Attempt,
     ErrorInfo,
     FlowSpec,
     Run,
@@ -96,13 +97,34 @@ def test_event_data_golden(event_type: str) -> None:
 
 
 def test_flow_spec_golden_and_version_is_content_hash() -> None:
+    assert set(map_reduce.spec.code) == {"examples.map_reduce"}  # compiled from the source
+    # A fixed digest: the golden is about the wire format, not the example's bytes.
     spec = map_reduce.spec.model_copy(
-        update={"source": map_reduce.spec.source.model_copy(update={"path": None})}
+        update={
+            "source": map_reduce.spec.source.model_copy(update={"path": None}),
+            "code": {"examples.map_reduce": "0123456789ab"},
+        }
     )
     check_golden("FlowSpec.map-reduce", spec)
     assert flow_version(spec) == flow_version(FlowSpec.model_validate_json(spec.model_dump_json()))
     changed = spec.model_copy(update={"options": spec.options.model_copy(update={"retries": 1})})
     assert flow_version(changed) != flow_version(spec)
+    # The same DAG over other code: another version.
+    fixed = spec.model_copy(update={"code": {"examples.map_reduce": "ba9876543210"}})
+    assert flow_version(fixed) != flow_version(spec)
+
+
+def test_documents_stored_before_code_versions_read_and_keep_their_versions() -> None:
+    """A spec stored without `code` reads with none and hashes as it did; an attempt stored
+    without `code` reads with None."""
+    stored = json.loads((GOLDEN / "FlowSpec.map-reduce.json").read_text())
+    del stored["code"]
+    old = FlowSpec.model_validate(stored)
+    assert old.code == {}
+    assert b'"code"' not in old.canonical_json()
+    assert flow_version(old) == flow_version(FlowSpec.model_validate_json(old.canonical_json()))
+    attempt = Attempt.model_validate({"number": 1, "status": "SUCCEEDED", "queued_at": T})
+    assert attempt.code is None
 
 
 def test_documents_golden() -> None:

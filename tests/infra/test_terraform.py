@@ -28,6 +28,7 @@ from orchestrator.adapters import (
 from orchestrator.cloud import (
     INFRA,
     OPERATOR_PATTERN,
+    TARGET,
     VIEWER_PATTERN,
     Dashboard,
     tfvars,
@@ -85,6 +86,11 @@ def _resource(tf: dict[str, Any], rtype: str, name: str) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return json.dumps(value)
+
+
+def test_the_bundle_is_resolved_for_the_functions_runtime() -> None:
+    """The function bundle's pins are resolved for the Python the functions run."""
+    assert _tf()["variable"]["python_runtime"]["default"] == TARGET.runtime == "python312"
 
 
 def test_terraform_fmt_is_clean() -> None:
@@ -379,6 +385,7 @@ def test_golden_tfvars(example: Path, tmp_path: Path) -> None:
     assert got == json.loads(golden.read_text())
     assert got["project"] == PROJECT
     assert got["region"] == REGION
+    assert got["python_runtime"] == TARGET.runtime  # what the bundle's pins are resolved for
     for tf in INFRA.glob("*.tf"):
         assert (out / tf.name).read_text() == tf.read_text()
 

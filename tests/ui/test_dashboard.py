@@ -46,6 +46,8 @@ def test_pages_show_runs_dag_tasks_logs_and_flows(
     task = _get(f"{dashboard}/runs/{run_id}/tasks/picky")
     assert "picky got 3" in task
     assert "ValueError: no marker at" in task
+    # Each attempt names the code it ran.
+    assert f"code {observed.spec.code['tests.flows.observed']}" in task
     assert "observed" in _get(f"{dashboard}/flows")
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(f"{dashboard}/runs/no-such-run")

@@ -10,6 +10,7 @@ from orchestrator.runtime.worker._defer import (
     OUTAGE_BUDGET,
     Deferred,
     deferrable,
+    hooks_of,
     unsure,
 )
 from orchestrator.runtime.worker._lease import Lease
@@ -26,6 +27,7 @@ __all__ = [
     "TaskRunContext",
     "check",
     "deferrable",
+    "hooks_of",
     "parse",
     "run_task",
     "task_input_hash",

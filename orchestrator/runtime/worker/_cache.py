@@ -25,12 +25,16 @@ class TaskRunContext:
     task_name: str
     task_ref: str
     receiver: str | None = None  # a method's object, as the DAG carries it
+    task_source: str = ""  # digest of the task function's source (runtime `source_digest`)
 
 
 def task_input_hash(context: TaskRunContext, arguments: dict[str, Any]) -> str:
-    """The usual cache key: the task and its inputs (as Prefect's task_input_hash); for a
-    method, its object too."""
-    keyed: dict[str, Any] = {"task": context.task_ref, "args": arguments}
+    """The usual cache key: the task, its source and its inputs (Prefect's INPUTS +
+    TASK_SOURCE; not its RUN_ID, since this key exists to reuse results across runs, and
+    within a run a finished task never runs again); for a method, its object too. A fixed
+    task no longer serves the results its earlier code cached."""
+    keyed: dict[str, Any] = {"task": context.task_ref, "source": context.task_source}
+    keyed["args"] = arguments
     if context.receiver is not None:  # absent otherwise: earlier entries keep their keys
         keyed["receiver"] = context.receiver
     body = json.dumps(keyed, sort_keys=True, default=repr)

@@ -22,8 +22,10 @@ from pydantic import JsonValue
 
 from orchestrator.contracts import (
     FlowSpec,
+    NodeSpec,
     Run,
     RunStatus,
+    SourceRef,
     TaskFailed,
     TaskRequested,
     TaskRun,
@@ -46,6 +48,7 @@ from orchestrator.engine import (
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.io import services
 from orchestrator.ports import Commit
+from orchestrator.runtime._code import module_digest, source_digest
 from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
@@ -138,7 +141,8 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     token = uuid.uuid4().hex
     worker = f"{rt.worker_id}/{token[:8]}"  # unique per claim, not per process
     started = rt.clock.now()
-    taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds)
+    code = _imported_code(rt, planned.node, plan.spec.source)
+    taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds, code)
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
         if done is None and planned.node.subflow is not None:
@@ -153,6 +157,16 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
     return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
+
+
+def _imported_code(rt: Runtime, node: NodeSpec, source: SourceRef) -> str | None:
+    """Digest of the task's module as this worker imports it, for the attempt's record."""
+    if node.subflow is not None:
+        return None  # its code runs in the child run's tasks
+    try:
+        return module_digest(rt.resolver.resolve(node.task, source))
+    except Exception:  # user code failing on import: call_task fails the attempt, naming it
+        return None
 
 
 def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
@@ -199,7 +213,12 @@ def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str
     key = None
     if options.cache_key_fn:
         context = TaskRunContext(
-            c.req.run_id, c.req.key, options.name, node.task, receiver_key(node.receiver)
+            c.req.run_id,
+            c.req.key,
+            options.name,
+            node.task,
+            receiver_key(node.receiver),
+            source_digest(fn),
         )
         key_fn = rt.resolver.resolve(options.cache_key_fn, c.spec.source)
         key = cache.cache_key(key_fn, context, args)
