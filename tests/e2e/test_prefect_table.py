@@ -1,4 +1,5 @@
-"""The Prefect feature table (docs/howto/migrate-prefect.md) stays true: every row marked "same" runs as one small
+"""The Prefect feature table (docs/howto/migrate-prefect.md) stays true: every row marked
+"same" runs as one small
 flow (tests/flows/prefect_features.py) on every backend, and every such flow has its row."""
 
 from __future__ import annotations
