@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -172,7 +173,7 @@ def _run_in_process(
     """Run in this process, kept in the local history (`kept`) or in memory only; with
     `keep`, the runner stays open (its store is the history the dashboard shows)."""
     from orchestrator.cli._output import summary, task_order
-    from orchestrator.local import history_runner
+    from orchestrator.local import driving, history_runner
     from orchestrator.runtime import InProcessRunner, bind_params
 
     spec = flow.spec
@@ -182,15 +183,19 @@ def _run_in_process(
     runner = history_runner(functions) if kept else InProcessRunner(functions=functions)
     run_id = uuid.uuid4().hex[:16]
     try:
-        if as_json:
-            outcome = runner.run(spec, values, run_id=run_id)
-        else:
-            with _progress(flow, quiet) as progress:
-                outcome = runner.run(spec, values, run_id=run_id, progress=progress)
-    except KeyboardInterrupt:
-        if kept:
-            _interrupted(runner, run_id, as_json)
-        raise
+        # The driver lock marks the run as this process's: if the process dies, the next
+        # command over the history ends the run CANCELLED (see orchestrator/local/_drivers).
+        with driving(run_id) if kept else contextlib.nullcontext():
+            try:
+                if as_json:
+                    outcome = runner.run(spec, values, run_id=run_id)
+                else:
+                    with _progress(flow, quiet) as progress:
+                        outcome = runner.run(spec, values, run_id=run_id, progress=progress)
+            except KeyboardInterrupt:
+                if kept:
+                    _interrupted(runner, run_id, as_json)
+                raise
     finally:
         if not keep:
             runner.close()

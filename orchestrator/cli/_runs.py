@@ -208,9 +208,9 @@ def _retry_in_process(run_id: str, as_json: bool) -> tuple[dict[str, Any], int]:
     from rich.console import Console
 
     from orchestrator.cli._output import LiveProgress
-    from orchestrator.local import history_runner, load_run, retryable
+    from orchestrator.local import driving, history_runner, load_run, retryable
 
-    with history_runner() as runner:
+    with history_runner() as runner, driving(run_id):
         run = retryable(runner.rt, run_id)
         order = [n.key for n in runner.rt.spec(run.flow_version).nodes]
         if as_json:

@@ -10,6 +10,7 @@ from orchestrator.local._client import (
     submit,
 )
 from orchestrator.local._deploy import STARTER, deploy_local, flows_in, publish
+from orchestrator.local._drivers import ABANDONED, driving, reap
 from orchestrator.local._history import (
     KEEP_DAYS_ENV,
     History,
@@ -64,6 +65,7 @@ from orchestrator.local._wiring import (
 )
 
 __all__ = [
+    "ABANDONED",
     "FUNCTIONS",
     "FUNCTIONS_SOURCE",
     "KEEP_DAYS_ENV",
@@ -86,6 +88,7 @@ __all__ = [
     "cancel_run",
     "deploy_local",
     "down",
+    "driving",
     "duration_text",
     "elapsed",
     "find_runs",
@@ -99,6 +102,7 @@ __all__ = [
     "pages",
     "prune",
     "publish",
+    "reap",
     "records",
     "redrive",
     "require_running",

@@ -19,6 +19,7 @@ from typing import Any
 from orchestrator import emulators
 from orchestrator.adapters import BLOBS_DIR, DB_FILE, FileBlobStore, SqliteStore, kumoflow_home
 from orchestrator.errors import KumoflowError
+from orchestrator.local._drivers import reap
 from orchestrator.local._stack import DevStack
 from orchestrator.runtime import InProcessRunner, Runtime, memory_runtime
 
@@ -72,15 +73,20 @@ def history() -> History:
 
 
 def history_runtime() -> Runtime:
-    """A runtime over the history, to read and steer runs (`runs show`, `runs cancel`)."""
+    """A runtime over the history, to read and steer runs (`runs show`, `runs cancel`); runs
+    whose driving process died are ended first, so they read as such."""
     found = history()
-    return memory_runtime(store=found.store, blobs=found.blobs)
+    rt = memory_runtime(store=found.store, blobs=found.blobs)
+    reap(rt)
+    return rt
 
 
 def history_runner(functions: dict[str, Callable[..., Any]] | None = None) -> InProcessRunner:
     """A runner whose runs are kept in the history: `kumoflow run`, `runs retry`."""
     found = history()
-    return InProcessRunner(functions=functions, store=found.store, blobs=found.blobs, shared=True)
+    runner = InProcessRunner(functions=functions, store=found.store, blobs=found.blobs, shared=True)
+    reap(runner.rt)
+    return runner
 
 
 def stack_started() -> bool:

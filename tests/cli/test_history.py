@@ -312,3 +312,38 @@ def test_commands_that_need_the_stack_still_say_so(home: Path, tmp_path: Path) -
     redrive = _cli(home, "dlq", "redrive", "some-letter")
     assert redrive.returncode == 2
     assert "the local stack is not running" in redrive.stderr
+
+
+def test_a_killed_run_shows_abandoned_and_retry_resumes_it(home: Path, tmp_path: Path) -> None:
+    # SIGKILL: nothing in the process runs on the way out, so only its driver lock (dropped
+    # by the kernel) tells later commands that nothing drives the run any more.
+    target, gate = _gated_flow(tmp_path), tmp_path / "gate"
+    proc = _start(home, "run", target, "-p", "items=[1,2,3]", "-p", f"gate={gate}")
+    try:
+        (run_id,) = _wait_running(home, 1)
+        # While its process lives, the run stays RUNNING whoever reads the history.
+        listed = _json(_cli(home, "runs", "list", "--json"))
+        assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "running")]
+        refused = _cli(home, "runs", "retry", run_id)
+        assert refused.returncode != 0
+        assert f"is being driven by another process (pid {proc.pid})" in refused.stderr
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _stop(proc)
+
+    shown = _cli(home, "runs", "show", run_id, "--json")
+    assert _json(shown)["status"] == "cancelled", shown.stderr
+    listed = _json(_cli(home, "runs", "list", "--json"))
+    assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "cancelled")]
+    store = SqliteStore(home / DB_FILE)
+    snap = store.load(run_id, [])
+    store.close()
+    assert snap is not None
+    assert "abandoned" in str(snap.run.error)
+    assert list((home / "drivers").glob("*.lock")) == []
+
+    gate.touch()
+    retried = _cli(home, "runs", "retry", run_id, "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert _json(retried)["result"] == 12
