@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import KumoflowError, TransientError
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
+from orchestrator.adapters import MemoryBlobStore, MemoryStore, SqliteStore, VirtualClock
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
@@ -301,7 +301,7 @@ class Execution:
 @dataclass
 class Cluster:
     k: int
-    store: MemoryStore = field(default_factory=MemoryStore)
+    store: MemoryStore | SqliteStore = field(default_factory=MemoryStore)
     blobs: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     clock: VirtualClock = field(default_factory=VirtualClock)
     instances: list[Instance] = field(default_factory=list)
@@ -545,6 +545,8 @@ class Cluster:
             not self.pool
             and not self.busy()
             and all(self._status(r).terminal and self.finished[r] for r in self.runs)
+            # Child runs of subflows too: one its parent no longer waits on ends on its own.
+            and all(r.status.terminal for r in self.store.list_runs(limit=10_000))
             and not self.abandoned()
         )
 

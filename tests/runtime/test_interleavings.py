@@ -28,9 +28,12 @@ programs, shrinking on.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -45,6 +48,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from orchestrator.adapters import DB_FILE, SqliteStore
 from orchestrator.contracts import Run, RunStatus
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
@@ -125,6 +129,7 @@ class Interleavings(RuleBasedStateMachine):
     FLOWS: ClassVar[tuple[str, ...]] = CORE
     OUTAGES: ClassVar[bool] = False  # the bus fails for a while
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
+    SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,7 +153,11 @@ class Interleavings(RuleBasedStateMachine):
     @initialize(k=st.integers(2, 3), runs=st.data())
     def start(self, k: int, runs: st.DataObject) -> None:
         requests = runs.draw(st.lists(run_requests(self.FLOWS), min_size=1, max_size=3))
-        self.cluster = Cluster(k)
+        if self.SQLITE:
+            self.folder = tempfile.mkdtemp(prefix="kumoflow-interleavings-")
+            self.cluster = Cluster(k, store=SqliteStore(Path(self.folder) / DB_FILE))
+        else:
+            self.cluster = Cluster(k)
         for n, (flow, params) in enumerate(requests):
             self.cluster.request_run(f"run-{n}", flow, params)
 
@@ -314,6 +323,9 @@ class Interleavings(RuleBasedStateMachine):
                 assert not problems, report(self.c, problems)
         finally:
             self.c.close()
+            if self.SQLITE:
+                self.c.store.close()
+                shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def report(cluster: Cluster, problems: list[str]) -> str:
@@ -410,6 +422,28 @@ class DeferredFaults(Deferred):
     OPERATOR = True
 
 
+# The same machines over SQLite (what `kumoflow run` keeps its history in): its etags,
+# transactions and due-queries must keep every guarantee the memory store keeps.
+class SqliteCore(Core):
+    SQLITE = True
+
+
+class SqliteRunTimeMapsFaults(RunTimeMapsFaults):
+    SQLITE = True
+
+
+class SqliteGatesFaults(GatesFaults):
+    SQLITE = True
+
+
+class SqliteSubflowsFaults(SubflowsFaults):
+    SQLITE = True
+
+
+class SqliteDeferredFaults(DeferredFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -431,6 +465,11 @@ class DeferredFaults(Deferred):
         MapOverASubflowResultFaults,
         AllowFailureFaults,
         DeferredFaults,
+        SqliteCore,
+        SqliteRunTimeMapsFaults,
+        SqliteGatesFaults,
+        SqliteSubflowsFaults,
+        SqliteDeferredFaults,
     ],
     ids=lambda m: m.__name__,
 )
