@@ -12,6 +12,7 @@ changes when the task changes and not when a neighbour in its module does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -25,6 +26,9 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
 
 
+# Per function object: what a process imported does not change while it lives, and every
+# attempt asks (reading the file each time would put disk reads on the hot path).
+@functools.cache
 def module_digest(fn: Callable[..., Any]) -> str | None:
     """Digest of the source file `fn` is defined in; None when it has none (a builtin)."""
     try:
@@ -36,6 +40,7 @@ def module_digest(fn: Callable[..., Any]) -> str | None:
     return _digest(Path(path).read_bytes())
 
 
+@functools.cache
 def source_digest(fn: Callable[..., Any]) -> str:
     """Digest of `fn`'s own source (its bytecode when the source cannot be read)."""
     plain = inspect.unwrap(fn)
