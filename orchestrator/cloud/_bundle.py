@@ -7,7 +7,9 @@ Layout (what Cloud Run functions' Python buildpack expects at the root):
   requirements.txt        kumoflow's `runtime` extra (not the CLI, dashboard and local stack
                           its full install brings) and the flows' own (requirements.txt and
                           pyproject.toml beside them), resolved for TARGET, not for this machine
-  orchestrator/           kumoflow's runtime: not the CLI, dashboard, local stack or deploy code
+  orchestrator/           kumoflow's runtime: not the CLI, dashboard, local stack or deploy code,
+                          with deployed-flows.json: the deployed flows' compiled specs, which the
+                          run starter registers on first use when Firestore lacks them
   <flow folder>/...       the user's modules, packages and their data files, importable by the
                           names the flows were compiled with (FlowSpec.source.module)
 
@@ -35,7 +37,9 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from orchestrator.contracts import FlowSpec
 from orchestrator.errors import KumoflowError
+from orchestrator.runtime import MANIFEST
 
 PACKAGE = Path(__file__).resolve().parents[1]  # orchestrator/
 # What the functions never import (tests/cli/test_bundle.py imports their entry points without
@@ -334,12 +338,18 @@ def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:
             yield from _tree(path, path.name, _data_file)
 
 
-def bundle_files(flow_files: Sequence[Path], requirements: Sequence[str]) -> dict[str, bytes]:
+def bundle_files(
+    flow_files: Sequence[Path], requirements: Sequence[str], specs: Sequence[FlowSpec] = ()
+) -> dict[str, bytes]:
     """The bundle's files by name; `requirements`: its requirements.txt's lines (index options,
-    then the pins)."""
+    then the pins); `specs`: the deployed flows, which the run starter registers on first use
+    when Firestore lacks them (a `terraform apply` without `kumoflow deploy --apply`)."""
     files: dict[str, bytes] = {"main.py": MAIN.encode()}
     for arc, path in _runtime_files():
         files[arc] = path.read_bytes()
+    ordered = sorted(specs, key=lambda s: s.name)
+    manifest = json.dumps([s.model_dump(mode="json") for s in ordered], sort_keys=True)
+    files[f"{PACKAGE.name}/{MANIFEST}"] = manifest.encode()
     own = set(files)
     for flow_file in flow_files:
         for arc, path in _user_files(flow_file):
@@ -358,13 +368,18 @@ def bundle_files(flow_files: Sequence[Path], requirements: Sequence[str]) -> dic
     return dict(sorted(files.items()))
 
 
-def write_bundle(flow_files: Sequence[Path], dest: Path, resolve: Resolve = pip_resolve) -> Bundle:
+def write_bundle(
+    flow_files: Sequence[Path],
+    dest: Path,
+    resolve: Resolve = pip_resolve,
+    specs: Sequence[FlowSpec] = (),
+) -> Bundle:
     """Write the zip to `dest` only when its bytes change (so mtimes say "unchanged" too)."""
     requirements = bundle_requirements(flow_files)
     pins = locked_pins(requirements, TARGET, dest.with_name(LOCK), resolve)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for arc, data in bundle_files(flow_files, (*requirements.options, *pins)).items():
+        for arc, data in bundle_files(flow_files, (*requirements.options, *pins), specs).items():
             info = zipfile.ZipInfo(arc, date_time=_EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -96,7 +96,7 @@ def render(
     for tf in sorted(INFRA.glob("*.tf")):
         _write(out / tf.name, tf.read_text())
     _write(out / "wiring.json", wiring_json())
-    bundle = write_bundle([Path(p).resolve() for p in paths], out / ARCHIVE, resolve)
+    bundle = write_bundle([Path(p).resolve() for p in paths], out / ARCHIVE, resolve, specs)
     _write(out / "terraform.tfvars.json", json.dumps(variables, indent=2, sort_keys=True) + "\n")
     versions = {s.name: flow_version(s) for s in sorted(specs, key=lambda s: s.name)}
     _write(out / "flows.json", json.dumps(versions, indent=2) + "\n")

@@ -3,7 +3,6 @@ notification), messages on trigger topics, and Cloud Scheduler fires."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,6 +20,8 @@ from orchestrator.runtime import (
     gcs_object,
     message,
     refuse_blocks,
+    register_bundled,
+    requested_run_id,
     requested_spec,
     requests_for_fire,
     requests_for_message,
@@ -39,6 +40,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: Seen) -> Sequence[RunReque
     attrs = cloud_event.get_attributes()
     event_type, event_id = str(attrs.get("type")), str(attrs.get("id", ""))
     seen.type, seen.id = event_type, event_id
+    register_bundled(rt)  # flows a `terraform apply` alone deployed start on first use
     source = str(attrs.get("source", ""))
     if event_type == STORAGE_FINALIZED:
         return requests_for_object(_deployed(rt), gcs_object(cloud_event.data), event_id)
@@ -72,7 +74,7 @@ def run_requests(rt: Runtime, cloud_event: Any, seen: Seen) -> Sequence[RunReque
         req = event.data
         refuse_blocks(requested_spec(rt, req)[1], req.params)
         # The run id derives from the event's identity: a redelivered request starts nothing new.
-        derived = hashlib.sha256(f"{event.source}|{event.id}".encode()).hexdigest()[:20]
+        derived = requested_run_id(event.source, event.id)
         return [req if req.run_id else req.model_copy(update={"run_id": derived})]
     publish_time = _publish_time(cloud_event.data)
     if "eventType" in attributes:  # a GCS Pub/Sub notification

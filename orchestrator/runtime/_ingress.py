@@ -74,6 +74,13 @@ def run_id(*identity: str) -> str:
     return hashlib.sha256("|".join(identity).encode()).hexdigest()[:24]
 
 
+def requested_run_id(source: str, event_id: str) -> str:
+    """The run id the run starter gives a run.requested that names none: from the event's
+    identity (source and id), so a redelivered request starts nothing new and the publisher
+    knows the id before the run exists."""
+    return hashlib.sha256(f"{source}|{event_id}".encode()).hexdigest()[:20]
+
+
 def job_name(flow: str, index: int) -> str:
     return f"kumoflow-{flow}-{index}"
 

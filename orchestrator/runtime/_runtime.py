@@ -200,6 +200,8 @@ class Runtime:
     _plans: Lru[tuple[str, str], Plan] = field(default_factory=Lru)
     # The run documents this instance read last, with their etags (see task_snapshot).
     runs: Lru[str, tuple[Run, Etag]] = field(default_factory=Lru)
+    # The bundled flow versions this instance found registered (see register_bundled).
+    bundled: set[str] = field(default_factory=set)
 
     @property
     def cache_blobs(self) -> BlobStore:

@@ -3,15 +3,27 @@ cancels, timeouts and resumes), and do the effects its commits stand for (the ou
 runs user code: the worker side does."""
 
 from orchestrator.runtime.control._advance import advance
+from orchestrator.runtime.control._bundled import (
+    MANIFEST,
+    MANIFEST_ENV,
+    bundled_specs,
+    manifest_path,
+    register_bundled,
+)
 from orchestrator.runtime.control._outbox import execute, flow_result, read_flow_result, request
 from orchestrator.runtime.control._start import begin, requested_spec, start_run
 
 __all__ = [
+    "MANIFEST",
+    "MANIFEST_ENV",
     "advance",
     "begin",
+    "bundled_specs",
     "execute",
     "flow_result",
+    "manifest_path",
     "read_flow_result",
+    "register_bundled",
     "request",
     "requested_spec",
     "start_run",
