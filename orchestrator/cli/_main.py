@@ -100,6 +100,14 @@ def main() -> None:
     "until Ctrl-C; the exit code is the run's status then.",
 )
 @click.option("--port", default=8080, show_default=True, help="--ui: the dashboard's port.")
+@click.option(
+    "--project",
+    default=None,
+    help="Start the flow named TARGET deployed in this Google Cloud project (Application "
+    "Default Credentials): publishes dev.kumoflow.run.requested to its run-requests topic and "
+    "prints the run id.",
+)
+@click.option("--wait", is_flag=True, help="--project: follow the run until it ends.")
 def run(
     target: str,
     params: tuple[str, ...],
@@ -110,12 +118,23 @@ def run(
     timeout: float | None,
     ui: bool,
     port: int,
+    project: str | None,
+    wait: bool,
 ) -> None:
-    """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress."""
+    """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress; with
+    --project, start the deployed flow named TARGET."""
     from orchestrator.sdk import load_flow
 
+    if wait and not project:
+        raise click.UsageError("--wait follows a run started with --project")
     runner = None
     try:
+        if project:
+            out = _run_in_project(
+                project, target, params, as_json=as_json, wait=wait, timeout=timeout, quiet=quiet
+            )
+            emit_run(out, as_json)
+            sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
         flow = load_flow(target)
         values = parse_params(params, {p.name: p.annotation for p in flow.spec.params})
         if backend in ("sqlite", "memory"):
@@ -149,13 +168,54 @@ def run(
     sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
 
 
-def _progress(flow: Any, quiet: bool) -> LiveProgress:
+def _run_in_project(
+    project: str,
+    name: str,
+    pairs: tuple[str, ...],
+    *,
+    as_json: bool,
+    wait: bool,
+    timeout: float | None,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Request a run of the deployed flow `name`; with `wait`, follow it in the project."""
+    from orchestrator.cli._output import describe
+    from orchestrator.cloud import project_runtime, registered, request_run
+    from orchestrator.local import follow
+
+    rt = project_runtime(project)
+    found = registered(rt, name)
+    if found.unchecked and not as_json:
+        click.secho(found.unchecked, fg="yellow", err=True)
+    spec = found.spec
+    annotations = {p.name: p.annotation for p in spec.params} if spec else {}
+    run_id = request_run(rt, name, parse_params(pairs, annotations), found)
+    if not wait:
+        out: dict[str, Any] = {"run_id": run_id, "flow": name, "status": "started"}
+        out["result"] = None
+        if as_json:
+            out["params_checked"] = found.unchecked is None
+        else:
+            show = f"kumoflow runs show {run_id} --project {project}"
+            click.secho(
+                f"requested; follow it with `{show}` (or run with --wait)", dim=True, err=True
+            )
+        return out
+    order = [n.key for n in spec.nodes] if spec else []
+    if as_json or spec is None:
+        snap = follow(rt, run_id, timeout=timeout)
+    else:
+        with _progress(spec, quiet) as progress:
+            snap = follow(rt, run_id, timeout=timeout, progress=progress)
+    return describe(rt, snap, order)
+
+
+def _progress(spec: Any, quiet: bool) -> LiveProgress:
     """The live table on stderr, with a line above it per failed attempt unless `quiet`."""
     from rich.console import Console
 
     from orchestrator.cli._output import LiveProgress
 
-    spec = flow.spec
     retry = {n.key: n.options.retry for n in spec.nodes}
     order = [n.key for n in spec.nodes]
     return LiveProgress(Console(stderr=True), spec.name, order, retry=retry, events=not quiet)
@@ -190,7 +250,7 @@ def _run_in_process(
                 if as_json:
                     outcome = runner.run(spec, values, run_id=run_id)
                 else:
-                    with _progress(flow, quiet) as progress:
+                    with _progress(flow.spec, quiet) as progress:
                         outcome = runner.run(spec, values, run_id=run_id, progress=progress)
             except KeyboardInterrupt:
                 if kept:
@@ -241,7 +301,7 @@ def _run_on_stack(
     if as_json:
         snap = follow(rt, run_id, timeout=timeout)
     else:
-        with _progress(flow, quiet) as progress:
+        with _progress(flow.spec, quiet) as progress:
             snap = follow(rt, run_id, timeout=timeout, progress=progress)
     return describe(rt, snap, order)
 

@@ -35,6 +35,13 @@ from orchestrator.cloud._project import (
     publish_to_project,
     results_bucket,
 )
+from orchestrator.cloud._request import (
+    PUBLISHER_ROLE,
+    READER_ROLE,
+    Registered,
+    registered,
+    request_run,
+)
 from orchestrator.cloud._wiring import FIRESTORE, GCS_NOTIFICATIONS, tfvars, wiring
 
 __all__ = [
@@ -45,11 +52,14 @@ __all__ = [
     "INFRA",
     "LOCK",
     "OPERATOR_PATTERN",
+    "PUBLISHER_ROLE",
+    "READER_ROLE",
     "TARGET",
     "VIEWER_PATTERN",
     "Bundle",
     "Dashboard",
     "GcpDeploy",
+    "Registered",
     "Requirements",
     "Resolve",
     "Target",
@@ -62,7 +72,9 @@ __all__ = [
     "project_runtime",
     "project_store",
     "publish_to_project",
+    "registered",
     "render",
+    "request_run",
     "results_bucket",
     "tfvars",
     "wiring",
