@@ -20,6 +20,7 @@ from orchestrator.cli._init import init
 from orchestrator.cli._logs import logs
 from orchestrator.cli._output import emit_run, fail
 from orchestrator.cli._runs import runs
+from orchestrator.cli._schedules import schedules
 from orchestrator.cli._trigger import trigger
 from orchestrator.cli._ui import ui
 from orchestrator.errors import KumoflowError
@@ -316,7 +317,7 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, logs, dlq, deploy, trigger, ui, block):
+for _group in (dev, runs, logs, dlq, deploy, trigger, schedules, ui, block):
     main.add_command(_group)
 main.add_command(init)
 main.add_command(check)

@@ -31,6 +31,7 @@ from orchestrator.cloud._deploy import (
 from orchestrator.cloud._project import (
     EMULATOR_ENV,
     project_runtime,
+    project_session,
     project_store,
     publish_to_project,
     results_bucket,
@@ -41,6 +42,13 @@ from orchestrator.cloud._request import (
     Registered,
     registered,
     request_run,
+)
+from orchestrator.cloud._schedules import (
+    Action,
+    JobState,
+    ScheduleJob,
+    Scheduler,
+    deployed_region,
 )
 from orchestrator.cloud._wiring import FIRESTORE, GCS_NOTIFICATIONS, tfvars, wiring
 
@@ -56,20 +64,26 @@ __all__ = [
     "READER_ROLE",
     "TARGET",
     "VIEWER_PATTERN",
+    "Action",
     "Bundle",
     "Dashboard",
     "GcpDeploy",
+    "JobState",
     "Registered",
     "Requirements",
     "Resolve",
+    "ScheduleJob",
+    "Scheduler",
     "Target",
     "bundle_files",
     "bundle_requirements",
     "dashboard_tfvars",
     "default_out",
     "deploy_gcp",
+    "deployed_region",
     "pip_resolve",
     "project_runtime",
+    "project_session",
     "project_store",
     "publish_to_project",
     "registered",

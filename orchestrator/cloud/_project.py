@@ -11,6 +11,8 @@ from orchestrator.errors import KumoflowError
 from orchestrator.runtime import Runtime, cloud_runtime
 
 if TYPE_CHECKING:
+    from google.auth.transport.requests import AuthorizedSession
+
     from orchestrator.adapters import FirestoreStore
 
 EMULATOR_ENV = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
@@ -50,6 +52,16 @@ def project_store(project: str) -> FirestoreStore:
 
     _use_project(project)
     return FirestoreStore.from_env(project)
+
+
+def project_session(project: str) -> AuthorizedSession:
+    """An HTTP session with the project's Application Default Credentials (Google's REST APIs)."""
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    _use_project(project)
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    return AuthorizedSession(credentials)
 
 
 def publish_to_project(project: str, topic: str, data: bytes, attributes: dict[str, str]) -> str:
