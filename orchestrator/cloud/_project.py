@@ -61,7 +61,7 @@ def project_session(project: str) -> AuthorizedSession:
 
     _use_project(project)
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    return AuthorizedSession(credentials)
+    return AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
 
 
 def publish_to_project(project: str, topic: str, data: bytes, attributes: dict[str, str]) -> str:
