@@ -14,7 +14,15 @@ EXAMPLES: dict[str, list[str]] = {
         "kumoflow run flows.py:word_count --param text='to be or not to be'",
         "kumoflow run examples/map_reduce.py:map_reduce -p items='[1,2,3]' --backend emulator",
         "kumoflow run flows.py:word_count -p text='a b a' --ui   # then the dashboard over it",
+        "kumoflow run ingest --project my-project -p mode=manual --wait   # a deployed flow",
     ],
+    "schedules": ["kumoflow schedules ls --project my-project"],
+    "schedules ls": ["kumoflow schedules ls --project my-project --region asia-northeast1 --json"],
+    "schedules pause": [
+        "kumoflow schedules pause nightly --project my-project   # every job of flow nightly",
+        "kumoflow schedules pause --all --project my-project",
+    ],
+    "schedules resume": ["kumoflow schedules resume kumoflow-nightly-0 --project my-project"],
     "schema": ["kumoflow schema --out schemas/"],
     "deploy": [
         "kumoflow deploy flows.py                      # the local stack",
