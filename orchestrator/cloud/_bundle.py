@@ -255,6 +255,8 @@ def pip_resolve(requirements: Requirements, target: Target = TARGET) -> list[str
         base = [
             sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
             "--quiet", "--report", "-", "--disable-pip-version-check", "--no-input",
+            # pip before 23.3 takes platform options only with --target (nothing lands there).
+            "--target", str(Path(tmp) / "target"),
             *target.pip_args(), "-r", str(reqs),
         ]  # fmt: skip
         done = _pip([*base, "-c", str(constraints)])
