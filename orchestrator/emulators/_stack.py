@@ -160,12 +160,27 @@ def _reusable(config: StackConfig, name: Service) -> ProcessRecord | None:
     if record is None:
         return None
     argv, _ = _command(config, name)
-    if is_running(record) and record.cmd == argv and http_ok(_health_url(config, name)):
+    if is_running(record) and record.cmd == argv and _answers(_health_url(config, name)):
         return record
     # Dead, hung, or started with other settings (ports, project): replace it.
     stop(record)
     remove_record(config.state_dir, name)
     return None
+
+
+# A live process of the right command is replaced only when it stays silent this long: on a
+# loaded machine one slow answer is not a hang, and replacing fake-gcs-server loses its data.
+HUNG_AFTER_S = 15.0
+
+
+def _answers(url: str) -> bool:
+    deadline = time.monotonic() + HUNG_AFTER_S
+    while True:
+        if http_ok(url, timeout=5.0):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 def _check_ports_free(config: StackConfig, name: Service) -> None:
