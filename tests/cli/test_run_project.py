@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,15 +25,7 @@ from orchestrator.errors import KumoflowError, ParameterError
 from orchestrator.functions import main as functions_main
 from orchestrator.runtime import Runtime, Topics, memory_runtime
 
-
-@pytest.fixture(autouse=True)
-def _environment() -> Iterator[None]:
-    """The CLI's --project path drops the emulator variables from os.environ (a cloud command
-    must not reach the local stack): give them back to the tests that run after."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("restored_environ")
 
 
 @task(name="greet")

@@ -5,7 +5,6 @@ list with pages, pause, resume, 403 and 404 as Google answers them)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -23,15 +22,7 @@ from orchestrator.cloud import Action, JobState, Scheduler, deployed_region
 from orchestrator.errors import KumoflowError, NotFoundError
 from orchestrator.runtime import JOB_ATTRIBUTE
 
-
-@pytest.fixture(autouse=True)
-def _environment() -> Iterator[None]:
-    """The CLI's --project path drops the emulator variables from os.environ (a cloud command
-    must not reach the local stack): give them back to the tests that run after."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("restored_environ")
 
 
 _PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/jobs(?:/([^/:]+)(?::(\w+))?)?$")
