@@ -62,7 +62,16 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
             wired = [_wire(stack, publisher, subscriber, spec, t) for t in spec.triggers]
             _write_jobs(stack, spec)
             uses = sorted(services_used([spec]))
-            out.append({"flow": spec.name, "version": version, "triggers": wired, "uses": uses})
+            out.append(
+                {
+                    "flow": spec.name,
+                    "version": version,
+                    "code": spec.bundle,
+                    "kept": sorted(kept(stack.config)),
+                    "triggers": wired,
+                    "uses": uses,
+                }
+            )
         buckets = {t.bucket for s in specs for t in s.triggers if isinstance(t, GcsTrigger)}
         blobs = GcsBlobStore.from_env(stack.config.project)
         for bucket in buckets:  # so that uploads to it work on the fresh local stack

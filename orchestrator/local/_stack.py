@@ -232,7 +232,9 @@ def status(stack: DevStack) -> dict[str, Any]:
 
 
 def down(stack: DevStack) -> list[str]:
-    return emulators.down(stack.config)
+    stopped = emulators.down(stack.config)
+    keep(stack.config, {})  # the emulators forget the runs those workers were kept for
+    return stopped
 
 
 def services_used(specs: Iterable[FlowSpec]) -> set[Service]:
