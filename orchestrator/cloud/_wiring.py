@@ -24,7 +24,6 @@ from orchestrator.contracts import (
     ScheduleTrigger,
 )
 from orchestrator.errors import KumoflowError
-from orchestrator.functions import RETAINED_ENV
 from orchestrator.local import (
     FUNCTIONS,
     MAX_BACKOFF_S,
@@ -36,7 +35,7 @@ from orchestrator.local import (
     TICK_JOB,
     TRIGGER_SUBSCRIPTION_PREFIX,
 )
-from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
+from orchestrator.runtime import JOB_ATTRIBUTE, RETAINED_ENV, TOPICS, job_name
 
 GCS_NOTIFICATIONS = emulators.StackConfig.__dataclass_fields__["gcs_notification_topic"].default
 WORKER = "task_worker"

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 
-RETAINED_ENV = "KUMOFLOW_RETAINED_CODE"
-SERVES_ENV = "KUMOFLOW_SERVES_CODE"  # set on a kept worker: the one bundle it runs
+from orchestrator.runtime import RETAINED_ENV, SERVES_ENV
 
 
 def retained_code() -> frozenset[str]:

@@ -18,7 +18,6 @@ from orchestrator import emulators
 from orchestrator.contracts import CODE_ATTRIBUTE, FlowSpec
 from orchestrator.emulators import Service
 from orchestrator.errors import KumoflowError
-from orchestrator.functions import SERVES_ENV
 from orchestrator.local._code import keep, kept, retained_env, worker_name
 from orchestrator.local._wiring import (
     FUNCTIONS,
@@ -29,7 +28,7 @@ from orchestrator.local._wiring import (
     TICK_JOB,
     FunctionWiring,
 )
-from orchestrator.runtime import TOPICS
+from orchestrator.runtime import SERVES_ENV, TOPICS
 
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "functions" / "main.py"
 RESULTS_BUCKET = "kumoflow-results"

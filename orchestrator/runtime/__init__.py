@@ -13,6 +13,8 @@ from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._code import (
     BUILD_FILES,
+    RETAINED_ENV,
+    SERVES_ENV,
     code_digest,
     code_files,
     module_digest,
@@ -114,7 +116,9 @@ __all__ = [
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
     "OUTAGE_BUDGET",
+    "RETAINED_ENV",
     "SELECT",
+    "SERVES_ENV",
     "TICK_BUDGET_S",
     "TOPICS",
     "Capture",

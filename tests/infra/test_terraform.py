@@ -37,9 +37,8 @@ from orchestrator.cloud import (
 )
 from orchestrator.contracts import CODE_ATTRIBUTE, StoredBlock
 from orchestrator.errors import KumoflowError
-from orchestrator.functions import RETAINED_ENV
 from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
-from orchestrator.runtime import TOPICS
+from orchestrator.runtime import RETAINED_ENV, TOPICS
 from tests.infra._render import EXAMPLES, PROJECT, REGION, ROOT, render_example
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -20,9 +20,9 @@ from orchestrator.contracts import (
     TaskRequested,
     flow_version,
 )
-from orchestrator.functions import RETAINED_ENV, SERVES_ENV, left_to_another
+from orchestrator.functions import left_to_another
 from orchestrator.local import live_bundles, with_bundle
-from orchestrator.runtime import InProcessRunner, code_digest
+from orchestrator.runtime import RETAINED_ENV, SERVES_ENV, InProcessRunner, code_digest
 from tests.flows.subflows import with_subflow
 
 BUNDLE = "0123456789ab"
