@@ -36,6 +36,7 @@ from ._options import (
     RetryPolicy,
     Serializer,
     TaskOptions,
+    TaskRuntime,
 )
 from ._schema import json_schemas, write_json_schemas
 from ._state import (
@@ -115,6 +116,7 @@ __all__ = [
     "TaskOptions",
     "TaskRequested",
     "TaskRun",
+    "TaskRuntime",
     "TaskStatus",
     "TaskSucceeded",
     "TriggerInfo",

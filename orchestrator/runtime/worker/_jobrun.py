@@ -1,0 +1,38 @@
+"""A job execution's end of a `runtime="job"` attempt (see _job): find the attempt its env
+names, still held by its token, and run its body on the worker's own path (inputs, result
+written once, completion reported under the token, lease renewed while it runs)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime.worker._check import parked
+from orchestrator.runtime.worker._job import JobAttempt
+from orchestrator.runtime.worker._lease import Lease
+from orchestrator.runtime.worker._worker import Claimed, run_claimed
+
+# Cloud Run jobs allow a task up to 7 days; the installation's job is declared with 24 h
+# (infra/jobs.tf sets it here too): a task's own timeout_seconds bounds it below that.
+JOB_TIMEOUT_S = float(os.environ.get("KUMOFLOW_JOB_TIMEOUT_S", str(24 * 3600)))
+
+
+def run_job_attempt(rt: Runtime, env: Mapping[str, str]) -> int:
+    """The execution's exit code: 0 once the attempt's end is reported (its body's failure
+    included: the attempt failed, the execution did its part), or when the token no longer
+    holds it (cancelled, timed out, taken over: nothing to do); 1 when the end could not be
+    reported (the check then derives it from the stored result, or fails the attempt)."""
+    who = JobAttempt.from_env(env)
+    claimed = parked(rt, who.run_id, who.key, who.attempt, who.token)
+    where = {"run_id": who.run_id, "task": who.key, "attempt": who.attempt}
+    if not isinstance(claimed, Claimed):
+        LOGGER.info("the attempt is no longer this execution's to run", extra=where)
+        return 0
+    try:
+        run_claimed(rt, claimed, Lease(rt, claimed.req, who.token), JOB_TIMEOUT_S)
+    except Exception:
+        LOGGER.exception("could not report the attempt's end", extra=where)
+        return 1
+    return 0
