@@ -83,5 +83,8 @@ class MemoryJobs:
                 if e.status.state is JobState.RUNNING
             }
 
+    def env(self, name: str) -> dict[str, str]:
+        return dict(self._executions[name].env)
+
     def cancelled(self, name: str) -> bool:
         return self.status(name).message == "was cancelled"

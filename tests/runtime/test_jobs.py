@@ -72,7 +72,11 @@ def _checks(store: MemoryStore, clock: VirtualClock) -> list[OutboxEntry]:
 
 
 def _ends(bus: MemoryBus) -> list[str]:
-    return [e.type.rsplit(".", 1)[1] for _, e in bus.published if e.type.endswith(("succeeded", "failed"))]
+    return [
+        e.type.rsplit(".", 1)[1]
+        for _, e in bus.published
+        if e.type.endswith(("succeeded", "failed"))
+    ]
 
 
 def test_the_decorator_takes_the_enum_or_its_value_and_refuses_others() -> None:
@@ -116,9 +120,11 @@ def test_the_execution_runs_the_body_and_reports_under_the_token() -> None:
     assert snap is not None
     assert done.token == snap.tasks["long-sum"].attempts[-1].token
     assert rt.blobs.get(done.result_uri) == b'{"sum":15,"in_job":false}'
-    # A second execution for the same attempt (a duplicate start) stores nothing new.
-    advance(rt, "r", done)
+    assert snap.tasks["long-sum"].attempts[-1].worker == f"job:{rt.worker_id}/{done.token[:8]}"
+    # A second execution of the same attempt (a platform retry) does not run its body again.
     assert run_job_attempt(rt, env) == 0
+    assert len([e for _, e in bus.published if e.type.endswith("task.succeeded")]) == 1
+    advance(rt, "r", done)
     clock.sleep(5)
     tick(rt)
     assert _checks(store, clock) == []  # the check saw it was no longer parked
