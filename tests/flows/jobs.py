@@ -13,7 +13,8 @@ from orchestrator.context import task_run
 
 
 def marker(name: str) -> Path:
-    """A file the job's body touches once it runs (the stack's test waits for it)."""
+    """A file the job's body writes its process id to once it runs (the stack's test waits
+    for it, and checks the process is gone after a cancel)."""
     return Path(tempfile.gettempdir()) / f"kumoflow-job-task-{name}"
 
 
@@ -27,7 +28,7 @@ def long_sum(n: int, seconds: float) -> dict[str, object]:
     """Works for `seconds`, printing as it goes; says where it ran."""
     info = task_run.get()
     if info is not None:
-        marker(info.id.split("/", 1)[0]).touch()
+        marker(info.id.split("/", 1)[0]).write_text(str(os.getpid()))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         print("working", flush=True)

@@ -131,11 +131,10 @@ def test_the_execution_runs_the_body_and_reports_under_the_token() -> None:
 
 
 def test_an_execution_that_stored_its_result_and_died_is_completed_by_the_check() -> None:
-    rt, store, bus, clock, held = _runtime()
+    rt, _, bus, clock, held = _runtime()
     _launched(rt, bus)
     ((name, env),) = held.running().items()
-    rt_dead = rt
-    run_job_attempt(rt_dead, env)
+    run_job_attempt(rt, env)
     bus.published.clear()  # its report was lost with it
     held.finish(name, 137, "failed: the container was killed")
     clock.sleep(5)
@@ -144,7 +143,7 @@ def test_an_execution_that_stored_its_result_and_died_is_completed_by_the_check(
 
 
 def test_an_execution_that_died_without_a_result_fails_the_attempt_with_its_message() -> None:
-    rt, store, bus, clock, held = _runtime()
+    rt, _, bus, clock, held = _runtime()
     _launched(rt, bus)
     ((name, _),) = held.running().items()
     held.finish(name, 1, "failed: Task long-sum-task0 failed with exit code 1.")
