@@ -224,7 +224,7 @@ def ensure_task_job(stack: DevStack) -> None:
     parent, _, _ = stack.task_job.rpartition("/jobs/")
     try:
         jobs.create_job(parent=parent, job=job, job_id=TASK_JOB_ID).result()
-    except gexc.AlreadyExists:
+    except gexc.Conflict:  # AlreadyExists, or the REST transport's plain 409
         job.name = stack.task_job  # its env follows the functions' (a changed code fingerprint)
         jobs.update_job(job=job).result()
 
