@@ -5,7 +5,7 @@ function off at its timeout, so such a task would only ever fail, late, as a lea
 Deferred tasks (CloudRunJob, BigQuery queries) are exempt: their function returns as soon as
 the work has started elsewhere, and their timeout covers that work, not the function. A
 `runtime="job"` task runs in the task job's execution, not the function: its limit is the
-job's (infra/jobs.tf, `task_job_timeout_s`, 24 h by default).
+job's (Terraform `task_job.timeout_s`, 24 h by default).
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def refuse_long_tasks(
     if in_job:
         problems.append(
             f'{", ".join(in_job)}: runtime="job", longer than the task job\'s timeout '
-            f"({job_limit:g} s, infra/jobs.tf task_job_timeout_s); lower timeout_seconds, or "
-            "raise the job's timeout (Cloud Run allows up to 7 days) and KUMOFLOW_JOB_TIMEOUT_S"
+            f"({job_limit:g} s, Terraform's task_job.timeout_s); lower timeout_seconds, or raise "
+            "the job's timeout (Cloud Run allows up to 7 days) and KUMOFLOW_JOB_TIMEOUT_S"
         )
     if problems:
         raise KumoflowError("; ".join(problems))

@@ -19,7 +19,7 @@ from orchestrator.runtime.worker._lease import Lease
 from orchestrator.runtime.worker._worker import Claimed, run_claimed
 
 # Cloud Run jobs allow a task up to 7 days; the installation's job is declared with 24 h
-# (infra/jobs.tf sets it here too): a task's own timeout_seconds bounds it below that.
+# (Terraform sets it from task_job.timeout_s): a task's own timeout_seconds bounds it below that.
 JOB_TIMEOUT_S = float(os.environ.get("KUMOFLOW_JOB_TIMEOUT_S", str(24 * 3600)))
 # An execution that takes the attempt's body marks the attempt's worker with this: a second
 # execution for the same attempt (a platform retry of a killed container) does not run it again.
