@@ -103,7 +103,10 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
       KUMOFLOW_TASK_JOB             = local.task_job # runtime="job" tasks (jobs.tf)
       LOG_EXECUTION_ID              = "true"
-    })
+      }, each.key == local.wiring.worker_function ? {
+      # The earlier bundles' requests it leaves to their kept workers (code.tf).
+      (local.wiring.retained_env) = join(",", sort(keys(var.retained_code)))
+    } : {})
   }
 
   lifecycle {
@@ -120,6 +123,8 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.build_logs,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_reader,
+    # A kept worker takes its bundle's requests before the new worker leaves them (code.tf).
+    google_pubsub_subscription.retained,
   ]
 }
 

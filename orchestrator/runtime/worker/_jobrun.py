@@ -16,7 +16,7 @@ from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.worker._check import parked
 from orchestrator.runtime.worker._job import JobAttempt
 from orchestrator.runtime.worker._lease import Lease
-from orchestrator.runtime.worker._worker import Claimed, run_claimed
+from orchestrator.runtime.worker._worker import Claimed, _imported_code, run_claimed
 
 # Cloud Run jobs allow a task up to 7 days; the installation's job is declared with 24 h
 # (Terraform sets it from task_job.timeout_s): a task's own timeout_seconds bounds it below that.
@@ -66,7 +66,11 @@ def _take(rt: Runtime, c: Claimed) -> Claimed | None:
             or (last.worker or "").startswith(JOB_WORKER)
         ):
             return False
-        marked = last.model_copy(update={"worker": worker})
+        # The code the body runs is this image's: a run pinned to an earlier bundle (kept
+        # by its own task worker) runs its job-run tasks on the job's current code, and the
+        # attempt says so.
+        code = _imported_code(rt, c.planned.node, c.spec.source)
+        marked = last.model_copy(update={"worker": worker, "code": code})
         mine = task.model_copy(update={"attempts": (*task.attempts[:-1], marked)})
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(mine, etags[req.key])]))
         return True
