@@ -37,6 +37,7 @@ from ._options import (
     RetryPolicy,
     Serializer,
     TaskOptions,
+    TaskRuntime,
 )
 from ._schema import json_schemas, write_json_schemas
 from ._state import (
@@ -117,6 +118,7 @@ __all__ = [
     "TaskOptions",
     "TaskRequested",
     "TaskRun",
+    "TaskRuntime",
     "TaskStatus",
     "TaskSucceeded",
     "TriggerInfo",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -43,6 +44,14 @@ class RetryPolicy(Frozen):
         return self.delay_seconds
 
 
+class TaskRuntime(StrEnum):
+    """Where a task's attempts run: in the task worker function (bounded by its timeout), or
+    as a Cloud Run job execution from the same code (hours; no function waits for it)."""
+
+    FUNCTION = "function"
+    JOB = "job"
+
+
 class TaskOptions(Frozen):
     name: str
     retry: RetryPolicy = RetryPolicy()
@@ -54,6 +63,7 @@ class TaskOptions(Frozen):
     cache_key_fn: str | None = None  # "module:qualname" of fn(task_key, inputs) -> str | None
     cache_expiration_seconds: float | None = Field(default=None, gt=0)
     log_prints: bool | None = None  # None: as the flow says
+    runtime: TaskRuntime = TaskRuntime.FUNCTION
 
 
 class FlowOptions(Frozen):

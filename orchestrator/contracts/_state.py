@@ -101,6 +101,9 @@ class Attempt(Frozen):
     # Digest of the task's module as the worker that claimed this attempt imported it (the
     # flow's FlowSpec.code holds the deployed one); None in records older than this field.
     code: str | None = None
+    # A job-run attempt's Cloud Run execution (its full name) and where its logs are.
+    execution: str | None = None
+    logs_url: str | None = None
 
 
 class TaskRun(Frozen):

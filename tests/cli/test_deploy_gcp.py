@@ -214,9 +214,19 @@ def child() -> int:
     return crunch()
 
 
+@task(runtime="job", timeout_seconds=6 * 3600)  # runs in the task job's execution
+def in_a_job() -> int:
+    return 4
+
+
+@task(runtime="job", timeout_seconds=2 * 24 * 3600)
+def past_the_job() -> int:
+    return 5
+
+
 @flow(name="long")
 def long() -> list:
-    return [at_the_limit(), elsewhere(), child()]
+    return [at_the_limit(), elsewhere(), child(), in_a_job(), past_the_job()]
 """
 
 
@@ -234,8 +244,12 @@ def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) 
         "Google Cloud (540 s"
     )
     assert "Lower the task's timeout_seconds to at most 540" in message
-    assert '`@task(runtime="job")`' in message
+    assert '`@task(runtime="job")` (up to 86400 s)' in message
     assert "CloudRunJob" in message
+    # A job-run task may take up to the task job's limit, not past it.
+    past = '; long/past_the_job (timeout_seconds=172800): runtime="job", longer than the task'
+    assert past in message
+    assert "in_a_job" not in message
     assert not out.exists()  # nothing written
     args = ["deploy", str(flows), "--target", "gcp", "--project", "p", "--out", str(out)]
     cli = CliRunner().invoke(main, args)
@@ -243,7 +257,11 @@ def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) 
     assert "child/crunch (timeout_seconds=3600)" in cli.output
     # Lowered to the limit, it deploys (a fresh module name: the first one stays imported).
     fixed = flows.with_name("long_tasks_fixed.py")
-    fixed.write_text(LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540"))
+    fixed.write_text(
+        LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540").replace(
+            "2 * 24 * 3600", "24 * 3600"
+        )
+    )
     done = deploy_gcp([str(fixed)], project="p", region="r", out=out, resolve=offline_resolve)
     assert set(done.flows) == {"child", "long"}
 

@@ -287,6 +287,18 @@ def with_deferred(x: int, need: int, fails: dict[str, int]) -> int:
     return left(job(x, need, fails), fails)
 
 
+@task(name="job-body", runtime="job", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def job_body(x: int, fails: dict[str, int]) -> int:
+    """A `runtime="job"` task: its body runs in a job execution (the harness's step)."""
+    _ran("job-body", fails)
+    return scaled(x, 1)
+
+
+@flow(name="il-job")
+def with_job(x: int, fails: dict[str, int]) -> int:
+    return left(job_body(x, fails), fails)
+
+
 FLOWS = {
     f.name: f
     for f in (
@@ -308,6 +320,7 @@ FLOWS = {
         allowed_map,
         allow_return,
         with_deferred,
+        with_job,
     )
 }
 
@@ -335,6 +348,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-allow-failure": [*items, "count-ok"],
         "il-allow-return": ["base", "note"],
         "il-deferred": ["job", "left"],
+        "il-job": ["job-body", "left"],
     }[flow_name]
 
 
@@ -396,6 +410,7 @@ def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
         return False, None
     table: dict[str, Callable[[], Any]] = {
         "il-chain": lambda: plus_ten(doubled(b)),
+        "il-job": lambda: doubled(scaled(x, 1)),
         "il-diamond": lambda: doubled(b) + plus_ten(b),
         "il-map-fan-in": lambda: sum(scaled(i, b) for i in items),
         "il-two-sinks": lambda: {

@@ -34,7 +34,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import KumoflowError, TransientError
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, SqliteStore, VirtualClock
+from orchestrator.adapters import (
+    MemoryBlobStore,
+    MemoryJobs,
+    MemoryStore,
+    SqliteStore,
+    VirtualClock,
+)
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
@@ -60,6 +66,7 @@ from orchestrator.runtime import (
     advance,
     memory_runtime,
     read_flow_result,
+    run_job_attempt,
     run_task,
     start_run,
     tick,
@@ -290,6 +297,7 @@ class Instance:
     handling: Message | None = None  # None while idle or running a tick or an operator call
     label: str = ""  # what it runs now, for the log
     fault_armed: bool = False  # dies at the runtime's next "after-commit" fault point
+    job: str | None = None  # the job execution it runs (a task's `runtime="job"` attempt)
 
 
 @dataclass(frozen=True)
@@ -326,6 +334,9 @@ class Cluster:
     )
     cancelled: set[str] = field(default_factory=set)  # runs an operator asked to cancel
     requested: set[tuple[str, str, int]] = field(default_factory=set)  # task.requested sent
+    # Job executions the workers started: they run when the machine says (run_job), on any
+    # instance, more than once, or die unrun.
+    jobs: MemoryJobs = field(default_factory=MemoryJobs)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -349,6 +360,7 @@ class Cluster:
                 ),
                 worker_id=f"worker-{i}",
                 fault=functools.partial(self._fault, i),
+                jobs=self.jobs,
             )
             self.instances.append(Instance(i, rt, gate, bus))
 
@@ -461,6 +473,34 @@ class Cluster:
         inst.gate.start(functools.partial(advance, inst.rt, run_id, ResumeRun(attempt)))
         self._settle(inst)
 
+    def start_job(self, index: int, name: str) -> None:
+        """Job execution `name` (its container) runs its entrypoint on this instance."""
+        inst = self.instances[index]
+        inst.handling, inst.label, inst.job = None, f"job {name}", name
+        self.log.append(f"i{index} {inst.label}")
+        env = self.jobs.env(name)
+        inst.gate.start(functools.partial(self._job, inst, env))
+        self._settle(inst)
+
+    def idle_jobs(self) -> list[str]:
+        """Executions still running that no instance runs now."""
+        busy = {i.job for i in self.instances}
+        return [n for n in self.jobs.running() if n not in busy]
+
+    def _job(self, inst: Instance, env: dict[str, str]) -> int:
+        caller = Caller(
+            env["KUMOFLOW_RUN_ID"],
+            env["KUMOFLOW_TASK_KEY"],
+            int(env["KUMOFLOW_ATTEMPT"]),
+            inst.index,
+            self._executed,
+        )
+        token = CURRENT.set(caller)
+        try:
+            return run_job_attempt(inst.rt, env)
+        finally:
+            CURRENT.reset(token)
+
     def step(self, index: int) -> None:
         inst = self.instances[index]
         if inst.gate.calls >= STEP_LIMIT:
@@ -519,6 +559,9 @@ class Cluster:
         ok, value = inst.gate.collect()
         msg, inst.handling = inst.handling, None
         what = inst.label
+        if inst.job is not None:  # the container exits with the entrypoint's code, or dies
+            self.jobs.finish(inst.job, value if ok else 137, "" if ok else f"died: {value!r}")
+            inst.job = None
         if ok:
             self.log.append(f"i{inst.index} done {what}")
             if msg is not None:
@@ -544,6 +587,7 @@ class Cluster:
         return (
             not self.pool
             and not self.busy()
+            and not self.jobs.running()
             and all(self._status(r).terminal and self.finished[r] for r in self.runs)
             # Child runs of subflows too: one its parent no longer waits on ends on its own.
             and all(r.status.terminal for r in self.store.list_runs(limit=10_000))
@@ -571,6 +615,9 @@ class Cluster:
                     break
                 self.deliver(n % self.k, pending[0])
                 self.finish(n % self.k)
+            for name in self.idle_jobs():  # every container gets to run in the end
+                self.start_job(0, name)
+                self.finish(0)
             if self.settled():
                 return
             self.advance_clock(BIG_JUMP_S)

@@ -130,6 +130,7 @@ class Interleavings(RuleBasedStateMachine):
     OUTAGES: ClassVar[bool] = False  # the bus fails for a while
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
+    JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
 
     def __init__(self) -> None:
         super().__init__()
@@ -250,6 +251,35 @@ class Interleavings(RuleBasedStateMachine):
         self.c.outage = publishes
         if minutes:
             self.c.outage_until = self.c.clock.now() + timedelta(minutes=minutes)
+
+    @precondition(lambda self: self.JOBS and _free(self) and bool(self.c.jobs.running()))
+    @rule(
+        who=WHO,
+        pick=PICK,
+        park_after=PARK_AFTER,
+        again=st.sampled_from([False, False, True]),
+        dies=st.sampled_from([False, False, True]),
+    )
+    def run_job(self, who: int, pick: int, park_after: int | None, again: bool, dies: bool) -> None:
+        """A job execution's container runs its entrypoint on a free instance; `again`: a
+        second container of an execution already running (a platform retry, a duplicate);
+        `dies`: it dies at its report (its result stored, the completion never published)."""
+        with self.guard():
+            names = list(self.c.jobs.running()) if again else self.c.idle_jobs()
+            if names:
+                free = self.c.free()
+                index = free[who % len(free)]
+                if dies:
+                    self.c.instances[index].bus.crash_in = 0
+                self.c.start_job(index, names[pick % len(names)])
+                self._park(index, park_after)
+
+    @precondition(lambda self: self.JOBS and self.cluster is not None and bool(self.c.idle_jobs()))
+    @rule(pick=PICK)
+    def job_dies(self, pick: int) -> None:
+        """An execution ends failed without running (its container never started)."""
+        names = self.c.idle_jobs()
+        self.c.jobs.finish(names[pick % len(names)], 1, "failed: the container did not start")
 
     @precondition(lambda self: self.OPERATOR and _free(self))
     @rule(who=WHO, which=st.integers(0, 2), park_after=PARK_AFTER)
@@ -390,6 +420,11 @@ class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
 
 
+class Jobs(Interleavings):
+    FLOWS = ("il-job", "il-chain")
+    JOBS = True
+
+
 # Every construct also under every fault at once: publishes failing after their commits and a
 # bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
 class RunTimeMapsFaults(RunTimeMaps):
@@ -444,6 +479,15 @@ class SqliteDeferredFaults(DeferredFaults):
     SQLITE = True
 
 
+class JobsFaults(Jobs):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class SqliteJobsFaults(JobsFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -470,6 +514,9 @@ class SqliteDeferredFaults(DeferredFaults):
         SqliteGatesFaults,
         SqliteSubflowsFaults,
         SqliteDeferredFaults,
+        Jobs,
+        JobsFaults,
+        SqliteJobsFaults,
     ],
     ids=lambda m: m.__name__,
 )
