@@ -30,6 +30,7 @@ RANK = {
     "orchestrator.local": 6,
     "orchestrator.cloud": 6,
     "orchestrator.gcp": 6,  # Google Cloud helpers for flows: built on the sdk's @task
+    "orchestrator.waits": 6,  # sleep, wait_for_event, pause: built-in deferred tasks
     "orchestrator.testing": 7,
     "orchestrator.cli": 7,
     "orchestrator.ui": 7,

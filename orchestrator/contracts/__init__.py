@@ -66,7 +66,15 @@ from ._triggers import (
     TriggerSpec,
 )
 
+from ._waits import GcsSource, NamedSource, PubSubSource, Since, WaitEvent, WaitSource
+
 __all__ = [
+    "GcsSource",
+    "NamedSource",
+    "PubSubSource",
+    "Since",
+    "WaitEvent",
+    "WaitSource",
     "BLOCK_REF",
     "DEAD_LETTER_PAYLOAD_CHARS",
     "DEAD_LETTER_REASON_CHARS",

@@ -33,7 +33,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         if claimed is not None:
             hooks = hooks_of(rt.resolver.resolve(*claimed))
             if hooks is not None and hooks.cancel is not None:
-                with services(rt.blobs, rt.blocks):
+                with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
                     stop(hooks.cancel, handle, item)
         _done(rt, item)
         return
@@ -48,7 +48,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         _done(rt, item)
         return
     try:
-        with services(rt.blobs, rt.blocks):
+        with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
             outcome: Any = hooks.check(handle)
     except KumoflowError as e:
         if e.retryable:

@@ -1,0 +1,55 @@
+"""Flows that wait: a sleep, an event on a topic, a person's approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from orchestrator import flow, task
+from orchestrator.waits import Since, pause, pubsub_topic, sleep, wait_for_event
+
+
+class Approval(BaseModel):
+    approved: bool
+    approver: str = Field(min_length=1)
+    note: str = ""
+
+
+@task
+def woke(seconds: float) -> str:
+    return f"slept {seconds}"
+
+
+@task
+def handle_order(event: dict[str, Any] | None) -> Any:
+    return None if event is None else event["data"]
+
+
+@task
+def decide(answer: dict[str, Any], amount: int) -> str:
+    form = Approval.model_validate(answer)
+    return f"{amount} {'approved' if form.approved else 'refused'} by {form.approver}"
+
+
+@flow(name="napper")
+def napper(seconds: float = 3.0) -> str:
+    slept = sleep(seconds)
+    return woke(seconds, wait_for=[slept])
+
+
+@flow(name="order-listener")
+def order_listener(timeout: float = 60.0, since: str = Since.WAIT_START.value) -> Any:
+    event = wait_for_event(
+        pubsub_topic("orders"),
+        match={"data": {"kind": "order"}},
+        timeout=timeout,
+        since=since,
+    )
+    return handle_order(event)
+
+
+@flow(name="approval")
+def approval(amount: int = 10, timeout: float = 3600.0) -> str:
+    answer = pause(input=Approval, timeout=timeout)
+    return decide(answer, amount)
