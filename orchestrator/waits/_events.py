@@ -83,14 +83,16 @@ def record(blobs: BlobStore, bucket: str, event: WaitEvent) -> bool:
     """Keep `event` in the mailbox once; False when its id was recorded before (a duplicate:
     the first record stands, and is completed if a crash left it half written)."""
     marker = f"gs://{bucket}/kumoflow/event-ids/{quote(event.source, safe='/')}/{_digest(event.id)}"
-    data = event.model_dump_json().encode()
-    fresh = True
     try:
-        blobs.put(marker, data, "application/json")
-    except ConflictError:
-        fresh = False
         event = WaitEvent.model_validate_json(blobs.get(marker))
-        data = event.model_dump_json().encode()
+        fresh = False
+    except NotFoundError:
+        fresh = True
+        try:
+            blobs.put(marker, event.model_dump_json().encode(), "application/json")
+        except ConflictError:  # another instance recorded it just now: theirs stands
+            event, fresh = WaitEvent.model_validate_json(blobs.get(marker)), False
+    data = event.model_dump_json().encode()
     name = f"{_folder(bucket, event.source)}{_utc(event.at)}-{_digest(event.id)}.json"
     blobs.put(name, data, "application/json")
     return fresh
