@@ -65,16 +65,9 @@ from ._triggers import (
     ScheduleTrigger,
     TriggerSpec,
 )
-
 from ._waits import GcsSource, NamedSource, PubSubSource, Since, WaitEvent, WaitSource
 
 __all__ = [
-    "GcsSource",
-    "NamedSource",
-    "PubSubSource",
-    "Since",
-    "WaitEvent",
-    "WaitSource",
     "BLOCK_REF",
     "DEAD_LETTER_PAYLOAD_CHARS",
     "DEAD_LETTER_REASON_CHARS",
@@ -96,9 +89,11 @@ __all__ = [
     "FlowSpec",
     "Frozen",
     "GcsObject",
+    "GcsSource",
     "GcsTrigger",
     "ListValue",
     "LiteralValue",
+    "NamedSource",
     "NodeSpec",
     "OutboxEntry",
     "OutboxKind",
@@ -106,6 +101,7 @@ __all__ = [
     "ParentRef",
     "PathValue",
     "PubSubMessage",
+    "PubSubSource",
     "PubSubTrigger",
     "Receiver",
     "ResultRef",
@@ -117,6 +113,7 @@ __all__ = [
     "RunSucceeded",
     "ScheduleTrigger",
     "Serializer",
+    "Since",
     "SourceRef",
     "StoredBlock",
     "TaskFailed",
@@ -129,6 +126,8 @@ __all__ = [
     "TriggerKind",
     "TriggerSpec",
     "ValueExpr",
+    "WaitEvent",
+    "WaitSource",
     "clip",
     "flow_version",
     "json_schemas",

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from pydantic import JsonValue, TypeAdapter
 
+from orchestrator.context import flow_run
 from orchestrator.contracts import (
     GcsSource,
     NamedSource,
@@ -38,7 +39,6 @@ from orchestrator.contracts import (
     WaitEvent,
     WaitSource,
 )
-from orchestrator.context import flow_run
 from orchestrator.errors import ConflictError, NotFoundError, TransientError
 from orchestrator.io import current_blobs, current_place, local_blobs
 from orchestrator.ports import BlobStore
@@ -99,8 +99,8 @@ def record(blobs: BlobStore, bucket: str, event: WaitEvent) -> bool:
 
 
 def _utc(at: datetime) -> str:
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).strftime(
-        "%Y%m%dT%H%M%S.%fZ"
+    return (
+        (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     )
 
 
@@ -159,7 +159,7 @@ def _subscription(topic: str) -> tuple[Any, str]:
     import os
 
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
     client = pubsub_v1.SubscriberClient()

@@ -66,7 +66,8 @@ class ResumeKey(Block):
 
 
 def input_uri(bucket: str, run_id: str, key: str, flow_attempt: int, attempt: int) -> str:
-    return f"gs://{bucket}/kumoflow/resume/{run_id}/{quote(key, safe='')}/{flow_attempt}-{attempt}.json"
+    node = quote(key, safe="")
+    return f"gs://{bucket}/kumoflow/resume/{run_id}/{node}/{flow_attempt}-{attempt}.json"
 
 
 def _check(handle: dict[str, JsonValue]) -> Deferred | JsonValue:
@@ -94,7 +95,10 @@ def pause_node(model: str, schema: dict[str, JsonValue], timeout: float | None) 
         "model": model,
         "schema": schema,
         "input_uri": input_uri(
-            bucket, str(flow_run.id), str(task_run.task_key), flow_run.run_count,
+            bucket,
+            str(flow_run.id),
+            str(task_run.task_key),
+            flow_run.run_count,
             task_run.run_count,
         ),
         "deadline": None if timeout is None else (now() + timedelta(seconds=timeout)).isoformat(),
@@ -102,7 +106,7 @@ def pause_node(model: str, schema: dict[str, JsonValue], timeout: float | None) 
     return _check(handle)
 
 
-def pause(*, input: type[BaseModel], timeout: float | None = None, wait_for: Any = None) -> Any:  # noqa: A002
+def pause(*, input: type[BaseModel], timeout: float | None = None, wait_for: Any = None) -> Any:
     """In a flow body: a node that waits for a person's input, an instance of `input` (a
     pydantic model defined at a module's top level), and returns it as its JSON (a dict:
     `Model.model_validate(result)` in the task that reads it). The run shows it as waiting;
@@ -203,7 +207,9 @@ def resume_url(
     HMAC-SHA256 by the ResumeKey block `block`."""
     expires = now() + valid_for
     secret = ResumeKey.load(block).key.get_secret_value()
-    query = urlencode({"expires": int(expires.timestamp()), "sig": sign(secret, run_id, key, expires)})
+    query = urlencode(
+        {"expires": int(expires.timestamp()), "sig": sign(secret, run_id, key, expires)}
+    )
     return f"{base_url.rstrip('/')}/callback/{quote(run_id, safe='')}/{quote(key, safe='')}?{query}"
 
 

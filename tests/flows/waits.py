@@ -35,7 +35,7 @@ def decide(answer: dict[str, Any], amount: int) -> str:
 @flow(name="napper")
 def napper(seconds: float = 3.0) -> str:
     slept = sleep(seconds)
-    return woke(seconds, wait_for=[slept])
+    return woke(seconds, wait_for=[slept])  # type: ignore[call-arg]
 
 
 @flow(name="order-listener")

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from orchestrator.adapters import MemoryBus, MemoryStore, VirtualClock
-from orchestrator.contracts import OutboxKind, RunRequested, RunStatus, TaskRequested, TaskStatus
+from orchestrator.contracts import (
+    OutboxKind,
+    RunRequested,
+    RunStatus,
+    TaskFailed,
+    TaskRequested,
+    TaskStatus,
+    TaskSucceeded,
+)
 from orchestrator.engine import CancelRun
 from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
 from orchestrator.waits import (
@@ -47,7 +55,7 @@ def _pump(rt: Runtime, bus: MemoryBus) -> None:
                 done = run_task(rt, data)
                 if done is not None:
                     advance(rt, data.run_id, done)
-            elif hasattr(data, "run_id") and hasattr(data, "token"):
+            elif isinstance(data, TaskSucceeded | TaskFailed):
                 advance(rt, data.run_id, data)
 
 
@@ -64,7 +72,8 @@ def _status(store: MemoryStore, run_id: str) -> RunStatus:
 
 def _result(rt: Runtime, store: MemoryStore, run_id: str) -> bytes:
     snap = store.load(run_id)
-    assert snap is not None and snap.run.result_uri is not None
+    assert snap is not None
+    assert snap.run.result_uri is not None
     return rt.blobs.get(snap.run.result_uri)
 
 
@@ -120,7 +129,9 @@ def _deadline(store: MemoryStore) -> str:
 @pytest.mark.parametrize(("since", "taken"), [("wait_start", False), ("run_start", True)])
 def test_an_event_before_the_wait_is_taken_only_since_run_start(since: str, taken: bool) -> None:
     rt, store, bus, clock = _runtime()
-    start_run(rt, RunRequested(flow="order-listener", params={"timeout": 5, "since": since}), run_id="r")
+    start_run(
+        rt, RunRequested(flow="order-listener", params={"timeout": 5, "since": since}), run_id="r"
+    )
     clock.sleep(1)
     orders = pubsub_topic("orders")
     send_event(orders, {"kind": "order"}, event_id="early", rt=rt)
@@ -147,7 +158,7 @@ def test_named_events_are_a_source_of_their_own() -> None:
 
 
 def test_a_pause_takes_valid_input_once_and_refuses_bad_input_changing_nothing() -> None:
-    rt, store, bus, clock = _runtime()
+    rt, store, bus, _clock = _runtime()
     _start(rt, bus, "approval", {"amount": 5}, "r")
     (shown,) = _shown(store, "r")
     assert shown.startswith("input (Approval) (until ")
@@ -164,7 +175,8 @@ def test_a_pause_takes_valid_input_once_and_refuses_bad_input_changing_nothing()
     with pytest.raises(NotWaiting):  # a second resume resumes nothing
         resume(rt, "r", {"approved": False, "approver": "bob"})
     snap = store.load("r", ["pause"])
-    assert snap is not None and snap.tasks["pause"].status is TaskStatus.SUCCEEDED
+    assert snap is not None
+    assert snap.tasks["pause"].status is TaskStatus.SUCCEEDED
 
 
 def test_a_pause_times_out_failing_and_a_later_resume_is_refused() -> None:
@@ -173,7 +185,8 @@ def test_a_pause_times_out_failing_and_a_later_resume_is_refused() -> None:
     _wait(rt, bus, clock, 80)  # backed-off checks still end it at its deadline
     assert _status(store, "r") is RunStatus.FAILED
     snap = store.load("r", ["pause"])
-    assert snap is not None and snap.tasks["pause"].error is not None
+    assert snap is not None
+    assert snap.tasks["pause"].error is not None
     assert snap.tasks["pause"].error.type.endswith("PauseTimedOut")
     with pytest.raises(NotWaiting):
         resume(rt, "r", {"approved": True, "approver": "ana"})
