@@ -15,7 +15,7 @@ from orchestrator.waits._events import (
     source_key,
     wait_for_event,
 )
-from orchestrator.waits._nodes import WaitKind, waiting_for
+from orchestrator.waits._nodes import WaitKind, handle_of, waiting, waiting_for
 from orchestrator.waits._pause import (
     InputRefused,
     NotWaiting,
@@ -44,6 +44,7 @@ __all__ = [
     "WaitEvent",
     "WaitKind",
     "gcs_object",
+    "handle_of",
     "input_uri",
     "kumoflow_event",
     "matches",
@@ -57,6 +58,7 @@ __all__ = [
     "source_key",
     "verify",
     "wait_for_event",
+    "waiting",
     "waiting_for",
     "waiting_pauses",
 ]

@@ -3,12 +3,14 @@ polling interval, and how a handle says what its node waits for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import JsonValue
 
+from orchestrator.contracts import OutboxEntry, OutboxKind
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.io import current_place
 from orchestrator.runtime import Deferred, in_flow_body
@@ -69,3 +71,17 @@ def waiting_for(handle: dict[str, JsonValue]) -> str | None:
     if kind == WaitKind.PAUSE:
         return f"input ({str(handle.get('model', '')).rpartition(':')[2]}){until}"
     return None
+
+
+def handle_of(entry: OutboxEntry) -> dict[str, JsonValue]:
+    handle = entry.detail.get("handle") if entry.kind is OutboxKind.CHECK else None
+    return handle if isinstance(handle, dict) else {}
+
+
+def waiting(outbox: Iterable[OutboxEntry]) -> dict[str, str]:
+    """The run's parked wait nodes (from its outbox's check timers): key -> what it waits for."""
+    return {
+        e.key: text
+        for e in outbox
+        if e.key is not None and (text := waiting_for(handle_of(e))) is not None
+    }

@@ -25,14 +25,14 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, JsonValue, SecretStr, ValidationError
 
 from orchestrator.context import flow_run, task_run
-from orchestrator.contracts import OutboxEntry, OutboxKind
+from orchestrator.contracts import OutboxEntry
 from orchestrator.errors import ConflictError, KumoflowError, NotFoundError
 from orchestrator.gcp import Block
 from orchestrator.io import current_blobs, current_place
 from orchestrator.runtime import Deferred, Runtime, deferrable
 from orchestrator.runtime.worker import check
 from orchestrator.sdk import task
-from orchestrator.waits._nodes import MAX_POLL_S, WaitKind, later, left, node, now
+from orchestrator.waits._nodes import MAX_POLL_S, WaitKind, handle_of, later, left, node, now
 
 PAUSE_REF = "orchestrator.waits._pause:pause_node"
 FIRST_POLL_S = 1.0
@@ -132,13 +132,8 @@ def waiting_pauses(rt: Runtime, run_id: str) -> dict[str, OutboxEntry]:
     return {
         e.key: e
         for e in snap.outbox
-        if e.kind is OutboxKind.CHECK and e.key is not None and _is_pause(e)
+        if e.key is not None and handle_of(e).get("wait") == WaitKind.PAUSE.value
     }
-
-
-def _is_pause(entry: OutboxEntry) -> bool:
-    handle = entry.detail.get("handle")
-    return isinstance(handle, dict) and handle.get("wait") == WaitKind.PAUSE.value
 
 
 def _parse(data: JsonValue | str) -> JsonValue:
