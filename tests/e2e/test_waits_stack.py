@@ -1,0 +1,94 @@
+"""Waits on the local stack: a flow sleeps 3 s (its timer's lateness printed), waits for a
+message published to the Pub/Sub emulator with the real client and goes on with its data,
+and pauses until `kumoflow runs resume` gives it a form's input (bad input refused first)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import main
+from orchestrator.contracts import RunStatus
+from orchestrator.testing import StackBackend
+from orchestrator.waits import waiting
+from tests.flows.waits import approval, napper, order_listener
+
+pytestmark = pytest.mark.emulator
+
+
+def _waiting(backend: StackBackend, run_id: str, key: str, timeout: float = 60) -> str:
+    """What `key` waits for, once the run shows it parked (as `runs show` does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = backend.rt.state.load(run_id)
+        found = waiting(snap.outbox) if snap else {}
+        if key in found:
+            return found[key]
+        time.sleep(0.2)
+    raise AssertionError(f"{key} of run {run_id} never waited")
+
+
+def test_a_flow_sleeps_three_seconds_without_a_function_waiting(
+    emulator_backend: StackBackend,
+) -> None:
+    run_id = emulator_backend.start(napper, {"seconds": 3})
+    assert _waiting(emulator_backend, run_id, "sleep").startswith("sleep until ")
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == "slept 3"
+    (attempt,) = outcome.tasks["sleep"].attempts
+    assert attempt.started_at is not None
+    assert attempt.ended_at is not None
+    slept = (attempt.ended_at - attempt.started_at).total_seconds()
+    assert slept >= 3
+    print(f"\nsleep(3): node ended {slept - 3:.3f} s after its time (timer lateness)")
+
+
+def test_a_flow_waits_for_a_pubsub_message_and_goes_on_with_its_data(
+    emulator_backend: StackBackend, stack_env: dict[str, str]
+) -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    project = stack_env["GOOGLE_CLOUD_PROJECT"]
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(project, "orders")
+    try:
+        publisher.create_topic(name=topic)  # what the flow declares
+    except gexc.AlreadyExists:
+        pass
+    run_id = emulator_backend.start(order_listener, {"timeout": 120})
+    assert _waiting(emulator_backend, run_id, "wait-for-event").startswith("event from pubsub/orders")
+    publisher.publish(topic, json.dumps({"kind": "refund", "id": 6}).encode()).result()
+    publisher.publish(topic, json.dumps({"kind": "order", "id": 7}).encode(), src="e2e").result()
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == {"kind": "order", "id": 7}
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_a_paused_flow_is_resumed_from_the_cli_with_a_form(emulator_backend: StackBackend) -> None:
+    run_id = emulator_backend.start(approval, {"amount": 12})
+    assert _waiting(emulator_backend, run_id, "pause").startswith("input (Approval)")
+    shown = json.loads(_cli("runs", "show", run_id, "--json").output)
+    assert shown["waiting"]["pause"].startswith("input (Approval)")
+    refused = _cli("runs", "resume", run_id, "--input", '{"approved": "maybe"}')
+    assert refused.exit_code == 2, refused.output
+    assert "approved: Input should be a valid boolean" in refused.output
+    assert "approver: Field required" in refused.output
+    assert _waiting(emulator_backend, run_id, "pause")  # nothing changed
+    given = '{"approved": true, "approver": "ana"}'
+    done = _cli("runs", "resume", run_id, "--input", given)
+    assert done.exit_code == 0, done.output
+    again = _cli("runs", "resume", run_id, "--input", given)
+    assert again.exit_code == 2  # resumed once: the second finds nothing waiting
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == "12 approved by ana"
