@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrator import flow, task
-from orchestrator.waits import Since, pause, pubsub_topic, sleep, wait_for_event
+from orchestrator.waits import Since, gcs_object, pause, pubsub_topic, sleep, wait_for_event
 
 
 class Approval(BaseModel):
@@ -53,3 +53,14 @@ def order_listener(timeout: float = 60.0, since: str = Since.WAIT_START.value) -
 def approval(amount: int = 10, timeout: float = 3600.0) -> str:
     answer = pause(input=Approval, timeout=timeout)
     return decide(answer, amount)
+
+
+@task
+def size_of(event: dict[str, Any] | None) -> str:
+    return "no file" if event is None else event["data"]["name"]
+
+
+@flow(name="file-waiter")
+def file_waiter(timeout: float = 60.0) -> str:
+    found = wait_for_event(gcs_object("landing", "incoming/"), timeout=timeout)
+    return size_of(found)

@@ -30,9 +30,9 @@ from orchestrator.waits import (
     waiting_for,
     waiting_pauses,
 )
-from tests.flows.waits import approval, napper, order_listener
+from tests.flows.waits import approval, file_waiter, napper, order_listener
 
-FLOWS = (napper, approval, order_listener)
+FLOWS = (napper, approval, order_listener, file_waiter)
 
 
 def _runtime() -> tuple[Runtime, MemoryStore, MemoryBus, VirtualClock]:
@@ -202,3 +202,14 @@ def test_a_cancelled_run_takes_no_input() -> None:
     assert entries  # it was waiting before the cancel
     with pytest.raises(NotWaiting):
         resume(rt, "r", {"approved": True, "approver": "ana"})
+
+
+def test_a_wait_for_a_file_ends_with_the_first_object_under_the_prefix() -> None:
+    rt, store, bus, clock = _runtime()
+    _start(rt, bus, "file-waiter", {}, "r")
+    rt.blobs.put("gs://landing/elsewhere/a.csv", b"x", "text/csv")  # not under the prefix
+    _wait(rt, bus, clock, 2)
+    assert _status(store, "r") is RunStatus.RUNNING
+    rt.blobs.put("gs://landing/incoming/b.csv", b"x", "text/csv")
+    _wait(rt, bus, clock, 2)
+    assert _result(rt, store, "r") == b'"incoming/b.csv"'
