@@ -748,8 +748,12 @@ class Cluster:
         """What a run's wait was given (its seed for the references), and whether it took it
         exactly once: the first matching event since the run's start, or nothing when none
         came by its deadline; a pause ends with the one input `resume` said it took."""
-        key = {"il-wait-event": "wait-for-event", "il-pause": "pause"}.get(flow)
+        key = {"il-wait-event": "wait-for-event", "il-pause": "pause", "il-sleep": "sleep"}.get(
+            flow
+        )
         task = snap.tasks.get(key) if key else None
+        if flow == "il-sleep":
+            return None, self._sleep_problems(label, task)
         if task is None or task.status is not TaskStatus.SUCCEEDED:
             if flow == "il-pause" and self.resumed[run_id]:
                 return None, [f"{label}: resumed with {self.resumed[run_id]}, yet not ended by it"]
@@ -777,6 +781,19 @@ class Cluster:
         if taken != first:
             return taken["data"], [f"{label}: took {taken}, not the first match {first}"]
         return taken["data"], []
+
+    @staticmethod
+    def _sleep_problems(label: str, task: TaskRun | None) -> list[str]:
+        """A sleep ends at its time, never before (its end is committed with its completion)."""
+        last = task.attempts[-1] if task and task.attempts else None
+        if last is None or last.status is not TaskStatus.SUCCEEDED:
+            return []
+        if last.started_at is None or last.ended_at is None:
+            return [f"{label}: the sleep succeeded without a start or an end"]
+        slept = (last.ended_at - last.started_at).total_seconds()
+        if slept < interleaved.SLEEP_S:
+            return [f"{label}: slept {slept} s of {interleaved.SLEEP_S}"]
+        return []
 
     def _succeeded_with(
         self,
