@@ -14,6 +14,7 @@ from orchestrator.waits._events import (
     send_event,
     source_key,
     wait_for_event,
+    wait_topics,
 )
 from orchestrator.waits._nodes import WaitKind, handle_of, waiting, waiting_for
 from orchestrator.waits._pause import (
@@ -58,6 +59,7 @@ __all__ = [
     "source_key",
     "verify",
     "wait_for_event",
+    "wait_topics",
     "waiting",
     "waiting_for",
     "waiting_pauses",

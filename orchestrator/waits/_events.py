@@ -11,7 +11,7 @@ as the node's result through the one completion path, so racing checks (two inst
 redelivered timer) end the node once with one event.
 
 Pub/Sub messages reach the mailbox through the check itself: each check of a wait on a topic
-first drains `kumoflow-wait-<topic>` (a pull subscription created with the wait, shared by all
+first drains `<name prefix>-wait-<topic>` (a pull subscription created with the wait, shared by all
 waits on that topic) into the mailbox, acknowledging only what is recorded. A message
 published before any wait on its topic existed is therefore not kept; one published after the
 subscription exists is kept for every later wait that takes it (`since=Since.RUN_START`).
@@ -30,9 +30,12 @@ from urllib.parse import quote
 
 from pydantic import JsonValue, TypeAdapter
 
+from orchestrator.adapters import name_prefix
 from orchestrator.context import flow_run
 from orchestrator.contracts import (
+    FlowSpec,
     GcsSource,
+    LiteralValue,
     NamedSource,
     PubSubSource,
     Since,
@@ -47,7 +50,6 @@ from orchestrator.sdk import task
 from orchestrator.waits._nodes import EVENT_POLL_S, WaitKind, later, left, node, now
 
 SOURCE: TypeAdapter[WaitSource] = TypeAdapter(WaitSource)
-SUBSCRIPTION_PREFIX = "kumoflow-wait-"
 PULL_BATCH = 100
 
 
@@ -154,8 +156,33 @@ def _message_event(topic: str, message: Any) -> WaitEvent:
     )
 
 
+WAIT_REF = "orchestrator.waits._events:wait_for_event_node"
+
+
+def subscription_name(topic: str) -> str:
+    """`<name prefix>-wait-<topic>`, as infra/waits.tf declares it."""
+    return f"{name_prefix()}-wait-{topic}"
+
+
+def wait_topics(spec: FlowSpec) -> set[str]:
+    """The Pub/Sub topics the flow (and its subflows) waits on: what its deploy declares a
+    `<prefix>-wait-TOPIC` subscription for (infra/waits.tf)."""
+    found: set[str] = set()
+    for planned in spec.nodes:
+        arg = planned.args.get("source")
+        if planned.task == WAIT_REF and isinstance(arg, LiteralValue):
+            source = SOURCE.validate_python(arg.value)
+            if isinstance(source, PubSubSource):
+                found.add(source.topic)
+    for child in spec.subflows.values():
+        found |= wait_topics(child)
+    return found
+
+
 def _subscription(topic: str) -> tuple[Any, str]:
-    """The shared pull subscription of waits on `topic` (created when missing)."""
+    """The shared pull subscription of waits on `topic`: declared by the deploy's Terraform
+    in the cloud (functions may not create subscriptions there), created here when missing
+    and allowed (the local stack)."""
     import os
 
     from google.api_core import exceptions as gexc
@@ -163,13 +190,13 @@ def _subscription(topic: str) -> tuple[Any, str]:
 
     project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
     client = pubsub_v1.SubscriberClient()
-    path = client.subscription_path(project, f"{SUBSCRIPTION_PREFIX}{topic}")
+    path = client.subscription_path(project, subscription_name(topic))
     try:
         client.create_subscription(
             request={"name": path, "topic": f"projects/{project}/topics/{topic}"}
         )
-    except gexc.AlreadyExists:
-        pass
+    except (gexc.AlreadyExists, gexc.PermissionDenied):
+        pass  # declared by the deploy (or by an earlier wait); a pull names it if missing
     except gexc.NotFound as e:
         raise NotFoundError(f"topic {topic!r} does not exist: the flow must declare it") from e
     return client, path

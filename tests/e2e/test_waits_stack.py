@@ -4,6 +4,7 @@ and pauses until `kumoflow runs resume` gives it a form's input (bad input refus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -57,12 +58,12 @@ def test_a_flow_waits_for_a_pubsub_message_and_goes_on_with_its_data(
     project = stack_env["GOOGLE_CLOUD_PROJECT"]
     publisher = pubsub_v1.PublisherClient()
     topic = publisher.topic_path(project, "orders")
-    try:
+    with contextlib.suppress(gexc.AlreadyExists):
         publisher.create_topic(name=topic)  # what the flow declares
-    except gexc.AlreadyExists:
-        pass
     run_id = emulator_backend.start(order_listener, {"timeout": 120})
-    assert _waiting(emulator_backend, run_id, "wait-for-event").startswith("event from pubsub/orders")
+    assert _waiting(emulator_backend, run_id, "wait-for-event").startswith(
+        "event from pubsub/orders"
+    )
     publisher.publish(topic, json.dumps({"kind": "refund", "id": 6}).encode()).result()
     publisher.publish(topic, json.dumps({"kind": "order", "id": 7}).encode(), src="e2e").result()
     outcome = emulator_backend.wait(run_id, timeout=60)

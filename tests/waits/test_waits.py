@@ -213,3 +213,15 @@ def test_a_wait_for_a_file_ends_with_the_first_object_under_the_prefix() -> None
     rt.blobs.put("gs://landing/incoming/b.csv", b"x", "text/csv")
     _wait(rt, bus, clock, 2)
     assert _result(rt, store, "r") == b'"incoming/b.csv"'
+
+
+def test_a_deploy_declares_a_subscription_for_each_topic_a_flow_waits_on() -> None:
+    from orchestrator.cloud import tfvars
+    from orchestrator.waits import wait_topics
+
+    assert wait_topics(order_listener.spec) == {"orders"}
+    assert wait_topics(file_waiter.spec) == set()
+    specs = [order_listener.spec, napper.spec]
+    out = tfvars(specs, project="p", region="r", source_archive="gs://b/s.zip")
+    assert out["wait_topics"] == ["orders"]
+    assert "wait_topics" not in tfvars([napper.spec], project="p", region="r", source_archive="x")
