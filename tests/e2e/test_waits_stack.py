@@ -1,11 +1,15 @@
 """Waits on the local stack: a flow sleeps 3 s (its timer's lateness printed), waits for a
 message published to the Pub/Sub emulator with the real client and goes on with its data,
-and pauses until `kumoflow runs resume` gives it a form's input (bad input refused first)."""
+or one published with `gcloud pubsub topics publish` (matched by its attributes), and pauses
+until `kumoflow runs resume` gives it a form's input (bad input refused first)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -16,7 +20,7 @@ from orchestrator.cli import main
 from orchestrator.contracts import RunStatus
 from orchestrator.testing import StackBackend
 from orchestrator.waits import waiting
-from tests.flows.waits import approval, napper, order_listener
+from tests.flows.waits import approval, attribute_listener, napper, order_listener
 
 pytestmark = pytest.mark.emulator
 
@@ -69,6 +73,37 @@ def test_a_flow_waits_for_a_pubsub_message_and_goes_on_with_its_data(
     outcome = emulator_backend.wait(run_id, timeout=60)
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.value == {"kind": "order", "id": 7}
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="no gcloud on this machine")
+def test_a_message_published_with_gcloud_ends_a_wait_matching_its_attributes(
+    emulator_backend: StackBackend, stack_env: dict[str, str]
+) -> None:
+    run_id = emulator_backend.start(attribute_listener, {"timeout": 120})
+    assert _waiting(emulator_backend, run_id, "wait-for-event")
+    host = stack_env["PUBSUB_EMULATOR_HOST"]
+    env = {
+        **os.environ,
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{host}/",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+    }
+    for region in ("us", "eu"):
+        message = json.dumps({"kind": "order", "region": region})
+        subprocess.run(
+            [
+                *("gcloud", "pubsub", "topics", "publish", "orders"),
+                *("--project", stack_env["GOOGLE_CLOUD_PROJECT"]),
+                *("--message", message, "--attribute", f"region={region}"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == {"kind": "order", "region": "eu"}
 
 
 def _cli(*args: str) -> Any:

@@ -64,3 +64,11 @@ def size_of(event: dict[str, Any] | None) -> str:
 def file_waiter(timeout: float = 60.0) -> str:
     found = wait_for_event(gcs_object("landing", "incoming/"), timeout=timeout)
     return size_of(found)
+
+
+@flow(name="attribute-listener")
+def attribute_listener(timeout: float = 60.0) -> Any:
+    event = wait_for_event(
+        pubsub_topic("orders"), match={"attributes": {"region": "eu"}}, timeout=timeout
+    )
+    return handle_order(event)
