@@ -22,8 +22,10 @@ prefix, by name, ends the wait, whenever it was written).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -179,27 +181,32 @@ def wait_topics(spec: FlowSpec) -> set[str]:
     return found
 
 
-def _subscription(topic: str) -> tuple[Any, str]:
-    """The shared pull subscription of waits on `topic`: declared by the deploy's Terraform
-    in the cloud (functions may not create subscriptions there), created here when missing
-    and allowed (the local stack)."""
-    import os
-
-    from google.api_core import exceptions as gexc
+@functools.cache
+def _subscriber() -> Any:
+    """One client per process: a check runs every second per waiting node on the stack."""
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
+    return pubsub_v1.SubscriberClient()
+
+
+@functools.cache
+def _subscription(topic: str) -> str:
+    """The shared pull subscription of waits on `topic`: declared by the deploy's Terraform
+    in the cloud (functions may not create subscriptions there), created here when missing
+    and allowed (the local stack); asked once per process."""
+    from google.api_core import exceptions as gexc
+
     project = os.environ.get("GOOGLE_CLOUD_PROJECT", "kumoflow-local")
-    client = pubsub_v1.SubscriberClient()
-    path = client.subscription_path(project, subscription_name(topic))
+    path: str = _subscriber().subscription_path(project, subscription_name(topic))
     try:
-        client.create_subscription(
+        _subscriber().create_subscription(
             request={"name": path, "topic": f"projects/{project}/topics/{topic}"}
         )
     except (gexc.AlreadyExists, gexc.PermissionDenied):
         pass  # declared by the deploy (or by an earlier wait); a pull names it if missing
     except gexc.NotFound as e:
         raise NotFoundError(f"topic {topic!r} does not exist: the flow must declare it") from e
-    return client, path
+    return path
 
 
 def drain(blobs: BlobStore, bucket: str, topic: str) -> int:
@@ -208,7 +215,7 @@ def drain(blobs: BlobStore, bucket: str, topic: str) -> int:
     by `send_event`."""
     from google.api_core import exceptions as gexc
 
-    client, path = _subscription(topic)
+    client, path = _subscriber(), _subscription(topic)
     try:
         reply = client.pull(
             request={"subscription": path, "max_messages": PULL_BATCH, "return_immediately": True},
@@ -216,6 +223,9 @@ def drain(blobs: BlobStore, bucket: str, topic: str) -> int:
         )
     except gexc.DeadlineExceeded:
         return 0
+    except gexc.NotFound as e:  # deleted since this process asked: make it again next time
+        _subscription.cache_clear()
+        raise TransientError(f"pulling {path}: {e}") from e
     except (gexc.ServiceUnavailable, gexc.InternalServerError) as e:
         raise TransientError(f"pulling {path}: {e}") from e
     acks = []
