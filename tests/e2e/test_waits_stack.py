@@ -20,7 +20,13 @@ from orchestrator.cli import main
 from orchestrator.contracts import RunStatus
 from orchestrator.testing import StackBackend
 from orchestrator.waits import waiting
-from tests.flows.waits import approval, attribute_listener, napper, order_listener
+from tests.flows.waits import (
+    approval,
+    attribute_listener,
+    invoice_listener,
+    napper,
+    order_listener,
+)
 
 pytestmark = pytest.mark.emulator
 
@@ -104,6 +110,17 @@ def test_a_message_published_with_gcloud_ends_a_wait_matching_its_attributes(
     outcome = emulator_backend.wait(run_id, timeout=60)
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.value == {"kind": "order", "region": "eu"}
+
+
+def test_a_kumoflow_event_sent_from_the_cli_ends_a_wait(emulator_backend: StackBackend) -> None:
+    run_id = emulator_backend.start(invoice_listener, {"invoice": 42, "timeout": 120})
+    assert _waiting(emulator_backend, run_id, "wait-for-event").startswith("event from event/")
+    for invoice in (41, 42, 42):  # another invoice's, then one sent twice
+        sent = _cli("events", "send", "invoice-paid", "--data", f'{{"invoice": {invoice}}}')
+        assert sent.exit_code == 0, sent.output
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == {"invoice": 42}
 
 
 def _cli(*args: str) -> Any:

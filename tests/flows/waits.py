@@ -7,7 +7,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrator import flow, task
-from orchestrator.waits import Since, gcs_object, pause, pubsub_topic, sleep, wait_for_event
+from orchestrator.waits import (
+    Since,
+    gcs_object,
+    kumoflow_event,
+    pause,
+    pubsub_topic,
+    sleep,
+    wait_for_event,
+)
 
 
 class Approval(BaseModel):
@@ -70,5 +78,13 @@ def file_waiter(timeout: float = 60.0) -> str:
 def attribute_listener(timeout: float = 60.0) -> Any:
     event = wait_for_event(
         pubsub_topic("orders"), match={"attributes": {"region": "eu"}}, timeout=timeout
+    )
+    return handle_order(event)
+
+
+@flow(name="invoice-listener")
+def invoice_listener(invoice: int = 42, timeout: float = 60.0) -> Any:
+    event = wait_for_event(
+        kumoflow_event("invoice-paid"), match={"data": {"invoice": invoice}}, timeout=timeout
     )
     return handle_order(event)
