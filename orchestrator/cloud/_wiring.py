@@ -36,6 +36,7 @@ from orchestrator.local import (
     TRIGGER_SUBSCRIPTION_PREFIX,
 )
 from orchestrator.runtime import JOB_ATTRIBUTE, RETAINED_ENV, TOPICS, job_name
+from orchestrator.waits import wait_topics
 
 GCS_NOTIFICATIONS = emulators.StackConfig.__dataclass_fields__["gcs_notification_topic"].default
 WORKER = "task_worker"
@@ -188,11 +189,14 @@ def tfvars(
                         "trigger on a topic of your own"
                     )
                 topics.add(t.topic)
+    waits = sorted(set().union(*(wait_topics(s) for s in specs)))
     return {
         "project": project,
         "region": region,
         "source_archive": source_archive,
         "flows": sorted(names),
+        # Topics flows wait on (orchestrator.waits), only when there are: older goldens stand.
+        **({"wait_topics": waits} if waits else {}),
         "gcs_triggers": [
             {"bucket": bucket, "prefix": prefix}
             for bucket in sorted(buckets)

@@ -67,6 +67,7 @@ from ._triggers import (
     ScheduleTrigger,
     TriggerSpec,
 )
+from ._waits import GcsSource, NamedSource, PubSubSource, Since, WaitEvent, WaitSource
 
 __all__ = [
     "BLOCK_REF",
@@ -91,9 +92,11 @@ __all__ = [
     "FlowSpec",
     "Frozen",
     "GcsObject",
+    "GcsSource",
     "GcsTrigger",
     "ListValue",
     "LiteralValue",
+    "NamedSource",
     "NodeSpec",
     "OutboxEntry",
     "OutboxKind",
@@ -101,6 +104,7 @@ __all__ = [
     "ParentRef",
     "PathValue",
     "PubSubMessage",
+    "PubSubSource",
     "PubSubTrigger",
     "Receiver",
     "ResultRef",
@@ -112,6 +116,7 @@ __all__ = [
     "RunSucceeded",
     "ScheduleTrigger",
     "Serializer",
+    "Since",
     "SourceRef",
     "StoredBlock",
     "TaskFailed",
@@ -125,6 +130,8 @@ __all__ = [
     "TriggerKind",
     "TriggerSpec",
     "ValueExpr",
+    "WaitEvent",
+    "WaitSource",
     "clip",
     "flow_version",
     "json_schemas",

@@ -5,7 +5,9 @@ A hypothesis state machine drives K instances (tests/runtime/cluster.py) of the 
 order and more than once, alone or in concurrent bursts, steps handlers store call by store
 call, kills instances before any store call, at a publish or at the runtime's "after-commit"
 fault point, makes the bus fail for a while, ticks the sweeper with a virtual clock moved past
-timers and leases, and runs an operator's `runs cancel` / `runs retry` at any step.
+timers and leases, and runs an operator's `runs cancel` / `runs retry` at any step; for waits,
+it sends events (before or after a run waits, duplicated) and gives pauses input (valid or
+not, two at once, racing a cancel or the pause's timeout).
 
 After every step: nothing the harness watches went wrong (no unexpected error, no user code
 started outside a live claim of a RUNNING run), an ended run holds no unfinished task, a
@@ -80,6 +82,7 @@ CORE = ("il-chain", "il-diamond", "il-map-fan-in", "il-two-sinks", "il-returns-m
 RUN_TIME_MAPS = ("il-run-time-map", "il-returns-run-time-map", "il-nested-map")
 GATES = ("il-branch", "il-switch")
 SUBFLOWS = ("il-subflow", "il-map-subflow")
+WAITS = ("il-sleep", "il-wait-event", "il-pause")
 WHO = st.integers(0, 2)  # an instance, modulo those eligible
 PICK = st.integers(0, 30)  # a message, modulo those eligible
 PARK_AFTER = st.sampled_from([None, 1, 0, 1, 2, 3])  # None: run to the end; 1: read, not written
@@ -131,6 +134,9 @@ class Interleavings(RuleBasedStateMachine):
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
     JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
+    # Events for the runs' waits (before or after they wait, duplicated) and operators'
+    # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
+    WAITS: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -315,6 +321,34 @@ class Interleavings(RuleBasedStateMachine):
             self.c.start_resume(index, run.run_id, attempt)
             self._park(index, park_after)
 
+    @precondition(lambda self: self.WAITS and self.cluster is not None)
+    @rule(which=st.integers(0, 2), other=st.sampled_from([False, False, True]), n=PICK)
+    def send_event(self, which: int, other: bool, n: int) -> None:
+        """An event the runs of one run's `x` wait for (`other`: of an x beside it), before
+        or after they wait; the same n again is a duplicate delivery."""
+        runs = sorted(self.c.runs)
+        x = self.c.runs[runs[which % len(runs)]][1].get("x", 0)
+        self.c.send(x + 1 if other else x, n % 3)
+
+    @precondition(lambda self: self.WAITS and _free(self))
+    @rule(
+        who=WHO,
+        which=st.integers(0, 2),
+        n=st.integers(0, 2),
+        bad=st.sampled_from([False, False, True]),
+        park_after=PARK_AFTER,
+    )
+    def give_input(self, who: int, which: int, n: int, bad: bool, park_after: int | None) -> None:
+        """`kumoflow runs resume RUN --input` with {"n": n} (`bad`: not the form's shape),
+        whatever the run is doing; parked part way, a second one can run beside it."""
+        with self.guard():
+            runs = sorted(self.c.runs)
+            free = self.c.free()
+            index = free[who % len(free)]
+            data: Any = {"n": "many"} if bad else {"n": n}
+            self.c.start_give(index, runs[which % len(runs)], data)
+            self._park(index, park_after)
+
     def _park(self, index: int, park_after: int | None) -> None:
         if park_after is None:
             self.c.finish(index)
@@ -425,6 +459,11 @@ class Jobs(Interleavings):
     JOBS = True
 
 
+class Waits(Interleavings):
+    FLOWS = WAITS
+    WAITS = True
+
+
 # Every construct also under every fault at once: publishes failing after their commits and a
 # bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
 class RunTimeMapsFaults(RunTimeMaps):
@@ -453,6 +492,11 @@ class AllowFailureFaults(AllowFailure):
 
 
 class DeferredFaults(Deferred):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
 
@@ -488,6 +532,10 @@ class SqliteJobsFaults(JobsFaults):
     SQLITE = True
 
 
+class SqliteWaitsFaults(WaitsFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -509,6 +557,8 @@ class SqliteJobsFaults(JobsFaults):
         MapOverASubflowResultFaults,
         AllowFailureFaults,
         DeferredFaults,
+        Waits,
+        WaitsFaults,
         SqliteCore,
         SqliteRunTimeMapsFaults,
         SqliteGatesFaults,
@@ -517,6 +567,7 @@ class SqliteJobsFaults(JobsFaults):
         Jobs,
         JobsFaults,
         SqliteJobsFaults,
+        SqliteWaitsFaults,
     ],
     ids=lambda m: m.__name__,
 )

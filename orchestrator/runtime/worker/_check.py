@@ -49,7 +49,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
                 hooks = hooks_of(rt.resolver.resolve(node.task, source))
                 cancel = hooks.cancel if hooks is not None else None
             if cancel is not None:
-                with services(rt.blobs, rt.blocks):
+                with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
                     stop(cancel, handle, item)
         _done(rt, item)
         return
@@ -67,7 +67,7 @@ def check(rt: Runtime, item: OutboxEntry) -> None:
         _done(rt, item)
         return
     try:
-        with services(rt.blobs, rt.blocks):
+        with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
             outcome: Any = hooks.check(handle)
     except KumoflowError as e:
         if e.retryable:

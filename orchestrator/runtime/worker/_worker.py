@@ -257,7 +257,7 @@ def call_task(
     limit = min(options.timeout_seconds or ceiling, ceiling)
     fn = bind_receiver(fn, node.receiver, c.spec.source)
     scope = task_scope_for(c.run, c.spec, c.req.key, c.req.attempt, options, args)
-    with run_scope(scope), services(rt.blobs, rt.blocks):
+    with run_scope(scope), services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
         value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
     if isinstance(value, Deferred):
         return value
@@ -275,7 +275,7 @@ def cancel_hook(rt: Runtime, c: Claimed) -> Callable[[dict[str, JsonValue]], Non
 
     def run(handle: dict[str, JsonValue]) -> None:
         if cancel is not None:
-            with services(rt.blobs, rt.blocks):
+            with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
                 cancel(handle)
 
     return run
