@@ -58,6 +58,8 @@ from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
     MANIFEST,
     MANIFEST_ENV,
+    Windowed,
+    admit,
     advance,
     begin,
     bundled_specs,
@@ -128,6 +130,8 @@ __all__ = [
     "TickTime",
     "Topics",
     "UserTrace",
+    "Windowed",
+    "admit",
     "advance",
     "begin",
     "bind_params",
