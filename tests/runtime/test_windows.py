@@ -12,10 +12,21 @@ that every window with events closes and starts its run.
 from __future__ import annotations
 
 import functools
+import os
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from pydantic import ValidationError
 
 from orchestrator import FlowDefinitionError, GcsObject, flow, on_gcs_finalize, on_pubsub
@@ -42,7 +53,7 @@ from orchestrator.runtime import (
 )
 from orchestrator.runtime.control import close_window
 from tests.flows import windowed
-from tests.runtime.cluster import Gate, SteppedStore
+from tests.runtime.cluster import Crash, Gate, SteppedStore
 
 # --- filters ------------------------------------------------------------------------------
 
@@ -308,3 +319,171 @@ def test_an_event_that_finds_its_window_closed_moves_itself_on() -> None:
     clock.sleep(windowed.DEBOUNCE_SECONDS)
     _sweep(rt)
     assert [_names(r, "obj") for r in _windows(rt, "win-debounce")] == [["db/a"], ["db/b"]]
+
+
+# --- interleavings ----------------------------------------------------------------------------
+
+BATCHED = tuple(f"in/{i}.csv" for i in range(5))
+DEBOUNCED = tuple(f"db/{i}" for i in range(4))
+K = 2  # run-starter / sweeper instances
+
+
+class WindowMachine(RuleBasedStateMachine):
+    """Admissions and closes on K instances, one store call at a time, with duplicate and late
+    deliveries, kills before any store call or at the after-commit fault point, and time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store, self.blobs, self.clock = MemoryStore(), MemoryBlobStore(), VirtualClock()
+        self.plain = replace(_runtime(self.store, blobs=self.blobs), clock=self.clock)
+        self.events = {n: _windowed(self.plain, n) for n in (*BATCHED, *DEBOUNCED)}
+        self.gates: list[Gate] = []
+        self.rts: list[Runtime] = []
+        self.armed = [False] * K
+        self.handling: list[str | None] = [None] * K  # the event an instance is admitting
+        self.delivered: set[str] = set()
+        self.acked: set[str] = set()
+        self.chosen: dict[str, list[str]] = {}  # a closed window's choice, as first seen
+        self.log: list[str] = []
+        for i in range(K):
+            rt, gate = _stepped(self.store, self.blobs, self.clock, f"i{i}")
+            self.rts.append(replace(rt, fault=functools.partial(self._fault, i)))
+            self.gates.append(gate)
+
+    def _fault(self, index: int, point: str) -> None:
+        if self.armed[index]:
+            self.armed[index] = False
+            raise Crash(f"instance {index} died at {point}")
+
+    def _settle(self, i: int) -> None:
+        gate = self.gates[i]
+        if not gate.done:
+            return
+        ok, value = gate.collect()
+        if not ok and not isinstance(value, Crash):
+            raise value
+        if ok and self.handling[i] is not None:
+            self.acked.add(str(self.handling[i]))
+        self.handling[i] = None
+
+    @rule(name=st.sampled_from((*BATCHED, *DEBOUNCED)), i=st.integers(0, K - 1))
+    def redeliver(self, name: str, i: int) -> None:
+        """A delivery of `name`: its first, a duplicate, or a late one after its ack."""
+        self._deliver(name, i)
+
+    @rule(batched=st.booleans(), i=st.integers(0, K - 1))
+    def deliver(self, batched: bool, i: int) -> None:
+        """The next event of a lane that was never delivered (a burst goes on)."""
+        lane = BATCHED if batched else DEBOUNCED
+        fresh = [n for n in lane if n not in self.delivered]
+        self._deliver(fresh[0] if fresh else lane[-1], i)
+
+    def _deliver(self, name: str, i: int) -> None:
+        """On instance i, or another when i is busy."""
+        i = next((j for j in (i, *range(K)) if not self.gates[j].busy), -1)
+        if i < 0:
+            return
+        self.delivered.add(name)
+        self.handling[i] = name
+        self.log.append(f"i{i} admits {name}")
+        self.gates[i].start(functools.partial(admit, self.rts[i], self.events[name]))
+        self._settle(i)
+
+    @rule(i=st.integers(0, K - 1))
+    def sweep(self, i: int) -> None:
+        """The sweeper's tick on instance i: every due window timer, closed in turn."""
+        i = next((j for j in (i, *range(K)) if not self.gates[j].busy), -1)
+        if i < 0:
+            return
+        rt = self.rts[i]
+
+        def fire() -> None:
+            for item in rt.timers.due(rt.clock.now()):
+                if item.kind is OutboxKind.WINDOW:
+                    close_window(rt, item)
+
+        self.log.append(f"i{i} sweeps at {self.clock.now():%H:%M:%S}")
+        self.gates[i].start(fire)
+        self._settle(i)
+
+    @rule(i=st.integers(0, K - 1), n=st.integers(1, 12))
+    def step(self, i: int, n: int) -> None:
+        for _ in range(n):
+            if self.gates[i].busy:
+                self.gates[i].step()
+                self._settle(i)
+
+    @precondition(lambda self: any(g.busy for g in self.gates))
+    @rule(i=st.integers(0, K - 1))
+    def kill(self, i: int) -> None:
+        if self.gates[i].busy:
+            self.gates[i].kill()
+            self._settle(i)
+
+    @rule(i=st.integers(0, K - 1))
+    def crash_after_next_commit(self, i: int) -> None:
+        self.armed[i] = True
+
+    @rule(seconds=st.sampled_from((0.5, 2.0, windowed.DEBOUNCE_SECONDS, windowed.BATCH_SECONDS)))
+    def wait(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+
+    def _windows(self) -> list[Run]:
+        return [r for f in ("win-batch", "win-debounce") for r in _windows(self.plain, f)]
+
+    @invariant()
+    def choices_are_final_and_disjoint(self) -> None:
+        seen: Counter[str] = Counter()
+        for run in self._windows():
+            events = run.trigger.detail.get("events")
+            if not isinstance(events, list):
+                continue
+            chosen = [str(e) for e in events]
+            assert self.chosen.setdefault(run.run_id, chosen) == chosen, run.run_id
+            if run.flow == "win-batch":
+                assert 1 <= len(chosen) <= windowed.BATCH_SIZE, chosen
+            seen.update(chosen)
+        assert [k for k, n in seen.items() if n > 1] == []
+
+    def teardown(self) -> None:
+        for i, gate in enumerate(self.gates):
+            while gate.busy:
+                gate.step()
+                self._settle(i)
+        # Pub/Sub redelivers what was not acknowledged; the sweeper then fires all that is due.
+        for name in sorted(self.delivered - self.acked):
+            admit(self.plain, self.events[name])
+        for _ in range(3):
+            self.clock.sleep(windowed.BATCH_SECONDS + windowed.DEBOUNCE_SECONDS)
+            _sweep(self.plain)
+        self.choices_are_final_and_disjoint()
+        where = {e: r for r in self._windows() for e in self.chosen.get(r.run_id, [])}
+        keys = {self.events[n].req.run_id: n for n in self.delivered}
+        assert sorted(keys[e] for e in where) == sorted(self.delivered)  # none lost
+        for flow_name in ("win-batch", "win-debounce"):
+            runs = _windows(self.plain, flow_name)
+            assert [int(str(r.trigger.detail["window"])) for r in runs] == list(range(len(runs)))
+            for run in runs:  # every window closed and started its run, exactly once
+                assert run.run_id in self.chosen, (flow_name, run.trigger.detail)
+                assert run.status is RunStatus.RUNNING, run.status
+                if flow_name == "win-debounce":
+                    assert _names(run, "obj") == [keys[self.chosen[run.run_id][-1]]]
+                else:
+                    assert _names(run, "objs") == [keys[e] for e in self.chosen[run.run_id]]
+        for gate in self.gates:
+            gate.abandon()
+
+
+def test_windows_interleaved() -> None:
+    run_state_machine_as_test(
+        WindowMachine,
+        settings=settings(
+            max_examples=int(os.environ.get("KUMOFLOW_WINDOW_EXAMPLES", "60")),
+            stateful_step_count=60,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
