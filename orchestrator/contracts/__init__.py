@@ -68,6 +68,7 @@ from ._triggers import (
     PubSubTrigger,
     ScheduleTrigger,
     TriggerSpec,
+    describe_trigger,
 )
 
 __all__ = [
@@ -130,6 +131,7 @@ __all__ = [
     "TriggerSpec",
     "ValueExpr",
     "clip",
+    "describe_trigger",
     "flow_version",
     "json_schemas",
     "write_json_schemas",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -120,3 +121,22 @@ class ScheduleTrigger(Frozen):
 
 
 TriggerSpec = Annotated[GcsTrigger | PubSubTrigger | ScheduleTrigger, Field(discriminator="kind")]
+
+
+def describe_trigger(t: GcsTrigger | PubSubTrigger | ScheduleTrigger) -> str:
+    """One line for `kumoflow deploy`: what starts the flow, its filter and its windows."""
+    if isinstance(t, ScheduleTrigger):
+        return f"schedule {t.cron} {t.timezone}"
+    if isinstance(t, GcsTrigger):
+        parts = [f"gcs gs://{t.bucket}/{t.prefix}*{t.suffix}"]
+        if t.glob is not None:
+            parts.append(f"glob {t.glob}")
+    else:
+        parts = [f"pubsub {t.topic}"]
+        parts += [f"attribute {k}={v}" for k, v in sorted(t.attributes.items())]
+        parts += [f"body {m.path} {m.op.value} {json.dumps(m.value)}" for m in t.match]
+    if t.debounce is not None:
+        parts.append(f"debounce {t.debounce:g}s")
+    if t.batch is not None:
+        parts.append(f"batch {t.batch.size} or {t.batch.seconds:g}s")
+    return " ".join(parts[:1]) + "".join(f" [{p}]" for p in parts[1:])
