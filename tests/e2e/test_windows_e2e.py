@@ -38,16 +38,22 @@ def _ended(store: Any, flow: str, mine: Callable[[Run], bool], timeout: float) -
         time.sleep(0.5)
 
 
-def _names(run: Run, param: str) -> list[str]:
+def _field(run: Run, param: str, key: str) -> list[Any]:
+    """`key` of each object or message the run's parameter holds (one, or a batch's list)."""
     value = run.params[param]
-    return [str(o["name"]) for o in (value if isinstance(value, list) else [value])]  # type: ignore[index, union-attr]
+    items = value if isinstance(value, list) else [value]
+    return [item[key] for item in items if isinstance(item, dict)]
 
 
-def _show(runs: list[Run], param: str) -> None:
+def _names(run: Run, param: str) -> list[str]:
+    return [str(n) for n in _field(run, param, "name")]
+
+
+def _show(runs: list[Run], param: str, key: str) -> None:
+    """What started, for the test's output (-s): the runs and their parameters."""
     for r in runs:
-        print(
-            f"{r.flow} window {r.trigger.detail['window']}: {r.status} {param}={_names(r, param) if 'name' in json.dumps(r.params) else r.params}"
-        )
+        window = r.trigger.detail["window"]
+        print(f"{r.flow} window {window}: {r.status.value} {param}={_field(r, param, key)}")
 
 
 def test_a_burst_of_uploads_is_filtered_and_batched(deployed: Any) -> None:
@@ -111,15 +117,7 @@ def test_messages_are_filtered_by_attributes_and_body_then_batched(deployed: Any
     runs = _ended(
         store, "win-messages", lambda r: token in json.dumps(r.params) or r.params == {}, 40
     )
-    for r in runs:
-        print(
-            r.flow,
-            r.trigger.detail["window"],
-            r.status,
-            [m["attributes"] for m in r.params["msgs"]],
-        )  # type: ignore[union-attr, index]
+    _show(runs, "msgs", "attributes")
     (run,) = runs
     assert run.status is RunStatus.SUCCEEDED
-    msgs = run.params["msgs"]
-    assert isinstance(msgs, list)
-    assert sorted(str(m["message_id"]) for m in msgs) == sorted([ids[0], ids[3], ids[4]])  # type: ignore[index, call-overload]
+    assert sorted(_field(run, "msgs", "message_id")) == sorted([ids[0], ids[3], ids[4]])
