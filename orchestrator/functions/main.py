@@ -49,7 +49,11 @@ def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
             refused(rt, "run_starter", cloud_event, seen, req.error, flow=req.flow)
             continue
         if isinstance(req, Windowed):
-            window = admit(rt, req)  # its run starts when the window closes (the sweeper)
+            try:
+                window = admit(rt, req)  # its run starts when the window closes (the sweeper)
+            except REJECTED as e:
+                refused(rt, "run_starter", cloud_event, seen, e, flow=req.flow)
+                continue
             LOGGER.info(
                 "event joined a trigger window",
                 extra={"run_id": window, "flow": req.flow, "event_id": seen.id},

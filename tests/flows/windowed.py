@@ -63,4 +63,14 @@ def win_messages(msgs: list[PubSubMessage]) -> list[str]:
     return region_of(msgs)
 
 
-FLOWS = (win_batch, win_debounce, win_messages)
+@task(name="twice")
+def twice(count: int) -> int:
+    return 2 * count
+
+
+@flow(name="win-params", triggers=[on_pubsub(topic="win-params", debounce=DEBOUNCE_SECONDS)])
+def win_params(count: int) -> int:
+    return twice(count)
+
+
+FLOWS = (win_batch, win_debounce, win_messages, win_params)

@@ -11,13 +11,16 @@ that every window with events closes and starts its run.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import os
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from cloudevents.http import CloudEvent
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -29,8 +32,8 @@ from hypothesis.stateful import (
 )
 from pydantic import ValidationError
 
-from orchestrator import FlowDefinitionError, GcsObject, flow, on_gcs_finalize, on_pubsub
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, VirtualClock
+from orchestrator import FlowDefinitionError, GcsObject, flow, functions, on_gcs_finalize, on_pubsub
+from orchestrator.adapters import PUBSUB_PUBLISHED, MemoryBlobStore, MemoryStore, VirtualClock
 from orchestrator.contracts import (
     GcsTrigger,
     Match,
@@ -40,6 +43,7 @@ from orchestrator.contracts import (
     RunStatus,
     TriggerKind,
 )
+from orchestrator.functions import main
 from orchestrator.runtime import (
     Deployed,
     Runtime,
@@ -487,3 +491,40 @@ def test_windows_interleaved() -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def test_the_run_starter_refuses_bad_params_before_a_window_and_takes_good_ones() -> None:
+    """Through the deployed function: a message whose params the flow refuses is a dead
+    letter and joins no window; a good one joins, and the sweeper starts its run."""
+    store = MemoryStore()
+    rt = _runtime(store)
+    functions.use_runtime(rt)
+
+    def publish(data: dict[str, Any], mid: str) -> None:
+        body = {
+            "message": {
+                "data": base64.b64encode(json.dumps(data).encode()).decode(),
+                "messageId": mid,
+            }
+        }
+        attributes = {
+            "type": PUBSUB_PUBLISHED,
+            "source": "//pubsub.googleapis.com/projects/p/topics/win-params",
+            "id": mid,
+        }
+        main.run_starter(CloudEvent(attributes, body))
+
+    publish({"count": "many"}, "m-bad")
+    (letter,) = store.list()
+    assert letter.flow == "win-params"
+    assert "count" in letter.reason
+    assert store.list_runs("win-params") == []
+    publish({"count": 2}, "m-1")
+    publish({"count": 3}, "m-2")
+    publish({"count": 3}, "m-2")  # redelivered
+    rt.clock.sleep(windowed.DEBOUNCE_SECONDS)
+    _sweep(rt)
+    (run,) = store.list_runs("win-params")
+    assert run.status is RunStatus.RUNNING
+    assert run.params == {"count": 3}
+    assert len(store.list()) == 1

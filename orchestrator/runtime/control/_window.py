@@ -28,6 +28,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from orchestrator.contracts import (
     Batch,
@@ -79,8 +80,25 @@ def window_id(lane: str, k: int) -> str:
 
 
 def admit(rt: Runtime, w: Windowed) -> str:
-    """Put the event into exactly one window; returns the window's run id."""
+    """Put the event into exactly one window; returns the window's run id. An event whose
+    params its flow refuses (as start_run would) raises before it joins any window."""
+    _bound(rt, w.req, _params(w.batch is not None, w.item_param, [w]))
     return _join(rt, w, _claim(rt, w))
+
+
+def _params(batched: bool, item_param: str | None, chosen: list[Windowed]) -> dict[str, Any]:
+    """A window's run params: a batch's values as one list, else the last event's params."""
+    if batched and item_param:
+        return {item_param: [w.req.params[item_param] for w in chosen]}
+    return dict(chosen[-1].req.params)
+
+
+def _bound(rt: Runtime, req: RunRequested, params: dict[str, Any]) -> dict[str, Any]:
+    version, spec = requested_spec(rt, req)
+    bound = bind_params(spec.params, params, flow=spec.name)
+    check_types(rt.flow_function(spec), bound, flow=spec.name, secret=secret_params(spec))
+    rt.plan(version, bound)  # expanding validates mapped parameters
+    return bound
 
 
 def close_window(rt: Runtime, item: OutboxEntry) -> None:
@@ -148,12 +166,7 @@ def _closed_run(rt: Runtime, run: Run, chosen: list[Windowed], batched: bool) ->
     """The window's run with its params from the chosen events (a batch's values as one list,
     a debounce's last event's params) and their ids; FAILED when they do not bind."""
     last = chosen[-1].req
-    item_param = chosen[0].item_param
-    params = (
-        {item_param: [w.req.params[item_param] for w in chosen]}
-        if batched and item_param
-        else dict(last.params)
-    )
+    params = _params(batched, chosen[0].item_param, chosen)
     detail = {**run.trigger.detail, "events": [_event_key(w) for w in chosen]}
     trigger = TriggerInfo(
         kind=last.trigger.kind, source=last.trigger.source, event_id=last.trigger.event_id
@@ -163,11 +176,8 @@ def _closed_run(rt: Runtime, run: Run, chosen: list[Windowed], batched: bool) ->
         "params": params,
     }
     try:
-        _, spec = requested_spec(rt, last.model_copy(update={"flow_version": run.flow_version}))
-        bound = bind_params(spec.params, params, flow=spec.name)
-        check_types(rt.flow_function(spec), bound, flow=spec.name, secret=secret_params(spec))
-        rt.plan(run.flow_version, bound)
-        update["params"] = bound
+        pinned = last.model_copy(update={"flow_version": run.flow_version})
+        update["params"] = _bound(rt, pinned, params)
     except KumoflowError as e:
         if e.retryable:
             raise
