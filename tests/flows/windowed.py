@@ -10,11 +10,6 @@ BATCH_SECONDS = 10.0
 DEBOUNCE_SECONDS = 5.0
 
 
-@task(name="count-objects")
-def count_objects(objs: list[GcsObject]) -> list[str]:
-    return [o.name for o in objs]
-
-
 @task(name="name-of")
 def name_of(obj: GcsObject) -> str:
     return obj.name
@@ -37,7 +32,7 @@ def region_of(msgs: list[PubSubMessage]) -> list[str]:
     ],
 )
 def win_batch(objs: list[GcsObject]) -> list[str]:
-    return count_objects(objs)
+    return name_of.map(objs)  # the plan depends on the batch: one task per object
 
 
 @flow(

@@ -224,14 +224,17 @@ def test_a_burst_is_batched_by_size_then_by_time() -> None:
         admit(rt, _windowed(rt, f"in/{i}.csv"))
         rt.clock.sleep(0.01)  # a batch lists its events in the order they were recorded
     admit(rt, _windowed(rt, "in/3.csv"))  # a duplicate delivery
+    # Any instance may plan an open window (`runs show`, the dashboard): its plan is cached.
+    assert [list(rt.plan_of(r).tasks) for r in _windows(rt, "win-batch")] == [["name-of[0]"]] * 3
     _sweep(rt)  # the full windows close at once; the last waits for its time
     runs = _windows(rt, "win-batch")
+    assert list(rt.plan_of(runs[0]).tasks) == [f"name-of[{i}]" for i in range(3)]
     assert [(r.status, _names(r, "objs")) for r in runs[:2]] == [
         (RunStatus.RUNNING, ["in/0.csv", "in/1.csv", "in/2.csv"]),
         (RunStatus.RUNNING, ["in/3.csv", "in/4.csv", "in/5.csv"]),
     ]
     assert runs[2].status is RunStatus.PENDING
-    assert runs[2].params == {}
+    assert "events" not in runs[2].trigger.detail  # open
     rt.clock.sleep(windowed.BATCH_SECONDS)
     _sweep(rt)
     last = _windows(rt, "win-batch")[2]

@@ -167,13 +167,20 @@ def _closed_run(rt: Runtime, run: Run, chosen: list[Windowed], batched: bool) ->
     a debounce's last event's params) and their ids; FAILED when they do not bind."""
     last = chosen[-1].req
     params = _params(batched, chosen[0].item_param, chosen)
-    detail = {**run.trigger.detail, "events": [_event_key(w) for w in chosen]}
+    detail = {
+        **run.trigger.detail,
+        "opened_at": run.created_at.isoformat(),
+        "events": [_event_key(w) for w in chosen],
+    }
     trigger = TriggerInfo(
         kind=last.trigger.kind, source=last.trigger.source, event_id=last.trigger.event_id
     )
     update: dict[str, object] = {
         "trigger": trigger.model_copy(update={"detail": detail}),
         "params": params,
+        # The run as it starts is made at the close: a new created_at also keys the plan
+        # caches (Runtime.plan_of) apart from any plan of the open window's empty params.
+        "created_at": rt.clock.now(),
     }
     try:
         pinned = last.model_copy(update={"flow_version": run.flow_version})
@@ -282,7 +289,9 @@ def _open_run(rt: Runtime, w: Windowed, wid: str, k: int) -> Run:
         run_id=wid,
         flow=w.req.flow,
         flow_version=w.req.flow_version or "",
-        params={},
+        # Valid params while open (its first event's, as a window of one), so that `runs show`
+        # and the dashboard can plan it; the close sets the window's own.
+        params=_params(w.batch is not None, w.item_param, [w]),
         created_at=rt.clock.now(),
         trigger=TriggerInfo(
             kind=w.req.trigger.kind,
