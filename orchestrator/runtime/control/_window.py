@@ -168,18 +168,17 @@ def _closed_run(rt: Runtime, run: Run, chosen: list[Windowed], batched: bool) ->
     last = chosen[-1].req
     params = _params(batched, chosen[0].item_param, chosen)
     detail = {
+        **last.trigger.detail,
         **run.trigger.detail,
         "opened_at": run.created_at.isoformat(),
         "events": [_event_key(w) for w in chosen],
     }
-    trigger = TriggerInfo(
-        kind=last.trigger.kind, source=last.trigger.source, event_id=last.trigger.event_id
-    )
+    trigger = last.trigger
     update: dict[str, object] = {
         "trigger": trigger.model_copy(update={"detail": detail}),
         "params": params,
         # The run as it starts is made at the close: a new created_at also keys the plan
-        # caches (Runtime.plan_of) apart from any plan of the open window's empty params.
+        # caches (Runtime.plan_of) apart from any plan of the open window's params.
         "created_at": rt.clock.now(),
     }
     try:
@@ -243,8 +242,11 @@ def _join(rt: Runtime, w: Windowed, k: int) -> str:
 
 
 def _record(rt: Runtime, w: Windowed, wid: str) -> None:
-    """The event's entry, its marker and the close timer, in one commit; a duplicate's
-    conflicts on the marker and writes nothing."""
+    """The event's entry and marker in one commit (a duplicate's conflicts on the marker and
+    writes nothing), then the close timer: once per window, by its first event, and again by
+    any duplicate (the redelivery of an event that died before it wrote it). Not by every
+    event: a burst would rewrite one document per event. A debounce's close re-arms itself
+    from its events' times; a full batch's moves to now."""
     now = rt.clock.now()
     entry = OutboxEntry(
         id=EVENT + _event_key(w),
@@ -254,22 +256,29 @@ def _record(rt: Runtime, w: Windowed, wid: str) -> None:
         timer=True,
         detail={"at": now.isoformat(), "windowed": _dump(w)},
     )
-    due = now + timedelta(seconds=w.debounce) if w.debounce is not None else None
     try:
         counts = rt.state.commit(
             Commit(
                 run_id=wid,
                 markers=[entry.id],
                 increments={COUNTER: {"events": 1}},
-                outbox_add=[entry, _timer(wid, due or _batch_due(rt, w, wid))],
+                outbox_add=[entry],
             )
         )
+        n: int | None = counts[COUNTER]["events"]
     except ConflictError:
-        return  # recorded before: a duplicate
-    if rt.fault is not None:
+        n = None  # recorded before: a duplicate
+    if rt.fault is not None and n is not None:
         rt.fault("after-commit")
-    if w.batch is not None and counts[COUNTER]["events"] >= w.batch.size:
-        rt.state.commit(Commit(run_id=wid, outbox_add=[_timer(wid, now)]))  # full: close now
+    if n is None:
+        n = rt.state.counters(wid, [COUNTER]).get(COUNTER, {}).get("events", 0)
+    elif n != 1 and (w.batch is None or n != w.batch.size):
+        return
+    if w.batch is None:
+        due = now + timedelta(seconds=w.debounce or 0)
+    else:
+        due = now if n >= w.batch.size else _batch_due(rt, w, wid)
+    rt.state.commit(Commit(run_id=wid, outbox_add=[_timer(wid, due)]))
 
 
 def _batch_due(rt: Runtime, w: Windowed, wid: str) -> datetime:
