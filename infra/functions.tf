@@ -102,7 +102,10 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
       LOG_EXECUTION_ID              = "true"
-    })
+      }, each.key == local.wiring.worker_function ? {
+      # The earlier bundles' requests it leaves to their kept workers (code.tf).
+      (local.wiring.retained_env) = join(",", sort(keys(var.retained_code)))
+    } : {})
   }
 
   lifecycle {
@@ -119,6 +122,8 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.build_logs,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_reader,
+    # A kept worker takes its bundle's requests before the new worker leaves them (code.tf).
+    google_pubsub_subscription.retained,
   ]
 }
 

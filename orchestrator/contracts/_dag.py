@@ -127,13 +127,21 @@ class FlowSpec(Frozen):
     # module -> digest of its source file, for the flow's module and every module its tasks
     # come from: a change of code alone is a new version (runtime `module_digest`).
     code: dict[str, str] = Field(default_factory=dict)
+    # Digest of the deployed bundle of the flow's code (its folder as shipped; `kumoflow
+    # deploy` sets it): its runs' task requests carry it, so each attempt reaches a worker
+    # serving that code even after a later deploy. None: not deployed from a bundle.
+    bundle: str | None = None
 
     @model_serializer(mode="wrap")
     def _without_unset_code(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Empty, `code` is left out: a spec stored before it existed keeps its version."""
+        """Empty, `code` and `bundle` are left out: a spec stored before they existed keeps
+        its version."""
         out = handler(self)
-        if isinstance(out, dict) and not out.get("code"):
-            out.pop("code", None)
+        if isinstance(out, dict):
+            if not out.get("code"):
+                out.pop("code", None)
+            if out.get("bundle") is None:
+                out.pop("bundle", None)
         return out
 
     @property

@@ -11,6 +11,8 @@ from ._options import Frozen, RunId, Version
 from ._state import ErrorInfo, TriggerInfo, TriggerKind
 
 TYPE_PREFIX: Final = "dev.kumoflow."
+# The Pub/Sub attribute naming a task request's code bundle (Envelope.code).
+CODE_ATTRIBUTE: Final = "kumoflow_code"
 
 
 class RunRequested(Frozen):
@@ -98,3 +100,7 @@ class Envelope(Frozen):
     time: datetime
     subject: str | None = None
     data: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | RunSucceeded | RunFailed
+    # The code bundle a task request must run on (its run's FlowSpec.bundle): the transport
+    # carries it as the `kumoflow_code` attribute, which the subscription of the worker kept
+    # for that code filters on (see infra/functions.tf "retained").
+    code: str | None = None

@@ -20,6 +20,7 @@ from orchestrator.functions import (
     Seen,
     guarded,
     handle,
+    left_to_another,
     log_event,
     push_authenticated,
     record_dead_letter,
@@ -80,6 +81,9 @@ def _work(rt: Runtime, event: Envelope) -> None:
     req = event.data
     if not isinstance(req, TaskRequested):
         raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
+    if left_to_another(event.code):
+        log_event(f"attempt left to the worker for code {event.code}", event)
+        return
     outcome = run_task(rt, req)
     log_event(
         "attempt ignored (duplicate)"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,12 @@ def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> Non
 
 def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
     first = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    files = lambda: {  # noqa: E731
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()
+    }
+    before = files()
     again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
-    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    after = files()
     assert before == after
     assert first.flows == again.flows
 
@@ -242,3 +246,63 @@ def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) 
     fixed.write_text(LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540"))
     done = deploy_gcp([str(fixed)], project="p", region="r", out=out, resolve=offline_resolve)
     assert set(done.flows) == {"child", "long"}
+
+
+def test_a_code_change_keeps_a_worker_for_the_earlier_bundle_while_runs_use_it(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.contracts import FlowSpec, Run, RunStatus
+    from orchestrator.local import live_bundles
+    from orchestrator.ports import Commit
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    flow = folder / "ingest.py"
+    flow.write_text(Path(INGEST).read_text())
+    out = tmp_path / "out"
+    store = MemoryStore()
+    first = deploy_gcp([str(flow)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert first.kept == []
+    assert (out / "code" / f"{first.code}.zip").read_bytes() == (
+        out / "function-source.zip"
+    ).read_bytes()
+    # A run starts on the first bundle (the run starter registers it from the manifest).
+    manifest = zipfile.ZipFile(out / "function-source.zip").read("orchestrator/deployed-flows.json")
+    specs = [FlowSpec.model_validate(s) for s in json.loads(manifest)]
+    assert {s.bundle for s in specs} == {first.code}
+    version = store.put_flow(specs[0], deploy=True)
+    store.create_run(
+        Run(
+            run_id="0123456789abcdef",
+            flow=specs[0].name,
+            flow_version=version,
+            params={},
+            status=RunStatus.RUNNING,
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    assert live_bundles(store, store, [specs[0].name]) == {first.code}
+
+    flow.write_text(flow.read_text() + "\n# a fix\n")
+    unchecked = deploy_gcp([str(flow)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert unchecked.code != first.code
+    assert (unchecked.kept, unchecked.checked) == ([first.code], False)  # none dropped on a guess
+
+    checked = deploy_gcp(
+        [str(flow)], project="p", region="r", out=out, resolve=offline_resolve, store=store,
+        apply=True, runner=lambda command: 0,
+    )  # fmt: skip
+    assert (checked.kept, checked.checked) == ([first.code], True)
+    tfvars = json.loads((out / "terraform.tfvars.json").read_text())
+    assert tfvars["retained_code"] == {first.code: f"code/{first.code}.zip"}
+
+    snap = store.load("0123456789abcdef")
+    assert snap is not None
+    ended = snap.run.model_copy(update={"status": RunStatus.SUCCEEDED})
+    store.commit(Commit(run_id=ended.run_id, run=ended, run_etag=snap.run_etag))
+    done = deploy_gcp(
+        [str(flow)], project="p", region="r", out=out, resolve=offline_resolve, store=store,
+        apply=True, runner=lambda command: 0,
+    )  # fmt: skip
+    assert done.kept == []  # its runs ended: the next apply deletes its worker
+    assert json.loads((out / "terraform.tfvars.json").read_text())["retained_code"] == {}

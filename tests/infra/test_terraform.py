@@ -35,8 +35,9 @@ from orchestrator.cloud import (
     wiring,
     wiring_json,
 )
-from orchestrator.contracts import StoredBlock
+from orchestrator.contracts import CODE_ATTRIBUTE, StoredBlock
 from orchestrator.errors import KumoflowError
+from orchestrator.functions import RETAINED_ENV
 from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
 from orchestrator.runtime import TOPICS
 from tests.infra._render import EXAMPLES, PROJECT, REGION, ROOT, render_example
@@ -754,3 +755,39 @@ def test_existing_buckets_are_inputs_and_are_created_only_when_not_given() -> No
         code = path.read_text()
         uses = re.findall(r"google_storage_bucket\.(results|source)\b[^\[]", code)
         assert not uses, (path.name, uses)
+
+
+def test_each_kept_bundle_gets_a_worker_that_takes_only_its_requests() -> None:
+    tf = _tf()
+    w = wiring()
+    assert w["code_attribute"] == CODE_ATTRIBUTE
+    assert w["retained_env"] == RETAINED_ENV
+    kept = _resource(tf, "google_cloudfunctions2_function", "retained")
+    assert kept["for_each"] == "${local.retained}"
+    service = kept["service_config"][0]
+    # The task worker's account, scale to zero, internal only, its push audience its own URL.
+    assert "google_service_account.function[local.wiring.worker_function]" in _text(
+        service["service_account_email"]
+    )
+    assert service["min_instance_count"] == 0
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    env = _text(service["environment_variables"])
+    assert re.search(r"KUMOFLOW_SERVES_CODE\W+each\.key", env), env
+    assert re.search(r"KUMOFLOW_PUSH_AUDIENCE\W+local\.retained_urls\[each\.key\]", env), env
+    source = _text(kept["build_config"][0]["source"])
+    assert "google_storage_bucket_object.retained_source[each.key].name" in source
+    sub = _resource(tf, "google_pubsub_subscription", "retained")
+    assert "local.wiring.code_attribute" in sub["filter"]
+    assert "each.key" in sub["filter"]
+    oidc = sub["push_config"][0]["oidc_token"][0]
+    assert oidc["audience"] == "${local.retained_urls[each.key]}"
+    assert "dead_letter_policy" in sub
+    invoker = _resource(tf, "google_cloud_run_service_iam_member", "retained_invoker")
+    assert invoker["member"] == "serviceAccount:${google_service_account.push.email}"
+    # The current worker leaves the kept bundles' requests, and only after their workers
+    # subscribe (it depends on their subscriptions).
+    fn = _resource(tf, "google_cloudfunctions2_function", "fn")
+    env = _text(fn["service_config"][0]["environment_variables"])
+    assert "local.wiring.retained_env" in env
+    assert "keys(var.retained_code)" in env
+    assert "google_pubsub_subscription.retained" in _text(fn["depends_on"])

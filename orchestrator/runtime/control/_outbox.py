@@ -131,7 +131,9 @@ def ended(run: Run, finish: OutboxEntry) -> Run:
 
 
 def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str = "") -> None:
-    """Publish task.requested for each (key, attempt), all in flight at once."""
+    """Publish task.requested for each (key, attempt), all in flight at once, each routed to
+    the code its run's flow was deployed with."""
+    code = rt.spec(run.flow_version).bundle
     rt.bus.publish_all(
         rt.topics.tasks,
         [
@@ -141,6 +143,7 @@ def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str
                 ),
                 event_id=f"{run.run_id}/{key}/{attempt}{why}",
                 subject=key,
+                code=code,
             )
             for key, attempt in attempts
         ],
