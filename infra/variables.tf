@@ -174,6 +174,12 @@ variable "pubsub_triggers" {
   default     = []
 }
 
+variable "pubsub_trigger_filters" {
+  description = "Pub/Sub filter of a trigger topic's subscription (the attributes its flows' on_pubsub(attributes=...) require), by topic; a topic not listed takes every message."
+  type        = map(string)
+  default     = {}
+}
+
 variable "create_trigger_topics" {
   description = "Create the topics of pubsub_triggers (false: they exist already, e.g. owned by another team)."
   type        = bool

@@ -104,7 +104,10 @@ def deploy(
             dashboard=dashboard,
             blocks=blocks,
         )
-    lines = [f"{name} {version}" for name, version in done.flows.items()]
+    lines = [
+        f"{name} {version}: " + (", ".join(done.triggers.get(name, [])) or "no triggers")
+        for name, version in done.flows.items()
+    ]
     lines.append(
         f"function bundle: {done.bundle_bytes / 1e6:.1f} MB, {done.dependencies} dependencies "
         "pinned for the functions' runtime"

@@ -60,12 +60,17 @@ from ._state import (
     clip,
 )
 from ._triggers import (
+    Batch,
+    Bursts,
     GcsObject,
     GcsTrigger,
+    Match,
+    MatchOp,
     PubSubMessage,
     PubSubTrigger,
     ScheduleTrigger,
     TriggerSpec,
+    describe_trigger,
 )
 from ._waits import GcsSource, NamedSource, PubSubSource, Since, WaitEvent, WaitSource
 
@@ -82,7 +87,9 @@ __all__ = [
     "NO_PATH",
     "TYPE_PREFIX",
     "Attempt",
+    "Batch",
     "BlockName",
+    "Bursts",
     "DeadLetter",
     "DictValue",
     "Envelope",
@@ -96,6 +103,8 @@ __all__ = [
     "GcsTrigger",
     "ListValue",
     "LiteralValue",
+    "Match",
+    "MatchOp",
     "NamedSource",
     "NodeSpec",
     "OutboxEntry",
@@ -133,6 +142,7 @@ __all__ = [
     "WaitEvent",
     "WaitSource",
     "clip",
+    "describe_trigger",
     "flow_version",
     "json_schemas",
     "write_json_schemas",

@@ -190,6 +190,7 @@ class OutboxKind(StrEnum):
     FINISH = "finish"  # announce the end of flow attempt `attempt`
     WAKE = "wake"  # re-derive the run (its timeout, the hourly recheck)
     CHECK = "check"  # call a parked deferred attempt's check
+    WINDOW = "window"  # a trigger window's close timer ("close") and its events ("ev-...")
 
 
 class OutboxEntry(Frozen):

@@ -12,7 +12,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from orchestrator import emulators
-from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator.contracts import (
+    FlowSpec,
+    GcsTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+    describe_trigger,
+)
 from orchestrator.errors import KumoflowError
 from orchestrator.local._code import kept, live_bundles, snapshot, with_bundle
 from orchestrator.local._stack import (
@@ -129,13 +135,11 @@ def _wire(stack: DevStack, publisher: Any, subscriber: Any, spec: FlowSpec, trig
     port = stack.functions_port + STARTER.local_port_offset
     if isinstance(trigger, PubSubTrigger):
         topic = trigger.topic
-        what = f"pubsub {topic}"
     elif isinstance(trigger, GcsTrigger):
         topic = stack.config.gcs_notification_topic
-        what = f"gcs gs://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
     else:
         topic = TOPICS.schedules
-        what = f"schedule {trigger.cron} {trigger.timezone}"
+    what = describe_trigger(trigger)
     with contextlib.suppress(gexc.AlreadyExists):
         publisher.create_topic(name=publisher.topic_path(project, topic))
     subscribe(

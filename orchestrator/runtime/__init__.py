@@ -67,6 +67,8 @@ from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
     MANIFEST,
     MANIFEST_ENV,
+    Windowed,
+    admit,
     advance,
     begin,
     bundled_specs,
@@ -147,6 +149,8 @@ __all__ = [
     "TickTime",
     "Topics",
     "UserTrace",
+    "Windowed",
+    "admit",
     "advance",
     "begin",
     "bind_params",
