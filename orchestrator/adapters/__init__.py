@@ -16,7 +16,7 @@ from orchestrator.adapters._codec import (
     unwrap_pubsub,
 )
 from orchestrator.adapters._files import BLOBS_DIR, FileBlobStore
-from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore, MemoryTimerQueue
 from orchestrator.adapters._names import (
     CLOUD_DATABASE,
     DATABASE_ENV,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from orchestrator.adapters._firestore_blocks import FirestoreBlockStore, SecretManager
     from orchestrator.adapters._gcs import GcsBlobStore
     from orchestrator.adapters._pubsub import PubSubBus
+    from orchestrator.adapters._tasks import CloudTasksQueue, ensure_queue, tasks_client
 
 # Google's client libraries take a second to import: load the cloud adapters on first use, so
 # in-process runs and the CLI's help stay fast.
@@ -44,6 +45,9 @@ _LAZY = {
     "SecretManager": "orchestrator.adapters._firestore_blocks",
     "GcsBlobStore": "orchestrator.adapters._gcs",
     "PubSubBus": "orchestrator.adapters._pubsub",
+    "CloudTasksQueue": "orchestrator.adapters._tasks",
+    "ensure_queue": "orchestrator.adapters._tasks",
+    "tasks_client": "orchestrator.adapters._tasks",
 }
 
 
@@ -69,6 +73,7 @@ __all__ = [
     "TTL_FIELD",
     "CertCache",
     "CertsSource",
+    "CloudTasksQueue",
     "FileBlobStore",
     "FileBlockStore",
     "FirestoreBlockStore",
@@ -77,6 +82,7 @@ __all__ = [
     "MemoryBlobStore",
     "MemoryBus",
     "MemoryStore",
+    "MemoryTimerQueue",
     "PubSubBus",
     "SecretManager",
     "SqliteStore",
@@ -86,12 +92,14 @@ __all__ = [
     "block_secret_id",
     "block_store_from_env",
     "certs_file",
+    "ensure_queue",
     "fetch_certs",
     "firestore_database",
     "from_message",
     "kumoflow_home",
     "name_prefix",
     "peek_context",
+    "tasks_client",
     "to_message",
     "unwrap_pubsub",
 ]

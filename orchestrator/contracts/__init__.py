@@ -21,6 +21,7 @@ from ._events import (
     EVENT_TYPES,
     NO_PATH,
     NOT_A_LIST,
+    TIMER_DUE,
     TYPE_PREFIX,
     Envelope,
     RunFailed,
@@ -29,6 +30,7 @@ from ._events import (
     TaskFailed,
     TaskRequested,
     TaskSucceeded,
+    TimerDue,
 )
 from ._options import (
     FlowOptions,
@@ -76,6 +78,7 @@ __all__ = [
     "MAX_TRACEBACK_CHARS",
     "NOT_A_LIST",
     "NO_PATH",
+    "TIMER_DUE",
     "TYPE_PREFIX",
     "Attempt",
     "BlockName",
@@ -117,6 +120,7 @@ __all__ = [
     "TaskRun",
     "TaskStatus",
     "TaskSucceeded",
+    "TimerDue",
     "TriggerInfo",
     "TriggerKind",
     "TriggerSpec",

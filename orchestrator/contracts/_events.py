@@ -78,6 +78,19 @@ class RunFailed(Frozen):
     attempt: int = 1  # the flow attempt that ended (failed or cancelled)
 
 
+TIMER_DUE: Final = "dev.kumoflow.timer.due"
+
+
+class TimerDue(Frozen):
+    """The body of a timer's Cloud Task (a binary-mode CloudEvent of type TIMER_DUE): which
+    outbox entry to fire. It only names the entry: the sweeper reads the entry from the store
+    and fires what it finds there, so nothing in a task chooses what is done."""
+
+    run_id: RunId
+    entry_id: str
+    due_at: datetime  # the due time the task was scheduled for (the entry may have moved since)
+
+
 EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     "dev.kumoflow.run.requested": RunRequested,
     "dev.kumoflow.task.requested": TaskRequested,

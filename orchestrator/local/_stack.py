@@ -25,6 +25,7 @@ from orchestrator.local._wiring import (
     MIN_BACKOFF_S,
     TICK_DATA,
     TICK_JOB,
+    TIMER_QUEUE,
 )
 from orchestrator.runtime import TOPICS
 
@@ -57,7 +58,21 @@ class DevStack:
     def function_env(self) -> dict[str, str]:
         # The code's fingerprint is part of the env, so `dev up` restarts functions whose
         # code changed instead of reusing stale processes.
-        return {**self.env(), "KUMOFLOW_CODE": _code_fingerprint()}
+        return {**self.env(), **self.timer_env(), "KUMOFLOW_CODE": _code_fingerprint()}
+
+    @property
+    def timer_queue(self) -> str:
+        return f"projects/{self.config.project}/locations/local/queues/{TIMER_QUEUE}"
+
+    def timer_env(self) -> dict[str, str]:
+        """Timers armed on the Cloud Tasks stand-in, pushed to the sweeper (as in the cloud,
+        where Terraform sets these)."""
+        sweeper = next(fn for fn in FUNCTIONS if fn.name == "sweeper")
+        port = self.functions_port + sweeper.local_port_offset
+        return {
+            "KUMOFLOW_TIMER_QUEUE": self.timer_queue,
+            "KUMOFLOW_TIMER_URL": f"http://{self.config.host}:{port}/",
+        }
 
     def push_url(self, port: int, topic: str) -> str:
         # The topic in the path gives functions-framework a proper CloudEvent `source`.
@@ -85,6 +100,7 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
         for topic in (*TOPICS.all(), TOPICS.ticks, TOPICS.dead_letter):
             with contextlib.suppress(gexc.AlreadyExists):
                 publisher.create_topic(name=publisher.topic_path(stack.config.project, topic))
+        _ensure_timer_queue(stack)
         for fn in FUNCTIONS:
             port = stack.functions_port + fn.local_port_offset
             emulators.start_function(
@@ -110,6 +126,13 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
     finally:
         subscriber.close()
     return status(stack)
+
+
+def _ensure_timer_queue(stack: DevStack) -> None:
+    """The timers' queue on the Cloud Tasks stand-in (a restarted stand-in forgot it)."""
+    from orchestrator.adapters import ensure_queue, tasks_client
+
+    ensure_queue(tasks_client(), stack.timer_queue)
 
 
 def _ensure_tick_job(stack: DevStack) -> None:

@@ -9,6 +9,7 @@ and caches, a completion's one path, parameters, triggers, the run context).
 `functions/` imports this face only; nothing here knows about HTTP or Pub/Sub push.
 """
 
+from orchestrator.runtime._armed import ArmedState
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._code import module_digest, source_digest
@@ -69,10 +70,13 @@ from orchestrator.runtime.control import (
     start_run,
 )
 from orchestrator.runtime.sweeper import (
+    EARLY_WAIT,
     ITEM_BUDGET_S,
     TICK_BUDGET_S,
+    Fired,
     TickTime,
     expire_leases,
+    fire_timer,
     sweep,
     tick,
 )
@@ -94,6 +98,7 @@ from orchestrator.runtime.worker import parse as parse_logs
 __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "EARLY_WAIT",
     "FLOW_ATTRIBUTE",
     "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
@@ -109,9 +114,11 @@ __all__ = [
     "SELECT",
     "TICK_BUDGET_S",
     "TOPICS",
+    "ArmedState",
     "Capture",
     "Deferred",
     "Deployed",
+    "Fired",
     "FlowRunInfo",
     "FlowRunView",
     "InProcessRunner",
@@ -140,6 +147,7 @@ __all__ = [
     "deferrable",
     "error_info",
     "expire_leases",
+    "fire_timer",
     "flow_result",
     "flow_run",
     "for_flow",

@@ -15,6 +15,7 @@ from orchestrator.adapters import (
     name_prefix,
 )
 from orchestrator.ports import BlobStore, Clock, EventBus, RecordStore
+from orchestrator.runtime._armed import ArmedState
 from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime._topics import TOPICS
 from orchestrator.runtime.control import start_run
@@ -32,18 +33,28 @@ def cloud_runtime(
     topics carry the installation's name prefix (KUMOFLOW_NAME_PREFIX).
     `bus` wraps the Pub/Sub bus (the topics a function may publish to); `fault` is the named
     fault points' hook (crash tests)."""
-    from orchestrator.adapters import FirestoreBlockStore, FirestoreStore, GcsBlobStore, PubSubBus
+    from orchestrator.adapters import (
+        CloudTasksQueue,
+        FirestoreBlockStore,
+        FirestoreStore,
+        GcsBlobStore,
+        PubSubBus,
+    )
 
     store = FirestoreStore.from_env(project)
     pubsub: EventBus = PubSubBus.from_env(project)
+    clock = SystemClock()
+    # Timers also get a Cloud Task each where a queue is configured (KUMOFLOW_TIMER_QUEUE):
+    # they fire on time instead of at the sweeper's next tick (see runtime/_armed.py).
+    queue = CloudTasksQueue.from_env(source)
     return Runtime(
         flows=store,
-        state=store,
+        state=ArmedState(store, queue, clock) if queue is not None else store,
         timers=store,
         letters=store,
         blobs=GcsBlobStore.from_env(project),
         bus=bus(pubsub) if bus is not None else pubsub,
-        clock=SystemClock(),
+        clock=clock,
         start=start_run,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         topics=TOPICS.named(name_prefix()),

@@ -290,6 +290,9 @@ class OwnedTimers:
         found = self.due(self.FOREVER, 1)
         return found[0].due_at if found else None
 
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        return self._inner.entry(run_id, entry_id) if run_id in self.runs else None
+
     def expired_leases(
         self, now: datetime, limit: int = 100, after: TaskRun | None = None
     ) -> list[TaskRun]:
