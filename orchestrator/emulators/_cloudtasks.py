@@ -12,8 +12,8 @@ stack's functions check none, as with the Pub/Sub emulator's pushes).
 
     python _cloudtasks.py --host 127.0.0.1 --port 8688   (as the stack starts it)
 
-`GET /dispatches` lists what was sent (name, scheduled, sent, status): tests and the timer
-benchmark read it.
+`GET /dispatches` lists what was sent (name, scheduled and sent times, answer status, url and
+headers): tests and the timer benchmark read it.
 """
 
 from __future__ import annotations
@@ -189,6 +189,8 @@ class Service:
                     "sent": sent,
                     "status": status,
                     "attempt": attempt,
+                    "url": http["url"],
+                    "headers": http.get("headers", {}),
                 }
             )
             if task is not self.tasks.get(name):
