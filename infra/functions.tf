@@ -101,6 +101,9 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_RETENTION_DAYS       = tostring(var.retention_days)
       KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
+      KUMOFLOW_TIMER_QUEUE          = google_cloud_tasks_queue.timers.id
+      KUMOFLOW_TIMER_URL            = local.urls[local.wiring.timers.target]
+      KUMOFLOW_TIMER_INVOKER        = google_service_account.push.email
       LOG_EXECUTION_ID              = "true"
     })
   }

@@ -126,6 +126,17 @@ variable "tick_schedule" {
   default     = "* * * * *"
 }
 
+variable "timer_queue" {
+  description = "The timers' Cloud Tasks queue: its dispatch rate limits, attempts per push (the tick fires a timer whose push gave up) and the share of task operations logged."
+  type = object({
+    max_dispatches_per_second = optional(number, 100)
+    max_concurrent_dispatches = optional(number, 100)
+    max_attempts              = optional(number, 20)
+    log_sampling_ratio        = optional(number, 0)
+  })
+  default = {}
+}
+
 variable "scheduler_region" {
   description = "Region of the Cloud Scheduler jobs. Empty: var.region."
   type        = string

@@ -32,6 +32,7 @@ from orchestrator.local import (
     STARTER,
     TICK_DATA,
     TICK_JOB,
+    TIMER_QUEUE,
     TRIGGER_SUBSCRIPTION_PREFIX,
 )
 from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
@@ -131,6 +132,13 @@ def wiring() -> dict[str, Any]:
         "worker_function": WORKER,
         "task_code_functions": list(TASK_CODE),
         "tick": {"job": TICK_JOB, "topic": TOPICS.ticks, "data": TICK_DATA},
+        # Timers' own pushes: the functions that commit runs' state arm them (they add
+        # timers), as Cloud Tasks whose push reaches the sweeper (infra/tasks.tf).
+        "timers": {
+            "queue": TIMER_QUEUE,
+            "target": "sweeper",
+            "arming_functions": [fn.name for fn in FUNCTIONS if fn.publishes],
+        },
         "schedule_data": SCHEDULE_DATA,
         "job_attribute": JOB_ATTRIBUTE,
         "push_account_id": PUSH_ACCOUNT,

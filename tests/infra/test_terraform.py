@@ -512,6 +512,7 @@ NAMED = {
     "google_cloud_scheduler_job": "name",
     "google_secret_manager_secret": "secret_id",
     "google_firestore_database": "name",
+    "google_cloud_tasks_queue": "name",
 }
 # Named by the user, not by kumoflow: their trigger topics and buckets; the database has its own.
 USERS_NAMES = {
@@ -569,6 +570,7 @@ def test_wiring_names_all_start_with_the_default_prefix_and_fit_every_longest_pr
         w["trigger_subscription_prefix"],
         w["tick"]["job"],
         w["tick"]["topic"],
+        w["timers"]["queue"],
         w["push_account_id"],
         w["build_account_id"],
         *(fn[k] for fn in w["functions"].values() for k in ("service", "subscription", "topic")),
@@ -754,3 +756,59 @@ def test_existing_buckets_are_inputs_and_are_created_only_when_not_given() -> No
         code = path.read_text()
         uses = re.findall(r"google_storage_bucket\.(results|source)\b[^\[]", code)
         assert not uses, (path.name, uses)
+
+
+def test_timers_queue_pushes_to_the_sweeper_with_the_push_accounts_token() -> None:
+    """Every function that commits runs' state arms timers as Cloud Tasks: it may enqueue in the
+    timers' queue (only) and act as the push account (only), which alone invokes the sweeper;
+    the functions are told the queue, the sweeper's URL (the token's audience) and the account,
+    as the local stack tells them (DevStack.timer_env)."""
+    tf = _tf()
+    w = wiring()
+    assert w["timers"]["target"] == "sweeper"
+    assert set(w["timers"]["arming_functions"]) == {
+        "run_starter",
+        "task_worker",
+        "orchestrator",
+        "sweeper",
+    }
+    queue = _resource(tf, "google_cloud_tasks_queue", "timers")
+    assert queue["name"] == "${local.timer_queue}"
+    limits = queue["rate_limits"][0]
+    assert limits["max_dispatches_per_second"] == "${var.timer_queue.max_dispatches_per_second}"
+    assert limits["max_concurrent_dispatches"] == "${var.timer_queue.max_concurrent_dispatches}"
+    retry = queue["retry_config"][0]
+    assert retry["min_backoff"] == "0.1s"
+    assert retry["max_attempts"] == "${var.timer_queue.max_attempts}"
+    defaults = _text(tf["variable"]["timer_queue"]["type"])
+    assert re.search(r"max_attempts.{0,40}optional\(number, 20\)", defaults)
+    enqueuer = _resource(tf, "google_cloud_tasks_queue_iam_member", "enqueuer")
+    assert enqueuer["for_each"] == "${local.arming_functions}"
+    assert enqueuer["name"] == "${google_cloud_tasks_queue.timers.name}"
+    assert enqueuer["role"] == "roles/cloudtasks.enqueuer"
+    assert enqueuer["member"] == (
+        "serviceAccount:${google_service_account.function[each.key].email}"
+    )
+    act_as = _resource(tf, "google_service_account_iam_member", "timer_act_as_push")
+    assert act_as["for_each"] == "${local.arming_functions}"
+    assert act_as["service_account_id"] == "${google_service_account.push.name}"
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert "timers.arming_functions" in _text(tf["locals"]["arming_functions"])
+    env = _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0][
+        "environment_variables"
+    ]
+    text = _text(env)
+    assert "KUMOFLOW_TIMER_QUEUE" in text
+    assert "google_cloud_tasks_queue.timers.id" in text
+    assert "local.urls[local.wiring.timers.target]" in text
+    assert "KUMOFLOW_TIMER_INVOKER" in text
+    assert "google_service_account.push.email" in text
+    assert "cloudtasks.googleapis.com" in _text(tf["locals"]["apis"])
+    from orchestrator.local import TIMER_QUEUE, DevStack
+
+    assert w["timers"]["queue"] == TIMER_QUEUE
+    stack = DevStack.from_env(18680)
+    sweeper = next(fn for fn in FUNCTIONS if fn.name == w["timers"]["target"])
+    url = stack.timer_env()["KUMOFLOW_TIMER_URL"]
+    assert url.endswith(f":{stack.functions_port + sweeper.local_port_offset}/")
+    assert stack.timer_env()["KUMOFLOW_TIMER_QUEUE"].endswith(f"/queues/{TIMER_QUEUE}")
