@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, SerializerFunctionWrapHandler, model_serializer
@@ -114,6 +115,41 @@ class SourceRef(Frozen):
     path: str | None = None
 
 
+class HookState(StrEnum):
+    """The ends a state hook can be run for (Prefect's Failed, Completed, Cancelled)."""
+
+    FAILED = "Failed"
+    COMPLETED = "Completed"
+    CANCELLED = "Cancelled"
+
+
+class Hooks(Frozen):
+    """State hooks of a flow or a task ("module:qualname" of each function), run by a worker
+    after the state is committed, at least once; and, for a flow, the notification blocks
+    ("KIND/NAME") told of its failures."""
+
+    on_failure: tuple[str, ...] = ()
+    on_completion: tuple[str, ...] = ()
+    on_cancellation: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+
+    def for_state(self, state: HookState) -> tuple[str, ...]:
+        return {
+            HookState.FAILED: self.on_failure,
+            HookState.COMPLETED: self.on_completion,
+            HookState.CANCELLED: self.on_cancellation,
+        }[state]
+
+    @property
+    def empty(self) -> bool:
+        return self == Hooks()
+
+
+class FlowHooks(Frozen):
+    flow: Hooks = Hooks()
+    tasks: dict[str, Hooks] = Field(default_factory=dict)  # by task function ("module:qualname")
+
+
 class FlowSpec(Frozen):
     options: FlowOptions
     source: SourceRef
@@ -127,13 +163,17 @@ class FlowSpec(Frozen):
     # module -> digest of its source file, for the flow's module and every module its tasks
     # come from: a change of code alone is a new version (runtime `module_digest`).
     code: dict[str, str] = Field(default_factory=dict)
+    hooks: FlowHooks | None = None  # state hooks and notifications; None: none declared
 
     @model_serializer(mode="wrap")
     def _without_unset_code(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Empty, `code` is left out: a spec stored before it existed keeps its version."""
+        """Empty, `code` and `hooks` are left out: a spec stored before they existed keeps its
+        version."""
         out = handler(self)
-        if isinstance(out, dict) and not out.get("code"):
-            out.pop("code", None)
+        if isinstance(out, dict):
+            for name in ("code", "hooks"):
+                if not out.get(name):
+                    out.pop(name, None)
         return out
 
     @property

@@ -7,8 +7,9 @@ from typing import Final
 
 from pydantic import BaseModel, Field, JsonValue
 
+from ._dag import HookState
 from ._options import Frozen, RunId, Version
-from ._state import ErrorInfo, TriggerInfo, TriggerKind
+from ._state import ErrorInfo, RunStatus, TriggerInfo, TriggerKind
 
 TYPE_PREFIX: Final = "dev.kumoflow."
 
@@ -78,6 +79,33 @@ class RunFailed(Frozen):
     attempt: int = 1  # the flow attempt that ended (failed or cancelled)
 
 
+class HooksRequested(Frozen):
+    """A flow attempt's end is committed: a worker runs the flow's and its tasks' state hooks
+    and tells the flow's notification blocks (published with the run's end, once per attempt;
+    at least once, as any request)."""
+
+    run_id: RunId
+    flow_version: Version
+    attempt: int
+    state: HookState
+
+
+class RunNotification(Frozen):
+    """What a notification says about a run's end: the exact body a generic JSON webhook
+    receives (Slack and Teams get a text made of it). Documented in docs/howto/alerting.md."""
+
+    run_id: RunId
+    flow: str
+    flow_version: Version
+    attempt: int
+    state: HookState
+    status: RunStatus
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    text: str  # one line for people: "flow F run R failed: TYPE: message"
+
+
 TIMER_DUE: Final = "dev.kumoflow.timer.due"
 
 
@@ -98,6 +126,7 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     "dev.kumoflow.task.failed": TaskFailed,
     "dev.kumoflow.run.succeeded": RunSucceeded,
     "dev.kumoflow.run.failed": RunFailed,
+    "dev.kumoflow.hooks.requested": HooksRequested,
 }
 EVENT_TYPE_OF: Final[dict[type[BaseModel], str]] = {v: k for k, v in EVENT_TYPES.items()}
 
@@ -110,4 +139,12 @@ class Envelope(Frozen):
     source: str
     time: datetime
     subject: str | None = None
-    data: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | RunSucceeded | RunFailed
+    data: (
+        RunRequested
+        | TaskRequested
+        | TaskSucceeded
+        | TaskFailed
+        | RunSucceeded
+        | RunFailed
+        | HooksRequested
+    )
