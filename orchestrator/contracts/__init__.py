@@ -1,6 +1,15 @@
 """kumoflow's wire and storage contracts: pydantic v2 models, each defined once."""
 
-from ._blocks import BLOCK_REF, BlockName, StoredBlock
+from ._blocks import (
+    BLOCK_REF,
+    SMTP_KIND,
+    WEBHOOK_KIND,
+    BlockName,
+    SmtpSettings,
+    StoredBlock,
+    WebhookFormat,
+    WebhookSettings,
+)
 from ._dag import (
     DictValue,
     FlowHooks,
@@ -83,8 +92,10 @@ __all__ = [
     "MAX_TRACEBACK_CHARS",
     "NOT_A_LIST",
     "NO_PATH",
+    "SMTP_KIND",
     "TIMER_DUE",
     "TYPE_PREFIX",
+    "WEBHOOK_KIND",
     "Attempt",
     "BlockName",
     "DeadLetter",
@@ -122,6 +133,7 @@ __all__ = [
     "RunSucceeded",
     "ScheduleTrigger",
     "Serializer",
+    "SmtpSettings",
     "SourceRef",
     "StoredBlock",
     "TaskFailed",
@@ -135,6 +147,8 @@ __all__ = [
     "TriggerKind",
     "TriggerSpec",
     "ValueExpr",
+    "WebhookFormat",
+    "WebhookSettings",
     "clip",
     "flow_version",
     "json_schemas",

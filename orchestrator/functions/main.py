@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 from orchestrator.contracts import (
     TIMER_DUE,
     Envelope,
+    HooksRequested,
     TaskFailed,
     TaskRequested,
     TaskSucceeded,
@@ -43,6 +44,7 @@ from orchestrator.runtime import (
     Runtime,
     advance,
     fire_timer,
+    run_hooks,
     run_task,
     start_run,
     tick,
@@ -76,6 +78,10 @@ def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
 
 def _work(rt: Runtime, event: Envelope) -> None:
     req = event.data
+    if isinstance(req, HooksRequested):  # a run's end was committed: its hooks, notifications
+        failed = run_hooks(rt, req)
+        log_event(f"hooks run ({failed} failed)", event)
+        return
     if not isinstance(req, TaskRequested):
         raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
     outcome = run_task(rt, req)

@@ -20,6 +20,8 @@ from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime._topics import TOPICS
 from orchestrator.runtime.control import start_run
 
+NOTIFY_ENV = "KUMOFLOW_NOTIFY"  # "KIND/NAME,...": notification blocks told of every failure
+
 
 def cloud_runtime(
     project: str,
@@ -65,6 +67,7 @@ def cloud_runtime(
         # allows.
         lease_seconds=min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0),
         blocks=FirestoreBlockStore.from_env(project),
+        notify=tuple(b for b in os.environ.get(NOTIFY_ENV, "").split(",") if b.strip()),
     )
 
 

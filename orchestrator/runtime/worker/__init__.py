@@ -13,6 +13,7 @@ from orchestrator.runtime.worker._defer import (
     hooks_of,
     unsure,
 )
+from orchestrator.runtime.worker._hooks import StateInfo, notification, run_hooks
 from orchestrator.runtime.worker._lease import Lease
 from orchestrator.runtime.worker._worker import run_task
 
@@ -24,11 +25,14 @@ __all__ = [
     "Capture",
     "Deferred",
     "Lease",
+    "StateInfo",
     "TaskRunContext",
     "check",
     "deferrable",
     "hooks_of",
+    "notification",
     "parse",
+    "run_hooks",
     "run_task",
     "task_input_hash",
     "unsure",
