@@ -38,6 +38,7 @@ from orchestrator.adapters import MemoryBlobStore, MemoryStore, SqliteStore, Vir
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
+    HooksRequested,
     OutboxEntry,
     RunFailed,
     RunRequested,
@@ -60,12 +61,13 @@ from orchestrator.runtime import (
     advance,
     memory_runtime,
     read_flow_result,
+    run_hooks,
     run_task,
     start_run,
     tick,
 )
 from tests.flows import interleaved
-from tests.flows.interleaved import CURRENT, Caller
+from tests.flows.interleaved import CURRENT, HOOKED, Caller
 
 WAIT_S = 30.0  # a safety net only: a handler that neither parks nor ends in this long is a bug
 BIG_JUMP_S = 7200.0  # past every lease, retry delay and abandoned-outbox threshold
@@ -74,6 +76,8 @@ DRAIN_ROUNDS = 12
 DRAIN_MESSAGES = 400
 
 
+# The hook state each status is for (what orchestrator.runtime calls its hooks with).
+HOOK_STATE = {"SUCCEEDED": "Completed", "FAILED": "Failed", "CANCELLED": "Cancelled"}
 # A claimed attempt's task: RUNNING, or RETRYING while a retry's attempt runs.
 CLAIMED = (TaskStatus.RUNNING, TaskStatus.RETRYING)
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -270,9 +274,9 @@ class PoolBus:
 @dataclass(frozen=True)
 class Message:
     seq: int
-    kind: str  # "start" | "task" | "event"
+    kind: str  # "start" | "task" | "event" | "hooks"
     run_id: str
-    payload: RunRequested | TaskRequested | TaskSucceeded | TaskFailed
+    payload: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | HooksRequested
     event_id: str
 
     def __str__(self) -> str:
@@ -326,6 +330,8 @@ class Cluster:
     )
     cancelled: set[str] = field(default_factory=set)  # runs an operator asked to cancel
     requested: set[tuple[str, str, int]] = field(default_factory=set)  # task.requested sent
+    # Every state hook call: (hook, run, flow attempt, state), as the hooks record them.
+    hook_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -388,6 +394,8 @@ class Cluster:
         if topic == topics.tasks and isinstance(data, TaskRequested):
             self.requested.add((data.run_id, data.key, data.attempt))
             self._add("task", data.run_id, data, event.id)
+        elif topic == topics.tasks and isinstance(data, HooksRequested):
+            self._add("hooks", data.run_id, data, event.id)
         elif topic == topics.events and isinstance(data, TaskSucceeded | TaskFailed):
             self._add("event", data.run_id, data, event.id)
         elif topic == topics.finished and isinstance(data, RunSucceeded | RunFailed):
@@ -431,6 +439,8 @@ class Cluster:
             fn: Callable[[], Any] = functools.partial(start_run, rt, payload, run_id=msg.run_id)
         elif isinstance(payload, TaskRequested):
             fn = functools.partial(self._work, inst, payload)
+        elif isinstance(payload, HooksRequested):
+            fn = functools.partial(self._hooks, inst, payload)
         else:
             fn = functools.partial(advance, rt, msg.run_id, payload)
         inst.gate.start(fn)
@@ -485,6 +495,56 @@ class Cluster:
             return run_task(inst.rt, req)
         finally:
             CURRENT.reset(token)
+
+    def _hooks(self, inst: Instance, req: HooksRequested) -> Any:
+        token = HOOKED.set(self._hook_ran)
+        try:
+            return run_hooks(inst.rt, req)
+        finally:
+            HOOKED.reset(token)
+
+    def _hook_ran(self, who: str, run_id: str, attempt: int, state: str) -> None:
+        """A state hook was called: for an end the store committed (read unstepped), never
+        for a state a run or task did not reach."""
+        self.hook_calls.append((who, run_id, attempt, state))
+        self.log.append(f"hook {who} of {run_id} attempt {attempt}: {state}")
+        snap = self.store.load(run_id, [who.removeprefix("task:")] if who != "flow" else [])
+        if snap is None or attempt > snap.run.attempt:
+            self.violations.append(f"hook {who} ran for {run_id} attempt {attempt}: not ended")
+            return
+        if attempt < snap.run.attempt:  # resumed since: only a failed or cancelled end is
+            if state not in ("Failed", "Cancelled"):
+                self.violations.append(f"hook {who}: {state} of resumed attempt {attempt}")
+            return
+        if who == "flow":
+            status = snap.run.status.value
+        else:
+            task = snap.tasks.get(who.removeprefix("task:"))
+            status = task.status.value if task else "missing"
+        if HOOK_STATE.get(status) != state:
+            self.violations.append(
+                f"hook {who} of {run_id} attempt {attempt} ran for {state} while it is {status}"
+            )
+
+    def hook_problems(self, run_id: str) -> list[str]:
+        """Once drained: every announced end of a hooked flow ran its flow hook (at least
+        once), and the last attempt's hooked task ran its hook for its final state."""
+        snap = self.store.load(run_id)
+        if snap is None or self.runs.get(run_id, ("",))[0] != "il-hooked":
+            return []
+        called = set(self.hook_calls)
+        out = []
+        for attempt, event in self.announced[run_id]:
+            ended = "Completed" if isinstance(event.data, RunSucceeded) else None
+            states = {ended} if ended else {"Failed", "Cancelled"}
+            if not any(("flow", run_id, attempt, s) in called for s in states):
+                out.append(f"{run_id}: the end of attempt {attempt} ran no flow hook")
+        base = snap.tasks.get("base")
+        want = HOOK_STATE.get(base.status.value) if base else None
+        last = ("task:base", run_id, snap.run.attempt, want)
+        if snap.run.status.terminal and want in ("Completed", "Failed") and last not in called:
+            out.append(f"{run_id}: task base ended {want} and its hook never ran")
+        return out
 
     def _executed(self, caller: Caller, name: str) -> None:
         """User code started (called in the handler thread while the harness waits)."""
@@ -590,6 +650,7 @@ class Cluster:
         rt = self.instances[0].rt
         for run_id, (flow, params) in self.runs.items():
             out.extend(self._run_problems(rt, run_id, flow, params))
+            out.extend(self.hook_problems(run_id))
         for run in self.store.list_runs(limit=10_000):  # child runs of subflows too
             out.extend(self.unfinished(run.run_id, final=True))
         return out

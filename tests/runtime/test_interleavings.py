@@ -390,6 +390,17 @@ class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
 
 
+# State hooks: run at least once per committed end (crashes after commit, duplicates, a
+# resume or cancel racing the hooks), never for an end that was not committed.
+class StateHooks(Interleavings):
+    FLOWS = ("il-hooked",)
+
+
+class StateHooksFaults(StateHooks):
+    OUTAGES = True
+    OPERATOR = True
+
+
 # Every construct also under every fault at once: publishes failing after their commits and a
 # bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
 class RunTimeMapsFaults(RunTimeMaps):
@@ -459,6 +470,8 @@ class SqliteDeferredFaults(DeferredFaults):
         MapOverASubflowResult,
         AllowFailure,
         Deferred,
+        StateHooks,
+        StateHooksFaults,
         RunTimeMapsFaults,
         GatesFaults,
         SubflowsFaults,

@@ -73,10 +73,12 @@ def run_hooks(rt: Runtime, req: HooksRequested) -> int:
         return 0
     run = snap.run
     spec = rt.plan_of(run).spec
+    # The hooks see the attempt that ended (the run may have been resumed since).
+    ended = run.model_copy(update={"attempt": req.attempt})
     hooks = spec.hooks
     failed = 0
     error = run.error if run.attempt == req.attempt else None
-    flow_scope = flow_scope_for(run, spec)
+    flow_scope = flow_scope_for(ended, spec)
     if hooks is not None:
         state = StateInfo(req.state, error.message if error else None, error)
         for ref in hooks.flow.for_state(req.state):
@@ -91,7 +93,7 @@ def run_hooks(rt: Runtime, req: HooksRequested) -> int:
             if planned is None or wanted is None or task_hooks is None:
                 continue
             options = planned.node.options
-            scope = task_scope_for(run, spec, key, task.attempt, options, {})
+            scope = task_scope_for(ended, spec, key, task.attempt, options, {})
             task_state = StateInfo(wanted, task.error.message if task.error else None, task.error)
             for ref in task_hooks.for_state(wanted):
                 failed += _call(rt, req, ref, spec, scope, (options, scope.task_run, task_state))
