@@ -104,6 +104,7 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_TIMER_QUEUE          = google_cloud_tasks_queue.timers.id
       KUMOFLOW_TIMER_URL            = local.urls[local.wiring.timers.target]
       KUMOFLOW_TIMER_INVOKER        = google_service_account.push.email
+      KUMOFLOW_NOTIFY               = join(",", var.notify)
       LOG_EXECUTION_ID              = "true"
     })
   }

@@ -513,6 +513,7 @@ NAMED = {
     "google_secret_manager_secret": "secret_id",
     "google_firestore_database": "name",
     "google_cloud_tasks_queue": "name",
+    "google_logging_metric": "name",
 }
 # Named by the user, not by kumoflow: their trigger topics and buckets; the database has its own.
 USERS_NAMES = {
@@ -812,3 +813,57 @@ def test_timers_queue_pushes_to_the_sweeper_with_the_push_accounts_token() -> No
     url = stack.timer_env()["KUMOFLOW_TIMER_URL"]
     assert url.endswith(f":{stack.functions_port + sweeper.local_port_offset}/")
     assert stack.timer_env()["KUMOFLOW_TIMER_QUEUE"].endswith(f"/queues/{TIMER_QUEUE}")
+
+
+def test_alert_policies_watch_dead_letters_failed_runs_and_timeouts_on_the_code_s_logs() -> None:
+    """Each policy reads a log-based metric of a line the code writes (a run's end, a refused
+    input, a failed hook), of this installation's functions, and tells the given channels."""
+    tf = _tf()
+    metrics = tf["resource"]["google_logging_metric"]
+    assert set(metrics) == {"run_failures", "run_timeouts", "dead_letters"}
+    for body in metrics.values():
+        assert "${local.function_logs}" in body["filter"]
+        assert body["name"].startswith("${var.name_prefix}-")
+    unquoted = {name: body["filter"].replace('\\"', '"') for name, body in metrics.items()}
+    assert 'jsonPayload.message="run ended"' in unquoted["run_failures"]
+    assert 'jsonPayload.status="FAILED"' in unquoted["run_failures"]
+    assert 'jsonPayload.reason="TimeoutError"' in unquoted["run_timeouts"]
+    assert 'jsonPayload.message=~"^rejected input"' in unquoted["dead_letters"]
+    assert 'jsonPayload.function="hooks"' in unquoted["dead_letters"]
+    logs = _text(tf["locals"]["function_logs"])
+    assert "var.name_prefix" in logs
+    policy = _resource(tf, "google_monitoring_alert_policy", "kumoflow")
+    assert policy["for_each"] == "${local.alerts}"
+    assert policy["notification_channels"] == "${var.alert_notification_channels}"
+    condition = policy["conditions"][0]["condition_threshold"][0]
+    assert "logging.googleapis.com/user/${each.value.metric}" in condition["filter"]
+    alerts = tf["locals"]["alerts"]
+    assert set(alerts) == {"dead_letters", "run_failures", "run_timeouts"}
+    assert alerts["run_failures"]["period"] == "3600s"
+    assert alerts["run_failures"]["threshold"] == "${var.alert_failed_runs_per_hour}"
+    assert tf["variable"]["alert_notification_channels"]["default"] == []
+    assert "monitoring.googleapis.com" in _text(tf["locals"]["apis"])
+    env = _text(
+        _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0][
+            "environment_variables"
+        ]
+    )
+    assert "KUMOFLOW_NOTIFY" in env
+    assert "var.notify" in env
+
+
+def test_the_log_lines_the_alerts_count_are_the_ones_the_code_writes() -> None:
+    """The metrics' filters name messages and fields the code logs: a run's end (with its
+    status and error type), a refused input, a failed hook."""
+    import inspect
+
+    from orchestrator.functions import _edge
+    from orchestrator.runtime.control import _outbox
+    from orchestrator.runtime.worker import _hooks
+
+    announce = inspect.getsource(_outbox.announce)
+    assert '"run ended"' in announce
+    assert '"status": run.status.value' in announce
+    assert '"reason": run.error.type' in announce
+    assert '"rejected input: %s"' in inspect.getsource(_edge.reject)
+    assert '"function": "hooks"' in inspect.getsource(_hooks._guarded)
