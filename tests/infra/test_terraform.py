@@ -850,20 +850,3 @@ def test_alert_policies_watch_dead_letters_failed_runs_and_timeouts_on_the_code_
     )
     assert "KUMOFLOW_NOTIFY" in env
     assert "var.notify" in env
-
-
-def test_the_log_lines_the_alerts_count_are_the_ones_the_code_writes() -> None:
-    """The metrics' filters name messages and fields the code logs: a run's end (with its
-    status and error type), a refused input, a failed hook."""
-    import inspect
-
-    from orchestrator.functions import _edge
-    from orchestrator.runtime.control import _outbox
-    from orchestrator.runtime.worker import _hooks
-
-    announce = inspect.getsource(_outbox.announce)
-    assert '"run ended"' in announce
-    assert '"status": run.status.value' in announce
-    assert '"reason": run.error.type' in announce
-    assert '"rejected input: %s"' in inspect.getsource(_edge.reject)
-    assert '"function": "hooks"' in inspect.getsource(_hooks._guarded)

@@ -5,6 +5,7 @@ webhook receives exactly the documented RunNotification."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,6 +92,18 @@ def test_failure_hooks_run_once_after_the_end_with_its_context_and_change_nothin
     assert snap.run.status is RunStatus.FAILED
     assert snap.run.error is not None
     assert snap.run.error.message == "bad row 3"
+
+
+def test_the_lines_the_alerts_count_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """infra/monitoring.tf counts "run ended" lines by status and error type, and the lines of
+    failed hooks (function "hooks"): the run's end and its broken hook write them."""
+    with caplog.at_level(logging.INFO, logger="kumoflow"):
+        out = MemoryBackend().run(hooked_fails, {"x": 2})
+    (end,) = [r for r in caplog.records if r.getMessage() == "run ended"]
+    assert (getattr(end, "status", None), getattr(end, "reason", None)) == ("FAILED", "ValueError")
+    assert getattr(end, "run_id", None) == out.run.run_id
+    (hook,) = [r for r in caplog.records if getattr(r, "function", None) == "hooks"]
+    assert hook.getMessage().startswith("hook tests.runtime.test_hooks:broken failed")
 
 
 def test_completion_hooks_only_for_a_completed_run() -> None:
