@@ -213,9 +213,12 @@ _BLOCK_NAME: Any = TypeAdapter(BlockName)
 
 def block_secrets(specs: Sequence[FlowSpec], extra: Sequence[str] = ()) -> dict[str, Any]:
     """Secret id (without the name prefix) -> {block, field}: one per secret field of every
-    block the flows' DAGs load (`{"$block": "kind/name"}`) and of `extra` (KIND/NAME). Only
+    block the flows' DAGs load (`{"$block": "kind/name"}`), of the notification blocks they
+    declare, and of `extra` (KIND/NAME). Only
     the functions that run task code read them (infra grants those)."""
     refs = {ref for spec in specs for ref in _block_refs(spec.model_dump(mode="json"))}
+    # The notification blocks a flow declares: a worker loads them when a failure is told.
+    refs |= {ref for spec in specs if spec.hooks for ref in spec.hooks.flow.notify}
     for ref in extra:
         kind, _, name = ref.partition("/")
         try:

@@ -201,3 +201,10 @@ def test_a_timer_push_and_a_run_notification_keep_their_wire_format() -> None:
     assert set(schemas["RunNotification"]["required"]) == {
         "run_id", "flow", "flow_version", "attempt", "state", "status", "text"
     }  # fmt: skip
+
+
+def test_the_documented_notification_body_is_the_golden_one() -> None:
+    """docs/howto/alerting.md shows a webhook's body: it is the contract's, field for field."""
+    page = (Path(__file__).parents[2] / "docs" / "howto" / "alerting.md").read_text()
+    shown = page.split('```json title="run-notification.json"\n', 1)[1].split("```", 1)[0]
+    assert json.loads(shown) == json.loads((GOLDEN / "RunNotification.json").read_text())

@@ -850,3 +850,16 @@ def test_alert_policies_watch_dead_letters_failed_runs_and_timeouts_on_the_code_
     )
     assert "KUMOFLOW_NOTIFY" in env
     assert "var.notify" in env
+
+
+def test_the_notification_blocks_a_flow_declares_get_a_secret_each() -> None:
+    """The worker tells a flow's notification blocks: the deploy gives their secret fields
+    (a webhook's URL) a Secret Manager secret each, as for the blocks a DAG loads."""
+    from tests.flows.hooked import WEBHOOK, fails_and_tells
+
+    got = tfvars(
+        [fails_and_tells.spec], project=PROJECT, region=REGION, source_archive="bundle.zip"
+    )
+    assert got["block_secrets"] == {
+        "block-notification-webhook-e2e-failures-url": {"block": WEBHOOK, "field": "url"}
+    }
