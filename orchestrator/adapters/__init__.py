@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from orchestrator.adapters._firestore_blocks import FirestoreBlockStore, SecretManager
     from orchestrator.adapters._gcs import GcsBlobStore
     from orchestrator.adapters._pubsub import PubSubBus
-    from orchestrator.adapters._tasks import CloudTasksQueue, ensure_queue, tasks_client
+    from orchestrator.adapters._tasks import CloudTasksQueue, ensure_queue, task_id, tasks_client
 
 # Google's client libraries take a second to import: load the cloud adapters on first use, so
 # in-process runs and the CLI's help stay fast.
@@ -47,6 +47,7 @@ _LAZY = {
     "PubSubBus": "orchestrator.adapters._pubsub",
     "CloudTasksQueue": "orchestrator.adapters._tasks",
     "ensure_queue": "orchestrator.adapters._tasks",
+    "task_id": "orchestrator.adapters._tasks",
     "tasks_client": "orchestrator.adapters._tasks",
 }
 
@@ -99,6 +100,7 @@ __all__ = [
     "kumoflow_home",
     "name_prefix",
     "peek_context",
+    "task_id",
     "tasks_client",
     "to_message",
     "unwrap_pubsub",

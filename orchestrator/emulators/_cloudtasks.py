@@ -295,16 +295,27 @@ def handler(service: Service) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class CloudTasksServer(ThreadingHTTPServer):
+    """The stand-in's HTTP server and its service (port 0: any free port)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.service = Service()
+        super().__init__((host, port), handler(self.service))
+
+    def server_close(self) -> None:
+        self.service.shutdown()
+        super().server_close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8688)
     ns = parser.parse_args(argv)
-    service = Service()
-    server = ThreadingHTTPServer((ns.host, ns.port), handler(service))
+    server = CloudTasksServer(ns.host, ns.port)
 
     def stop(*_: object) -> None:
-        service.shutdown()
+        server.service.shutdown()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
