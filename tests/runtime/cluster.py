@@ -34,7 +34,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import KumoflowError, TransientError
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, SqliteStore, VirtualClock
+from orchestrator.adapters import (
+    MemoryBlobStore,
+    MemoryStore,
+    MemoryTimerQueue,
+    SqliteStore,
+    VirtualClock,
+)
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
@@ -49,16 +55,20 @@ from orchestrator.contracts import (
     TaskRun,
     TaskStatus,
     TaskSucceeded,
+    TimerDue,
 )
 from orchestrator.engine import CancelRun, ResumeRun, grown
 from orchestrator.runtime import (
     CHOOSE,
     LOGGER,
     SELECT,
+    ArmedState,
+    Fired,
     InProcessRunner,
     RunOutcome,
     Runtime,
     advance,
+    fire_timer,
     memory_runtime,
     read_flow_result,
     run_hooks,
@@ -330,6 +340,9 @@ class Cluster:
     )
     cancelled: set[str] = field(default_factory=set)  # runs an operator asked to cancel
     requested: set[tuple[str, str, int]] = field(default_factory=set)  # task.requested sent
+    # Every timer's own push (Cloud Tasks): armed by any instance's commits, delivered by the
+    # machine at any time, any number of times (early, late, twice, or never).
+    timers: MemoryTimerQueue = field(default_factory=MemoryTimerQueue)
     # Every state hook call: (hook, run, flow attempt, state), as the hooks record them.
     hook_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
     _seq: int = 0
@@ -345,14 +358,16 @@ class Cluster:
         for i in range(self.k):
             gate = Gate(f"i{i}")
             bus = PoolBus(self, i)
+            rt = memory_runtime(
+                clock=self.clock,
+                functions=FUNCTIONS,
+                store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
+                blobs=self.blobs,
+                bus=bus,  # type: ignore[arg-type]
+            )
             rt = replace(
-                memory_runtime(
-                    clock=self.clock,
-                    functions=FUNCTIONS,
-                    store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
-                    blobs=self.blobs,
-                    bus=bus,  # type: ignore[arg-type]
-                ),
+                rt,
+                state=ArmedState(rt.state, self.timers, self.clock),  # arms what it commits
                 worker_id=f"worker-{i}",
                 fault=functools.partial(self._fault, i),
             )
@@ -452,6 +467,21 @@ class Cluster:
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(tick, inst.rt))
         self._settle(inst)
+
+    def start_push(self, index: int, push: TimerDue) -> None:
+        """A timer's own push (a Cloud Task) reaches the sweeper function on this instance."""
+        inst = self.instances[index]
+        inst.handling, inst.label = None, f"push {push.run_id}/{push.entry_id}"
+        self.log.append(f"i{index} {inst.label} at {self.clock.now():%H:%M:%S}")
+        inst.gate.start(functools.partial(self._push, inst, push))
+        self._settle(inst)
+
+    def _push(self, inst: Instance, push: TimerDue) -> Fired:
+        fired = fire_timer(inst.rt, push)
+        self.log.append(f"i{inst.index} push {push.entry_id}: {fired.value}")
+        if fired is Fired.EARLY:  # answered non-2xx: Cloud Tasks delivers it again later
+            raise TransientError(f"timer {push.entry_id} not due yet")
+        return fired
 
     def start_cancel(self, index: int, run_id: str) -> None:
         """`kumoflow runs cancel` (orchestrator.local.cancel_run) on this instance."""
