@@ -53,12 +53,14 @@ class DevStack:
             "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET,
             # fake-gcs-server notifies for every bucket (GCS: per-bucket configs).
             "KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS": "1",
+            # Every process on the stack (functions, the CLI's cancel and retry) arms timers.
+            **self.timer_env(),
         }
 
     def function_env(self) -> dict[str, str]:
         # The code's fingerprint is part of the env, so `dev up` restarts functions whose
         # code changed instead of reusing stale processes.
-        return {**self.env(), **self.timer_env(), "KUMOFLOW_CODE": _code_fingerprint()}
+        return {**self.env(), "KUMOFLOW_CODE": _code_fingerprint()}
 
     @property
     def timer_queue(self) -> str:
