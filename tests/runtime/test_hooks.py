@@ -4,8 +4,10 @@ webhook receives exactly the documented RunNotification."""
 
 from __future__ import annotations
 
+import email
 import json
 import logging
+import socketserver
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,7 @@ from orchestrator import flow, task
 from orchestrator.adapters import BLOCKS_DIR_ENV
 from orchestrator.context import flow_run
 from orchestrator.contracts import HookState, RunNotification, RunStatus
-from orchestrator.gcp import WebhookNotification
+from orchestrator.gcp import SmtpNotification, WebhookNotification
 from orchestrator.testing import MemoryBackend
 
 CALLS: list[tuple[str, Any, ...]] = []  # type: ignore[misc]
@@ -195,3 +197,79 @@ def test_a_webhook_that_refuses_is_recorded_and_the_run_stays_failed(
     assert len(letters) == 2  # the refused post, and the block "slack" that was never saved
     assert letters[0].startswith("notify notification-webhook/ops failed: TransientError")
     assert "no notification-webhook block named 'slack'" in letters[1]
+
+
+class MailServer:
+    """A minimal SMTP server (no TLS, no auth): every message's envelope and text."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], str]] = []
+        mails = self.mails
+
+        class Session(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                sender, to, reply = "", [], self.wfile.write
+                reply(b"220 test ESMTP\r\n")
+                while line := self.rfile.readline().decode():
+                    verb = line[:4].upper()
+                    if verb in ("EHLO", "HELO"):
+                        reply(b"250 test\r\n")
+                    elif verb == "MAIL":
+                        sender = line.split(":", 1)[1].strip().strip("<>")
+                        reply(b"250 ok\r\n")
+                    elif verb == "RCPT":
+                        to.append(line.split(":", 1)[1].strip().strip("<>"))
+                        reply(b"250 ok\r\n")
+                    elif verb == "DATA":
+                        reply(b"354 go on\r\n")
+                        text = []
+                        while (part := self.rfile.readline().decode()) != ".\r\n":
+                            text.append(part)
+                        mails.append((sender, to, "".join(text)))
+                        reply(b"250 queued\r\n")
+                    elif verb == "QUIT":
+                        reply(b"221 bye\r\n")
+                        return
+                    else:
+                        reply(b"250 ok\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@flow(name="mailed-fails", notify=["notification-smtp/oncall"])
+def mailed_fails(x: int) -> int:
+    return explodes(x)
+
+
+def test_a_failure_is_emailed_through_the_smtp_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BLOCKS_DIR_ENV, str(tmp_path / "blocks"))
+    mail = MailServer()
+    try:
+        SmtpNotification(
+            host="127.0.0.1",
+            port=mail.port,
+            sender="kumoflow@example.com",
+            to=("oncall@example.com", "lead@example.com"),
+            starttls=False,
+        ).save("oncall")
+        out = MemoryBackend().run(mailed_fails, {"x": 5})
+    finally:
+        mail.close()
+    ((sender, to, text),) = mail.mails
+    assert (sender, to) == ("kumoflow@example.com", ["oncall@example.com", "lead@example.com"])
+    message = email.message_from_string(text)
+    assert (
+        message["Subject"]
+        == f"flow mailed-fails run {out.run.run_id} Failed: ValueError: bad row 5"
+    )
+    body = RunNotification.model_validate_json(message.get_payload(decode=True))
+    assert body.run_id == out.run.run_id
+    assert body.state is HookState.FAILED
