@@ -72,7 +72,8 @@ def run_hooks(rt: Runtime, req: HooksRequested) -> int:
     if snap is None:
         return 0
     run = snap.run
-    spec = rt.plan_of(run).spec
+    plan = rt.plan_of(run)
+    spec = plan.spec
     # The hooks see the attempt that ended (the run may have been resumed since).
     ended = run.model_copy(update={"attempt": req.attempt})
     hooks = spec.hooks
@@ -84,7 +85,6 @@ def run_hooks(rt: Runtime, req: HooksRequested) -> int:
         for ref in hooks.flow.for_state(req.state):
             args = (spec.options, flow_scope.flow_run, state)
             failed += _call(rt, req, ref, spec, flow_scope, args)
-        plan = rt.plan_of(run)
         for key in sorted(snap.tasks):
             task = snap.tasks[key]
             planned = plan.tasks.get(key)
