@@ -106,7 +106,10 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_TIMER_INVOKER        = google_service_account.push.email
       KUMOFLOW_NOTIFY               = join(",", var.notify)
       LOG_EXECUTION_ID              = "true"
-    })
+      }, each.key == local.wiring.worker_function ? {
+      # The earlier bundles' requests it leaves to their kept workers (code.tf).
+      (local.wiring.retained_env) = join(",", sort(keys(var.retained_code)))
+    } : {})
   }
 
   lifecycle {
@@ -123,6 +126,8 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.build_logs,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_reader,
+    # A kept worker takes its bundle's requests before the new worker leaves them (code.tf).
+    google_pubsub_subscription.retained,
   ]
 }
 

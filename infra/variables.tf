@@ -265,3 +265,14 @@ variable "protect_block_secrets" {
   type        = bool
   default     = true
 }
+
+variable "retained_code" {
+  description = "Earlier code bundles that runs still use, by digest: the zip of each (kept by `kumoflow deploy`). Each gets a task worker of its own until its runs end; `kumoflow deploy` sets it."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for digest in keys(var.retained_code) : can(regex("^[0-9a-f]{12}$", digest))])
+    error_message = "retained_code keys are 12-hex-digit code digests, as kumoflow deploy writes them."
+  }
+}

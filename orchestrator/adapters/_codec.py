@@ -14,7 +14,7 @@ from typing import Any
 from cloudevents.http import CloudEvent
 from pydantic import ValidationError
 
-from orchestrator.contracts import EVENT_TYPES, Envelope
+from orchestrator.contracts import CODE_ATTRIBUTE, EVENT_TYPES, Envelope
 from orchestrator.errors import BadInputError
 
 SPECVERSION = "1.0"
@@ -35,6 +35,8 @@ def to_message(event: Envelope) -> tuple[bytes, dict[str, str]]:
     ce = CloudEvent(attributes, None)  # the SDK validates the required context attributes
     out = {f"ce-{k}": str(v) for k, v in ce.get_attributes().items() if v is not None}
     out["content-type"] = "application/json"
+    if event.code is not None:
+        out[CODE_ATTRIBUTE] = event.code
     return event.data.model_dump_json().encode(), out
 
 
@@ -58,7 +60,7 @@ def from_message(data: bytes, attributes: Mapping[str, str]) -> Envelope:
             )
         context = {k: v for k, v in structured.items() if k not in ("data", "data_base64")}
         payload = json.dumps(structured.get("data")).encode()
-    return _envelope(context, payload)
+    return _envelope(context, payload).model_copy(update={"code": attributes.get(CODE_ATTRIBUTE)})
 
 
 def _envelope(context: Mapping[str, Any], payload: bytes) -> Envelope:

@@ -222,6 +222,7 @@ def describe(
         out.update(
             created_at=run.created_at.isoformat(),
             flow_version=run.flow_version,
+            code=plan.spec.bundle,  # the deployed code bundle the run is pinned to
             started_at=run.started_at and run.started_at.isoformat(),
             ended_at=run.ended_at and run.ended_at.isoformat(),
             trigger=run.trigger.model_dump(mode="json"),

@@ -39,7 +39,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from orchestrator.contracts import FlowSpec
 from orchestrator.errors import KumoflowError
-from orchestrator.runtime import MANIFEST
+from orchestrator.runtime import MANIFEST, code_files, tree_files
 
 PACKAGE = Path(__file__).resolve().parents[1]  # orchestrator/
 # What the functions never import (tests/cli/test_bundle.py imports their entry points without
@@ -49,11 +49,6 @@ NOT_SHIPPED = frozenset(
 )
 RUNTIME_EXTRA = "runtime"  # pyproject's extra of what the functions import
 SELF = "kumoflow"  # shipped as source in the bundle: never a requirement of it
-# Files of the user's folder the buildpack would read as its own build instructions.
-BUILD_FILES = frozenset(
-    {"requirements.txt", "pyproject.toml", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock",
-     "uv.lock", "Procfile", "project.toml"}
-)  # fmt: skip
 LOCK = "requirements.lock.json"
 MAIN = (
     '"""Cloud Run functions entry points: the targets of kumoflow\'s functions/main.py."""\n\n'
@@ -306,38 +301,11 @@ def locked_pins(
     return pins
 
 
-def _tree(folder: Path, arc: str, keep: Callable[[Path], bool]) -> Iterable[tuple[str, Path]]:
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if "__pycache__" in rel.parts or any(p.startswith(".") for p in rel.parts):
-            continue
-        if path.is_file() and keep(path):
-            yield f"{arc}/{rel.as_posix()}" if arc else rel.as_posix(), path
-
-
-def _data_file(path: Path) -> bool:
-    return path.suffix not in (".pyc", ".pyo")
-
-
 def _runtime_files() -> Iterable[tuple[str, Path]]:
     """kumoflow's runtime: its modules and the package data they read, minus NOT_SHIPPED."""
-    for arc, path in _tree(PACKAGE, PACKAGE.name, _data_file):
+    for arc, path in tree_files(PACKAGE, PACKAGE.name):
         if arc.split("/")[1] not in NOT_SHIPPED:
             yield arc, path
-
-
-def _user_files(flow_file: Path) -> Iterable[tuple[str, Path]]:
-    """The flow file's folder as `python file.py` sees it: its files (modules and the data they
-    read) and its packages with theirs. Folders that are not packages stay out (a venv, data
-    sets); so do the build files the buildpack would take as its own instructions."""
-    folder = flow_file.parent
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name == "__init__.py" or path.name in BUILD_FILES:
-            continue
-        if path.is_file() and _data_file(path):
-            yield path.name, path
-        elif path.is_dir() and (path / "__init__.py").exists():
-            yield from _tree(path, path.name, _data_file)
 
 
 def bundle_files(
@@ -354,7 +322,7 @@ def bundle_files(
     files[f"{PACKAGE.name}/{MANIFEST}"] = manifest.encode()
     own = set(files)
     for flow_file in flow_files:
-        for arc, path in _user_files(flow_file):
+        for arc, path in code_files(flow_file):
             if arc in own or arc.split("/")[0] == PACKAGE.name:
                 raise KumoflowError(
                     f"{path} would replace kumoflow's {arc} in the function bundle: rename it"

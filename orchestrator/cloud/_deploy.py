@@ -28,11 +28,15 @@ from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
 from orchestrator.contracts import FlowSpec, flow_version
 from orchestrator.errors import KumoflowError
-from orchestrator.ports import FlowStore
+from orchestrator.local import flows_in, live_bundles, with_bundle
+from orchestrator.ports import RecordStore
+from orchestrator.runtime import code_digest
 
 INFRA = PACKAGE / "infra"  # the repository's infra/, shipped in the wheel
 ARCHIVE = "function-source.zip"
 PLAN = "kumoflow.tfplan"
+CODE = "code"  # the deployed bundles' zips by code digest, for workers kept for their runs
+CODE_RECORD = "code.json"  # this folder's current bundle and the kept ones
 Runner = Callable[[Sequence[str]], int]
 
 
@@ -47,6 +51,11 @@ class GcpDeploy:
     commands: list[list[str]] = field(default_factory=list)
     applied: bool = False
     registered: bool = False
+    code: str = ""  # digest of the flows' code bundle (FlowSpec.bundle)
+    # Earlier bundles kept with a worker of their own for the runs still on them; `checked`:
+    # whether runs were read to decide (without --apply, every earlier one is kept).
+    kept: list[str] = field(default_factory=list)
+    checked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +65,7 @@ class GcpDeploy:
             "region": self.region,
             "flows": self.flows,
             "bundle": {"bytes": self.bundle_bytes, "dependencies": self.dependencies},
+            "code": {"bundle": self.code, "kept": self.kept, "checked": self.checked},
             "commands": [" ".join(c) for c in self.commands],
             "applied": self.applied,
             "registered": self.registered,
@@ -81,22 +91,31 @@ def render(
     dashboard: Dashboard | None = None,
     blocks: Sequence[str] = (),
     resolve: Resolve = pip_resolve,
+    retained: dict[str, str] | None = None,
 ) -> GcpDeploy:
     """Write the Terraform root module for `specs` (compiled from `paths`) into `out`, with
     the dashboard behind IAP when `dashboard` is given, and a secret for each secret field
     of the blocks the flows load and of `blocks` (KIND/NAME);
-    `resolve` pins the bundle's requirements for the functions' runtime."""
+    `resolve` pins the bundle's requirements for the functions' runtime; `retained`: the
+    earlier code bundles kept for their runs (digest -> zip, relative to `out`)."""
     variables = {
         **tfvars(specs, project=project, region=region, source_archive=ARCHIVE, blocks=blocks),
         **dashboard_tfvars(dashboard),  # checked before anything is written
         # The runtime the bundle's requirements are resolved for.
         "python_runtime": TARGET.runtime,
+        "retained_code": dict(retained or {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     for tf in sorted(INFRA.glob("*.tf")):
         _write(out / tf.name, tf.read_text())
     _write(out / "wiring.json", wiring_json())
     bundle = write_bundle([Path(p).resolve() for p in paths], out / ARCHIVE, resolve, specs)
+    code = {s.bundle for s in specs} - {None}
+    if len(code) == 1:  # kept, so that a later deploy can keep a worker for its runs
+        (out / CODE).mkdir(exist_ok=True)
+        kept = out / CODE / f"{code.pop()}.zip"
+        if not kept.exists() or kept.read_bytes() != (out / ARCHIVE).read_bytes():
+            shutil.copyfile(out / ARCHIVE, kept)
     _write(out / "terraform.tfvars.json", json.dumps(variables, indent=2, sort_keys=True) + "\n")
     versions = {s.name: flow_version(s) for s in sorted(specs, key=lambda s: s.name)}
     _write(out / "flows.json", json.dumps(versions, indent=2) + "\n")
@@ -128,35 +147,40 @@ def deploy_gcp(
     out: Path | None = None,
     apply: bool = False,
     runner: Runner = _run,
-    store: FlowStore | None = None,
+    store: RecordStore | None = None,
     dashboard: Dashboard | None = None,
     blocks: Sequence[str] = (),
     resolve: Resolve = pip_resolve,
 ) -> GcpDeploy:
     """Render; with `apply`, run terraform and register the flows (Firestore exists then)."""
-    from orchestrator.local import flows_in
-
     flows = [f for p in paths for f in flows_in(p)]  # one bad flow deploys nothing
     refuse_long_tasks((f.spec, f.functions()) for f in flows)
-    specs = [f.spec for f in flows]
-    done = render(
-        paths,
-        specs,
-        project=project,
-        region=region,
-        out=out or default_out(project),
-        dashboard=dashboard,
-        blocks=blocks,
-        resolve=resolve,
-    )
-    if not apply:
-        return done
-    if store is None:
+    digest = code_digest([Path(p).resolve() for p in paths])
+    specs = [with_bundle(f.spec, digest) for f in flows]
+    out = out or default_out(project)
+    if apply and store is None:
         if shutil.which("terraform") is None:
             raise KumoflowError(
                 "--apply needs terraform on PATH (>= 1.5); or run the printed commands yourself"
             )
         store = project_store(project)  # checks Application Default Credentials first
+    retained = retain(out, digest, [s.name for s in specs], store)
+    done = render(
+        paths,
+        specs,
+        project=project,
+        region=region,
+        out=out,
+        dashboard=dashboard,
+        blocks=blocks,
+        resolve=resolve,
+        retained=retained,
+    )
+    done.code, done.kept, done.checked = digest, sorted(retained), store is not None
+    _write(out / CODE_RECORD, json.dumps({"current": digest, "kept": sorted(retained)}) + "\n")
+    if not apply:
+        return done
+    assert store is not None
     for command in done.commands:
         code = runner(command)
         if code != 0:
@@ -168,6 +192,19 @@ def deploy_gcp(
     done.flows = {s.name: store.put_flow(s, deploy=True) for s in specs}
     done.registered = True
     return done
+
+
+def retain(out: Path, code: str, names: Sequence[str], store: RecordStore | None) -> dict[str, str]:
+    """The earlier bundles of `out` to keep a worker for (digest -> zip, relative to `out`):
+    those runs of the flows `names` still run on, read from `store`; without one, every
+    earlier bundle (none is dropped on a guess). A bundle whose zip is gone cannot be kept."""
+    record = out / CODE_RECORD
+    earlier: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
+    candidates = {earlier.get("current"), *earlier.get("kept", [])} - {None, code}
+    found = {c for c in candidates if (out / CODE / f"{c}.zip").exists()}
+    if store is not None and found:
+        found &= live_bundles(store, store, names)
+    return {c: f"{CODE}/{c}.zip" for c in sorted(found)}
 
 
 def default_out(project: str) -> Path:

@@ -16,6 +16,7 @@ from orchestrator import emulators
 from orchestrator.adapters import TTL_FIELD, block_secret
 from orchestrator.contracts import (
     BLOCK_REF,
+    CODE_ATTRIBUTE,
     BlockName,
     FlowSpec,
     GcsTrigger,
@@ -23,6 +24,7 @@ from orchestrator.contracts import (
     ScheduleTrigger,
 )
 from orchestrator.errors import KumoflowError
+from orchestrator.functions import RETAINED_ENV
 from orchestrator.local import (
     FUNCTIONS,
     MAX_BACKOFF_S,
@@ -141,6 +143,9 @@ def wiring() -> dict[str, Any]:
         },
         "schedule_data": SCHEDULE_DATA,
         "job_attribute": JOB_ATTRIBUTE,
+        # Task requests name their code bundle here; kept workers' subscriptions filter on it.
+        "code_attribute": CODE_ATTRIBUTE,
+        "retained_env": RETAINED_ENV,
         "push_account_id": PUSH_ACCOUNT,
         "build_account_id": BUILD_ACCOUNT,
         "firestore": FIRESTORE,

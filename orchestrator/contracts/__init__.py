@@ -29,6 +29,7 @@ from ._dag import (
     flow_version,
 )
 from ._events import (
+    CODE_ATTRIBUTE,
     EVENT_TYPE_OF,
     EVENT_TYPES,
     NO_PATH,
@@ -84,6 +85,7 @@ from ._triggers import (
 
 __all__ = [
     "BLOCK_REF",
+    "CODE_ATTRIBUTE",
     "DEAD_LETTER_PAYLOAD_CHARS",
     "DEAD_LETTER_REASON_CHARS",
     "EVENT_TYPES",

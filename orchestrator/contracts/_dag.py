@@ -163,16 +163,22 @@ class FlowSpec(Frozen):
     # module -> digest of its source file, for the flow's module and every module its tasks
     # come from: a change of code alone is a new version (runtime `module_digest`).
     code: dict[str, str] = Field(default_factory=dict)
+    # Digest of the deployed bundle of the flow's code (its folder as shipped; `kumoflow
+    # deploy` sets it): its runs' task requests carry it, so each attempt reaches a worker
+    # serving that code even after a later deploy. None: not deployed from a bundle.
+    bundle: str | None = None
     hooks: FlowHooks | None = None  # state hooks and notifications; None: none declared
 
     @model_serializer(mode="wrap")
     def _without_unset_code(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Empty, `code` and `hooks` are left out: a spec stored before they existed keeps its
-        version."""
+        """Empty, `code`, `bundle` and `hooks` are left out: a spec stored before they existed
+        keeps its version."""
         out = handler(self)
         if isinstance(out, dict):
-            for name in ("code", "hooks"):
-                if not out.get(name):
+            if not out.get("code"):
+                out.pop("code", None)
+            for name in ("bundle", "hooks"):
+                if out.get(name) is None:
                     out.pop(name, None)
         return out
 

@@ -12,6 +12,8 @@ from ._options import Frozen, RunId, Version
 from ._state import ErrorInfo, RunStatus, TriggerInfo, TriggerKind
 
 TYPE_PREFIX: Final = "dev.kumoflow."
+# The Pub/Sub attribute naming a task request's code bundle (Envelope.code).
+CODE_ATTRIBUTE: Final = "kumoflow_code"
 
 
 class RunRequested(Frozen):
@@ -148,3 +150,7 @@ class Envelope(Frozen):
         | RunFailed
         | HooksRequested
     )
+    # The code bundle a task request must run on (its run's FlowSpec.bundle): the transport
+    # carries it as the `kumoflow_code` attribute, which the subscription of the worker kept
+    # for that code filters on (see infra/functions.tf "retained").
+    code: str | None = None

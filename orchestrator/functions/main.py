@@ -30,6 +30,7 @@ from orchestrator.functions import (
     Seen,
     guarded,
     handle,
+    left_to_another,
     log_event,
     push_authenticated,
     record_dead_letter,
@@ -78,12 +79,15 @@ def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
 
 def _work(rt: Runtime, event: Envelope) -> None:
     req = event.data
+    if not isinstance(req, TaskRequested | HooksRequested):
+        raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
+    if left_to_another(event.code):
+        log_event(f"request left to the worker for code {event.code}", event)
+        return
     if isinstance(req, HooksRequested):  # a run's end was committed: its hooks, notifications
         failed = run_hooks(rt, req)
         log_event(f"hooks run ({failed} failed)", event)
         return
-    if not isinstance(req, TaskRequested):
-        raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
     outcome = run_task(rt, req)
     log_event(
         "attempt ignored (duplicate)"

@@ -9,6 +9,7 @@ from orchestrator.local._client import (
     stack_runtime,
     submit,
 )
+from orchestrator.local._code import live_bundles, with_bundle
 from orchestrator.local._deploy import STARTER, deploy_local, flows_in, publish
 from orchestrator.local._drivers import ABANDONED, driving, reap
 from orchestrator.local._history import (
@@ -100,6 +101,7 @@ __all__ = [
     "history_runner",
     "history_runtime",
     "keep_days",
+    "live_bundles",
     "load_run",
     "pages",
     "prune",
@@ -123,4 +125,5 @@ __all__ = [
     "task_keys",
     "trigger_subscription",
     "up",
+    "with_bundle",
 ]

@@ -5,6 +5,7 @@ Scheduler jobs publishing to a topic)."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -13,14 +14,20 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from orchestrator import emulators
 from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
 from orchestrator.errors import KumoflowError
+from orchestrator.local._code import kept, live_bundles, snapshot, with_bundle
 from orchestrator.local._stack import (
+    FUNCTIONS_SOURCE,
+    WORKER,
     DevStack,
+    function_env,
+    keep_workers,
     require_running,
     serve,
     services_used,
     subscribe,
 )
 from orchestrator.local._wiring import FUNCTIONS, SCHEDULE_DATA, trigger_subscription
+from orchestrator.ports import RecordStore
 from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
 
 STARTER = next(f for f in FUNCTIONS if f.name == "run_starter")
@@ -42,12 +49,14 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
     from orchestrator.adapters import FirestoreStore, GcsBlobStore
 
     store = FirestoreStore.from_env(stack.config.project)
-    specs = [f.spec for f in flows_in(path)]  # compile all first: one bad flow deploys nothing
+    compiled = [f.spec for f in flows_in(path)]  # compile all first: one bad flow deploys nothing
+    specs = _pinned(stack, path, compiled)
     serve(stack, specs)
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     out = []
     try:
+        _keep_earlier_code(stack, subscriber, store, specs)
         for spec in specs:
             version = store.put_flow(spec, deploy=True)
             wired = [_wire(stack, publisher, subscriber, spec, t) for t in spec.triggers]
@@ -63,6 +72,47 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
     if any(isinstance(t, ScheduleTrigger) for s in specs for t in s.triggers):
         emulators.start_scheduler(stack.config)
     return out
+
+
+def _pinned(stack: DevStack, path: str, specs: list[FlowSpec]) -> list[FlowSpec]:
+    """The specs pinned to a snapshot of the flow file's folder (a module name, not a file,
+    deploys unpinned: its code is wherever the import finds it)."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        return specs
+    bundle, root = snapshot(stack.config.state_dir, file)
+    return [with_bundle(s, bundle, (file.parent, root)) for s in specs]
+
+
+def _keep_earlier_code(
+    stack: DevStack, subscriber: Any, store: RecordStore, specs: list[FlowSpec]
+) -> None:
+    """Before the new code serves: keep a worker for each bundle these flows' runs still run
+    on, and restart the current worker (it imported the replaced code) to leave those to them."""
+    names = [s.name for s in specs]
+    live = live_bundles(store, store, [*names, *kept(stack.config).values()])
+    wanted = {b: f for b, f in kept(stack.config).items() if b in live}
+    replaced = False
+    for spec in specs:
+        latest = store.latest_version(spec.name)
+        earlier = store.get_flow(latest) if latest else None
+        if earlier is None or earlier.bundle == spec.bundle:
+            continue
+        replaced = True  # the current worker imported the earlier code: it must start anew
+        if earlier.bundle is not None and earlier.bundle in live:
+            wanted[earlier.bundle] = spec.name
+    if not replaced and wanted == kept(stack.config):
+        return
+    keep_workers(stack, subscriber, wanted)
+    emulators.stop_function(stack.config, WORKER.name.replace("_", "-"))
+    emulators.start_function(
+        stack.config,
+        WORKER.name.replace("_", "-"),
+        target=WORKER.name,
+        source=FUNCTIONS_SOURCE,
+        port=stack.functions_port + WORKER.local_port_offset,
+        env=function_env(stack, WORKER),
+    )
 
 
 def _wire(stack: DevStack, publisher: Any, subscriber: Any, spec: FlowSpec, trigger: Any) -> str:

@@ -15,9 +15,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from orchestrator import emulators
-from orchestrator.contracts import FlowSpec
+from orchestrator.contracts import CODE_ATTRIBUTE, FlowSpec
 from orchestrator.emulators import Service
 from orchestrator.errors import KumoflowError
+from orchestrator.functions import SERVES_ENV
+from orchestrator.local._code import keep, kept, retained_env, worker_name
 from orchestrator.local._wiring import (
     FUNCTIONS,
     MAX_BACKOFF_S,
@@ -26,11 +28,16 @@ from orchestrator.local._wiring import (
     TICK_DATA,
     TICK_JOB,
     TIMER_QUEUE,
+    FunctionWiring,
 )
 from orchestrator.runtime import TOPICS
 
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "functions" / "main.py"
 RESULTS_BUCKET = "kumoflow-results"
+WORKER = next(f for f in FUNCTIONS if f.name == "task_worker")
+# Kept bundles' workers (orchestrator.local._code) listen from functions_port + this on.
+RETAINED_PORT_OFFSET = 40
+MAX_RETAINED = 10
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,7 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
                 target=fn.name,
                 source=FUNCTIONS_SOURCE,
                 port=port,
-                # What Terraform grants it: a publish elsewhere fails here as in the cloud.
-                env={**stack.function_env(), "KUMOFLOW_PUBLISHES": ",".join(fn.publishes)},
+                env=function_env(stack, fn),
             )
             subscribe(
                 stack,
@@ -123,6 +129,8 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
                 fn.ack_deadline_s,
                 dead_letter=fn.dead_letter,
             )
+        if kept(stack.config):  # the workers a deploy kept for runs on earlier code
+            keep_workers(stack, subscriber, kept(stack.config))
         _ensure_tick_job(stack)
         emulators.start_scheduler(stack.config)
     finally:
@@ -135,6 +143,55 @@ def _ensure_timer_queue(stack: DevStack) -> None:
     from orchestrator.adapters import ensure_queue, tasks_client
 
     ensure_queue(tasks_client(), stack.timer_queue)
+
+
+def function_env(stack: DevStack, fn: FunctionWiring, *, current: bool = True) -> dict[str, str]:
+    """`fn`'s env; the current task worker's (`current`) names the bundles it leaves to others."""
+    # What Terraform grants it: a publish elsewhere fails here as in the cloud.
+    env = {**stack.function_env(), "KUMOFLOW_PUBLISHES": ",".join(fn.publishes)}
+    return {**env, **retained_env(stack.config)} if fn is WORKER and current else env
+
+
+def keep_workers(
+    stack: DevStack,
+    subscriber: Any,
+    wanted: dict[str, str],
+) -> None:
+    """Run a task worker for each bundle in `wanted` (digest -> the flows it was deployed for)
+    with a push subscription filtered to it; stop the kept ones no longer wanted."""
+    config = stack.config
+    if len(wanted) > MAX_RETAINED:
+        raise KumoflowError(
+            f"{len(wanted)} earlier code bundles still have runs going (at most {MAX_RETAINED} "
+            "are kept on the local stack): let them end or cancel them, then deploy again"
+        )
+    project = config.project
+    for bundle in sorted(set(kept(config)) - set(wanted)):
+        emulators.stop_function(config, worker_name(bundle))
+        with contextlib.suppress(gexc.NotFound):
+            subscriber.delete_subscription(
+                subscription=subscriber.subscription_path(project, worker_name(bundle))
+            )
+    for slot, bundle in enumerate(sorted(wanted)):
+        port = stack.functions_port + RETAINED_PORT_OFFSET + slot
+        emulators.start_function(
+            config,
+            worker_name(bundle),
+            target="task_worker",
+            source=FUNCTIONS_SOURCE,
+            port=port,
+            env={**function_env(stack, WORKER, current=False), SERVES_ENV: bundle},
+        )
+        subscribe(
+            stack,
+            subscriber,
+            worker_name(bundle),
+            TOPICS.tasks,
+            stack.push_url(port, TOPICS.tasks),
+            WORKER.ack_deadline_s,
+            filter=f'attributes.{CODE_ATTRIBUTE} = "{bundle}"',
+        )
+    keep(config, wanted)
 
 
 def _ensure_tick_job(stack: DevStack) -> None:
@@ -158,13 +215,17 @@ def subscribe(
     ack_deadline: int,
     *,
     dead_letter: bool = True,
+    filter: str = "",
 ) -> None:
+    """Create the push subscription `name` (a `filter` is fixed at creation, as in Pub/Sub),
+    or point an existing one at `endpoint`."""
     project = stack.config.project
     request: dict[str, Any] = {
         "name": subscriber.subscription_path(project, name),
         "topic": f"projects/{project}/topics/{topic}",
         "push_config": {"push_endpoint": endpoint},
         "ack_deadline_seconds": ack_deadline,
+        "filter": filter,
         "retry_policy": {
             "minimum_backoff": timedelta(seconds=MIN_BACKOFF_S),
             "maximum_backoff": timedelta(seconds=MAX_BACKOFF_S),

@@ -12,7 +12,14 @@ and caches, a completion's one path, parameters, triggers, the run context).
 from orchestrator.runtime._armed import ArmedState
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
-from orchestrator.runtime._code import module_digest, source_digest
+from orchestrator.runtime._code import (
+    BUILD_FILES,
+    code_digest,
+    code_files,
+    module_digest,
+    source_digest,
+    tree_files,
+)
 from orchestrator.runtime._completion import error_info
 from orchestrator.runtime._context import (
     FlowRunInfo,
@@ -99,6 +106,7 @@ from orchestrator.runtime.worker import (
 from orchestrator.runtime.worker import parse as parse_logs
 
 __all__ = [
+    "BUILD_FILES",
     "CHOOSE",
     "DEFAULT_WORKERS",
     "EARLY_WAIT",
@@ -146,6 +154,8 @@ __all__ = [
     "check_types",
     "choose",
     "cloud_runtime",
+    "code_digest",
+    "code_files",
     "compiling",
     "configure_json_logging",
     "deferrable",
@@ -190,5 +200,6 @@ __all__ = [
     "task_input_hash",
     "task_run",
     "tick",
+    "tree_files",
     "user_traceback",
 ]

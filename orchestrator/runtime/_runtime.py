@@ -284,7 +284,14 @@ class Runtime:
             return plan
         return grown(plan, self.state.tasks(run_id, wanted)[0])
 
-    def envelope(self, data: BaseModel, *, event_id: str, subject: str | None = None) -> Envelope:
+    def envelope(
+        self,
+        data: BaseModel,
+        *,
+        event_id: str,
+        subject: str | None = None,
+        code: str | None = None,
+    ) -> Envelope:
         return Envelope(
             id=event_id,
             type=EVENT_TYPE_OF[type(data)],
@@ -292,6 +299,7 @@ class Runtime:
             time=self.clock.now(),
             subject=subject,
             data=data,
+            code=code,
         )
 
     def publish(

@@ -56,9 +56,12 @@ def test_cli_writes_a_root_module_and_prints_the_commands(tmp_path: Path) -> Non
 
 def test_an_unchanged_deploy_rewrites_nothing(tmp_path: Path) -> None:
     first = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    files = lambda: {  # noqa: E731
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()
+    }
+    before = files()
     again = deploy_gcp([INGEST], project="p", region="r", out=tmp_path, resolve=offline_resolve)
-    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    after = files()
     assert before == after
     assert first.flows == again.flows
 

@@ -805,6 +805,14 @@ def test_timers_queue_pushes_to_the_sweeper_with_the_push_accounts_token() -> No
     assert "KUMOFLOW_TIMER_INVOKER" in text
     assert "google_service_account.push.email" in text
     assert "cloudtasks.googleapis.com" in _text(tf["locals"]["apis"])
+    # A task worker kept for an earlier code bundle commits claims and deferred checks too.
+    kept = _text(
+        _resource(tf, "google_cloudfunctions2_function", "retained")["service_config"][0][
+            "environment_variables"
+        ]
+    )
+    assert "google_cloud_tasks_queue.timers.id" in kept
+    assert "local.urls[local.wiring.timers.target]" in kept
     from orchestrator.local import TIMER_QUEUE, DevStack
 
     assert w["timers"]["queue"] == TIMER_QUEUE

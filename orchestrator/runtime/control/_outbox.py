@@ -139,7 +139,9 @@ def ended(run: Run, finish: OutboxEntry) -> Run:
 
 
 def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str = "") -> None:
-    """Publish task.requested for each (key, attempt), all in flight at once."""
+    """Publish task.requested for each (key, attempt), all in flight at once, each routed to
+    the code its run's flow was deployed with."""
+    code = rt.spec(run.flow_version).bundle
     rt.bus.publish_all(
         rt.topics.tasks,
         [
@@ -149,6 +151,7 @@ def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str
                 ),
                 event_id=f"{run.run_id}/{key}/{attempt}{why}",
                 subject=key,
+                code=code,
             )
             for key, attempt in attempts
         ],
@@ -190,7 +193,9 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
             attempt=run.attempt,
             state=HOOK_STATES[run.status],
         )
-        rt.publish(rt.topics.tasks, hooks, event_id=f"{event_id}/hooks")
+        # Hooks are the flow's code: routed, as its task requests are, to its code's worker.
+        envelope = rt.envelope(hooks, event_id=f"{event_id}/hooks", code=plan.spec.bundle)
+        rt.bus.publish(rt.topics.tasks, envelope)
     LOGGER.info(
         "run ended",
         extra={
