@@ -117,12 +117,15 @@ def measure(timers: int, spread: float, per_run: int) -> None:
     pushed_runs, ticked_runs = runs[:count], runs[count:]
     env = stack.timer_env()
     queue = CloudTasksQueue(env["KUMOFLOW_TIMER_QUEUE"], env["KUMOFLOW_TIMER_URL"])
-    armed = ArmedState(backend.rt.state, queue, SystemClock())
+    # The stack's processes arm what they commit; the baseline's timers must not be armed.
+    store = backend.rt.state
+    unarmed = store.inner if isinstance(store, ArmedState) else store
+    armed = ArmedState(unarmed, queue, SystemClock())
     arrivals = Arrivals(stack.config.project, backend.rt.topics.tasks)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         pushed_f = pool.submit(_arm, armed, pushed_runs, timers, spread, 1)
-        ticked_f = pool.submit(_arm, backend.rt.state, ticked_runs, timers, spread, 2)
+        ticked_f = pool.submit(_arm, unarmed, ticked_runs, timers, spread, 2)
         pushed, ticked = pushed_f.result(), ticked_f.result()
     print(
         f"committed {2 * timers} timers over {2 * count} runs in {time.perf_counter() - t0:.1f} s"
