@@ -72,6 +72,10 @@ resource "google_cloudfunctions2_function" "retained" {
       KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", local.worker.publishes)
       KUMOFLOW_SERVES_CODE          = each.key
+      KUMOFLOW_TIMER_QUEUE          = google_cloud_tasks_queue.timers.id
+      KUMOFLOW_TIMER_URL            = local.urls[local.wiring.timers.target]
+      KUMOFLOW_TIMER_INVOKER        = google_service_account.push.email
+      KUMOFLOW_NOTIFY               = join(",", var.notify)
       LOG_EXECUTION_ID              = "true"
     })
   }

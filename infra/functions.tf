@@ -102,6 +102,10 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
       KUMOFLOW_TASK_JOB             = local.task_job # runtime="job" tasks (jobs.tf)
+      KUMOFLOW_TIMER_QUEUE          = google_cloud_tasks_queue.timers.id
+      KUMOFLOW_TIMER_URL            = local.urls[local.wiring.timers.target]
+      KUMOFLOW_TIMER_INVOKER        = google_service_account.push.email
+      KUMOFLOW_NOTIFY               = join(",", var.notify)
       LOG_EXECUTION_ID              = "true"
       }, each.key == local.wiring.worker_function ? {
       # The earlier bundles' requests it leaves to their kept workers (code.tf).

@@ -141,6 +141,41 @@ variable "tick_schedule" {
   default     = "* * * * *"
 }
 
+variable "timer_queue" {
+  description = "The timers' Cloud Tasks queue: its dispatch rate limits, attempts per push (the tick fires a timer whose push gave up) and the share of task operations logged."
+  type = object({
+    max_dispatches_per_second = optional(number, 100)
+    max_concurrent_dispatches = optional(number, 100)
+    max_attempts              = optional(number, 20)
+    log_sampling_ratio        = optional(number, 0)
+  })
+  default = {}
+}
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) the alert policies notify: dead letters waiting, failed runs per hour, a run older than its timeout. Empty: the policies open incidents that notify nobody."
+  type        = list(string)
+  default     = []
+}
+
+variable "alerts_enabled" {
+  description = "Whether the alert policies are on."
+  type        = bool
+  default     = true
+}
+
+variable "alert_failed_runs_per_hour" {
+  description = "The failed-runs policy fires when more runs than this fail in an hour (0: any failure)."
+  type        = number
+  default     = 0
+}
+
+variable "notify" {
+  description = "Notification blocks (KIND/NAME, saved with `kumoflow block`) told of every flow's failures, beside those a flow declares (KUMOFLOW_NOTIFY)."
+  type        = list(string)
+  default     = []
+}
+
 variable "scheduler_region" {
   description = "Region of the Cloud Scheduler jobs. Empty: var.region."
   type        = string

@@ -151,6 +151,11 @@ class TimerStore(Protocol):
         ...
 
     def next_due(self) -> datetime | None: ...
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        """One outbox entry as stored now (None when it is done): what a timer's own push
+        fires, read from the store, never from the push."""
+        ...
+
     def expired_leases(
         self, now: datetime, limit: int = 100, after: TaskRun | None = None
     ) -> list[TaskRun]:
@@ -163,6 +168,17 @@ class TimerStore(Protocol):
     ) -> list[TaskRun]:
         """Queued attempts nobody claimed by their `redispatch_at` (the request may be lost),
         oldest first, starting after `after` (a page cursor, as `due`)."""
+        ...
+
+
+class TimerQueue(Protocol):
+    """Schedules a push for each timer at its due time (Cloud Tasks in the cloud, its stand-in
+    on the stack), so a timer fires on time rather than at the sweeper's next tick. Best
+    effort: a push that never comes is the sweep's to fire; one that comes twice, or early,
+    changes nothing (firing reads the entry and is idempotent)."""
+
+    def arm(self, entries: Sequence[OutboxEntry]) -> None:
+        """Schedule a push per entry at its `due_at`; the same (entry, due_at) again is one push."""
         ...
 
 

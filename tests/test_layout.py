@@ -206,7 +206,8 @@ FACES = {
     "orchestrator.gcp": [
         "BLOCK_TYPES", "INLINE_WAIT_S", "MASK", "BigQueryError", "Block", "CloudRunJob",
         "CloudRunJobError", "CloudRunJobResult", "DataFrameSerializationFormat",
-        "GcpCredentials", "GcsBucket", "GcsObject", "bigquery_query", "run_cloud_run_job",
+        "GcpCredentials", "GcsBucket", "GcsObject", "SmtpNotification", "WebhookNotification",
+        "bigquery_query", "run_cloud_run_job",
     ],
     "orchestrator.testing": [
         "TEST_STACK_ENV", "Backend", "MemoryBackend", "Outcome", "StackBackend", "VirtualClock",

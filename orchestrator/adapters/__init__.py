@@ -17,7 +17,7 @@ from orchestrator.adapters._codec import (
 )
 from orchestrator.adapters._files import BLOBS_DIR, FileBlobStore
 from orchestrator.adapters._jobs import TASK_JOB_ENV, MemoryJobs
-from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore, MemoryTimerQueue
 from orchestrator.adapters._names import (
     CLOUD_DATABASE,
     DATABASE_ENV,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from orchestrator.adapters._firestore_blocks import FirestoreBlockStore, SecretManager
     from orchestrator.adapters._gcs import GcsBlobStore
     from orchestrator.adapters._pubsub import PubSubBus
+    from orchestrator.adapters._tasks import CloudTasksQueue, ensure_queue, task_id, tasks_client
 
 # Google's client libraries take a second to import: load the cloud adapters on first use, so
 # in-process runs and the CLI's help stay fast.
@@ -55,6 +56,10 @@ _LAZY = {
     "SecretManager": "orchestrator.adapters._firestore_blocks",
     "GcsBlobStore": "orchestrator.adapters._gcs",
     "PubSubBus": "orchestrator.adapters._pubsub",
+    "CloudTasksQueue": "orchestrator.adapters._tasks",
+    "ensure_queue": "orchestrator.adapters._tasks",
+    "task_id": "orchestrator.adapters._tasks",
+    "tasks_client": "orchestrator.adapters._tasks",
 }
 
 
@@ -83,6 +88,7 @@ __all__ = [
     "CertCache",
     "CertsSource",
     "CloudRunJobs",
+    "CloudTasksQueue",
     "FileBlobStore",
     "FileBlockStore",
     "FirestoreBlockStore",
@@ -92,6 +98,7 @@ __all__ = [
     "MemoryBus",
     "MemoryJobs",
     "MemoryStore",
+    "MemoryTimerQueue",
     "PubSubBus",
     "SecretManager",
     "SqliteStore",
@@ -101,6 +108,7 @@ __all__ = [
     "block_secret_id",
     "block_store_from_env",
     "certs_file",
+    "ensure_queue",
     "execution_status",
     "fetch_certs",
     "firestore_database",
@@ -109,6 +117,8 @@ __all__ = [
     "name_prefix",
     "peek_context",
     "run_clients",
+    "task_id",
+    "tasks_client",
     "to_message",
     "unwrap_pubsub",
 ]

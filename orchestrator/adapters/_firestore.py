@@ -288,6 +288,12 @@ class FirestoreStore(DueTasks):
         with _errors("query timers"):
             return [_from_doc(OutboxEntry, s.to_dict() or {}) for s in query.stream()]
 
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        ref = self._runs.document(run_id).collection("outbox").document(_doc_id(entry_id))
+        with _errors("read timer"):
+            found = ref.get()
+        return _from_doc(OutboxEntry, found.to_dict() or {}) if found.exists else None
+
     def _tasks_due(
         self, field: str, now: datetime, limit: int, after: TaskRun | None
     ) -> list[TaskRun]:

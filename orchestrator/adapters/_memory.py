@@ -16,6 +16,7 @@ from orchestrator.contracts import (
     OutboxEntry,
     Run,
     TaskRun,
+    TimerDue,
     flow_version,
 )
 from orchestrator.errors import ConflictError, NotFoundError
@@ -40,6 +41,25 @@ class MemoryBus:
     def publish_all(self, topic: str, events: Sequence[Envelope]) -> None:
         for event in events:
             self.publish(topic, event)
+
+
+class MemoryTimerQueue:
+    """TimerQueue in memory: the pushes armed, one per (entry, due time), for a test to deliver
+    (on time, twice, early, or never)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.armed: dict[tuple[str, str, datetime], TimerDue] = {}
+
+    def arm(self, entries: Sequence[OutboxEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                due = TimerDue(run_id=e.run_id, entry_id=e.id, due_at=e.due_at)
+                self.armed.setdefault((e.run_id, e.id, e.due_at), due)
+
+    def pushes(self) -> list[TimerDue]:
+        with self._lock:
+            return sorted(self.armed.values(), key=lambda d: (d.due_at, d.run_id, d.entry_id))
 
 
 class MemoryBlobStore:
@@ -235,6 +255,10 @@ class MemoryStore(DueTasks):
         with self._lock:
             self._drop_done_timers()
             return self._timers[0][0] if self._timers else None
+
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        with self._lock:
+            return self._outbox.get(run_id, {}).get(entry_id)
 
     def _drop_done_timers(self) -> None:
         """Pop heap items whose entry is gone or was re-added with another due time."""

@@ -432,6 +432,13 @@ class SqliteStore(DueTasks):
             ).fetchone()
         return OutboxEntry.model_validate_json(found[0]).due_at if found else None
 
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        with self._errors("read timer"), self._lock:
+            found = self._db.execute(
+                "SELECT doc FROM outbox WHERE run_id = ? AND id = ?", (run_id, entry_id)
+            ).fetchone()
+        return OutboxEntry.model_validate_json(found[0]) if found else None
+
     def _tasks_due(
         self, field: str, now: datetime, limit: int, after: TaskRun | None
     ) -> list[TaskRun]:

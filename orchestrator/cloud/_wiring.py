@@ -34,6 +34,7 @@ from orchestrator.local import (
     STARTER,
     TICK_DATA,
     TICK_JOB,
+    TIMER_QUEUE,
     TRIGGER_SUBSCRIPTION_PREFIX,
 )
 from orchestrator.runtime import JOB_ATTRIBUTE, RETAINED_ENV, TOPICS, job_name
@@ -134,6 +135,13 @@ def wiring() -> dict[str, Any]:
         "worker_function": WORKER,
         "task_code_functions": list(TASK_CODE),
         "tick": {"job": TICK_JOB, "topic": TOPICS.ticks, "data": TICK_DATA},
+        # Timers' own pushes: the functions that commit runs' state arm them (they add
+        # timers), as Cloud Tasks whose push reaches the sweeper (infra/tasks.tf).
+        "timers": {
+            "queue": TIMER_QUEUE,
+            "target": "sweeper",
+            "arming_functions": [fn.name for fn in FUNCTIONS if fn.publishes],
+        },
         "schedule_data": SCHEDULE_DATA,
         "job_attribute": JOB_ATTRIBUTE,
         # Task requests name their code bundle here; kept workers' subscriptions filter on it.
@@ -217,9 +225,12 @@ _BLOCK_NAME: Any = TypeAdapter(BlockName)
 
 def block_secrets(specs: Sequence[FlowSpec], extra: Sequence[str] = ()) -> dict[str, Any]:
     """Secret id (without the name prefix) -> {block, field}: one per secret field of every
-    block the flows' DAGs load (`{"$block": "kind/name"}`) and of `extra` (KIND/NAME). Only
+    block the flows' DAGs load (`{"$block": "kind/name"}`), of the notification blocks they
+    declare, and of `extra` (KIND/NAME). Only
     the functions that run task code read them (infra grants those)."""
     refs = {ref for spec in specs for ref in _block_refs(spec.model_dump(mode="json"))}
+    # The notification blocks a flow declares: a worker loads them when a failure is told.
+    refs |= {ref for spec in specs if spec.hooks for ref in spec.hooks.flow.notify}
     for ref in extra:
         kind, _, name = ref.partition("/")
         try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue, SecretStr, StringConstraints
 
 from ._options import Frozen
 
@@ -23,3 +24,29 @@ class StoredBlock(Frozen):
     # the cloud, or "inline:<json>" in a local store. Never shown, logged or put in a run.
     secrets: dict[str, str] = Field(default_factory=dict)
     saved_at: datetime
+
+
+# Notification blocks: what the worker reads back (orchestrator.notifications saves them).
+WEBHOOK_KIND = "notification-webhook"
+SMTP_KIND = "notification-smtp"
+
+
+class WebhookFormat(StrEnum):
+    JSON = "json"  # the RunNotification itself
+    SLACK = "slack"  # {"text": ...}, Slack's incoming webhooks
+    TEAMS = "teams"  # {"text": ...}, Teams' incoming webhooks
+
+
+class WebhookSettings(Frozen):
+    url: SecretStr  # a webhook URL is a credential (Slack's and Teams' are)
+    format: WebhookFormat = WebhookFormat.JSON
+
+
+class SmtpSettings(Frozen):
+    host: str
+    sender: str
+    to: tuple[str, ...]
+    port: int = 587
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True

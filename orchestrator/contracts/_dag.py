@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, SerializerFunctionWrapHandler, model_serializer
@@ -114,6 +115,41 @@ class SourceRef(Frozen):
     path: str | None = None
 
 
+class HookState(StrEnum):
+    """The ends a state hook can be run for (Prefect's Failed, Completed, Cancelled)."""
+
+    FAILED = "Failed"
+    COMPLETED = "Completed"
+    CANCELLED = "Cancelled"
+
+
+class Hooks(Frozen):
+    """State hooks of a flow or a task ("module:qualname" of each function), run by a worker
+    after the state is committed, at least once; and, for a flow, the notification blocks
+    ("KIND/NAME") told of its failures."""
+
+    on_failure: tuple[str, ...] = ()
+    on_completion: tuple[str, ...] = ()
+    on_cancellation: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+
+    def for_state(self, state: HookState) -> tuple[str, ...]:
+        return {
+            HookState.FAILED: self.on_failure,
+            HookState.COMPLETED: self.on_completion,
+            HookState.CANCELLED: self.on_cancellation,
+        }[state]
+
+    @property
+    def empty(self) -> bool:
+        return self == Hooks()
+
+
+class FlowHooks(Frozen):
+    flow: Hooks = Hooks()
+    tasks: dict[str, Hooks] = Field(default_factory=dict)  # by task function ("module:qualname")
+
+
 class FlowSpec(Frozen):
     options: FlowOptions
     source: SourceRef
@@ -131,17 +167,19 @@ class FlowSpec(Frozen):
     # deploy` sets it): its runs' task requests carry it, so each attempt reaches a worker
     # serving that code even after a later deploy. None: not deployed from a bundle.
     bundle: str | None = None
+    hooks: FlowHooks | None = None  # state hooks and notifications; None: none declared
 
     @model_serializer(mode="wrap")
     def _without_unset_code(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Empty, `code` and `bundle` are left out: a spec stored before they existed keeps
-        its version."""
+        """Empty, `code`, `bundle` and `hooks` are left out: a spec stored before they existed
+        keeps its version."""
         out = handler(self)
         if isinstance(out, dict):
             if not out.get("code"):
                 out.pop("code", None)
-            if out.get("bundle") is None:
-                out.pop("bundle", None)
+            for name in ("bundle", "hooks"):
+                if out.get(name) is None:
+                    out.pop(name, None)
         return out
 
     @property

@@ -7,8 +7,9 @@ from typing import Final
 
 from pydantic import BaseModel, Field, JsonValue
 
+from ._dag import HookState
 from ._options import Frozen, RunId, Version
-from ._state import ErrorInfo, TriggerInfo, TriggerKind
+from ._state import ErrorInfo, RunStatus, TriggerInfo, TriggerKind
 
 TYPE_PREFIX: Final = "dev.kumoflow."
 # The Pub/Sub attribute naming a task request's code bundle (Envelope.code).
@@ -80,6 +81,46 @@ class RunFailed(Frozen):
     attempt: int = 1  # the flow attempt that ended (failed or cancelled)
 
 
+class HooksRequested(Frozen):
+    """A flow attempt's end is committed: a worker runs the flow's and its tasks' state hooks
+    and tells the flow's notification blocks (published with the run's end, once per attempt;
+    at least once, as any request)."""
+
+    run_id: RunId
+    flow_version: Version
+    attempt: int
+    state: HookState
+
+
+class RunNotification(Frozen):
+    """What a notification says about a run's end: the exact body a generic JSON webhook
+    receives (Slack and Teams get a text made of it). Documented in docs/howto/alerting.md."""
+
+    run_id: RunId
+    flow: str
+    flow_version: Version
+    attempt: int
+    state: HookState
+    status: RunStatus
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    text: str  # one line for people: "flow F run R failed: TYPE: message"
+
+
+TIMER_DUE: Final = "dev.kumoflow.timer.due"
+
+
+class TimerDue(Frozen):
+    """The body of a timer's Cloud Task (a binary-mode CloudEvent of type TIMER_DUE): which
+    outbox entry to fire. It only names the entry: the sweeper reads the entry from the store
+    and fires what it finds there, so nothing in a task chooses what is done."""
+
+    run_id: RunId
+    entry_id: str
+    due_at: datetime  # the due time the task was scheduled for (the entry may have moved since)
+
+
 EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     "dev.kumoflow.run.requested": RunRequested,
     "dev.kumoflow.task.requested": TaskRequested,
@@ -87,6 +128,7 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     "dev.kumoflow.task.failed": TaskFailed,
     "dev.kumoflow.run.succeeded": RunSucceeded,
     "dev.kumoflow.run.failed": RunFailed,
+    "dev.kumoflow.hooks.requested": HooksRequested,
 }
 EVENT_TYPE_OF: Final[dict[type[BaseModel], str]] = {v: k for k, v in EVENT_TYPES.items()}
 
@@ -99,7 +141,15 @@ class Envelope(Frozen):
     source: str
     time: datetime
     subject: str | None = None
-    data: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | RunSucceeded | RunFailed
+    data: (
+        RunRequested
+        | TaskRequested
+        | TaskSucceeded
+        | TaskFailed
+        | RunSucceeded
+        | RunFailed
+        | HooksRequested
+    )
     # The code bundle a task request must run on (its run's FlowSpec.bundle): the transport
     # carries it as the `kumoflow_code` attribute, which the subscription of the worker kept
     # for that code filters on (see infra/functions.tf "retained").

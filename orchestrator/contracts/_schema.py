@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ._dag import FlowSpec
-from ._events import EVENT_TYPES, Envelope
+from ._events import EVENT_TYPES, TIMER_DUE, Envelope, RunNotification, TimerDue
 from ._state import Run, TaskRun
 
 DOCUMENTS: dict[str, type[BaseModel]] = {
@@ -16,6 +16,8 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "Run": Run,
     "TaskRun": TaskRun,
     "Envelope": Envelope,
+    TIMER_DUE: TimerDue,  # a Cloud Task's body, not a Pub/Sub event
+    "RunNotification": RunNotification,  # a notification webhook's body
 }
 
 

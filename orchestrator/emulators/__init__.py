@@ -13,6 +13,7 @@ Processes run detached (they outlive `kumoflow dev up`), are recorded as JSON un
 
 from __future__ import annotations
 
+from ._cloudtasks import CloudTasksServer
 from ._config import (
     DEFAULT_PORT_BASE,
     PORT_BASE_ENV,
@@ -37,6 +38,7 @@ __all__ = [
     "PORTS",
     "PORT_BASE_ENV",
     "SETTINGS",
+    "CloudTasksServer",
     "Health",
     "Job",
     "PortSetting",

@@ -41,6 +41,7 @@ class Service(StrEnum):
     PUBSUB = "pubsub"
     FIRESTORE = "firestore"
     GCS = "gcs"
+    CLOUDTASKS = "cloudtasks"  # timers' pushes: every run has timers (its hourly recheck)
     BIGQUERY = "bigquery"
     CLOUDRUN = "cloudrun"
 
@@ -69,6 +70,7 @@ PORTS: tuple[PortSetting, ...] = (
     PortSetting("bigquery_port", "KUMOFLOW_BIGQUERY_PORT", 5, "bqemulator REST"),
     PortSetting("cloudrun_port", "KUMOFLOW_CLOUDRUN_PORT", 6, "fake Cloud Run Admin API"),
     PortSetting("bigquery_grpc_port", "KUMOFLOW_BIGQUERY_GRPC_PORT", 7, "bqemulator gRPC"),
+    PortSetting("cloudtasks_port", "KUMOFLOW_CLOUDTASKS_PORT", 8, "Cloud Tasks stand-in"),
     # The functions take this port and the few after it (orchestrator.local's FUNCTIONS).
     PortSetting("functions_port", "KUMOFLOW_FUNCTIONS_PORT", 10, "the functions, from"),
 )
@@ -136,6 +138,7 @@ class StackConfig:
     bigquery_port: int = 8685  # bqemulator's REST API (its gRPC Storage API on the next one)
     cloudrun_port: int = 8686  # the fake Cloud Run Admin API (emulators/_cloudrun.py)
     bigquery_grpc_port: int = 8687
+    cloudtasks_port: int = 8688  # the Cloud Tasks stand-in (emulators/_cloudtasks.py)
     functions_port: int = 8690
     # fake-gcs-server publishes OBJECT_FINALIZE notifications to this Pub/Sub topic.
     gcs_notification_topic: str = "kumoflow-gcs-notifications"
@@ -180,6 +183,8 @@ class StackConfig:
             # GcpCredentials points them at these (orchestrator.gcp).
             "BIGQUERY_EMULATOR_HOST": f"http://{self.host}:{self.bigquery_port}",
             "CLOUD_RUN_EMULATOR_HOST": f"http://{self.host}:{self.cloudrun_port}",
+            # Read by kumoflow's Cloud Tasks adapter (the client itself reads no variable).
+            "CLOUD_TASKS_EMULATOR_HOST": f"http://{self.host}:{self.cloudtasks_port}",
             "GOOGLE_CLOUD_PROJECT": self.project,
             "GCLOUD_PROJECT": self.project,
         }

@@ -51,6 +51,7 @@ _ATTRS: dict[Service, tuple[str, ...]] = {
     Service.GCS: ("gcs_port",),
     Service.BIGQUERY: ("bigquery_port", "bigquery_grpc_port"),
     Service.CLOUDRUN: ("cloudrun_port",),
+    Service.CLOUDTASKS: ("cloudtasks_port",),
 }
 _ENV = {p.attr: p.env for p in PORTS}
 
@@ -65,8 +66,8 @@ def _url(config: StackConfig, name: Service) -> str:
 
 
 def _health_url(config: StackConfig, name: Service) -> str:
-    # Both Java emulators and the fake Cloud Run API answer on /; fake-gcs-server lists
-    # buckets; bqemulator has a readiness probe.
+    # Both Java emulators and the fake Cloud Run and Cloud Tasks APIs answer on /;
+    # fake-gcs-server lists buckets; bqemulator has a readiness probe.
     path = {Service.GCS: "/storage/v1/b", Service.BIGQUERY: "/readyz"}.get(name, "/")
     return _url(config, name) + path
 
@@ -97,7 +98,7 @@ def _command(config: StackConfig, name: Service) -> tuple[tuple[str, ...], dict[
             f"--project_id={config.project}",
         )
         return argv, {}
-    if name.optional:
+    if name.optional or name is Service.CLOUDTASKS:
         return _python_command(config, name)
     argv = (
         str(fake_gcs_binary()),
@@ -122,6 +123,14 @@ def _command(config: StackConfig, name: Service) -> tuple[tuple[str, ...], dict[
 def _python_command(config: StackConfig, name: Service) -> tuple[tuple[str, ...], dict[str, str]]:
     here = Path(__file__).resolve().parent
     argv: tuple[str, ...]
+    if name is Service.CLOUDTASKS:
+        argv = (
+            sys.executable,
+            str(here / "_cloudtasks.py"),
+            f"--host={config.host}",
+            f"--port={config.cloudtasks_port}",
+        )
+        return argv, {}
     if name is Service.CLOUDRUN:
         argv = (
             sys.executable,

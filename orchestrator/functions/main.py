@@ -9,12 +9,22 @@ infra/pubsub.tf; on the emulator locally) and receives a messagePublished CloudE
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import functions_framework
+from pydantic import TypeAdapter
 
-from orchestrator.contracts import Envelope, TaskFailed, TaskRequested, TaskSucceeded
-from orchestrator.errors import BadInputError
+from orchestrator.contracts import (
+    TIMER_DUE,
+    Envelope,
+    HooksRequested,
+    TaskFailed,
+    TaskRequested,
+    TaskSucceeded,
+    TimerDue,
+)
+from orchestrator.errors import BadInputError, TransientError
 from orchestrator.functions import (
     REJECTED,
     Seen,
@@ -30,11 +40,14 @@ from orchestrator.functions import (
 )
 from orchestrator.runtime import (
     LOGGER,
+    Fired,
     Refused,
     Runtime,
     Windowed,
     admit,
     advance,
+    fire_timer,
+    run_hooks,
     run_task,
     start_run,
     tick,
@@ -79,10 +92,14 @@ def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
 
 def _work(rt: Runtime, event: Envelope) -> None:
     req = event.data
-    if not isinstance(req, TaskRequested):
+    if not isinstance(req, TaskRequested | HooksRequested):
         raise BadInputError(f"task_worker takes dev.kumoflow.task.requested, not {event.type}")
     if left_to_another(event.code):
-        log_event(f"attempt left to the worker for code {event.code}", event)
+        log_event(f"request left to the worker for code {event.code}", event)
+        return
+    if isinstance(req, HooksRequested):  # a run's end was committed: its hooks, notifications
+        failed = run_hooks(rt, req)
+        log_event(f"hooks run ({failed} failed)", event)
         return
     outcome = run_task(rt, req)
     log_event(
@@ -119,11 +136,32 @@ def orchestrator(cloud_event: Any) -> None:
     handle("orchestrator", cloud_event, _advance)
 
 
+def _fire_timer(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
+    """One timer's own push (a Cloud Task): fire that entry, as the tick would."""
+    seen.id, seen.type = str(cloud_event["id"]), TIMER_DUE
+    data = cloud_event.data
+    seen.raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    due = TypeAdapter(TimerDue).validate_json(seen.raw)
+    fired = fire_timer(rt, due)
+    LOGGER.info(
+        "timer %s %s",
+        due.entry_id,
+        fired.value,
+        extra={"function": "sweeper", "run_id": due.run_id, "event_id": seen.id},
+    )
+    if fired is Fired.EARLY:  # non-2xx: the queue delivers it again after its backoff
+        raise TransientError(f"timer {due.entry_id} of run {due.run_id} is not due yet")
+
+
 @functions_framework.cloud_event
 @push_authenticated
 def sweeper(cloud_event: Any) -> None:
-    """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub;
-    the tick's content does not matter, so nothing in it can be bad input."""
+    """Fire due timers (retry dispatches, run timeouts). Cloud Scheduler ticks it via Pub/Sub
+    (the tick's content does not matter, so nothing in it can be bad input); a timer's own
+    Cloud Task pushes a dev.kumoflow.timer.due CloudEvent that fires that timer alone."""
+    if cloud_event["type"] == TIMER_DUE:
+        guarded("sweeper", cloud_event, lambda rt, seen: _fire_timer(rt, cloud_event, seen))
+        return
     rt = runtime()
     fired = tick(rt)
     if fired:

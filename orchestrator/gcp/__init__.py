@@ -1,5 +1,6 @@
 """Google Cloud work inside flows, shaped like prefect_gcp: credentials and bucket blocks,
-BigQuery queries and Cloud Run jobs as built-in deferred tasks (no function waits for them).
+BigQuery queries and Cloud Run jobs as built-in deferred tasks (no function waits for them);
+and the notification blocks (webhook, email) a flow's failures are told to.
 
     from orchestrator.gcp import CloudRunJob, GcpCredentials, GcsBucket, bigquery_query
 """
@@ -13,8 +14,11 @@ from orchestrator.gcp._cloudrun import (
     CloudRunJobResult,
     run_cloud_run_job,
 )
+from orchestrator.gcp._notifications import SmtpNotification, WebhookNotification
 
-BLOCK_TYPES: dict[str, type[Block]] = {b.kind: b for b in (GcpCredentials, GcsBucket)}
+BLOCK_TYPES: dict[str, type[Block]] = {
+    b.kind: b for b in (GcpCredentials, GcsBucket, WebhookNotification, SmtpNotification)
+}
 
 __all__ = [
     "BLOCK_TYPES",
@@ -29,6 +33,8 @@ __all__ = [
     "GcpCredentials",
     "GcsBucket",
     "GcsObject",
+    "SmtpNotification",
+    "WebhookNotification",
     "bigquery_query",
     "run_cloud_run_job",
 ]

@@ -28,6 +28,7 @@ from orchestrator.local._wiring import (
     MIN_BACKOFF_S,
     TICK_DATA,
     TICK_JOB,
+    TIMER_QUEUE,
     FunctionWiring,
 )
 from orchestrator.runtime import SERVES_ENV, TOPICS
@@ -64,6 +65,8 @@ class DevStack:
             "KUMOFLOW_RESULTS_BUCKET": RESULTS_BUCKET,
             # fake-gcs-server notifies for every bucket (GCS: per-bucket configs).
             "KUMOFLOW_GCS_NOTIFY_ALL_BUCKETS": "1",
+            # Every process on the stack (functions, the CLI's cancel and retry) arms timers.
+            **self.timer_env(),
         }
 
     def function_env(self) -> dict[str, str]:
@@ -80,6 +83,20 @@ class DevStack:
     def task_job(self) -> str:
         project = self.config.project
         return f"projects/{project}/locations/{TASK_JOB_REGION}/jobs/{TASK_JOB_ID}"
+
+    @property
+    def timer_queue(self) -> str:
+        return f"projects/{self.config.project}/locations/local/queues/{TIMER_QUEUE}"
+
+    def timer_env(self) -> dict[str, str]:
+        """Timers armed on the Cloud Tasks stand-in, pushed to the sweeper (as in the cloud,
+        where Terraform sets these)."""
+        sweeper = next(fn for fn in FUNCTIONS if fn.name == "sweeper")
+        port = self.functions_port + sweeper.local_port_offset
+        return {
+            "KUMOFLOW_TIMER_QUEUE": self.timer_queue,
+            "KUMOFLOW_TIMER_URL": f"http://{self.config.host}:{port}/",
+        }
 
     def push_url(self, port: int, topic: str) -> str:
         # The topic in the path gives functions-framework a proper CloudEvent `source`.
@@ -107,6 +124,7 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
         for topic in (*TOPICS.all(), TOPICS.ticks, TOPICS.dead_letter):
             with contextlib.suppress(gexc.AlreadyExists):
                 publisher.create_topic(name=publisher.topic_path(stack.config.project, topic))
+        _ensure_timer_queue(stack)
         for fn in FUNCTIONS:
             port = stack.functions_port + fn.local_port_offset
             emulators.start_function(
@@ -133,6 +151,13 @@ def up(stack: DevStack, services: Collection[Service] = ()) -> dict[str, Any]:
     finally:
         subscriber.close()
     return status(stack)
+
+
+def _ensure_timer_queue(stack: DevStack) -> None:
+    """The timers' queue on the Cloud Tasks stand-in (a restarted stand-in forgot it)."""
+    from orchestrator.adapters import ensure_queue, tasks_client
+
+    ensure_queue(tasks_client(), stack.timer_queue)
 
 
 def function_env(stack: DevStack, fn: FunctionWiring, *, current: bool = True) -> dict[str, str]:

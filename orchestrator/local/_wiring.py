@@ -70,6 +70,8 @@ FUNCTIONS: tuple[FunctionWiring, ...] = (
 
 # The run starter's subscriptions on trigger topics (schedules, GCS notifications, on_pubsub).
 TRIGGER_SUBSCRIPTION_PREFIX = "kumoflow-trigger-"
+# Timers' own pushes: one Cloud Tasks queue whose tasks reach the sweeper (infra/tasks.tf).
+TIMER_QUEUE = "kumoflow-timers"
 # The sweeper's tick: a Scheduler job publishing to TOPICS.ticks (every minute in the cloud).
 TICK_JOB = "kumoflow-timer-tick"
 TICK_DATA = "tick"

@@ -9,6 +9,7 @@ and caches, a completion's one path, parameters, triggers, the run context).
 `functions/` imports this face only; nothing here knows about HTTP or Pub/Sub push.
 """
 
+from orchestrator.runtime._armed import ArmedState
 from orchestrator.runtime._build import cloud_runtime, memory_runtime
 from orchestrator.runtime._builtins import CHOOSE, SELECT, choose, select
 from orchestrator.runtime._code import (
@@ -80,10 +81,13 @@ from orchestrator.runtime.control import (
     start_run,
 )
 from orchestrator.runtime.sweeper import (
+    EARLY_WAIT,
     ITEM_BUDGET_S,
     TICK_BUDGET_S,
+    Fired,
     TickTime,
     expire_leases,
+    fire_timer,
     sweep,
     tick,
 )
@@ -97,9 +101,12 @@ from orchestrator.runtime.worker import (
     Deferred,
     JobAttempt,
     JobExecutionFailed,
+    StateInfo,
     TaskRunContext,
     deferrable,
     hooks_of,
+    notification,
+    run_hooks,
     run_job_attempt,
     run_task,
     task_input_hash,
@@ -110,6 +117,7 @@ __all__ = [
     "BUILD_FILES",
     "CHOOSE",
     "DEFAULT_WORKERS",
+    "EARLY_WAIT",
     "FLOW_ATTRIBUTE",
     "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
@@ -128,9 +136,11 @@ __all__ = [
     "SERVES_ENV",
     "TICK_BUDGET_S",
     "TOPICS",
+    "ArmedState",
     "Capture",
     "Deferred",
     "Deployed",
+    "Fired",
     "FlowRunInfo",
     "FlowRunView",
     "InProcessRunner",
@@ -143,6 +153,7 @@ __all__ = [
     "RunLogger",
     "RunOutcome",
     "Runtime",
+    "StateInfo",
     "TaskRunContext",
     "TaskRunInfo",
     "TaskRunView",
@@ -165,6 +176,7 @@ __all__ = [
     "deferrable",
     "error_info",
     "expire_leases",
+    "fire_timer",
     "flow_result",
     "flow_run",
     "for_flow",
@@ -179,6 +191,7 @@ __all__ = [
     "memory_runtime",
     "message",
     "module_digest",
+    "notification",
     "parse_logs",
     "read_flow_result",
     "refuse_blocks",
@@ -189,6 +202,7 @@ __all__ = [
     "requests_for_fire",
     "requests_for_message",
     "requests_for_object",
+    "run_hooks",
     "run_job_attempt",
     "run_task",
     "run_trace",

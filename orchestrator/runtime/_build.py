@@ -16,10 +16,13 @@ from orchestrator.adapters import (
     name_prefix,
 )
 from orchestrator.ports import BlobStore, Clock, EventBus, RecordStore
+from orchestrator.runtime._armed import ArmedState
 from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime._topics import TOPICS
 from orchestrator.runtime.control import start_run
 from orchestrator.runtime.worker import run_job_attempt
+
+NOTIFY_ENV = "KUMOFLOW_NOTIFY"  # "KIND/NAME,...": notification blocks told of every failure
 
 
 def cloud_runtime(
@@ -36,6 +39,7 @@ def cloud_runtime(
     fault points' hook (crash tests)."""
     from orchestrator.adapters import (
         CloudRunJobs,
+        CloudTasksQueue,
         FirestoreBlockStore,
         FirestoreStore,
         GcsBlobStore,
@@ -44,14 +48,18 @@ def cloud_runtime(
 
     store = FirestoreStore.from_env(project)
     pubsub: EventBus = PubSubBus.from_env(project)
+    clock = SystemClock()
+    # Timers also get a Cloud Task each where a queue is configured (KUMOFLOW_TIMER_QUEUE):
+    # they fire on time instead of at the sweeper's next tick (see runtime/_armed.py).
+    queue = CloudTasksQueue.from_env(source)
     return Runtime(
         flows=store,
-        state=store,
+        state=ArmedState(store, queue, clock) if queue is not None else store,
         timers=store,
         letters=store,
         blobs=GcsBlobStore.from_env(project),
         bus=bus(pubsub) if bus is not None else pubsub,
-        clock=SystemClock(),
+        clock=clock,
         start=start_run,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         topics=TOPICS.named(name_prefix()),
@@ -63,6 +71,7 @@ def cloud_runtime(
         lease_seconds=min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0),
         blocks=FirestoreBlockStore.from_env(project),
         jobs=CloudRunJobs.from_env(),  # runtime="job" tasks (KUMOFLOW_TASK_JOB)
+        notify=tuple(b for b in os.environ.get(NOTIFY_ENV, "").split(",") if b.strip()),
     )
 
 

@@ -171,12 +171,15 @@ def _refuse_in_flow_body(what: str) -> None:
         )
 
 
-def task_scope_for(
-    run: Run, spec: FlowSpec, key: str, attempt: int, options: TaskOptions, args: Mapping[str, Any]
-) -> RunScope:
-    """The scope of one task attempt, from what the worker already holds."""
+def flow_scope_for(run: Run, spec: FlowSpec) -> RunScope:
+    """The scope of the run itself, with no task (a flow's state hooks run in it)."""
+    logger = RunLogger({"run_id": run.run_id, "flow": run.flow, "attempt": run.attempt})
+    return RunScope(_flow_run(run, spec), None, logger, spec.options.log_prints)
+
+
+def _flow_run(run: Run, spec: FlowSpec) -> FlowRunInfo:
     scheduled = run.trigger.detail.get("scheduled_for")
-    flow_run = FlowRunInfo(
+    return FlowRunInfo(
         id=run.run_id,
         name=run.run_id,
         flow_name=run.flow,
@@ -188,6 +191,13 @@ def task_scope_for(
         ),
         run_count=run.attempt,
     )
+
+
+def task_scope_for(
+    run: Run, spec: FlowSpec, key: str, attempt: int, options: TaskOptions, args: Mapping[str, Any]
+) -> RunScope:
+    """The scope of one task attempt, from what the worker already holds."""
+    flow_run = _flow_run(run, spec)
     task_run = TaskRunInfo(
         id=f"{run.run_id}/{key}",
         name=options.name,

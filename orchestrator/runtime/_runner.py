@@ -15,6 +15,7 @@ from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryJobs, Memory
 from orchestrator.contracts import (
     Envelope,
     FlowSpec,
+    HooksRequested,
     OutboxEntry,
     OutboxKind,
     Run,
@@ -35,7 +36,7 @@ from orchestrator.runtime._params import bind_params
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.control import advance, flow_result, start_run
 from orchestrator.runtime.sweeper import tick
-from orchestrator.runtime.worker import run_job_attempt, run_task
+from orchestrator.runtime.worker import run_hooks, run_job_attempt, run_task
 
 DEFAULT_WORKERS = 8
 # On a shared store: how often an idle runner looks whether another process ended its run.
@@ -122,6 +123,11 @@ class InProcessRunner:
         self.close()
 
     def _on_task_request(self, event: Envelope) -> None:
+        if isinstance(event.data, HooksRequested):
+            # Run's end committed and announced: its hooks run here, before the run's end
+            # reaches the caller (a process may exit right after).
+            run_hooks(self.rt, event.data)
+            return
         assert isinstance(event.data, TaskRequested)
         self._owned.runs.add(event.data.run_id)  # dispatched here: this process drives it
         self._inflight.add((event.data.run_id, event.data.key, event.data.attempt))
@@ -291,6 +297,9 @@ class OwnedTimers:
     def next_due(self) -> datetime | None:
         found = self.due(self.FOREVER, 1)
         return found[0].due_at if found else None
+
+    def entry(self, run_id: str, entry_id: str) -> OutboxEntry | None:
+        return self._inner.entry(run_id, entry_id) if run_id in self.runs else None
 
     def expired_leases(
         self, now: datetime, limit: int = 100, after: TaskRun | None = None

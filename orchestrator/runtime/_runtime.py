@@ -195,6 +195,9 @@ class Runtime:
     blocks: BlockStore | None = None
     # Runs `runtime="job"` tasks' attempts as job executions; None: this instance cannot.
     jobs: JobRunner | None = None
+    # Notification blocks ("KIND/NAME") the deployment tells of every flow's failures
+    # (KUMOFLOW_NOTIFY), besides those a flow declares.
+    notify: tuple[str, ...] = ()
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     # A run-time map over a longer list fails instead of growing (KUMOFLOW_MAX_MAP_WIDTH).

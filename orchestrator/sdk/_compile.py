@@ -16,6 +16,7 @@ from orchestrator.contracts import (
     FlowOptions,
     FlowParam,
     FlowSpec,
+    Hooks,
     ListValue,
     LiteralValue,
     NodeSpec,
@@ -240,6 +241,7 @@ class Builder:
     mapped_nodes: set[str] = field(default_factory=set)
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     subflows: dict[str, FlowSpec] = field(default_factory=dict)  # by version
+    task_hooks: dict[str, Hooks] = field(default_factory=dict)  # by task ref, those with any
     # The branch being traced (gate key, label), innermost last, and each node's branch.
     gates: list[tuple[str, str]] = field(default_factory=list)
     branch_of: dict[str, tuple[str, str]] = field(default_factory=dict)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator.contracts import RetryPolicy, Serializer, TaskOptions, TaskRuntime
+from orchestrator.contracts import Hooks, RetryPolicy, Serializer, TaskOptions, TaskRuntime
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.sdk._compile import BUILDING, RESULT_SETTINGS
+from orchestrator.sdk._hooks import HOOK_ARGS, NO_HOOKS, function_ref, hooks_from, module_name
 from orchestrator.sdk._methods import Kind, describe, unwrap
 
 P = ParamSpec("P")
@@ -29,25 +28,6 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     return delays
 
 
-def function_ref(fn: Callable[..., Any], kind: str) -> str:
-    """`module:qualname`, the address task workers import a function by."""
-    qualname = getattr(fn, "__qualname__", "")
-    if not inspect.isfunction(fn) or "<lambda>" in qualname or "<locals>" in qualname:
-        raise FlowDefinitionError(
-            f"{kind} {qualname or fn!r} must be a module-level function (or a method of a "
-            "module-level class): task workers import it by name in another process, which a "
-            "lambda or nested function cannot be"
-        )
-    return f"{module_name(fn)}:{qualname}"
-
-
-def module_name(fn: Callable[..., Any]) -> str:
-    module = fn.__module__
-    if module == "__main__":  # a script run directly: workers import its file by name
-        return Path(inspect.getfile(fn)).stem
-    return module
-
-
 class Task(Generic[P, R]):
     def __init__(
         self,
@@ -57,9 +37,11 @@ class Task(Generic[P, R]):
         kind: Kind = "plain",
         receiver: object = _UNBOUND,
         given: frozenset[str] = frozenset(),
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.fn = fn
         self.options = options
+        self.hooks = hooks  # state hooks: recorded in the DAG of each flow that calls it
         # The result settings the task set itself; the rest it takes from its flow.
         self.given = given
         self.ref = function_ref(fn, "task")
@@ -89,7 +71,9 @@ class Task(Generic[P, R]):
         return self._rebind(self.options, instance)
 
     def _rebind(self, options: TaskOptions, receiver: object) -> Task[Any, R]:
-        return Task(self.fn, options, kind=self._kind, receiver=receiver, given=self.given)
+        return Task(
+            self.fn, options, kind=self._kind, receiver=receiver, given=self.given, hooks=self.hooks
+        )
 
     def _add(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool) -> Any:
         builder = BUILDING.get()
@@ -101,6 +85,8 @@ class Task(Generic[P, R]):
             spec = describe(self._receiver, what, (self.fn.__module__, builder.module))
             receiver = (spec, self._receiver)
         options = builder.inherit(self.options, keep=self.given)
+        if not self.hooks.empty:
+            builder.task_hooks[self.ref] = self.hooks
         return builder.add(
             self.ref, self.fn, options, args, kwargs, mapped=mapped, receiver=receiver
         )
@@ -139,8 +125,15 @@ class Task(Generic[P, R]):
             changes["runtime"] = task_runtime(changes["runtime"])
         if "result_serializer" in changes and changes["result_serializer"] is None:
             changes["result_serializer"] = "json"
+        hooks = self.hooks
+        if any(arg in changes for arg in HOOK_ARGS):
+            hooks = hooks_from(
+                {a: changes.pop(a, None) for a in HOOK_ARGS}, f"task {self.options.name!r}"
+            )
         options = self.options.model_copy(update=changes)
-        return Task(self.fn, options, kind=self._kind, receiver=self._receiver, given=given)
+        return Task(
+            self.fn, options, kind=self._kind, receiver=self._receiver, given=given, hooks=hooks
+        )
 
 
 class StorageBlock(Protocol):
@@ -203,6 +196,9 @@ def task(
     cache_expiration: timedelta | float | None = None,
     log_prints: bool | None = None,
     runtime: TaskRuntime | str = TaskRuntime.FUNCTION,
+    on_failure: Sequence[Callable[..., Any]] = (),
+    on_completion: Sequence[Callable[..., Any]] = (),
+    on_cancellation: Sequence[Callable[..., Any]] = (),
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time.
@@ -234,7 +230,8 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None
-    return Task(__fn, options, kind=kind, given=_given(kwargs))
+    hooks = hooks_from(kwargs, f"@task {__fn.__name__}")
+    return Task(__fn, options, kind=kind, given=_given(kwargs), hooks=hooks)
 
 
 __all__ = [

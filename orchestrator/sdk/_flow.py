@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from orchestrator.contracts import FlowOptions, FlowSpec, Serializer, SourceRef, TaskOptions
+from orchestrator.contracts import (
+    FlowHooks,
+    FlowOptions,
+    FlowSpec,
+    Hooks,
+    Serializer,
+    SourceRef,
+    TaskOptions,
+)
 from orchestrator.engine import spec_serializer
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.ports import Clock
@@ -25,6 +33,7 @@ from orchestrator.runtime import (
 )
 from orchestrator.sdk._compile import BUILDING, Builder, flow_params, param_placeholders, to_expr
 from orchestrator.sdk._decorators import StorageBlock, as_seconds, module_name, storage_name
+from orchestrator.sdk._hooks import NO_HOOKS, NotificationBlock, hooks_from
 from orchestrator.sdk._methods import Kind, unwrap
 from orchestrator.sdk._triggers import Trigger, compile_triggers
 
@@ -41,6 +50,7 @@ class Flow(Generic[P, R]):
         triggers: Sequence[Trigger] = (),
         *,
         kind: Kind = "plain",
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         if inspect.iscoroutinefunction(fn):
             raise FlowDefinitionError(
@@ -49,6 +59,7 @@ class Flow(Generic[P, R]):
             )
         self.fn = fn
         self.options = options
+        self.hooks = hooks
         # The flow body only ever runs at compile time, so unlike tasks it need not be importable.
         self.ref = f"{module_name(fn)}:{fn.__qualname__}"
         self._spec: FlowSpec | None = None
@@ -110,6 +121,7 @@ class Flow(Generic[P, R]):
             triggers=compile_triggers(self.name, self._triggers, params),
             subflows=builder.subflows,
             code=_code({**builder.functions, self.ref: self.fn}),
+            hooks=_hooks(self.hooks, builder.task_hooks),
         )
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -179,6 +191,10 @@ def flow(
     result_serializer: Serializer | None = None,
     triggers: Sequence[Trigger] = (),
     log_prints: bool = False,
+    on_failure: Sequence[Callable[..., Any]] = (),
+    on_completion: Sequence[Callable[..., Any]] = (),
+    on_cancellation: Sequence[Callable[..., Any]] = (),
+    notify: Sequence[NotificationBlock | str] = (),
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a flow: its body is compiled into a DAG of task calls. A function, or a
@@ -201,7 +217,16 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
-    return Flow(__fn, options, kwargs.get("triggers", ()), kind=kind)
+    hooks = hooks_from(kwargs, f"@flow {__fn.__name__}", notify=True)
+    return Flow(__fn, options, kwargs.get("triggers", ()), kind=kind, hooks=hooks)
+
+
+def _hooks(own: Hooks, tasks: dict[str, Hooks]) -> FlowHooks | None:
+    """The DAG's hooks: None when neither the flow nor a task of it declares any (the spec,
+    and so its version, is then what it was before hooks existed)."""
+    if own.empty and not tasks:
+        return None
+    return FlowHooks(flow=own, tasks=tasks)
 
 
 def run_in_process(

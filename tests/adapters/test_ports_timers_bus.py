@@ -72,6 +72,22 @@ def test_outbox_entries_are_due_when_their_time_has_come(store: Stores) -> None:
     assert snap.outbox == ()
 
 
+def test_one_entry_is_read_as_stored_until_it_is_done(store: Stores) -> None:
+    """What a timer's own push fires: the entry as stored now (re-armed: its new due time),
+    None once done, and None for another run's id or an entry never added."""
+    run, other = created(store), created(store)
+    wake = outbox_entry(run.run_id, "wake-1", ERA_DUE + timedelta(minutes=5))
+    store.commit(Commit(run_id=run.run_id, outbox_add=[wake]))
+    assert store.entry(run.run_id, "wake-1") == wake
+    assert store.entry(other.run_id, "wake-1") is None
+    assert store.entry(run.run_id, "wake-2") is None
+    later = wake.model_copy(update={"due_at": wake.due_at + timedelta(minutes=1), "failures": 1})
+    store.commit(Commit(run_id=run.run_id, outbox_add=[later]))
+    assert store.entry(run.run_id, "wake-1") == later
+    store.commit(Commit(run_id=run.run_id, outbox_done=["wake-1"]))
+    assert store.entry(run.run_id, "wake-1") is None
+
+
 def test_next_due_is_the_earliest_pending_entry(store: Stores) -> None:
     run_a, run_b = created(store), created(store)
     second = outbox_entry(run_a.run_id, "wake-2", ERA_NEXT_DUE + timedelta(seconds=2))

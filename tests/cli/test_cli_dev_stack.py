@@ -95,7 +95,7 @@ def test_a_stack_on_its_own_port_base_starts_bigquery_only_when_asked(
     base = str(BASE)
     state = _json(_dev(env, "dev", "up", "--port-base", base, "--json"))
     assert state["healthy"] is True
-    assert state["running"] == ["pubsub", "firestore", "gcs"]
+    assert state["running"] == ["pubsub", "firestore", "gcs", "cloudtasks"]
     assert state["not_started"] == ["bigquery", "cloudrun"]
     services = _by_name(state)
     assert services["pubsub"]["port"] == BASE + 1

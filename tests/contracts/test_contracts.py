@@ -13,17 +13,23 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from examples.map_reduce import map_reduce
 from orchestrator.contracts import (
     EVENT_TYPES,
+    TIMER_DUE,
     Attempt,
     ErrorInfo,
     FlowSpec,
+    HooksRequested,
+    HookState,
     Run,
     RunFailed,
+    RunNotification,
     RunRequested,
+    RunStatus,
     RunSucceeded,
     TaskFailed,
     TaskRequested,
     TaskRun,
     TaskSucceeded,
+    TimerDue,
     TriggerInfo,
     flow_version,
     json_schemas,
@@ -38,6 +44,9 @@ SAMPLES: dict[str, BaseModel] = {
         flow="sample-flow",
         params={"json_data": "[]"},
         trigger=TriggerInfo(kind="pubsub", source="projects/p/topics/t", event_id="42"),
+    ),
+    "dev.kumoflow.hooks.requested": HooksRequested(
+        run_id="r1", flow_version="0123456789abcdef0123", attempt=1, state=HookState.FAILED
     ),
     "dev.kumoflow.task.requested": TaskRequested(
         run_id="r1", flow_version="0123456789abcdef0123", key="create-csv-file", attempt=1
@@ -166,3 +175,36 @@ def test_json_schemas_cover_every_contract(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "dev.kumoflow.task.requested.schema.json").read_text())
     assert written["required"] == ["run_id", "flow_version", "key", "attempt"]
+
+
+def test_a_timer_push_and_a_run_notification_keep_their_wire_format() -> None:
+    """The body of a timer's Cloud Task, and the body a generic notification webhook receives
+    (documented in docs/howto/alerting.md): both exported as JSON Schemas too."""
+    check_golden(TIMER_DUE, TimerDue(run_id="r1", entry_id="dispatch-create-csv-file-2", due_at=T))
+    check_golden(
+        "RunNotification",
+        RunNotification(
+            run_id="r1",
+            flow="sample-flow",
+            flow_version="0123456789abcdef0123",
+            attempt=1,
+            state=HookState.FAILED,
+            status=RunStatus.FAILED,
+            error=ERROR,
+            started_at=T,
+            ended_at=T,
+            text="flow sample-flow run r1 Failed: RuntimeError: boom",
+        ),
+    )
+    schemas = json_schemas()
+    assert schemas[TIMER_DUE]["required"] == ["run_id", "entry_id", "due_at"]
+    assert set(schemas["RunNotification"]["required"]) == {
+        "run_id", "flow", "flow_version", "attempt", "state", "status", "text"
+    }  # fmt: skip
+
+
+def test_the_documented_notification_body_is_the_golden_one() -> None:
+    """docs/howto/alerting.md shows a webhook's body: it is the contract's, field for field."""
+    page = (Path(__file__).parents[2] / "docs" / "howto" / "alerting.md").read_text()
+    shown = page.split('```json title="run-notification.json"\n', 1)[1].split("```", 1)[0]
+    assert json.loads(shown) == json.loads((GOLDEN / "RunNotification.json").read_text())

@@ -56,7 +56,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _config(state_dir: Path) -> StackConfig:
-    pubsub, firestore, firestore_ws, gcs, bigquery, bigquery_grpc, cloudrun = _free_ports(7)
+    pubsub, firestore, firestore_ws, gcs, bigquery, bigquery_grpc, cloudrun, tasks = _free_ports(8)
     return StackConfig(
         project="kumoflow-test",
         pubsub_port=pubsub,
@@ -66,6 +66,7 @@ def _config(state_dir: Path) -> StackConfig:
         bigquery_port=bigquery,
         bigquery_grpc_port=bigquery_grpc,
         cloudrun_port=cloudrun,
+        cloudtasks_port=tasks,
         gcs_notification_topic=f"gcs-{uuid.uuid4().hex[:8]}",
         state_dir=state_dir,
     )
@@ -106,6 +107,7 @@ def test_up_is_healthy_and_reused(stack: StackConfig) -> None:
         "pubsub",
         "firestore",
         "gcs",
+        "cloudtasks",
         "bigquery",
         "cloudrun",
     ]
@@ -271,7 +273,7 @@ def test_down_stops_services_and_functions(stack: StackConfig, tmp_path: Path) -
 
     stopped = down(stack)
 
-    assert stopped == ["late", "cloudrun", "bigquery", "gcs", "firestore", "pubsub"]
+    assert stopped == ["late", "cloudrun", "bigquery", "cloudtasks", "gcs", "firestore", "pubsub"]
     assert all(pid is not None and _gone(pid) for pid in pids)
     after = status(stack)
     assert not after.healthy

@@ -131,6 +131,42 @@ def chain(x: int, fails: dict[str, int]) -> int:
     return right(left(base(x, fails), fails), fails)
 
 
+# --- state hooks: each records its call to the harness (HOOKED, set around a hooks handler) ---
+
+HOOKED: ContextVar[Callable[[str, str, int, str], None] | None] = ContextVar(
+    "interleaved_hooked", default=None
+)
+
+
+def _hooked(who: str, run_id: str, attempt: int, state: str) -> None:
+    record = HOOKED.get()
+    if record is not None:  # None: an in-process reference run
+        with LOCK:
+            record(who, run_id, attempt, state)
+
+
+def flow_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    _hooked("flow", flow_run.id, flow_run.run_count, state.name)
+
+
+def task_hook(task: Any, task_run: Any, state: Any) -> None:
+    run_id = task_run.id.rpartition("/")[0]
+    _hooked(f"task:{task_run.task_key}", run_id, context.flow_run.run_count, state.name)
+
+
+hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook])
+
+
+@flow(
+    name="il-hooked",
+    on_failure=[flow_hook],
+    on_completion=[flow_hook],
+    on_cancellation=[flow_hook],
+)
+def hooked(x: int, fails: dict[str, int]) -> int:
+    return right(left(hooked_base(x, fails), fails), fails)
+
+
 @flow(name="il-diamond")
 def diamond(x: int, fails: dict[str, int]) -> int:
     b = base(x, fails)
@@ -349,6 +385,7 @@ FLOWS = {
     f.name: f
     for f in (
         chain,
+        hooked,
         diamond,
         map_fan_in,
         two_sinks,
@@ -380,6 +417,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
     items = [f"item:{x}" for x in given]
     return {
         "il-chain": ["base", "left", "right"],
+        "il-hooked": ["base", "left", "right"],
         "il-diamond": ["base", "left", "right", "gather"],
         "il-map-fan-in": ["base", *items, "gather"],
         "il-two-sinks": ["base", "left", "right", *items],
@@ -472,6 +510,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
     table: dict[str, Callable[[], Any]] = {
         "il-chain": lambda: plus_ten(doubled(b)),
         "il-job": lambda: doubled(scaled(x, 1)),
+        "il-hooked": lambda: plus_ten(doubled(b)),
         "il-diamond": lambda: doubled(b) + plus_ten(b),
         "il-map-fan-in": lambda: sum(scaled(i, b) for i in items),
         "il-two-sinks": lambda: {

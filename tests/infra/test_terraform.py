@@ -514,6 +514,8 @@ NAMED = {
     "google_secret_manager_secret": "secret_id",
     "google_firestore_database": "name",
     "google_cloud_run_v2_job": "name",
+    "google_cloud_tasks_queue": "name",
+    "google_logging_metric": "name",
 }
 # Named by the user, not by kumoflow: their trigger topics and buckets; the database has its own.
 USERS_NAMES = {
@@ -571,6 +573,7 @@ def test_wiring_names_all_start_with_the_default_prefix_and_fit_every_longest_pr
         w["trigger_subscription_prefix"],
         w["tick"]["job"],
         w["tick"]["topic"],
+        w["timers"]["queue"],
         w["push_account_id"],
         w["build_account_id"],
         *(fn[k] for fn in w["functions"].values() for k in ("service", "subscription", "topic")),
@@ -848,3 +851,117 @@ def test_each_kept_bundle_gets_a_worker_that_takes_only_its_requests() -> None:
     assert "local.wiring.retained_env" in env
     assert "keys(var.retained_code)" in env
     assert "google_pubsub_subscription.retained" in _text(fn["depends_on"])
+
+
+def test_timers_queue_pushes_to_the_sweeper_with_the_push_accounts_token() -> None:
+    """Every function that commits runs' state arms timers as Cloud Tasks: it may enqueue in the
+    timers' queue (only) and act as the push account (only), which alone invokes the sweeper;
+    the functions are told the queue, the sweeper's URL (the token's audience) and the account,
+    as the local stack tells them (DevStack.timer_env)."""
+    tf = _tf()
+    w = wiring()
+    assert w["timers"]["target"] == "sweeper"
+    assert set(w["timers"]["arming_functions"]) == {
+        "run_starter",
+        "task_worker",
+        "orchestrator",
+        "sweeper",
+    }
+    queue = _resource(tf, "google_cloud_tasks_queue", "timers")
+    assert queue["name"] == "${local.timer_queue}"
+    limits = queue["rate_limits"][0]
+    assert limits["max_dispatches_per_second"] == "${var.timer_queue.max_dispatches_per_second}"
+    assert limits["max_concurrent_dispatches"] == "${var.timer_queue.max_concurrent_dispatches}"
+    retry = queue["retry_config"][0]
+    assert retry["min_backoff"] == "0.1s"
+    assert retry["max_attempts"] == "${var.timer_queue.max_attempts}"
+    defaults = _text(tf["variable"]["timer_queue"]["type"])
+    assert re.search(r"max_attempts.{0,40}optional\(number, 20\)", defaults)
+    enqueuer = _resource(tf, "google_cloud_tasks_queue_iam_member", "enqueuer")
+    assert enqueuer["for_each"] == "${local.arming_functions}"
+    assert enqueuer["name"] == "${google_cloud_tasks_queue.timers.name}"
+    assert enqueuer["role"] == "roles/cloudtasks.enqueuer"
+    assert enqueuer["member"] == (
+        "serviceAccount:${google_service_account.function[each.key].email}"
+    )
+    act_as = _resource(tf, "google_service_account_iam_member", "timer_act_as_push")
+    assert act_as["for_each"] == "${local.arming_functions}"
+    assert act_as["service_account_id"] == "${google_service_account.push.name}"
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert "timers.arming_functions" in _text(tf["locals"]["arming_functions"])
+    env = _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0][
+        "environment_variables"
+    ]
+    text = _text(env)
+    assert "KUMOFLOW_TIMER_QUEUE" in text
+    assert "google_cloud_tasks_queue.timers.id" in text
+    assert "local.urls[local.wiring.timers.target]" in text
+    assert "KUMOFLOW_TIMER_INVOKER" in text
+    assert "google_service_account.push.email" in text
+    assert "cloudtasks.googleapis.com" in _text(tf["locals"]["apis"])
+    # A task worker kept for an earlier code bundle commits claims and deferred checks too.
+    kept = _text(
+        _resource(tf, "google_cloudfunctions2_function", "retained")["service_config"][0][
+            "environment_variables"
+        ]
+    )
+    assert "google_cloud_tasks_queue.timers.id" in kept
+    assert "local.urls[local.wiring.timers.target]" in kept
+    from orchestrator.local import TIMER_QUEUE, DevStack
+
+    assert w["timers"]["queue"] == TIMER_QUEUE
+    stack = DevStack.from_env(18680)
+    sweeper = next(fn for fn in FUNCTIONS if fn.name == w["timers"]["target"])
+    url = stack.timer_env()["KUMOFLOW_TIMER_URL"]
+    assert url.endswith(f":{stack.functions_port + sweeper.local_port_offset}/")
+    assert stack.timer_env()["KUMOFLOW_TIMER_QUEUE"].endswith(f"/queues/{TIMER_QUEUE}")
+
+
+def test_alert_policies_watch_dead_letters_failed_runs_and_timeouts_on_the_code_s_logs() -> None:
+    """Each policy reads a log-based metric of a line the code writes (a run's end, a refused
+    input, a failed hook), of this installation's functions, and tells the given channels."""
+    tf = _tf()
+    metrics = tf["resource"]["google_logging_metric"]
+    assert set(metrics) == {"run_failures", "run_timeouts", "dead_letters"}
+    for body in metrics.values():
+        assert "${local.function_logs}" in body["filter"]
+        assert body["name"].startswith("${var.name_prefix}-")
+    unquoted = {name: body["filter"].replace('\\"', '"') for name, body in metrics.items()}
+    assert 'jsonPayload.message="run ended"' in unquoted["run_failures"]
+    assert 'jsonPayload.status="FAILED"' in unquoted["run_failures"]
+    assert 'jsonPayload.reason="TimeoutError"' in unquoted["run_timeouts"]
+    assert 'jsonPayload.message=~"^rejected input"' in unquoted["dead_letters"]
+    assert 'jsonPayload.function="hooks"' in unquoted["dead_letters"]
+    logs = _text(tf["locals"]["function_logs"])
+    assert "var.name_prefix" in logs
+    policy = _resource(tf, "google_monitoring_alert_policy", "kumoflow")
+    assert policy["for_each"] == "${local.alerts}"
+    assert policy["notification_channels"] == "${var.alert_notification_channels}"
+    condition = policy["conditions"][0]["condition_threshold"][0]
+    assert "logging.googleapis.com/user/${each.value.metric}" in condition["filter"]
+    alerts = tf["locals"]["alerts"]
+    assert set(alerts) == {"dead_letters", "run_failures", "run_timeouts"}
+    assert alerts["run_failures"]["period"] == "3600s"
+    assert alerts["run_failures"]["threshold"] == "${var.alert_failed_runs_per_hour}"
+    assert tf["variable"]["alert_notification_channels"]["default"] == []
+    assert "monitoring.googleapis.com" in _text(tf["locals"]["apis"])
+    env = _text(
+        _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0][
+            "environment_variables"
+        ]
+    )
+    assert "KUMOFLOW_NOTIFY" in env
+    assert "var.notify" in env
+
+
+def test_the_notification_blocks_a_flow_declares_get_a_secret_each() -> None:
+    """The worker tells a flow's notification blocks: the deploy gives their secret fields
+    (a webhook's URL) a Secret Manager secret each, as for the blocks a DAG loads."""
+    from tests.flows.hooked import WEBHOOK, fails_and_tells
+
+    got = tfvars(
+        [fails_and_tells.spec], project=PROJECT, region=REGION, source_archive="bundle.zip"
+    )
+    assert got["block_secrets"] == {
+        "block-notification-webhook-e2e-failures-url": {"block": WEBHOOK, "field": "url"}
+    }

@@ -39,12 +39,14 @@ from orchestrator.adapters import (
     MemoryBlobStore,
     MemoryJobs,
     MemoryStore,
+    MemoryTimerQueue,
     SqliteStore,
     VirtualClock,
 )
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
+    HooksRequested,
     OutboxEntry,
     RunFailed,
     RunRequested,
@@ -55,6 +57,7 @@ from orchestrator.contracts import (
     TaskRun,
     TaskStatus,
     TaskSucceeded,
+    TimerDue,
 )
 from orchestrator.engine import CancelRun, ResumeRun, grown
 from orchestrator.ports import Snapshot
@@ -62,12 +65,16 @@ from orchestrator.runtime import (
     CHOOSE,
     LOGGER,
     SELECT,
+    ArmedState,
+    Fired,
     InProcessRunner,
     RunOutcome,
     Runtime,
     advance,
+    fire_timer,
     memory_runtime,
     read_flow_result,
+    run_hooks,
     run_job_attempt,
     run_task,
     start_run,
@@ -85,7 +92,7 @@ from orchestrator.waits import (
     source_key,
 )
 from tests.flows import interleaved
-from tests.flows.interleaved import CURRENT, Caller
+from tests.flows.interleaved import CURRENT, HOOKED, Caller
 
 WAIT_S = 30.0  # a safety net only: a handler that neither parks nor ends in this long is a bug
 BIG_JUMP_S = 7200.0  # past every lease, retry delay and abandoned-outbox threshold
@@ -94,6 +101,8 @@ DRAIN_ROUNDS = 12
 DRAIN_MESSAGES = 400
 
 
+# The hook state each status is for (what orchestrator.runtime calls its hooks with).
+HOOK_STATE = {"SUCCEEDED": "Completed", "FAILED": "Failed", "CANCELLED": "Cancelled"}
 # A claimed attempt's task: RUNNING, or RETRYING while a retry's attempt runs.
 CLAIMED = (TaskStatus.RUNNING, TaskStatus.RETRYING)
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -290,9 +299,9 @@ class PoolBus:
 @dataclass(frozen=True)
 class Message:
     seq: int
-    kind: str  # "start" | "task" | "event"
+    kind: str  # "start" | "task" | "event" | "hooks"
     run_id: str
-    payload: RunRequested | TaskRequested | TaskSucceeded | TaskFailed
+    payload: RunRequested | TaskRequested | TaskSucceeded | TaskFailed | HooksRequested
     event_id: str
 
     def __str__(self) -> str:
@@ -352,6 +361,11 @@ class Cluster:
     jobs: MemoryJobs = field(default_factory=MemoryJobs)
     # run -> the inputs `resume` said it ended a pause with (waits: tests.flows.interleaved)
     resumed: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    # Every timer's own push (Cloud Tasks): armed by any instance's commits, delivered by the
+    # machine at any time, any number of times (early, late, twice, or never).
+    timers: MemoryTimerQueue = field(default_factory=MemoryTimerQueue)
+    # Every state hook call: (hook, run, flow attempt, state), as the hooks record them.
+    hook_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -365,14 +379,16 @@ class Cluster:
         for i in range(self.k):
             gate = Gate(f"i{i}")
             bus = PoolBus(self, i)
+            rt = memory_runtime(
+                clock=self.clock,
+                functions=FUNCTIONS,
+                store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
+                blobs=self.blobs,
+                bus=bus,  # type: ignore[arg-type]
+            )
             rt = replace(
-                memory_runtime(
-                    clock=self.clock,
-                    functions=FUNCTIONS,
-                    store=SteppedStore(self.store, gate),  # type: ignore[arg-type]
-                    blobs=self.blobs,
-                    bus=bus,  # type: ignore[arg-type]
-                ),
+                rt,
+                state=ArmedState(rt.state, self.timers, self.clock),  # arms what it commits
                 worker_id=f"worker-{i}",
                 fault=functools.partial(self._fault, i),
                 jobs=self.jobs,
@@ -415,6 +431,8 @@ class Cluster:
         if topic == topics.tasks and isinstance(data, TaskRequested):
             self.requested.add((data.run_id, data.key, data.attempt))
             self._add("task", data.run_id, data, event.id)
+        elif topic == topics.tasks and isinstance(data, HooksRequested):
+            self._add("hooks", data.run_id, data, event.id)
         elif topic == topics.events and isinstance(data, TaskSucceeded | TaskFailed):
             self._add("event", data.run_id, data, event.id)
         elif topic == topics.finished and isinstance(data, RunSucceeded | RunFailed):
@@ -458,6 +476,8 @@ class Cluster:
             fn: Callable[[], Any] = functools.partial(start_run, rt, payload, run_id=msg.run_id)
         elif isinstance(payload, TaskRequested):
             fn = functools.partial(self._work, inst, payload)
+        elif isinstance(payload, HooksRequested):
+            fn = functools.partial(self._hooks, inst, payload)
         else:
             fn = functools.partial(advance, rt, msg.run_id, payload)
         inst.gate.start(fn)
@@ -469,6 +489,21 @@ class Cluster:
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(tick, inst.rt))
         self._settle(inst)
+
+    def start_push(self, index: int, push: TimerDue) -> None:
+        """A timer's own push (a Cloud Task) reaches the sweeper function on this instance."""
+        inst = self.instances[index]
+        inst.handling, inst.label = None, f"push {push.run_id}/{push.entry_id}"
+        self.log.append(f"i{index} {inst.label} at {self.clock.now():%H:%M:%S}")
+        inst.gate.start(functools.partial(self._push, inst, push))
+        self._settle(inst)
+
+    def _push(self, inst: Instance, push: TimerDue) -> Fired:
+        fired = fire_timer(inst.rt, push)
+        self.log.append(f"i{inst.index} push {push.entry_id}: {fired.value}")
+        if fired is Fired.EARLY:  # answered non-2xx: Cloud Tasks delivers it again later
+            raise TransientError(f"timer {push.entry_id} not due yet")
+        return fired
 
     def start_cancel(self, index: int, run_id: str) -> None:
         """`kumoflow runs cancel` (orchestrator.local.cancel_run) on this instance."""
@@ -564,6 +599,56 @@ class Cluster:
             return run_task(inst.rt, req)
         finally:
             CURRENT.reset(token)
+
+    def _hooks(self, inst: Instance, req: HooksRequested) -> Any:
+        token = HOOKED.set(self._hook_ran)
+        try:
+            return run_hooks(inst.rt, req)
+        finally:
+            HOOKED.reset(token)
+
+    def _hook_ran(self, who: str, run_id: str, attempt: int, state: str) -> None:
+        """A state hook was called: for an end the store committed (read unstepped), never
+        for a state a run or task did not reach."""
+        self.hook_calls.append((who, run_id, attempt, state))
+        self.log.append(f"hook {who} of {run_id} attempt {attempt}: {state}")
+        snap = self.store.load(run_id, [who.removeprefix("task:")] if who != "flow" else [])
+        if snap is None or attempt > snap.run.attempt:
+            self.violations.append(f"hook {who} ran for {run_id} attempt {attempt}: not ended")
+            return
+        if attempt < snap.run.attempt:  # resumed since: only a failed or cancelled end is
+            if state not in ("Failed", "Cancelled"):
+                self.violations.append(f"hook {who}: {state} of resumed attempt {attempt}")
+            return
+        if who == "flow":
+            status = snap.run.status.value
+        else:
+            task = snap.tasks.get(who.removeprefix("task:"))
+            status = task.status.value if task else "missing"
+        if HOOK_STATE.get(status) != state:
+            self.violations.append(
+                f"hook {who} of {run_id} attempt {attempt} ran for {state} while it is {status}"
+            )
+
+    def hook_problems(self, run_id: str) -> list[str]:
+        """Once drained: every announced end of a hooked flow ran its flow hook (at least
+        once), and the last attempt's hooked task ran its hook for its final state."""
+        snap = self.store.load(run_id)
+        if snap is None or self.runs.get(run_id, ("",))[0] != "il-hooked":
+            return []
+        called = set(self.hook_calls)
+        out = []
+        for attempt, event in self.announced[run_id]:
+            ended = "Completed" if isinstance(event.data, RunSucceeded) else None
+            states = {ended} if ended else {"Failed", "Cancelled"}
+            if not any(("flow", run_id, attempt, s) in called for s in states):
+                out.append(f"{run_id}: the end of attempt {attempt} ran no flow hook")
+        base = snap.tasks.get("base")
+        want = HOOK_STATE.get(base.status.value) if base else None
+        last = ("task:base", run_id, snap.run.attempt, want)
+        if snap.run.status.terminal and want in ("Completed", "Failed") and last not in called:
+            out.append(f"{run_id}: task base ended {want} and its hook never ran")
+        return out
 
     def _executed(self, caller: Caller, name: str) -> None:
         """User code started (called in the handler thread while the harness waits)."""
@@ -676,6 +761,7 @@ class Cluster:
         rt = self.instances[0].rt
         for run_id, (flow, params) in self.runs.items():
             out.extend(self._run_problems(rt, run_id, flow, params))
+            out.extend(self.hook_problems(run_id))
         for run in self.store.list_runs(limit=10_000):  # child runs of subflows too
             out.extend(self.unfinished(run.run_id, final=True))
         return out

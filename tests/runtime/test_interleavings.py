@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 
 from orchestrator.adapters import DB_FILE, SqliteStore
 from orchestrator.contracts import Run, RunStatus
+from orchestrator.runtime import EARLY_WAIT
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 
@@ -137,6 +138,7 @@ class Interleavings(RuleBasedStateMachine):
     # Events for the runs' waits (before or after they wait, duplicated) and operators'
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
     WAITS: ClassVar[bool] = False
+    PUSHES: ClassVar[bool] = False  # timers' own pushes (Cloud Tasks): early, late, twice
 
     def __init__(self) -> None:
         super().__init__()
@@ -241,6 +243,30 @@ class Interleavings(RuleBasedStateMachine):
             self.c.advance_clock(jump)
             free = self.c.free()
             self.c.start_tick(free[who % len(free)])
+
+    @precondition(lambda self: self.PUSHES and _free(self) and bool(self.c.timers.armed))
+    @rule(
+        who=WHO,
+        pick=PICK,
+        late=st.sampled_from([None, 0.0, 0.0, 3.0, 61.0]),
+        park_after=PARK_AFTER,
+    )
+    def push(self, who: int, pick: int, late: float | None, park_after: int | None) -> None:
+        """Any timer's push, any number of times: early (`late` None: now, whatever its due
+        time), or at its due time plus `late` seconds (the clock moved on to it). Beside the
+        ticks, which still fire the same timers: firing must be idempotent."""
+        with self.guard():
+            pushes = self.c.timers.pushes()
+            push = pushes[pick % len(pushes)]
+            wait = (push.due_at - self.c.clock.now()).total_seconds()
+            if late is not None and wait + late > 0:
+                self.c.advance_clock(wait + late)
+            elif late is None and 0 < wait <= EARLY_WAIT.total_seconds():
+                self.c.advance_clock(wait)  # a push a few ms early waits: as if on time here
+            free = self.c.free()
+            index = free[who % len(free)]
+            self.c.start_push(index, push)
+            self._park(index, park_after)
 
     @precondition(lambda self: _busy(self) or _free(self))
     @rule(who=WHO)
@@ -464,6 +490,29 @@ class Waits(Interleavings):
     WAITS = True
 
 
+# State hooks: run at least once per committed end (crashes after commit, duplicates, a
+# resume or cancel racing the hooks), never for an end that was not committed.
+class StateHooks(Interleavings):
+    FLOWS = ("il-hooked",)
+
+
+class StateHooksFaults(StateHooks):
+    OUTAGES = True
+    OPERATOR = True
+
+
+# Timers fired by their own pushes (Cloud Tasks) beside the ticks: retry delays, the deferred
+# checks' polls and the rechecks, each pushed early, late, twice or never.
+class TimerPushes(Interleavings):
+    FLOWS = (*CORE, "il-deferred")
+    PUSHES = True
+
+
+class TimerPushesFaults(TimerPushes):
+    OUTAGES = True
+    OPERATOR = True
+
+
 # Every construct also under every fault at once: publishes failing after their commits and a
 # bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
 class RunTimeMapsFaults(RunTimeMaps):
@@ -551,6 +600,10 @@ class SqliteWaitsFaults(WaitsFaults):
         MapOverASubflowResult,
         AllowFailure,
         Deferred,
+        StateHooks,
+        StateHooksFaults,
+        TimerPushes,
+        TimerPushesFaults,
         RunTimeMapsFaults,
         GatesFaults,
         SubflowsFaults,

@@ -16,6 +16,8 @@ from typing import Any
 
 from orchestrator.contracts import (
     ErrorInfo,
+    HooksRequested,
+    HookState,
     OutboxEntry,
     OutboxKind,
     Run,
@@ -41,9 +43,15 @@ from orchestrator.engine import (
 from orchestrator.errors import ConflictError
 from orchestrator.ports import Commit
 from orchestrator.runtime._completion import child_ended, report
+from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
 
 ABANDONED_AFTER = timedelta(seconds=60)
+HOOK_STATES = {
+    RunStatus.SUCCEEDED: HookState.COMPLETED,
+    RunStatus.FAILED: HookState.FAILED,
+    RunStatus.CANCELLED: HookState.CANCELLED,
+}
 CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
 
 
@@ -178,6 +186,26 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
     if run.parent is not None:
         _complete_parent(rt, run)
     event_id = f"{run.run_id}/{run.attempt}/{run.status.value.lower()}"
+    if plan.spec.hooks is not None or rt.notify:  # a worker runs them, after this commit
+        hooks = HooksRequested(
+            run_id=run.run_id,
+            flow_version=run.flow_version,
+            attempt=run.attempt,
+            state=HOOK_STATES[run.status],
+        )
+        # Hooks are the flow's code: routed, as its task requests are, to its code's worker.
+        envelope = rt.envelope(hooks, event_id=f"{event_id}/hooks", code=plan.spec.bundle)
+        rt.bus.publish(rt.topics.tasks, envelope)
+    LOGGER.info(
+        "run ended",
+        extra={
+            "run_id": run.run_id,
+            "flow": run.flow,
+            "status": run.status.value,
+            "attempt": run.attempt,
+            "reason": run.error.type if run.error else None,
+        },
+    )
     rt.publish(rt.topics.finished, ended, event_id=event_id)
 
 

@@ -3,12 +3,25 @@ stopped renewing its lease, queued attempts nobody claimed. It drives both sides
 faces, each item on its own deadline."""
 
 from orchestrator.runtime.sweeper._sweep import (
+    EARLY_WAIT,
     ITEM_BUDGET_S,
     TICK_BUDGET_S,
+    Fired,
     TickTime,
     expire_leases,
+    fire_timer,
     sweep,
     tick,
 )
 
-__all__ = ["ITEM_BUDGET_S", "TICK_BUDGET_S", "TickTime", "expire_leases", "sweep", "tick"]
+__all__ = [
+    "EARLY_WAIT",
+    "ITEM_BUDGET_S",
+    "TICK_BUDGET_S",
+    "Fired",
+    "TickTime",
+    "expire_leases",
+    "fire_timer",
+    "sweep",
+    "tick",
+]

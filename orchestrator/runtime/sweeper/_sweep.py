@@ -1,6 +1,8 @@
 """The sweeper: timers that came due, effects a crashed handler left, attempts whose worker
 stopped renewing its lease. Production ticks it from Cloud Scheduler (every minute); locally the
-stack's scheduler ticks it every 0.5 s.
+stack's scheduler ticks it every 0.5 s. Where a timer queue is configured, each timer also has
+a push of its own at its due time (`fire_timer`, a Cloud Task): the tick is then the rescue path
+for a push that never came.
 
 No single item can hold the sweeper. Every item runs on its own, in a worker thread, with its
 own deadline (ITEM_BUDGET_S) well inside the tick's budget: one that raises or outlives its
@@ -23,10 +25,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Protocol, TypeVar
 
-from orchestrator.contracts import DeadLetter, OutboxEntry, OutboxKind, TaskRun, TaskStatus, clip
+from orchestrator.contracts import (
+    DeadLetter,
+    OutboxEntry,
+    OutboxKind,
+    TaskRun,
+    TaskStatus,
+    TimerDue,
+    clip,
+)
 from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
 from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
@@ -198,6 +209,40 @@ def _do(rt: Runtime, item: OutboxEntry) -> None:
         return
     plan = rt.plan_of(snap.run)
     execute(rt, plan, snap.run, [item], rt.clock.now())  # due: timer or abandoned
+
+
+class Fired(StrEnum):
+    """What a timer's own push (a Cloud Task) did."""
+
+    FIRED = "fired"  # fired now, as the tick would have
+    GONE = "gone"  # fired already (by the tick, or a push delivered twice): nothing to do
+    MOVED = "moved"  # re-armed for a later time since (a backoff): its own push fires it then
+    EARLY = "early"  # this push came more than EARLY_WAIT before its time: answer "later"
+    FAILED = "failed"  # firing raised: backed off on the entry, as the tick does
+
+
+# A push a little early (clocks differ by milliseconds) waits for the due time rather than
+# bouncing; one far too early is answered non-2xx, so the queue delivers it again later.
+EARLY_WAIT = timedelta(seconds=1)
+
+
+def fire_timer(rt: Runtime, due: TimerDue) -> Fired:
+    """Fire the one outbox entry a timer push names, through the code the tick uses (`_do`),
+    read from the store (the push only names it). Idempotent: a second push finds it gone."""
+    item = rt.timers.entry(due.run_id, due.entry_id)
+    if item is None:
+        return Fired.GONE
+    early = item.due_at - rt.clock.now()
+    if early > EARLY_WAIT:
+        return Fired.MOVED if item.due_at != due.due_at else Fired.EARLY
+    if early > timedelta(0):
+        rt.clock.sleep(early.total_seconds())
+    try:
+        _do(rt, item)
+    except Exception as e:  # as a tick's item: backed off (and so re-armed), never lost
+        _failed(rt, item, e)
+        return Fired.FAILED
+    return Fired.FIRED
 
 
 def _failed(rt: Runtime, item: OutboxEntry, error: Exception) -> None:

@@ -13,6 +13,7 @@ from orchestrator.runtime.worker._defer import (
     hooks_of,
     unsure,
 )
+from orchestrator.runtime.worker._hooks import StateInfo, notification, run_hooks
 from orchestrator.runtime.worker._job import JobAttempt, JobExecutionFailed
 from orchestrator.runtime.worker._jobrun import JOB_TIMEOUT_S, run_job_attempt
 from orchestrator.runtime.worker._lease import Lease
@@ -29,11 +30,14 @@ __all__ = [
     "JobAttempt",
     "JobExecutionFailed",
     "Lease",
+    "StateInfo",
     "TaskRunContext",
     "check",
     "deferrable",
     "hooks_of",
+    "notification",
     "parse",
+    "run_hooks",
     "run_job_attempt",
     "run_task",
     "task_input_hash",
