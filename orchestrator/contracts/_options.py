@@ -10,6 +10,8 @@ Serializer = Literal["json", "pickle"]
 # Ids end up in document paths and object names: keep them to a safe alphabet.
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,64}$")]
+# Limit keys end up in document ids too.
+LimitKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
 
 
 class Frozen(BaseModel):
@@ -54,6 +56,10 @@ class TaskOptions(Frozen):
     cache_key_fn: str | None = None  # "module:qualname" of fn(task_key, inputs) -> str | None
     cache_expiration_seconds: float | None = Field(default=None, gt=0)
     log_prints: bool | None = None  # None: as the flow says
+    # A concurrency key (`kumoflow limits set KEY N` bounds the attempts of that key that run
+    # at once); None: unbounded. Among the waiters of a key, higher priorities go first.
+    concurrency: LimitKey | None = None
+    priority: int = 0
 
 
 class FlowOptions(Frozen):

@@ -45,6 +45,7 @@ def cloud_runtime(
         bus=bus(pubsub) if bus is not None else pubsub,
         clock=SystemClock(),
         start=start_run,
+        limits=store,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         topics=TOPICS.named(name_prefix()),
         source=source,
@@ -78,5 +79,6 @@ def memory_runtime(
         bus=bus or MemoryBus(),
         clock=clock or SystemClock(),
         start=start_run,
+        limits=store,
         resolver=Resolver(functions),
     )

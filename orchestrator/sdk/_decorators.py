@@ -191,6 +191,8 @@ def task(
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
     log_prints: bool | None = None,
+    concurrency: str | None = None,
+    priority: int = 0,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time.
@@ -218,6 +220,8 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=as_seconds(kwargs.get("cache_expiration")),
             log_prints=kwargs.get("log_prints"),
+            concurrency=kwargs.get("concurrency"),
+            priority=kwargs.get("priority", 0),
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 )
 
 from orchestrator.adapters import DB_FILE, SqliteStore
-from orchestrator.contracts import Run, RunStatus
+from orchestrator.contracts import Run, RunStatus, TaskStatus
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 
@@ -130,6 +130,7 @@ class Interleavings(RuleBasedStateMachine):
     OUTAGES: ClassVar[bool] = False  # the bus fails for a while
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
+    LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,6 +159,8 @@ class Interleavings(RuleBasedStateMachine):
             self.cluster = Cluster(k, store=SqliteStore(Path(self.folder) / DB_FILE))
         else:
             self.cluster = Cluster(k)
+        if self.LIMIT is not None:
+            self.cluster.store.set_limit(interleaved.LIMIT_KEY, self.LIMIT, self.c.clock.now())
         for n, (flow, params) in enumerate(requests):
             self.cluster.request_run(f"run-{n}", flow, params)
 
@@ -311,7 +314,24 @@ class Interleavings(RuleBasedStateMachine):
                     problems.append(f"{run_id} ended {before}, then {snap.run}")
                 if snap.run.status.terminal:
                     self.ended[(run_id, snap.run.attempt)] = snap.run
+            problems.extend(self._over_the_limit())
             assert not problems, report(self.c, problems)
+
+    def _over_the_limit(self) -> list[str]:
+        """Never more attempts of the key running (claimed, in the store) than its limit."""
+        if self.LIMIT is None:
+            return []
+        snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
+        running = [
+            f"{t.run_id}/{t.key}"
+            for snap in snaps
+            if snap is not None
+            for t in snap.tasks.values()
+            if t.status is TaskStatus.RUNNING and t.name in interleaved.LIMITED_TASKS
+        ]
+        if len(running) > self.LIMIT:
+            return [f"{len(running)} attempts of a key limited to {self.LIMIT} run: {running}"]
+        return []
 
     def teardown(self) -> None:
         if self.cluster is None:
@@ -320,6 +340,15 @@ class Interleavings(RuleBasedStateMachine):
             if not self.broken:
                 self.c.drain()
                 problems = self.c.problems()
+                if self.LIMIT is not None:
+                    # Every slot free, no waiter, once everything ended and one sweep after
+                    # a lease passed (a crashed or cancelled attempt's slot comes back then).
+                    self.c.advance_clock(BIG_JUMP_S)
+                    self.c.start_tick(0)
+                    self.c.finish(0)
+                    for state in self.c.store.limit_states():
+                        if state.in_use or state.waiters:
+                            problems.append(f"after the end, {state} is not all free")
                 assert not problems, report(self.c, problems)
         finally:
             self.c.close()
@@ -422,6 +451,19 @@ class DeferredFaults(Deferred):
     OPERATOR = True
 
 
+class Limits(Interleavings):
+    """Concurrency limits: slots held, handed on and reclaimed under every fault."""
+
+    FLOWS = ("il-limited-map",)
+    LIMIT = 1
+
+
+class LimitsFaults(Limits):
+    OUTAGES = True
+    OPERATOR = True
+    LIMIT = 2
+
+
 # The same machines over SQLite (what `kumoflow run` keeps its history in): its etags,
 # transactions and due-queries must keep every guarantee the memory store keeps.
 class SqliteCore(Core):
@@ -441,6 +483,10 @@ class SqliteSubflowsFaults(SubflowsFaults):
 
 
 class SqliteDeferredFaults(DeferredFaults):
+    SQLITE = True
+
+
+class SqliteLimitsFaults(LimitsFaults):
     SQLITE = True
 
 
@@ -470,6 +516,9 @@ class SqliteDeferredFaults(DeferredFaults):
         SqliteGatesFaults,
         SqliteSubflowsFaults,
         SqliteDeferredFaults,
+        Limits,
+        LimitsFaults,
+        SqliteLimitsFaults,
     ],
     ids=lambda m: m.__name__,
 )

@@ -1,0 +1,212 @@
+"""LimitStore on Firestore, with no hot document (see engine.limits for the rules).
+
+Layout, per key:
+  kumoflow_limits/{key}                 {"limit": N}: written by `kumoflow limits set` alone
+  kumoflow_limits/{key}/slots/{i}       one document per slot (i < N): its holder and lease
+  kumoflow_limits/{key}/tickets/{who}   one document per waiting attempt, with its `rank`
+
+Why a ticket queue over sharded slot documents: a waiter writes only its own ticket (create-
+only), so 10,000 waiters of one key write 10,000 documents and never one record. Every holder,
+waiter or not, enters through its ticket, and a slot changes hands only in a transaction over one
+slot document and one ticket document (`_hand`): at most as many writers contend as slots free
+up at once, never the waiters. Which free slot and which of the first tickets a server takes is
+spread over the first SPREAD of each, so concurrent servers rarely meet on one document: within
+those SPREAD places the line is not strictly FIFO (the order is exact beyond them, and with one
+server at a time). Queries read the slots by `holder` and the tickets by `rank` (single-field
+indexes); the sweeper reads expired slots by a collection-group query on `lease_until`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from orchestrator.contracts import LimitState, Slot, Ticket
+from orchestrator.engine import limits
+
+SPREAD = 8  # free slots (and first tickets) a server picks among at random
+FIELDS = ("key", "index", "holder", "run_id", "task", "attempt", "lease_until")
+
+
+class FirestoreLimits:
+    """Mixed into FirestoreStore: `_db` is its client, `_limit_docs` its limits collection."""
+
+    _db: firestore.Client
+    _limit_docs: Any
+
+    def _key_ref(self, key: str) -> Any:
+        return self._limit_docs.document(key)
+
+    def _limit_of(self, key: str) -> int | None:
+        snap = self._key_ref(key).get()
+        return snap.get("limit") if snap.exists else None
+
+    def set_limit(self, key: str, limit: int | None, lease_until: datetime) -> list[Ticket]:
+        ref = self._key_ref(key)
+        ref.set({"key": key, "limit": limit})
+        slots = ref.collection("slots")
+        for i in range(limit or 0):
+            with contextlib.suppress(gexc.AlreadyExists):
+                slots.document(str(i)).create({"key": key, "index": i, "holder": None})
+        for snap in slots.where(filter=firestore.FieldFilter("holder", "==", None)).stream():
+            if limit is None or snap.get("index") >= limit:  # a cut: free ones above go now
+                snap.reference.delete()
+        if limit is None:  # no limit any more: every waiter goes
+            woken = [self._ticket(s.to_dict() or {}) for s in ref.collection("tickets").stream()]
+            for t in woken:
+                ref.collection("tickets").document(_who(t.holder)).delete()
+            return woken
+        return self._serve(key, lease_until)
+
+    def limit_states(self, key: str | None = None) -> list[LimitState]:
+        keys = [key] if key is not None else [s.id for s in self._limit_docs.stream()]
+        states = []
+        for k in sorted(keys):
+            ref = self._key_ref(k)
+            snap = ref.get()
+            if not snap.exists:
+                continue
+            held = [
+                _slot(s.to_dict() or {})
+                for s in ref.collection("slots").stream()
+                if s.get("holder") is not None
+            ]
+            waiting = [self._ticket(s.to_dict() or {}) for s in ref.collection("tickets").stream()]
+            waiting.sort(key=limits.rank)
+            states.append(
+                LimitState(
+                    key=k,
+                    limit=snap.get("limit") or 0,
+                    in_use=len(held),
+                    waiters=len(waiting),
+                    oldest_wait=min((t.enqueued_at for t in waiting), default=None),
+                    slots=tuple(sorted(held, key=lambda s: s.index)),
+                    waiting=tuple(waiting),
+                )
+            )
+        return states
+
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
+        if self._limit_of(ticket.key) is None:
+            return True, []
+        ref = self._key_ref(ticket.key)
+        held = self._held(ticket.key, ticket.holder)
+        if held is not None:
+            if held.get("lease_until") is None or held.get("lease_until") < lease_until:
+                held.reference.update({"lease_until": lease_until})
+            return True, []
+        doc = ticket.model_dump(mode="python") | {"rank": limits.rank(ticket)[0]}
+        try:
+            ref.collection("tickets").document(_who(ticket.holder)).create(doc)
+        except gexc.AlreadyExists:
+            return False, []  # in line already (a duplicate request)
+        woken = self._serve(ticket.key, lease_until)
+        mine = any(t.holder == ticket.holder for t in woken)
+        if not mine and self._held(ticket.key, ticket.holder) is not None:
+            mine = True  # a concurrent server handed it a slot
+        return mine, [t for t in woken if t.holder != ticket.holder]
+
+    def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
+        ref = self._key_ref(key)
+        ref.collection("tickets").document(_who(holder)).delete()  # ended while waiting
+        held = self._held(key, holder)
+        if held is not None:
+            limit = self._limit_of(key)
+            if limit is None or held.get("index") >= limit:
+                held.reference.delete()  # the limit was cut (or removed): the slot goes
+            else:
+                _free(self._db, held.reference, holder)
+        return self._serve(key, lease_until)
+
+    def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:
+        query = (
+            self._db.collection_group("slots")
+            .where(filter=firestore.FieldFilter("lease_until", "<=", now))
+            .order_by("lease_until")
+            .limit(limit)
+        )
+        return [_slot(s.to_dict() or {}) for s in query.stream() if s.get("holder")]
+
+    # --- helpers
+
+    def _held(self, key: str, holder: str) -> Any:
+        query = (
+            self._key_ref(key)
+            .collection("slots")
+            .where(filter=firestore.FieldFilter("holder", "==", holder))
+            .limit(1)
+        )
+        found = list(query.stream())
+        return found[0] if found else None
+
+    def _serve(self, key: str, lease_until: datetime) -> list[Ticket]:
+        """Hand free slots to the first tickets in line until either runs out."""
+        ref = self._key_ref(key)
+        served: list[Ticket] = []
+        while True:
+            free = list(
+                ref.collection("slots")
+                .where(filter=firestore.FieldFilter("holder", "==", None))
+                .limit(SPREAD)
+                .stream()
+            )
+            if not free:
+                return served
+            first = list(ref.collection("tickets").order_by("rank").limit(SPREAD).stream())
+            if not first:
+                return served
+            slot = random.choice(free).reference
+            ticket = first[0] if len(free) == 1 else random.choice(first[: len(free)])
+            got = _hand(self._db, slot, ticket.reference, lease_until)
+            if got is not None:
+                served.append(got)
+
+    @staticmethod
+    def _ticket(doc: dict[str, Any]) -> Ticket:
+        doc.pop("rank", None)
+        return Ticket.model_validate(doc)
+
+
+def _who(holder: str) -> str:
+    return holder.replace("/", "~")  # a document id: `/` separates paths
+
+
+def _slot(doc: dict[str, Any]) -> Slot:
+    return Slot.model_validate({f: doc[f] for f in FIELDS})
+
+
+def _hand(db: firestore.Client, slot: Any, ticket: Any, lease_until: datetime) -> Ticket | None:
+    """Give the free `slot` to `ticket`'s attempt and take the ticket out of line, at once;
+    None when another server got there first (the loop reads again)."""
+
+    @firestore.transactional
+    def hand(tx: Any) -> Ticket | None:
+        s, t = slot.get(transaction=tx), ticket.get(transaction=tx)
+        if not s.exists or s.get("holder") is not None or not t.exists:
+            return None
+        found = FirestoreLimits._ticket(t.to_dict() or {})
+        tx.update(
+            slot, limits.reserve(found, s.get("index"), lease_until).model_dump(mode="python")
+        )
+        tx.delete(ticket)
+        return found
+
+    with contextlib.suppress(gexc.Aborted, ValueError):
+        result: Ticket | None = hand(db.transaction())
+        return result
+    return None
+
+
+def _free(db: firestore.Client, slot: Any, holder: str) -> None:
+    @firestore.transactional
+    def free(tx: Any) -> None:
+        s = slot.get(transaction=tx)
+        if s.exists and s.get("holder") == holder:
+            tx.update(slot, {"holder": None, "lease_until": None})
+
+    free(db.transaction())
