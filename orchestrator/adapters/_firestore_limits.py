@@ -120,7 +120,8 @@ class FirestoreLimits:
             if limit is None or held.get("index") >= limit:
                 held.reference.delete()  # the limit was cut (or removed): the slot goes
             else:
-                _free(self._db, held.reference, holder)
+                with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):
+                    _free(self._db, held)
         return self._serve(key, lease_until)
 
     def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:
@@ -160,9 +161,9 @@ class FirestoreLimits:
             first = list(ref.collection("tickets").order_by("rank").limit(SPREAD).stream())
             if not first:
                 return served
-            slot = random.choice(free).reference
-            ticket = first[0] if len(free) == 1 else random.choice(first[: len(free)])
-            got = _hand(self._db, slot, ticket.reference, lease_until)
+            slot = random.choice(free)
+            ticket = random.choice(first[: len(free)])
+            got = _hand(self._db, slot, ticket, lease_until)
             if got is not None:
                 served.append(got)
 
@@ -181,32 +182,29 @@ def _slot(doc: dict[str, Any]) -> Slot:
 
 
 def _hand(db: firestore.Client, slot: Any, ticket: Any, lease_until: datetime) -> Ticket | None:
-    """Give the free `slot` to `ticket`'s attempt and take the ticket out of line, at once;
-    None when another server got there first (the loop reads again)."""
-
-    @firestore.transactional
-    def hand(tx: Any) -> Ticket | None:
-        s, t = slot.get(transaction=tx), ticket.get(transaction=tx)
-        if not s.exists or s.get("holder") is not None or not t.exists:
-            return None
-        found = FirestoreLimits._ticket(t.to_dict() or {})
-        tx.update(
-            slot, limits.reserve(found, s.get("index"), lease_until).model_dump(mode="python")
-        )
-        tx.delete(ticket)
-        return found
-
-    with contextlib.suppress(gexc.Aborted, ValueError):
-        result: Ticket | None = hand(db.transaction())
-        return result
-    return None
+    """Give the free `slot` to `ticket`'s attempt and take the ticket out of line, in one
+    batch conditional on both being as read (no read-write transaction: two of those on one
+    pair deadlock upgrading their read locks); None when another server got there first."""
+    found = FirestoreLimits._ticket(ticket.to_dict() or {})
+    taken = limits.reserve(found, slot.get("index"), lease_until)
+    batch = db.batch()
+    batch.update(
+        slot.reference,
+        taken.model_dump(mode="python"),
+        option=db.write_option(last_update_time=slot.update_time),
+    )
+    batch.delete(ticket.reference, option=db.write_option(last_update_time=ticket.update_time))
+    try:
+        batch.commit()
+    except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted):
+        return None
+    return found
 
 
-def _free(db: firestore.Client, slot: Any, holder: str) -> None:
-    @firestore.transactional
-    def free(tx: Any) -> None:
-        s = slot.get(transaction=tx)
-        if s.exists and s.get("holder") == holder:
-            tx.update(slot, {"holder": None, "lease_until": None})
-
-    free(db.transaction())
+def _free(db: firestore.Client, held: Any) -> None:
+    """Free the slot `held` (a snapshot of it, held): a no-op when it moved since (renewed by
+    the sweeper: the caller reads it again)."""
+    held.reference.update(
+        {"holder": None, "lease_until": None},
+        option=db.write_option(last_update_time=held.update_time),
+    )
