@@ -78,6 +78,8 @@ class FirestoreLimits:
             ]
             waiting = [self._ticket(s.to_dict() or {}) for s in ref.collection("tickets").stream()]
             waiting.sort(key=limits.rank)
+            if snap.get("limit") is None and not held and not waiting:
+                continue  # removed, and nothing left of it
             states.append(
                 LimitState(
                     key=k,

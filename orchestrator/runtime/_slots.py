@@ -23,6 +23,7 @@ from orchestrator.contracts import (
     Slot,
     TaskOptions,
     TaskRequested,
+    TaskRun,
     TaskStatus,
     Ticket,
     holder_of,
@@ -74,13 +75,7 @@ def wake(rt: Runtime, tickets: Sequence[Ticket]) -> None:
         t = pending.pop(0)
         snap = rt.state.load(t.run_id, [t.task])
         task = snap.tasks.get(t.task) if snap is not None else None
-        if (
-            snap is None
-            or snap.run.status is not RunStatus.RUNNING
-            or task is None
-            or task.attempt != t.attempt
-            or task.status is not TaskStatus.QUEUED
-        ):
+        if snap is None or snap.run.status is not RunStatus.RUNNING or not _queued(task, t):
             pending.extend(_store(rt).release(t.key, t.holder, _lease(rt)))
             continue
         event = TaskRequested(
@@ -102,15 +97,25 @@ def reclaim(rt: Runtime, slot: Slot) -> bool:
     yet claimed: then woken again), freed otherwise. True when it changed anything."""
     tasks, _ = rt.state.tasks(slot.run_id, [slot.task])
     task = tasks.get(slot.task)
-    current = task is not None and task.attempt == slot.attempt and not task.status.terminal
-    if current and task is not None and task.status is TaskStatus.QUEUED:
-        wake(rt, [_ticket_of(slot)])
-    if current:
+    ticket = _ticket_of(slot)
+    if _queued(task, ticket):  # handed the slot, never claimed it: its wake-up was lost
+        wake(rt, [ticket])
+    if _queued(task, ticket) or (
+        task is not None and task.attempt == slot.attempt and not task.status.terminal
+    ):
         holds, woken = _store(rt).acquire(_ticket_of(slot), _lease(rt))
         wake(rt, woken)
         return holds
     wake(rt, _store(rt).release(slot.key, slot.holder, _lease(rt)))
     return True
+
+
+def _queued(task: TaskRun | None, ticket: Ticket) -> bool:
+    """Whether the ticket's attempt still waits to be claimed. A first attempt may have no
+    record yet (a claim creates it)."""
+    if task is None:
+        return ticket.attempt == 1
+    return task.attempt == ticket.attempt and task.status is TaskStatus.QUEUED
 
 
 def _ticket_of(slot: Slot) -> Ticket:
@@ -131,3 +136,21 @@ def _store(rt: Runtime) -> LimitStore:
     if rt.limits is None:
         raise BadInputError("a task with a concurrency key ran on a runtime without limits")
     return rt.limits
+
+
+def set_limit(rt: Runtime, key: str, limit: int | None) -> None:
+    """`kumoflow limits set|rm`: a raised (or removed) limit wakes the waiters it serves."""
+    wake(rt, _store(rt).set_limit(key, limit, _lease(rt)))
+
+
+def waiting_for(rt: Runtime, run_id: str) -> dict[str, str]:
+    """The tasks of a run that wait in line for a slot: task key -> concurrency key (what
+    `runs show` and the dashboard say of a queued task)."""
+    if rt.limits is None:
+        return {}
+    return {
+        t.task: t.key
+        for state in rt.limits.limit_states()
+        for t in state.waiting
+        if t.run_id == run_id
+    }
