@@ -33,6 +33,9 @@ from orchestrator.ports import LimitStore
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
 
+# An attempt's states before its claim: queued, or a retry whose request went out at once.
+_UNCLAIMED = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+
 
 def hold(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions) -> bool:
     """Take (or keep) a slot for the attempt: False when it waits in line for one."""
@@ -115,7 +118,13 @@ def _queued(task: TaskRun | None, ticket: Ticket) -> bool:
     record yet (a claim creates it)."""
     if task is None:
         return ticket.attempt == 1
-    return task.attempt == ticket.attempt and task.status is TaskStatus.QUEUED
+    last = task.attempts[-1] if task.attempts else None
+    return (
+        last is not None
+        and last.number == ticket.attempt
+        and not task.status.terminal
+        and last.status in _UNCLAIMED
+    )
 
 
 def _ticket_of(slot: Slot) -> Ticket:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import RunStatus, TaskRun
+from orchestrator.contracts import RunStatus
 from orchestrator.runtime import set_limit
 from tests.e2e.test_worker_crash import short_leases
-from tests.flows.limited import KEY, limited_map
+from tests.flows.limited import KEY, limited_map, most_at_once
 
 pytestmark = pytest.mark.emulator
 LIMIT = 10
@@ -23,22 +23,6 @@ WIDTH = int(os.environ.get("KUMOFLOW_LIMITS_E2E_WIDTH", "1000"))
 KILLS = 5
 
 __all__ = ["short_leases"]  # the fixture, used by name
-
-
-def most_at_once(tasks: list[TaskRun]) -> int:
-    """The most attempts whose [started_at, ended_at] overlap at one instant."""
-    edges = sorted(
-        (when, step)
-        for t in tasks
-        for a in t.attempts
-        if a.started_at is not None and a.ended_at is not None
-        for when, step in ((a.started_at, 1), (a.ended_at, -1))
-    )  # at one instant an end sorts before a start: touching attempts do not overlap
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_a_wide_map_under_a_limit_never_runs_more_than_the_limit_and_leaks_no_slot(

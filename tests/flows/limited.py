@@ -8,6 +8,7 @@ import signal
 import time
 
 from orchestrator import context, flow, task, unmapped
+from orchestrator.contracts import TaskRun
 
 KEY = "e2e-limited"
 
@@ -29,3 +30,19 @@ def limited_total(values: list[int]) -> int:
 @flow(name="limited-map")
 def limited_map(items: list[int], kill: list[int]) -> int:
     return limited_total(limited_item.map(items, kill=unmapped(kill)))
+
+
+def most_at_once(tasks: list[TaskRun]) -> int:
+    """The most attempts whose [started_at, ended_at] overlap at one instant."""
+    edges = sorted(
+        (when, step)
+        for t in tasks
+        for a in t.attempts
+        if a.started_at is not None and a.ended_at is not None
+        for when, step in ((a.started_at, 1), (a.ended_at, -1))
+    )  # at one instant an end sorts before a start: touching attempts do not overlap
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
