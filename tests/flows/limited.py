@@ -18,7 +18,7 @@ def limited_item(i: int, kill: list[int]) -> int:
     info = context.task_run
     if info is not None and info.run_count == 1 and i in kill:
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no response: as an OOM kill
-    time.sleep(0.02)  # long enough that attempts overlap
+    time.sleep(0.3)  # long enough that, unlimited, far more than the limit would overlap
     return i
 
 
