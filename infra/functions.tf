@@ -101,6 +101,7 @@ resource "google_cloudfunctions2_function" "fn" {
       KUMOFLOW_RETENTION_DAYS       = tostring(var.retention_days)
       KUMOFLOW_MAX_MAP_WIDTH        = tostring(var.max_map_width)
       KUMOFLOW_PUBLISHES            = join(",", each.value.publishes)
+      KUMOFLOW_TASK_JOB             = local.task_job # runtime="job" tasks (jobs.tf)
       LOG_EXECUTION_ID              = "true"
       }, each.key == local.wiring.worker_function ? {
       # The earlier bundles' requests it leaves to their kept workers (code.tf).

@@ -17,6 +17,7 @@ locals {
         function    = name
         ack_s       = fn.ack_deadline_s
         dead_letter = fn.dead_letter
+        filter      = null
       }
     },
     {
@@ -26,6 +27,8 @@ locals {
         function    = local.wiring.trigger_function
         ack_s       = local.functions[local.wiring.trigger_function].ack_deadline_s
         dead_letter = true
+        # The flows' attribute filters pushed down (the run starter checks them again).
+        filter = lookup(var.pubsub_trigger_filters, topic, null)
       }
     },
   )
@@ -59,6 +62,7 @@ resource "google_pubsub_subscription" "push" {
   topic                      = "projects/${var.project}/topics/${each.value.topic}"
   ack_deadline_seconds       = each.value.ack_s
   message_retention_duration = "604800s"
+  filter                     = each.value.filter
 
   expiration_policy {
     ttl = "" # never expires while idle

@@ -84,6 +84,21 @@ variable "functions" {
   default = {}
 }
 
+variable "task_job" {
+  description = "The task job that runtime=\"job\" tasks run in: vCPU, memory, and its timeout in seconds (24 h by default; Cloud Run allows up to 7 days). `kumoflow deploy` refuses a job-run task whose timeout_seconds exceeds 24 h."
+  type = object({
+    cpu       = optional(string, "1")
+    memory    = optional(string, "2Gi")
+    timeout_s = optional(number, 86400)
+  })
+  default = {}
+
+  validation {
+    condition     = var.task_job.timeout_s >= 1 && var.task_job.timeout_s <= 604800
+    error_message = "task_job.timeout_s must be between 1 and 604800 (Cloud Run jobs' 7-day limit)."
+  }
+}
+
 variable "environment" {
   description = "Extra environment variables for every function (for the flows' own settings; never secrets: use Secret Manager)."
   type        = map(string)
@@ -157,6 +172,12 @@ variable "pubsub_triggers" {
   description = "Topics of every on_pubsub: each gets a push subscription into the run starter."
   type        = list(string)
   default     = []
+}
+
+variable "pubsub_trigger_filters" {
+  description = "Pub/Sub filter of a trigger topic's subscription (the attributes its flows' on_pubsub(attributes=...) require), by topic; a topic not listed takes every message."
+  type        = map(string)
+  default     = {}
 }
 
 variable "create_trigger_topics" {

@@ -1,7 +1,7 @@
 """kumoflow: Prefect-style flows and tasks, run in-process or as Pub/Sub-triggered functions."""
 
 from orchestrator import context
-from orchestrator.contracts import GcsObject, PubSubMessage
+from orchestrator.contracts import GcsObject, PubSubMessage, TaskRuntime
 from orchestrator.errors import (
     BadInputError,
     ConflictError,
@@ -55,6 +55,7 @@ __all__ = [
     "Task",
     "TaskRunContext",
     "TaskRunError",
+    "TaskRuntime",
     "TransientError",
     "allow_failure",
     "branch",

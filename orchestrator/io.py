@@ -11,21 +11,42 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-from orchestrator.ports import BlobStore, BlockStore
+from orchestrator.ports import BlobStore, BlockStore, Clock
 
 CURRENT_BLOBS: ContextVar[BlobStore | None] = ContextVar("kumoflow_blobs", default=None)
 CURRENT_BLOCKS: ContextVar[BlockStore | None] = ContextVar("kumoflow_blocks", default=None)
+# The runtime's clock and results bucket, for kumoflow's own waits (orchestrator.waits): a
+# sleep's end is read from the clock the runtime skips in tests, never from the wall.
+CURRENT_PLACE: ContextVar[tuple[Clock, str] | None] = ContextVar("kumoflow_place", default=None)
 
 
 @contextlib.contextmanager
-def services(blobs: BlobStore, blocks: BlockStore | None) -> Iterator[None]:
-    """The stores of the runtime running a task, for its code (None: the default block store)."""
+def services(
+    blobs: BlobStore,
+    blocks: BlockStore | None,
+    place: tuple[Clock, str] | None = None,
+) -> Iterator[None]:
+    """The stores of the runtime running a task, for its code (None: the default block store),
+    and its (clock, results bucket) when given."""
     blob_token, block_token = CURRENT_BLOBS.set(blobs), CURRENT_BLOCKS.set(blocks)
+    place_token = CURRENT_PLACE.set(place)
     try:
         yield
     finally:
+        CURRENT_PLACE.reset(place_token)
         CURRENT_BLOCKS.reset(block_token)
         CURRENT_BLOBS.reset(blob_token)
+
+
+def current_place() -> tuple[Clock, str]:
+    """The running task's (clock, results bucket); outside a run: the system clock and the
+    default bucket."""
+    place = CURRENT_PLACE.get()
+    if place is not None:
+        return place
+    from orchestrator.adapters import SystemClock
+
+    return SystemClock(), "kumoflow-results"
 
 
 def _blobs() -> BlobStore:
@@ -36,6 +57,11 @@ def _blobs() -> BlobStore:
         store = MemoryBlobStore()  # a task called outside any run: keep it self-contained
         CURRENT_BLOBS.set(store)
     return store
+
+
+def current_blobs() -> BlobStore:
+    """The running task's blob store (outside a run: a memory one of its own)."""
+    return _blobs()
 
 
 def running_blobs() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from orchestrator.contracts import (
@@ -217,3 +218,39 @@ class BlockStore(Protocol):
     def get_block(self, kind: str, name: str) -> StoredBlock | None: ...
     def list_blocks(self, kind: str | None = None) -> list[StoredBlock]: ...
     def delete_block(self, kind: str, name: str) -> bool: ...
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # the entrypoint exited 0
+    FAILED = "failed"  # it exited otherwise, timed out, or was cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class JobExecution:
+    name: str  # the execution's full name
+    logs_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    state: JobState
+    message: str = ""
+
+
+class JobRunner(Protocol):
+    """Runs a `runtime="job"` task's attempt as a job execution of the task worker's own code
+    (Cloud Run jobs in the cloud and on the stack; a thread, or a step of a test, in memory).
+    The attempt's identity travels as env; the execution's own state says how it ended."""
+
+    def start(self, env: Mapping[str, str]) -> JobExecution:
+        """Raises a retryable KumoflowError when the API could not be reached."""
+        ...
+
+    def status(self, name: str) -> JobStatus:
+        """Raises a retryable KumoflowError when the API could not tell."""
+        ...
+
+    def cancel(self, name: str) -> None:
+        """Stop it; nothing when it has ended."""
+        ...

@@ -30,6 +30,7 @@ RANK = {
     "orchestrator.local": 6,
     "orchestrator.cloud": 6,
     "orchestrator.gcp": 6,  # Google Cloud helpers for flows: built on the sdk's @task
+    "orchestrator.waits": 6,  # sleep, wait_for_event, pause: built-in deferred tasks
     "orchestrator.testing": 7,
     "orchestrator.cli": 7,
     "orchestrator.ui": 7,
@@ -196,6 +197,7 @@ FACES = {
         "BadInputError", "ConflictError", "Flow", "FlowDefinitionError", "FlowRunError",
         "GcsObject", "InProcessRunner", "KumoflowError", "NotFoundError", "ParameterError",
         "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
+        "TaskRuntime",
         "TaskRunError", "TransientError", "allow_failure", "branch", "context",
         "exponential_backoff", "flow", "get_run_logger", "on_gcs_finalize", "on_pubsub",
         "on_schedule", "run_in_process", "switch", "sync_compatible", "task",

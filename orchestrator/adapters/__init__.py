@@ -16,6 +16,7 @@ from orchestrator.adapters._codec import (
     unwrap_pubsub,
 )
 from orchestrator.adapters._files import BLOBS_DIR, FileBlobStore
+from orchestrator.adapters._jobs import TASK_JOB_ENV, MemoryJobs
 from orchestrator.adapters._memory import MemoryBlobStore, MemoryBus, MemoryStore
 from orchestrator.adapters._names import (
     CLOUD_DATABASE,
@@ -31,6 +32,12 @@ from orchestrator.adapters._retention import RETENTION_ENV, TTL_FIELD
 from orchestrator.adapters._sqlite import DB_FILE, HOME_ENV, SqliteStore, kumoflow_home
 
 if TYPE_CHECKING:
+    from orchestrator.adapters._cloudrun import (
+        TRANSIENT,
+        CloudRunJobs,
+        execution_status,
+        run_clients,
+    )
     from orchestrator.adapters._firestore import FirestoreStore
     from orchestrator.adapters._firestore_blocks import FirestoreBlockStore, SecretManager
     from orchestrator.adapters._gcs import GcsBlobStore
@@ -39,6 +46,10 @@ if TYPE_CHECKING:
 # Google's client libraries take a second to import: load the cloud adapters on first use, so
 # in-process runs and the CLI's help stay fast.
 _LAZY = {
+    "TRANSIENT": "orchestrator.adapters._cloudrun",
+    "CloudRunJobs": "orchestrator.adapters._cloudrun",
+    "execution_status": "orchestrator.adapters._cloudrun",
+    "run_clients": "orchestrator.adapters._cloudrun",
     "FirestoreStore": "orchestrator.adapters._firestore",
     "FirestoreBlockStore": "orchestrator.adapters._firestore_blocks",
     "SecretManager": "orchestrator.adapters._firestore_blocks",
@@ -66,9 +77,12 @@ __all__ = [
     "NAME_PREFIX_ENV",
     "PUBSUB_PUBLISHED",
     "RETENTION_ENV",
+    "TASK_JOB_ENV",
+    "TRANSIENT",
     "TTL_FIELD",
     "CertCache",
     "CertsSource",
+    "CloudRunJobs",
     "FileBlobStore",
     "FileBlockStore",
     "FirestoreBlockStore",
@@ -76,6 +90,7 @@ __all__ = [
     "GcsBlobStore",
     "MemoryBlobStore",
     "MemoryBus",
+    "MemoryJobs",
     "MemoryStore",
     "PubSubBus",
     "SecretManager",
@@ -86,12 +101,14 @@ __all__ = [
     "block_secret_id",
     "block_store_from_env",
     "certs_file",
+    "execution_status",
     "fetch_certs",
     "firestore_database",
     "from_message",
     "kumoflow_home",
     "name_prefix",
     "peek_context",
+    "run_clients",
     "to_message",
     "unwrap_pubsub",
 ]

@@ -104,11 +104,19 @@ def deploy(
             dashboard=dashboard,
             blocks=blocks,
         )
-    lines = [f"{name} {version}" for name, version in done.flows.items()]
+    lines = [
+        f"{name} {version}: " + (", ".join(done.triggers.get(name, [])) or "no triggers")
+        for name, version in done.flows.items()
+    ]
     lines.append(
         f"function bundle: {done.bundle_bytes / 1e6:.1f} MB, {done.dependencies} dependencies "
         "pinned for the functions' runtime"
     )
+    if done.kept:
+        how = "they have runs going" if done.checked else "not checked: deploy with --apply"
+        lines.append(
+            f"code {done.code}; earlier code kept for its runs: {', '.join(done.kept)} ({how})"
+        )
     lines.append(f"Terraform root module: {done.out}")
     if done.applied:
         lines.append(f"applied and registered {len(done.flows)} flow(s) in {project}")
@@ -131,6 +139,7 @@ def _deploy_local(paths: tuple[str, ...], as_json: bool) -> None:
         f"{d['flow']} {d['version']}: "
         + (", ".join(d["triggers"]) or "no triggers")
         + (f"; uses {', '.join(d['uses'])} (started on the stack)" if d["uses"] else "")
+        + (f"; earlier code kept for its runs: {', '.join(d['kept'])}" if d.get("kept") else "")
         for d in done
     )
     echo(done, as_json, human)

@@ -52,6 +52,15 @@ EXAMPLES: dict[str, list[str]] = {
     "runs show": ["kumoflow runs show RUN_ID", "kumoflow runs show RUN_ID --project my-project"],
     "runs cancel": ["kumoflow runs cancel RUN_ID --reason 'wrong input'"],
     "runs retry": ["kumoflow runs retry RUN_ID --wait"],
+    "events": ["kumoflow events send invoice-paid --data '{\"invoice\": 42}'"],
+    "events send": [
+        "kumoflow events send invoice-paid --data '{\"invoice\": 42}' --id inv-42",
+        "kumoflow events send nightly-ready --project my-project --json",
+    ],
+    "runs resume": [
+        """kumoflow runs resume RUN_ID --input '{"approved": true, "approver": "ana"}'""",
+        "kumoflow runs resume RUN_ID --key pause-2 --input '{\"n\": 3}' --json",
+    ],
     "runs prune": ["kumoflow runs prune --days 7", "kumoflow runs prune --days 0 --json"],
     "logs": ["kumoflow logs RUN_ID", "kumoflow logs RUN_ID --task count-words --follow"],
     "block": ["kumoflow block ls"],

@@ -15,6 +15,7 @@ from orchestrator.cli._check import check
 from orchestrator.cli._deploy import deploy
 from orchestrator.cli._dev import dev
 from orchestrator.cli._dlq import dlq
+from orchestrator.cli._events import events
 from orchestrator.cli._examples import add_examples
 from orchestrator.cli._init import init
 from orchestrator.cli._limits import limits
@@ -318,7 +319,7 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, logs, dlq, deploy, trigger, schedules, ui, block, limits):
+for _group in (dev, runs, events, logs, dlq, deploy, trigger, schedules, ui, block, limits):
     main.add_command(_group)
 main.add_command(init)
 main.add_command(check)

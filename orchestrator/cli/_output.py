@@ -218,6 +218,14 @@ def describe(
     }
     out = summary(run, tasks, result, task_order=keys)
     out["result_uri"] = run.result_uri
+    from orchestrator.waits import waiting
+
+    parked = waiting(snap.outbox)
+    if parked:  # sleeps, waits for events, pauses: what each waits for
+        out["waiting"] = parked
+        for row in out["tasks"]:
+            if row["key"] in parked:
+                row["waiting_for"] = parked[row["key"]]
     if detail:
         out.update(
             created_at=run.created_at.isoformat(),

@@ -175,6 +175,41 @@ def retry(
 
 
 @runs.command()
+@click.argument("run_id")
+@click.option(
+    "--input",
+    "given",
+    required=True,
+    help="The paused node's input as JSON, validated by its form's pydantic model.",
+)
+@click.option("--key", default=None, help="The paused node, when several wait in the run.")
+@project_option
+@in_process_option
+@click.option("--json", "as_json", is_flag=True)
+def resume(
+    run_id: str, given: str, key: str | None, project: str | None, in_process: bool, as_json: bool
+) -> None:
+    """Give a paused run (`pause(input=Model)`) its input: the node ends with it and the run
+    goes on. Input that does not fit the model is refused with the model's errors (nothing
+    changes); a run not waiting (resumed before, timed out, cancelled) is refused too. To
+    run a FAILED or CANCELLED run again, see `runs retry`."""
+    from orchestrator.local import load_run
+    from orchestrator.waits import InputRefused, resume
+
+    with guard(as_json):
+        rt = runs_runtime(project, in_process)
+        try:
+            done = resume(rt, run_id, given, key=key)
+        except InputRefused as e:
+            if e.errors:
+                lines = [f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors]
+                raise InputRefused("input refused:\n  " + "\n  ".join(lines)) from None
+            raise
+        found = describe(rt, load_run(rt, run_id), detail=True)
+    echo(found, as_json, f"run {run_id}: {done.key} resumed with {json.dumps(done.value)}")
+
+
+@runs.command()
 @click.option(
     "--days",
     type=float,

@@ -50,7 +50,13 @@ from orchestrator.cloud._schedules import (
     Scheduler,
     deployed_region,
 )
-from orchestrator.cloud._wiring import FIRESTORE, GCS_NOTIFICATIONS, tfvars, wiring
+from orchestrator.cloud._wiring import (
+    FIRESTORE,
+    GCS_NOTIFICATIONS,
+    subscription_filters,
+    tfvars,
+    wiring,
+)
 
 __all__ = [
     "ARCHIVE",
@@ -90,6 +96,7 @@ __all__ = [
     "render",
     "request_run",
     "results_bucket",
+    "subscription_filters",
     "tfvars",
     "wiring",
     "wiring_json",

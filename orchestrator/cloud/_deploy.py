@@ -26,7 +26,7 @@ from orchestrator.cloud._dashboard import Dashboard, dashboard_tfvars
 from orchestrator.cloud._limits import refuse_long_tasks
 from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
-from orchestrator.contracts import FlowSpec, flow_version
+from orchestrator.contracts import FlowSpec, describe_trigger, flow_version
 from orchestrator.errors import KumoflowError
 from orchestrator.local import flows_in, live_bundles, with_bundle
 from orchestrator.ports import RecordStore
@@ -46,6 +46,7 @@ class GcpDeploy:
     project: str
     region: str
     flows: dict[str, str] = field(default_factory=dict)  # name -> version
+    triggers: dict[str, list[str]] = field(default_factory=dict)  # name -> describe_trigger
     bundle_bytes: int = 0  # the function source zip's size
     dependencies: int = 0  # the packages its requirements.txt installs
     commands: list[list[str]] = field(default_factory=list)
@@ -64,6 +65,7 @@ class GcpDeploy:
             "project": self.project,
             "region": self.region,
             "flows": self.flows,
+            "triggers": self.triggers,
             "bundle": {"bytes": self.bundle_bytes, "dependencies": self.dependencies},
             "code": {"bundle": self.code, "kept": self.kept, "checked": self.checked},
             "commands": [" ".join(c) for c in self.commands],
@@ -177,6 +179,7 @@ def deploy_gcp(
         retained=retained,
     )
     done.code, done.kept, done.checked = digest, sorted(retained), store is not None
+    done.triggers = {s.name: [describe_trigger(t) for t in s.triggers] for s in specs}
     _write(out / CODE_RECORD, json.dumps({"current": digest, "kept": sorted(retained)}) + "\n")
     if not apply:
         return done

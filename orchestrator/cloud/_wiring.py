@@ -6,6 +6,7 @@ triggers). One source of truth: the local stack applies the same declarations to
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +25,6 @@ from orchestrator.contracts import (
     ScheduleTrigger,
 )
 from orchestrator.errors import KumoflowError
-from orchestrator.functions import RETAINED_ENV
 from orchestrator.local import (
     FUNCTIONS,
     MAX_BACKOFF_S,
@@ -36,7 +36,8 @@ from orchestrator.local import (
     TICK_JOB,
     TRIGGER_SUBSCRIPTION_PREFIX,
 )
-from orchestrator.runtime import JOB_ATTRIBUTE, TOPICS, job_name
+from orchestrator.runtime import JOB_ATTRIBUTE, RETAINED_ENV, TOPICS, job_name
+from orchestrator.waits import wait_topics
 
 GCS_NOTIFICATIONS = emulators.StackConfig.__dataclass_fields__["gcs_notification_topic"].default
 WORKER = "task_worker"
@@ -146,6 +147,8 @@ def wiring() -> dict[str, Any]:
 
 _TOPIC = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _JOB = re.compile(r"[A-Za-z0-9_-]{1,500}")
+# Attribute keys written bare in a subscription filter (attributes.KEY); others stay in code.
+_ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def tfvars(
@@ -189,17 +192,21 @@ def tfvars(
                         "trigger on a topic of your own"
                     )
                 topics.add(t.topic)
+    waits = sorted(set().union(*(wait_topics(s) for s in specs)))
     return {
         "project": project,
         "region": region,
         "source_archive": source_archive,
         "flows": sorted(names),
+        # Topics flows wait on (orchestrator.waits), only when there are: older goldens stand.
+        **({"wait_topics": waits} if waits else {}),
         "gcs_triggers": [
             {"bucket": bucket, "prefix": prefix}
             for bucket in sorted(buckets)
             for prefix in _covering(buckets[bucket])
         ],
         "pubsub_triggers": sorted(topics),
+        "pubsub_trigger_filters": subscription_filters(specs),
         "schedules": dict(sorted(schedules.items())),
         "block_secrets": block_secrets(specs, blocks),
     }
@@ -259,6 +266,33 @@ def _block_classes() -> dict[str, Any]:
         if isinstance(getattr(cls, "kind", None), str):
             found[cls.kind] = cls
     return found
+
+
+def subscription_filters(specs: Sequence[FlowSpec]) -> dict[str, str]:
+    """Topic -> the Pub/Sub subscription filter that keeps what some flow on it may take: the
+    OR of each trigger's attribute equalities. None for a topic where a trigger takes every
+    message (or names an attribute the filter syntax cannot), so the run starter sees all."""
+    by_topic: dict[str, list[PubSubTrigger]] = {}
+    for spec in specs:
+        for t in spec.triggers:
+            if isinstance(t, PubSubTrigger):
+                by_topic.setdefault(t.topic, []).append(t)
+    out: dict[str, str] = {}
+    for topic, triggers in sorted(by_topic.items()):
+        if any(
+            not t.attributes or not all(map(_ATTRIBUTE.fullmatch, t.attributes)) for t in triggers
+        ):
+            continue
+        terms = sorted(
+            {
+                " AND ".join(
+                    f"attributes.{k} = {json.dumps(v)}" for k, v in sorted(t.attributes.items())
+                )
+                for t in triggers
+            }
+        )
+        out[topic] = terms[0] if len(terms) == 1 else " OR ".join(f"({x})" for x in terms)
+    return out
 
 
 def _covering(prefixes: set[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -45,6 +46,14 @@ class RetryPolicy(Frozen):
         return self.delay_seconds
 
 
+class TaskRuntime(StrEnum):
+    """Where a task's attempts run: in the task worker function (bounded by its timeout), or
+    as a Cloud Run job execution from the same code (hours; no function waits for it)."""
+
+    FUNCTION = "function"
+    JOB = "job"
+
+
 class TaskOptions(Frozen):
     name: str
     retry: RetryPolicy = RetryPolicy()
@@ -60,6 +69,7 @@ class TaskOptions(Frozen):
     # at once); None: unbounded. Among the waiters of a key, higher priorities go first.
     concurrency: LimitKey | None = None
     priority: int = 0
+    runtime: TaskRuntime = TaskRuntime.FUNCTION
 
 
 class FlowOptions(Frozen):

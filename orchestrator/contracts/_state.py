@@ -101,6 +101,9 @@ class Attempt(Frozen):
     # Digest of the task's module as the worker that claimed this attempt imported it (the
     # flow's FlowSpec.code holds the deployed one); None in records older than this field.
     code: str | None = None
+    # A job-run attempt's Cloud Run execution (its full name) and where its logs are.
+    execution: str | None = None
+    logs_url: str | None = None
 
 
 class TaskRun(Frozen):
@@ -187,6 +190,7 @@ class OutboxKind(StrEnum):
     FINISH = "finish"  # announce the end of flow attempt `attempt`
     WAKE = "wake"  # re-derive the run (its timeout, the hourly recheck)
     CHECK = "check"  # call a parked deferred attempt's check
+    WINDOW = "window"  # a trigger window's close timer ("close") and its events ("ev-...")
 
 
 class OutboxEntry(Frozen):

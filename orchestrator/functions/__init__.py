@@ -18,14 +18,12 @@ from ._edge import (
     runtime,
     use_runtime,
 )
-from ._routing import RETAINED_ENV, SERVES_ENV, left_to_another
+from ._routing import left_to_another
 from ._sink import record_dead_letter
 from ._triggers import run_requests
 
 __all__ = [
     "REJECTED",
-    "RETAINED_ENV",
-    "SERVES_ENV",
     "GrantedBus",
     "Seen",
     "guarded",

@@ -12,16 +12,13 @@ even where its subscription's filter is not applied (the Pub/Sub emulator ignore
 
 from __future__ import annotations
 
-import functools
 import os
 
-RETAINED_ENV = "KUMOFLOW_RETAINED_CODE"
-SERVES_ENV = "KUMOFLOW_SERVES_CODE"  # set on a kept worker: the one bundle it runs
+from orchestrator.runtime import RETAINED_ENV, SERVES_ENV
 
 
-@functools.cache
 def retained_code() -> frozenset[str]:
-    """The bundles other workers serve: fixed for the process's life (a deploy restarts it)."""
+    """The bundles other workers serve (a deploy that changes them restarts this worker)."""
     return frozenset(c.strip() for c in os.environ.get(RETAINED_ENV, "").split(",") if c.strip())
 
 

@@ -16,6 +16,7 @@ from orchestrator.runtime import (
     Deployed,
     Refused,
     Runtime,
+    Windowed,
     for_flow,
     gcs_object,
     message,
@@ -34,9 +35,12 @@ STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 SCHEDULER_EXECUTED = "google.cloud.scheduler.job.v1.executed"
 
 
-def run_requests(rt: Runtime, cloud_event: Any, seen: Seen) -> Sequence[RunRequested | Refused]:
-    """Every run this event asks for (none when it matches no flow's filter), or a flow's
-    refusal of it; a message a redrive targets at one flow (FLOW_ATTRIBUTE) reaches only it."""
+def run_requests(
+    rt: Runtime, cloud_event: Any, seen: Seen
+) -> Sequence[RunRequested | Windowed | Refused]:
+    """Every run this event asks for (none when it matches no flow's filter), the windows it
+    joins (triggers with debounce= or batch=), or a flow's refusal of it; a message a redrive
+    targets at one flow (FLOW_ATTRIBUTE) reaches only it."""
     attrs = cloud_event.get_attributes()
     event_type, event_id = str(attrs.get("type")), str(attrs.get("id", ""))
     seen.type, seen.id = event_type, event_id

@@ -28,7 +28,17 @@ from orchestrator.functions import (
     run_requests,
     runtime,
 )
-from orchestrator.runtime import LOGGER, Refused, Runtime, advance, run_task, start_run, tick
+from orchestrator.runtime import (
+    LOGGER,
+    Refused,
+    Runtime,
+    Windowed,
+    admit,
+    advance,
+    run_task,
+    start_run,
+    tick,
+)
 
 
 def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
@@ -38,6 +48,17 @@ def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
     for req in run_requests(rt, cloud_event, seen):
         if isinstance(req, Refused):
             refused(rt, "run_starter", cloud_event, seen, req.error, flow=req.flow)
+            continue
+        if isinstance(req, Windowed):
+            try:
+                window = admit(rt, req)  # its run starts when the window closes (the sweeper)
+            except REJECTED as e:
+                refused(rt, "run_starter", cloud_event, seen, e, flow=req.flow)
+                continue
+            LOGGER.info(
+                "event joined a trigger window",
+                extra={"run_id": window, "flow": req.flow, "event_id": seen.id},
+            )
             continue
         assert req.run_id is not None
         try:

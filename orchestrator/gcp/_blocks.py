@@ -232,17 +232,9 @@ class GcpCredentials(Block):
         )
 
     def get_run_clients(self) -> tuple[Any, Any]:
-        """Cloud Run Admin API v2 (jobs, executions) over REST: the transport the local fake
-        speaks, and the one that needs no gRPC channel per call."""
-        from google.api_core.client_options import ClientOptions
-        from google.cloud import run_v2
+        """Cloud Run Admin API v2 (jobs, executions) over REST, as these credentials (the
+        stack's fake Admin API takes none)."""
+        from orchestrator.adapters import run_clients
 
-        endpoint = emulator("CLOUD_RUN_EMULATOR_HOST")
-        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
-        credentials = self.credentials(emulated=endpoint is not None)
-        return (
-            run_v2.JobsClient(credentials=credentials, client_options=options, transport="rest"),
-            run_v2.ExecutionsClient(
-                credentials=credentials, client_options=options, transport="rest"
-            ),
-        )
+        emulated = emulator("CLOUD_RUN_EMULATOR_HOST") is not None
+        return run_clients(self.credentials(emulated=emulated))

@@ -25,16 +25,17 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from orchestrator.adapters import TRANSIENT, execution_status
 from orchestrator.context import task_run
 from orchestrator.contracts import RetryPolicy
 from orchestrator.errors import TransientError
 from orchestrator.gcp._blocks import GcpCredentials
+from orchestrator.ports import JobState
 from orchestrator.runtime import Deferred, deferrable
 from orchestrator.sdk import task
 
 INLINE_WAIT_S = 10.0  # a short job ends inside the task's own function; longer ones park
 MAX_TIMEOUT_S = 7 * 24 * 3600  # Cloud Run jobs' task timeout limit: never cap below it
-_TRANSIENT = (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests)
 
 
 class CloudRunJobError(RuntimeError):
@@ -141,18 +142,16 @@ class CloudRunJob(BaseModel):
 def _result(execution: Any) -> dict[str, JsonValue] | None:
     """The execution's outcome (a CloudRunJobResult's JSON) from its own state; None while it
     runs; a failure raises."""
-    if not execution.completion_time:
+    status = execution_status(execution)
+    if status.state is JobState.RUNNING:
         return None
-    if execution.succeeded_count >= max(1, execution.task_count):
+    if status.state is JobState.SUCCEEDED:
         done = CloudRunJobResult(
             identifier=execution.name, status_code=0, logs_uri=execution.log_uri
         )
         return done.model_dump(mode="json")
-    messages = [c.message for c in execution.conditions if c.message]
-    what = "was cancelled" if execution.cancelled_count else "failed"
     raise CloudRunJobError(
-        f"Cloud Run job execution {execution.name} {what}: "
-        f"{messages[-1] if messages else 'no message'} (logs: {execution.log_uri})"
+        f"Cloud Run job execution {execution.name} {status.message} (logs: {execution.log_uri})"
     )
 
 
@@ -161,7 +160,7 @@ def _check(handle: dict[str, JsonValue]) -> Any:
     _, executions = credentials.get_run_clients()
     try:
         execution = executions.get_execution(name=str(handle["execution"]))
-    except _TRANSIENT as e:  # says nothing about the execution: ask again later
+    except TRANSIENT as e:  # says nothing about the execution: ask again later
         raise TransientError(f"Cloud Run execution {handle['execution']}: {e}") from e
     return _result(execution) or Deferred(handle)
 

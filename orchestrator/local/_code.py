@@ -25,9 +25,8 @@ from pathlib import Path
 
 from orchestrator import emulators
 from orchestrator.contracts import FlowSpec, flow_version
-from orchestrator.functions import RETAINED_ENV
 from orchestrator.ports import FlowStore, StateStore
-from orchestrator.runtime import code_digest, code_files
+from orchestrator.runtime import RETAINED_ENV, code_digest, code_files
 
 # How many of a flow's newest runs are read to find the bundles still in use: a live run older
 # than these keeps its bundle anyway (it is not dropped on a guess).

@@ -12,7 +12,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from orchestrator import emulators
-from orchestrator.contracts import FlowSpec, GcsTrigger, PubSubTrigger, ScheduleTrigger
+from orchestrator.contracts import (
+    FlowSpec,
+    GcsTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+    describe_trigger,
+)
 from orchestrator.errors import KumoflowError
 from orchestrator.local._code import kept, live_bundles, snapshot, with_bundle
 from orchestrator.local._stack import (
@@ -62,7 +68,16 @@ def deploy_local(path: str) -> list[dict[str, Any]]:
             wired = [_wire(stack, publisher, subscriber, spec, t) for t in spec.triggers]
             _write_jobs(stack, spec)
             uses = sorted(services_used([spec]))
-            out.append({"flow": spec.name, "version": version, "triggers": wired, "uses": uses})
+            out.append(
+                {
+                    "flow": spec.name,
+                    "version": version,
+                    "code": spec.bundle,
+                    "kept": sorted(kept(stack.config)),
+                    "triggers": wired,
+                    "uses": uses,
+                }
+            )
         buckets = {t.bucket for s in specs for t in s.triggers if isinstance(t, GcsTrigger)}
         blobs = GcsBlobStore.from_env(stack.config.project)
         for bucket in buckets:  # so that uploads to it work on the fresh local stack
@@ -120,13 +135,11 @@ def _wire(stack: DevStack, publisher: Any, subscriber: Any, spec: FlowSpec, trig
     port = stack.functions_port + STARTER.local_port_offset
     if isinstance(trigger, PubSubTrigger):
         topic = trigger.topic
-        what = f"pubsub {topic}"
     elif isinstance(trigger, GcsTrigger):
         topic = stack.config.gcs_notification_topic
-        what = f"gcs gs://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
     else:
         topic = TOPICS.schedules
-        what = f"schedule {trigger.cron} {trigger.timezone}"
+    what = describe_trigger(trigger)
     with contextlib.suppress(gexc.AlreadyExists):
         publisher.create_topic(name=publisher.topic_path(project, topic))
     subscribe(

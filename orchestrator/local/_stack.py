@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,10 +16,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from orchestrator import emulators
-from orchestrator.contracts import CODE_ATTRIBUTE, FlowSpec
+from orchestrator.adapters import TASK_JOB_ENV
+from orchestrator.contracts import CODE_ATTRIBUTE, FlowSpec, TaskRuntime
 from orchestrator.emulators import Service
 from orchestrator.errors import KumoflowError
-from orchestrator.functions import SERVES_ENV
 from orchestrator.local._code import keep, kept, retained_env, worker_name
 from orchestrator.local._wiring import (
     FUNCTIONS,
@@ -29,7 +30,7 @@ from orchestrator.local._wiring import (
     TICK_JOB,
     FunctionWiring,
 )
-from orchestrator.runtime import TOPICS
+from orchestrator.runtime import SERVES_ENV, TOPICS
 
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "functions" / "main.py"
 RESULTS_BUCKET = "kumoflow-results"
@@ -37,6 +38,10 @@ WORKER = next(f for f in FUNCTIONS if f.name == "task_worker")
 # Kept bundles' workers (orchestrator.local._code) listen from functions_port + this on.
 RETAINED_PORT_OFFSET = 40
 MAX_RETAINED = 10
+# The installation's job for `runtime="job"` tasks (infra/jobs.tf declares the cloud's).
+TASK_JOB_REGION = "us-central1"
+TASK_JOB_ID = "kumoflow-tasks"
+TASK_JOB_ENTRY = ("-m", "orchestrator.functions.job")
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,18 @@ class DevStack:
 
     def function_env(self) -> dict[str, str]:
         # The code's fingerprint is part of the env, so `dev up` restarts functions whose
-        # code changed instead of reusing stale processes.
-        return {**self.env(), "KUMOFLOW_CODE": _code_fingerprint()}
+        # code changed instead of reusing stale processes. The task job is named for the
+        # task worker (it starts executions) and the sweeper (it checks and cancels them).
+        return {
+            **self.env(),
+            "KUMOFLOW_CODE": _code_fingerprint(),
+            TASK_JOB_ENV: self.task_job,
+        }
+
+    @property
+    def task_job(self) -> str:
+        project = self.config.project
+        return f"projects/{project}/locations/{TASK_JOB_REGION}/jobs/{TASK_JOB_ID}"
 
     def push_url(self, port: int, topic: str) -> str:
         # The topic in the path gives functions-framework a proper CloudEvent `source`.
@@ -232,7 +247,56 @@ def status(stack: DevStack) -> dict[str, Any]:
 
 
 def down(stack: DevStack) -> list[str]:
-    return emulators.down(stack.config)
+    stopped = emulators.down(stack.config)
+    keep(stack.config, {})  # the emulators forget the runs those workers were kept for
+    return stopped
+
+
+def ensure_task_job(stack: DevStack) -> None:
+    """The task job on the fake Cloud Run Admin API, as Terraform declares it in the cloud:
+    the task worker's code and env, its entrypoint `python -m orchestrator.functions.job`,
+    no platform retries (a retry is a new attempt, kumoflow's), a 24 h timeout."""
+    from google.cloud import run_v2
+
+    from orchestrator.adapters import run_clients
+
+    os.environ.update(stack.env())
+    env = {
+        "KUMOFLOW_PUSH_AUTH": "off",
+        **stack.function_env(),
+        "KUMOFLOW_PUBLISHES": ",".join(WORKER.publishes),
+        "PYTHONUNBUFFERED": "1",
+    }
+    container = run_v2.Container(
+        image="kumoflow-task-worker",  # recorded, never pulled: the process runs this code
+        command=[sys.executable, *TASK_JOB_ENTRY],
+        env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(env.items())],
+    )
+    job = run_v2.Job(
+        labels={"managed-by": "kumoflow"},
+        template=run_v2.ExecutionTemplate(
+            task_count=1,
+            template=run_v2.TaskTemplate(
+                containers=[container], timeout=f"{24 * 3600}s", max_retries=0
+            ),
+        ),
+    )
+    jobs, _ = run_clients()
+    parent, _, _ = stack.task_job.rpartition("/jobs/")
+    try:
+        jobs.create_job(parent=parent, job=job, job_id=TASK_JOB_ID).result()
+    except gexc.Conflict:  # AlreadyExists, or the REST transport's plain 409
+        job.name = stack.task_job  # its env follows the functions' (a changed code fingerprint)
+        jobs.update_job(job=job).result()
+
+
+def uses_jobs(specs: Iterable[FlowSpec]) -> bool:
+    """Whether these flows (or their subflows) have `runtime="job"` tasks."""
+    return any(
+        any(n.options.runtime is TaskRuntime.JOB for n in spec.nodes)
+        or uses_jobs(spec.subflows.values())
+        for spec in specs
+    )
 
 
 def services_used(specs: Iterable[FlowSpec]) -> set[Service]:
@@ -246,16 +310,22 @@ def services_used(specs: Iterable[FlowSpec]) -> set[Service]:
     for spec in specs:
         found |= {by_task[n.task] for n in spec.nodes if n.task in by_task}
         found |= services_used(spec.subflows.values())
+    if uses_jobs(specs):
+        found.add(Service.CLOUDRUN)
     return found
 
 
 def serve(stack: DevStack, specs: Iterable[FlowSpec]) -> None:
-    """Start the optional emulators that flows put on the stack call (none running yet)."""
+    """Start the optional emulators that flows put on the stack call (none running yet), and
+    the task job their `runtime="job"` tasks run in."""
+    specs = list(specs)
     needed = services_used(specs)
     if not needed:
         return
     state = emulators.status(stack.config)
     if all(state.service(s).healthy for s in needed):
+        if uses_jobs(specs):
+            ensure_task_job(stack)
         return
     missing = emulators.prerequisites(needed)
     if missing:
@@ -267,6 +337,8 @@ def serve(stack: DevStack, specs: Iterable[FlowSpec]) -> None:
         emulators.up(stack.config, services=needed)
     except emulators.StackError as e:
         raise KumoflowError(str(e)) from e
+    if uses_jobs(specs):
+        ensure_task_job(stack)
 
 
 def require_running(stack: DevStack) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.adapters import (
     MemoryBlobStore,
     MemoryBus,
+    MemoryJobs,
     MemoryStore,
     SystemClock,
     name_prefix,
@@ -18,6 +19,7 @@ from orchestrator.ports import BlobStore, Clock, EventBus, RecordStore
 from orchestrator.runtime._runtime import Resolver, Runtime
 from orchestrator.runtime._topics import TOPICS
 from orchestrator.runtime.control import start_run
+from orchestrator.runtime.worker import run_job_attempt
 
 
 def cloud_runtime(
@@ -32,7 +34,13 @@ def cloud_runtime(
     topics carry the installation's name prefix (KUMOFLOW_NAME_PREFIX).
     `bus` wraps the Pub/Sub bus (the topics a function may publish to); `fault` is the named
     fault points' hook (crash tests)."""
-    from orchestrator.adapters import FirestoreBlockStore, FirestoreStore, GcsBlobStore, PubSubBus
+    from orchestrator.adapters import (
+        CloudRunJobs,
+        FirestoreBlockStore,
+        FirestoreStore,
+        GcsBlobStore,
+        PubSubBus,
+    )
 
     store = FirestoreStore.from_env(project)
     pubsub: EventBus = PubSubBus.from_env(project)
@@ -55,6 +63,7 @@ def cloud_runtime(
         # allows.
         lease_seconds=min(float(os.environ.get("KUMOFLOW_LEASE_S", "60")), 300.0),
         blocks=FirestoreBlockStore.from_env(project),
+        jobs=CloudRunJobs.from_env(),  # runtime="job" tasks (KUMOFLOW_TASK_JOB)
     )
 
 
@@ -68,9 +77,10 @@ def memory_runtime(
 ) -> Runtime:
     """One process's runtime: one store keeps flows, runs, timers and dead letters (a
     MemoryStore unless given one, such as the SqliteStore of local history), the bus is in
-    memory."""
+    memory; a job-run task's execution is a thread running its entrypoint on this runtime."""
     store = store if store is not None else MemoryStore()
-    return Runtime(
+    jobs = MemoryJobs()
+    rt = Runtime(
         flows=store,
         state=store,
         timers=store,
@@ -81,4 +91,7 @@ def memory_runtime(
         start=start_run,
         limits=store,
         resolver=Resolver(functions),
+        jobs=jobs,
     )
+    jobs.bind(lambda env: run_job_attempt(rt, env))
+    return rt

@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 DIGEST_CHARS = 12
+# A task worker's routing by bundle (orchestrator.functions decides with them; the stack and
+# Terraform set them): the bundles it leaves to their kept workers, or the one it serves.
+RETAINED_ENV = "KUMOFLOW_RETAINED_CODE"
+SERVES_ENV = "KUMOFLOW_SERVES_CODE"
 
 
 def _digest(data: bytes) -> str:

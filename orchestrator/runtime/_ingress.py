@@ -19,9 +19,12 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from orchestrator.contracts import (
+    Bursts,
     FlowSpec,
     GcsObject,
     GcsTrigger,
+    Match,
+    MatchOp,
     PubSubMessage,
     PubSubTrigger,
     RunRequested,
@@ -31,7 +34,9 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import param_value
 from orchestrator.errors import BadInputError
+from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._params import masked, refuse_blocks, secret_params
+from orchestrator.runtime.control import Windowed, lane_id
 
 JOB_ATTRIBUTE = "kumoflow-job"  # set on every scheduled message by the jobs deploy creates
 # Set by `dlq redrive` on a message one flow of its topic refused: only that flow takes it (the
@@ -56,8 +61,8 @@ class Refused:
 
 
 def for_flow(
-    items: Sequence[RunRequested | Refused], attributes: Mapping[str, str], where: str
-) -> list[RunRequested | Refused]:
+    items: Sequence[RunRequested | Windowed | Refused], attributes: Mapping[str, str], where: str
+) -> list[RunRequested | Windowed | Refused]:
     """`items` as the message targets them: all, or the one flow FLOW_ATTRIBUTE names."""
     target = attributes.get(FLOW_ATTRIBUTE)
     if target is None:
@@ -95,36 +100,106 @@ def gcs_object(data: Any) -> GcsObject:
         raise BadInputError(f"storage object resource is malformed ({fields})") from e
 
 
-def _matches(t: GcsTrigger, obj: GcsObject) -> bool:
-    return (
-        t.bucket == obj.bucket
-        and obj.name.startswith(t.prefix)
-        and obj.name.endswith(t.suffix)
-        and (t.glob is None or fnmatch.fnmatchcase(obj.name, t.glob))
+def object_mismatch(t: GcsTrigger, name: str) -> str | None:
+    """Why trigger `t` (of the object's bucket) drops object `name`; None when it keeps it."""
+    if not name.startswith(t.prefix):
+        return f"name does not start with prefix {t.prefix!r}"
+    if not name.endswith(t.suffix):
+        return f"name does not end with suffix {t.suffix!r}"
+    if t.glob is not None and not fnmatch.fnmatchcase(name, t.glob):
+        return f"name does not match glob {t.glob!r}"
+    return None
+
+
+def message_mismatch(t: PubSubTrigger, msg: PubSubMessage) -> str | None:
+    """Why trigger `t` drops the message; None when it keeps it."""
+    for key, value in t.attributes.items():
+        if msg.attributes.get(key) != value:
+            return f"attribute {key!r} is {msg.attributes.get(key)!r}, not {value!r}"
+    if not t.match:
+        return None
+    try:
+        body: Any = json.loads(msg.data or "")
+    except (ValueError, RecursionError):
+        return "the body is not JSON, and the trigger matches on it"
+    for m in t.match:
+        if not _holds(m, body):
+            return f"body at {m.path!r} does not satisfy {m.op.value} {m.value!r}"
+    return None
+
+
+_ABSENT = object()
+
+
+def _holds(m: Match, body: Any) -> bool:
+    value = body
+    for part in m.path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part, _ABSENT)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = _ABSENT
+        if value is _ABSENT:
+            return False
+    if m.op is MatchOp.EQ:
+        return bool(value == m.value)
+    if m.op is MatchOp.PREFIX:
+        return isinstance(value, str) and isinstance(m.value, str) and value.startswith(m.value)
+    return isinstance(m.value, list) and value in m.value
+
+
+def _dropped(flow: str, why: str, event_id: str) -> None:
+    """A filter's drop: acknowledged and logged (not bad input, so no dead letter)."""
+    LOGGER.info(
+        "trigger filter dropped the event for flow %s: %s",
+        flow,
+        why,
+        extra={"flow": flow, "event_id": event_id, "reason": why},
     )
+
+
+def _windowed(
+    d: Deployed, index: int, t: Bursts, req: RunRequested, item_param: str | None
+) -> RunRequested | Windowed:
+    """The request itself, or, for a trigger with debounce= or batch=, the event for its
+    window (whose run starts when the window closes)."""
+    if not t.windowed:
+        return req
+    lane = lane_id(d.spec.name, index)
+    return Windowed(req, lane, debounce=t.debounce, batch=t.batch, item_param=item_param)
 
 
 def requests_for_object(
     deployed: Sequence[Deployed], obj: GcsObject, event_id: str, *, quiet: bool = False
-) -> list[RunRequested]:
-    triggers = [(d, t) for d in deployed for t in d.spec.triggers if isinstance(t, GcsTrigger)]
-    if not any(t.bucket == obj.bucket for _, t in triggers) and not quiet:
+) -> list[RunRequested | Windowed]:
+    triggers = [
+        (d, i, t)
+        for d in deployed
+        for i, t in enumerate(d.spec.triggers)
+        if isinstance(t, GcsTrigger) and t.bucket == obj.bucket
+    ]
+    if not triggers and not quiet:
         raise BadInputError(
             f"no deployed flow is triggered by bucket {obj.bucket!r}; deploy one "
             "with on_gcs_finalize(bucket=...) or remove the notification"
         )
     source = f"gs://{obj.bucket}/{obj.name}#{obj.generation}"
-    return [
-        RunRequested(
+    out: list[RunRequested | Windowed] = []
+    for d, i, t in triggers:
+        why = object_mismatch(t, obj.name)
+        if why is not None:
+            _dropped(d.spec.name, f"{source}: {why}", event_id)
+            continue
+        req = RunRequested(
             flow=d.spec.name,
             flow_version=d.version,
             params={t.param: obj.model_dump(mode="json")},
             run_id=run_id("gcs", source, d.spec.name),
             trigger=TriggerInfo(kind=TriggerKind.GCS, source=source, event_id=event_id),
         )
-        for d, t in triggers
-        if _matches(t, obj)
-    ]
+        out.append(_windowed(d, i, t, req, t.param))
+    return out
 
 
 def message(
@@ -150,13 +225,13 @@ def message(
 
 def requests_for_message(
     deployed: Sequence[Deployed], msg: PubSubMessage
-) -> list[RunRequested | Refused]:
-    """A run request for each flow on the message's topic, or that flow's refusal (one flow
-    refusing the message does not keep it from the others)."""
+) -> list[RunRequested | Windowed | Refused]:
+    """A run request for each flow on the message's topic whose filter keeps it, or that
+    flow's refusal (one flow refusing the message does not keep it from the others)."""
     matched = [
-        (d, t)
+        (d, i, t)
         for d in deployed
-        for t in d.spec.triggers
+        for i, t in enumerate(d.spec.triggers)
         if isinstance(t, PubSubTrigger) and t.topic == msg.topic
     ]
     if not matched:
@@ -164,8 +239,14 @@ def requests_for_message(
             f"no deployed flow is triggered by topic {msg.topic!r}; deploy one "
             "with requests_for_message(topic=...)"
         )
-    out: list[RunRequested | Refused] = []
-    for d, t in matched:
+    out: list[RunRequested | Windowed | Refused] = []
+    for d, i, t in matched:
+        why = message_mismatch(t, msg)
+        if why is not None:
+            _dropped(
+                d.spec.name, f"message {msg.message_id} on {msg.topic!r}: {why}", msg.message_id
+            )
+            continue
         try:
             params = (
                 {t.message_param: msg.model_dump(mode="json")}
@@ -175,22 +256,21 @@ def requests_for_message(
         except BadInputError as e:
             out.append(Refused(d.spec.name, e))
             continue
-        out.append(
-            RunRequested(
-                flow=d.spec.name,
-                flow_version=d.version,
-                params=params,
-                run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
-                trigger=TriggerInfo(
-                    kind=TriggerKind.PUBSUB,
-                    source=msg.topic,
-                    event_id=msg.message_id,
-                    # What started the run, for `runs show` and context.flow_run.trigger: an
-                    # attribute that is a secret parameter is masked (the run's params keep it).
-                    detail={"attributes": masked(msg.attributes, secret_params(d.spec))},
-                ),
-            )
+        req = RunRequested(
+            flow=d.spec.name,
+            flow_version=d.version,
+            params=params,
+            run_id=run_id("pubsub", msg.topic, msg.message_id, d.spec.name),
+            trigger=TriggerInfo(
+                kind=TriggerKind.PUBSUB,
+                source=msg.topic,
+                event_id=msg.message_id,
+                # What started the run, for `runs show` and context.flow_run.trigger: an
+                # attribute that is a secret parameter is masked (the run's params keep it).
+                detail={"attributes": masked(msg.attributes, secret_params(d.spec))},
+            ),
         )
+        out.append(_windowed(d, i, t, req, t.message_param))
     return out
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryStore
+from orchestrator.adapters import MemoryBlobStore, MemoryBus, MemoryJobs, MemoryStore
 from orchestrator.contracts import (
     Envelope,
     FlowSpec,
@@ -35,7 +35,7 @@ from orchestrator.runtime._params import bind_params
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.control import advance, flow_result, start_run
 from orchestrator.runtime.sweeper import tick
-from orchestrator.runtime.worker import run_task
+from orchestrator.runtime.worker import run_job_attempt, run_task
 
 DEFAULT_WORKERS = 8
 # On a shared store: how often an idle runner looks whether another process ended its run.
@@ -98,6 +98,8 @@ class InProcessRunner:
             lease_seconds=24 * 3600,
             cache_store=PROCESS_CACHE,
         )
+        # A job-run task's execution runs on this runner's runtime, as its own worker would.
+        self.rt = replace(self.rt, jobs=MemoryJobs(lambda env: run_job_attempt(self.rt, env)))
         if shared:
             self.rt = replace(self.rt, timers=self._owned)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kumoflow")

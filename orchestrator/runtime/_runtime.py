@@ -44,6 +44,7 @@ from orchestrator.ports import (
     Etag,
     EventBus,
     FlowStore,
+    JobRunner,
     LimitStore,
     Snapshot,
     StateStore,
@@ -195,6 +196,8 @@ class Runtime:
     grow_chunks: int = 25
     # Where `Block.load(name)` in task code reads; None: the one the environment names.
     blocks: BlockStore | None = None
+    # Runs `runtime="job"` tasks' attempts as job executions; None: this instance cannot.
+    jobs: JobRunner | None = None
     # Where result caches live; in-process runs share one across runs of the process.
     cache_store: BlobStore | None = None
     # A run-time map over a longer list fails instead of growing (KUMOFLOW_MAX_MAP_WIDTH).

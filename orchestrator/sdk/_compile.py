@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import typing
 from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
@@ -434,11 +435,13 @@ def block_kind(hint: object) -> str | None:
 
 
 def _annotation_name(annotation: object) -> str:
-    return (
-        annotation
-        if isinstance(annotation, str)
-        else getattr(annotation, "__qualname__", repr(annotation))
-    )
+    if isinstance(annotation, str):
+        return annotation
+    if typing.get_origin(annotation) is not None and hasattr(annotation, "__qualname__"):
+        # list[GcsObject] as written: a generic's __qualname__ is its origin's ("list"), and
+        # its repr names every module (list[orchestrator.contracts._triggers.GcsObject]).
+        return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", repr(annotation))
+    return getattr(annotation, "__qualname__", repr(annotation))
 
 
 def param_placeholders(params: tuple[FlowParam, ...]) -> Mapping[str, Placeholder]:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator.contracts import RetryPolicy, Serializer, TaskOptions
+from orchestrator.contracts import RetryPolicy, Serializer, TaskOptions, TaskRuntime
 from orchestrator.errors import FlowDefinitionError
 from orchestrator.sdk._compile import BUILDING, RESULT_SETTINGS
 from orchestrator.sdk._methods import Kind, describe, unwrap
@@ -135,6 +135,8 @@ class Task(Generic[P, R]):
         given = (self.given | _given(changes)) - {k for k, v in changes.items() if v is None}
         if "result_storage" in changes:
             changes["result_storage"] = storage_name(changes["result_storage"])
+        if "runtime" in changes:
+            changes["runtime"] = task_runtime(changes["runtime"])
         if "result_serializer" in changes and changes["result_serializer"] is None:
             changes["result_serializer"] = "json"
         options = self.options.model_copy(update=changes)
@@ -168,6 +170,15 @@ def _delays(
     return tuple(float(v) for v in value)
 
 
+def task_runtime(value: TaskRuntime | str) -> TaskRuntime:
+    """`runtime=`: the enum, or its value ("function", "job")."""
+    try:
+        return TaskRuntime(value)
+    except ValueError:
+        known = ", ".join(repr(r.value) for r in TaskRuntime)
+        raise ValueError(f"runtime must be one of {known}, not {value!r}") from None
+
+
 def as_seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
@@ -193,6 +204,7 @@ def task(
     log_prints: bool | None = None,
     concurrency: str | None = None,
     priority: int = 0,
+    runtime: TaskRuntime | str = TaskRuntime.FUNCTION,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     """Declare a task: one unit of retryable work, one Pub/Sub-triggered attempt at a time.
@@ -222,6 +234,7 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             log_prints=kwargs.get("log_prints"),
             concurrency=kwargs.get("concurrency"),
             priority=kwargs.get("priority", 0),
+            runtime=task_runtime(kwargs.get("runtime", TaskRuntime.FUNCTION)),
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None

@@ -3,7 +3,9 @@
 Server-rendered Jinja2 pages; one small script refreshes a running run's page. Retry and cancel
 are POSTs that only an operator may make: anyone locally (no IAP audience, no operators), and
 behind IAP the identities listed in KUMOFLOW_UI_OPERATORS, proven by IAP's signed assertion
-(orchestrator/ui/_iap.py). Read-only otherwise, and the POSTs answer 403.
+(orchestrator/ui/_iap.py). Read-only otherwise, and the POSTs answer 403. A paused run's form
+(`pause(input=Model)`) is an operator's too; a signed callback link (orchestrator.waits
+`resume_url`) opens the same form to whoever holds the link, until it expires.
 
 A browser sends IAP's session (so an operator's assertion) with any site's form POST too: the
 POSTs also answer 403 to another site's request (Sec-Fetch-Site cross-site or same-site, or an
@@ -15,12 +17,13 @@ service's run.app names), else localhost and 127.0.0.1, so a name an attacker re
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -34,10 +37,22 @@ from starlette.staticfiles import StaticFiles
 
 from orchestrator.contracts import RunStatus, TriggerKind
 from orchestrator.errors import KumoflowError, NotFoundError
+from orchestrator.io import services
 from orchestrator.local import cancel_run, duration_text, retry_run
 from orchestrator.runtime import Runtime, user_traceback
+from orchestrator.ui._form import form_fields, form_values
 from orchestrator.ui._iap import ASSERTION, AUDIENCE_ENV, IapVerifier
 from orchestrator.ui._views import can_retry, flows_view, run_view, runs_view, task_view
+from orchestrator.waits import (
+    InputRefused,
+    NotWaiting,
+    handle_of,
+    resume,
+    verify,
+    waiting,
+    waiting_for,
+    waiting_pauses,
+)
 
 HERE = Path(__file__).parent
 OPERATORS_ENV = "KUMOFLOW_UI_OPERATORS"
@@ -83,9 +98,9 @@ def create_app(
         email = verifier.email(request.headers.get(ASSERTION))
         return email is not None and email in allowed
 
-    def page(request: Request, name: str, **values: Any) -> HTMLResponse:
+    def page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = env.get_template(name).render(request=request, can_act=can_act(request), **values)
-        return HTMLResponse(html)
+        return HTMLResponse(html, status_code=status)
 
     async def runs(request: Request) -> Response:
         q = request.query_params
@@ -98,7 +113,15 @@ def create_app(
             rt, request.path_params["run_id"], page=int(q.get("page", 1)), node=q.get("node")
         )
         name = "_live.html" if q.get("fragment") else "run.html"
-        return page(request, name, v=view, can_retry=can_retry(view.run))
+        return page(
+            request, name, v=view, can_retry=can_retry(view.run), **_waiting(rt, view.run.run_id)
+        )
+
+    async def give(request: Request) -> Response:
+        """A pause's form, for operators (as retry and cancel)."""
+        if not can_act(request):
+            raise HTTPException(403, "read-only: this identity may not give a paused run input")
+        return await input_page(rt, request, "/runs/{run_id}/input/{key}", page)
 
     async def task(request: Request) -> Response:
         run_, record, attempts = task_view(
@@ -148,6 +171,12 @@ def create_app(
             Route("/runs", runs),
             Route("/runs/{run_id}", run),
             Route("/runs/{run_id}/tasks/{key:path}", task),
+            Route("/runs/{run_id}/input/{key}", give, methods=["GET", "POST"]),
+            Route(
+                "/callback/{run_id}/{key}",
+                functools.partial(signed_input_page, rt, page=page),
+                methods=["GET", "POST"],
+            ),
             Route("/runs/{run_id}/{action}", act, methods=["POST"]),
             Route("/flows", flows),
             Route("/dlq", letters),
@@ -160,6 +189,65 @@ def create_app(
             )
         ],
     )
+
+
+def _waiting(rt: Runtime, run_id: str) -> dict[str, Any]:
+    """What the run's parked nodes wait for, and which of them are pauses (a form)."""
+    snap = rt.state.load(run_id)
+    waits = waiting(snap.outbox) if snap else {}
+    return {"waiting": waits, "pauses": set(waiting_pauses(rt, run_id)) if waits else set()}
+
+
+async def signed_input_page(
+    rt: Runtime, request: Request, *, page: Callable[..., HTMLResponse]
+) -> Response:
+    """A pause's form behind a signed link (orchestrator.waits.resume_url): the link is the
+    permission, until it expires."""
+    q = request.query_params
+    run_id, key = request.path_params["run_id"], request.path_params["key"]
+    try:
+        with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
+            verify(run_id, key, int(q.get("expires", "0")), q.get("sig", ""))
+    except (InputRefused, ValueError) as e:
+        raise HTTPException(403, f"this link does not resume the run: {e}") from e
+    return await input_page(rt, request, f"/callback/{{run_id}}/{{key}}?{q}", page)
+
+
+async def input_page(
+    rt: Runtime, request: Request, action: str, page: Callable[..., HTMLResponse]
+) -> Response:
+    """A paused node's form (GET), or its posted input given to `resume` (POST): refused
+    input shows the model's errors (422) and changes nothing."""
+    if request.method == "POST" and (foreign := _cross_site(request)) is not None:
+        raise HTTPException(403, f"cross-site request refused: {foreign}")
+    run_id, key = request.path_params["run_id"], request.path_params["key"]
+    entry = waiting_pauses(rt, run_id).get(key)
+    if entry is None:
+        raise HTTPException(409, f"node {key!r} of run {run_id} is not waiting for input")
+    handle = handle_of(entry)
+    schema = handle.get("schema")
+    schema = schema if isinstance(schema, dict) else {}
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "key": key,
+        "title": schema.get("title", "Input"),
+        "waiting": waiting_for(handle),
+        "fields": form_fields(schema),
+        "action": action.format(run_id=run_id, key=key),
+        "errors": [],
+        "done": None,
+    }
+    if request.method != "POST":
+        return page(request, "input.html", **values)
+    # A urlencoded form, read without python-multipart (not a dependency of the dashboard).
+    posted = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    try:
+        done = resume(rt, run_id, form_values(schema, posted), key=key)
+    except InputRefused as e:
+        return page(request, "input.html", 422, **{**values, "errors": e.errors})
+    except NotWaiting as e:
+        raise HTTPException(409, str(e)) from e
+    return page(request, "input.html", **{**values, "done": done.value})
 
 
 def _filters(q: Mapping[str, str]) -> dict[str, Any]:

@@ -265,6 +265,8 @@ class AttemptView:
     seconds: float | None
     worker: str | None
     code: str | None  # digest of the task's module its worker imported
+    execution: str | None  # a job-run attempt's Cloud Run execution
+    logs_url: str | None  # and its logs (Cloud Logging; the stand-in's log file locally)
     error: ErrorInfo | None
     log: list[dict[str, Any]] | None
 
@@ -284,6 +286,8 @@ def task_view(rt: Runtime, run_id: str, key: str) -> tuple[Run, TaskRun, list[At
             seconds=elapsed(a.started_at, a.ended_at, now),
             worker=a.worker,
             code=a.code,
+            execution=a.execution,
+            logs_url=a.logs_url,
             error=a.error,
             log=_log(attempt_log(rt, run, key, a.number)) if a.started_at else None,
         )

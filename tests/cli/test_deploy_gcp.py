@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -213,9 +214,19 @@ def child() -> int:
     return crunch()
 
 
+@task(runtime="job", timeout_seconds=6 * 3600)  # runs in the task job's execution
+def in_a_job() -> int:
+    return 4
+
+
+@task(runtime="job", timeout_seconds=2 * 24 * 3600)
+def past_the_job() -> int:
+    return 5
+
+
 @flow(name="long")
 def long() -> list:
-    return [at_the_limit(), elsewhere(), child()]
+    return [at_the_limit(), elsewhere(), child(), in_a_job(), past_the_job()]
 """
 
 
@@ -233,8 +244,12 @@ def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) 
         "Google Cloud (540 s"
     )
     assert "Lower the task's timeout_seconds to at most 540" in message
-    assert '`@task(runtime="job")`' in message
+    assert '`@task(runtime="job")` (up to 86400 s)' in message
     assert "CloudRunJob" in message
+    # A job-run task may take up to the task job's limit, not past it.
+    past = '; long/past_the_job (timeout_seconds=172800): runtime="job", longer than the task'
+    assert past in message
+    assert "in_a_job" not in message
     assert not out.exists()  # nothing written
     args = ["deploy", str(flows), "--target", "gcp", "--project", "p", "--out", str(out)]
     cli = CliRunner().invoke(main, args)
@@ -242,6 +257,70 @@ def test_a_task_longer_than_the_task_worker_function_is_refused(tmp_path: Path) 
     assert "child/crunch (timeout_seconds=3600)" in cli.output
     # Lowered to the limit, it deploys (a fresh module name: the first one stays imported).
     fixed = flows.with_name("long_tasks_fixed.py")
-    fixed.write_text(LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540"))
+    fixed.write_text(
+        LONG_TASKS.replace("timeout_seconds=3600", "timeout_seconds=540").replace(
+            "2 * 24 * 3600", "24 * 3600"
+        )
+    )
     done = deploy_gcp([str(fixed)], project="p", region="r", out=out, resolve=offline_resolve)
     assert set(done.flows) == {"child", "long"}
+
+
+def test_a_code_change_keeps_a_worker_for_the_earlier_bundle_while_runs_use_it(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.contracts import FlowSpec, Run, RunStatus
+    from orchestrator.local import live_bundles
+    from orchestrator.ports import Commit
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    flow = folder / "ingest.py"
+    flow.write_text(Path(INGEST).read_text())
+    out = tmp_path / "out"
+    store = MemoryStore()
+    first = deploy_gcp([str(flow)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert first.kept == []
+    assert (out / "code" / f"{first.code}.zip").read_bytes() == (
+        out / "function-source.zip"
+    ).read_bytes()
+    # A run starts on the first bundle (the run starter registers it from the manifest).
+    manifest = zipfile.ZipFile(out / "function-source.zip").read("orchestrator/deployed-flows.json")
+    specs = [FlowSpec.model_validate(s) for s in json.loads(manifest)]
+    assert {s.bundle for s in specs} == {first.code}
+    version = store.put_flow(specs[0], deploy=True)
+    store.create_run(
+        Run(
+            run_id="0123456789abcdef",
+            flow=specs[0].name,
+            flow_version=version,
+            params={},
+            status=RunStatus.RUNNING,
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    assert live_bundles(store, store, [specs[0].name]) == {first.code}
+
+    flow.write_text(flow.read_text() + "\n# a fix\n")
+    unchecked = deploy_gcp([str(flow)], project="p", region="r", out=out, resolve=offline_resolve)
+    assert unchecked.code != first.code
+    assert (unchecked.kept, unchecked.checked) == ([first.code], False)  # none dropped on a guess
+
+    checked = deploy_gcp(
+        [str(flow)], project="p", region="r", out=out, resolve=offline_resolve, store=store,
+        apply=True, runner=lambda command: 0,
+    )  # fmt: skip
+    assert (checked.kept, checked.checked) == ([first.code], True)
+    tfvars = json.loads((out / "terraform.tfvars.json").read_text())
+    assert tfvars["retained_code"] == {first.code: f"code/{first.code}.zip"}
+
+    snap = store.load("0123456789abcdef")
+    assert snap is not None
+    ended = snap.run.model_copy(update={"status": RunStatus.SUCCEEDED})
+    store.commit(Commit(run_id=ended.run_id, run=ended, run_etag=snap.run_etag))
+    done = deploy_gcp(
+        [str(flow)], project="p", region="r", out=out, resolve=offline_resolve, store=store,
+        apply=True, runner=lambda command: 0,
+    )  # fmt: skip
+    assert done.kept == []  # its runs ended: the next apply deletes its worker
+    assert json.loads((out / "terraform.tfvars.json").read_text())["retained_code"] == {}

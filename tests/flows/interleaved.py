@@ -21,8 +21,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from orchestrator import allow_failure, branch, context, flow, switch, task, unmapped
 from orchestrator.runtime import Deferred, deferrable
+from orchestrator.waits import Since, kumoflow_event, pause, sleep, wait_for_event
 
 RETRIES = 1  # every task: a task failing more than once fails its run
 RETRY_DELAY_S = 5.0
@@ -313,6 +316,61 @@ def with_deferred(x: int, need: int, fails: dict[str, int]) -> int:
     return left(job(x, need, fails), fails)
 
 
+@task(name="job-body", runtime="job", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def job_body(x: int, fails: dict[str, int]) -> int:
+    """A `runtime="job"` task: its body runs in a job execution (the harness's step)."""
+    _ran("job-body", fails)
+    return scaled(x, 1)
+
+
+@flow(name="il-job")
+def with_job(x: int, fails: dict[str, int]) -> int:
+    return left(job_body(x, fails), fails)
+
+
+# --- waits: a sleep, an event (on a source the harness sends to), a person's input ------------
+
+SLEEP_S = 20.0
+WAIT_TIMEOUT_S = 60.0
+EVENTS = kumoflow_event("il")  # the harness sends {"x": x, "n": n}; a wait takes its run's x
+
+
+class Form(BaseModel):
+    n: int
+
+
+@task(name="got", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def got(event: dict[str, Any] | None, fails: dict[str, int]) -> int:
+    _ran("got", fails)
+    return -1 if event is None else int(event["data"]["n"])
+
+
+@task(name="decided", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def decided(answer: dict[str, Any], x: int, fails: dict[str, int]) -> int:
+    _ran("decided", fails)
+    return x * 10 + Form.model_validate(answer).n
+
+
+@flow(name="il-sleep")
+def slept(x: int, fails: dict[str, int]) -> int:
+    b = base(x, fails)
+    nap = sleep(SLEEP_S, wait_for=[b])
+    return left(b, fails, wait_for=[nap])  # type: ignore[call-arg]
+
+
+@flow(name="il-wait-event")
+def waited(x: int, fails: dict[str, int]) -> int:
+    event = wait_for_event(
+        EVENTS, match={"data": {"x": x}}, timeout=WAIT_TIMEOUT_S, since=Since.RUN_START
+    )
+    return got(event, fails)
+
+
+@flow(name="il-pause")
+def paused(x: int, fails: dict[str, int]) -> int:
+    return decided(pause(input=Form, timeout=WAIT_TIMEOUT_S), x, fails)
+
+
 FLOWS = {
     f.name: f
     for f in (
@@ -335,6 +393,10 @@ FLOWS = {
         allow_return,
         with_deferred,
         limited_map,
+        with_job,
+        slept,
+        waited,
+        paused,
     )
 }
 
@@ -363,12 +425,17 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-allow-return": ["base", "note"],
         "il-deferred": ["job", "left"],
         "il-limited-map": ["base", "left", *items],
+        "il-job": ["job-body", "left"],
+        "il-sleep": ["base", "left"],
+        "il-wait-event": ["got"],
+        "il-pause": ["decided"],
     }[flow_name]
 
 
-def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
+def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[bool, Any]:
     """(succeeds, result), worked out by hand: a run fails when a task it needs fails more
-    than it may retry (a task behind `allow_failure` excepted, whose consumer reads None)."""
+    than it may retry (a task behind `allow_failure` excepted, whose consumer reads None).
+    `seed`: what a wait was given (the event's data, the pause's input), None: nothing."""
     fails: dict[str, int] = params["fails"]
 
     def lost(*which: str) -> bool:
@@ -420,10 +487,19 @@ def expected(flow_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
                 return False, None
             need = params["need"]
             return True, doubled(x * 100 + need)
+        case "il-sleep":
+            return (False, None) if lost("base", "left") else (True, doubled(b))
+        case "il-wait-event":
+            return (False, None) if lost("got") else (True, -1 if seed is None else seed["n"])
+        case "il-pause":
+            if seed is None or lost("decided"):  # no input: the pause times out
+                return False, None
+            return True, x * 10 + seed["n"]
     if lost(*names(flow_name, params)):
         return False, None
     table: dict[str, Callable[[], Any]] = {
         "il-chain": lambda: plus_ten(doubled(b)),
+        "il-job": lambda: doubled(scaled(x, 1)),
         "il-diamond": lambda: doubled(b) + plus_ten(b),
         "il-map-fan-in": lambda: sum(scaled(i, b) for i in items),
         "il-two-sinks": lambda: {

@@ -3,6 +3,7 @@ declares what the code expects (python-hcl2), golden tfvars per example, and che
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -35,10 +36,10 @@ from orchestrator.cloud import (
     wiring,
     wiring_json,
 )
-from orchestrator.contracts import StoredBlock
+from orchestrator.contracts import CODE_ATTRIBUTE, StoredBlock
 from orchestrator.errors import KumoflowError
 from orchestrator.local import FUNCTIONS, MAX_DELIVERY_ATTEMPTS, STARTER, trigger_subscription
-from orchestrator.runtime import TOPICS
+from orchestrator.runtime import JOB_TIMEOUT_S, RETAINED_ENV, TOPICS
 from tests.infra._render import EXAMPLES, PROJECT, REGION, ROOT, render_example
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -512,6 +513,7 @@ NAMED = {
     "google_cloud_scheduler_job": "name",
     "google_secret_manager_secret": "secret_id",
     "google_firestore_database": "name",
+    "google_cloud_run_v2_job": "name",
 }
 # Named by the user, not by kumoflow: their trigger topics and buckets; the database has its own.
 USERS_NAMES = {
@@ -609,6 +611,62 @@ def test_functions_and_dashboard_are_told_their_database_and_prefix() -> None:
     assert dash[DATABASE_ENV] == "${var.firestore_database}"
     assert dash[NAME_PREFIX_ENV] == "${var.name_prefix}"
     assert tf["variable"]["firestore_database"]["default"] == CLOUD_DATABASE
+
+
+def test_the_task_job_runs_the_worker_image_as_its_account_and_only_task_code_may_run_it() -> None:
+    """`runtime="job"` tasks: one job per installation, from the task worker's build, as its
+    least-privileged account, with its env; the functions that run task code may run it with
+    overrides (the attempt's identity) and nothing else may."""
+    tf = _tf()
+    job = _resource(tf, "google_cloud_run_v2_job", "tasks")
+    assert job["name"] == "${local.task_job_name}"
+    assert tf["locals"]["task_job_name"] == "${var.name_prefix}-tasks"
+    assert tf["locals"]["task_job"] == (
+        "projects/${var.project}/locations/${var.region}/jobs/${local.task_job_name}"
+    )
+    task = job["template"][0]["template"][0]
+    assert task["service_account"] == (
+        "${google_service_account.function[local.task_worker].email}"
+    )
+    assert tf["locals"]["task_worker"] == "${local.wiring.worker_function}"
+    assert wiring()["worker_function"] == "task_worker"
+    assert task["max_retries"] == 0  # a retry is kumoflow's: a new attempt, a new token
+    assert task["timeout"] == "${var.task_job.timeout_s}s"
+    container = task["containers"][0]
+    # The worker's own image: the one Cloud Functions built from the bundle.
+    assert container["image"] == (
+        "${data.google_cloud_run_v2_service.task_worker.template[0].containers[0].image}"
+    )
+    service = _plain(hcl2.loads((INFRA / "jobs.tf").read_text()))["data"][0]
+    assert "google_cloudfunctions2_function.fn[local.task_worker].service_config[0].service" in (
+        _text(service)
+    )
+    assert container["args"] == ["python", "-m", "orchestrator.functions.job"]
+    assert importlib.util.find_spec("orchestrator.functions.job") is not None
+    env = _text(container["dynamic"])
+    assert "fn[local.task_worker].service_config[0].environment_variables" in env
+    assert "KUMOFLOW_JOB_TIMEOUT_S" in env
+    # The job's limit is the one deploy checks job-run tasks against, 24 h, within Cloud Run's.
+    limits = tf["variable"]["task_job"]
+    assert "timeout_s = optional(number, 86400)" in _text(limits["type"])
+    assert JOB_TIMEOUT_S == 86400
+    assert "<= 604800" in limits["validation"][0]["condition"]
+    # The functions know the job (the worker starts executions, the sweeper checks them).
+    fn_env = _resource(tf, "google_cloudfunctions2_function", "fn")["service_config"][0]
+    assert re.search(r"KUMOFLOW_TASK_JOB\W+local\.task_job\b", fn_env["environment_variables"])
+    # Running it with overrides is granted on this job only, to the functions running task code.
+    grant = _resource(tf, "google_cloud_run_v2_job_iam_member", "task_job_runner")
+    assert grant["for_each"] == "${toset(local.wiring.task_code_functions)}"
+    assert grant["name"] == "${google_cloud_run_v2_job.tasks.name}"
+    assert grant["role"] == "roles/run.jobsExecutorWithOverrides"
+    assert grant["member"] == "serviceAccount:${google_service_account.function[each.value].email}"
+    roles = [
+        str(body.get("role", ""))
+        for rtype, named in tf["resource"].items()
+        if rtype.startswith("google_project_iam")
+        for body in named.values()
+    ]
+    assert not [r for r in roles if r.startswith("roles/run.")]  # nothing project-wide
 
 
 def test_state_lives_in_its_own_database_and_every_firestore_role_is_limited_to_it() -> None:
@@ -754,3 +812,39 @@ def test_existing_buckets_are_inputs_and_are_created_only_when_not_given() -> No
         code = path.read_text()
         uses = re.findall(r"google_storage_bucket\.(results|source)\b[^\[]", code)
         assert not uses, (path.name, uses)
+
+
+def test_each_kept_bundle_gets_a_worker_that_takes_only_its_requests() -> None:
+    tf = _tf()
+    w = wiring()
+    assert w["code_attribute"] == CODE_ATTRIBUTE
+    assert w["retained_env"] == RETAINED_ENV
+    kept = _resource(tf, "google_cloudfunctions2_function", "retained")
+    assert kept["for_each"] == "${local.retained}"
+    service = kept["service_config"][0]
+    # The task worker's account, scale to zero, internal only, its push audience its own URL.
+    assert "google_service_account.function[local.wiring.worker_function]" in _text(
+        service["service_account_email"]
+    )
+    assert service["min_instance_count"] == 0
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    env = _text(service["environment_variables"])
+    assert re.search(r"KUMOFLOW_SERVES_CODE\W+each\.key", env), env
+    assert re.search(r"KUMOFLOW_PUSH_AUDIENCE\W+local\.retained_urls\[each\.key\]", env), env
+    source = _text(kept["build_config"][0]["source"])
+    assert "google_storage_bucket_object.retained_source[each.key].name" in source
+    sub = _resource(tf, "google_pubsub_subscription", "retained")
+    assert "local.wiring.code_attribute" in sub["filter"]
+    assert "each.key" in sub["filter"]
+    oidc = sub["push_config"][0]["oidc_token"][0]
+    assert oidc["audience"] == "${local.retained_urls[each.key]}"
+    assert "dead_letter_policy" in sub
+    invoker = _resource(tf, "google_cloud_run_service_iam_member", "retained_invoker")
+    assert invoker["member"] == "serviceAccount:${google_service_account.push.email}"
+    # The current worker leaves the kept bundles' requests, and only after their workers
+    # subscribe (it depends on their subscriptions).
+    fn = _resource(tf, "google_cloudfunctions2_function", "fn")
+    env = _text(fn["service_config"][0]["environment_variables"])
+    assert "local.wiring.retained_env" in env
+    assert "keys(var.retained_code)" in env
+    assert "google_pubsub_subscription.retained" in _text(fn["depends_on"])

@@ -23,6 +23,7 @@ each start of user code against the store: the run still RUNNING, the attempt st
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import threading
@@ -33,8 +34,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator import KumoflowError, TransientError
-from orchestrator.adapters import MemoryBlobStore, MemoryStore, SqliteStore, VirtualClock
+from orchestrator import KumoflowError, NotFoundError, TransientError
+from orchestrator.adapters import (
+    MemoryBlobStore,
+    MemoryJobs,
+    MemoryStore,
+    SqliteStore,
+    VirtualClock,
+)
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
@@ -50,6 +57,7 @@ from orchestrator.contracts import (
     TaskSucceeded,
 )
 from orchestrator.engine import CancelRun, ResumeRun, grown
+from orchestrator.ports import Snapshot
 from orchestrator.runtime import (
     CHOOSE,
     LOGGER,
@@ -60,9 +68,21 @@ from orchestrator.runtime import (
     advance,
     memory_runtime,
     read_flow_result,
+    run_job_attempt,
     run_task,
     start_run,
     tick,
+)
+from orchestrator.waits import (
+    InputRefused,
+    NotWaiting,
+    Resumed,
+    WaitEvent,
+    input_uri,
+    matches,
+    resume,
+    send_event,
+    source_key,
 )
 from tests.flows import interleaved
 from tests.flows.interleaved import CURRENT, Caller
@@ -290,6 +310,7 @@ class Instance:
     handling: Message | None = None  # None while idle or running a tick or an operator call
     label: str = ""  # what it runs now, for the log
     fault_armed: bool = False  # dies at the runtime's next "after-commit" fault point
+    job: str | None = None  # the job execution it runs (a task's `runtime="job"` attempt)
 
 
 @dataclass(frozen=True)
@@ -326,6 +347,11 @@ class Cluster:
     )
     cancelled: set[str] = field(default_factory=set)  # runs an operator asked to cancel
     requested: set[tuple[str, str, int]] = field(default_factory=set)  # task.requested sent
+    # Job executions the workers started: they run when the machine says (run_job), on any
+    # instance, more than once, or die unrun.
+    jobs: MemoryJobs = field(default_factory=MemoryJobs)
+    # run -> the inputs `resume` said it ended a pause with (waits: tests.flows.interleaved)
+    resumed: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -349,6 +375,7 @@ class Cluster:
                 ),
                 worker_id=f"worker-{i}",
                 fault=functools.partial(self._fault, i),
+                jobs=self.jobs,
             )
             self.instances.append(Instance(i, rt, gate, bus))
 
@@ -461,6 +488,58 @@ class Cluster:
         inst.gate.start(functools.partial(advance, inst.rt, run_id, ResumeRun(attempt)))
         self._settle(inst)
 
+    def start_job(self, index: int, name: str) -> None:
+        """Job execution `name` (its container) runs its entrypoint on this instance."""
+        inst = self.instances[index]
+        inst.handling, inst.label, inst.job = None, f"job {name}", name
+        self.log.append(f"i{index} {inst.label}")
+        env = self.jobs.env(name)
+        inst.gate.start(functools.partial(self._job, inst, env))
+        self._settle(inst)
+
+    def idle_jobs(self) -> list[str]:
+        """Executions still running that no instance runs now."""
+        busy = {i.job for i in self.instances}
+        return [n for n in self.jobs.running() if n not in busy]
+
+    def _job(self, inst: Instance, env: dict[str, str]) -> int:
+        caller = Caller(
+            env["KUMOFLOW_RUN_ID"],
+            env["KUMOFLOW_TASK_KEY"],
+            int(env["KUMOFLOW_ATTEMPT"]),
+            inst.index,
+            self._executed,
+        )
+        token = CURRENT.set(caller)
+        try:
+            return run_job_attempt(inst.rt, env)
+        finally:
+            CURRENT.reset(token)
+
+    def send(self, x: int, n: int) -> None:
+        """An event for the runs waiting on x (`send_event`; its id says which: the same n
+        again is a duplicate). Written to the mailbox, not through the stepped store."""
+        rt = self.instances[0].rt
+        fresh = send_event(interleaved.EVENTS, {"x": x, "n": n}, event_id=f"ev-{x}-{n}", rt=rt)
+        self.log.append(f"event x={x} n={n}{'' if fresh else ' (duplicate)'}")
+
+    def start_give(self, index: int, run_id: str, data: Any) -> None:
+        """`kumoflow runs resume RUN --input ...` (orchestrator.waits.resume) on this instance;
+        refused input and a run not waiting are the operator's answers, not failures."""
+        inst = self.instances[index]
+        inst.handling, inst.label = None, f"give {run_id} {data}"
+        self.log.append(f"i{index} {inst.label}")
+        inst.gate.start(functools.partial(self._give, inst.rt, run_id, data))
+        self._settle(inst)
+
+    def _give(self, rt: Runtime, run_id: str, data: Any) -> None:
+        try:
+            done: Resumed = resume(rt, run_id, data)
+        except (NotWaiting, InputRefused, NotFoundError) as e:
+            self.log.append(f"give {run_id} {data}: {e}")
+            return
+        self.resumed[run_id].append(done.value)
+
     def step(self, index: int) -> None:
         inst = self.instances[index]
         if inst.gate.calls >= STEP_LIMIT:
@@ -519,6 +598,9 @@ class Cluster:
         ok, value = inst.gate.collect()
         msg, inst.handling = inst.handling, None
         what = inst.label
+        if inst.job is not None:  # the container exits with the entrypoint's code, or dies
+            self.jobs.finish(inst.job, value if ok else 137, "" if ok else f"died: {value!r}")
+            inst.job = None
         if ok:
             self.log.append(f"i{inst.index} done {what}")
             if msg is not None:
@@ -544,6 +626,7 @@ class Cluster:
         return (
             not self.pool
             and not self.busy()
+            and not self.jobs.running()
             and all(self._status(r).terminal and self.finished[r] for r in self.runs)
             # Child runs of subflows too: one its parent no longer waits on ends on its own.
             and all(r.status.terminal for r in self.store.list_runs(limit=10_000))
@@ -571,6 +654,9 @@ class Cluster:
                     break
                 self.deliver(n % self.k, pending[0])
                 self.finish(n % self.k)
+            for name in self.idle_jobs():  # every container gets to run in the end
+                self.start_job(0, name)
+                self.finish(0)
             if self.settled():
                 return
             self.advance_clock(BIG_JUMP_S)
@@ -645,8 +731,11 @@ class Cluster:
             return [f"{label} stayed {run.status.value} in attempt {run.attempt}: tasks {tasks}"]
         # What the same flow does in-process, resumed as often as this run was; and the
         # hand-worked expectation, which the reference itself must meet.
-        ref = reference(flow, json.dumps(params, sort_keys=True), run.attempt - 1)
-        succeeds, value = interleaved.expected(flow, params)
+        seed, waits = self._wait_problems(rt, label, run_id, flow, snap)
+        out.extend(waits)
+        seed_json = json.dumps(seed, sort_keys=True)
+        ref = reference(flow, json.dumps(params, sort_keys=True), run.attempt - 1, seed_json)
+        succeeds, value = interleaved.expected(flow, params, seed)
         if run.attempt == 1 and (ref.status == "SUCCEEDED", ref.value) != (succeeds, value):
             out.append(f"{label}: in-process it ends {ref.status} {ref.value!r}, not {value!r}")
         # A lease that ran out fails its attempt, which may use up the task's retries; an
@@ -666,7 +755,7 @@ class Cluster:
                 f"in-process: {ref.status} {ref.value!r}"
             )
         elif not exact and run.status is RunStatus.SUCCEEDED:
-            want = self._succeeded_with(run_id, flow, params, snap.tasks)
+            want = self._succeeded_with(run_id, flow, params, snap.tasks, seed)
             if want is not None and (want.status, want.value) != ("SUCCEEDED", got):
                 out.append(
                     f"{label} SUCCEEDED {got!r}; in-process, with the tasks that failed here "
@@ -674,7 +763,7 @@ class Cluster:
                 )
         elif not exact and run.status is RunStatus.FAILED:
             planned = run.error is not None and run.error.type.endswith(
-                ("PlannedFailure", "SubflowFailed")
+                ("PlannedFailure", "SubflowFailed", "PauseTimedOut")
             )
             if not planned and not leased:
                 out.append(f"{label} failed with {run.error}, not a planned failure")
@@ -695,13 +784,75 @@ class Cluster:
                     out.append(f"{label}: run-time map {key} ran, or grew without a width")
                 continue  # a run-time map never runs: its children do
             node = plan.tasks[key].node
-            if node.task in (CHOOSE, SELECT) or node.subflow is not None:
+            if node.task in (CHOOSE, SELECT) or node.subflow is not None or _waits(node.task):
                 continue  # no user code of its own
             out.extend(self._task_problems(label, run_id, key, task, ref.starts.get(key), exact))
         return out
 
+    def _wait_problems(
+        self, rt: Runtime, label: str, run_id: str, flow: str, snap: Snapshot
+    ) -> tuple[Any, list[str]]:
+        """What a run's wait was given (its seed for the references), and whether it took it
+        exactly once: the first matching event since the run's start, or nothing when none
+        came by its deadline; a pause ends with the one input `resume` said it took."""
+        key = {"il-wait-event": "wait-for-event", "il-pause": "pause", "il-sleep": "sleep"}.get(
+            flow
+        )
+        task = snap.tasks.get(key) if key else None
+        if flow == "il-sleep":
+            return None, self._sleep_problems(label, task)
+        if task is None or task.status is not TaskStatus.SUCCEEDED:
+            if flow == "il-pause" and self.resumed[run_id]:
+                return None, [f"{label}: resumed with {self.resumed[run_id]}, yet not ended by it"]
+            return None, []
+        plan = rt.plan_of(snap.run)
+        taken = json.loads(rt.blobs.get(rt.task_result_uri(plan, run_id, task.key)))
+        if flow == "il-pause":
+            wrong = [v for v in self.resumed[run_id] if v != taken]
+            return taken, [
+                f"{label}: the pause took {taken}, resumes said {wrong}"
+            ] if wrong else []
+        folder = f"gs://{rt.results_bucket}/kumoflow/events/{source_key(interleaved.EVENTS)}/"
+        x = snap.run.params["x"]
+        since = snap.run.created_at
+        last = task.attempts[-1]
+        deadline = (last.started_at or since) + timedelta(seconds=interleaved.WAIT_TIMEOUT_S)
+        events = [
+            WaitEvent.model_validate_json(self.blobs.get(u)) for u in self.blobs.list_uris(folder)
+        ]
+        mine = [e for e in events if matches({"x": x}, e.data) and e.at >= since]
+        if taken is None:
+            early = [e.id for e in mine if e.at <= deadline]
+            return None, [f"{label}: timed out although {early} came in time"] if early else []
+        # The first match: none came before it. Events stored at one instant are ordered by
+        # their ids' digests, so one stored later at the same instant may sort first: either
+        # is the first then.
+        shown = [e.model_dump(mode="json") for e in mine]
+        earlier = [e.id for e in mine if e.at < WaitEvent.model_validate(taken).at]
+        if taken not in shown or earlier:
+            return taken["data"], [f"{label}: took {taken}, not the first match of {shown}"]
+        return taken["data"], []
+
+    @staticmethod
+    def _sleep_problems(label: str, task: TaskRun | None) -> list[str]:
+        """A sleep ends at its time, never before (its end is committed with its completion)."""
+        last = task.attempts[-1] if task and task.attempts else None
+        if last is None or last.status is not TaskStatus.SUCCEEDED:
+            return []
+        if last.started_at is None or last.ended_at is None:
+            return [f"{label}: the sleep succeeded without a start or an end"]
+        slept = (last.ended_at - last.started_at).total_seconds()
+        if slept < interleaved.SLEEP_S:
+            return [f"{label}: slept {slept} s of {interleaved.SLEEP_S}"]
+        return []
+
     def _succeeded_with(
-        self, run_id: str, flow: str, params: dict[str, Any], tasks: Mapping[str, TaskRun]
+        self,
+        run_id: str,
+        flow: str,
+        params: dict[str, Any],
+        tasks: Mapping[str, TaskRun],
+        seed: Any,
     ) -> Reference | None:
         """The reference for a run that succeeded although a lease ran out or a cancel came: the
         flow in-process with exactly the tasks that ended FAILED here failing for good (with
@@ -717,7 +868,8 @@ class Cluster:
         if any(name_of.get(k) in lost for k in kept):
             return None
         fails = {name: interleaved.RETRIES + 1 for name in sorted(lost)}
-        return reference(flow, json.dumps({**params, "fails": fails}, sort_keys=True), 0)
+        given = json.dumps(seed, sort_keys=True)
+        return reference(flow, json.dumps({**params, "fails": fails}, sort_keys=True), 0, given)
 
     def announcement_problems(self, run_id: str) -> list[str]:
         """No flow attempt announced under two event ids; no event id for two attempts (a
@@ -771,6 +923,11 @@ class Cluster:
         ]
 
 
+def _waits(task: str) -> bool:
+    """A node of orchestrator.waits: kumoflow's own code, no user code to count."""
+    return task.startswith("orchestrator.waits.")
+
+
 @dataclass(frozen=True)
 class Reference:
     status: str  # how the run ends in-process
@@ -779,10 +936,19 @@ class Reference:
     starts: dict[str, int]  # per task key: attempts that started user code
 
 
-def _in_process(flow: str, params: dict[str, Any], resumes: int) -> RunOutcome:
+def _in_process(flow: str, params: dict[str, Any], resumes: int, seed: Any) -> RunOutcome:
     with InProcessRunner(clock=VirtualClock(), functions=FUNCTIONS, max_workers=1) as runner:
         for f in interleaved.FLOWS.values():
             runner.store.put_flow(f.spec)
+        if seed is not None and flow == "il-wait-event":  # there before the run: since its start
+            send_event(
+                interleaved.EVENTS, {"x": params["x"], **seed}, event_id="seed", rt=runner.rt
+            )
+        if seed is not None and flow == "il-pause":  # given before it paused, whichever attempt
+            rt = runner.rt
+            for flow_attempt, attempt in itertools.product((1, 2, 3), (1, 2)):
+                uri = input_uri(rt.results_bucket, "reference", "pause", flow_attempt, attempt)
+                rt.blobs.put(uri, json.dumps(seed).encode(), "application/json")
         outcome = runner.run(interleaved.FLOWS[flow].spec, params, run_id="reference")
         for _ in range(resumes):
             if outcome.run.status is RunStatus.SUCCEEDED:
@@ -792,14 +958,14 @@ def _in_process(flow: str, params: dict[str, Any], resumes: int) -> RunOutcome:
 
 
 @functools.lru_cache(maxsize=1024)
-def reference(flow: str, params_json: str, resumes: int) -> Reference:
+def reference(flow: str, params_json: str, resumes: int, seed_json: str = "null") -> Reference:
     """The same run in-process (orchestrator.runtime.InProcessRunner, its own memory store),
     resumed `resumes` times while it does not succeed. A reference that itself breaks (raises)
     stands as a status no cluster run can match."""
-    params = json.loads(params_json)
+    params, seed = json.loads(params_json), json.loads(seed_json)
     try:
-        outcome = _in_process(flow, params, resumes)
-        ok = _in_process(flow, {**params, "fails": {}}, 0)
+        outcome = _in_process(flow, params, resumes, seed)
+        ok = _in_process(flow, {**params, "fails": {}}, 0, seed)
     except Exception as error:
         return Reference(f"in-process run raised {error!r}", None, None, {})
     starts = {

@@ -5,7 +5,9 @@ A hypothesis state machine drives K instances (tests/runtime/cluster.py) of the 
 order and more than once, alone or in concurrent bursts, steps handlers store call by store
 call, kills instances before any store call, at a publish or at the runtime's "after-commit"
 fault point, makes the bus fail for a while, ticks the sweeper with a virtual clock moved past
-timers and leases, and runs an operator's `runs cancel` / `runs retry` at any step.
+timers and leases, and runs an operator's `runs cancel` / `runs retry` at any step; for waits,
+it sends events (before or after a run waits, duplicated) and gives pauses input (valid or
+not, two at once, racing a cancel or the pause's timeout).
 
 After every step: nothing the harness watches went wrong (no unexpected error, no user code
 started outside a live claim of a RUNNING run), an ended run holds no unfinished task, a
@@ -80,6 +82,7 @@ CORE = ("il-chain", "il-diamond", "il-map-fan-in", "il-two-sinks", "il-returns-m
 RUN_TIME_MAPS = ("il-run-time-map", "il-returns-run-time-map", "il-nested-map")
 GATES = ("il-branch", "il-switch")
 SUBFLOWS = ("il-subflow", "il-map-subflow")
+WAITS = ("il-sleep", "il-wait-event", "il-pause")
 WHO = st.integers(0, 2)  # an instance, modulo those eligible
 PICK = st.integers(0, 30)  # a message, modulo those eligible
 PARK_AFTER = st.sampled_from([None, 1, 0, 1, 2, 3])  # None: run to the end; 1: read, not written
@@ -131,6 +134,10 @@ class Interleavings(RuleBasedStateMachine):
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
     LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
+    JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
+    # Events for the runs' waits (before or after they wait, duplicated) and operators'
+    # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
+    WAITS: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,6 +261,35 @@ class Interleavings(RuleBasedStateMachine):
         if minutes:
             self.c.outage_until = self.c.clock.now() + timedelta(minutes=minutes)
 
+    @precondition(lambda self: self.JOBS and _free(self) and bool(self.c.jobs.running()))
+    @rule(
+        who=WHO,
+        pick=PICK,
+        park_after=PARK_AFTER,
+        again=st.sampled_from([False, False, True]),
+        dies=st.sampled_from([False, False, True]),
+    )
+    def run_job(self, who: int, pick: int, park_after: int | None, again: bool, dies: bool) -> None:
+        """A job execution's container runs its entrypoint on a free instance; `again`: a
+        second container of an execution already running (a platform retry, a duplicate);
+        `dies`: it dies at its report (its result stored, the completion never published)."""
+        with self.guard():
+            names = list(self.c.jobs.running()) if again else self.c.idle_jobs()
+            if names:
+                free = self.c.free()
+                index = free[who % len(free)]
+                if dies:
+                    self.c.instances[index].bus.crash_in = 0
+                self.c.start_job(index, names[pick % len(names)])
+                self._park(index, park_after)
+
+    @precondition(lambda self: self.JOBS and self.cluster is not None and bool(self.c.idle_jobs()))
+    @rule(pick=PICK)
+    def job_dies(self, pick: int) -> None:
+        """An execution ends failed without running (its container never started)."""
+        names = self.c.idle_jobs()
+        self.c.jobs.finish(names[pick % len(names)], 1, "failed: the container did not start")
+
     @precondition(lambda self: self.OPERATOR and _free(self))
     @rule(who=WHO, which=st.integers(0, 2), park_after=PARK_AFTER)
     def cancel(self, who: int, which: int, park_after: int | None) -> None:
@@ -286,6 +322,34 @@ class Interleavings(RuleBasedStateMachine):
             index = free[who % len(free)]
             attempt = run.attempt - 1 if stale and run.attempt > 1 else run.attempt
             self.c.start_resume(index, run.run_id, attempt)
+            self._park(index, park_after)
+
+    @precondition(lambda self: self.WAITS and self.cluster is not None)
+    @rule(which=st.integers(0, 2), other=st.sampled_from([False, False, True]), n=PICK)
+    def send_event(self, which: int, other: bool, n: int) -> None:
+        """An event the runs of one run's `x` wait for (`other`: of an x beside it), before
+        or after they wait; the same n again is a duplicate delivery."""
+        runs = sorted(self.c.runs)
+        x = self.c.runs[runs[which % len(runs)]][1].get("x", 0)
+        self.c.send(x + 1 if other else x, n % 3)
+
+    @precondition(lambda self: self.WAITS and _free(self))
+    @rule(
+        who=WHO,
+        which=st.integers(0, 2),
+        n=st.integers(0, 2),
+        bad=st.sampled_from([False, False, True]),
+        park_after=PARK_AFTER,
+    )
+    def give_input(self, who: int, which: int, n: int, bad: bool, park_after: int | None) -> None:
+        """`kumoflow runs resume RUN --input` with {"n": n} (`bad`: not the form's shape),
+        whatever the run is doing; parked part way, a second one can run beside it."""
+        with self.guard():
+            runs = sorted(self.c.runs)
+            free = self.c.free()
+            index = free[who % len(free)]
+            data: Any = {"n": "many"} if bad else {"n": n}
+            self.c.start_give(index, runs[which % len(runs)], data)
             self._park(index, park_after)
 
     def _park(self, index: int, park_after: int | None) -> None:
@@ -419,6 +483,16 @@ class Deferred(Interleavings):
     FLOWS = ("il-deferred",)
 
 
+class Jobs(Interleavings):
+    FLOWS = ("il-job", "il-chain")
+    JOBS = True
+
+
+class Waits(Interleavings):
+    FLOWS = WAITS
+    WAITS = True
+
+
 # Every construct also under every fault at once: publishes failing after their commits and a
 # bus down for an hour of virtual time, beside the operator's cancel and resume at any step.
 class RunTimeMapsFaults(RunTimeMaps):
@@ -464,6 +538,11 @@ class LimitsFaults(Limits):
     LIMIT = 2
 
 
+class WaitsFaults(Waits):
+    OUTAGES = True
+    OPERATOR = True
+
+
 # The same machines over SQLite (what `kumoflow run` keeps its history in): its etags,
 # transactions and due-queries must keep every guarantee the memory store keeps.
 class SqliteCore(Core):
@@ -483,6 +562,19 @@ class SqliteSubflowsFaults(SubflowsFaults):
 
 
 class SqliteDeferredFaults(DeferredFaults):
+    SQLITE = True
+
+
+class JobsFaults(Jobs):
+    OUTAGES = True
+    OPERATOR = True
+
+
+class SqliteJobsFaults(JobsFaults):
+    SQLITE = True
+
+
+class SqliteWaitsFaults(WaitsFaults):
     SQLITE = True
 
 
@@ -511,6 +603,8 @@ class SqliteLimitsFaults(LimitsFaults):
         MapOverASubflowResultFaults,
         AllowFailureFaults,
         DeferredFaults,
+        Waits,
+        WaitsFaults,
         SqliteCore,
         SqliteRunTimeMapsFaults,
         SqliteGatesFaults,
@@ -519,6 +613,10 @@ class SqliteLimitsFaults(LimitsFaults):
         Limits,
         LimitsFaults,
         SqliteLimitsFaults,
+        Jobs,
+        JobsFaults,
+        SqliteJobsFaults,
+        SqliteWaitsFaults,
     ],
     ids=lambda m: m.__name__,
 )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.contracts import RunStatus
+from tests.flows.jobs import long_flow
 from tests.flows.observed import observed, wide
 from tests.flows.subflows import with_subflow
 from tests.ui.conftest import ARTIFACTS
@@ -131,3 +132,17 @@ def test_a_subflow_run_and_its_parent_node_link_to_each_other(backend: Any, dash
     assert f'id="child-run" href="/runs/{child}"' in node_page
     child_page = _get(f"{dashboard}/runs/{child}")
     assert f'id="parent-run" href="/runs/{out.run.run_id}/tasks/child-sum"' in child_page
+
+
+def test_a_job_run_attempt_names_its_execution_and_links_its_logs(
+    backend: Any, dashboard: str
+) -> None:
+    out = backend.run(long_flow, {"n": 2, "seconds": 0.0}, timeout=120)
+    assert out.status is RunStatus.SUCCEEDED
+    (attempt,) = out.tasks["long-sum"].attempts
+    assert attempt.execution is not None
+    page = _get(f"{dashboard}/runs/{out.run.run_id}/tasks/long-sum")
+    short = attempt.execution.rsplit("/", 1)[-1]
+    assert f'job execution <code class="execution">{short}</code>' in page
+    if backend.name == "emulator":  # the stand-in serves each execution's output
+        assert f'<a class="execution-logs" href="{attempt.logs_url}">logs</a>' in page

@@ -33,7 +33,7 @@ from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._slots import reclaim
-from orchestrator.runtime.control import advance, execute, request
+from orchestrator.runtime.control import advance, close_window, execute, request
 from orchestrator.runtime.worker import check, unsure
 
 PAGE = 200
@@ -186,6 +186,9 @@ def _fire(tk: _Tick, item: OutboxEntry) -> None:
 def _do(rt: Runtime, item: OutboxEntry) -> None:
     if item.kind is OutboxKind.CHECK:
         check(rt, item)  # a deferred attempt's work (a BigQuery job, a Cloud Run execution)
+        return
+    if item.kind is OutboxKind.WINDOW:
+        close_window(rt, item)  # a trigger window (debounce=, batch=) that may be due
         return
     if item.kind is OutboxKind.WAKE:
         advance(rt, item.run_id, Reconcile())  # a run timeout: the whole-run path

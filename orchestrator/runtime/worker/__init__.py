@@ -13,22 +13,28 @@ from orchestrator.runtime.worker._defer import (
     hooks_of,
     unsure,
 )
+from orchestrator.runtime.worker._job import JobAttempt, JobExecutionFailed
+from orchestrator.runtime.worker._jobrun import JOB_TIMEOUT_S, run_job_attempt
 from orchestrator.runtime.worker._lease import Lease
 from orchestrator.runtime.worker._worker import run_task
 
 __all__ = [
+    "JOB_TIMEOUT_S",
     "MAX_LINE_CHARS",
     "MAX_LOG_CHARS",
     "MAX_POLL_S",
     "OUTAGE_BUDGET",
     "Capture",
     "Deferred",
+    "JobAttempt",
+    "JobExecutionFailed",
     "Lease",
     "TaskRunContext",
     "check",
     "deferrable",
     "hooks_of",
     "parse",
+    "run_job_attempt",
     "run_task",
     "task_input_hash",
     "unsure",

@@ -107,9 +107,11 @@ def hold(
     token: str,
     handle: dict[str, JsonValue],
     poll: float,
+    note: Callable[[TaskRun], TaskRun] | None = None,
 ) -> bool:
     """Renew the parked attempt's lease past its next check and (re)arm that check, in one
-    commit conditional on the task record; False when `token` no longer holds the attempt."""
+    commit conditional on the task record (`note` adds to it: a job's execution); False when
+    `token` no longer holds the attempt."""
 
     def attempt() -> bool:
         tasks, etags = rt.state.tasks(req.run_id, [req.key])
@@ -122,7 +124,7 @@ def hold(
         rt.state.commit(
             Commit(
                 run_id=req.run_id,
-                tasks=[(longer, etags[req.key])],
+                tasks=[(note(longer) if note else longer, etags[req.key])],
                 outbox_add=[check_entry(req, token, handle, poll, now)],
             )
         )
@@ -138,11 +140,12 @@ def park(
     token: str,
     deferred: Deferred,
     cancel: Callable[[dict[str, JsonValue]], None],
+    note: Callable[[TaskRun], TaskRun] | None = None,
 ) -> None:
     """The worker's end of a deferred attempt: held for the sweeper, or its work cancelled
     when the claim was lost meanwhile (nobody would check it)."""
     try:
-        held = hold(rt, req, token, deferred.handle, next_poll(deferred, None))
+        held = hold(rt, req, token, deferred.handle, next_poll(deferred, None), note)
     except Exception:
         stop(cancel, deferred.handle, req)
         raise

@@ -29,6 +29,7 @@ from orchestrator.contracts import (
     TaskFailed,
     TaskRequested,
     TaskRun,
+    TaskRuntime,
     TaskStatus,
     TaskSucceeded,
 )
@@ -60,6 +61,7 @@ from orchestrator.runtime.worker._cache import TaskRunContext
 from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
 from orchestrator.runtime.worker._defer import Deferred, hooks_of, park
 from orchestrator.runtime.worker._invoke import invoke
+from orchestrator.runtime.worker._job import job_cancel, noted, start_job
 from orchestrator.runtime.worker._lease import Lease
 from orchestrator.runtime.worker._receivers import bind_receiver, receiver_key
 from orchestrator.runtime.worker._subflow import child_run_id, start_subflow
@@ -105,10 +107,21 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
             spec = claimed.spec.subflows[subflow]
             start_subflow(rt, req, spec, args, claimed.token, claimed.uri)
         return None
+    if claimed.planned.node.options.runtime is TaskRuntime.JOB:
+        return launch_job(rt, claimed)
+    return run_claimed(rt, claimed, lease)
+
+
+def run_claimed(
+    rt: Runtime, claimed: Claimed, lease: Lease, ceiling: float = FUNCTION_TIMEOUT_S
+) -> TaskSucceeded | TaskFailed | None:
+    """Run a claimed attempt's body here and report its end (the worker's path, and a job
+    execution's: see _jobrun); `ceiling` bounds its timeout (the platform's own limit)."""
+    req = claimed.req
     try:
         with lease, capture_attempt(claimed) as logs:
             args = load_inputs(rt, claimed)
-            called = call_task(rt, claimed, args)
+            called = call_task(rt, claimed, args, ceiling)
         if isinstance(called, Deferred):  # the work runs elsewhere: the sweeper's checks end it
             store_logs(rt, claimed, logs)
             park(rt, req, claimed.token, called, cancel_hook(rt, claimed))
@@ -122,6 +135,18 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
         return report(rt, ended)
     store_logs(rt, claimed, logs)
     return succeeded_with(rt, claimed, data, cached=cached)
+
+
+def launch_job(rt: Runtime, c: Claimed) -> TaskFailed | None:
+    """A `runtime="job"` attempt: start its execution and park it (see _job); a start that
+    failed fails the attempt (retried as the task says; an execution that did start anyway
+    finds its token stale and does nothing)."""
+    try:
+        deferred = start_job(rt, c.req, c.token)
+    except Exception as e:
+        return report(rt, failure(rt, c, e))
+    park(rt, c.req, c.token, deferred, job_cancel(rt), noted(deferred.handle))
+    return None
 
 
 def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | None:
@@ -207,7 +232,9 @@ def load_inputs(rt: Runtime, c: Claimed) -> dict[str, Any]:
     return {name: args[name] for name in c.planned.args}  # in the order the task declares
 
 
-def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str, bool] | Deferred:
+def call_task(
+    rt: Runtime, c: Claimed, args: dict[str, Any], ceiling: float = FUNCTION_TIMEOUT_S
+) -> tuple[bytes, str, bool] | Deferred:
     """Run the user's function (or reuse a cached result): (encoded result, type, cached), or
     the handle of work a deferrable task started elsewhere (see _defer)."""
     node = c.planned.node
@@ -229,11 +256,11 @@ def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str
         if hit is not None:
             pickled = options.result_serializer == "pickle"
             return hit, PICKLE_TYPE if pickled else JSON_TYPE, True
-    # Bounded by the function's own timeout: past it the platform kills the instance anyway.
-    limit = min(options.timeout_seconds or FUNCTION_TIMEOUT_S, FUNCTION_TIMEOUT_S)
+    # Bounded by the function's (or job's) own timeout: past it the platform kills it anyway.
+    limit = min(options.timeout_seconds or ceiling, ceiling)
     fn = bind_receiver(fn, node.receiver, c.spec.source)
     scope = task_scope_for(c.run, c.spec, c.req.key, c.req.attempt, options, args)
-    with run_scope(scope), services(rt.blobs, rt.blocks):
+    with run_scope(scope), services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
         value = invoke(fn, args, limit if rt.clock.realtime else options.timeout_seconds)
     if isinstance(value, Deferred):
         return value
@@ -244,12 +271,14 @@ def call_task(rt: Runtime, c: Claimed, args: dict[str, Any]) -> tuple[bytes, str
 
 def cancel_hook(rt: Runtime, c: Claimed) -> Callable[[dict[str, JsonValue]], None]:
     """What stops a deferred task's work when nobody will wait for it (see _defer)."""
+    if c.planned.node.options.runtime is TaskRuntime.JOB:
+        return job_cancel(rt)
     hooks = hooks_of(rt.resolver.resolve(c.planned.node.task, c.spec.source))
     cancel = hooks.cancel if hooks is not None else None
 
     def run(handle: dict[str, JsonValue]) -> None:
         if cancel is not None:
-            with services(rt.blobs, rt.blocks):
+            with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
                 cancel(handle)
 
     return run
