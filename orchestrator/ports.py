@@ -12,10 +12,13 @@ from orchestrator.contracts import (
     DeadLetter,
     Envelope,
     FlowSpec,
+    LimitState,
     OutboxEntry,
     Run,
+    Slot,
     StoredBlock,
     TaskRun,
+    Ticket,
 )
 
 Etag = object  # adapter-specific optimistic-concurrency token (a counter, an update_time)
@@ -188,8 +191,36 @@ class DeadLetterStore(Protocol):
     def get(self, letter_id: str) -> DeadLetter | None: ...
 
 
-class RecordStore(FlowStore, StateStore, TimerStore, DeadLetterStore, Protocol):
-    """One store keeping all four kinds of records: MemoryStore, SqliteStore, FirestoreStore."""
+class LimitStore(Protocol):
+    """Concurrency limits by key (see engine.limits for the rules every adapter applies). Each
+    method returns the tickets it served: their attempts hold a slot now and must be woken
+    (their requests sent again) by the caller."""
+
+    def set_limit(self, key: str, limit: int | None, lease_until: datetime) -> list[Ticket]:
+        """Set (None: remove) a key's limit; a raise serves waiters."""
+        ...
+
+    def limit_states(self, key: str | None = None) -> list[LimitState]:
+        """Every key that has a limit, slots in use or waiters (or `key` alone), by key."""
+        ...
+
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
+        """Take or keep a slot for the ticket's attempt (True), or wait in line once (False).
+        A key without a limit: True, and nothing is stored."""
+        ...
+
+    def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
+        """Free the slot `holder` holds (or its place in line): idempotent."""
+        ...
+
+    def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:
+        """Slots whose lease ran out by `now`, oldest first: the sweeper renews each one whose
+        attempt still runs and releases the others."""
+        ...
+
+
+class RecordStore(FlowStore, StateStore, TimerStore, DeadLetterStore, LimitStore, Protocol):
+    """One store keeping all five kinds of records: MemoryStore, SqliteStore, FirestoreStore."""
 
 
 class BlockStore(Protocol):

@@ -10,6 +10,7 @@ Layout (no document that many tasks write at once):
                                       values after each commit come back with the commit
   kumoflow_runs/{run_id}/marks/{n}    create-only markers of exactly-once steps (shard roll-ups)
   kumoflow_dead_letters/{id}          rejected input, keyed by event id so redelivery dedupes
+  kumoflow_limits/{key}/...           concurrency limits: slots and tickets (_firestore_limits)
 
 Concurrency is optimistic: every write carries the `update_time` it read (or must-not-exist),
 in one atomic batch; there are no read-write transactions to contend on. Counters take blind
@@ -32,6 +33,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from orchestrator.adapters._due import DueTasks
+from orchestrator.adapters._firestore_limits import FirestoreLimits
 from orchestrator.adapters._names import firestore_database
 from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
 from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
@@ -87,7 +89,7 @@ def firestore_client(project: str | None) -> firestore.Client:
     return firestore.Client(project=project, database=firestore_database())
 
 
-class FirestoreStore(DueTasks):
+class FirestoreStore(DueTasks, FirestoreLimits):
     def __init__(
         self,
         client: firestore.Client,
@@ -101,6 +103,7 @@ class FirestoreStore(DueTasks):
         self._names = client.collection(f"{prefix}_flow_names")
         self._runs = client.collection(f"{prefix}_runs")
         self._letters = client.collection(f"{prefix}_dead_letters")
+        self._limit_docs = client.collection(f"{prefix}_limits")  # see _firestore_limits
         self._reads = ThreadPoolExecutor(max_workers=6, thread_name_prefix="firestore-read")
 
     @classmethod

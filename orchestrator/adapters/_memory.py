@@ -7,12 +7,15 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from orchestrator.adapters._due import DueTasks
+from orchestrator.adapters._limits import BookLimits
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
     FlowSpec,
+    LimitBook,
     OutboxEntry,
     Run,
     TaskRun,
@@ -21,6 +24,8 @@ from orchestrator.contracts import (
 )
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot, check_range, split_uri
+
+T = TypeVar("T")
 
 
 class MemoryBus:
@@ -96,8 +101,8 @@ class MemoryBlobStore:
         return found[0]
 
 
-class MemoryStore(DueTasks):
-    """FlowStore, StateStore, TimerStore and DeadLetterStore over dicts, one lock."""
+class MemoryStore(DueTasks, BookLimits):
+    """FlowStore, StateStore, TimerStore, DeadLetterStore and LimitStore over dicts, one lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -111,6 +116,18 @@ class MemoryStore(DueTasks):
         self._markers: dict[str, set[str]] = {}
         self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
         self._letters: dict[str, DeadLetter] = {}
+        self._limits: dict[str, LimitBook] = {}
+
+    # LimitStore (the rules: BookLimits)
+    def _edit_book(self, key: str, edit: Callable[[LimitBook], tuple[LimitBook, T]]) -> T:
+        with self._lock:
+            book, out = edit(self._limits.get(key) or LimitBook(key=key))
+            self._limits[key] = book
+            return out
+
+    def _books(self) -> list[LimitBook]:
+        with self._lock:
+            return list(self._limits.values())
 
     # FlowStore
     def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:

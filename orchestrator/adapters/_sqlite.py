@@ -10,6 +10,7 @@ Layout (one table per Firestore collection of _firestore.py, JSON documents in `
   counters(run_id, name, field, value)           blind increments
   markers(run_id, name)                          create-only markers of exactly-once steps
   letters(id, seq, doc)                          dead letters, newest recording last
+  limits(key, doc)                               a concurrency key's book (engine.limits)
 
 Etags are version counters per record (1 when created, +1 per write). A commit checks every
 precondition and applies every write inside one `BEGIN IMMEDIATE` transaction: SQLite's write
@@ -28,14 +29,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.adapters._due import DueTasks
-from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
+from orchestrator.adapters._limits import BookLimits
+from orchestrator.contracts import (
+    DeadLetter,
+    FlowSpec,
+    LimitBook,
+    OutboxEntry,
+    Run,
+    TaskRun,
+    flow_version,
+)
 from orchestrator.errors import ConflictError, KumoflowError, NotFoundError, TransientError
 from orchestrator.ports import Commit, Counts, Etag, Snapshot
 
@@ -43,6 +53,7 @@ HOME_ENV = "KUMOFLOW_HOME"
 DB_FILE = "runs.db"
 BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = 1
+T = TypeVar("T")
 _CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound variables
 
 _SCHEMA = """
@@ -74,6 +85,7 @@ CREATE TABLE IF NOT EXISTS markers (
 CREATE TABLE IF NOT EXISTS letters (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS letters_by_seq ON letters (seq);
+CREATE TABLE IF NOT EXISTS limits (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
 
 # What a run owns, table by table (deleted with it by `prune`).
@@ -106,8 +118,8 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqliteStore(DueTasks):
-    """FlowStore, StateStore, TimerStore and DeadLetterStore over one SQLite file."""
+class SqliteStore(DueTasks, BookLimits):
+    """FlowStore, StateStore, TimerStore, DeadLetterStore and LimitStore over one SQLite file."""
 
     def __init__(self, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
@@ -181,6 +193,25 @@ class SqliteStore(DueTasks):
                 yield self._db
             finally:
                 self._db.execute("COMMIT")
+
+    # LimitStore (the rules: BookLimits) -----------------------------------------------------
+
+    def _edit_book(self, key: str, edit: Callable[[LimitBook], tuple[LimitBook, T]]) -> T:
+        with self._errors(f"limit {key}"), self._write() as db:
+            row = db.execute("SELECT doc FROM limits WHERE key = ?", (key,)).fetchone()
+            book = LimitBook.model_validate_json(row[0]) if row else LimitBook(key=key)
+            book, out = edit(book)
+            db.execute(
+                "INSERT INTO limits (key, doc) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+                (key, book.model_dump_json()),
+            )
+            return out
+
+    def _books(self) -> list[LimitBook]:
+        with self._errors("read limits"), self._read() as db:
+            rows = db.execute("SELECT doc FROM limits ORDER BY key").fetchall()
+        return [LimitBook.model_validate_json(r[0]) for r in rows]
 
     # FlowStore ----------------------------------------------------------------------------
 

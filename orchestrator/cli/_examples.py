@@ -67,6 +67,13 @@ EXAMPLES: dict[str, list[str]] = {
     "block ls": ["kumoflow block ls --kind gcp-credentials --json"],
     "block show": ["kumoflow block show gcp-credentials/prod"],
     "block rm": ["kumoflow block rm gcs-bucket/old-results"],
+    "limits": ["kumoflow limits set bigquery 20 && kumoflow limits ls"],
+    "limits set": [
+        "kumoflow limits set bigquery 20",
+        "kumoflow limits set openai 4 --project my-project",
+    ],
+    "limits rm": ["kumoflow limits rm bigquery"],
+    "limits ls": ["kumoflow limits ls --json"],
     "dlq": ["kumoflow dlq list"],
     "dlq list": ["kumoflow dlq list --limit 20 --json"],
     "dlq redrive": ["kumoflow dlq redrive LETTER_ID"],

@@ -18,6 +18,7 @@ from orchestrator.cli._dlq import dlq
 from orchestrator.cli._events import events
 from orchestrator.cli._examples import add_examples
 from orchestrator.cli._init import init
+from orchestrator.cli._limits import limits
 from orchestrator.cli._logs import logs
 from orchestrator.cli._output import emit_run, fail
 from orchestrator.cli._runs import runs
@@ -318,7 +319,7 @@ def schema(out: Path) -> None:
         click.echo(str(path))
 
 
-for _group in (dev, runs, events, logs, dlq, deploy, trigger, schedules, ui, block):
+for _group in (dev, runs, events, logs, dlq, deploy, trigger, schedules, ui, block, limits):
     main.add_command(_group)
 main.add_command(init)
 main.add_command(check)

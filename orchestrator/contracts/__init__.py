@@ -47,9 +47,11 @@ from ._events import (
     TaskSucceeded,
     TimerDue,
 )
+from ._limits import LimitBook, LimitState, Slot, Ticket, holder_of
 from ._options import (
     FlowOptions,
     Frozen,
+    LimitKey,
     RetryPolicy,
     Serializer,
     TaskOptions,
@@ -124,6 +126,9 @@ __all__ = [
     "HookState",
     "Hooks",
     "HooksRequested",
+    "LimitBook",
+    "LimitKey",
+    "LimitState",
     "ListValue",
     "LiteralValue",
     "Match",
@@ -150,6 +155,7 @@ __all__ = [
     "ScheduleTrigger",
     "Serializer",
     "Since",
+    "Slot",
     "SmtpSettings",
     "SourceRef",
     "StoredBlock",
@@ -160,6 +166,7 @@ __all__ = [
     "TaskRuntime",
     "TaskStatus",
     "TaskSucceeded",
+    "Ticket",
     "TimerDue",
     "TriggerInfo",
     "TriggerKind",
@@ -172,6 +179,7 @@ __all__ = [
     "clip",
     "describe_trigger",
     "flow_version",
+    "holder_of",
     "json_schemas",
     "write_json_schemas",
 ]

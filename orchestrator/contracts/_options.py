@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+)
 
 Serializer = Literal["json", "pickle"]
 # Ids end up in document paths and object names: keep them to a safe alphabet.
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,64}$")]
+# Limit keys end up in document ids too.
+LimitKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
 
 
 class Frozen(BaseModel):
@@ -63,7 +73,29 @@ class TaskOptions(Frozen):
     cache_key_fn: str | None = None  # "module:qualname" of fn(task_key, inputs) -> str | None
     cache_expiration_seconds: float | None = Field(default=None, gt=0)
     log_prints: bool | None = None  # None: as the flow says
+    # A concurrency key (`kumoflow limits set KEY N` bounds the attempts of that key that run
+    # at once); None: unbounded. Among the waiters of a key, higher priorities go first.
+    concurrency: LimitKey | None = None
+    priority: int = 0
     runtime: TaskRuntime = TaskRuntime.FUNCTION
+
+    @model_serializer(mode="wrap")
+    def _without_unset_newer(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Options added after flows were deployed are left out at their defaults, so a flow
+        that does not use them keeps its version (its content hash)."""
+        out = handler(self)
+        if isinstance(out, dict):
+            for name, default in _NEWER_DEFAULTS.items():
+                if name in out and out[name] == default:
+                    del out[name]
+        return out
+
+
+_NEWER_DEFAULTS: dict[str, Any] = {
+    "concurrency": None,
+    "priority": 0,
+    "runtime": TaskRuntime.FUNCTION,
+}
 
 
 class FlowOptions(Frozen):

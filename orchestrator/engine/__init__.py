@@ -6,6 +6,7 @@ No I/O and no clock reads: each returns new records and the commands to carry ou
 does the rest.
 """
 
+from orchestrator.engine import _limits as limits
 from orchestrator.engine._attempt import claim, policy_delay, renew, retry_delay
 from orchestrator.engine._counters import (
     SHARD,
@@ -130,6 +131,7 @@ __all__ = [
     "grown",
     "is_growing",
     "lengths",
+    "limits",
     "merge",
     "param_value",
     "path_text",

@@ -63,6 +63,7 @@ from orchestrator.runtime._params import (
 )
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
+from orchestrator.runtime._slots import set_limit, waiting_for
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
@@ -209,6 +210,7 @@ __all__ = [
     "scheduled_slot",
     "secret_params",
     "select",
+    "set_limit",
     "shown_params",
     "source_digest",
     "start_run",
@@ -218,4 +220,5 @@ __all__ = [
     "tick",
     "tree_files",
     "user_traceback",
+    "waiting_for",
 ]

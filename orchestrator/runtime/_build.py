@@ -61,6 +61,7 @@ def cloud_runtime(
         bus=bus(pubsub) if bus is not None else pubsub,
         clock=clock,
         start=start_run,
+        limits=store,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         topics=TOPICS.named(name_prefix()),
         source=source,
@@ -97,6 +98,7 @@ def memory_runtime(
         bus=bus or MemoryBus(),
         clock=clock or SystemClock(),
         start=start_run,
+        limits=store,
         resolver=Resolver(functions),
         jobs=jobs,
     )

@@ -45,6 +45,7 @@ from orchestrator.ports import (
     EventBus,
     FlowStore,
     JobRunner,
+    LimitStore,
     Snapshot,
     StateStore,
     TimerStore,
@@ -174,6 +175,8 @@ class Runtime:
     # How a subflow node's worker starts its child run: the control side's start_run, handed
     # to the worker side by whoever builds the runtime, so neither side imports the other.
     start: RunStarter
+    # Where concurrency limits are kept (the record store); None: no task may name a key.
+    limits: LimitStore | None = None
     results_bucket: str = "kumoflow-results"
     topics: Topics = field(default_factory=Topics)
     source: str = "//kumoflow.dev/local"

@@ -195,6 +195,8 @@ def task(
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
     log_prints: bool | None = None,
+    concurrency: str | None = None,
+    priority: int = 0,
     runtime: TaskRuntime | str = TaskRuntime.FUNCTION,
     on_failure: Sequence[Callable[..., Any]] = (),
     on_completion: Sequence[Callable[..., Any]] = (),
@@ -226,6 +228,8 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=as_seconds(kwargs.get("cache_expiration")),
             log_prints=kwargs.get("log_prints"),
+            concurrency=kwargs.get("concurrency"),
+            priority=kwargs.get("priority", 0),
             runtime=task_runtime(kwargs.get("runtime", TaskRuntime.FUNCTION)),
         )
     except ValueError as e:

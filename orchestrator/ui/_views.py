@@ -34,7 +34,7 @@ from orchestrator.local import (
     run_plan,
     task_keys,
 )
-from orchestrator.runtime import Runtime, shown_params, user_traceback
+from orchestrator.runtime import Runtime, shown_params, user_traceback, waiting_for
 
 PER_PAGE = 50
 MAX_PARAM_CHARS = 300  # of a parameter's JSON on the run page
@@ -119,6 +119,7 @@ class Timeline:
 class TaskRow:
     task: TaskRun
     seconds: float | None  # its last attempt's, so far while it runs
+    slot: str | None = None  # queued in line for a slot of this concurrency key
 
 
 @dataclass
@@ -169,6 +170,7 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
     page = min(max(page, 1), pages)
     chunk = [found[k] for k in shown[(page - 1) * PER_PAGE : page * PER_PAGE]]
     totals = Counter(s.value.lower() for c in counts.values() for s in c.elements())
+    waits = waiting_for(rt, run_id) if not run.status.terminal else {}
     return RunView(
         run=run,
         seconds=elapsed(run.started_at, run.ended_at, now),
@@ -177,7 +179,7 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
             for k, v in shown_params(plan.spec, run.params).items()
         },
         dag=_layout(nodes),
-        tasks=[TaskRow(t, _last_seconds(t, now)) for t in chunk],
+        tasks=[TaskRow(t, _last_seconds(t, now), waits.get(t.key)) for t in chunk],
         timeline=timeline(chunk, run.created_at, run.ended_at or now, now),
         page=page,
         pages=pages,

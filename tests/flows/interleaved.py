@@ -123,6 +123,23 @@ def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
     return {"items": list(items)}
 
 
+LIMIT_KEY = "il-items"  # the concurrency key of `limited`; the harness sets its limit
+LIMITED_TASKS = ("limited", "urgent")  # the names of the tasks that take its slots
+
+
+@task(name="limited", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY)
+def limited(x: int, offset: int, fails: dict[str, int]) -> int:
+    _ran(f"item:{x}", fails)
+    return scaled(x, offset)
+
+
+@task(name="urgent", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY,
+      priority=5)  # fmt: skip
+def urgent(v: int, fails: dict[str, int]) -> int:
+    _ran("left", fails)
+    return doubled(v)
+
+
 # --- flows ---------------------------------------------------------------------------------
 
 
@@ -165,6 +182,15 @@ hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook
 )
 def hooked(x: int, fails: dict[str, int]) -> int:
     return right(left(hooked_base(x, fails), fails), fails)
+
+
+@flow(name="il-limited-map")
+def limited_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
+    b = base(x, fails)
+    return {
+        "left": urgent(b, fails),
+        "items": limited.map(items, offset=unmapped(b), fails=unmapped(fails)),
+    }
 
 
 @flow(name="il-diamond")
@@ -403,6 +429,7 @@ FLOWS = {
         allowed_map,
         allow_return,
         with_deferred,
+        limited_map,
         with_job,
         slept,
         waited,
@@ -435,6 +462,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-allow-failure": [*items, "count-ok"],
         "il-allow-return": ["base", "note"],
         "il-deferred": ["job", "left"],
+        "il-limited-map": ["base", "left", *items],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
@@ -519,6 +547,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
             "items": [scaled(i, b) for i in items],
         },
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
+        "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

@@ -51,7 +51,7 @@ from hypothesis.stateful import (
 )
 
 from orchestrator.adapters import DB_FILE, SqliteStore
-from orchestrator.contracts import Run, RunStatus
+from orchestrator.contracts import Run, RunStatus, TaskStatus
 from orchestrator.runtime import EARLY_WAIT
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
@@ -134,6 +134,7 @@ class Interleavings(RuleBasedStateMachine):
     OUTAGES: ClassVar[bool] = False  # the bus fails for a while
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
+    LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
     JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
     # Events for the runs' waits (before or after they wait, duplicated) and operators'
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
@@ -167,6 +168,8 @@ class Interleavings(RuleBasedStateMachine):
             self.cluster = Cluster(k, store=SqliteStore(Path(self.folder) / DB_FILE))
         else:
             self.cluster = Cluster(k)
+        if self.LIMIT is not None:
+            self.cluster.store.set_limit(interleaved.LIMIT_KEY, self.LIMIT, self.c.clock.now())
         for n, (flow, params) in enumerate(requests):
             self.cluster.request_run(f"run-{n}", flow, params)
 
@@ -401,7 +404,24 @@ class Interleavings(RuleBasedStateMachine):
                     problems.append(f"{run_id} ended {before}, then {snap.run}")
                 if snap.run.status.terminal:
                     self.ended[(run_id, snap.run.attempt)] = snap.run
+            problems.extend(self._over_the_limit())
             assert not problems, report(self.c, problems)
+
+    def _over_the_limit(self) -> list[str]:
+        """Never more attempts of the key running (claimed, in the store) than its limit."""
+        if self.LIMIT is None:
+            return []
+        snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
+        running = [
+            f"{t.run_id}/{t.key}"
+            for snap in snaps
+            if snap is not None
+            for t in snap.tasks.values()
+            if t.status is TaskStatus.RUNNING and t.name in interleaved.LIMITED_TASKS
+        ]
+        if len(running) > self.LIMIT:
+            return [f"{len(running)} attempts of a key limited to {self.LIMIT} run: {running}"]
+        return []
 
     def teardown(self) -> None:
         if self.cluster is None:
@@ -410,6 +430,15 @@ class Interleavings(RuleBasedStateMachine):
             if not self.broken:
                 self.c.drain()
                 problems = self.c.problems()
+                if self.LIMIT is not None:
+                    # Every slot free, no waiter, once everything ended and one sweep after
+                    # a lease passed (a crashed or cancelled attempt's slot comes back then).
+                    self.c.advance_clock(BIG_JUMP_S)
+                    self.c.start_tick(0)
+                    self.c.finish(0)
+                    for state in self.c.store.limit_states():
+                        if state.in_use or state.waiters:
+                            problems.append(f"after the end, {state} is not all free")
                 assert not problems, report(self.c, problems)
         finally:
             self.c.close()
@@ -545,6 +574,19 @@ class DeferredFaults(Deferred):
     OPERATOR = True
 
 
+class Limits(Interleavings):
+    """Concurrency limits: slots held, handed on and reclaimed under every fault."""
+
+    FLOWS = ("il-limited-map",)
+    LIMIT = 1
+
+
+class LimitsFaults(Limits):
+    OUTAGES = True
+    OPERATOR = True
+    LIMIT = 2
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
@@ -585,6 +627,10 @@ class SqliteWaitsFaults(WaitsFaults):
     SQLITE = True
 
 
+class SqliteLimitsFaults(LimitsFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -617,6 +663,9 @@ class SqliteWaitsFaults(WaitsFaults):
         SqliteGatesFaults,
         SqliteSubflowsFaults,
         SqliteDeferredFaults,
+        Limits,
+        LimitsFaults,
+        SqliteLimitsFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

@@ -17,6 +17,7 @@ from orchestrator.ports import Commit
 from orchestrator.runtime._completion import child_ended, stored
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._slots import free
 from orchestrator.runtime.control._ctx import Ctx
 from orchestrator.runtime.control._outbox import entry, execute
 from orchestrator.runtime.control._settle import follow_up, recover
@@ -57,11 +58,17 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
             _trusted(rt, plan, run_id, instead) if isinstance(instead, TaskSucceeded) else instead
         )
     ctx = Ctx(rt, plan, snap.run, snap.run_etag)
+    options = plan.tasks[event.key].node.options
     now = rt.clock.now()
     step = complete(plan, snap.run, task, event, now)
     if step.task is None:
         if task.status.terminal and task.attempt == event.attempt:
-            return False, lambda: recover(ctx, task)  # a redelivery: finish what a crash left
+
+            def again() -> None:  # a redelivery: finish what a crash left, the slot's release too
+                free(rt, run_id, event.key, event.attempt, plan.tasks[event.key].node.options)
+                recover(ctx, task)
+
+            return False, again
         return False, _nothing
     entries = [entry(run_id, c, now) for c in step.commands]
     counts = rt.state.commit(  # a conflict: the record moved (a renewal, a cancel): read again
@@ -77,6 +84,7 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
     def effects() -> None:
         if rt.fault is not None:
             rt.fault("after-commit")
+        free(rt, run_id, event.key, event.attempt, options)  # the attempt is over
         execute(rt, plan, snap.run, entries, now)
         if step.increments:
             follow_up(ctx, [ended], counts)

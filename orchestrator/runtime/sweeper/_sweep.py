@@ -43,6 +43,7 @@ from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._slots import reclaim
 from orchestrator.runtime.control import advance, close_window, execute, request
 from orchestrator.runtime.worker import check, unsure
 
@@ -163,7 +164,7 @@ def tick(
     """One sweeper tick; returns how many items it handled."""
     tk = _Tick(rt, budget_s, min(item_s, budget_s), clock)
     try:
-        return sweep(tk) + expire_leases(tk) + redispatch(tk)
+        return sweep(tk) + expire_leases(tk) + redispatch(tk) + reclaim_slots(tk)
     finally:
         tk.close()
 
@@ -311,6 +312,24 @@ def redispatch(tk: _Tick) -> int:
     and move their next check on; the claim dedupes a request that was only slow."""
     rt = tk.rt
     return _page(tk, "re-dispatch", partial(rt.timers.stale_dispatches, rt.clock.now()), _again)
+
+
+def reclaim_slots(tk: _Tick) -> int:
+    """Concurrency slots whose lease ran out: renewed while their attempt runs, freed (and
+    handed to the next waiter) once it is over, so a crashed worker's slot comes back within
+    one lease and no operator ever frees one."""
+    rt = tk.rt
+    if rt.limits is None:
+        return 0
+    handled = 0
+    for slot in rt.limits.expired_slots(rt.clock.now(), PAGE):
+        if not tk.open:
+            break
+        try:
+            handled += tk.run(f"slot {slot.index} of {slot.key}", partial(reclaim, rt, slot))
+        except Exception:  # the store or the bus is away: the next tick tries again
+            LOGGER.exception("reclaiming slot %d of %s failed", slot.index, slot.key)
+    return handled
 
 
 def _page(

@@ -55,6 +55,7 @@ from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._slots import hold
 from orchestrator.runtime.worker import _cache as cache
 from orchestrator.runtime.worker._cache import TaskRunContext
 from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
@@ -168,6 +169,8 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     started = rt.clock.now()
     code = _imported_code(rt, planned.node, plan.spec.source)
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds, code)
+    if taken is not None and not hold(rt, req.run_id, req.key, req.attempt, planned.node.options):
+        return None  # it waits in line for a slot of its key, queued: a freed slot wakes it
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
         if done is None and planned.node.subflow is not None:

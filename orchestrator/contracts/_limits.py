@@ -1,0 +1,63 @@
+"""Concurrency limits: a key's slots and the tickets of the attempts that wait for one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ._options import Frozen, LimitKey, RunId
+
+
+class Ticket(Frozen):
+    """An attempt that found no free slot of `key`: woken (its request sent again) when one is
+    handed to it. Waiters are served by priority, highest first, then oldest first."""
+
+    key: LimitKey
+    run_id: RunId
+    task: str
+    attempt: int
+    priority: int = 0
+    enqueued_at: datetime
+
+    @property
+    def holder(self) -> str:
+        """Who holds a slot: one attempt of one task (duplicates of it share the slot)."""
+        return holder_of(self.run_id, self.task, self.attempt)
+
+
+def holder_of(run_id: str, task: str, attempt: int) -> str:
+    return f"{run_id}/{task}/{attempt}"
+
+
+class Slot(Frozen):
+    """One of a key's slots, held by an attempt until `lease_until` (the sweeper renews it
+    while the attempt runs and frees it once the attempt is over)."""
+
+    key: LimitKey
+    index: int
+    holder: str
+    run_id: RunId
+    task: str
+    attempt: int
+    lease_until: datetime
+
+
+class LimitState(Frozen):
+    """What `kumoflow limits ls` shows of one key."""
+
+    key: LimitKey
+    limit: int
+    in_use: int
+    waiters: int
+    oldest_wait: datetime | None = None
+    slots: tuple[Slot, ...] = ()
+    waiting: tuple[Ticket, ...] = ()
+
+
+class LimitBook(Frozen):
+    """One key's whole state where one record may hold it (memory, SQLite: one writer at a
+    time anyway). Firestore keeps it sharded instead: a document per slot and per ticket."""
+
+    key: LimitKey
+    limit: int | None = None  # None: no limit set (then nothing waits, nothing is held)
+    slots: tuple[Slot, ...] = ()
+    waiting: tuple[Ticket, ...] = ()  # in serving order (see engine.limits.rank)

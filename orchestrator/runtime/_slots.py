@@ -1,0 +1,165 @@
+"""Concurrency slots around an attempt's life, for every role (see engine.limits for the rules,
+ports.LimitStore for where they are kept).
+
+A slot is a lease in the store, held by one attempt (run, task, attempt number: duplicates of
+that attempt share it, and the claim's fencing lets only one of them run):
+- taken when the attempt is claimed (`hold`, before the claim commits); without a free slot the
+  attempt stays QUEUED, its ticket in line, and nothing of it runs or polls;
+- freed when the attempt ends, on the one path every end takes (control's complete_task:
+  success, failure, lease expiry, deferred check), and by a redelivered completion (`free`,
+  idempotent);
+- renewed with the attempt's lease by the sweeper, which frees any slot whose attempt is over
+  (a cancel, a crash between claim and commit, a lost wake-up) within one lease (`reclaim`).
+Whoever frees a slot wakes the waiter it was handed to: its task request is sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from orchestrator.contracts import (
+    RunStatus,
+    Slot,
+    TaskOptions,
+    TaskRequested,
+    TaskRun,
+    TaskStatus,
+    Ticket,
+    holder_of,
+)
+from orchestrator.errors import BadInputError
+from orchestrator.ports import LimitStore
+from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._runtime import Runtime
+
+# An attempt's states before its claim: queued, or a retry whose request went out at once.
+_UNCLAIMED = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+
+
+def hold(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions) -> bool:
+    """Take (or keep) a slot for the attempt: False when it waits in line for one."""
+    if options.concurrency is None:
+        return True
+    now = rt.clock.now()
+    ticket = Ticket(
+        key=options.concurrency,
+        run_id=run_id,
+        task=key,
+        attempt=attempt,
+        priority=options.priority,
+        enqueued_at=now,
+    )
+    holds, woken = _store(rt).acquire(ticket, _lease(rt))
+    wake(rt, woken)
+    if not holds:
+        LOGGER.info(
+            "%s attempt %d waits for a slot of %r", key, attempt, options.concurrency,
+            extra={"run_id": run_id, "task": key, "attempt": attempt},
+        )  # fmt: skip
+    return holds
+
+
+def free(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions) -> None:
+    """The attempt is over: its slot (or its place in line) goes to the next waiter."""
+    if options.concurrency is None:
+        return
+    woken = _store(rt).release(options.concurrency, holder_of(run_id, key, attempt), _lease(rt))
+    wake(rt, woken)
+
+
+def wake(rt: Runtime, tickets: Sequence[Ticket]) -> None:
+    """Send again the requests of attempts a slot was handed to. A ticket whose attempt no
+    longer waits (its run was cancelled or resumed, the task moved on) gives its slot on at
+    once, so no slot stays with an attempt that will never claim it. A lost wake-up costs one
+    lease: the sweeper sees the reserved slot unclaimed and wakes the attempt again."""
+    pending = list(tickets)
+    while pending:
+        t = pending.pop(0)
+        snap = rt.state.load(t.run_id, [t.task])
+        task = snap.tasks.get(t.task) if snap is not None else None
+        if snap is None or snap.run.status is not RunStatus.RUNNING or not _queued(task, t):
+            pending.extend(_store(rt).release(t.key, t.holder, _lease(rt)))
+            continue
+        event = TaskRequested(
+            run_id=t.run_id, flow_version=snap.run.flow_version, key=t.task, attempt=t.attempt
+        )
+        rt.bus.publish(
+            rt.topics.tasks,
+            rt.envelope(
+                event,
+                event_id=f"{t.run_id}/{t.task}/{t.attempt}/slot-{rt.clock.now().timestamp()}",
+                subject=t.task,
+                code=rt.spec(snap.run.flow_version).bundle,
+            ),
+        )
+
+
+def reclaim(rt: Runtime, slot: Slot) -> bool:
+    """A slot whose lease ran out: renewed while its attempt runs (or was handed to it and not
+    yet claimed: then woken again), freed otherwise. True when it changed anything."""
+    tasks, _ = rt.state.tasks(slot.run_id, [slot.task])
+    task = tasks.get(slot.task)
+    ticket = _ticket_of(slot)
+    if _queued(task, ticket):  # handed the slot, never claimed it: its wake-up was lost
+        wake(rt, [ticket])
+    if _queued(task, ticket) or (
+        task is not None and task.attempt == slot.attempt and not task.status.terminal
+    ):
+        holds, woken = _store(rt).acquire(_ticket_of(slot), _lease(rt))
+        wake(rt, woken)
+        return holds
+    wake(rt, _store(rt).release(slot.key, slot.holder, _lease(rt)))
+    return True
+
+
+def _queued(task: TaskRun | None, ticket: Ticket) -> bool:
+    """Whether the ticket's attempt still waits to be claimed. A first attempt may have no
+    record yet (a claim creates it)."""
+    if task is None:
+        return ticket.attempt == 1
+    last = task.attempts[-1] if task.attempts else None
+    return (
+        last is not None
+        and last.number == ticket.attempt
+        and not task.status.terminal
+        and last.status in _UNCLAIMED
+    )
+
+
+def _ticket_of(slot: Slot) -> Ticket:
+    return Ticket(
+        key=slot.key,
+        run_id=slot.run_id,
+        task=slot.task,
+        attempt=slot.attempt,
+        enqueued_at=slot.lease_until,
+    )
+
+
+def _lease(rt: Runtime) -> datetime:
+    return rt.clock.now() + timedelta(seconds=rt.lease_seconds)
+
+
+def _store(rt: Runtime) -> LimitStore:
+    if rt.limits is None:
+        raise BadInputError("a task with a concurrency key ran on a runtime without limits")
+    return rt.limits
+
+
+def set_limit(rt: Runtime, key: str, limit: int | None) -> None:
+    """`kumoflow limits set|rm`: a raised (or removed) limit wakes the waiters it serves."""
+    wake(rt, _store(rt).set_limit(key, limit, _lease(rt)))
+
+
+def waiting_for(rt: Runtime, run_id: str) -> dict[str, str]:
+    """The tasks of a run that wait in line for a slot: task key -> concurrency key (what
+    `runs show` and the dashboard say of a queued task)."""
+    if rt.limits is None:
+        return {}
+    return {
+        t.task: t.key
+        for state in rt.limits.limit_states()
+        for t in state.waiting
+        if t.run_id == run_id
+    }

@@ -1,0 +1,152 @@
+"""Port contract tests: concurrency limits (LimitStore), on every store that keeps them.
+
+A key's slots are never more than its limit, a waiter waits in line once, a freed slot goes to
+the first in line (priority, then age) at once, and under concurrent takers exactly `limit`
+hold while the rest wait, each served once as slots free up."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+
+from orchestrator.contracts import Ticket
+from orchestrator.ports import LimitStore
+from tests.adapters import port_fixtures
+from tests.adapters.port_fixtures import Stores, in_threads
+
+store = port_fixtures.store
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LEASE = NOW + timedelta(minutes=1)
+
+
+@pytest.fixture
+def limits(store: Stores) -> LimitStore:
+    return cast(LimitStore, store)
+
+
+def _key() -> str:
+    return f"k-{uuid.uuid4().hex[:12]}"  # the emulator's data is shared within a session
+
+
+def ticket(key: str, n: int, *, priority: int = 0, at: int = 0) -> Ticket:
+    return Ticket(
+        key=key,
+        run_id=f"run-{n}",
+        task="t",
+        attempt=1,
+        priority=priority,
+        enqueued_at=NOW + timedelta(seconds=at),
+    )
+
+
+def test_a_key_without_a_limit_holds_nothing(limits: LimitStore) -> None:
+    key = _key()
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])
+    assert limits.limit_states(key) == []
+
+
+def test_takers_beyond_the_limit_wait_in_line_once_and_a_release_hands_the_slot_on(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    assert limits.set_limit(key, 2, LEASE) == []
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 1), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 2, at=5), LEASE) == (False, [])
+    assert limits.acquire(ticket(key, 2, at=9), LEASE) == (False, [])  # a duplicate request
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])  # a duplicate of a holder
+    [state] = limits.limit_states(key)
+    assert (state.limit, state.in_use, state.waiters) == (2, 2, 1)
+    assert state.oldest_wait == NOW + timedelta(seconds=5)
+    woken = limits.release(key, ticket(key, 0).holder, LEASE)
+    assert [t.holder for t in woken] == [ticket(key, 2).holder]
+    assert limits.acquire(ticket(key, 2), LEASE) == (True, [])  # the woken one holds its slot
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (2, 0)
+    assert {s.holder for s in state.slots} == {ticket(key, 1).holder, ticket(key, 2).holder}
+    assert limits.release(key, ticket(key, 0).holder, LEASE) == []  # idempotent
+
+
+def test_waiters_are_served_by_priority_then_first_come(limits: LimitStore) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    assert limits.acquire(ticket(key, 0), LEASE)[0]
+    for n, (priority, at) in enumerate([(0, 1), (0, 2), (5, 3), (5, 4)], start=1):
+        assert limits.acquire(ticket(key, n, priority=priority, at=at), LEASE)[0] is False
+    order = []
+    holder = ticket(key, 0).holder
+    for _ in range(4):
+        [woken] = limits.release(key, holder, LEASE)
+        order.append(woken.run_id)
+        holder = woken.holder
+    assert order == ["run-3", "run-4", "run-1", "run-2"]
+
+
+def test_a_raised_limit_serves_waiters_and_a_cut_one_lets_holders_finish(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    limits.acquire(ticket(key, 0), LEASE)
+    limits.acquire(ticket(key, 1, at=1), LEASE)
+    limits.acquire(ticket(key, 2, at=2), LEASE)
+    assert [t.run_id for t in limits.set_limit(key, 2, LEASE)] == ["run-1"]
+    assert limits.set_limit(key, 1, LEASE) == []
+    [state] = limits.limit_states(key)
+    assert (state.limit, state.in_use, state.waiters) == (1, 2, 1)
+    # Two hold a limit of one now: the first to end hands nothing on, the second does.
+    held = sorted(state.slots, key=lambda s: s.index)
+    assert limits.release(key, held[-1].holder, LEASE) == []
+    assert [t.run_id for t in limits.release(key, held[0].holder, LEASE)] == ["run-2"]
+
+
+def test_expired_slots_are_found_for_the_sweeper(limits: LimitStore) -> None:
+    key = _key()
+    limits.set_limit(key, 2, LEASE)
+    limits.acquire(ticket(key, 0), NOW + timedelta(seconds=10))
+    limits.acquire(ticket(key, 1), NOW + timedelta(hours=1))
+    found = [s for s in limits.expired_slots(NOW + timedelta(minutes=1)) if s.key == key]
+    assert [s.holder for s in found] == [ticket(key, 0).holder]
+    limits.acquire(ticket(key, 0), NOW + timedelta(hours=2))  # renewed
+    assert [s for s in limits.expired_slots(NOW + timedelta(minutes=1)) if s.key == key] == []
+
+
+def test_concurrent_takers_never_exceed_the_limit_and_every_waiter_is_served(
+    limits: LimitStore,
+) -> None:
+    key, n, limit = _key(), 12, 3
+    limits.set_limit(key, limit, LEASE)
+    held: list[str] = []
+    lock = threading.Lock()
+
+    def take(i: int) -> None:
+        holds, woken = limits.acquire(ticket(key, i, at=i), LEASE)
+        with lock:
+            held.extend([ticket(key, i).holder] if holds else [])
+            held.extend(t.holder for t in woken)
+
+    assert in_threads(n, take) == [None] * n
+    # A taker served by a concurrent one may see its slot itself too (Firestore): its request
+    # is then sent once more, and the claim dedupes it. The slots held are the limit's.
+    held = sorted(set(held))
+    assert len(held) == limit
+    [state] = limits.limit_states(key)
+    assert sorted(s.holder for s in state.slots) == held
+    served = set(held)
+    while held:  # each holder ends; what it frees goes to exactly one waiter
+        holder = held.pop()
+        woken = limits.release(key, holder, LEASE)
+        assert len(woken) <= 1
+        for t in woken:
+            assert t.holder not in served
+            served.add(t.holder)
+            held.append(t.holder)
+        [state] = limits.limit_states(key)
+        assert state.in_use <= limit
+    assert len(served) == n
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (0, 0)

@@ -1,0 +1,52 @@
+"""A wide map under `concurrency=KEY` with a limit of 10 on the local stack, its workers killed
+at random (SIGKILL mid-attempt): the run completes, at most 10 attempts ever run at once (from
+the attempts' own start and end times), and every slot is free at the end.
+
+The width is KUMOFLOW_LIMITS_E2E_WIDTH (default 1,000), the limit KUMOFLOW_LIMITS_E2E_LIMIT
+(default 10). On a 2-core machine the stack itself runs about 4 attempts at once, so a limit
+of 10 does not bind there: run it with a limit of 2 too, to see the limit hold the map back."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import pytest
+
+from orchestrator.contracts import RunStatus
+from orchestrator.runtime import set_limit
+from tests.e2e.test_worker_crash import short_leases
+from tests.flows.limited import KEY, limited_map, most_at_once
+
+pytestmark = pytest.mark.emulator
+LIMIT = int(os.environ.get("KUMOFLOW_LIMITS_E2E_LIMIT", "10"))
+WIDTH = int(os.environ.get("KUMOFLOW_LIMITS_E2E_WIDTH", "1000"))
+KILLS = 5
+
+__all__ = ["short_leases"]  # the fixture, used by name
+
+
+def test_a_wide_map_under_a_limit_never_runs_more_than_the_limit_and_leaks_no_slot(
+    emulator_backend: Any, short_leases: None
+) -> None:
+    rt = emulator_backend.rt
+    set_limit(rt, KEY, LIMIT)
+    try:
+        kill = random.Random(15).sample(range(WIDTH), KILLS)
+        out = emulator_backend.run(
+            limited_map, {"items": list(range(WIDTH)), "kill": kill}, timeout=900
+        )
+        assert out.status is RunStatus.SUCCEEDED
+        assert out.value == sum(range(WIDTH))
+        items = [t for k, t in out.tasks.items() if k.startswith("limited-item[")]
+        assert len(items) == WIDTH
+        killed = [t.key for t in items if len(t.attempts) > 1]
+        assert len(killed) >= KILLS  # each chosen item's first attempt died and was retried
+        peak = most_at_once(items)
+        print(f"width {WIDTH}, limit {LIMIT}: at most {peak} attempts ran at once")
+        assert 1 <= peak <= LIMIT
+        [state] = rt.limits.limit_states(KEY)
+        assert (state.in_use, state.waiters) == (0, 0)
+    finally:
+        set_limit(rt, KEY, None)

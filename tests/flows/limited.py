@@ -1,0 +1,48 @@
+"""A wide map under a concurrency limit whose workers die now and then (SIGKILL, first attempt
+of the chosen items): the limit holds, and no slot leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from orchestrator import context, flow, task, unmapped
+from orchestrator.contracts import TaskRun
+
+KEY = "e2e-limited"
+
+
+@task(name="limited-item", retries=2, retry_delay_seconds=0, concurrency=KEY)
+def limited_item(i: int, kill: list[int]) -> int:
+    info = context.task_run
+    if info is not None and info.run_count == 1 and i in kill:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no response: as an OOM kill
+    time.sleep(0.3)  # long enough that, unlimited, far more than the limit would overlap
+    return i
+
+
+@task(name="limited-total")
+def limited_total(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow(name="limited-map")
+def limited_map(items: list[int], kill: list[int]) -> int:
+    return limited_total(limited_item.map(items, kill=unmapped(kill)))
+
+
+def most_at_once(tasks: list[TaskRun]) -> int:
+    """The most attempts whose [started_at, ended_at] overlap at one instant."""
+    edges = sorted(
+        (when, step)
+        for t in tasks
+        for a in t.attempts
+        if a.started_at is not None and a.ended_at is not None
+        for when, step in ((a.started_at, 1), (a.ended_at, -1))
+    )  # at one instant an end sorts before a start: touching attempts do not overlap
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
