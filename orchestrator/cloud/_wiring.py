@@ -86,6 +86,8 @@ FIRESTORE: dict[str, dict[str, Any]] = {
         ),  # due(), next_due()
         "tasks-lease_until": _field("tasks", "lease_until", indexes=_both_scopes(_ASC)),
         "tasks-redispatch_at": _field("tasks", "redispatch_at", indexes=_both_scopes(_ASC)),
+        # The sweeper's reclaim of expired concurrency slots (FirestoreLimits.expired_slots).
+        "slots-lease_until": _field("slots", "lease_until", indexes=_both_scopes(_ASC)),
     },
     # Large strings nobody queries: indexing them costs writes and may exceed the index limits.
     "exemptions": {

@@ -27,25 +27,30 @@ KILLS = 5
 __all__ = ["short_leases"]  # the fixture, used by name
 
 
+@pytest.mark.parametrize(
+    ("width", "limit"),
+    [(WIDTH, LIMIT), (200, 2)],  # the second binds on a 2-core machine
+    ids=["as-configured", "binding"],
+)
 def test_a_wide_map_under_a_limit_never_runs_more_than_the_limit_and_leaks_no_slot(
-    emulator_backend: Any, short_leases: None
+    emulator_backend: Any, short_leases: None, width: int, limit: int
 ) -> None:
     rt = emulator_backend.rt
-    set_limit(rt, KEY, LIMIT)
+    set_limit(rt, KEY, limit)
     try:
-        kill = random.Random(15).sample(range(WIDTH), KILLS)
+        kill = random.Random(15).sample(range(width), KILLS)
         out = emulator_backend.run(
-            limited_map, {"items": list(range(WIDTH)), "kill": kill}, timeout=900
+            limited_map, {"items": list(range(width)), "kill": kill}, timeout=900
         )
         assert out.status is RunStatus.SUCCEEDED
-        assert out.value == sum(range(WIDTH))
+        assert out.value == sum(range(width))
         items = [t for k, t in out.tasks.items() if k.startswith("limited-item[")]
-        assert len(items) == WIDTH
+        assert len(items) == width
         killed = [t.key for t in items if len(t.attempts) > 1]
         assert len(killed) >= KILLS  # each chosen item's first attempt died and was retried
         peak = most_at_once(items)
-        print(f"width {WIDTH}, limit {LIMIT}: at most {peak} attempts ran at once")
-        assert 1 <= peak <= LIMIT
+        print(f"width {width}, limit {limit}: at most {peak} attempts ran at once")
+        assert 1 <= peak <= limit
         [state] = rt.limits.limit_states(KEY)
         assert (state.in_use, state.waiters) == (0, 0)
     finally:

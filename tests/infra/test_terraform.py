@@ -342,7 +342,8 @@ def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_acco
 def test_firestore_indexes_cover_the_adapters_collection_group_queries() -> None:
     adapters = ROOT / "orchestrator" / "adapters"
     # The store's queries: its own, and the deadline ones it takes from DueTasks.
-    source = (adapters / "_firestore.py").read_text() + (adapters / "_due.py").read_text()
+    source = "".join(p.read_text() for p in sorted(adapters.glob("_firestore*.py")))
+    source += (adapters / "_due.py").read_text()
     groups = set(re.findall(r'collection_group\("(\w+)"\)', source))
     fields = set(re.findall(r'_tasks_due\("(\w+)"', source)) | {"due_at"}
     declared = wiring()["firestore"]["field_indexes"].values()
