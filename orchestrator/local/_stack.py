@@ -36,8 +36,9 @@ from orchestrator.runtime import SERVES_ENV, TOPICS
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "functions" / "main.py"
 RESULTS_BUCKET = "kumoflow-results"
 WORKER = next(f for f in FUNCTIONS if f.name == "task_worker")
-# Kept bundles' workers (orchestrator.local._code) listen from functions_port + this on.
-RETAINED_PORT_OFFSET = 40
+# Kept bundles' workers (orchestrator.local._code) listen from functions_port + this on
+# (tests start functions of their own at +40).
+RETAINED_PORT_OFFSET = 60
 MAX_RETAINED = 10
 # The installation's job for `runtime="job"` tasks (infra/jobs.tf declares the cloud's).
 TASK_JOB_REGION = "us-central1"

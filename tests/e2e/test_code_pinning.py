@@ -104,6 +104,7 @@ def test_a_redeploy_mid_run_keeps_the_run_on_its_code(
     (second,) = _cli(stack_env, "deploy", str(file))  # while `slow` runs on v1
     print(f"redeploy took {time.monotonic() - t0:.1f} s")
     assert second["version"] != first["version"]
+    assert second["kept"] == [v1]
     new = _start(rt)
 
     def shown(run_id: str) -> Any:
@@ -126,3 +127,8 @@ def test_a_redeploy_mid_run_keeps_the_run_on_its_code(
     assert len(module_code(before)) == 1
     assert len(module_code(after)) == 1
     assert module_code(before) != module_code(after)
+    # The old code's runs have ended: the next deploy stops its worker.
+    (third,) = _cli(stack_env, "deploy", str(file))
+    assert third["kept"] == []
+    status = _cli(stack_env, "dev", "status")
+    assert f"task-worker-{v1}" not in {f["name"] for f in status["functions"]}
