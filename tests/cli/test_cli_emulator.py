@@ -126,7 +126,8 @@ def test_each_function_runs_with_the_publish_grants_terraform_gives_it(
             continue  # a test's own function
         raw = Path(f"/proc/{function['pid']}/environ").read_bytes()
         env = dict(item.partition(b"=")[::2] for item in raw.split(b"\0") if item)
-        assert env[b"KUMOFLOW_PUBLISHES"].decode() == grants[function["name"]], function["name"]
+        what = f"{function['name']} (pid {function['pid']}: {env.get(b'_', b'?')!r})"
+        assert env.get(b"KUMOFLOW_PUBLISHES", b"").decode() == grants[function["name"]], what
 
 
 def test_cancel_a_running_run(stack_env: dict[str, str], tmp_path: Path) -> None:
