@@ -1,7 +1,7 @@
 """Which code bundles this task worker leaves to another worker.
 
 A deploy that changes a flow's code keeps a worker for each earlier bundle that still has live
-runs (infra/functions.tf "retained"; `kumoflow deploy --target emulator` locally): its push
+runs (infra/code.tf in the cloud; a process on the local stack, orchestrator.local): its push
 subscription takes only the task requests carrying that bundle (the `kumoflow_code` attribute).
 The current worker's subscription takes every request, so it acknowledges those it finds in
 KUMOFLOW_RETAINED_CODE without running them: the retained worker got the same message. A

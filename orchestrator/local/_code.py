@@ -20,17 +20,15 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from orchestrator import emulators
-from orchestrator.contracts import FlowSpec, flow_version
+from orchestrator.contracts import FlowSpec, Run, flow_version
 from orchestrator.ports import FlowStore, StateStore
 from orchestrator.runtime import RETAINED_ENV, code_digest, code_files
 
-# How many of a flow's newest runs are read to find the bundles still in use: a live run older
-# than these keeps its bundle anyway (it is not dropped on a guess).
-SCAN_RUNS = 1000
+PAGE_RUNS = 500  # runs read per page when looking for the bundles still in use
 
 
 def with_bundle(spec: FlowSpec, bundle: str, moved: tuple[Path, Path] | None = None) -> FlowSpec:
@@ -79,8 +77,7 @@ def live_bundles(flows: FlowStore, state: StateStore, names: Iterable[str]) -> s
     """The bundles that runs of the flows `names` (and their subflows) still run on."""
     found: set[str] = set()
     for name in names:
-        runs = state.list_runs(flow=name, limit=SCAN_RUNS)
-        for run in runs:
+        for run in _all_runs(state, name):
             if run.status.terminal:
                 continue
             spec = flows.get_flow(run.flow_version)
@@ -89,6 +86,17 @@ def live_bundles(flows: FlowStore, state: StateStore, names: Iterable[str]) -> s
         for spec in _deployed_subflows(flows, name):
             found |= live_bundles(flows, state, [spec.name])
     return found
+
+
+def _all_runs(state: StateStore, name: str) -> Iterator[Run]:
+    """Every run of flow `name`, newest first, a page at a time."""
+    before = None
+    while True:
+        page = state.list_runs(flow=name, limit=PAGE_RUNS, before=before)
+        yield from page
+        if len(page) < PAGE_RUNS:
+            return
+        before = page[-1].created_at
 
 
 def _deployed_subflows(flows: FlowStore, name: str) -> list[FlowSpec]:
@@ -102,7 +110,7 @@ def _kept_file(config: emulators.StackConfig) -> Path:
 
 
 def kept(config: emulators.StackConfig) -> dict[str, str]:
-    """Bundle digest -> the flow file its snapshot was deployed from, of the kept workers."""
+    """The kept workers' bundles: digest -> the flow it was kept for."""
     path = _kept_file(config)
     return json.loads(path.read_text()) if path.exists() else {}
 
