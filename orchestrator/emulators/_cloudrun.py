@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import signal
@@ -23,9 +22,11 @@ import subprocess
 import threading
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from orchestrator.emulators._rest import ApiError, JsonHandler, seconds
 
 _JOB = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+)/jobs(?:/([^/:]+))?(?::(run))?$")
 _EXEC = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/:]+)(:cancel)?$")
@@ -36,16 +37,6 @@ _JOB_TYPE = "type.googleapis.com/google.cloud.run.v2.Job"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _seconds(duration: str | None, default: float) -> float:
-    return float(duration.rstrip("s")) if duration else default
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, status: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.status = code, status
 
 
 class Service:
@@ -148,7 +139,7 @@ class Service:
         env = {**os.environ}
         for item in [*container.get("env", []), *override.get("env", [])]:
             env[item["name"]] = item.get("value", "")
-        timeout = _seconds(overrides.get("timeout") or task.get("timeout"), 600.0)
+        timeout = seconds(overrides.get("timeout") or task.get("timeout"), 600.0)
         retries = int(task.get("maxRetries", 3))
         log_path = self.logs / f"{ex_name.rsplit('/', 1)[1]}.log"
         outcome: tuple[str, str] = ("CONDITION_FAILED", "no command to run")
@@ -246,34 +237,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def handler(service: Service) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the stack's log stays quiet; requests are not the interesting part
-
-        def _reply(self, code: int, body: Any, content_type: str = "application/json") -> None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            return json.loads(raw) if raw.strip() else {}
-
-        def _route(self, method: str) -> None:
-            path, _, query = self.path.partition("?")
-            params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-            try:
-                self._reply(200, self._dispatch(method, path, params))
-            except ApiError as e:
-                error = {"code": e.code, "message": str(e), "status": e.status}
-                self._reply(e.code, {"error": error})
-
-        def _dispatch(self, method: str, path: str, params: dict[str, str]) -> Any:
+def handler(service: Service) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def dispatch(self, method: str, path: str, params: dict[str, str]) -> Any:
             if method == "GET" and path == "/":
                 return {"service": "kumoflow fake Cloud Run Admin API v2"}
             if method == "GET" and path.startswith("/logs/"):
@@ -294,29 +260,17 @@ def handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if m := _JOB.match(path):
                 parent, job_id, verb = m.groups()
                 if job_id is None and method == "POST":
-                    return service.create_job(parent, params.get("jobId", ""), self._body())
+                    return service.create_job(parent, params.get("jobId", ""), self.body())
                 name = f"{parent}/jobs/{job_id}"
                 if verb == "run" and method == "POST":
-                    return service.run_job(name, self._body())
+                    return service.run_job(name, self.body())
                 if method == "GET":
                     return service.get_job(name)
                 if method == "PATCH":
-                    return service.update_job(name, self._body())
+                    return service.update_job(name, self.body())
                 if method == "DELETE":
                     return service.delete_job(name)
             raise ApiError(404, "NOT_FOUND", f"{method} {path} is not part of this fake")
-
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
-        def do_PATCH(self) -> None:
-            self._route("PATCH")
-
-        def do_DELETE(self) -> None:
-            self._route("DELETE")
 
     return Handler
 

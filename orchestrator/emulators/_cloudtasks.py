@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import base64
 import heapq
-import json
 import re
 import signal
 import threading
@@ -32,8 +31,10 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from orchestrator.emulators._rest import ApiError, JsonHandler, seconds
 
 _QUEUES = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+)/queues$")
 _QUEUE = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/queues/[^/:]+)$")
@@ -57,16 +58,6 @@ def _parse_time(raw: str | None) -> datetime:
     if not raw:
         return _now()
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-
-
-def _seconds(duration: str | None, default: float) -> float:
-    return float(duration.rstrip("s")) if duration else default
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, status: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.status = code, status
 
 
 class Service:
@@ -180,7 +171,7 @@ class Service:
             http = task["httpRequest"]
             queue = self.queues.get(name.rpartition("/tasks/")[0], {})
         sent = time.time()
-        status = _deliver(http, _seconds(task.get("dispatchDeadline"), 600.0))
+        status = _deliver(http, seconds(task.get("dispatchDeadline"), 600.0))
         with self._wake:
             self.dispatches.append(
                 {
@@ -202,8 +193,8 @@ class Service:
             if attempt >= int(retry["maxAttempts"]):
                 del self.tasks[name]  # given up on, as Cloud Tasks drops it
                 return
-            low = _seconds(retry["minBackoff"], 0.1)
-            backoff = min(low * 2 ** (attempt - 1), _seconds(retry["maxBackoff"], 3600.0))
+            low = seconds(retry["minBackoff"], 0.1)
+            backoff = min(low * 2 ** (attempt - 1), seconds(retry["maxBackoff"], 3600.0))
             task["responseCount"] += 1
             task["scheduleTime"] = _stamp(datetime.fromtimestamp(time.time() + backoff, UTC))
             self._push(time.time() + backoff, name)
@@ -235,45 +226,21 @@ def _deliver(http: dict[str, Any], deadline: float) -> int:
         return 0
 
 
-def handler(service: Service) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the stack's log stays quiet
-
-        def _reply(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            return json.loads(raw) if raw.strip() else {}
-
-        def _route(self, method: str) -> None:
-            path = self.path.partition("?")[0]
-            try:
-                self._reply(200, self._dispatch(method, path))
-            except ApiError as e:
-                error = {"code": e.code, "message": str(e), "status": e.status}
-                self._reply(e.code, {"error": error})
-
-        def _dispatch(self, method: str, path: str) -> Any:
+def handler(service: Service) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def dispatch(self, method: str, path: str, params: dict[str, str]) -> Any:
             if method == "GET" and path == "/":
                 return {"service": "kumoflow Cloud Tasks stand-in v2"}
             if method == "GET" and path == "/dispatches":
                 with service._wake:
                     return {"dispatches": list(service.dispatches)}
             if (m := _QUEUES.match(path)) and method == "POST":
-                return service.create_queue(m.group(1), self._body())
+                return service.create_queue(m.group(1), self.body())
             if (m := _QUEUE.match(path)) and method == "GET":
                 return service.get_queue(m.group(1))
             if m := _TASKS.match(path):
                 if method == "POST":
-                    return service.create_task(m.group(1), self._body())
+                    return service.create_task(m.group(1), self.body())
                 if method == "GET":
                     return service.list_tasks(m.group(1))
             if m := _TASK.match(path):
@@ -282,15 +249,6 @@ def handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 if method == "DELETE":
                     return service.delete_task(m.group(1))
             raise ApiError(404, "NOT_FOUND", f"{method} {path} is not part of this stand-in")
-
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
-        def do_DELETE(self) -> None:
-            self._route("DELETE")
 
     return Handler
 
