@@ -78,6 +78,9 @@ class TaskOptions(Frozen):
     concurrency: LimitKey | None = None
     priority: int = 0
     runtime: TaskRuntime = TaskRuntime.FUNCTION
+    # The key is computed from the attempt's inputs by a function kept with the task's code
+    # (`concurrency=lambda region: ...`): the worker calls it at claim (runtime._keys).
+    computed_concurrency: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_newer(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -95,6 +98,7 @@ _NEWER_DEFAULTS: dict[str, Any] = {
     "concurrency": None,
     "priority": 0,
     "runtime": TaskRuntime.FUNCTION,
+    "computed_concurrency": False,
 }
 
 

@@ -104,6 +104,9 @@ class Attempt(Frozen):
     # A job-run attempt's Cloud Run execution (its full name) and where its logs are.
     execution: str | None = None
     logs_url: str | None = None
+    # The concurrency key this attempt took its slot under, when computed from its inputs (a
+    # static key is in the task's options): what frees the slot reads it here.
+    slot_key: str | None = None
 
 
 class TaskRun(Frozen):

@@ -50,6 +50,7 @@ from orchestrator.runtime._ingress import (
     requests_for_object,
     scheduled_slot,
 )
+from orchestrator.runtime._keys import ConcurrencyKeyError, attach_key_function
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging, run_trace
 from orchestrator.runtime._params import (
     MASK,
@@ -139,6 +140,7 @@ __all__ = [
     "TOPICS",
     "ArmedState",
     "Capture",
+    "ConcurrencyKeyError",
     "Deferred",
     "Deployed",
     "Fired",
@@ -164,6 +166,7 @@ __all__ = [
     "Windowed",
     "admit",
     "advance",
+    "attach_key_function",
     "begin",
     "bind_params",
     "bundled_specs",

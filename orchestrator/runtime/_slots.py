@@ -68,6 +68,15 @@ def free(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions)
     wake(rt, woken)
 
 
+def keyed(options: TaskOptions, task: TaskRun, attempt: int) -> TaskOptions:
+    """The options with the key attempt `attempt` took its slot under: a key computed from
+    its inputs is recorded on the attempt (runtime._keys); without one it held no slot."""
+    if not options.computed_concurrency:
+        return options
+    key = next((a.slot_key for a in task.attempts if a.number == attempt), None)
+    return options.model_copy(update={"concurrency": key})
+
+
 def wake(rt: Runtime, tickets: Sequence[Ticket]) -> None:
     """Send again the requests of attempts a slot was handed to. A ticket whose attempt no
     longer waits (its run was cancelled or resumed, the task moved on) gives its slot on at

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from orchestrator.contracts import Hooks, RetryPolicy, Serializer, TaskOptions, TaskRuntime
 from orchestrator.errors import FlowDefinitionError
+from orchestrator.runtime import attach_key_function
 from orchestrator.sdk._compile import BUILDING, RESULT_SETTINGS
 from orchestrator.sdk._hooks import HOOK_ARGS, NO_HOOKS, function_ref, hooks_from, module_name
 from orchestrator.sdk._methods import Kind, describe, unwrap
@@ -195,7 +197,7 @@ def task(
     cache_key_fn: Callable[..., str | None] | None = None,
     cache_expiration: timedelta | float | None = None,
     log_prints: bool | None = None,
-    concurrency: str | None = None,
+    concurrency: str | Callable[..., str] | None = None,
     priority: int = 0,
     runtime: TaskRuntime | str = TaskRuntime.FUNCTION,
     on_failure: Sequence[Callable[..., Any]] = (),
@@ -211,6 +213,10 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     retries = kwargs.get("retries", 0)
     retry_on = kwargs.get("retry_on", (Exception,))
     cache_fn = kwargs.get("cache_key_fn")
+    concurrency = kwargs.get("concurrency")
+    if callable(concurrency):  # a key from the inputs: the spec says only that it is computed
+        params = list(inspect.signature(__fn).parameters)
+        attach_key_function(__fn, concurrency, params, __fn.__name__)
     try:
         options = TaskOptions(
             name=kwargs.get("name") or __fn.__name__,
@@ -228,7 +234,8 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             cache_key_fn=function_ref(cache_fn, "cache_key_fn") if cache_fn else None,
             cache_expiration_seconds=as_seconds(kwargs.get("cache_expiration")),
             log_prints=kwargs.get("log_prints"),
-            concurrency=kwargs.get("concurrency"),
+            concurrency=None if callable(concurrency) else concurrency,
+            computed_concurrency=callable(concurrency),
             priority=kwargs.get("priority", 0),
             runtime=task_runtime(kwargs.get("runtime", TaskRuntime.FUNCTION)),
         )

@@ -124,11 +124,19 @@ def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
 
 
 LIMIT_KEY = "il-items"  # the concurrency key of `limited`; the harness sets its limit
-LIMITED_TASKS = ("limited", "urgent")  # the names of the tasks that take its slots
+LIMITED_TASKS = ("limited", "urgent", "keyed")  # the names of the tasks that take slots
+KEYED = tuple(f"{LIMIT_KEY}-{n}" for n in range(2))  # the keys `keyed` computes from its x
 
 
 @task(name="limited", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY)
 def limited(x: int, offset: int, fails: dict[str, int]) -> int:
+    _ran(f"item:{x}", fails)
+    return scaled(x, offset)
+
+
+@task(name="keyed", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      concurrency=lambda x: f"{LIMIT_KEY}-{x % 2}")  # fmt: skip
+def keyed(x: int, offset: int, fails: dict[str, int]) -> int:
     _ran(f"item:{x}", fails)
     return scaled(x, offset)
 
@@ -190,6 +198,15 @@ def limited_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, An
     return {
         "left": urgent(b, fails),
         "items": limited.map(items, offset=unmapped(b), fails=unmapped(fails)),
+    }
+
+
+@flow(name="il-keyed-map")
+def keyed_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
+    b = base(x, fails)
+    return {
+        "left": urgent(b, fails),
+        "items": keyed.map(items, offset=unmapped(b), fails=unmapped(fails)),
     }
 
 
@@ -430,6 +447,7 @@ FLOWS = {
         allow_return,
         with_deferred,
         limited_map,
+        keyed_map,
         with_job,
         slept,
         waited,
@@ -463,6 +481,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-allow-return": ["base", "note"],
         "il-deferred": ["job", "left"],
         "il-limited-map": ["base", "left", *items],
+        "il-keyed-map": ["base", "left", *items],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
@@ -548,6 +567,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         },
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
+        "il-keyed-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

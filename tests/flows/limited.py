@@ -46,3 +46,42 @@ def most_at_once(tasks: list[TaskRun]) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+REGIONS = ("eu", "us")
+
+
+def region_key(region: str) -> str:
+    return f"e2e-api-{region}"
+
+
+@task(name="regional-call", retries=1, retry_delay_seconds=0, concurrency=region_key)
+def regional_call(i: int, region: str) -> int:
+    """A call to a regional API: one at a time per region (the key comes from the input)."""
+    time.sleep(0.3)
+    return i
+
+
+@flow(name="regional-map")
+def regional_map(items: list[int], regions: list[str]) -> int:
+    return limited_total(regional_call.map(items, regions))
+
+
+@task(name="keyless-call", concurrency=lambda region: None if region == "none" else region)
+def keyless_call(region: str) -> str:
+    return region
+
+
+@flow(name="keyless")
+def keyless(region: str) -> str:
+    return keyless_call(region)
+
+
+def most_at_once_by(tasks: list[TaskRun]) -> dict[str, int]:
+    """most_at_once per concurrency key, as each attempt recorded it."""
+
+    def holding(t: TaskRun, key: str) -> TaskRun:
+        return t.model_copy(update={"attempts": [a for a in t.attempts if a.slot_key == key]})
+
+    keys = {a.slot_key for t in tasks for a in t.attempts if a.slot_key is not None}
+    return {k: most_at_once([holding(t, k) for t in tasks]) for k in keys}

@@ -169,7 +169,8 @@ class Interleavings(RuleBasedStateMachine):
         else:
             self.cluster = Cluster(k)
         if self.LIMIT is not None:
-            self.cluster.store.set_limit(interleaved.LIMIT_KEY, self.LIMIT, self.c.clock.now())
+            for key in (interleaved.LIMIT_KEY, *interleaved.KEYED):
+                self.cluster.store.set_limit(key, self.LIMIT, self.c.clock.now())
         for n, (flow, params) in enumerate(requests):
             self.cluster.request_run(f"run-{n}", flow, params)
 
@@ -412,16 +413,18 @@ class Interleavings(RuleBasedStateMachine):
         if self.LIMIT is None:
             return []
         snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
-        running = [
-            f"{t.run_id}/{t.key}"
-            for snap in snaps
-            if snap is not None
-            for t in snap.tasks.values()
-            if t.status is TaskStatus.RUNNING and t.name in interleaved.LIMITED_TASKS
+        running: dict[str, list[str]] = {}
+        for snap in snaps:
+            for t in snap.tasks.values() if snap is not None else ():
+                if t.status is TaskStatus.RUNNING and t.name in interleaved.LIMITED_TASKS:
+                    # A computed key is the one its attempt recorded when it took the slot.
+                    key = t.attempts[-1].slot_key or interleaved.LIMIT_KEY
+                    running.setdefault(key, []).append(f"{t.run_id}/{t.key}")
+        return [
+            f"{len(held)} attempts of {key}, limited to {self.LIMIT}, run: {held}"
+            for key, held in running.items()
+            if len(held) > self.LIMIT
         ]
-        if len(running) > self.LIMIT:
-            return [f"{len(running)} attempts of a key limited to {self.LIMIT} run: {running}"]
-        return []
 
     def teardown(self) -> None:
         if self.cluster is None:
@@ -587,6 +590,19 @@ class LimitsFaults(Limits):
     LIMIT = 2
 
 
+class KeyedLimits(Interleavings):
+    """Keys computed from each attempt's inputs: one limit per key, each key's slots freed
+    by the key its attempt recorded (no end calls the key function again)."""
+
+    FLOWS = ("il-keyed-map", "il-limited-map")
+    LIMIT = 1
+
+
+class KeyedLimitsFaults(KeyedLimits):
+    OUTAGES = True
+    OPERATOR = True
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
@@ -666,6 +682,8 @@ class SqliteLimitsFaults(LimitsFaults):
         Limits,
         LimitsFaults,
         SqliteLimitsFaults,
+        KeyedLimits,
+        KeyedLimitsFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

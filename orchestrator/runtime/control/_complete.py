@@ -17,7 +17,7 @@ from orchestrator.ports import Commit
 from orchestrator.runtime._completion import child_ended, stored
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._slots import free
+from orchestrator.runtime._slots import free, keyed
 from orchestrator.runtime.control._ctx import Ctx
 from orchestrator.runtime.control._outbox import entry, execute
 from orchestrator.runtime.control._settle import follow_up, recover
@@ -58,14 +58,14 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
             _trusted(rt, plan, run_id, instead) if isinstance(instead, TaskSucceeded) else instead
         )
     ctx = Ctx(rt, plan, snap.run, snap.run_etag)
-    options = plan.tasks[event.key].node.options
+    options = keyed(plan.tasks[event.key].node.options, task, event.attempt)
     now = rt.clock.now()
     step = complete(plan, snap.run, task, event, now)
     if step.task is None:
         if task.status.terminal and task.attempt == event.attempt:
 
             def again() -> None:  # a redelivery: finish what a crash left, the slot's release too
-                free(rt, run_id, event.key, event.attempt, plan.tasks[event.key].node.options)
+                free(rt, run_id, event.key, event.attempt, options)
                 recover(ctx, task)
 
             return False, again

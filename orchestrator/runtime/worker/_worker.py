@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ from orchestrator.runtime._code import module_digest, source_digest
 from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
+from orchestrator.runtime._keys import computed_key, key_parameters
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._slots import hold
@@ -86,6 +87,7 @@ class Claimed:
     worker: str
     uri: str  # the task's result location, derived from the plan
     started: datetime
+    refused: Exception | None = None  # its concurrency key could not be computed: it fails
 
 
 def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | None:
@@ -93,6 +95,8 @@ def run_task(rt: Runtime, req: TaskRequested) -> TaskSucceeded | TaskFailed | No
     claimed = claim_attempt(rt, req)
     if not isinstance(claimed, Claimed):
         return claimed
+    if claimed.refused is not None:
+        return report(rt, failure(rt, claimed, claimed.refused))
     lease = Lease(rt, req, claimed.token)
     subflow = claimed.planned.node.subflow
     if subflow is not None:  # the child run does the work; its end completes this attempt
@@ -169,7 +173,12 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     started = rt.clock.now()
     code = _imported_code(rt, planned.node, plan.spec.source)
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds, code)
-    if taken is not None and not hold(rt, req.run_id, req.key, req.attempt, planned.node.options):
+    claimed = Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
+    options = planned.node.options
+    if taken is not None and options.computed_concurrency:
+        claimed, taken = _keyed(rt, claimed, taken)
+        options = options.model_copy(update={"concurrency": taken.attempts[-1].slot_key})
+    if taken is not None and not hold(rt, req.run_id, req.key, req.attempt, options):
         return None  # it waits in line for a slot of its key, queued: a freed slot wakes it
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
@@ -184,7 +193,23 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags.get(req.key))]))
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
-    return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
+    return claimed
+
+
+def _keyed(rt: Runtime, c: Claimed, taken: TaskRun) -> tuple[Claimed, TaskRun]:
+    """The attempt's concurrency key, computed from the inputs its key function names (read
+    as the attempt reads them) and recorded on the claim; a key function that fails or gives
+    no key leaves the attempt without a slot, to fail once claimed (Claimed.refused)."""
+    fn = rt.resolver.resolve(c.planned.node.task, c.spec.source)
+    try:
+        names = key_parameters(fn) or ()
+        subset = {n: e for n, e in c.planned.args.items() if n in names}
+        args = load_inputs(rt, replace(c, planned=replace(c.planned, args=subset)))
+        key = computed_key(fn, c.req.key, args)
+    except Exception as e:
+        return replace(c, refused=e), taken
+    last = taken.attempts[-1].model_copy(update={"slot_key": key})
+    return c, taken.model_copy(update={"attempts": (*taken.attempts[:-1], last)})
 
 
 def _imported_code(rt: Runtime, node: NodeSpec, source: SourceRef) -> str | None:
