@@ -22,6 +22,7 @@ class RunRequested(Frozen):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     run_id: RunId | None = None  # None: derived from the event id, so redelivery dedupes
     trigger: TriggerInfo = TriggerInfo(kind=TriggerKind.API)
+    priority: int = 0  # the run's (see Run.priority)
 
 
 class TaskRequested(Frozen):

@@ -113,3 +113,15 @@ class FlowOptions(Frozen):
     result_storage: str | None = None
     result_serializer: Serializer | None = None
     log_prints: bool = False  # print() in its tasks goes to the run logger (unless they say)
+    # At most this many runs of the flow run at once; the others wait, PENDING, for a run
+    # slot (the concurrency key run_key(name)), served by run priority, then FIFO.
+    max_active_runs: int | None = Field(default=None, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_newer(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """As TaskOptions: options added after flows were deployed are left out at their
+        defaults, so a flow that does not use them keeps its version."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("max_active_runs") is None:
+            out.pop("max_active_runs", None)
+        return out

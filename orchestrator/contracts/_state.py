@@ -184,6 +184,9 @@ class Run(Frozen):
     error: ErrorInfo | None = None
     trigger: TriggerInfo = TriggerInfo(kind=TriggerKind.API)
     parent: ParentRef | None = None  # set on a subflow's run
+    # Among runs waiting for a run slot (max_active_runs), and its tasks' tickets unless a
+    # task sets its own priority: higher first.
+    priority: int = 0
 
 
 class OutboxKind(StrEnum):

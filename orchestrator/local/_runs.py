@@ -175,7 +175,13 @@ def retry_run(rt: Runtime, run_id: str) -> Run:
     """Resume a failed or cancelled run in place (same run id, next flow attempt): what
     failed, was skipped or cancelled runs again; succeeded tasks keep their results."""
     run = retryable(rt, run_id)
-    advance(rt, run_id, ResumeRun(run.attempt))
+    if not advance(rt, run_id, ResumeRun(run.attempt)) and run_head(rt, run_id) == run:
+        limit = rt.spec(run.flow_version).options.max_active_runs
+        if limit is not None:
+            raise KumoflowError(
+                f"run {run_id} was not retried: flow {run.flow!r} runs {limit} runs at once"
+                " (max_active_runs), all its run slots are taken; retry it later"
+            )
     return run_head(rt, run_id)
 
 

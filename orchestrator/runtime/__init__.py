@@ -64,7 +64,7 @@ from orchestrator.runtime._params import (
 )
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
-from orchestrator.runtime._slots import set_limit, waiting_for
+from orchestrator.runtime._slots import RUN_SLOT, run_key, set_limit, waiting_for
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
@@ -134,6 +134,7 @@ __all__ = [
     "MAX_POLL_S",
     "OUTAGE_BUDGET",
     "RETAINED_ENV",
+    "RUN_SLOT",
     "SELECT",
     "SERVES_ENV",
     "TICK_BUDGET_S",
@@ -208,6 +209,7 @@ __all__ = [
     "requests_for_object",
     "run_hooks",
     "run_job_attempt",
+    "run_key",
     "run_task",
     "run_trace",
     "scheduled_slot",

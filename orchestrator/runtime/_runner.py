@@ -112,6 +112,7 @@ class InProcessRunner:
         self.bus.subscribe(self.rt.topics.tasks, self._on_task_request)
         self.bus.subscribe(self.rt.topics.events, self._inbox.put)
         self.bus.subscribe(self.rt.topics.finished, self._inbox.put)
+        self.bus.subscribe(self.rt.topics.runs, self._inbox.put)  # a run handed a run slot
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -220,6 +221,9 @@ class InProcessRunner:
         data = event.data
         if isinstance(data, RunSucceeded | RunFailed):
             return data.run_id == run_id
+        if isinstance(data, RunRequested) and data.run_id is not None:
+            start_run(self.rt, data, run_id=data.run_id)  # its start, once it has a run slot
+            return False
         if isinstance(data, TaskSucceeded | TaskFailed):
             try:
                 advance(self.rt, data.run_id, data)

@@ -18,7 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from pydantic import TypeAdapter
+
 from orchestrator.contracts import (
+    FlowSpec,
+    LimitKey,
+    OutboxKind,
+    Run,
+    RunRequested,
     RunStatus,
     Slot,
     TaskOptions,
@@ -85,6 +92,9 @@ def wake(rt: Runtime, tickets: Sequence[Ticket]) -> None:
     pending = list(tickets)
     while pending:
         t = pending.pop(0)
+        if t.task == RUN_SLOT:
+            pending.extend(_wake_run(rt, t))
+            continue
         snap = rt.state.load(t.run_id, [t.task])
         task = snap.tasks.get(t.task) if snap is not None else None
         if snap is None or snap.run.status is not RunStatus.RUNNING or not _queued(task, t):
@@ -107,6 +117,8 @@ def wake(rt: Runtime, tickets: Sequence[Ticket]) -> None:
 def reclaim(rt: Runtime, slot: Slot) -> bool:
     """A slot whose lease ran out: renewed while its attempt runs (or was handed to it and not
     yet claimed: then woken again), freed otherwise. True when it changed anything."""
+    if slot.task == RUN_SLOT:
+        return _reclaim_run(rt, slot)
     tasks, _ = rt.state.tasks(slot.run_id, [slot.task])
     task = tasks.get(slot.task)
     ticket = _ticket_of(slot)
@@ -172,3 +184,113 @@ def waiting_for(rt: Runtime, run_id: str) -> dict[str, str]:
         for t in state.waiting
         if t.run_id == run_id
     }
+
+
+# --- run slots: @flow(max_active_runs=N) -----------------------------------------------------
+# A run of such a flow holds one slot of run_key(flow) from its start to its end, on the same
+# machinery as an attempt's: its ticket is the run's (task RUN_SLOT, attempt 0, the run's
+# priority, enqueued when the run was created); it is taken in control's begin (the run stays
+# PENDING without one), freed on the run's one end path (its FINISH entry, done by the handler
+# that ended it or adopted by the sweep), renewed or freed by the sweeper's reclaim like any
+# slot, and a slot handed to a waiting run sends its start again (run.requested, its run id).
+
+RUN_SLOT = "(run)"
+_KEY: TypeAdapter[str] = TypeAdapter(LimitKey)
+
+
+def run_key(flow: str) -> str:
+    """The concurrency key of a flow's run slots (ValueError: a name no key can hold)."""
+    return _KEY.validate_python(f"flow:{flow}")
+
+
+def _run_ticket(run: Run) -> Ticket:
+    return Ticket(
+        key=run_key(run.flow),
+        run_id=run.run_id,
+        task=RUN_SLOT,
+        attempt=0,
+        priority=run.priority,
+        enqueued_at=run.created_at,
+    )
+
+
+def take_run_slot(rt: Runtime, run: Run, spec: FlowSpec) -> bool:
+    """Take (or keep) a run slot for `run`: False when it waits in line for one. The limit is
+    the flow's own (set here when it differs: a deploy of a new version changes it)."""
+    limit = spec.options.max_active_runs
+    if limit is None:
+        return True
+    store, key = _store(rt), run_key(run.flow)
+    states = store.limit_states(key)
+    if not states or states[0].limit != limit:
+        wake(rt, store.set_limit(key, limit, _lease(rt)))
+    holds, woken = store.acquire(_run_ticket(run), _lease(rt))
+    wake(rt, woken)
+    if not holds:
+        LOGGER.info(
+            "run %s waits for a run slot of %r", run.run_id, run.flow, extra={"run_id": run.run_id}
+        )
+    return holds
+
+
+def free_run_slot(rt: Runtime, run: Run, spec: FlowSpec) -> None:
+    """The run ended: its run slot (or its place in line) goes to the next run."""
+    if spec.options.max_active_runs is None:
+        return
+    ticket = _run_ticket(run)
+    wake(rt, _store(rt).release(ticket.key, ticket.holder, _lease(rt)))
+
+
+def _wake_run(rt: Runtime, t: Ticket) -> list[Ticket]:
+    """Send again the start of a run a slot was handed to; a run that ended meanwhile gives it
+    on (the tickets it goes to), one that runs already keeps it."""
+    snap = rt.state.load(t.run_id, [])
+    if snap is None or snap.run.status.terminal:
+        return _store(rt).release(t.key, t.holder, _lease(rt))
+    run = snap.run
+    if run.status is RunStatus.PENDING:
+        req = RunRequested(
+            flow=run.flow,
+            flow_version=run.flow_version,
+            params=run.params,
+            run_id=run.run_id,
+            trigger=run.trigger,
+            priority=run.priority,
+        )
+        event_id = f"{run.run_id}/run-slot-{rt.clock.now().timestamp()}"
+        rt.bus.publish(rt.topics.runs, rt.envelope(req, event_id=event_id, subject=run.flow))
+    return []
+
+
+def _reclaim_run(rt: Runtime, slot: Slot) -> bool:
+    """A run slot whose lease ran out: renewed while its run has not ended (a PENDING run was
+    handed it and its start was lost: sent again), freed once it has."""
+    snap = rt.state.load(slot.run_id, [])
+    if snap is not None and not snap.run.status.terminal:
+        if snap.run.status is RunStatus.PENDING:
+            _wake_run(rt, _ticket_of(slot))
+        holds, woken = _store(rt).acquire(_ticket_of(slot), _lease(rt))
+        wake(rt, woken)
+        return holds
+    wake(rt, _store(rt).release(slot.key, slot.holder, _lease(rt)))
+    return True
+
+
+def resumable(rt: Runtime, run_id: str, attempt: int) -> bool:
+    """A resume of an ended run of a limited flow (`runs retry`) takes a run slot first. With
+    none free it is refused (False), leaving no place in line: the operator retries it later.
+    Refused too while the end it resumes is still being announced (its FINISH entry, which
+    frees the slot, not yet done), so that late free cannot take the resumed run's slot."""
+    snap = rt.state.load(run_id, [])
+    if snap is None or not snap.run.status.terminal or snap.run.attempt != attempt:
+        return True  # a stale resume: the engine makes it a no-op
+    spec = rt.spec(snap.run.flow_version)
+    if spec.options.max_active_runs is None:
+        return True
+    whole = rt.state.load(run_id, None)  # its outbox (a resume reads the whole run anyway)
+    if whole is None or any(e.kind is OutboxKind.FINISH for e in whole.outbox):
+        return False
+    if take_run_slot(rt, snap.run, spec):
+        return True
+    free_run_slot(rt, snap.run, spec)  # its place in line too
+    return False

@@ -30,6 +30,7 @@ from orchestrator.runtime import (
     RunOutcome,
     compiling,
     module_digest,
+    run_key,
 )
 from orchestrator.sdk._compile import BUILDING, Builder, flow_params, param_placeholders, to_expr
 from orchestrator.sdk._decorators import StorageBlock, as_seconds, module_name, storage_name
@@ -191,6 +192,7 @@ def flow(
     result_serializer: Serializer | None = None,
     triggers: Sequence[Trigger] = (),
     log_prints: bool = False,
+    max_active_runs: int | None = None,
     on_failure: Sequence[Callable[..., Any]] = (),
     on_completion: Sequence[Callable[..., Any]] = (),
     on_cancellation: Sequence[Callable[..., Any]] = (),
@@ -214,7 +216,10 @@ def flow(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             result_storage=storage_name(kwargs.get("result_storage")),
             result_serializer=kwargs.get("result_serializer"),
             log_prints=kwargs.get("log_prints", False),
+            max_active_runs=kwargs.get("max_active_runs"),
         )
+        if options.max_active_runs is not None:
+            run_key(options.name)  # its runs' slots are kept under a key made of its name
     except ValueError as e:
         raise FlowDefinitionError(f"@flow {__fn.__name__}: {e}") from None
     hooks = hooks_from(kwargs, f"@flow {__fn.__name__}", notify=True)

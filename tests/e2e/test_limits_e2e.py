@@ -17,7 +17,15 @@ import pytest
 from orchestrator.contracts import RunStatus
 from orchestrator.runtime import set_limit
 from tests.e2e.test_worker_crash import short_leases
-from tests.flows.limited import KEY, limited_map, most_at_once
+from tests.flows.limited import (
+    KEY,
+    REGIONS,
+    limited_map,
+    most_at_once,
+    most_at_once_by,
+    region_key,
+    regional_map,
+)
 
 pytestmark = pytest.mark.emulator
 LIMIT = int(os.environ.get("KUMOFLOW_LIMITS_E2E_LIMIT", "10"))
@@ -55,3 +63,28 @@ def test_a_wide_map_under_a_limit_never_runs_more_than_the_limit_and_leaks_no_sl
         assert (state.in_use, state.waiters) == (0, 0)
     finally:
         set_limit(rt, KEY, None)
+
+
+def test_a_key_computed_from_the_inputs_runs_one_attempt_per_key_at_once(
+    emulator_backend: Any,
+) -> None:
+    rt = emulator_backend.rt
+    for region in REGIONS:
+        set_limit(rt, region_key(region), 1)
+    try:
+        items = list(range(12))
+        regions = [REGIONS[i % 2] for i in items]
+        out = emulator_backend.run(regional_map, {"items": items, "regions": regions}, timeout=300)
+        assert out.status is RunStatus.SUCCEEDED
+        assert out.value == sum(items)
+        calls = [t for k, t in out.tasks.items() if k.startswith("regional-call[")]
+        assert len(calls) == len(items)
+        # The key each attempt held (recorded at its claim) is its region's: one at a time each.
+        assert {t.attempts[-1].slot_key for t in calls} == {region_key(r) for r in REGIONS}
+        assert most_at_once_by(calls) == {region_key(r): 1 for r in REGIONS}
+        for region in REGIONS:
+            [state] = rt.limits.limit_states(region_key(region))
+            assert (state.in_use, state.waiters) == (0, 0)
+    finally:
+        for region in REGIONS:
+            set_limit(rt, region_key(region), None)

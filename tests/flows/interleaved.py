@@ -210,6 +210,14 @@ def keyed_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]
     }
 
 
+MAX_ACTIVE_RUNS = 1  # of il-one-at-a-time
+
+
+@flow(name="il-one-at-a-time", max_active_runs=MAX_ACTIVE_RUNS)
+def one_at_a_time(x: int, fails: dict[str, int]) -> int:
+    return right(left(base(x, fails), fails), fails)
+
+
 @flow(name="il-diamond")
 def diamond(x: int, fails: dict[str, int]) -> int:
     b = base(x, fails)
@@ -448,6 +456,7 @@ FLOWS = {
         with_deferred,
         limited_map,
         keyed_map,
+        one_at_a_time,
         with_job,
         slept,
         waited,
@@ -482,6 +491,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-deferred": ["job", "left"],
         "il-limited-map": ["base", "left", *items],
         "il-keyed-map": ["base", "left", *items],
+        "il-one-at-a-time": ["base", "left", "right"],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
@@ -556,6 +566,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         return False, None
     table: dict[str, Callable[[], Any]] = {
         "il-chain": lambda: plus_ten(doubled(b)),
+        "il-one-at-a-time": lambda: plus_ten(doubled(b)),
         "il-job": lambda: doubled(scaled(x, 1)),
         "il-hooked": lambda: plus_ten(doubled(b)),
         "il-diamond": lambda: doubled(b) + plus_ten(b),

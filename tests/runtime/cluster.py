@@ -431,6 +431,8 @@ class Cluster:
         if topic == topics.tasks and isinstance(data, TaskRequested):
             self.requested.add((data.run_id, data.key, data.attempt))
             self._add("task", data.run_id, data, event.id)
+        elif topic == topics.runs and isinstance(data, RunRequested) and data.run_id:
+            self._add("start", data.run_id, data, event.id)  # a run handed a run slot
         elif topic == topics.tasks and isinstance(data, HooksRequested):
             self._add("hooks", data.run_id, data, event.id)
         elif topic == topics.events and isinstance(data, TaskSucceeded | TaskFailed):

@@ -140,6 +140,7 @@ class Interleavings(RuleBasedStateMachine):
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
     WAITS: ClassVar[bool] = False
     PUSHES: ClassVar[bool] = False  # timers' own pushes (Cloud Tasks): early, late, twice
+    RUN_SLOTS: ClassVar[bool] = False  # a flow of the family has max_active_runs
 
     def __init__(self) -> None:
         super().__init__()
@@ -406,7 +407,21 @@ class Interleavings(RuleBasedStateMachine):
                 if snap.run.status.terminal:
                     self.ended[(run_id, snap.run.attempt)] = snap.run
             problems.extend(self._over_the_limit())
+            problems.extend(self._too_many_runs())
             assert not problems, report(self.c, problems)
+
+    def _too_many_runs(self) -> list[str]:
+        """Never more runs of a flow RUNNING than its max_active_runs."""
+        running: dict[str, list[str]] = {}
+        for run in self.c.store.list_runs(limit=10_000):
+            if run.status is RunStatus.RUNNING:
+                running.setdefault(run.flow, []).append(run.run_id)
+        return [
+            f"{len(ids)} runs of {flow} running, at most {most} may: {ids}"
+            for flow, ids in running.items()
+            if (most := interleaved.FLOWS[flow].spec.options.max_active_runs) is not None
+            and len(ids) > most
+        ]
 
     def _over_the_limit(self) -> list[str]:
         """Never more attempts of the key running (claimed, in the store) than its limit."""
@@ -433,7 +448,7 @@ class Interleavings(RuleBasedStateMachine):
             if not self.broken:
                 self.c.drain()
                 problems = self.c.problems()
-                if self.LIMIT is not None:
+                if self.LIMIT is not None or self.RUN_SLOTS:
                     # Every slot free, no waiter, once everything ended and one sweep after
                     # a lease passed (a crashed or cancelled attempt's slot comes back then).
                     self.c.advance_clock(BIG_JUMP_S)
@@ -603,6 +618,19 @@ class KeyedLimitsFaults(KeyedLimits):
     OPERATOR = True
 
 
+class MaxActiveRuns(Interleavings):
+    """@flow(max_active_runs=1): one run at a time, the others PENDING in line, each started
+    when one ends (success, failure, cancel), none left waiting; a resume takes a slot too."""
+
+    FLOWS = ("il-one-at-a-time", "il-chain")
+    RUN_SLOTS = True
+
+
+class MaxActiveRunsFaults(MaxActiveRuns):
+    OUTAGES = True
+    OPERATOR = True
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
@@ -684,6 +712,8 @@ class SqliteLimitsFaults(LimitsFaults):
         SqliteLimitsFaults,
         KeyedLimits,
         KeyedLimitsFaults,
+        MaxActiveRuns,
+        MaxActiveRunsFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

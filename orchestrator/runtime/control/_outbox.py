@@ -45,6 +45,7 @@ from orchestrator.ports import Commit
 from orchestrator.runtime._completion import child_ended, report
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._slots import free_run_slot
 
 ABANDONED_AFTER = timedelta(seconds=60)
 HOOK_STATES = {
@@ -113,6 +114,8 @@ def execute(
     for e in due:
         if e.kind is OutboxKind.FINISH:
             announce(rt, plan, ended(run, e))
+            if run.status.terminal:  # not resumed since: its run slot goes to the next run
+                free_run_slot(rt, run, plan.spec)
     # Wakes and checks are the sweep's: it marks them done once it fired them.
     done = [e.id for e in due if e.kind in (OutboxKind.DISPATCH, OutboxKind.FINISH)]
     done += delivered

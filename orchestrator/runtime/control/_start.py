@@ -9,6 +9,7 @@ from orchestrator.ports import Commit
 from orchestrator.runtime._params import bind_params, check_types, secret_params
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
+from orchestrator.runtime._slots import take_run_slot
 from orchestrator.runtime.control._outbox import CHUNK, entry, execute, request
 from orchestrator.runtime.control._whole import advance_whole
 
@@ -31,6 +32,7 @@ def start_run(
         created_at=rt.clock.now(),
         trigger=req.trigger,
         parent=parent,
+        priority=req.priority,
     )
     created = rt.state.create_run(run)
     if not created:
@@ -68,6 +70,8 @@ def begin(rt: Runtime, run_id: str) -> None:
         run, commands = started(plan, snap.run, now)
         if run is snap.run:
             return plan  # running (or ended) already
+        if not take_run_slot(rt, snap.run, plan.spec):
+            return plan  # PENDING, in line for a run slot of its flow: a freed one wakes it
         entries = [entry(run_id, c, now) for c in commands]
         rt.state.commit(Commit(run_id=run_id, run=run, run_etag=snap.run_etag, outbox_add=entries))
         if rt.fault is not None:
