@@ -111,6 +111,14 @@ def main() -> None:
     "prints the run id.",
 )
 @click.option("--wait", is_flag=True, help="--project: follow the run until it ends.")
+@click.option(
+    "--priority",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The run's priority: higher starts first among runs waiting for a run slot "
+    "(max_active_runs), and its tasks' tickets take it unless a task sets its own.",
+)
 def run(
     target: str,
     params: tuple[str, ...],
@@ -123,6 +131,7 @@ def run(
     port: int,
     project: str | None,
     wait: bool,
+    priority: int,
 ) -> None:
     """Run TARGET (path/to/file.py:flow or package.module:flow) and show its progress; with
     --project, start the deployed flow named TARGET."""
@@ -134,7 +143,14 @@ def run(
     try:
         if project:
             out = _run_in_project(
-                project, target, params, as_json=as_json, wait=wait, timeout=timeout, quiet=quiet
+                project,
+                target,
+                params,
+                as_json=as_json,
+                wait=wait,
+                timeout=timeout,
+                quiet=quiet,
+                priority=priority,
             )
             emit_run(out, as_json)
             sys.exit(0 if out.get("status") in ("succeeded", "started") else 1)
@@ -144,7 +160,13 @@ def run(
             if no_wait:
                 raise click.UsageError("--no-wait needs --backend emulator")
             out, runner = _run_in_process(
-                flow, values, as_json, keep=ui, kept=backend == "sqlite", quiet=quiet
+                flow,
+                values,
+                as_json,
+                keep=ui,
+                kept=backend == "sqlite",
+                quiet=quiet,
+                priority=priority,
             )
         else:
             if ui:
@@ -153,7 +175,13 @@ def run(
                     "local stack keeps its runs: `kumoflow ui` shows them"
                 )
             out = _run_on_stack(
-                flow, values, as_json=as_json, no_wait=no_wait, timeout=timeout, quiet=quiet
+                flow,
+                values,
+                as_json=as_json,
+                no_wait=no_wait,
+                timeout=timeout,
+                quiet=quiet,
+                priority=priority,
             )
     except KumoflowError as e:
         fail(str(e), as_json)
@@ -180,6 +208,7 @@ def _run_in_project(
     wait: bool,
     timeout: float | None,
     quiet: bool,
+    priority: int = 0,
 ) -> dict[str, Any]:
     """Request a run of the deployed flow `name`; with `wait`, follow it in the project."""
     from orchestrator.cli._output import describe
@@ -192,7 +221,7 @@ def _run_in_project(
         click.secho(found.unchecked, fg="yellow", err=True)
     spec = found.spec
     annotations = {p.name: p.annotation for p in spec.params} if spec else {}
-    run_id = request_run(rt, name, parse_params(pairs, annotations), found)
+    run_id = request_run(rt, name, parse_params(pairs, annotations), found, priority=priority)
     if not wait:
         out: dict[str, Any] = {"run_id": run_id, "flow": name, "status": "started"}
         out["result"] = None
@@ -232,6 +261,7 @@ def _run_in_process(
     keep: bool = False,
     kept: bool = True,
     quiet: bool = False,
+    priority: int = 0,
 ) -> tuple[dict[str, Any], InProcessRunner | None]:
     """Run in this process, kept in the local history (`kept`) or in memory only; with
     `keep`, the runner stays open (its store is the history the dashboard shows)."""
@@ -251,10 +281,12 @@ def _run_in_process(
         with driving(run_id) if kept else contextlib.nullcontext():
             try:
                 if as_json:
-                    outcome = runner.run(spec, values, run_id=run_id)
+                    outcome = runner.run(spec, values, run_id=run_id, priority=priority)
                 else:
                     with _progress(flow.spec, quiet) as progress:
-                        outcome = runner.run(spec, values, run_id=run_id, progress=progress)
+                        outcome = runner.run(
+                            spec, values, run_id=run_id, progress=progress, priority=priority
+                        )
             except KeyboardInterrupt:
                 if kept:
                     _interrupted(runner, run_id, as_json)
@@ -292,12 +324,13 @@ def _run_on_stack(
     no_wait: bool,
     timeout: float | None,
     quiet: bool = False,
+    priority: int = 0,
 ) -> dict[str, Any]:
     from orchestrator.cli._output import describe
     from orchestrator.local import follow, stack_runtime, submit
 
     rt = stack_runtime()
-    run_id = submit(rt, flow, values)
+    run_id = submit(rt, flow, values, priority=priority)
     if no_wait:
         return {"run_id": run_id, "flow": flow.spec.name, "status": "started", "result": None}
     order = [n.key for n in flow.spec.nodes]

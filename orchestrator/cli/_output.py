@@ -19,7 +19,13 @@ from orchestrator.contracts import Attempt, RetryPolicy, Run, RunStatus, TaskRun
 from orchestrator.engine import grown, policy_delay
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime, read_flow_result, shown_params, waiting_for
+from orchestrator.runtime import (
+    RUN_SLOT,
+    Runtime,
+    read_flow_result,
+    shown_params,
+    waiting_for,
+)
 
 _STYLE = {
     TaskStatus.SUCCEEDED: "green",
@@ -238,6 +244,9 @@ def describe(
             parent=run.parent and {"run_id": run.parent.run_id, "task": run.parent.key},
         )
         waits = waiting_for(rt, run.run_id)
+        if RUN_SLOT in waits:  # PENDING, in line for a run slot of its flow (max_active_runs)
+            out["waiting_for_slot"] = waits.pop(RUN_SLOT)
+        out["priority"] = run.priority
         for row in out["tasks"]:
             task = tasks[row["key"]]
             if row["key"] in waits:  # queued, in line for a slot of its concurrency key

@@ -75,6 +75,13 @@ def list_cmd(
         found, _ = find_runs(rt, flow=flow, statuses=statuses, limit=limit)
         now = rt.clock.now()
         rows = [_row(r, now) for r in found]
+        if any(r.status is RunStatus.PENDING for r in found):
+            from orchestrator.runtime import waiting_runs
+
+            waits = waiting_runs(rt)
+            for row in rows:  # in line for a run slot of its flow (max_active_runs)
+                if row["run_id"] in waits:
+                    row["waiting_for_slot"] = waits[row["run_id"]]
     echo(rows, as_json, _table(rows) if rows else "no runs")
 
 
@@ -90,7 +97,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             [
                 r["run_id"],
                 r["flow"],
-                r["status"],
+                r["status"] + (" (waiting for a run slot)" if "waiting_for_slot" in r else ""),
                 duration_text(r["duration_s"]) + ongoing,
                 created.strftime("%Y-%m-%d %H:%M:%S"),
                 r["trigger"]["kind"],

@@ -59,6 +59,7 @@ def request_run(
     found: Registered,
     *,
     event_id: str | None = None,
+    priority: int = 0,
 ) -> str:
     """Publish the run request; returns the run id the starter gives it. Parameters are checked
     against the registered spec first (a clear error here, not a dead letter there)."""
@@ -68,7 +69,9 @@ def request_run(
         refuse_blocks(found.spec, dict(params))
         bind_params(found.spec.params, dict(params), flow=flow)
     event_id = event_id or f"cli-{uuid.uuid4().hex}"
-    request = RunRequested(flow=flow, flow_version=found.version, params=dict(params))
+    request = RunRequested(
+        flow=flow, flow_version=found.version, params=dict(params), priority=priority
+    )
     try:
         rt.publish(rt.topics.runs, request, event_id=event_id)
     except gexc.PermissionDenied as e:

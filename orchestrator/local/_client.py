@@ -35,7 +35,7 @@ def stack_runtime() -> Runtime:
     return cloud_runtime(stack.config.project, source=f"//kumoflow.dev/cli/{stack.config.project}")
 
 
-def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
+def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any], *, priority: int = 0) -> str:
     """Register `flow` and request a run of it, as any producer would; returns the run id."""
     spec = flow.spec
     # Fail here, not in a dead letter.
@@ -47,7 +47,9 @@ def submit(rt: Runtime, flow: Flow[Any, Any], params: dict[str, Any]) -> str:
     run_id = uuid.uuid4().hex[:20]
     rt.publish(
         rt.topics.runs,
-        RunRequested(flow=spec.name, flow_version=version, params=params, run_id=run_id),
+        RunRequested(
+            flow=spec.name, flow_version=version, params=params, run_id=run_id, priority=priority
+        ),
         event_id=f"cli-{run_id}",
     )
     return run_id

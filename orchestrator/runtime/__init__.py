@@ -64,7 +64,13 @@ from orchestrator.runtime._params import (
 )
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
-from orchestrator.runtime._slots import RUN_SLOT, run_key, set_limit, waiting_for
+from orchestrator.runtime._slots import (
+    RUN_SLOT,
+    run_key,
+    set_limit,
+    waiting_for,
+    waiting_runs,
+)
 from orchestrator.runtime._topics import TOPICS, Topics
 from orchestrator.runtime._tracebacks import UserTrace, user_traceback
 from orchestrator.runtime.control import (
@@ -226,4 +232,5 @@ __all__ = [
     "tree_files",
     "user_traceback",
     "waiting_for",
+    "waiting_runs",
 ]

@@ -150,12 +150,14 @@ class InProcessRunner:
         *,
         run_id: str | None = None,
         progress: Progress | None = None,
+        priority: int = 0,
     ) -> RunOutcome:
         params = bind_params(spec.params, params, flow=spec.name)  # clear errors, before storing
         self.store.put_flow(spec)
         run_id = run_id or uuid.uuid4().hex[:16]
         self._owned.runs.add(run_id)
-        _run, _ = start_run(self.rt, RunRequested(flow=spec.name, params=params), run_id=run_id)
+        req = RunRequested(flow=spec.name, params=params, priority=priority)
+        _run, _ = start_run(self.rt, req, run_id=run_id)
         return self._drive(run_id, progress)
 
     def resume(self, run_id: str, *, progress: Progress | None = None) -> RunOutcome:

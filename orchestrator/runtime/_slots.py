@@ -294,3 +294,16 @@ def resumable(rt: Runtime, run_id: str, attempt: int) -> bool:
         return True
     free_run_slot(rt, snap.run, spec)  # its place in line too
     return False
+
+
+def waiting_runs(rt: Runtime) -> dict[str, str]:
+    """Runs in line for a run slot of their flow (PENDING, max_active_runs): run id -> key
+    (what `runs ls` says of them; one read of the limits for a whole page of runs)."""
+    if rt.limits is None:
+        return {}
+    return {
+        t.run_id: t.key
+        for state in rt.limits.limit_states()
+        for t in state.waiting
+        if t.task == RUN_SLOT
+    }

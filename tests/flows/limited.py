@@ -8,7 +8,7 @@ import signal
 import time
 
 from orchestrator import context, flow, task, unmapped
-from orchestrator.contracts import TaskRun
+from orchestrator.contracts import Run, TaskRun
 
 KEY = "e2e-limited"
 
@@ -85,3 +85,32 @@ def most_at_once_by(tasks: list[TaskRun]) -> dict[str, int]:
 
     keys = {a.slot_key for t in tasks for a in t.attempts if a.slot_key is not None}
     return {k: most_at_once([holding(t, k) for t in tasks]) for k in keys}
+
+
+MAX_ACTIVE = 2  # of two-at-a-time
+
+
+@task(name="slow-step")
+def slow_step(i: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return i
+
+
+@flow(name="two-at-a-time", max_active_runs=MAX_ACTIVE)
+def two_at_a_time(i: int, seconds: float = 1.0) -> int:
+    return slow_step(i, seconds)
+
+
+def most_runs_at_once(runs: list[Run]) -> int:
+    """The most runs whose [started_at, ended_at] overlap at one instant."""
+    edges = sorted(
+        (when, step)
+        for r in runs
+        if r.started_at is not None and r.ended_at is not None
+        for when, step in ((r.started_at, 1), (r.ended_at, -1))
+    )
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -9,12 +9,25 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator import task
-from orchestrator.adapters import MemoryStore
-from orchestrator.contracts import RunStatus, Ticket
-from orchestrator.errors import FlowDefinitionError
-from orchestrator.runtime import InProcessRunner, memory_runtime, waiting_for
+from orchestrator.adapters import MemoryBus, MemoryStore
+from orchestrator.contracts import RunRequested, RunStatus, TaskRequested, Ticket
+from orchestrator.engine import CancelRun
+from orchestrator.errors import FlowDefinitionError, KumoflowError
+from orchestrator.local import retry_run
+from orchestrator.runtime import (
+    InProcessRunner,
+    Runtime,
+    advance,
+    memory_runtime,
+    run_key,
+    run_task,
+    start_run,
+    waiting_for,
+    waiting_runs,
+)
 from tests.flows.limited import (
     KEY,
+    MAX_ACTIVE,
     REGIONS,
     keyless,
     limited_map,
@@ -22,6 +35,7 @@ from tests.flows.limited import (
     most_at_once_by,
     region_key,
     regional_map,
+    two_at_a_time,
 )
 
 WIDTH, LIMIT = 16, 3
@@ -105,3 +119,75 @@ def test_a_key_function_naming_an_unknown_parameter_is_refused_at_definition() -
     assert str(caught.value) == (
         "@task call: concurrency= takes zone, which call has not (its parameters: region)"
     )
+
+
+def _started(rt: Runtime, run_id: str, priority: int = 0) -> RunStatus:
+    req = RunRequested(flow=two_at_a_time.spec.name, params={"i": 0}, priority=priority)
+    run, _ = start_run(rt, req, run_id=run_id)
+    snap = rt.state.load(run.run_id, [])
+    assert snap is not None
+    return snap.run.status
+
+
+def _woken(rt: Runtime) -> list[str]:
+    """The runs whose start was sent again (handed a run slot), in order; then forgotten."""
+    assert isinstance(rt.bus, MemoryBus)
+    woken = [
+        e.data.run_id
+        for topic, e in rt.bus.published
+        if topic == rt.topics.runs and isinstance(e.data, RunRequested) and e.data.run_id
+    ]
+    rt.bus.published.clear()
+    return woken
+
+
+def test_runs_beyond_max_active_runs_wait_and_start_by_priority_then_in_order() -> None:
+    bus = MemoryBus()
+    bus.record = True
+    rt = memory_runtime(functions=two_at_a_time.functions(), bus=bus)
+    rt.flows.put_flow(two_at_a_time.spec)
+    key = run_key(two_at_a_time.spec.name)
+    assert [_started(rt, f"r{n}") for n in range(2)] == [RunStatus.RUNNING] * 2
+    assert _started(rt, "low") is RunStatus.PENDING
+    assert _started(rt, "high", priority=5) is RunStatus.PENDING
+    assert _started(rt, "later") is RunStatus.PENDING
+    assert _started(rt, "r0") is RunStatus.RUNNING  # a duplicate start keeps its slot
+    [state] = rt.limits.limit_states(key) if rt.limits else []
+    assert (state.limit, state.in_use) == (MAX_ACTIVE, MAX_ACTIVE)
+    assert [t.run_id for t in state.waiting] == ["high", "low", "later"]
+    assert waiting_runs(rt) == {"high": key, "low": key, "later": key}
+    rt.bus.published.clear()  # type: ignore[attr-defined]
+    # Any end frees the slot: here a cancel. The next in line is handed it and started.
+    advance(rt, "r0", CancelRun("operator"))
+    assert _woken(rt) == ["high"]
+    assert _started(rt, "high", priority=5) is RunStatus.RUNNING
+    # A waiting run that is cancelled leaves the line; it holds nothing.
+    advance(rt, "low", CancelRun("operator"))
+    assert _woken(rt) == []
+    assert [t.run_id for t in rt.limits.limit_states(key)[0].waiting] == ["later"]  # type: ignore[union-attr]
+    # A resume of an ended run takes a slot too: none is free, so it is refused...
+    with pytest.raises(KumoflowError, match="all its run slots are taken"):
+        retry_run(rt, "low")
+    advance(rt, "r1", CancelRun("operator"))
+    assert _woken(rt) == ["later"]
+    assert _started(rt, "later") is RunStatus.RUNNING
+    assert [t.run_id for t in rt.limits.limit_states(key)[0].waiting] == []  # type: ignore[union-attr]
+    advance(rt, "high", CancelRun("operator"))
+    assert retry_run(rt, "low").status is RunStatus.RUNNING  # ...and taken once one is
+
+
+def test_a_task_takes_its_runs_priority_in_line_unless_it_sets_its_own() -> None:
+    bus = MemoryBus()
+    bus.record = True
+    rt = memory_runtime(functions=limited_map.functions(), bus=bus)
+    assert rt.limits is not None
+    now = datetime.now(UTC)
+    rt.limits.set_limit(KEY, 1, now)
+    rt.limits.acquire(Ticket(key=KEY, run_id="other", task="t", attempt=1, enqueued_at=now), now)
+    rt.flows.put_flow(limited_map.spec)
+    req = RunRequested(flow="limited-map", params={"items": [1], "kill": []}, priority=7)
+    start_run(rt, req, run_id="urgent-run")
+    [request] = [e.data for t, e in bus.published if isinstance(e.data, TaskRequested)]
+    assert run_task(rt, request) is None  # no free slot: it waits in line
+    [state] = rt.limits.limit_states(KEY)
+    assert [(t.run_id, t.priority) for t in state.waiting] == [("urgent-run", 7)]

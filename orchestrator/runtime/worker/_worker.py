@@ -175,6 +175,8 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds, code)
     claimed = Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
     options = planned.node.options
+    if not options.priority and run.priority:  # its run's, unless the task sets its own
+        options = options.model_copy(update={"priority": run.priority})
     if taken is not None and options.computed_concurrency:
         claimed, taken = _keyed(rt, claimed, taken)
         options = options.model_copy(update={"concurrency": taken.attempts[-1].slot_key})
