@@ -17,9 +17,10 @@ locals {
   )) : toset([])
 
   # What a retry or cancel publishes: task requests (a resumed run dispatches), run events (a
-  # run ends) and task events (a cancelled subflow run reports to its parent's node).
+  # run ends), task events (a cancelled subflow run reports to its parent's node) and run
+  # requests (an ended run hands its run slot, max_active_runs, to a waiting run's start).
   dashboard_topics = var.dashboard_enabled ? toset([
-    local.topics.tasks, local.topics.finished, local.topics.events
+    local.topics.tasks, local.topics.finished, local.topics.events, local.topics.runs
   ]) : toset([])
 
   # Results and logs: read; and create, as the engine functions may, because a resumed run can

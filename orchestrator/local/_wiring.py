@@ -43,8 +43,9 @@ class FunctionWiring:
 
 # What the four engine functions publish: each may dispatch tasks and end a run, and a run's end
 # may be a completion too (a subflow's end is its parent node's). The task worker starts runs as
-# well: a subflow node's child.
-ADVANCES = (TOPICS.tasks, TOPICS.events, TOPICS.finished)
+# well: a subflow node's child. A run's end (or start) may hand a run slot of a flow with
+# max_active_runs to a run waiting for one: its start is sent again, a run request.
+ADVANCES = (TOPICS.tasks, TOPICS.events, TOPICS.finished, TOPICS.runs)
 
 FUNCTIONS: tuple[FunctionWiring, ...] = (
     # Starts runs: dispatches roots, finishes runs that need no task (result written).

@@ -15,16 +15,19 @@ from typing import Any
 import pytest
 
 from orchestrator.contracts import RunStatus
-from orchestrator.runtime import set_limit
+from orchestrator.runtime import run_key, set_limit
 from tests.e2e.test_worker_crash import short_leases
 from tests.flows.limited import (
     KEY,
+    MAX_ACTIVE,
     REGIONS,
     limited_map,
     most_at_once,
     most_at_once_by,
+    most_runs_at_once,
     region_key,
     regional_map,
+    two_at_a_time,
 )
 
 pytestmark = pytest.mark.emulator
@@ -88,3 +91,22 @@ def test_a_key_computed_from_the_inputs_runs_one_attempt_per_key_at_once(
     finally:
         for region in REGIONS:
             set_limit(rt, region_key(region), None)
+
+
+def test_a_flow_with_max_active_runs_never_runs_more_at_once_and_starts_every_run(
+    emulator_backend: Any,
+) -> None:
+    """Six runs of a flow with max_active_runs=2 started at once: at most two run at a time
+    (from the runs' own start and end times), the others wait PENDING and each starts as one
+    ends; all of them end, and no run slot is left taken."""
+    rt = emulator_backend.rt
+    run_ids = [emulator_backend.start(two_at_a_time, {"i": i, "seconds": 1.0}) for i in range(6)]
+    outs = [emulator_backend.wait(run_id, 180) for run_id in run_ids]
+    assert [o.status for o in outs] == [RunStatus.SUCCEEDED] * 6
+    assert sorted(o.value for o in outs) == list(range(6))
+    runs = [rt.state.load(run_id, []).run for run_id in run_ids]
+    peak = most_runs_at_once(runs)
+    print(f"6 runs, max_active_runs={MAX_ACTIVE}: at most {peak} ran at once")
+    assert peak == MAX_ACTIVE  # bound, and binding: two did run together
+    [state] = rt.limits.limit_states(run_key(two_at_a_time.spec.name))
+    assert (state.limit, state.in_use, state.waiters) == (MAX_ACTIVE, 0, 0)

@@ -336,7 +336,8 @@ def test_the_dashboard_is_optional_behind_iap_with_its_own_least_privileged_acco
         "roles/storage.objectCreator",
     ]
     topics = tf["locals"]["dashboard_topics"]
-    assert re.findall(r"local\.topics\.(\w+)", topics) == ["tasks", "finished", "events"]
+    # runs: an ended run hands its run slot (max_active_runs) to a waiting run's start.
+    assert re.findall(r"local\.topics\.(\w+)", topics) == ["tasks", "finished", "events", "runs"]
 
 
 def test_firestore_indexes_cover_the_adapters_collection_group_queries() -> None:
