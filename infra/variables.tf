@@ -297,3 +297,19 @@ variable "retained_code" {
     error_message = "retained_code keys are 12-hex-digit code digests, as kumoflow deploy writes them."
   }
 }
+
+variable "concurrency_limits" {
+  description = "Concurrency limits by key (`@task(concurrency=KEY)`): how many attempts of each key run at once. `kumoflow deploy` writes the ones the flows' files declare (Limits); `kumoflow limits set` changes one between deploys."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for key in keys(var.concurrency_limits) : can(regex("^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", key))])
+    error_message = "concurrency_limits keys: 1-100 letters, digits or . _ : -, starting with a letter or digit."
+  }
+
+  validation {
+    condition     = alltrue([for limit in values(var.concurrency_limits) : limit >= 1 && floor(limit) == limit])
+    error_message = "concurrency_limits values are whole numbers >= 1."
+  }
+}

@@ -23,6 +23,7 @@ from orchestrator.runtime import (
 )
 from orchestrator.sdk import (
     Flow,
+    Limits,
     Task,
     allow_failure,
     branch,
@@ -47,6 +48,7 @@ __all__ = [
     "GcsObject",
     "InProcessRunner",
     "KumoflowError",
+    "Limits",
     "NotFoundError",
     "ParameterError",
     "PubSubMessage",

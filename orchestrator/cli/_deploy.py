@@ -117,6 +117,8 @@ def deploy(
         lines.append(
             f"code {done.code}; earlier code kept for its runs: {', '.join(done.kept)} ({how})"
         )
+    if done.limits:
+        lines.append("limits: " + ", ".join(f"{k}={n}" for k, n in done.limits.items()))
     lines.append(f"Terraform root module: {done.out}")
     if done.applied:
         lines.append(f"applied and registered {len(done.flows)} flow(s) in {project}")
@@ -131,10 +133,13 @@ def deploy(
 
 
 def _deploy_local(paths: tuple[str, ...], as_json: bool) -> None:
-    from orchestrator.local import deploy_local
+    from orchestrator.local import deploy_limits, deploy_local
 
     with guard(as_json):
         done = [d for path in paths for d in deploy_local(path)]
+        limits = deploy_limits(paths)
+    for d in done:
+        d["limits"] = limits  # the files' concurrency limits, set on the stack
     human = "\n".join(
         f"{d['flow']} {d['version']}: "
         + (", ".join(d["triggers"]) or "no triggers")
@@ -142,4 +147,6 @@ def _deploy_local(paths: tuple[str, ...], as_json: bool) -> None:
         + (f"; earlier code kept for its runs: {', '.join(d['kept'])}" if d.get("kept") else "")
         for d in done
     )
+    if limits:
+        human += "\nlimits: " + ", ".join(f"{k}={n}" for k, n in limits.items())
     echo(done, as_json, human)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ from orchestrator.cloud._project import project_store
 from orchestrator.cloud._wiring import tfvars, wiring
 from orchestrator.contracts import FlowSpec, describe_trigger, flow_version
 from orchestrator.errors import KumoflowError
-from orchestrator.local import flows_in, live_bundles, with_bundle
+from orchestrator.local import flows_in, limits_in, live_bundles, with_bundle
 from orchestrator.ports import RecordStore
-from orchestrator.runtime import code_digest
+from orchestrator.runtime import LEASE_S, code_digest
 
 INFRA = PACKAGE / "infra"  # the repository's infra/, shipped in the wheel
 ARCHIVE = "function-source.zip"
@@ -57,6 +58,7 @@ class GcpDeploy:
     # whether runs were read to decide (without --apply, every earlier one is kept).
     kept: list[str] = field(default_factory=list)
     checked: bool = False
+    limits: dict[str, int] = field(default_factory=dict)  # concurrency key -> limit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class GcpDeploy:
             "commands": [" ".join(c) for c in self.commands],
             "applied": self.applied,
             "registered": self.registered,
+            "limits": self.limits,
         }
 
 
@@ -94,18 +97,23 @@ def render(
     blocks: Sequence[str] = (),
     resolve: Resolve = pip_resolve,
     retained: dict[str, str] | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> GcpDeploy:
     """Write the Terraform root module for `specs` (compiled from `paths`) into `out`, with
     the dashboard behind IAP when `dashboard` is given, and a secret for each secret field
     of the blocks the flows load and of `blocks` (KIND/NAME);
     `resolve` pins the bundle's requirements for the functions' runtime; `retained`: the
-    earlier code bundles kept for their runs (digest -> zip, relative to `out`)."""
+    earlier code bundles kept for their runs (digest -> zip, relative to `out`); `limits`: the
+    concurrency limits the files declare (Terraform writes them as data: infra/limits.tf)."""
     variables = {
         **tfvars(specs, project=project, region=region, source_archive=ARCHIVE, blocks=blocks),
         **dashboard_tfvars(dashboard),  # checked before anything is written
         # The runtime the bundle's requirements are resolved for.
         "python_runtime": TARGET.runtime,
         "retained_code": dict(retained or {}),
+        # Only when declared (infra's default is none): a deploy without limits writes the
+        # same tfvars as before they existed.
+        **({"concurrency_limits": dict(limits)} if limits else {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     for tf in sorted(INFRA.glob("*.tf")):
@@ -123,6 +131,7 @@ def render(
     _write(out / "flows.json", json.dumps(versions, indent=2) + "\n")
     chdir = f"-chdir={out}"
     return GcpDeploy(
+        limits=dict(limits or {}),
         out=out,
         project=project,
         region=region,
@@ -156,6 +165,7 @@ def deploy_gcp(
 ) -> GcpDeploy:
     """Render; with `apply`, run terraform and register the flows (Firestore exists then)."""
     flows = [f for p in paths for f in flows_in(p)]  # one bad flow deploys nothing
+    declared = limits_in(paths)
     refuse_long_tasks((f.spec, f.functions()) for f in flows)
     digest = code_digest([Path(p).resolve() for p in paths])
     specs = [with_bundle(f.spec, digest) for f in flows]
@@ -177,6 +187,7 @@ def deploy_gcp(
         blocks=blocks,
         resolve=resolve,
         retained=retained,
+        limits=declared,
     )
     done.code, done.kept, done.checked = digest, sorted(retained), store is not None
     done.triggers = {s.name: [describe_trigger(t) for t in s.triggers] for s in specs}
@@ -193,6 +204,9 @@ def deploy_gcp(
             )
     done.applied = True
     done.flows = {s.name: store.put_flow(s, deploy=True) for s in specs}
+    for key, limit in declared.items():  # as applied; a raise hands slots to waiters (the
+        # sweeper wakes them within a lease: this process has no bus of the project)
+        store.set_limit(key, limit, datetime.now(UTC) + timedelta(seconds=LEASE_S))
     done.registered = True
     return done
 

@@ -10,7 +10,14 @@ from orchestrator.local._client import (
     submit,
 )
 from orchestrator.local._code import live_bundles, with_bundle
-from orchestrator.local._deploy import STARTER, deploy_local, flows_in, publish
+from orchestrator.local._deploy import (
+    STARTER,
+    deploy_limits,
+    deploy_local,
+    flows_in,
+    limits_in,
+    publish,
+)
 from orchestrator.local._drivers import ABANDONED, driving, reap
 from orchestrator.local._history import (
     KEEP_DAYS_ENV,
@@ -89,6 +96,7 @@ __all__ = [
     "Publish",
     "attempt_log",
     "cancel_run",
+    "deploy_limits",
     "deploy_local",
     "down",
     "driving",
@@ -101,6 +109,7 @@ __all__ = [
     "history_runner",
     "history_runtime",
     "keep_days",
+    "limits_in",
     "live_bundles",
     "load_run",
     "pages",

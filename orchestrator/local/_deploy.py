@@ -5,6 +5,7 @@ Scheduler jobs publishing to a topic)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,28 @@ def flows_in(path: str) -> list[Any]:
     if not found:
         raise KumoflowError(f"{path} defines no @flow")
     return found
+
+
+def limits_in(paths: Sequence[str]) -> dict[str, int]:
+    """The concurrency limits the files declare (module-level `Limits`), merged."""
+    from orchestrator.sdk import Limits, load_module, merged_limits
+
+    found = [v for p in paths for v in vars(load_module(p)).values() if isinstance(v, Limits)]
+    return merged_limits(found)
+
+
+def deploy_limits(paths: Sequence[str]) -> dict[str, int]:
+    """Set the limits the files declare on the running stack (waiters a raise serves are
+    woken); returns them."""
+    from orchestrator.local._client import stack_runtime
+    from orchestrator.runtime import set_limit
+
+    declared = limits_in(paths)
+    if declared:
+        rt = stack_runtime()
+        for key, limit in declared.items():
+            set_limit(rt, key, limit)
+    return declared
 
 
 def deploy_local(path: str) -> list[dict[str, Any]]:

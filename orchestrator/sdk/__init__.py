@@ -5,6 +5,7 @@ from orchestrator.sdk._branch import branch, switch
 from orchestrator.sdk._compile import AllowFailure, Placeholder, Unmapped, allow_failure, unmapped
 from orchestrator.sdk._decorators import Task, exponential_backoff, task
 from orchestrator.sdk._flow import Flow, flow, run_in_process
+from orchestrator.sdk._limits import Limits, merged_limits
 from orchestrator.sdk._load import load_flow, load_module
 from orchestrator.sdk._sync import sync_compatible
 from orchestrator.sdk._triggers import Trigger, on_gcs_finalize, on_pubsub, on_schedule
@@ -12,6 +13,7 @@ from orchestrator.sdk._triggers import Trigger, on_gcs_finalize, on_pubsub, on_s
 __all__ = [
     "AllowFailure",
     "Flow",
+    "Limits",
     "Placeholder",
     "Task",
     "Trigger",
@@ -22,6 +24,7 @@ __all__ = [
     "flow",
     "load_flow",
     "load_module",
+    "merged_limits",
     "on_gcs_finalize",
     "on_pubsub",
     "on_schedule",

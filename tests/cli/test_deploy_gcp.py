@@ -324,3 +324,58 @@ def test_a_code_change_keeps_a_worker_for_the_earlier_bundle_while_runs_use_it(
     )  # fmt: skip
     assert done.kept == []  # its runs ended: the next apply deletes its worker
     assert json.loads((out / "terraform.tfvars.json").read_text())["retained_code"] == {}
+
+
+LIMITED = """
+from orchestrator import Limits, flow, task
+
+limits = Limits({"bigquery": 3, "api-eu": 1})
+
+
+@task(concurrency="bigquery")
+def load(x: int) -> int:
+    return x
+
+
+@flow(name="limited-load")
+def limited_load(x: int) -> int:
+    return load(x)
+"""
+
+
+def test_limits_declared_with_the_flows_go_into_tfvars_and_are_set_on_apply(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "limited_load_flows.py"
+    path.write_text(LIMITED)
+    store = MemoryStore()
+    done = deploy_gcp(
+        [str(path)], project="p", region="r", out=tmp_path / "o", apply=True,
+        runner=lambda c: 0, store=store, resolve=offline_resolve,
+    )  # fmt: skip
+    tfvars = json.loads((tmp_path / "o" / "terraform.tfvars.json").read_text())
+    assert tfvars["concurrency_limits"] == {"api-eu": 1, "bigquery": 3}
+    assert done.limits == {"api-eu": 1, "bigquery": 3}
+    assert {s.key: s.limit for s in store.limit_states()} == {"api-eu": 1, "bigquery": 3}
+    # Without a declaration the tfvars say nothing of limits (infra's default: none).
+    plain = deploy_gcp(
+        [INGEST], project="p", region="r", out=tmp_path / "p", resolve=offline_resolve
+    )
+    assert plain.limits == {}
+    assert "concurrency_limits" not in json.loads(
+        (tmp_path / "p" / "terraform.tfvars.json").read_text()
+    )
+
+
+def test_a_key_declared_twice_with_two_limits_is_refused(tmp_path: Path) -> None:
+    first, second = tmp_path / "limits_one.py", tmp_path / "limits_two.py"
+    first.write_text('from orchestrator import Limits\nlimits = Limits({"bigquery": 3})\n')
+    second.write_text('from orchestrator import Limits\nlimits = Limits({"bigquery": 4})\n')
+    from orchestrator.local import limits_in
+
+    with pytest.raises(KumoflowError, match="'bigquery' is declared with 3 and with 4"):
+        limits_in([str(first), str(second)])
+    zero = tmp_path / "limits_zero.py"
+    zero.write_text('from orchestrator import Limits\nlimits = Limits({"x": 0})\n')
+    with pytest.raises(KumoflowError, match="must be a whole number >= 1, not 0"):
+        limits_in([str(zero)])

@@ -967,3 +967,27 @@ def test_the_notification_blocks_a_flow_declares_get_a_secret_each() -> None:
     assert got["block_secrets"] == {
         "block-notification-webhook-e2e-failures-url": {"block": WEBHOOK, "field": "url"}
     }
+
+
+def test_concurrency_limits_are_written_as_the_firestore_adapters_documents() -> None:
+    """var.concurrency_limits becomes each key's limit document and its slot documents, in
+    the shape the Firestore limits adapter reads; a slot is never rewritten by an apply (its
+    holder is the runtime's), and the collection is the adapter's (name prefix + _limits)."""
+    tf = _tf()
+    assert tf["variable"]["concurrency_limits"]["type"] == "${map(number)}"
+    assert tf["locals"]["limits_collection"] == "${var.name_prefix}_limits"
+    limit = _resource(tf, "google_firestore_document", "concurrency_limit")
+    assert limit["collection"] == "${local.limits_collection}"
+    assert limit["document_id"] == "${each.key}"
+    assert re.findall(r"(\w+) += \{ *(\w+)", limit["fields"]) == [
+        ("key", "stringValue"),
+        ("limit", "integerValue"),
+    ]
+    slot = _resource(tf, "google_firestore_document", "concurrency_slot")
+    assert slot["collection"] == "${local.limits_collection}/${each.value.key}/slots"
+    assert re.findall(r"(\w+) += \{ *(\w+)", slot["fields"]) == [
+        ("key", "stringValue"),
+        ("index", "integerValue"),
+        ("holder", "nullValue"),
+    ]
+    assert slot["lifecycle"][0]["ignore_changes"] == ["fields"]
