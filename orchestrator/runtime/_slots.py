@@ -15,6 +15,7 @@ Whoever frees a slot wakes the waiter it was handed to: its task request is sent
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -195,6 +196,11 @@ def waiting_for(rt: Runtime, run_id: str) -> dict[str, str]:
 # slot, and a slot handed to a waiting run sends its start again (run.requested, its run id).
 
 RUN_SLOT = "(run)"
+# The (key, limit) pairs this process saw set, per store: a run start reads a key's state (all
+# of its slots and waiters) only the first time, not once per run.
+_CONFIRMED: weakref.WeakKeyDictionary[LimitStore, set[tuple[str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 _KEY: TypeAdapter[str] = TypeAdapter(LimitKey)
 
 
@@ -221,9 +227,12 @@ def take_run_slot(rt: Runtime, run: Run, spec: FlowSpec) -> bool:
     if limit is None:
         return True
     store, key = _store(rt), run_key(run.flow)
-    states = store.limit_states(key)
-    if not states or states[0].limit != limit:
-        wake(rt, store.set_limit(key, limit, _lease(rt)))
+    confirmed = _CONFIRMED.setdefault(store, set())
+    if (key, limit) not in confirmed:  # once per process and store: a key's state is O(line)
+        states = store.limit_states(key)
+        if not states or states[0].limit != limit:
+            wake(rt, store.set_limit(key, limit, _lease(rt)))
+        confirmed.add((key, limit))
     holds, woken = store.acquire(_run_ticket(run), _lease(rt))
     wake(rt, woken)
     if not holds:
