@@ -195,8 +195,8 @@ def test_no_import_circles() -> None:
 FACES = {
     "orchestrator": [
         "BadInputError", "ConflictError", "Flow", "FlowDefinitionError", "FlowRunError",
-        "GcsObject", "InProcessRunner", "KumoflowError", "NotFoundError", "ParameterError",
-        "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
+        "GcsObject", "InProcessRunner", "KumoflowError", "Limits", "NotFoundError",
+        "ParameterError", "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
         "TaskRuntime",
         "TaskRunError", "TransientError", "allow_failure", "branch", "context",
         "exponential_backoff", "flow", "get_run_logger", "on_gcs_finalize", "on_pubsub",

@@ -110,3 +110,19 @@ def test_a_flow_with_max_active_runs_never_runs_more_at_once_and_starts_every_ru
     assert peak == MAX_ACTIVE  # bound, and binding: two did run together
     [state] = rt.limits.limit_states(run_key(two_at_a_time.spec.name))
     assert (state.limit, state.in_use, state.waiters) == (MAX_ACTIVE, 0, 0)
+
+
+def test_limits_declared_in_a_deployed_file_are_set_on_the_stack(
+    emulator_backend: Any, tmp_path: Any
+) -> None:
+    from orchestrator.local import deploy_limits
+
+    path = tmp_path / "declared_limits_e2e.py"
+    path.write_text('from orchestrator import Limits\nlimits = Limits({"e2e-declared": 3})\n')
+    rt = emulator_backend.rt
+    try:
+        assert deploy_limits([str(path)]) == {"e2e-declared": 3}
+        [state] = rt.limits.limit_states("e2e-declared")
+        assert (state.limit, state.in_use, state.waiters) == (3, 0, 0)
+    finally:
+        set_limit(rt, "e2e-declared", None)
