@@ -196,8 +196,8 @@ FACES = {
     "orchestrator": [
         "BadInputError", "ConflictError", "Flow", "FlowDefinitionError", "FlowRunError",
         "GcsObject", "InProcessRunner", "KumoflowError", "Limits", "NotFoundError",
-        "ParameterError", "PubSubMessage", "RunOutcome", "SerializationError", "Task", "TaskRunContext",
-        "TaskRuntime",
+        "ParameterError", "PubSubMessage", "RunOutcome", "SerializationError", "Task",
+        "TaskRunContext", "TaskRuntime",
         "TaskRunError", "TransientError", "allow_failure", "branch", "context",
         "exponential_backoff", "flow", "get_run_logger", "on_gcs_finalize", "on_pubsub",
         "on_schedule", "run_in_process", "switch", "sync_compatible", "task",
