@@ -675,6 +675,10 @@ class SqliteLimitsFaults(LimitsFaults):
     SQLITE = True
 
 
+class SqliteMaxActiveRunsFaults(MaxActiveRunsFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -714,6 +718,7 @@ class SqliteLimitsFaults(LimitsFaults):
         KeyedLimitsFaults,
         MaxActiveRuns,
         MaxActiveRunsFaults,
+        SqliteMaxActiveRunsFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,
