@@ -150,3 +150,54 @@ def test_concurrent_takers_never_exceed_the_limit_and_every_waiter_is_served(
     assert len(served) == n
     [state] = limits.limit_states(key)
     assert (state.in_use, state.waiters) == (0, 0)
+
+
+def test_a_free_slot_is_taken_at_once_and_a_waiter_after_it_gets_it_on_release(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])  # free: taken, nobody in line
+    assert limits.acquire(ticket(key, 1, at=1), LEASE) == (False, [])  # arrives after: waits
+    assert [t.holder for t in limits.release(key, ticket(key, 0).holder, LEASE)] == [
+        ticket(key, 1).holder
+    ]
+    # The woken attempt's request comes again: it finds its slot, and takes no second one.
+    assert limits.acquire(ticket(key, 1), LEASE) == (True, [])
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (1, 0)
+    assert [s.holder for s in state.slots] == [ticket(key, 1).holder]
+
+
+def test_a_release_with_nobody_waiting_frees_the_slot_for_the_next_taker(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 2, LEASE)
+    for n in range(2):
+        assert limits.acquire(ticket(key, n), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 2, at=1), LEASE) == (False, [])
+    assert [t.run_id for t in limits.release(key, ticket(key, 0).holder, LEASE)] == ["run-2"]
+    assert limits.release(key, ticket(key, 1).holder, LEASE) == []  # nobody waits now
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (1, 0)
+    assert limits.acquire(ticket(key, 3), LEASE) == (True, [])  # the freed slot, at once
+    assert limits.acquire(ticket(key, 4, at=2), LEASE) == (False, [])  # full again
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (2, 1)
+
+
+def test_a_removed_limit_lets_takers_through_and_holders_end_without_handing_on(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])  # the limit is known now
+    assert limits.acquire(ticket(key, 1, at=1), LEASE) == (False, [])
+    assert [t.run_id for t in limits.set_limit(key, None, LEASE)] == ["run-1"]
+    assert limits.acquire(ticket(key, 2), LEASE) == (True, [])  # no limit: nothing waits
+    assert limits.release(key, ticket(key, 0).holder, LEASE) == []
+    assert limits.limit_states(key) == []  # nothing left of it
+    limits.set_limit(key, 1, LEASE)  # set again: one slot, free
+    assert limits.acquire(ticket(key, 3), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 4, at=1), LEASE) == (False, [])
