@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -123,17 +124,18 @@ class FirestoreLimits:
         if self._limit_of(ticket.key) is None:  # removed (since this process cached it)
             ref.collection("tickets").document(_who(ticket.holder)).delete()
             return True, []
-        woken = self._serve(ticket.key, lease_until)
+        woken = self._serve(ticket.key, lease_until, after=self._mark_waited)
         mine = any(t.holder == ticket.holder for t in woken)
         if not mine and self._held(ticket.key, ticket.holder) is not None:
             mine = True  # a concurrent server handed it a slot
         return mine, [t for t in woken if t.holder != ticket.holder]
 
     def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
-        ref = self._key_ref(key)
         held = self._holding(key, holder)  # one, or two after a rare duplicate take
         if not held:  # ended while waiting (or released already): its ticket goes
-            ref.collection("tickets").document(_who(holder)).delete()
+            self._key_ref(key).collection("tickets").document(_who(holder)).delete()
+            return []
+        line = False  # whether a waiter marked the slot: only then is the line read
         while held:  # each a conditional write: read again when the slot moved since
             slot = held.pop()
             try:
@@ -141,9 +143,12 @@ class FirestoreLimits:
                     slot.reference.delete(option=self._db.write_option(**_as_read(slot)))
                 else:
                     _free(self._db, slot)
+                line = line or _waited(slot)
             except (gexc.FailedPrecondition, gexc.NotFound):
-                held = self._holding(key, holder)
-        return self._serve(key, lease_until)
+                again = slot.reference.get()
+                if again.exists and again.get("holder") == holder:
+                    held.append(again)
+        return self._serve(key, lease_until) if line else []
 
     def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:
         query = (
@@ -186,17 +191,42 @@ class FirestoreLimits:
         return found[0] if found else None
 
     def _held_or_free(self, key: str, holder: str) -> Any:
-        """In one read: the slot `holder` holds, else a free one (None: neither). Strings sort
-        after "", so its own slot comes first in descending order."""
+        """In one read: the slot `holder` holds, else the lowest free one (None: neither).
+        Strings sort after "", so its own slot comes first in descending order."""
         query = (
             self._key_ref(key)
             .collection("slots")
             .where(filter=firestore.FieldFilter("holder", "in", [holder, FREE]))
             .order_by("holder", direction=firestore.Query.DESCENDING)
+            .order_by("index")  # the lowest free one (a composite index, infra's wiring)
             .limit(1)
         )
         found = [s for s in query.stream() if s.get("holder") == holder or not _retired(s)]
         return found[0] if found else None
+
+    def _mark_waited(self, key: str) -> bool:
+        """Mark every held slot of the key that is not marked yet as waited for, so that its
+        release reads the line; each mark is conditional on the slot as read. True when a
+        slot was found free instead (freed since the caller looked: serve again)."""
+        query = (
+            self._key_ref(key)
+            .collection("slots")
+            .where(filter=firestore.FieldFilter("waited", "==", False))
+        )
+        pending = list(query.stream())
+        while pending:
+            slot = pending.pop()
+            if not slot.exists or _retired(slot):
+                continue
+            if not slot.get("holder"):
+                return True
+            try:
+                slot.reference.update(
+                    {"waited": True}, option=self._db.write_option(**_as_read(slot))
+                )
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                pending.append(slot.reference.get())  # freed, renewed or handed since read
+        return False
 
     def _holding(self, key: str, holder: str) -> list[Any]:
         query = (
@@ -206,10 +236,13 @@ class FirestoreLimits:
         )
         return list(query.stream())
 
-    def _serve(self, key: str, lease_until: datetime) -> list[Ticket]:
+    def _serve(
+        self, key: str, lease_until: datetime, after: Callable[[str], bool] | None = None
+    ) -> list[Ticket]:
         """Hand free slots to the first tickets in line until either runs out. The line is
         read first, one ticket (a release that finds nobody waiting stops at one read), and
-        as many as there are free slots, up to SPREAD, once someone waits."""
+        as many as there are free slots, up to SPREAD, once someone waits. With `after`, a
+        waiter's: called once no slot is free, True to look again (a slot came free)."""
         ref = self._key_ref(key)
         tickets = ref.collection("tickets").order_by("rank")
         served: list[Ticket] = []
@@ -224,6 +257,8 @@ class FirestoreLimits:
                 .stream()
             )
             free = [f for f in free if not _retired(f)]
+            if not free and after is not None and after(key):
+                continue
             if not free:
                 return served
             if len(free) > 1:
@@ -251,11 +286,9 @@ def _hand(db: firestore.Client, slot: Any, ticket: Any, lease_until: datetime) -
     batch conditional on both being as read (no read-write transaction: two of those on one
     pair deadlock upgrading their read locks); None when another server got there first."""
     found = FirestoreLimits._ticket(ticket.to_dict() or {})
-    taken = limits.reserve(found, slot.get("index"), lease_until)
-    batch = db.batch()
-    batch.update(
-        slot.reference, taken.model_dump(mode="python"), option=db.write_option(**_as_read(slot))
-    )
+    taken = limits.reserve(found, slot.get("index"), lease_until).model_dump(mode="python")
+    batch = db.batch()  # others may wait behind it: its release reads the line
+    batch.update(slot.reference, taken | {"waited": True}, option=db.write_option(**_as_read(slot)))
     batch.delete(ticket.reference, option=db.write_option(**_as_read(ticket)))
     try:
         batch.commit()
@@ -266,11 +299,9 @@ def _hand(db: firestore.Client, slot: Any, ticket: Any, lease_until: datetime) -
 
 def _take(db: firestore.Client, slot: Any, ticket: Ticket, lease_until: datetime) -> bool:
     """Take the free `slot` for `ticket`'s attempt, as read: False when another got it first."""
-    taken = limits.reserve(ticket, slot.get("index"), lease_until)
-    try:
-        slot.reference.update(
-            taken.model_dump(mode="python"), option=db.write_option(**_as_read(slot))
-        )
+    taken = limits.reserve(ticket, slot.get("index"), lease_until).model_dump(mode="python")
+    try:  # nobody waited when it was free: its release need not read the line
+        slot.reference.update(taken | {"waited": False}, option=db.write_option(**_as_read(slot)))
     except (gexc.FailedPrecondition, gexc.NotFound):
         return False
     return True
@@ -282,6 +313,10 @@ def _free(db: firestore.Client, held: Any) -> None:
     held.reference.update(
         {"holder": FREE, "lease_until": None}, option=db.write_option(**_as_read(held))
     )
+
+
+def _waited(snap: Any) -> bool:
+    return (snap.to_dict() or {}).get("waited") is not False  # unknown: read the line
 
 
 def _retired(snap: Any) -> bool:
@@ -302,11 +337,13 @@ def _reconcile(db: firestore.Client, doc: Any, key: str, index: int, limit: int 
         try:
             if not snap.exists:
                 if not over:
-                    doc.create({"key": key, "index": index, "holder": FREE})
+                    doc.create({"key": key, "index": index, "holder": FREE, "waited": False})
             elif not snap.get("holder") and over:
                 doc.delete(option=db.write_option(**_as_read(snap)))
             elif snap.get("holder") is None:  # free in the layout before FREE was ""
-                doc.update({"holder": FREE}, option=db.write_option(**_as_read(snap)))
+                doc.update(
+                    {"holder": FREE, "waited": False}, option=db.write_option(**_as_read(snap))
+                )
                 continue
             elif _retired(snap) != over:
                 doc.update({"retired": over}, option=db.write_option(**_as_read(snap)))
