@@ -104,8 +104,8 @@ def table(cases: list[Case], width: int) -> list[str]:
     rows = [
         f"{width} wide map + fan-in ({width + 1} tasks), median run per limit; beside the "
         "unlimited map: time and $ as a ratio, operations as a difference",
-        f"{'limit':>6} {'wall s':>8} {'×':>6} {'reads':>7} {'writes':>7} {'deletes':>7} "
-        f"{'queries':>7} {'fs ops':>7} {'+ops':>6} {'$/1000':>8} {'×':>6} {'sweeper ops':>11}",
+        f"{'limit':>6} {'wall s':>8} {'x':>6} {'reads':>7} {'writes':>7} {'deletes':>7} "
+        f"{'queries':>7} {'fs ops':>7} {'+ops':>6} {'$/1000':>8} {'x':>6} {'sweeper ops':>11}",
     ]
     for case in cases:
         run = case.median()

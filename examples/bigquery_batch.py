@@ -67,7 +67,7 @@ def setup(files: int, bucket: str = "kumoflow-batch", table: str = "batch.events
         rows = "".join(json.dumps({"file": i, "line": n}) + "\n" for n in range(3))
         found.blob(f"batch/{i:05d}.json").upload_from_string(rows)
     client = _credentials().get_bigquery_client()
-    client.create_dataset(table.split(".")[0], exists_ok=True)
+    client.create_dataset(table.partition(".")[0], exists_ok=True)
     schema = [bigquery.SchemaField("file", "INT64"), bigquery.SchemaField("line", "INT64")]
     return client.create_table(bigquery.Table(f"{PROJECT}.{table}", schema=schema), exists_ok=True)
 
