@@ -3,7 +3,8 @@
 Layout, per key:
   kumoflow_limits/{key}                 {"limit": N}: written by `kumoflow limits set` alone
   kumoflow_limits/{key}/slots/{i}       one document per slot (i < N): its holder ("" when free)
-                                        and lease; `retired` once a cut put it above the limit
+                                        and lease; `waited` once a waiter saw it held; `retired`
+                                        once a cut put it above the limit
   kumoflow_limits/{key}/tickets/{who}   one document per waiting attempt, with its `rank`
 
 Why a ticket queue over sharded slot documents: a waiter writes only its own ticket (create-
@@ -14,17 +15,21 @@ Which free slot and which of the first tickets a server takes is spread over the
 each, so concurrent servers rarely meet on one document: within those SPREAD places the line is
 not strictly FIFO (the order is exact beyond them, and with one server at a time).
 
-The common case costs little (measured by benchmarks.limits). A taker first runs one query for
-a slot it holds already or a free one (holder in [itself, ""], its own first) and takes a free
-one with one conditional write, without a ticket: a free slot and a waiter coexist only between
-a step's write and its check of the other side (a release frees, then looks for tickets; a
-waiter writes its ticket, then looks for free slots), so a taker that finds a slot free
-overtakes only waiters that arrived at the same moment. A release is one query for its slot,
-one conditional write and one query for the first ticket. The key's limit is cached per process
-for LIMIT_CACHE_S: the slot documents, not the cached value, decide who holds (a cut retires
-slots above the limit, freed ones are deleted; a taker that finds no slot reads the limit anew).
-Queries read slots by `holder` and tickets by `rank` (single-field indexes); the sweeper reads
-expired slots by a collection-group query on `lease_until`.
+The common case, nobody waiting, costs 2 reads and 2 writes per attempt (benchmarks.limits):
+- a take is one query for a slot the attempt holds already or the lowest free one (holder in
+  [itself, ""], its own first) and one conditional write, without a ticket;
+- a release is one query for its slot and one conditional write; it reads the line only when
+  its slot is marked `waited`. A waiter, once it finds no slot free, marks every held slot not
+  marked yet (each conditional on the slot as read: a slot freed meanwhile is served instead),
+  and a slot handed to a waiter stays marked.
+Each side writes before it looks at the other (a waiter: its ticket, then the slots; a release:
+its slot, whose conditional write fails if a waiter marked it since it was read), so a free
+slot and a waiter never both go unseen, and a taker that finds a slot free overtakes only
+waiters that arrive at the same moment. The key's limit is cached per process for
+LIMIT_CACHE_S: the slot documents, not the cached value, decide who holds (a cut retires held
+slots above the limit and deletes free ones; a taker that finds no slot reads the limit anew).
+Queries read slots by `holder` (and `index`: a composite index) and `waited`, tickets by `rank`;
+the sweeper reads expired slots by a collection-group query on `lease_until`.
 """
 
 from __future__ import annotations
