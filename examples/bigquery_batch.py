@@ -53,9 +53,13 @@ def load_file(uri: str, table: str) -> int:
         for i, row in enumerate(rows)
         for name in ("file", "line")
     ]
-    job = _credentials().get_bigquery_client().query(
-        f"INSERT INTO `{table}` (file, line) VALUES {values}",
-        job_config=bigquery.QueryJobConfig(query_parameters=params),
+    job = (
+        _credentials()
+        .get_bigquery_client()
+        .query(
+            f"INSERT INTO `{table}` (file, line) VALUES {values}",
+            job_config=bigquery.QueryJobConfig(query_parameters=params),
+        )
     )
     job.result()  # one BigQuery job per file: what the limit counts
     return len(rows)

@@ -110,8 +110,8 @@ class FirestoreLimits:
     def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
         if self._cached_limit(ticket.key) is None:
             return True, []
-        for _ in range(TRIES):  # the fast path: a slot held already, or a free one, no ticket
-            found = self._held_or_free(ticket.key, ticket.holder)
+        for tried in range(TRIES):  # the fast path: a slot held already or a free one, no ticket
+            found = self._held_or_free(ticket.key, ticket.holder, among=1 if not tried else SPREAD)
             if found is None:
                 break
             if found.get("holder") == ticket.holder:
@@ -136,7 +136,11 @@ class FirestoreLimits:
         return mine, [t for t in woken if t.holder != ticket.holder]
 
     def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
-        held = self._holding(key, holder)  # one, or two after a rare duplicate take
+        # One slot per release: after a rare duplicate take an attempt holds two, and a stale
+        # ticket's wake-up releases one while the attempt runs on the other; its end (or the
+        # sweeper, once the lease runs out) frees the other.
+        found = self._held(key, holder)
+        held = [found] if found is not None else []
         if not held:  # ended while waiting (or released already): its ticket goes
             self._key_ref(key).collection("tickets").document(_who(holder)).delete()
             return []
@@ -195,19 +199,24 @@ class FirestoreLimits:
         found = list(query.stream())
         return found[0] if found else None
 
-    def _held_or_free(self, key: str, holder: str) -> Any:
-        """In one read: the slot `holder` holds, else the lowest free one (None: neither).
-        Strings sort after "", so its own slot comes first in descending order."""
+    def _held_or_free(self, key: str, holder: str, among: int = 1) -> Any:
+        """In one query: the slot `holder` holds, else the lowest free one, or one at random
+        of the `among` lowest (after a take lost to a concurrent taker: they all read the
+        lowest first); None: neither. Strings sort after "", so its own slot comes first in
+        descending order."""
         query = (
             self._key_ref(key)
             .collection("slots")
             .where(filter=firestore.FieldFilter("holder", "in", [holder, FREE]))
             .order_by("holder", direction=firestore.Query.DESCENDING)
             .order_by("index")  # the lowest free one (a composite index, infra's wiring)
-            .limit(1)
+            .limit(among)
         )
-        found = [s for s in query.stream() if s.get("holder") == holder or not _retired(s)]
-        return found[0] if found else None
+        found = list(query.stream())
+        if found and found[0].get("holder") == holder:
+            return found[0]
+        free = [s for s in found if not _retired(s)]
+        return random.choice(free) if free else None
 
     def _mark_waited(self, key: str) -> bool:
         """Mark every held slot of the key that is not marked yet as waited for, so that its
@@ -232,14 +241,6 @@ class FirestoreLimits:
             except (gexc.FailedPrecondition, gexc.NotFound):
                 pending.append(slot.reference.get())  # freed, renewed or handed since read
         return False
-
-    def _holding(self, key: str, holder: str) -> list[Any]:
-        query = (
-            self._key_ref(key)
-            .collection("slots")
-            .where(filter=firestore.FieldFilter("holder", "==", holder))
-        )
-        return list(query.stream())
 
     def _serve(
         self, key: str, lease_until: datetime, after: Callable[[str], bool] | None = None

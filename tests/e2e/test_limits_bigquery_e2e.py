@@ -11,6 +11,7 @@ import pytest
 
 from examples import bigquery_batch as example
 from orchestrator.contracts import RunStatus
+from orchestrator.gcp import GcpCredentials
 from orchestrator.runtime import set_limit
 from orchestrator.testing import StackBackend
 from tests.flows.limited import most_at_once
@@ -36,7 +37,7 @@ def test_a_gcs_batch_loads_into_bigquery_never_more_than_the_limit_at_once(
         out = backend.run(example.load_batch, params, timeout=600)
         assert out.status is RunStatus.SUCCEEDED, out.run.error
         assert out.value == 3 * FILES
-        client = example.GcpCredentials(project=example.PROJECT).get_bigquery_client()
+        client = GcpCredentials(project=example.PROJECT).get_bigquery_client()
         [row] = client.query(f"SELECT COUNT(*) AS n FROM `{example.PROJECT}.{table}`").result()
         assert row["n"] == 3 * FILES
         loads = [t for k, t in out.tasks.items() if k.startswith("load-file[")]
@@ -44,6 +45,7 @@ def test_a_gcs_batch_loads_into_bigquery_never_more_than_the_limit_at_once(
         peak = most_at_once(loads)
         print(f"{FILES} files under a limit of {LIMIT}: at most {peak} loads at once")
         assert 1 <= peak <= LIMIT
+        assert backend.rt.limits is not None
         [state] = backend.rt.limits.limit_states(example.KEY)
         assert (state.in_use, state.waiters) == (0, 0)
     finally:
