@@ -23,9 +23,22 @@ def make_items(width: int) -> list[int]:
     return list(range(width))
 
 
+LIMIT_KEY = "bench-limited"  # benchmarks.limits sets its limit before each run
+
+
+@task(name="bench-limited-ident", concurrency=LIMIT_KEY)
+def limited_ident(x: int) -> int:
+    return x
+
+
 @flow(name="bench-width")
 def width_map(items: list[int]) -> int:
     return total(ident.map(items))
+
+
+@flow(name="bench-limited-width")
+def limited_map(items: list[int]) -> int:
+    return total(limited_ident.map(items))  # the same map, each item under LIMIT_KEY
 
 
 @flow(name="bench-run-time-width")

@@ -78,8 +78,16 @@ def timeouts(spec: str | None) -> Callable[[int], float]:
 
 
 def kumo_run(
-    backend: Any, listener: Any, state_dir: Path, counts_dir: Path, width: int, timeout: float
+    backend: Any,
+    listener: Any,
+    state_dir: Path,
+    counts_dir: Path,
+    width: int,
+    timeout: float,
+    flow: Any = None,
 ) -> KumoRun:
+    """One run of `flow` (default: benchmarks._width_flow.width_map, or any flow of the same
+    shape: `items` in, their sum out) on the stack, timed and counted."""
     from benchmarks._watch import RssSampler
     from benchmarks._width_flow import width_map
     from orchestrator.local import load_run
@@ -88,7 +96,7 @@ def kumo_run(
     sampler = RssSampler(state_dir)
     start = time.perf_counter()
     try:
-        run_id = backend.start(width_map, {"items": list(range(width))})
+        run_id = backend.start(flow or width_map, {"items": list(range(width))})
     except Exception as e:  # the core is mid-rewrite: say what broke and go on
         sampler.stop()
         return KumoRun(width, 0.0, f"error: {type(e).__name__}: {e}", False)

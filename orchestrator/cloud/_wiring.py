@@ -78,6 +78,16 @@ FIRESTORE: dict[str, dict[str, Any]] = {
                 {"field_path": "created_at", "order": _DESC},
             ],
         },
+        # FirestoreLimits' fast path: holder in [me, ""] order by holder desc, index (its own
+        # slot first, else the lowest free one, so a cut's holders sit below the new limit).
+        "slots-held-or-free": {
+            "collection": "slots",
+            "query_scope": "COLLECTION",
+            "fields": [
+                {"field_path": "holder", "order": _DESC},
+                {"field_path": "index", "order": _ASC},
+            ],
+        },
     },
     # Collection-group range queries (single-field indexes are collection-scoped by default).
     "field_indexes": {

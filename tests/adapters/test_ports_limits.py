@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from orchestrator.contracts import Ticket
 from orchestrator.ports import LimitStore
 from tests.adapters import port_fixtures
-from tests.adapters.port_fixtures import Stores, in_threads
+from tests.adapters.port_fixtures import EMULATOR, Stores, in_threads
 
 store = port_fixtures.store
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -26,6 +28,28 @@ LEASE = NOW + timedelta(minutes=1)
 @pytest.fixture
 def limits(store: Stores) -> LimitStore:
     return cast(LimitStore, store)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=EMULATOR)])
+def two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LimitStore, LimitStore]]:
+    """Two instances over the same records, as two processes have (each its own caches)."""
+    opened: list[Any] = []
+    if request.param == "sqlite":
+        from orchestrator.adapters import SqliteStore
+
+        opened = [SqliteStore(tmp_path / "runs.db") for _ in range(2)]
+        yield opened[0], opened[1]
+        for s in opened:
+            s.close()
+        return
+    request.getfixturevalue("stack_env")
+    from orchestrator.adapters import FirestoreStore
+    from tests.adapters.port_fixtures import _project
+
+    opened = [FirestoreStore.from_env(f"{_project()}-adapters") for _ in range(2)]
+    yield opened[0], opened[1]
+    for s in opened:
+        s._db.close()
 
 
 def _key() -> str:
@@ -150,3 +174,72 @@ def test_concurrent_takers_never_exceed_the_limit_and_every_waiter_is_served(
     assert len(served) == n
     [state] = limits.limit_states(key)
     assert (state.in_use, state.waiters) == (0, 0)
+
+
+def test_a_free_slot_is_taken_at_once_and_a_waiter_after_it_gets_it_on_release(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])  # free: taken, nobody in line
+    assert limits.acquire(ticket(key, 1, at=1), LEASE) == (False, [])  # arrives after: waits
+    assert [t.holder for t in limits.release(key, ticket(key, 0).holder, LEASE)] == [
+        ticket(key, 1).holder
+    ]
+    # The woken attempt's request comes again: it finds its slot, and takes no second one.
+    assert limits.acquire(ticket(key, 1), LEASE) == (True, [])
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (1, 0)
+    assert [s.holder for s in state.slots] == [ticket(key, 1).holder]
+
+
+def test_a_release_with_nobody_waiting_frees_the_slot_for_the_next_taker(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 2, LEASE)
+    for n in range(2):
+        assert limits.acquire(ticket(key, n), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 2, at=1), LEASE) == (False, [])
+    assert [t.run_id for t in limits.release(key, ticket(key, 0).holder, LEASE)] == ["run-2"]
+    assert limits.release(key, ticket(key, 1).holder, LEASE) == []  # nobody waits now
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (1, 0)
+    assert limits.acquire(ticket(key, 3), LEASE) == (True, [])  # the freed slot, at once
+    assert limits.acquire(ticket(key, 4, at=2), LEASE) == (False, [])  # full again
+    [state] = limits.limit_states(key)
+    assert (state.in_use, state.waiters) == (2, 1)
+
+
+def test_a_removed_limit_lets_takers_through_and_holders_end_without_handing_on(
+    limits: LimitStore,
+) -> None:
+    key = _key()
+    limits.set_limit(key, 1, LEASE)
+    assert limits.acquire(ticket(key, 0), LEASE) == (True, [])  # the limit is known now
+    assert limits.acquire(ticket(key, 1, at=1), LEASE) == (False, [])
+    assert [t.run_id for t in limits.set_limit(key, None, LEASE)] == ["run-1"]
+    assert limits.acquire(ticket(key, 2), LEASE) == (True, [])  # no limit: nothing waits
+    assert limits.release(key, ticket(key, 0).holder, LEASE) == []
+    assert limits.limit_states(key) == []  # nothing left of it
+    limits.set_limit(key, 1, LEASE)  # set again: one slot, free
+    assert limits.acquire(ticket(key, 3), LEASE) == (True, [])
+    assert limits.acquire(ticket(key, 4, at=1), LEASE) == (False, [])
+
+
+def test_a_limit_cut_or_removed_by_another_instance_applies_to_one_that_knew_the_old_one(
+    two: tuple[LimitStore, LimitStore],
+) -> None:
+    here, there = two
+    key = _key()
+    here.set_limit(key, 3, LEASE)
+    assert here.acquire(ticket(key, 0), LEASE) == (True, [])  # `here` knows the limit of 3
+    there.set_limit(key, 1, LEASE)  # cut elsewhere: the one slot is held
+    assert here.acquire(ticket(key, 1, at=1), LEASE) == (False, [])
+    assert here.acquire(ticket(key, 2, at=2), LEASE) == (False, [])
+    [state] = there.limit_states(key)
+    assert (state.in_use, state.waiters) == (1, 2)
+    assert [t.run_id for t in there.set_limit(key, None, LEASE)] == ["run-1", "run-2"]
+    assert here.acquire(ticket(key, 3, at=3), LEASE) == (True, [])  # removed: nobody waits
+    assert here.release(key, ticket(key, 0).holder, LEASE) == []
+    assert there.limit_states(key) == []
