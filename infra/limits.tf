@@ -38,7 +38,8 @@ resource "google_firestore_document" "concurrency_slot" {
   fields = jsonencode({
     key    = { stringValue = each.value.key }
     index  = { integerValue = tostring(each.value.index) }
-    holder = { nullValue = null }
+    holder = { stringValue = "" } # free: what the adapter's `in` queries match (never null)
+    waited = { booleanValue = false }
   })
 
   lifecycle {
