@@ -167,8 +167,9 @@ def flow_hook(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 def task_hook(task: Any, task_run: Any, state: Any) -> None:
+    """Records the task's attempt (a task's hooks run at its end, within a flow attempt)."""
     run_id = task_run.id.rpartition("/")[0]
-    _hooked(f"task:{task_run.task_key}", run_id, context.flow_run.run_count, state.name)
+    _hooked(f"task:{task_run.task_key}", run_id, task_run.run_count, state.name)
 
 
 hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook])

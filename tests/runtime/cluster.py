@@ -609,10 +609,15 @@ class Cluster:
 
     def _hook_ran(self, who: str, run_id: str, attempt: int, state: str) -> None:
         """A state hook was called: for an end the store committed (read unstepped), never
-        for a state a run or task did not reach."""
+        for a state a run or task did not reach. A flow hook names its flow attempt; a task
+        hook its task's attempt, which must have ended in that state and been final then (no
+        retry of it in its flow attempt: a failure that is retried runs no failure hook)."""
         self.hook_calls.append((who, run_id, attempt, state))
         self.log.append(f"hook {who} of {run_id} attempt {attempt}: {state}")
-        snap = self.store.load(run_id, [who.removeprefix("task:")] if who != "flow" else [])
+        if who != "flow":
+            self.violations.extend(self._task_hook_problems(who, run_id, attempt, state))
+            return
+        snap = self.store.load(run_id, [])
         if snap is None or attempt > snap.run.attempt:
             self.violations.append(f"hook {who} ran for {run_id} attempt {attempt}: not ended")
             return
@@ -620,19 +625,34 @@ class Cluster:
             if state not in ("Failed", "Cancelled"):
                 self.violations.append(f"hook {who}: {state} of resumed attempt {attempt}")
             return
-        if who == "flow":
-            status = snap.run.status.value
-        else:
-            task = snap.tasks.get(who.removeprefix("task:"))
-            status = task.status.value if task else "missing"
+        status = snap.run.status.value
         if HOOK_STATE.get(status) != state:
             self.violations.append(
                 f"hook {who} of {run_id} attempt {attempt} ran for {state} while it is {status}"
             )
 
+    def _task_hook_problems(self, who: str, run_id: str, number: int, state: str) -> list[str]:
+        key = who.removeprefix("task:")
+        snap = self.store.load(run_id, [key])
+        task = snap.tasks.get(key) if snap is not None else None
+        attempts = {a.number: a for a in task.attempts} if task is not None else {}
+        ended = attempts.get(number)
+        if ended is None or HOOK_STATE.get(ended.status.value) != state:
+            got = ended.status.value if ended else "never queued"
+            return [f"hook {who} of {run_id} ran for {state} of attempt {number}: it is {got}"]
+        retried = [
+            a.number
+            for a in attempts.values()
+            if a.number > number and a.flow_attempt == ended.flow_attempt
+        ]
+        if retried:
+            return [f"hook {who} of {run_id} ran for attempt {number}, retried as {retried}"]
+        return []
+
     def hook_problems(self, run_id: str) -> list[str]:
         """Once drained: every announced end of a hooked flow ran its flow hook (at least
-        once), and the last attempt's hooked task ran its hook for its final state."""
+        once), and every final end of its hooked task (each attempt that succeeded, or failed
+        with no retry after it in its flow attempt) ran the task's hook for it."""
         snap = self.store.load(run_id)
         if snap is None or self.runs.get(run_id, ("",))[0] != "il-hooked":
             return []
@@ -644,10 +664,18 @@ class Cluster:
             if not any(("flow", run_id, attempt, s) in called for s in states):
                 out.append(f"{run_id}: the end of attempt {attempt} ran no flow hook")
         base = snap.tasks.get("base")
-        want = HOOK_STATE.get(base.status.value) if base else None
-        last = ("task:base", run_id, snap.run.attempt, want)
-        if snap.run.status.terminal and want in ("Completed", "Failed") and last not in called:
-            out.append(f"{run_id}: task base ended {want} and its hook never ran")
+        attempts = base.attempts if base is not None else ()
+        for a in attempts:
+            want = HOOK_STATE.get(a.status.value)
+            final = not any(
+                b.number > a.number and b.flow_attempt == a.flow_attempt for b in attempts
+            )
+            if (
+                want in ("Completed", "Failed")
+                and final
+                and ("task:base", run_id, a.number, want) not in called
+            ):
+                out.append(f"{run_id}: task base attempt {a.number} ended {want}, no hook ran")
         return out
 
     def _executed(self, caller: Caller, name: str) -> None:

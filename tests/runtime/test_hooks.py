@@ -9,6 +9,7 @@ import json
 import logging
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -117,6 +118,46 @@ def test_completion_hooks_only_for_a_completed_run() -> None:
     ]
 
 
+FLAKY_RUNS: list[int] = []
+
+
+@task(retries=1, retry_delay_seconds=0, on_failure=[task_failed], on_completion=[task_completed])
+def flaky(x: int) -> int:
+    FLAKY_RUNS.append(x)
+    if len(FLAKY_RUNS) == 1:
+        raise ValueError("first try")
+    return x
+
+
+@task
+def saw_hook(x: int) -> bool:
+    """Waits (a while) for flaky's completion hook: it runs at flaky's end, not the run's."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(c[:2] == ("task_completed", "flaky") for c in CALLS):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@flow(name="hooked-retried", on_completion=[flow_completed])
+def hooked_retried(x: int) -> bool:
+    return saw_hook(flaky(x))
+
+
+def test_a_task_hook_runs_at_the_task_end_once_and_not_for_a_retried_failure() -> None:
+    FLAKY_RUNS.clear()
+    out = MemoryBackend().run(hooked_retried, {"x": 2})
+    assert out.status is RunStatus.SUCCEEDED
+    assert FLAKY_RUNS == [2, 2]  # failed once, retried, succeeded
+    assert out.value is True  # a later task of the same run saw the hook's call
+    calls = list(CALLS)  # the retried failure ran no failure hook; the success one hook
+    assert calls == [
+        ("task_completed", "flaky", "flaky", "Completed"),
+        ("flow_completed", "hooked-retried", out.run.run_id, "Completed"),
+    ]
+
+
 def test_a_flow_without_hooks_keeps_its_version() -> None:
     @flow(name="plain-for-version")
     def plain(x: int) -> int:
@@ -128,7 +169,7 @@ def test_a_flow_without_hooks_keeps_its_version() -> None:
 
 
 class Receiver:
-    """A local webhook receiver: every POST body, parsed."""
+    """A local webhook receiver: every POST body, parsed (a GET returns them as a list)."""
 
     def __init__(self, status: int = 200) -> None:
         self.bodies: list[Any] = []
@@ -139,6 +180,14 @@ class Receiver:
                 got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(status)
                 self.end_headers()
+
+            def do_GET(self) -> None:  # what it received so far (a task may wait for it)
+                body = json.dumps(got).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
