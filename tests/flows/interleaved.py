@@ -172,7 +172,9 @@ def task_hook(task: Any, task_run: Any, state: Any) -> None:
     _hooked(f"task:{task_run.task_key}", run_id, task_run.run_count, state.name)
 
 
-hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook])
+hooked_base = base.with_options(
+    on_failure=[task_hook], on_completion=[task_hook], on_cancellation=[task_hook]
+)
 
 
 @flow(

@@ -637,8 +637,16 @@ class Cluster:
         task = snap.tasks.get(key) if snap is not None else None
         attempts = {a.number: a for a in task.attempts} if task is not None else {}
         ended = attempts.get(number)
-        if ended is None or HOOK_STATE.get(ended.status.value) != state:
-            got = ended.status.value if ended else "never queued"
+        if task is None or ended is None:
+            return [f"hook {who} of {run_id} ran for {state} of attempt {number}: never queued"]
+        if state == "Cancelled":  # a cancel ends the task, not its attempt's record
+            resumed = any(a.flow_attempt > ended.flow_attempt for a in attempts.values())
+            cancelled = task.status is TaskStatus.CANCELLED and task.attempt == number
+            if ended.status.terminal or not (cancelled or resumed):
+                return [f"hook {who} of {run_id}: Cancelled of attempt {number}, {task.status}"]
+            return []
+        if HOOK_STATE.get(ended.status.value) != state:
+            got = ended.status.value
             return [f"hook {who} of {run_id} ran for {state} of attempt {number}: it is {got}"]
         retried = [
             a.number
@@ -652,7 +660,7 @@ class Cluster:
     def hook_problems(self, run_id: str) -> list[str]:
         """Once drained: every announced end of a hooked flow ran its flow hook (at least
         once), and every final end of its hooked task (each attempt that succeeded, or failed
-        with no retry after it in its flow attempt) ran the task's hook for it."""
+        with no retry after it in its flow attempt; its cancel) ran the task's hook for it."""
         snap = self.store.load(run_id)
         if snap is None or self.runs.get(run_id, ("",))[0] != "il-hooked":
             return []
@@ -676,6 +684,10 @@ class Cluster:
                 and ("task:base", run_id, a.number, want) not in called
             ):
                 out.append(f"{run_id}: task base attempt {a.number} ended {want}, no hook ran")
+        # A cancel ends the task (its attempt's record stays as it was): the last one is seen.
+        last = ("task:base", run_id, base.attempt if base else 0, "Cancelled")
+        if base and base.status is TaskStatus.CANCELLED and base.attempt and last not in called:
+            out.append(f"{run_id}: task base cancelled at attempt {base.attempt}, no hook ran")
         return out
 
     def _executed(self, caller: Caller, name: str) -> None:

@@ -18,11 +18,21 @@ from typing import Any
 import pytest
 
 from orchestrator import flow, task
-from orchestrator.adapters import BLOCKS_DIR_ENV
+from orchestrator.adapters import BLOCKS_DIR_ENV, MemoryStore, VirtualClock
 from orchestrator.context import flow_run
-from orchestrator.contracts import HookState, RunNotification, RunStatus
+from orchestrator.contracts import (
+    HooksRequested,
+    HookState,
+    RunNotification,
+    RunRequested,
+    RunStatus,
+    TaskRequested,
+)
+from orchestrator.engine import CancelRun
 from orchestrator.gcp import SmtpNotification, WebhookNotification
+from orchestrator.runtime import advance, memory_runtime, run_hooks, run_task, start_run
 from orchestrator.testing import MemoryBackend
+from tests.runtime.pool import PoolBus
 
 CALLS: list[tuple[str, Any, ...]] = []  # type: ignore[misc]
 
@@ -322,3 +332,57 @@ def test_a_failure_is_emailed_through_the_smtp_block(
     body = RunNotification.model_validate_json(message.get_payload(decode=True))
     assert body.run_id == out.run.run_id
     assert body.state is HookState.FAILED
+
+
+def task_cancelled(task: Any, run: Any, state: Any) -> None:
+    CALLS.append(("task_cancelled", task.name, run.task_key, state.name, state.message))
+
+
+RUNNING = threading.Event()
+RELEASE = threading.Event()
+
+
+@task(on_cancellation=[task_cancelled], on_failure=[task_failed])
+def stopped(x: int) -> int:
+    RUNNING.set()
+    RELEASE.wait(20)
+    return x
+
+
+@flow(name="hooked-cancelled", on_cancellation=[flow_failed])
+def hooked_cancelled(x: int) -> int:
+    return stopped(x)
+
+
+def test_a_task_cancelled_with_its_run_runs_its_cancellation_hooks_once() -> None:
+    """A cancel ends a running task on the whole-run path: that commit requests its hooks."""
+    store, bus = MemoryStore(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=hooked_cancelled.functions(), store=store, bus=bus
+    )
+    store.put_flow(hooked_cancelled.spec)
+    start_run(rt, RunRequested(flow="hooked-cancelled", params={"x": 1}), run_id="r")
+    ((_, dispatch),) = bus.pool
+    assert isinstance(dispatch.data, TaskRequested)
+    RUNNING.clear()
+    RELEASE.clear()
+    worker = threading.Thread(target=run_task, args=(rt, dispatch.data))
+    worker.start()
+    try:
+        assert RUNNING.wait(20)
+        advance(rt, "r", CancelRun("stopped by an operator"))  # while the task runs
+        advance(rt, "r", CancelRun("stopped by an operator"))  # a repeated cancel: no new end
+    finally:
+        RELEASE.set()
+        worker.join()
+    requests = [e.data for _, e in bus.pool if isinstance(e.data, HooksRequested)]
+    assert [(r.key, r.task_attempt, r.state) for r in requests] == [
+        ("stopped", 1, HookState.CANCELLED),
+        (None, None, HookState.CANCELLED),
+    ]
+    for req in requests:
+        assert run_hooks(rt, req) == 0
+    assert CALLS == [
+        ("task_cancelled", "stopped", "stopped", "Cancelled", "stopped by an operator"),
+        ("flow_failed", "hooked-cancelled", "r", "Cancelled", False, "r"),
+    ]

@@ -114,8 +114,8 @@ def hook_entries(
     out = []
     for before, task in tasks:
         state = TASK_HOOK_STATES.get(task.status)
-        if state is None or (before is not None and before.status is task.status):
-            continue  # not a final end, or not this commit's
+        if state is None or task.attempt == 0 or (before and before.status is task.status):
+            continue  # not a final end, none of its attempts ran, or not this commit's end
         planned = plan.tasks.get(task.key)
         declared = hooks.tasks.get(planned.node.task) if planned else None
         if declared is None or not declared.for_state(state):

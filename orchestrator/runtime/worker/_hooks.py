@@ -103,7 +103,7 @@ def _task_hooks(rt: Runtime, req: HooksRequested, key: str) -> int:
         return 0
     spec = plan.spec
     attempt = next((a for a in task.attempts if a.number == req.task_attempt), None)
-    error = attempt.error if attempt is not None else task.error
+    error = (attempt.error if attempt is not None else None) or task.error
     ended = snap.run.model_copy(update={"attempt": req.attempt})
     options = planned.node.options
     scope = task_scope_for(ended, spec, key, req.task_attempt, options, {})
