@@ -71,6 +71,7 @@ from orchestrator.runtime import (
     RunOutcome,
     Runtime,
     advance,
+    expire_events,
     fire_timer,
     memory_runtime,
     read_flow_result,
@@ -366,6 +367,9 @@ class Cluster:
     timers: MemoryTimerQueue = field(default_factory=MemoryTimerQueue)
     # Every state hook call: (hook, run, flow attempt, state), as the hooks record them.
     hook_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
+    # Every event recorded: the harness's own copy (the sweeper may expire the mailbox's once
+    # no live run can take them; an id sent again after that is recorded anew, as documented).
+    sent: list[WaitEvent] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -490,6 +494,15 @@ class Cluster:
         inst.gate.start(functools.partial(tick, inst.rt))
         self._settle(inst)
 
+    def start_expiry(self, index: int) -> None:
+        """The sweeper's look for wait events past retention (`expire_events`), at any step
+        (a tick looks every EVENTS_EVERY only): stepped, so it can die part way."""
+        inst = self.instances[index]
+        inst.handling, inst.label = None, f"expiry at {self.clock.now():%H:%M:%S}"
+        self.log.append(f"i{index} {inst.label}")
+        inst.gate.start(functools.partial(expire_events, inst.rt, self.clock.now()))
+        self._settle(inst)
+
     def start_push(self, index: int, push: TimerDue) -> None:
         """A timer's own push (a Cloud Task) reaches the sweeper function on this instance."""
         inst = self.instances[index]
@@ -555,7 +568,13 @@ class Cluster:
         """An event for the runs waiting on x (`send_event`; its id says which: the same n
         again is a duplicate). Written to the mailbox, not through the stepped store."""
         rt = self.instances[0].rt
-        fresh = send_event(interleaved.EVENTS, {"x": x, "n": n}, event_id=f"ev-{x}-{n}", rt=rt)
+        event_id, data = f"ev-{x}-{n}", {"x": x, "n": n}
+        fresh = send_event(interleaved.EVENTS, data, event_id=event_id, rt=rt)
+        if fresh:
+            at = self.clock.now()  # what send_event stamps it with (the one clock)
+            self.sent.append(
+                WaitEvent(source=source_key(interleaved.EVENTS), id=event_id, at=at, data=data)
+            )
         self.log.append(f"event x={x} n={n}{'' if fresh else ' (duplicate)'}")
 
     def start_give(self, index: int, run_id: str, data: Any) -> None:
@@ -938,15 +957,11 @@ class Cluster:
             return taken, [
                 f"{label}: the pause took {taken}, resumes said {wrong}"
             ] if wrong else []
-        folder = f"gs://{rt.results_bucket}/kumoflow/events/{source_key(interleaved.EVENTS)}/"
         x = snap.run.params["x"]
         since = snap.run.created_at
         last = task.attempts[-1]
         deadline = (last.started_at or since) + timedelta(seconds=interleaved.WAIT_TIMEOUT_S)
-        events = [
-            WaitEvent.model_validate_json(self.blobs.get(u)) for u in self.blobs.list_uris(folder)
-        ]
-        mine = [e for e in events if matches({"x": x}, e.data) and e.at >= since]
+        mine = [e for e in self.sent if matches({"x": x}, e.data) and e.at >= since]
         if taken is None:
             early = [e.id for e in mine if e.at <= deadline]
             return None, [f"{label}: timed out although {early} came in time"] if early else []
