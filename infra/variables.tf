@@ -297,3 +297,15 @@ variable "retained_code" {
     error_message = "retained_code keys are 12-hex-digit code digests, as kumoflow deploy writes them."
   }
 }
+
+variable "callback_enabled" {
+  description = "Deploy the public function that opens signed pause links (callback.tf): pass its URL (output callback_url) to resume_url. Off: nothing of it exists."
+  type        = bool
+  default     = false
+}
+
+variable "callback_resume_key_block" {
+  description = "The ResumeKey block whose key signs the links (`kumoflow block save`, or ResumeKey(...).save(NAME)); the callback function may read its secret only."
+  type        = string
+  default     = "kumoflow-resume"
+}
