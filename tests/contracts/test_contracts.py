@@ -208,6 +208,10 @@ def test_the_documented_notification_body_is_the_golden_one() -> None:
     page = (Path(__file__).parents[2] / "docs" / "howto" / "alerting.md").read_text()
     shown = page.split('```json title="run-notification.json"\n', 1)[1].split("```", 1)[0]
     assert json.loads(shown) == json.loads((GOLDEN / "RunNotification.json").read_text())
+    # And the run-events topic's example: a cancelled run's end, as the contract writes it.
+    shown = page.split('```json title="run-cancelled.json"\n', 1)[1].split("```", 1)[0]
+    cancelled = (GOLDEN / "dev.kumoflow.run.failed.cancelled.json").read_text()
+    assert json.loads(shown) == json.loads(cancelled)
 
 
 @pytest.mark.parametrize("event_type", ["dev.kumoflow.run.succeeded", "dev.kumoflow.run.failed"])
