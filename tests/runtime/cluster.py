@@ -939,10 +939,15 @@ class Cluster:
     ) -> tuple[Any, list[str]]:
         """What a run's wait was given (its seed for the references), and whether it took it
         exactly once: the first matching event since the run's start, or nothing when none
-        came by its deadline; a pause ends with the one input `resume` said it took."""
-        key = {"il-wait-event": "wait-for-event", "il-pause": "pause", "il-sleep": "sleep"}.get(
-            flow
-        )
+        came by its deadline; a pause ends with the one input `resume` said it took. A wait
+        from its own start never takes an event from before its attempt was claimed (when
+        exactly its node began after that is its own: a clock may move while it is claimed)."""
+        key = {
+            "il-wait-event": "wait-for-event",
+            "il-wait-event-late": "wait-for-event",
+            "il-pause": "pause",
+            "il-sleep": "sleep",
+        }.get(flow)
         task = snap.tasks.get(key) if key else None
         if flow == "il-sleep":
             return None, self._sleep_problems(label, task)
@@ -960,16 +965,20 @@ class Cluster:
         x = snap.run.params["x"]
         since = snap.run.created_at
         last = task.attempts[-1]
+        late = flow == "il-wait-event-late"
+        if late:
+            since = last.started_at or since  # at or before the wait's own start
         deadline = (last.started_at or since) + timedelta(seconds=interleaved.WAIT_TIMEOUT_S)
         mine = [e for e in self.sent if matches({"x": x}, e.data) and e.at >= since]
         if taken is None:
-            early = [e.id for e in mine if e.at <= deadline]
+            early = [] if late else [e.id for e in mine if e.at <= deadline]
             return None, [f"{label}: timed out although {early} came in time"] if early else []
         # The first match: none came before it. Events stored at one instant are ordered by
         # their ids' digests, so one stored later at the same instant may sort first: either
         # is the first then.
         shown = [e.model_dump(mode="json") for e in mine]
-        earlier = [e.id for e in mine if e.at < WaitEvent.model_validate(taken).at]
+        at = WaitEvent.model_validate(taken).at
+        earlier = [] if late else [e.id for e in mine if e.at < at]
         if taken not in shown or earlier:
             return taken["data"], [f"{label}: took {taken}, not the first match of {shown}"]
         return taken["data"], []
@@ -1081,10 +1090,12 @@ def _in_process(flow: str, params: dict[str, Any], resumes: int, seed: Any) -> R
     with InProcessRunner(clock=VirtualClock(), functions=FUNCTIONS, max_workers=1) as runner:
         for f in interleaved.FLOWS.values():
             runner.store.put_flow(f.spec)
-        if seed is not None and flow == "il-wait-event":  # there before the run: since its start
+        if seed is not None and flow.startswith("il-wait-event"):  # since the run's start
             send_event(
                 interleaved.EVENTS, {"x": params["x"], **seed}, event_id="seed", rt=runner.rt
             )
+            # A wait from its own start, given the seed, ends as one from the run's start does.
+            flow = "il-wait-event"
         if seed is not None and flow == "il-pause":  # given before it paused, whichever attempt
             rt = runner.rt
             for flow_attempt, attempt in itertools.product((1, 2, 3), (1, 2)):
