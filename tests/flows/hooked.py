@@ -15,17 +15,21 @@ from orchestrator.context import flow_run as current_run
 WEBHOOK = "notification-webhook/e2e-failures"
 
 
-def post_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """POST what the hook was told to the receiver the run names (its `hook_url`)."""
-    body = {"flow": flow.name, "run": flow_run.id, "state": state.name, "message": state.message}
+def _post(url: str, body: dict[str, Any]) -> None:
     request = urllib.request.Request(
-        flow_run.parameters["hook_url"],
+        url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+def post_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """POST what the hook was told to the receiver the run names (its `hook_url`)."""
+    body = {"flow": flow.name, "run": flow_run.id, "state": state.name, "message": state.message}
+    _post(flow_run.parameters["hook_url"], body)
 
 
 @task(name="breaks")
@@ -41,14 +45,7 @@ def fails_and_tells(x: int, hook_url: str) -> int:
 def post_task_done(task: Any, task_run: Any, state: Any) -> None:
     """POST a task's end to the run's receiver (a task hook reads the run from its context)."""
     body = {"task": task_run.task_key, "attempt": task_run.run_count, "state": state.name}
-    request = urllib.request.Request(
-        current_run.parameters["hook_url"],
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
+    _post(current_run.parameters["hook_url"], body)
 
 
 @task(name="prepares", on_completion=[post_task_done])
