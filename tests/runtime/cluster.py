@@ -362,8 +362,10 @@ class Cluster:
     jobs: MemoryJobs = field(default_factory=MemoryJobs)
     # run -> the inputs `resume` said it ended a pause with (waits: tests.flows.interleaved)
     resumed: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    # Runs an operator cancelled after a resume had answered: the node's end may not have been
-    # applied yet (the answer comes once it is published), so the run may end cancelled.
+    # Runs an operator cancelled once a resume had begun (racing it, or after it answered:
+    # the answer comes once the node's end is published, not applied), so they may end
+    # cancelled although the resume answered.
+    given: set[str] = field(default_factory=set)
     cancelled_after_resume: set[str] = field(default_factory=set)
     # Every timer's own push (Cloud Tasks): armed by any instance's commits, delivered by the
     # machine at any time, any number of times (early, late, twice, or never).
@@ -526,7 +528,7 @@ class Cluster:
         inst = self.instances[index]
         inst.handling, inst.label = None, f"cancel {run_id}"
         self.cancelled.add(run_id)
-        if self.resumed[run_id]:
+        if run_id in self.given:
             self.cancelled_after_resume.add(run_id)
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(advance, inst.rt, run_id, CancelRun("machine")))
@@ -587,6 +589,7 @@ class Cluster:
         refused input and a run not waiting are the operator's answers, not failures."""
         inst = self.instances[index]
         inst.handling, inst.label = None, f"give {run_id} {data}"
+        self.given.add(run_id)
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(self._give, inst.rt, run_id, data))
         self._settle(inst)
