@@ -977,8 +977,9 @@ class Cluster:
         since = snap.run.created_at
         last = task.attempts[-1]
         late = flow == "il-wait-event-late"
-        if late:
-            since = last.started_at or since  # at or before the wait's own start
+        if late:  # at or before the wait's own start: its first attempt's claim (a later
+            # attempt ends with the result an earlier one stored, if one did)
+            since = min((a.started_at for a in task.attempts if a.started_at), default=since)
         deadline = (last.started_at or since) + timedelta(seconds=interleaved.WAIT_TIMEOUT_S)
         mine = [e for e in self.sent if matches({"x": x}, e.data) and e.at >= since]
         if taken is None:
