@@ -87,6 +87,11 @@ class BlobStore(Protocol):
         `gs://BUCKET/PREFIX`), in name order; none when the bucket does not exist."""
         ...
 
+    def delete(self, uri: str) -> None:
+        """Remove the object (none there: nothing to do). Only for what kumoflow keeps for a
+        while and then expires (the events waits take), never for a result."""
+        ...
+
 
 def split_uri(uri: str) -> tuple[str, str]:
     """`gs://BUCKET/NAME` as (BUCKET, NAME); ValueError for anything else (NAME may be empty)."""

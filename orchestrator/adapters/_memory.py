@@ -93,6 +93,11 @@ class MemoryBlobStore:
         with self._lock:
             return sorted(u for u in self._blobs if u.startswith(prefix))
 
+    def delete(self, uri: str) -> None:
+        split_uri(uri)
+        with self._lock:
+            self._blobs.pop(uri, None)
+
     def _data(self, uri: str) -> bytes:
         with self._lock:
             found = self._blobs.get(uri)

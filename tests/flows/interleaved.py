@@ -175,11 +175,14 @@ def flow_hook(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 def task_hook(task: Any, task_run: Any, state: Any) -> None:
+    """Records the task's attempt (a task's hooks run at its end, within a flow attempt)."""
     run_id = task_run.id.rpartition("/")[0]
-    _hooked(f"task:{task_run.task_key}", run_id, context.flow_run.run_count, state.name)
+    _hooked(f"task:{task_run.task_key}", run_id, task_run.run_count, state.name)
 
 
-hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook])
+hooked_base = base.with_options(
+    on_failure=[task_hook], on_completion=[task_hook], on_cancellation=[task_hook]
+)
 
 
 @flow(
@@ -427,6 +430,16 @@ def waited(x: int, fails: dict[str, int]) -> int:
     return got(event, fails)
 
 
+@flow(name="il-wait-event-late")
+def waited_late(x: int, fails: dict[str, int]) -> int:
+    """As il-wait-event, from when the wait starts: an event that came before must not be
+    taken (a duplicate of it sent later included: it is the same, earlier event)."""
+    event = wait_for_event(
+        EVENTS, match={"data": {"x": x}}, timeout=WAIT_TIMEOUT_S, since=Since.WAIT_START
+    )
+    return got(event, fails)
+
+
 @flow(name="il-pause")
 def paused(x: int, fails: dict[str, int]) -> int:
     return decided(pause(input=Form, timeout=WAIT_TIMEOUT_S), x, fails)
@@ -460,6 +473,7 @@ FLOWS = {
         with_job,
         slept,
         waited,
+        waited_late,
         paused,
     )
 }
@@ -495,6 +509,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
+        "il-wait-event-late": ["got"],
         "il-pause": ["decided"],
     }[flow_name]
 
@@ -556,7 +571,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
             return True, doubled(x * 100 + need)
         case "il-sleep":
             return (False, None) if lost("base", "left") else (True, doubled(b))
-        case "il-wait-event":
+        case "il-wait-event" | "il-wait-event-late":
             return (False, None) if lost("got") else (True, -1 if seed is None else seed["n"])
         case "il-pause":
             if seed is None or lost("decided"):  # no input: the pause times out

@@ -52,7 +52,7 @@ from hypothesis.stateful import (
 
 from orchestrator.adapters import DB_FILE, SqliteStore
 from orchestrator.contracts import Run, RunStatus, TaskStatus
-from orchestrator.runtime import EARLY_WAIT
+from orchestrator.runtime import EARLY_WAIT, EVENT_RETENTION_ENV
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 
@@ -83,7 +83,7 @@ CORE = ("il-chain", "il-diamond", "il-map-fan-in", "il-two-sinks", "il-returns-m
 RUN_TIME_MAPS = ("il-run-time-map", "il-returns-run-time-map", "il-nested-map")
 GATES = ("il-branch", "il-switch")
 SUBFLOWS = ("il-subflow", "il-map-subflow")
-WAITS = ("il-sleep", "il-wait-event", "il-pause")
+WAITS = ("il-sleep", "il-wait-event", "il-wait-event-late", "il-pause")
 WHO = st.integers(0, 2)  # an instance, modulo those eligible
 PICK = st.integers(0, 30)  # a message, modulo those eligible
 PARK_AFTER = st.sampled_from([None, 1, 0, 1, 2, 3])  # None: run to the end; 1: read, not written
@@ -141,9 +141,16 @@ class Interleavings(RuleBasedStateMachine):
     WAITS: ClassVar[bool] = False
     PUSHES: ClassVar[bool] = False  # timers' own pushes (Cloud Tasks): early, late, twice
     RUN_SLOTS: ClassVar[bool] = False  # a flow of the family has max_active_runs
+    # The wait events' retention (days) while the machine runs; None: the default, which its
+    # clock never passes. "0": an event goes once no live run can take it (no resumes then:
+    # a run resumed after its events expired may miss them, as the docs say).
+    EVENT_RETENTION_DAYS: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         super().__init__()
+        self.retention_before = os.environ.get(EVENT_RETENTION_ENV)
+        if self.EVENT_RETENTION_DAYS is not None:
+            os.environ[EVENT_RETENTION_ENV] = self.EVENT_RETENTION_DAYS
         self.cluster: Cluster | None = None
         self.ended: dict[tuple[str, int], Run] = {}  # an ended attempt's record never changes
         self.broken = False  # a step failed: teardown only cleans up, so the failure stays
@@ -361,6 +368,19 @@ class Interleavings(RuleBasedStateMachine):
         x = self.c.runs[runs[which % len(runs)]][1].get("x", 0)
         self.c.send(x + 1 if other else x, n % 3)
 
+    @precondition(lambda self: self.EVENT_RETENTION_DAYS is not None and _free(self))
+    @rule(who=WHO, park_after=PARK_AFTER, jump=st.sampled_from([0.0, 1.0, 61.0]))
+    def expire_events(self, who: int, park_after: int | None, jump: float) -> None:
+        """The sweeper's look for wait events past retention, at any step, `jump` seconds on
+        (past the events just sent): an event a live run's wait may still take must stay (the
+        waits would time out, or take a later event, without it)."""
+        with self.guard():
+            self.c.advance_clock(jump)
+            free = self.c.free()
+            index = free[who % len(free)]
+            self.c.start_expiry(index)
+            self._park(index, park_after)
+
     @precondition(lambda self: self.WAITS and _free(self))
     @rule(
         who=WHO,
@@ -442,6 +462,15 @@ class Interleavings(RuleBasedStateMachine):
         ]
 
     def teardown(self) -> None:
+        try:
+            self._teardown()
+        finally:
+            if self.retention_before is None:
+                os.environ.pop(EVENT_RETENTION_ENV, None)
+            else:
+                os.environ[EVENT_RETENTION_ENV] = self.retention_before
+
+    def _teardown(self) -> None:
         if self.cluster is None:
             return
         try:
@@ -457,12 +486,26 @@ class Interleavings(RuleBasedStateMachine):
                     for state in self.c.store.limit_states():
                         if state.in_use or state.waiters:
                             problems.append(f"after the end, {state} is not all free")
+                if self.EVENT_RETENTION_DAYS == "0":
+                    problems.extend(self._events_expired())
                 assert not problems, report(self.c, problems)
         finally:
             self.c.close()
             if self.SQLITE:
                 self.c.store.close()
                 shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _events_expired(self) -> list[str]:
+        """Every run ended: a look deletes every event past retention (all of them, at 0
+        days) and its marker; the waits were checked against the harness's own copies of the
+        events, so one expired too early showed as a problem. (A look of its own: a tick's
+        may not come, an armed crash may end the tick before it.)"""
+        self.c.advance_clock(1.0)
+        self.c.start_expiry(0)  # one page: the machine sends far fewer events than a page
+        self.c.finish(0)
+        bucket = self.c.instances[0].rt.results_bucket
+        left = self.c.blobs.list_uris(f"gs://{bucket}/kumoflow/event")
+        return [f"after every run ended, these events stayed: {left}"] if left else []
 
 
 def report(cluster: Cluster, problems: list[str]) -> str:
@@ -535,6 +578,7 @@ class Jobs(Interleavings):
 class Waits(Interleavings):
     FLOWS = WAITS
     WAITS = True
+    EVENT_RETENTION_DAYS = "0"  # events expire as soon as no live run can take them
 
 
 # State hooks: run at least once per committed end (crashes after commit, duplicates, a
@@ -634,6 +678,7 @@ class MaxActiveRunsFaults(MaxActiveRuns):
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
+    EVENT_RETENTION_DAYS = None
 
 
 # The same machines over SQLite (what `kumoflow run` keeps its history in): its etags,
