@@ -19,7 +19,7 @@ from orchestrator.contracts import Attempt, RetryPolicy, Run, RunStatus, TaskRun
 from orchestrator.engine import grown, policy_delay
 from orchestrator.errors import KumoflowError
 from orchestrator.ports import Snapshot
-from orchestrator.runtime import Runtime, read_flow_result, shown_params, waiting_for
+from orchestrator.runtime import Runtime, rate_waits, read_flow_result, shown_params, waiting_for
 
 _STYLE = {
     TaskStatus.SUCCEEDED: "green",
@@ -238,10 +238,13 @@ def describe(
             parent=run.parent and {"run_id": run.parent.run_id, "task": run.parent.key},
         )
         waits = waiting_for(rt, run.run_id)
+        paced = rate_waits(snap.outbox, plan)
         for row in out["tasks"]:
             task = tasks[row["key"]]
             if row["key"] in waits:  # queued, in line for a slot of its concurrency key
                 row["waiting_for_slot"] = waits[row["key"]]
+            if row["key"] in paced:  # queued until its rate lets it start (a timer resends it)
+                row["waiting_for_rate"] = paced[row["key"]]
             row["result_uri"] = task.result_uri
             if task.child_run:
                 row["child_run"] = task.child_run  # a subflow's run: `runs show` it

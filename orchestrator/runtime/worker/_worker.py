@@ -54,8 +54,8 @@ from orchestrator.runtime._completion import failed, report, stored, succeeded
 from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._rates import admitted
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._slots import hold
 from orchestrator.runtime.worker import _cache as cache
 from orchestrator.runtime.worker._cache import TaskRunContext
 from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
@@ -169,8 +169,9 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     started = rt.clock.now()
     code = _imported_code(rt, planned.node, plan.spec.source)
     taken = claim(record, req.attempt, token, worker, started, rt.lease_seconds, code)
-    if taken is not None and not hold(rt, req.run_id, req.key, req.attempt, planned.node.options):
-        return None  # it waits in line for a slot of its key, queued: a freed slot wakes it
+    etag = snap.etags.get(req.key)
+    if taken is not None and not admitted(rt, req, record, etag, planned.node.options, started):
+        return None  # over its rate (a timer sends it again) or in line for a slot: queued
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
         if done is None and planned.node.subflow is not None:
@@ -181,7 +182,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
             update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
         )
     try:  # a record made here is created must-not-exist, like any other claim is fenced
-        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags.get(req.key))]))
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, etag)]))
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
     return Claimed(req, run, plan, planned, plan.spec, token, worker, uri, started)
