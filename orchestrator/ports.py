@@ -226,11 +226,13 @@ class RateStore(Protocol):
     one atomic read-modify-write of the key's one record."""
 
     def take_rate(self, rate: Rate, holder: str, now: datetime) -> datetime | None:
-        """A permit for `holder` (an attempt) to start at `now` (None), or when to try again."""
+        """A permit for `holder` (an attempt) to start at `now` (None), or when to try again.
+        A ConflictError when a concurrent take won (Firestore): run it again."""
         ...
 
-    def refund_rate(self, key: str, holder: str) -> None:
-        """`holder` did not start after all: its permit counts no more (idempotent)."""
+    def refund_rate(self, key: str, holder: str, at: datetime) -> None:
+        """`holder` did not start after all: the permit it took at `at` counts no more (none
+        when a duplicate moved it since; idempotent). A ConflictError: run it again."""
         ...
 
     def rate_states(self, now: datetime) -> list[RateState]:

@@ -45,14 +45,15 @@ class FirestoreRates:
         self._put(ref, snap, book)
         return later
 
-    def refund_rate(self, key: str, holder: str) -> None:
+    def refund_rate(self, key: str, holder: str, at: datetime) -> None:
         ref = self._rate_docs.document(key)
         snap = ref.get()
         if not snap.exists:
             return
         book = _book(key, snap)
-        if any(p.holder == holder for p in book.starts):
-            self._put(ref, snap, rates.refund(book, holder))
+        kept = rates.refund(book, holder, at)
+        if kept != book:
+            self._put(ref, snap, kept)
 
     def rate_states(self, now: datetime) -> list[RateState]:
         books = [_book(s.id, s) for s in self._rate_docs.stream()]

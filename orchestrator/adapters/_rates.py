@@ -25,8 +25,8 @@ class BookRates(ABC):
     def take_rate(self, rate: Rate, holder: str, now: datetime) -> datetime | None:
         return self._edit_rates(rate.key, lambda b: rates.take(b, rate, holder, now))
 
-    def refund_rate(self, key: str, holder: str) -> None:
-        self._edit_rates(key, lambda b: (rates.refund(b, holder), None))
+    def refund_rate(self, key: str, holder: str, at: datetime) -> None:
+        self._edit_rates(key, lambda b: (rates.refund(b, holder, at), None))
 
     def rate_states(self, now: datetime) -> list[RateState]:
         books = sorted(self._rate_books(), key=lambda b: b.key)

@@ -11,7 +11,7 @@ period, each held by the attempt that took it.
   each is refused at most when others took the room first (it then comes back later again).
 - A permit is the attempt's (holder): a duplicate delivery of the same attempt moves it to its
   own time rather than taking a second; an attempt that ends up not starting (it waits for a
-  concurrency slot) hands it back (`refund`). A permit whose attempt never started (its process
+  concurrency slot) hands it back (`refund`), unless a duplicate moved it since. A permit whose attempt never started (its process
   died between take and claim) still counts: lost permits make a key slower, never faster.
 
 Every step is one read-modify-write of the key's one record.
@@ -48,9 +48,11 @@ def take(
     return book.model_copy(update={"rate": rate, "starts": kept, "horizon": later}), later
 
 
-def refund(book: RateBook, holder: str) -> RateBook:
-    """The attempt did not start after all: its permit counts no more."""
-    return book.model_copy(update={"starts": tuple(p for p in book.starts if p.holder != holder)})
+def refund(book: RateBook, holder: str, at: datetime) -> RateBook:
+    """The attempt did not start after all: the permit it took at `at` counts no more. Only
+    that one: a duplicate of the attempt that moved the permit since may be starting on it."""
+    mine = Permit(holder=holder, at=at)
+    return book.model_copy(update={"starts": tuple(p for p in book.starts if p != mine)})
 
 
 def state(book: RateBook, now: datetime) -> RateState:

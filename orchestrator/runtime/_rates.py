@@ -8,10 +8,11 @@ At the claim, in this order:
    re-dispatch past the time it may start and adds a timer (an outbox DISPATCH entry, armed
    as a Cloud Task where a queue is configured, else fired by the sweeper's tick) that sends
    its request again then. Nothing waits in a function and nothing polls. An attempt that
-   held a concurrency slot (handed to it while it waited in line) gives it on first: no slot
-   is held while waiting for a rate.
+   held a concurrency slot (handed to it while it waited in line) gives it on once that
+   commit made its claim impossible: no slot is held while waiting for a rate.
 2. the concurrency slot (runtime._slots.hold). When it has to wait in line for one, its rate
-   permit is handed back: it did not start, and its wake-up takes a permit anew.
+   permit is handed back: it did not start, and its wake-up takes a permit anew. (Rate first:
+   the other order would hold a slot while waiting for the rate.)
 
 A process that dies between the take and the claim's commit leaves its permit counted for a
 start that never happened: the key runs slower for one period, never over its rate. (Keeping
@@ -62,22 +63,27 @@ def admitted(
             lambda: store.take_rate(rate, holder, now), what=f"rate {rate.key}: taking a permit"
         )
         if later is not None:
-            free(rt, req.run_id, req.key, req.attempt, options)  # a slot handed to it goes on
-            _wait_until(rt, req, record, etag, rate, later)
+            if _wait_until(rt, req, record, etag, rate, later):
+                # Its claim can no longer commit (the record moved): a slot handed to it goes on.
+                free(rt, req.run_id, req.key, req.attempt, options)
             return False
     if hold(rt, req.run_id, req.key, req.attempt, options):
         return True
     if rate is not None:  # it waits in line for a slot: it did not start
-        _store(rt).refund_rate(rate.key, holder)
+        store = _store(rt)
+        retried(
+            lambda: store.refund_rate(rate.key, holder, now),
+            what=f"rate {rate.key}: handing a permit back",
+        )
     return False
 
 
 def _wait_until(
     rt: Runtime, req: TaskRequested, record: TaskRun, etag: Etag | None, rate: Rate, at: datetime
-) -> None:
+) -> bool:
     """Leave the attempt queued, its request sent again at `at`: a timer in its run's outbox,
     committed with the record (whose sweep re-dispatch moves past it). A conflict: the record
-    moved (a duplicate claimed it, a cancel), so nothing of it waits here any more."""
+    moved (a duplicate claimed it, a cancel), so nothing of it waits here any more: False."""
     timer = OutboxEntry(
         # One per wait (its time in its id): a refusal again, while the sweep that fired the
         # last one still has it to delete, adds a timer of its own.
@@ -95,11 +101,12 @@ def _wait_until(
     try:
         rt.state.commit(Commit(run_id=req.run_id, tasks=[(waiting, etag)], outbox_add=[timer]))
     except ConflictError:
-        return
+        return False
     LOGGER.info(
         "%s attempt %d waits for its rate %s until %s", req.key, req.attempt, rate, at.isoformat(),
         extra={"run_id": req.run_id, "task": req.key, "attempt": req.attempt},
     )  # fmt: skip
+    return True
 
 
 def _store(rt: Runtime) -> RateStore:
