@@ -11,8 +11,9 @@ period, each held by the attempt that took it.
   each is refused at most when others took the room first (it then comes back later again).
 - A permit is the attempt's (holder): a duplicate delivery of the same attempt moves it to its
   own time rather than taking a second; an attempt that ends up not starting (it waits for a
-  concurrency slot) hands it back (`refund`), unless a duplicate moved it since. A permit whose attempt never started (its process
-  died between take and claim) still counts: lost permits make a key slower, never faster.
+  concurrency slot) hands it back (`refund`), unless a duplicate moved it since. A permit
+  whose attempt never started (its process died between take and claim) still counts: lost
+  permits make a key slower, never faster.
 
 Every step is one read-modify-write of the key's one record.
 """

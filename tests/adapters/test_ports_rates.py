@@ -15,8 +15,8 @@ from typing import cast
 import pytest
 
 from orchestrator.contracts import Rate, RateUnit
-from orchestrator.errors import ConflictError
 from orchestrator.engine import rates
+from orchestrator.errors import ConflictError
 from orchestrator.ports import RateStore
 from tests.adapters import port_fixtures
 from tests.adapters.port_fixtures import Stores, in_threads

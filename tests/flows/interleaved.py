@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator import allow_failure, branch, context, flow, switch, task, unmapped
+from orchestrator.contracts import parse_rate
 from orchestrator.runtime import Deferred, deferrable
 from orchestrator.waits import Since, kumoflow_event, pause, sleep, wait_for_event
 
@@ -124,7 +125,10 @@ def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
 
 
 LIMIT_KEY = "il-items"  # the concurrency key of `limited`; the harness sets its limit
-LIMITED_TASKS = ("limited", "urgent")  # the names of the tasks that take its slots
+LIMITED_TASKS = ("limited", "urgent", "rated-urgent")  # the names of the tasks that take its slots
+RATE_KEY = "il-rate"  # the rate key of `rated` and `rated-urgent`
+RATE = parse_rate(f"{RATE_KEY}:2/m")  # a minute of virtual time: the machine's jumps cross it
+RATED_TASKS = ("rated", "rated-urgent")  # the names of the tasks that take its permits
 
 
 @task(name="limited", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY)
@@ -190,6 +194,29 @@ def limited_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, An
     return {
         "left": urgent(b, fails),
         "items": limited.map(items, offset=unmapped(b), fails=unmapped(fails)),
+    }
+
+
+@task(name="rated", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE)
+def rated(x: int, offset: int, fails: dict[str, int]) -> int:
+    _ran(f"item:{x}", fails)
+    return scaled(x, offset)
+
+
+# A rate and a concurrency key at once: the permit is taken first, the slot second.
+@task(name="rated-urgent", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE,
+      concurrency=LIMIT_KEY, priority=5)  # fmt: skip
+def rated_urgent(v: int, fails: dict[str, int]) -> int:
+    _ran("left", fails)
+    return doubled(v)
+
+
+@flow(name="il-rated-map")
+def rated_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
+    b = base(x, fails)
+    return {
+        "left": rated_urgent(b, fails),
+        "items": rated.map(items, offset=unmapped(b), fails=unmapped(fails)),
     }
 
 
@@ -430,6 +457,7 @@ FLOWS = {
         allow_return,
         with_deferred,
         limited_map,
+        rated_map,
         with_job,
         slept,
         waited,
@@ -463,6 +491,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-allow-return": ["base", "note"],
         "il-deferred": ["job", "left"],
         "il-limited-map": ["base", "left", *items],
+        "il-rated-map": ["base", "left", *items],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
@@ -548,6 +577,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         },
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
+        "il-rated-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

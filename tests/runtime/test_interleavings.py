@@ -135,6 +135,7 @@ class Interleavings(RuleBasedStateMachine):
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
     LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
+    RATES: ClassVar[bool] = False  # check interleaved.RATE over every window of its period
     JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
     # Events for the runs' waits (before or after they wait, duplicated) and operators'
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
@@ -405,6 +406,7 @@ class Interleavings(RuleBasedStateMachine):
                 if snap.run.status.terminal:
                     self.ended[(run_id, snap.run.attempt)] = snap.run
             problems.extend(self._over_the_limit())
+            problems.extend(self._over_the_rate())
             assert not problems, report(self.c, problems)
 
     def _over_the_limit(self) -> list[str]:
@@ -421,6 +423,28 @@ class Interleavings(RuleBasedStateMachine):
         ]
         if len(running) > self.LIMIT:
             return [f"{len(running)} attempts of a key limited to {self.LIMIT} run: {running}"]
+        return []
+
+    def _over_the_rate(self) -> list[str]:
+        """Never more attempts of the rate's tasks started (their claim times, by the virtual
+        clock) in any window of one period than the rate permits."""
+        if not self.RATES:
+            return []
+        rate = interleaved.RATE
+        snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
+        starts = sorted(
+            (a.started_at, f"{t.run_id}/{t.key}#{a.number}")
+            for snap in snaps
+            if snap is not None
+            for t in snap.tasks.values()
+            if t.name in interleaved.RATED_TASKS
+            for a in t.attempts
+            if a.started_at is not None
+        )
+        for i, (at, _) in enumerate(starts):
+            inside = [who for when, who in starts[i:] if when < at + rate.period]
+            if len(inside) > rate.count:
+                return [f"{len(inside)} starts within {rate.period} of {at} ({rate}): {inside}"]
         return []
 
     def teardown(self) -> None:
@@ -587,6 +611,21 @@ class LimitsFaults(Limits):
     LIMIT = 2
 
 
+class Rates(Interleavings):
+    """Rate limits: never more starts in a window than the rate, every task runs in the end;
+    one task takes a concurrency slot of a limit of 1 after its permit."""
+
+    FLOWS = ("il-rated-map",)
+    RATES = True
+    LIMIT = 1
+
+
+class RatesFaults(Rates):
+    OUTAGES = True
+    OPERATOR = True
+    PUSHES = True
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
@@ -631,6 +670,10 @@ class SqliteLimitsFaults(LimitsFaults):
     SQLITE = True
 
 
+class SqliteRatesFaults(RatesFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -666,6 +709,9 @@ class SqliteLimitsFaults(LimitsFaults):
         Limits,
         LimitsFaults,
         SqliteLimitsFaults,
+        Rates,
+        RatesFaults,
+        SqliteRatesFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

@@ -1,0 +1,38 @@
+"""A map under a rate limit (`rate="e2e-paced:10/s"`): its items start no faster than the rate
+lets them, and every one runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from orchestrator import flow, task
+from orchestrator.contracts import TaskRun, parse_rate
+
+RATE = parse_rate("e2e-paced:10/s")
+
+
+@task(name="paced-item", rate=RATE)
+def paced_item(i: int) -> int:
+    return i
+
+
+@task(name="paced-total")
+def paced_total(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow(name="paced-map")
+def paced_map(items: list[int]) -> int:
+    return paced_total(paced_item.map(items))
+
+
+def starts(tasks: list[TaskRun]) -> list[datetime]:
+    """Every attempt's start (its claim's time), in order."""
+    return sorted(a.started_at for t in tasks for a in t.attempts if a.started_at is not None)
+
+
+def most_in_a_window(times: list[datetime], period: timedelta) -> int:
+    """The most of `times` (sorted) in any half-open window [t, t + period)."""
+    return max(
+        (sum(1 for u in times[i:] if u < t + period) for i, t in enumerate(times)), default=0
+    )

@@ -1,0 +1,63 @@
+"""Rate limits in one process: a map under a rate never starts more items in any window of
+the period than the rate permits, and every item runs; a bad rate is refused when the task is
+declared, naming what is wrong and the form; a task without a rate keeps its flow's version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from orchestrator import BadInputError, task
+from orchestrator.adapters import MemoryStore
+from orchestrator.contracts import RunStatus, TaskOptions, TaskStatus
+from orchestrator.runtime import InProcessRunner
+from tests.flows.paced import RATE, most_in_a_window, paced_map, starts
+
+WIDTH = 25
+
+
+def test_a_map_under_a_rate_starts_no_faster_than_the_rate_and_every_item_runs() -> None:
+    store = MemoryStore()
+    with InProcessRunner(store=store, max_workers=8) as runner:
+        snap = runner.run(paced_map.spec, {"items": list(range(WIDTH))})
+    assert snap.run.status is RunStatus.SUCCEEDED
+    items = [t for k, t in snap.tasks.items() if k.startswith("paced-item[")]
+    assert len(items) == WIDTH
+    assert all(t.status is TaskStatus.SUCCEEDED for t in items)
+    times = starts(items)
+    assert len(times) == WIDTH
+    assert most_in_a_window(times, RATE.period) == RATE.count  # the burst, never more
+    # 25 starts at 10/s: the 21st cannot start before two periods after the first.
+    assert (times[-1] - times[0]) >= 2 * RATE.period
+    [state] = store.rate_states(datetime.now(UTC))
+    assert (state.key, state.rate) == (RATE.key, RATE)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("openai", "is not of the form"),
+        ("openai:60/d", "the unit 'd' is not s, m or h"),
+        ("openai:0/m", "the count '0' is not a whole number from 1 to 10000"),
+        ("open ai:6/m", "the key 'open ai' is not"),
+    ],
+)
+def test_a_bad_rate_is_refused_naming_what_is_wrong_and_the_form(spec: str, says: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+
+        @task(rate=spec)
+        def calls(x: int) -> int:
+            return x
+
+    assert says in str(caught.value)
+    assert 'rate="KEY:COUNT/UNIT"' in str(caught.value)
+    assert "@task calls" in str(caught.value)
+
+
+def test_a_task_without_a_rate_serializes_as_before() -> None:
+    """Options added later are left out at their defaults: deployed flows keep their hash."""
+    assert "rate" not in TaskOptions(name="t").model_dump(mode="json")
+    rated = TaskOptions(name="t", rate="api:5/s").model_dump(mode="json")
+    assert rated["rate"] == {"key": "api", "count": 5, "per": "s"}
+    assert TaskOptions.model_validate(rated) == TaskOptions(name="t", rate="api:5/s")
