@@ -36,3 +36,23 @@ def most_in_a_window(times: list[datetime], period: timedelta) -> int:
     return max(
         (sum(1 for u in times[i:] if u < t + period) for i, t in enumerate(times)), default=0
     )
+
+
+@task(name="unpaced-item")
+def unpaced_item(i: int) -> int:
+    return i
+
+
+@flow(name="unpaced-map")
+def unpaced_map(items: list[int]) -> int:
+    """The same map without a rate: the baseline a benchmark measures beside it."""
+    return paced_total(unpaced_item.map(items))
+
+
+def sustained(times: list[datetime], period: timedelta) -> float:
+    """Starts per second from one period after the first start on (past the first window's
+    burst: what a key kept busy runs at); NaN when too few start then."""
+    later = [t for t in times if t >= times[0] + period] if times else []
+    if len(later) < 2:
+        return float("nan")
+    return (len(later) - 1) / (later[-1] - later[0]).total_seconds()
