@@ -73,12 +73,14 @@ class Permit(Frozen):
 
 class RateBook(Frozen):
     """One rate key's record: the starts its window still counts, oldest first (at most the
-    rate's count), and the last wake-up time handed to an attempt over the rate."""
+    rate's count), and the wake-up times last handed to attempts over the rate: the back of
+    the line (`horizon`) and the next moment the window has room (`front`)."""
 
     key: LimitKey
     rate: Rate | None = None  # the rate it was last taken under (what `limits ls` shows)
     starts: tuple[Permit, ...] = ()
     horizon: datetime | None = None
+    front: datetime | None = None
 
 
 class RateState(Frozen):

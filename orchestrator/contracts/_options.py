@@ -81,7 +81,9 @@ _PERIODS = {
     RateUnit.MINUTE: timedelta(minutes=1),
     RateUnit.HOUR: timedelta(hours=1),
 }
-MAX_RATE_COUNT = 10_000  # starts a key's record remembers (one Firestore document holds them)
+# A key's record keeps count + 1 starts in one Firestore document (at most 1 MiB, rewritten
+# by each take): a larger count is written per a shorter period (1000/m, not 60000/h).
+MAX_RATE_COUNT = 1_000
 RATE_FORM = 'rate="KEY:COUNT/UNIT" with UNIT s, m or h (e.g. rate="openai:60/m")'
 
 

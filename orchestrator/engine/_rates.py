@@ -5,10 +5,13 @@ period, each held by the attempt that took it.
   it (`now - period`, `now`]: in ANY window of one period there are then never more than
   `count` starts, bursts included (a token bucket or GCRA with a burst would let up to twice as
   many through across a window's edge; zero burst would space every start evenly instead).
-- An attempt over the rate is told when it may start: when the window has room again, but no
-  earlier than `interval` (period / count) after the last wake-up handed out (`horizon`). So
-  10,000 attempts refused at once come back spread at the rate, not all at the same instant;
-  each is refused at most when others took the room first (it then comes back later again).
+- An attempt over the rate is told when it may start. The next moment the window has room
+  (its `count`-th newest start leaves it) goes to the first attempt refused before it
+  (`front`), so one that came back on time but found the room taken by a start that came
+  late (delivery jitter) starts at the very next chance instead of behind everyone. The others
+  go to the back of the line: `interval` (period / count) after the last wake-up handed out
+  (`horizon`). So 10,000 attempts refused at once come back spread at the rate, each moment
+  promised to at most two of them, never all at the same instant.
 - A permit is the attempt's (holder): a duplicate delivery of the same attempt moves it to its
   own time rather than taking a second; an attempt that ends up not starting (it waits for a
   concurrency slot) hands it back (`refund`), unless a duplicate moved it since. A permit
@@ -36,17 +39,27 @@ def interval(rate: Rate) -> timedelta:
 def take(
     book: RateBook, rate: Rate, holder: str, now: datetime
 ) -> tuple[RateBook, datetime | None]:
-    """A permit for `holder` to start at `now`: (book, None); or (book, when to try again)."""
-    kept = tuple(p for p in book.starts if p.at > now - rate.period)  # older ones no longer count
-    others = tuple(p for p in kept if p.holder != holder)
-    if len(others) < rate.count:
-        starts = tuple(sorted((*others, Permit(holder=holder, at=now)), key=lambda p: p.at))
-        return book.model_copy(update={"rate": rate, "starts": starts}), None
-    room = sorted(p.at for p in others)[-rate.count] + rate.period
-    later = max(room, now)
-    if book.horizon is not None:
-        later = max(later, book.horizon + interval(rate))
-    return book.model_copy(update={"rate": rate, "starts": kept, "horizon": later}), later
+    """A permit for `holder` to start at `now`: (book, None); or (book, when to try again).
+
+    The record keeps the newest `count` + 1 starts whatever their age, not those of the last
+    period by some taker's clock: a take whose `now` is older than a record already written
+    (a claim that read the clock, then waited on the store; a duplicate moving its permit back)
+    still sees `count` others in its window whenever there are (at most one kept is its own,
+    and any start dropped is older than every kept one)."""
+    others = tuple(p for p in book.starts if p.holder != holder)
+    recent = [p.at for p in others if p.at > now - rate.period]  # later ones count too
+    if len(recent) < rate.count:
+        starts = sorted((*others, Permit(holder=holder, at=now)), key=lambda p: p.at)
+        return book.model_copy(
+            update={"rate": rate, "starts": tuple(starts[-rate.count - 1 :])}
+        ), None
+    room = sorted(recent)[-rate.count] + rate.period
+    base = book.model_copy(update={"rate": rate})
+    if book.front is None or room > book.front:  # the next room, promised to nobody yet
+        return base.model_copy(update={"front": room}), room
+    last = max(t for t in (book.horizon, book.front) if t is not None)
+    later = max(room, last + interval(rate))
+    return base.model_copy(update={"horizon": later}), later
 
 
 def refund(book: RateBook, holder: str, at: datetime) -> RateBook:
@@ -65,5 +78,5 @@ def state(book: RateBook, now: datetime) -> RateState:
         rate=rate,
         in_window=len(recent),
         next_free=sorted(recent)[-rate.count] + rate.period if full and rate else None,
-        horizon=book.horizon if book.horizon is not None and book.horizon > now else None,
+        horizon=max((t for t in (book.horizon, book.front) if t and t > now), default=None),
     )

@@ -43,7 +43,9 @@ def test_attempts_refused_at_once_come_back_spread_at_the_rate() -> None:
         assert later is not None
         told.append(later)
     step = rates.interval(RATE)
-    assert told == [T0 + timedelta(seconds=1) + step * i for i in range(6)]
+    # The next room goes to the first; the rest queue from it, one interval apart.
+    first = T0 + timedelta(seconds=1)
+    assert told == [first + step * i for i in range(6)]
     assert step * RATE.count >= RATE.period  # rounded up: spread starts never exceed the rate
 
 
@@ -74,6 +76,39 @@ def test_a_duplicate_takes_no_second_permit_and_a_refund_gives_it_back() -> None
     assert rates.state(book, T0).in_window == 0
 
 
+def test_one_that_came_back_on_time_but_lost_its_room_gets_the_next_room() -> None:
+    """Delivery jitter: a start later than its wake-up keeps the window full a little longer;
+    the one refused for it is promised the next room, not the back of the line."""
+    book = RateBook(key="api")
+    for n in range(3):
+        book, _ = rates.take(book, RATE, f"a{n}", T0 + timedelta(milliseconds=10 * n))
+    book, first = rates.take(book, RATE, "w0", T0)  # the next room: T0 + 1 s
+    for n in range(1, 6):
+        book, _ = rates.take(book, RATE, f"w{n}", T0)  # queued behind, an interval apart
+    assert first == T0 + timedelta(seconds=1)
+    book, later = rates.take(book, RATE, "w0", first + timedelta(milliseconds=200))
+    assert later is None
+    # Two newcomers fill the window behind w0's late start; w1, told 1.333 s, comes back on
+    # time and finds it full until w0 (1.2 s) leaves it.
+    book, _ = rates.take(book, RATE, "n0", first + timedelta(milliseconds=250))
+    book, _ = rates.take(book, RATE, "n1", first + timedelta(milliseconds=300))
+    book, again = rates.take(book, RATE, "w1", T0 + timedelta(milliseconds=1334))
+    assert again == first + timedelta(milliseconds=1200)  # w0's leaving: ahead of w2..w5
+    assert rates.take(book, RATE, "w1", again)[1] is None
+
+
+def test_a_take_with_an_older_clock_still_sees_every_start_of_its_window() -> None:
+    """A claim that read the clock and then waited on the store takes at a time older than
+    starts already kept: those its window holds must still be there (kept by count, not age)."""
+    two = Rate(key="api", count=2, per=RateUnit.SECOND)
+    book = RateBook(key="api")
+    for who, ms in (("a", 0), ("b", 50), ("c", 1500)):
+        book, later = rates.take(book, two, who, T0 + timedelta(milliseconds=ms))
+        assert later is None
+    book, later = rates.take(book, two, "late", T0 + timedelta(milliseconds=900))
+    assert later is not None  # [0, 1 s) already holds a and b
+
+
 def test_state_says_when_the_next_start_may_be() -> None:
     book = RateBook(key="api")
     for n in range(3):
@@ -90,7 +125,9 @@ def test_state_says_when_the_next_start_may_be() -> None:
     count=st.integers(1, 5),
     steps=st.lists(
         st.tuples(
-            st.integers(0, 400),  # milliseconds since the last step
+            # milliseconds since the last step; below 0: a take whose clock read is older than
+            # the record it finds (a claim that waited on the store, or clocks that differ)
+            st.integers(-300, 400),
             st.integers(0, 7),  # which attempt
             st.sampled_from(["take", "take", "take", "refund"]),
         ),

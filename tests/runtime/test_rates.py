@@ -39,7 +39,7 @@ def test_a_map_under_a_rate_starts_no_faster_than_the_rate_and_every_item_runs()
     [
         ("openai", "is not of the form"),
         ("openai:60/d", "the unit 'd' is not s, m or h"),
-        ("openai:0/m", "the count '0' is not a whole number from 1 to 10000"),
+        ("openai:0/m", "the count '0' is not a whole number from 1 to 1000"),
         ("open ai:6/m", "the key 'open ai' is not"),
     ],
 )
