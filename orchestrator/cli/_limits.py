@@ -86,7 +86,8 @@ def limits_ls(project: str | None, in_process: bool, as_json: bool) -> None:
         lines.append(f"{'RATE KEY':<24} {'RATE':>10} {'IN WINDOW':>9}  NEXT FREE")
     for r in rates:
         free = f"in {(r.next_free - now).total_seconds():.1f}s" if r.next_free else "now"
-        lines.append(f"{r.key:<24} {r.rate!s:>10} {r.in_window:>9}  {free}")
+        per = f"{r.rate.count}/{r.rate.per.value}" if r.rate else "-"
+        lines.append(f"{r.key:<24} {per:>10} {r.in_window:>9}  {free}")
     if not states:
         del lines[0]
     echo(found, as_json, "\n".join(lines) if lines else "no limits")

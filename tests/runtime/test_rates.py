@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator import BadInputError, task
-from orchestrator.adapters import MemoryStore
-from orchestrator.contracts import RunStatus, TaskOptions, TaskStatus
-from orchestrator.runtime import InProcessRunner
+from orchestrator.adapters import MemoryStore, VirtualClock
+from orchestrator.contracts import RunRequested, RunStatus, TaskOptions, TaskStatus
+from orchestrator.runtime import InProcessRunner, memory_runtime, rate_waits, start_run, tick
+from tests.runtime.pool import Driver, PoolBus
 from tests.flows.paced import RATE, most_in_a_window, paced_map, starts
 
 WIDTH = 25
@@ -61,3 +62,38 @@ def test_a_task_without_a_rate_serializes_as_before() -> None:
     rated = TaskOptions(name="t", rate="api:5/s").model_dump(mode="json")
     assert rated["rate"] == {"key": "api", "count": 5, "per": "s"}
     assert TaskOptions.model_validate(rated) == TaskOptions(name="t", rate="api:5/s")
+
+
+def test_a_task_over_its_rate_waits_queued_for_its_timer_and_runs_when_it_fires() -> None:
+    """Nothing runs it and nothing polls: its record stays QUEUED, one timer in its run's
+    outbox (shown by `runs show`) sends its request again at the time the rate allows."""
+    clock = VirtualClock()
+    store, bus = MemoryStore(), PoolBus()
+    rt = memory_runtime(clock=clock, functions=paced_map.functions(), store=store, bus=bus)
+    store.put_flow(paced_map.spec)
+    now = clock.now()
+    for i in range(RATE.count):  # another run used the whole window just now
+        assert store.take_rate(RATE, f"other/t/{i}", now) is None
+    driver = Driver(rt, bus)
+    start_run(rt, RunRequested(flow="paced-map", params={"items": [7]}), run_id="r")
+    driver.drain()
+    snap = store.load("r")
+    assert snap is not None
+    task = snap.tasks["paced-item[0]"]
+    assert task.status is TaskStatus.QUEUED
+    assert task.attempts[-1].started_at is None  # never claimed
+    [timer] = [e for e in snap.outbox if e.key == "paced-item[0]"]
+    assert (timer.timer, timer.due_at) == (True, now + RATE.period)
+    waits = rate_waits(snap.outbox, rt.plan_of(snap.run))
+    assert waits == {"paced-item[0]": f"{RATE} until {(now + RATE.period).isoformat()}"}
+    clock.sleep(0.5)
+    tick(rt)  # not due yet: nothing is sent
+    assert not bus.pool
+    clock.sleep(0.5)
+    tick(rt)
+    driver.drain()
+    snap = store.load("r")
+    assert snap is not None
+    assert snap.run.status is RunStatus.SUCCEEDED
+    [attempt] = snap.tasks["paced-item[0]"].attempts
+    assert attempt.started_at == now + RATE.period
