@@ -38,6 +38,19 @@ def most_in_a_window(times: list[datetime], period: timedelta) -> int:
     )
 
 
+SLOW = parse_rate("e2e-slow:4/s")  # well under what the stack starts unlimited (~10/s here)
+
+
+@task(name="slow-item", rate=SLOW)
+def slow_item(i: int) -> int:
+    return i
+
+
+@flow(name="slow-map")
+def slow_map(items: list[int]) -> int:
+    return paced_total(slow_item.map(items))
+
+
 @task(name="unpaced-item")
 def unpaced_item(i: int) -> int:
     return i

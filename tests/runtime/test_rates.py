@@ -12,8 +12,8 @@ from orchestrator import BadInputError, task
 from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import RunRequested, RunStatus, TaskOptions, TaskStatus
 from orchestrator.runtime import InProcessRunner, memory_runtime, rate_waits, start_run, tick
-from tests.runtime.pool import Driver, PoolBus
 from tests.flows.paced import RATE, most_in_a_window, paced_map, starts
+from tests.runtime.pool import Driver, PoolBus
 
 WIDTH = 25
 
