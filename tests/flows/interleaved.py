@@ -215,7 +215,7 @@ def rated_urgent(v: int, fails: dict[str, int]) -> int:
 def rated_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
     b = base(x, fails)
     return {
-        "left": rated_urgent(b, fails),
+        "left": rated_urgent(x, fails),  # a root: dispatched before its record exists
         "items": rated.map(items, offset=unmapped(b), fails=unmapped(fails)),
     }
 
@@ -577,7 +577,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         },
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
-        "il-rated-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
+        "il-rated-map": lambda: {"left": doubled(x), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

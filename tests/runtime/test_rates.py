@@ -12,6 +12,7 @@ from orchestrator import BadInputError, task
 from orchestrator.adapters import MemoryStore, VirtualClock
 from orchestrator.contracts import RunRequested, RunStatus, TaskOptions, TaskStatus
 from orchestrator.runtime import InProcessRunner, memory_runtime, rate_waits, start_run, tick
+from orchestrator.ui import run_view
 from tests.flows.paced import RATE, most_in_a_window, paced_map, starts
 from tests.runtime.pool import Driver, PoolBus
 
@@ -86,6 +87,8 @@ def test_a_task_over_its_rate_waits_queued_for_its_timer_and_runs_when_it_fires(
     assert (timer.timer, timer.due_at) == (True, now + RATE.period)
     waits = rate_waits(snap.outbox, rt.plan_of(snap.run))
     assert waits == {"paced-item[0]": f"{RATE} until {(now + RATE.period).isoformat()}"}
+    [row] = [r for r in run_view(rt, "r").tasks if r.task.key == "paced-item[0]"]
+    assert row.rate == f"{RATE} until {now + RATE.period:%H:%M:%S}"  # the dashboard's note
     clock.sleep(0.5)
     tick(rt)  # not due yet: nothing is sent
     assert not bus.pool
