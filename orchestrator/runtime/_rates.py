@@ -23,7 +23,7 @@ window counted at another time: over the rate.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from orchestrator.contracts import (
     OutboxEntry,
@@ -43,6 +43,11 @@ from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._slots import free, hold
 
 RATE_TIMER = "rate-"  # the id prefix of the timers that send a rate-limited request again
+# A request of a waiting attempt that comes more than this before its wake-up time (a Pub/Sub
+# duplicate) is left to the wake-up's timer. The timer's own request comes after that time by
+# the firing instance's clock: only a worker's clock behind it by more than this (Cloud Run's
+# clocks agree within milliseconds) would skip it, and then the re-dispatch sends it again.
+EARLY = timedelta(milliseconds=250)
 
 
 def admitted(
@@ -57,6 +62,14 @@ def admitted(
     time), then its concurrency slot. False: it waits, queued, for a timer or a freed slot."""
     rate = options.rate
     holder = holder_of(req.run_id, req.key, req.attempt)
+    if (
+        rate is not None
+        and record.next_attempt_at is not None
+        and now < record.next_attempt_at - EARLY
+    ):
+        # Its timer sends it then. Taking (and being refused) again would add a timer per
+        # duplicate, each sending one more request: duplicates would multiply.
+        return False
     if rate is not None:
         store = _store(rt)
         later = retried(

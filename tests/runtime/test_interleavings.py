@@ -452,6 +452,8 @@ class Interleavings(RuleBasedStateMachine):
             return
         try:
             if not self.broken:
+                if self.RATES:  # every task runs in the end: a period's starts at a time
+                    self.c.drain(interleaved.RATE.period.total_seconds(), rounds=150)
                 self.c.drain()
                 problems = self.c.problems()
                 if self.LIMIT is not None:

@@ -10,8 +10,21 @@ import pytest
 
 from orchestrator import BadInputError, task
 from orchestrator.adapters import MemoryStore, VirtualClock
-from orchestrator.contracts import RunRequested, RunStatus, TaskOptions, TaskStatus
-from orchestrator.runtime import InProcessRunner, memory_runtime, rate_waits, start_run, tick
+from orchestrator.contracts import (
+    RunRequested,
+    RunStatus,
+    TaskOptions,
+    TaskRequested,
+    TaskStatus,
+)
+from orchestrator.runtime import (
+    InProcessRunner,
+    memory_runtime,
+    rate_waits,
+    run_task,
+    start_run,
+    tick,
+)
 from orchestrator.ui import run_view
 from tests.flows.paced import RATE, most_in_a_window, paced_map, starts
 from tests.runtime.pool import Driver, PoolBus
@@ -87,6 +100,14 @@ def test_a_task_over_its_rate_waits_queued_for_its_timer_and_runs_when_it_fires(
     assert (timer.timer, timer.due_at) == (True, now + RATE.period)
     waits = rate_waits(snap.outbox, rt.plan_of(snap.run))
     assert waits == {"paced-item[0]": f"{RATE} until {(now + RATE.period).isoformat()}"}
+    # A duplicate of its request before then is left to the timer: no second timer, no take.
+    before = store.rate_states(now)
+    dup = TaskRequested(run_id="r", flow_version=snap.run.flow_version, key=timer.key, attempt=1)
+    assert run_task(rt, dup) is None
+    again = store.load("r")
+    assert again is not None
+    assert [e.id for e in again.outbox if e.key == "paced-item[0]"] == [timer.id]
+    assert store.rate_states(now) == before
     [row] = [r for r in run_view(rt, "r").tasks if r.task.key == "paced-item[0]"]
     assert row.rate == f"{RATE} until {now + RATE.period:%H:%M:%S}"  # the dashboard's note
     clock.sleep(0.5)
