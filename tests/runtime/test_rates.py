@@ -42,7 +42,7 @@ def test_a_map_under_a_rate_starts_no_faster_than_the_rate_and_every_item_runs()
     assert all(t.status is TaskStatus.SUCCEEDED for t in items)
     times = starts(items)
     assert len(times) == WIDTH
-    assert most_in_a_window(times, RATE.period) == RATE.count  # the burst, never more
+    assert 1 < most_in_a_window(times, RATE.period) <= RATE.count  # a burst, never more
     # 25 starts at 10/s: the 21st cannot start before two periods after the first.
     assert (times[-1] - times[0]) >= 2 * RATE.period
     [state] = store.rate_states(datetime.now(UTC))
