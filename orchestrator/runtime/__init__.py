@@ -70,6 +70,7 @@ from orchestrator.runtime._params import (
     secret_params,
     shown_params,
 )
+from orchestrator.runtime._rates import rate_waits
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._slots import (
@@ -217,6 +218,7 @@ __all__ = [
     "module_digest",
     "notification",
     "parse_logs",
+    "rate_waits",
     "read_flow_result",
     "refuse_blocks",
     "register_bundled",

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator import allow_failure, branch, context, flow, switch, task, unmapped
+from orchestrator.contracts import parse_rate
 from orchestrator.runtime import Deferred, deferrable
 from orchestrator.waits import Since, kumoflow_event, pause, sleep, wait_for_event
 
@@ -124,8 +125,12 @@ def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
 
 
 LIMIT_KEY = "il-items"  # the concurrency key of `limited`; the harness sets its limit
-LIMITED_TASKS = ("limited", "urgent", "keyed")  # the names of the tasks that take slots
 KEYED = tuple(f"{LIMIT_KEY}-{n}" for n in range(2))  # the keys `keyed` computes from its x
+# the names of the tasks that take slots
+LIMITED_TASKS = ("limited", "urgent", "keyed", "rated-urgent")
+RATE_KEY = "il-rate"  # the rate key of `rated` and `rated-urgent`
+RATE = parse_rate(f"{RATE_KEY}:2/m")  # a minute of virtual time: the machine's jumps cross it
+RATED_TASKS = ("rated", "rated-urgent")  # the names of the tasks that take its permits
 
 
 @task(name="limited", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY)
@@ -219,6 +224,29 @@ MAX_ACTIVE_RUNS = 1  # of il-one-at-a-time
 @flow(name="il-one-at-a-time", max_active_runs=MAX_ACTIVE_RUNS)
 def one_at_a_time(x: int, fails: dict[str, int]) -> int:
     return right(left(base(x, fails), fails), fails)
+
+
+@task(name="rated", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE)
+def rated(x: int, offset: int, fails: dict[str, int]) -> int:
+    _ran(f"item:{x}", fails)
+    return scaled(x, offset)
+
+
+# A rate and a concurrency key at once: the permit is taken first, the slot second.
+@task(name="rated-urgent", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE,
+      concurrency=LIMIT_KEY, priority=5)  # fmt: skip
+def rated_urgent(v: int, fails: dict[str, int]) -> int:
+    _ran("left", fails)
+    return doubled(v)
+
+
+@flow(name="il-rated-map")
+def rated_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
+    b = base(x, fails)
+    return {
+        "left": rated_urgent(x, fails),  # a root: dispatched before its record exists
+        "items": rated.map(items, offset=unmapped(b), fails=unmapped(fails)),
+    }
 
 
 @flow(name="il-diamond")
@@ -470,6 +498,7 @@ FLOWS = {
         limited_map,
         keyed_map,
         one_at_a_time,
+        rated_map,
         with_job,
         slept,
         waited,
@@ -506,6 +535,7 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-limited-map": ["base", "left", *items],
         "il-keyed-map": ["base", "left", *items],
         "il-one-at-a-time": ["base", "left", "right"],
+        "il-rated-map": ["base", "left", *items],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
@@ -594,6 +624,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
         "il-keyed-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
+        "il-rated-map": lambda: {"left": doubled(x), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

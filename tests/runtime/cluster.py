@@ -796,10 +796,11 @@ class Cluster:
         snap = self.store.load(run_id)
         return snap.run.status if snap else RunStatus.PENDING
 
-    def drain(self) -> None:
+    def drain(self, jump: float = BIG_JUMP_S, rounds: int = DRAIN_ROUNDS) -> None:
         """Run everything in flight to its end, deliver every pooled message (redelivering
-        unacknowledged ones) and tick with the clock far ahead, until settled or a bound."""
-        for _ in range(DRAIN_ROUNDS):
+        unacknowledged ones) and tick with the clock far ahead, until settled or a bound.
+        (A rate limit lets a few start per period: its machines drain a period at a time.)"""
+        for _ in range(rounds):
             for index in self.busy():
                 self.finish(index)
             for n in range(DRAIN_MESSAGES):
@@ -813,7 +814,7 @@ class Cluster:
                 self.finish(0)
             if self.settled():
                 return
-            self.advance_clock(BIG_JUMP_S)
+            self.advance_clock(jump)
             self.start_tick(0)
             self.finish(0)
 

@@ -135,6 +135,7 @@ class Interleavings(RuleBasedStateMachine):
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
     LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
+    RATES: ClassVar[bool] = False  # check interleaved.RATE over every window of its period
     JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
     # Events for the runs' waits (before or after they wait, duplicated) and operators'
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
@@ -428,6 +429,7 @@ class Interleavings(RuleBasedStateMachine):
                     self.ended[(run_id, snap.run.attempt)] = snap.run
             problems.extend(self._over_the_limit())
             problems.extend(self._too_many_runs())
+            problems.extend(self._over_the_rate())
             assert not problems, report(self.c, problems)
 
     def _too_many_runs(self) -> list[str]:
@@ -461,6 +463,28 @@ class Interleavings(RuleBasedStateMachine):
             if len(held) > self.LIMIT
         ]
 
+    def _over_the_rate(self) -> list[str]:
+        """Never more attempts of the rate's tasks started (their claim times, by the virtual
+        clock) in any window of one period than the rate permits."""
+        if not self.RATES:
+            return []
+        rate = interleaved.RATE
+        snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
+        starts = sorted(
+            (a.started_at, f"{t.run_id}/{t.key}#{a.number}")
+            for snap in snaps
+            if snap is not None
+            for t in snap.tasks.values()
+            if t.name in interleaved.RATED_TASKS
+            for a in t.attempts
+            if a.started_at is not None
+        )
+        for i, (at, _) in enumerate(starts):
+            inside = [who for when, who in starts[i:] if when < at + rate.period]
+            if len(inside) > rate.count:
+                return [f"{len(inside)} starts within {rate.period} of {at} ({rate}): {inside}"]
+        return []
+
     def teardown(self) -> None:
         try:
             self._teardown()
@@ -475,6 +499,8 @@ class Interleavings(RuleBasedStateMachine):
             return
         try:
             if not self.broken:
+                if self.RATES:  # every task runs in the end: a period's starts at a time
+                    self.c.drain(interleaved.RATE.period.total_seconds(), rounds=150)
                 self.c.drain()
                 problems = self.c.problems()
                 if self.LIMIT is not None or self.RUN_SLOTS:
@@ -675,6 +701,21 @@ class MaxActiveRunsFaults(MaxActiveRuns):
     OPERATOR = True
 
 
+class Rates(Interleavings):
+    """Rate limits: never more starts in a window than the rate, every task runs in the end;
+    one task takes a concurrency slot of a limit of 1 after its permit."""
+
+    FLOWS = ("il-rated-map",)
+    RATES = True
+    LIMIT = 1
+
+
+class RatesFaults(Rates):
+    OUTAGES = True
+    OPERATOR = True
+    PUSHES = True
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
@@ -724,6 +765,10 @@ class SqliteMaxActiveRunsFaults(MaxActiveRunsFaults):
     SQLITE = True
 
 
+class SqliteRatesFaults(RatesFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -764,6 +809,9 @@ class SqliteMaxActiveRunsFaults(MaxActiveRunsFaults):
         MaxActiveRuns,
         MaxActiveRunsFaults,
         SqliteMaxActiveRunsFaults,
+        Rates,
+        RatesFaults,
+        SqliteRatesFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

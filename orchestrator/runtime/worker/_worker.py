@@ -55,8 +55,8 @@ from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
 from orchestrator.runtime._keys import computed_key, key_parameters
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._rates import admitted
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._slots import hold
 from orchestrator.runtime.worker import _cache as cache
 from orchestrator.runtime.worker._cache import TaskRunContext
 from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
@@ -180,8 +180,9 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     if taken is not None and options.computed_concurrency:
         claimed, taken = _keyed(rt, claimed, taken)
         options = options.model_copy(update={"concurrency": taken.attempts[-1].slot_key})
-    if taken is not None and not hold(rt, req.run_id, req.key, req.attempt, options):
-        return None  # it waits in line for a slot of its key, queued: a freed slot wakes it
+    etag = snap.etags.get(req.key)
+    if taken is not None and not admitted(rt, req, record, etag, options, started):
+        return None  # over its rate (a timer sends it again) or in line for a slot: queued
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
         if done is None and planned.node.subflow is not None:
@@ -192,7 +193,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
             update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
         )
     try:  # a record made here is created must-not-exist, like any other claim is fenced
-        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags.get(req.key))]))
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, etag)]))
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
     return claimed
