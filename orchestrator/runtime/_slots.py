@@ -177,14 +177,14 @@ def set_limit(rt: Runtime, key: str, limit: int | None) -> None:
 def waiting_for(rt: Runtime, run_id: str) -> dict[str, str]:
     """The tasks of a run that wait in line for a slot: task key -> concurrency key (what
     `runs show` and the dashboard say of a queued task)."""
+    return {t.task: t.key for t in _waiters(rt) if t.run_id == run_id}
+
+
+def _waiters(rt: Runtime) -> list[Ticket]:
+    """Every ticket in line, of every key (one read of the limits)."""
     if rt.limits is None:
-        return {}
-    return {
-        t.task: t.key
-        for state in rt.limits.limit_states()
-        for t in state.waiting
-        if t.run_id == run_id
-    }
+        return []
+    return [t for state in rt.limits.limit_states() for t in state.waiting]
 
 
 # --- run slots: @flow(max_active_runs=N) -----------------------------------------------------
@@ -308,11 +308,4 @@ def resumable(rt: Runtime, run_id: str, attempt: int) -> bool:
 def waiting_runs(rt: Runtime) -> dict[str, str]:
     """Runs in line for a run slot of their flow (PENDING, max_active_runs): run id -> key
     (what `runs ls` says of them; one read of the limits for a whole page of runs)."""
-    if rt.limits is None:
-        return {}
-    return {
-        t.run_id: t.key
-        for state in rt.limits.limit_states()
-        for t in state.waiting
-        if t.task == RUN_SLOT
-    }
+    return {t.run_id: t.key for t in _waiters(rt) if t.task == RUN_SLOT}
