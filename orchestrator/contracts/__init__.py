@@ -47,7 +47,7 @@ from ._events import (
     TaskSucceeded,
     TimerDue,
 )
-from ._limits import LimitBook, LimitState, Slot, Ticket, holder_of
+from ._limits import LimitBook, LimitState, Slot, SlotHold, Ticket, holder_of
 from ._options import (
     FlowOptions,
     Frozen,
@@ -156,6 +156,7 @@ __all__ = [
     "Serializer",
     "Since",
     "Slot",
+    "SlotHold",
     "SmtpSettings",
     "SourceRef",
     "StoredBlock",
