@@ -118,8 +118,9 @@ class FirestoreLimits:
     def acquire(self, ticket: Ticket, lease_until: datetime) -> Acquired:
         if self._cached_limit(ticket.key) is None:
             return Acquired(True, [])
-        for tried in range(TRIES):  # the fast path: a slot held already or a free one, no ticket
-            found = self._held_or_free(ticket.key, ticket.holder, among=1 if not tried else SPREAD)
+        lost = None  # the slot the last take lost to a concurrent taker
+        for _ in range(TRIES):  # the fast path: a slot held already or a free one, no ticket
+            found = self._held_or_free(ticket.key, ticket.holder, lost)
             if found is None:
                 break
             if found.get("holder") == ticket.holder:
@@ -132,6 +133,7 @@ class FirestoreLimits:
             taken = _take(self._db, found, ticket, lease_until)
             if taken is not None:  # as taken: neither marked nor retired
                 return Acquired(True, [], _hold(ticket.key, found, taken))
+            lost = found.get("index")
         ref = self._key_ref(ticket.key)
         doc = ticket.model_dump(mode="python") | {"rank": limits.rank(ticket)[0]}
         try:
@@ -231,24 +233,29 @@ class FirestoreLimits:
         found = list(query.stream())
         return found[0] if found else None
 
-    def _held_or_free(self, key: str, holder: str, among: int = 1) -> Any:
-        """In one query: the slot `holder` holds, else the lowest free one, or one at random
-        of the `among` lowest (after a take lost to a concurrent taker: they all read the
-        lowest first); None: neither. Strings sort after "", so its own slot comes first in
-        descending order."""
+    def _held_or_free(self, key: str, holder: str, lost: int | None = None) -> Any:
+        """In one query reading one document: the slot `holder` holds, else the lowest free
+        one; None: neither. Strings sort after "", so its own slot comes first in descending
+        order. After a take of slot `lost` lost to a concurrent taker (they all read the
+        lowest free one first), the lowest free one from a place drawn at random among the
+        SPREAD above it (else the lowest again): past its own, which only a duplicate of its
+        attempt taking one at this very moment could hold (then it holds two, see release)."""
         query = (
             self._key_ref(key)
             .collection("slots")
             .where(filter=firestore.FieldFilter("holder", "in", [holder, FREE]))
             .order_by("holder", direction=firestore.Query.DESCENDING)
             .order_by("index")  # the lowest free one (a composite index, infra's wiring)
-            .limit(among)
+            .limit(1)
         )
-        found = list(query.stream())
+        found: list[Any] = []
+        if lost is not None:
+            start = {"holder": FREE, "index": lost + 1 + random.randrange(SPREAD)}
+            found = list(query.start_at(start).stream())
+        found = found or list(query.stream())
         if found and found[0].get("holder") == holder:
             return found[0]
-        free = [s for s in found if not _retired(s)]
-        return random.choice(free) if free else None
+        return found[0] if found and not _retired(found[0]) else None
 
     def _mark_waited(self, key: str) -> bool:
         """Mark every held slot of the key that is not marked yet as waited for, so that its
