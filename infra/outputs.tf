@@ -42,3 +42,8 @@ output "dashboard_url" {
   description = "The dashboard's URL behind IAP (null unless dashboard_enabled)."
   value       = var.dashboard_enabled ? google_cloud_run_v2_service.dashboard[0].uri : null
 }
+
+output "callback_url" {
+  description = "The public callback function's URL (callback_enabled): resume_url(callback_url, run, node) makes a link it opens; null when it is off."
+  value       = var.callback_enabled ? local.callback_url : null
+}

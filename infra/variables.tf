@@ -313,3 +313,15 @@ variable "concurrency_limits" {
     error_message = "concurrency_limits values are whole numbers >= 1."
   }
 }
+
+variable "callback_enabled" {
+  description = "Deploy the public function that opens signed pause links (callback.tf): pass its URL (output callback_url) to resume_url. Off: nothing of it exists."
+  type        = bool
+  default     = false
+}
+
+variable "callback_resume_key_block" {
+  description = "The ResumeKey block whose key signs the links (`kumoflow block save`, or ResumeKey(...).save(NAME)); the callback function may read its secret only."
+  type        = string
+  default     = "kumoflow-resume"
+}

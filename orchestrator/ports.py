@@ -14,6 +14,8 @@ from orchestrator.contracts import (
     FlowSpec,
     LimitState,
     OutboxEntry,
+    Rate,
+    RateState,
     Run,
     Slot,
     SlotHold,
@@ -86,6 +88,11 @@ class BlobStore(Protocol):
     def list_uris(self, prefix: str) -> list[str]:
         """The URIs of the objects whose URI starts with `prefix` (`gs://BUCKET/` or
         `gs://BUCKET/PREFIX`), in name order; none when the bucket does not exist."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Remove the object (none there: nothing to do). Only for what kumoflow keeps for a
+        while and then expires (the events waits take), never for a result."""
         ...
 
 
@@ -232,8 +239,29 @@ class LimitStore(Protocol):
         ...
 
 
-class RecordStore(FlowStore, StateStore, TimerStore, DeadLetterStore, LimitStore, Protocol):
-    """One store keeping all five kinds of records: MemoryStore, SqliteStore, FirestoreStore."""
+class RateStore(Protocol):
+    """Rate limits by key (see engine.rates for the rules every adapter applies): each call is
+    one atomic read-modify-write of the key's one record."""
+
+    def take_rate(self, rate: Rate, holder: str, now: datetime) -> datetime | None:
+        """A permit for `holder` (an attempt) to start at `now` (None), or when to try again.
+        A ConflictError when a concurrent take won (Firestore): run it again."""
+        ...
+
+    def refund_rate(self, key: str, holder: str, at: datetime) -> None:
+        """`holder` did not start after all: the permit it took at `at` counts no more (none
+        when a duplicate moved it since; idempotent). A ConflictError: run it again."""
+        ...
+
+    def rate_states(self, now: datetime) -> list[RateState]:
+        """Every key a rate was taken under, by key."""
+        ...
+
+
+class RecordStore(
+    FlowStore, StateStore, TimerStore, DeadLetterStore, LimitStore, RateStore, Protocol
+):
+    """One store keeping all six kinds of records: MemoryStore, SqliteStore, FirestoreStore."""
 
 
 class BlockStore(Protocol):

@@ -87,6 +87,12 @@ class FileBlobStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
             raise NotFoundError(f"no object at {uri}") from e
 
+    def delete(self, uri: str) -> None:
+        """Remove the object's file (its folders and kept long names stay: a later object
+        may be written there)."""
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            self.path(uri).unlink()
+
     def _keep_long_names(self, uri: str, target: Path) -> None:
         """A hashed part's name, beside it, for `list_uris` (written once: it never changes)."""
         parts = split_uri(uri)[1].split("/")

@@ -11,6 +11,7 @@ Layout (no document that many tasks write at once):
   kumoflow_runs/{run_id}/marks/{n}    create-only markers of exactly-once steps (shard roll-ups)
   kumoflow_dead_letters/{id}          rejected input, keyed by event id so redelivery dedupes
   kumoflow_limits/{key}/...           concurrency limits: slots and tickets (_firestore_limits)
+  kumoflow_rates/{key}                a rate key's recent starts (_firestore_rates)
 
 Concurrency is optimistic: every write carries the `update_time` it read (or must-not-exist),
 in one atomic batch; there are no read-write transactions to contend on. Counters take blind
@@ -34,6 +35,7 @@ from google.cloud import firestore
 
 from orchestrator.adapters._due import DueTasks
 from orchestrator.adapters._firestore_limits import FirestoreLimits
+from orchestrator.adapters._firestore_rates import FirestoreRates
 from orchestrator.adapters._names import firestore_database
 from orchestrator.adapters._retention import TTL_FIELD, expiry, retention_from_env
 from orchestrator.contracts import DeadLetter, FlowSpec, OutboxEntry, Run, TaskRun, flow_version
@@ -89,7 +91,7 @@ def firestore_client(project: str | None) -> firestore.Client:
     return firestore.Client(project=project, database=firestore_database())
 
 
-class FirestoreStore(DueTasks, FirestoreLimits):
+class FirestoreStore(DueTasks, FirestoreLimits, FirestoreRates):
     def __init__(
         self,
         client: firestore.Client,
@@ -104,6 +106,7 @@ class FirestoreStore(DueTasks, FirestoreLimits):
         self._runs = client.collection(f"{prefix}_runs")
         self._letters = client.collection(f"{prefix}_dead_letters")
         self._limit_docs = client.collection(f"{prefix}_limits")  # see _firestore_limits
+        self._rate_docs = client.collection(f"{prefix}_rates")  # see _firestore_rates
         self._reads = ThreadPoolExecutor(max_workers=6, thread_name_prefix="firestore-read")
 
     @classmethod

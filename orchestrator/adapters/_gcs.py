@@ -83,6 +83,15 @@ class GcsBlobStore:
         except _TRANSIENT as e:
             raise TransientError(f"listing {prefix}: GCS unavailable ({e}); retry later") from e
 
+    def delete(self, uri: str) -> None:
+        bucket_name, name = split_uri(uri)
+        try:
+            self._client.bucket(bucket_name).blob(name).delete()
+        except gexc.NotFound:
+            pass  # deleted already (a repeated sweep), or never there
+        except _TRANSIENT as e:
+            raise TransientError(f"deleting {uri}: GCS unavailable ({e}); retry later") from e
+
     def get_range(self, uri: str, start: int, end: int) -> bytes:
         """One ranged GET (`Range: bytes=start-(end-1)`: the library's `end` is inclusive)."""
         check_range(start, end)

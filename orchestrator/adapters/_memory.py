@@ -11,12 +11,14 @@ from typing import TypeVar
 
 from orchestrator.adapters._due import DueTasks
 from orchestrator.adapters._limits import BookLimits
+from orchestrator.adapters._rates import BookRates
 from orchestrator.contracts import (
     DeadLetter,
     Envelope,
     FlowSpec,
     LimitBook,
     OutboxEntry,
+    RateBook,
     Run,
     TaskRun,
     TimerDue,
@@ -93,6 +95,11 @@ class MemoryBlobStore:
         with self._lock:
             return sorted(u for u in self._blobs if u.startswith(prefix))
 
+    def delete(self, uri: str) -> None:
+        split_uri(uri)
+        with self._lock:
+            self._blobs.pop(uri, None)
+
     def _data(self, uri: str) -> bytes:
         with self._lock:
             found = self._blobs.get(uri)
@@ -101,8 +108,9 @@ class MemoryBlobStore:
         return found[0]
 
 
-class MemoryStore(DueTasks, BookLimits):
-    """FlowStore, StateStore, TimerStore, DeadLetterStore and LimitStore over dicts, one lock."""
+class MemoryStore(DueTasks, BookLimits, BookRates):
+    """FlowStore, StateStore, TimerStore, DeadLetterStore, LimitStore and RateStore over dicts,
+    one lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -117,6 +125,7 @@ class MemoryStore(DueTasks, BookLimits):
         self._timers: list[tuple[datetime, str, str]] = []  # heap of (due, run_id, entry id)
         self._letters: dict[str, DeadLetter] = {}
         self._limits: dict[str, LimitBook] = {}
+        self._rates: dict[str, RateBook] = {}
 
     # LimitStore (the rules: BookLimits)
     def _edit_book(self, key: str, edit: Callable[[LimitBook], tuple[LimitBook, T]]) -> T:
@@ -128,6 +137,17 @@ class MemoryStore(DueTasks, BookLimits):
     def _books(self) -> list[LimitBook]:
         with self._lock:
             return list(self._limits.values())
+
+    # RateStore (the rules: BookRates)
+    def _edit_rates(self, key: str, edit: Callable[[RateBook], tuple[RateBook, T]]) -> T:
+        with self._lock:
+            book, out = edit(self._rates.get(key) or RateBook(key=key))
+            self._rates[key] = book
+            return out
+
+    def _rate_books(self) -> list[RateBook]:
+        with self._lock:
+            return list(self._rates.values())
 
     # FlowStore
     def put_flow(self, spec: FlowSpec, *, deploy: bool = False) -> str:

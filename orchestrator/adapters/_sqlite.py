@@ -11,6 +11,7 @@ Layout (one table per Firestore collection of _firestore.py, JSON documents in `
   markers(run_id, name)                          create-only markers of exactly-once steps
   letters(id, seq, doc)                          dead letters, newest recording last
   limits(key, doc)                               a concurrency key's book (engine.limits)
+  rates(key, doc)                                a rate key's recent starts (engine.rates)
 
 Etags are version counters per record (1 when created, +1 per write). A commit checks every
 precondition and applies every write inside one `BEGIN IMMEDIATE` transaction: SQLite's write
@@ -37,11 +38,13 @@ from typing import Any, TypeVar
 
 from orchestrator.adapters._due import DueTasks
 from orchestrator.adapters._limits import BookLimits
+from orchestrator.adapters._rates import BookRates
 from orchestrator.contracts import (
     DeadLetter,
     FlowSpec,
     LimitBook,
     OutboxEntry,
+    RateBook,
     Run,
     TaskRun,
     flow_version,
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS letters (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS letters_by_seq ON letters (seq);
 CREATE TABLE IF NOT EXISTS limits (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rates (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
 
 # What a run owns, table by table (deleted with it by `prune`).
@@ -118,8 +122,9 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqliteStore(DueTasks, BookLimits):
-    """FlowStore, StateStore, TimerStore, DeadLetterStore and LimitStore over one SQLite file."""
+class SqliteStore(DueTasks, BookLimits, BookRates):
+    """FlowStore, StateStore, TimerStore, DeadLetterStore, LimitStore and RateStore over one
+    SQLite file."""
 
     def __init__(self, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
@@ -212,6 +217,25 @@ class SqliteStore(DueTasks, BookLimits):
         with self._errors("read limits"), self._read() as db:
             rows = db.execute("SELECT doc FROM limits ORDER BY key").fetchall()
         return [LimitBook.model_validate_json(r[0]) for r in rows]
+
+    # RateStore (the rules: BookRates) -------------------------------------------------------
+
+    def _edit_rates(self, key: str, edit: Callable[[RateBook], tuple[RateBook, T]]) -> T:
+        with self._errors(f"rate {key}"), self._write() as db:
+            row = db.execute("SELECT doc FROM rates WHERE key = ?", (key,)).fetchone()
+            book = RateBook.model_validate_json(row[0]) if row else RateBook(key=key)
+            book, out = edit(book)
+            db.execute(
+                "INSERT INTO rates (key, doc) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+                (key, book.model_dump_json()),
+            )
+            return out
+
+    def _rate_books(self) -> list[RateBook]:
+        with self._errors("read rates"), self._read() as db:
+            rows = db.execute("SELECT doc FROM rates ORDER BY key").fetchall()
+        return [RateBook.model_validate_json(r[0]) for r in rows]
 
     # FlowStore ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from orchestrator.ports import Snapshot
 from orchestrator.runtime import (
     RUN_SLOT,
     Runtime,
+    rate_waits,
     read_flow_result,
     shown_params,
     waiting_for,
@@ -247,10 +248,13 @@ def describe(
         if RUN_SLOT in waits:  # PENDING, in line for a run slot of its flow (max_active_runs)
             out["waiting_for_slot"] = waits.pop(RUN_SLOT)
         out["priority"] = run.priority
+        paced = rate_waits(snap.outbox, plan)
         for row in out["tasks"]:
             task = tasks[row["key"]]
             if row["key"] in waits:  # queued, in line for a slot of its concurrency key
                 row["waiting_for_slot"] = waits[row["key"]]
+            if row["key"] in paced:  # queued until its rate lets it start (a timer resends it)
+                row["waiting_for_rate"] = paced[row["key"]]
             row["result_uri"] = task.result_uri
             if task.child_run:
                 row["child_run"] = task.child_run  # a subflow's run: `runs show` it

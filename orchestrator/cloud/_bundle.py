@@ -53,7 +53,8 @@ LOCK = "requirements.lock.json"
 MAIN = (
     '"""Cloud Run functions entry points: the targets of kumoflow\'s functions/main.py."""\n\n'
     "from orchestrator.functions.main import (  # noqa: F401\n"
-    "    dead_letter_sink,\n    orchestrator,\n    run_starter,\n    sweeper,\n    task_worker,\n"
+    "    dead_letter_sink,\n    orchestrator,\n    resume_callback,\n    run_starter,\n"
+    "    sweeper,\n    task_worker,\n"
     ")\n"
 )
 _EPOCH = (1980, 1, 1, 0, 0, 0)

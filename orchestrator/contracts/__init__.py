@@ -47,15 +47,28 @@ from ._events import (
     TaskSucceeded,
     TimerDue,
 )
-from ._limits import LimitBook, LimitState, Slot, SlotHold, Ticket, holder_of
+from ._limits import (
+    LimitBook,
+    LimitState,
+    Permit,
+    RateBook,
+    RateState,
+    Slot,
+    SlotHold,
+    Ticket,
+    holder_of,
+)
 from ._options import (
     FlowOptions,
     Frozen,
     LimitKey,
+    Rate,
+    RateUnit,
     RetryPolicy,
     Serializer,
     TaskOptions,
     TaskRuntime,
+    parse_rate,
 )
 from ._schema import json_schemas, write_json_schemas
 from ._state import (
@@ -140,9 +153,14 @@ __all__ = [
     "ParamRef",
     "ParentRef",
     "PathValue",
+    "Permit",
     "PubSubMessage",
     "PubSubSource",
     "PubSubTrigger",
+    "Rate",
+    "RateBook",
+    "RateState",
+    "RateUnit",
     "Receiver",
     "ResultRef",
     "RetryPolicy",
@@ -182,5 +200,6 @@ __all__ = [
     "flow_version",
     "holder_of",
     "json_schemas",
+    "parse_rate",
     "write_json_schemas",
 ]

@@ -65,6 +65,8 @@ class TaskFailed(Frozen):
 
 
 class RunSucceeded(Frozen):
+    """A flow attempt succeeded (on the run-events topic; docs/howto/alerting.md)."""
+
     run_id: RunId
     flow: str
     flow_version: Version
@@ -74,23 +76,33 @@ class RunSucceeded(Frozen):
 
 
 class RunFailed(Frozen):
+    """A flow attempt ended otherwise (on the run-events topic; docs/howto/alerting.md):
+    FAILED (a task's error; a run timeout: error type "TimeoutError") or CANCELLED (error
+    type "Cancelled")."""
+
     run_id: RunId
     flow: str
     flow_version: Version
     error: ErrorInfo
     ended_at: datetime
     attempt: int = 1  # the flow attempt that ended (failed or cancelled)
+    status: RunStatus = RunStatus.FAILED  # FAILED or CANCELLED
 
 
 class HooksRequested(Frozen):
-    """A flow attempt's end is committed: a worker runs the flow's and its tasks' state hooks
-    and tells the flow's notification blocks (published with the run's end, once per attempt;
-    at least once, as any request)."""
+    """An end is committed; a worker runs its state hooks (at least once, as any request).
+
+    Without `key`: a flow attempt's end (published with the run's end, once per attempt): the
+    flow's hooks, and its notification blocks told of a failure. With `key`: the final state
+    of that task's attempt `task_attempt` (published once the task's record is committed, so
+    a task's hooks run before its run ends): that task's hooks only."""
 
     run_id: RunId
     flow_version: Version
-    attempt: int
+    attempt: int  # the flow attempt
     state: HookState
+    key: str | None = None
+    task_attempt: int | None = None
 
 
 class RunNotification(Frozen):

@@ -1,10 +1,11 @@
-"""Concurrency limits: a key's slots and the tickets of the attempts that wait for one."""
+"""Limits by key: a concurrency key's slots and the tickets of the attempts that wait for one;
+a rate key's recent starts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from ._options import Frozen, LimitKey, RunId
+from ._options import Frozen, LimitKey, Rate, RunId
 
 
 class Ticket(Frozen):
@@ -74,3 +75,32 @@ class LimitBook(Frozen):
     limit: int | None = None  # None: no limit set (then nothing waits, nothing is held)
     slots: tuple[Slot, ...] = ()
     waiting: tuple[Ticket, ...] = ()  # in serving order (see engine.limits.rank)
+
+
+class Permit(Frozen):
+    """A start a rate counts: the attempt that took it (`holder_of`) and when it started."""
+
+    holder: str
+    at: datetime
+
+
+class RateBook(Frozen):
+    """One rate key's record: the starts its window still counts, oldest first (at most the
+    rate's count), and the wake-up times last handed to attempts over the rate: the back of
+    the line (`horizon`) and the next moment the window has room (`front`)."""
+
+    key: LimitKey
+    rate: Rate | None = None  # the rate it was last taken under (what `limits ls` shows)
+    starts: tuple[Permit, ...] = ()
+    horizon: datetime | None = None
+    front: datetime | None = None
+
+
+class RateState(Frozen):
+    """What `kumoflow limits ls` shows of one rate key."""
+
+    key: LimitKey
+    rate: Rate | None
+    in_window: int  # starts within the last period
+    next_free: datetime | None  # when the next start may happen (None: now)
+    horizon: datetime | None  # the last wake-up handed out: waiters are spread up to it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -11,6 +12,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_serializer,
 )
@@ -62,6 +64,67 @@ class TaskRuntime(StrEnum):
     JOB = "job"
 
 
+class RateUnit(StrEnum):
+    """The period a rate counts over: `rate="KEY:COUNT/UNIT"`."""
+
+    SECOND = "s"
+    MINUTE = "m"
+    HOUR = "h"
+
+    @property
+    def period(self) -> timedelta:
+        return _PERIODS[self]
+
+
+_PERIODS = {
+    RateUnit.SECOND: timedelta(seconds=1),
+    RateUnit.MINUTE: timedelta(minutes=1),
+    RateUnit.HOUR: timedelta(hours=1),
+}
+# A key's record keeps count + 1 starts in one Firestore document (at most 1 MiB, rewritten
+# by each take): a larger count is written per a shorter period (1000/m, not 60000/h).
+MAX_RATE_COUNT = 1_000
+RATE_FORM = 'rate="KEY:COUNT/UNIT" with UNIT s, m or h (e.g. rate="openai:60/m")'
+
+
+class Rate(Frozen):
+    """A rate limit by key: at most `count` attempts of tasks naming `key` start in any window
+    of one `per` (engine.rates keeps it exact). Written `"openai:60/m"`; stored as fields."""
+
+    key: LimitKey
+    count: int = Field(ge=1, le=MAX_RATE_COUNT)
+    per: RateUnit
+
+    @property
+    def period(self) -> timedelta:
+        return self.per.period
+
+    def __str__(self) -> str:
+        return f"{self.key}:{self.count}/{self.per.value}"
+
+
+def parse_rate(spec: str) -> Rate:
+    """`"KEY:COUNT/UNIT"` as a Rate; ValueError naming what is wrong and the accepted form."""
+    key, colon, amount = spec.rpartition(":")
+    count, slash, unit = amount.partition("/")
+    if not colon or not slash:
+        raise ValueError(f"rate={spec!r} is not of the form {RATE_FORM}")
+    if unit not in {u.value for u in RateUnit}:
+        raise ValueError(f"rate={spec!r}: the unit {unit!r} is not s, m or h; write {RATE_FORM}")
+    if not count.isdigit() or not 1 <= int(count) <= MAX_RATE_COUNT:
+        raise ValueError(
+            f"rate={spec!r}: the count {count!r} is not a whole number from 1 to "
+            f"{MAX_RATE_COUNT}; write {RATE_FORM}"
+        )
+    try:
+        return Rate(key=key, count=int(count), per=RateUnit(unit))
+    except ValidationError:
+        raise ValueError(
+            f"rate={spec!r}: the key {key!r} is not 1-100 letters, digits, '.', '_', ':' or '-' "
+            f"(starting with a letter or digit); write {RATE_FORM}"
+        ) from None
+
+
 class TaskOptions(Frozen):
     name: str
     retry: RetryPolicy = RetryPolicy()
@@ -81,6 +144,14 @@ class TaskOptions(Frozen):
     # The key is computed from the attempt's inputs by a function kept with the task's code
     # (`concurrency=lambda region: ...`): the worker calls it at claim (runtime._keys).
     computed_concurrency: bool = False
+    # A rate limit by key (`rate="openai:60/m"`): an attempt over it waits, its request sent
+    # again when it may start; None: unlimited.
+    rate: Rate | None = None
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate_text(cls, v: Any) -> Any:
+        return parse_rate(v) if isinstance(v, str) else v
 
     @model_serializer(mode="wrap")
     def _without_unset_newer(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -99,6 +170,7 @@ _NEWER_DEFAULTS: dict[str, Any] = {
     "priority": 0,
     "runtime": TaskRuntime.FUNCTION,
     "computed_concurrency": False,
+    "rate": None,
 }
 
 

@@ -201,6 +201,7 @@ class OutboxKind(StrEnum):
     WAKE = "wake"  # re-derive the run (its timeout, the hourly recheck)
     CHECK = "check"  # call a parked deferred attempt's check
     WINDOW = "window"  # a trigger window's close timer ("close") and its events ("ev-...")
+    HOOKS = "hooks"  # request a task's state hooks for the final state it was committed with
 
 
 class OutboxEntry(Frozen):

@@ -7,6 +7,7 @@ does the rest.
 """
 
 from orchestrator.engine import _limits as limits
+from orchestrator.engine import _rates as rates
 from orchestrator.engine._attempt import claim, policy_delay, renew, retry_delay
 from orchestrator.engine._counters import (
     SHARD,
@@ -138,6 +139,7 @@ __all__ = [
     "policy_delay",
     "project",
     "queued",
+    "rates",
     "renew",
     "resolve",
     "result_refs",

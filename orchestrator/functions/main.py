@@ -3,8 +3,9 @@
 functions-framework loads this file by its path, as a module of no package, so it imports the
 package's face by name (a relative import would have no parent here).
 
-Every function is reached by a Pub/Sub push subscription (in the cloud with an OIDC token, see
-infra/pubsub.tf; on the emulator locally) and receives a messagePublished CloudEvent.
+Every function but one is reached by a Pub/Sub push subscription (in the cloud with an OIDC
+token, see infra/pubsub.tf; on the emulator locally) and receives a messagePublished
+CloudEvent. `resume_callback` is an HTTP function: people open signed pause links with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import flask
 import functions_framework
 from pydantic import TypeAdapter
 
@@ -52,6 +54,7 @@ from orchestrator.runtime import (
     start_run,
     tick,
 )
+from orchestrator.waits import callback_page
 
 
 def _start(rt: Runtime, cloud_event: Any, seen: Seen) -> None:
@@ -173,3 +176,14 @@ def sweeper(cloud_event: Any) -> None:
 def dead_letter_sink(cloud_event: Any) -> None:
     """Record a message Pub/Sub forwarded to the dead-letter topic (`kumoflow dlq list`)."""
     record_dead_letter(cloud_event)
+
+
+@functions_framework.http
+def resume_callback(request: flask.Request) -> flask.Response:
+    """A pause's signed link (orchestrator.waits.resume_url), opened from a chat message or an
+    email: public (infra/callback.tf), it shows the pause's form and gives the node its input,
+    and answers 403 to anything but a valid, unexpired link."""
+    page = callback_page(runtime(), request.method, request.path, request.args, request.get_data())
+    response = flask.Response(page.html, status=page.status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"  # a page behind a secret link
+    return response

@@ -52,6 +52,14 @@ from orchestrator.runtime._ingress import (
 )
 from orchestrator.runtime._keys import ConcurrencyKeyError, attach_key_function
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging, run_trace
+from orchestrator.runtime._mailbox import (
+    EVENT_RETENTION_ENV,
+    event_name,
+    expire_events,
+    mailbox_folder,
+    mailbox_marker,
+    stamp,
+)
 from orchestrator.runtime._params import (
     MASK,
     bind_params,
@@ -62,6 +70,7 @@ from orchestrator.runtime._params import (
     secret_params,
     shown_params,
 )
+from orchestrator.runtime._rates import rate_waits
 from orchestrator.runtime._runner import DEFAULT_WORKERS, InProcessRunner, Progress, RunOutcome
 from orchestrator.runtime._runtime import LEASE_S, Resolver, Runtime, import_source
 from orchestrator.runtime._slots import (
@@ -126,6 +135,7 @@ __all__ = [
     "CHOOSE",
     "DEFAULT_WORKERS",
     "EARLY_WAIT",
+    "EVENT_RETENTION_ENV",
     "FLOW_ATTRIBUTE",
     "ITEM_BUDGET_S",
     "JOB_ATTRIBUTE",
@@ -186,6 +196,8 @@ __all__ = [
     "configure_json_logging",
     "deferrable",
     "error_info",
+    "event_name",
+    "expire_events",
     "expire_leases",
     "fire_timer",
     "flow_result",
@@ -198,12 +210,15 @@ __all__ = [
     "in_flow_body",
     "job_name",
     "looks_secret",
+    "mailbox_folder",
+    "mailbox_marker",
     "masked",
     "memory_runtime",
     "message",
     "module_digest",
     "notification",
     "parse_logs",
+    "rate_waits",
     "read_flow_result",
     "refuse_blocks",
     "register_bundled",
@@ -224,6 +239,7 @@ __all__ = [
     "set_limit",
     "shown_params",
     "source_digest",
+    "stamp",
     "start_run",
     "sweep",
     "task_input_hash",

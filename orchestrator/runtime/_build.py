@@ -62,6 +62,7 @@ def cloud_runtime(
         clock=clock,
         start=start_run,
         limits=store,
+        rates=store,
         results_bucket=os.environ.get("KUMOFLOW_RESULTS_BUCKET", "kumoflow-results"),
         topics=TOPICS.named(name_prefix()),
         source=source,
@@ -99,6 +100,7 @@ def memory_runtime(
         clock=clock or SystemClock(),
         start=start_run,
         limits=store,
+        rates=store,
         resolver=Resolver(functions),
         jobs=jobs,
     )

@@ -46,6 +46,7 @@ from orchestrator.ports import (
     FlowStore,
     JobRunner,
     LimitStore,
+    RateStore,
     Snapshot,
     StateStore,
     TimerStore,
@@ -177,6 +178,8 @@ class Runtime:
     start: RunStarter
     # Where concurrency limits are kept (the record store); None: no task may name a key.
     limits: LimitStore | None = None
+    # Where rate limits are kept (the record store); None: no task may name a rate.
+    rates: RateStore | None = None
     results_bucket: str = "kumoflow-results"
     topics: Topics = field(default_factory=Topics)
     source: str = "//kumoflow.dev/local"

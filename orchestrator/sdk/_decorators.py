@@ -8,8 +8,16 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator.contracts import Hooks, RetryPolicy, Serializer, TaskOptions, TaskRuntime
-from orchestrator.errors import FlowDefinitionError
+from orchestrator.contracts import (
+    Hooks,
+    Rate,
+    RetryPolicy,
+    Serializer,
+    TaskOptions,
+    TaskRuntime,
+    parse_rate,
+)
+from orchestrator.errors import BadInputError, FlowDefinitionError
 from orchestrator.runtime import attach_key_function
 from orchestrator.sdk._compile import BUILDING, RESULT_SETTINGS
 from orchestrator.sdk._hooks import HOOK_ARGS, NO_HOOKS, function_ref, hooks_from, module_name
@@ -125,6 +133,8 @@ class Task(Generic[P, R]):
             changes["result_storage"] = storage_name(changes["result_storage"])
         if "runtime" in changes:
             changes["runtime"] = task_runtime(changes["runtime"])
+        if "rate" in changes:
+            changes["rate"] = rate_of(changes["rate"], f"task {self.options.name!r}")
         if "result_serializer" in changes and changes["result_serializer"] is None:
             changes["result_serializer"] = "json"
         hooks = self.hooks
@@ -178,6 +188,18 @@ def as_seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+def rate_of(spec: str | Rate | None, what: str) -> Rate | None:
+    """A task's `rate=`: "KEY:COUNT/UNIT" (or a Rate) as a Rate; BadInputError when malformed."""
+    if spec is None or isinstance(spec, Rate):
+        return spec
+    if not isinstance(spec, str):
+        raise BadInputError(f'{what}: rate= takes a string such as "openai:60/m", not {spec!r}')
+    try:
+        return parse_rate(spec)
+    except ValueError as e:
+        raise BadInputError(f"{what}: {e}") from None
+
+
 @overload
 def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
@@ -200,6 +222,7 @@ def task(
     concurrency: str | Callable[..., str] | None = None,
     priority: int = 0,
     runtime: TaskRuntime | str = TaskRuntime.FUNCTION,
+    rate: str | Rate | None = None,
     on_failure: Sequence[Callable[..., Any]] = (),
     on_completion: Sequence[Callable[..., Any]] = (),
     on_cancellation: Sequence[Callable[..., Any]] = (),
@@ -217,6 +240,7 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
     if callable(concurrency):  # a key from the inputs: the spec says only that it is computed
         params = list(inspect.signature(__fn).parameters)
         attach_key_function(__fn, concurrency, params, __fn.__name__)
+    rate = rate_of(kwargs.get("rate"), f"@task {__fn.__name__}")
     try:
         options = TaskOptions(
             name=kwargs.get("name") or __fn.__name__,
@@ -238,6 +262,7 @@ def task(__fn: Callable[P, R] | None = None, **kwargs: Any) -> Any:
             computed_concurrency=callable(concurrency),
             priority=kwargs.get("priority", 0),
             runtime=task_runtime(kwargs.get("runtime", TaskRuntime.FUNCTION)),
+            rate=rate,
         )
     except ValueError as e:
         raise FlowDefinitionError(f"@task {__fn.__name__}: {e}") from None

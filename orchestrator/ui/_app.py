@@ -37,18 +37,18 @@ from starlette.staticfiles import StaticFiles
 
 from orchestrator.contracts import RunStatus, TriggerKind
 from orchestrator.errors import KumoflowError, NotFoundError
-from orchestrator.io import services
 from orchestrator.local import cancel_run, duration_text, retry_run
 from orchestrator.runtime import Runtime, user_traceback
-from orchestrator.ui._form import form_fields, form_values
 from orchestrator.ui._iap import ASSERTION, AUDIENCE_ENV, IapVerifier
 from orchestrator.ui._views import can_retry, flows_view, run_view, runs_view, task_view
 from orchestrator.waits import (
     InputRefused,
     NotWaiting,
+    callback_page,
+    form_fields,
+    form_values,
     handle_of,
     resume,
-    verify,
     waiting,
     waiting_for,
     waiting_pauses,
@@ -174,7 +174,7 @@ def create_app(
             Route("/runs/{run_id}/input/{key}", give, methods=["GET", "POST"]),
             Route(
                 "/callback/{run_id}/{key}",
-                functools.partial(signed_input_page, rt, page=page),
+                functools.partial(signed_input_page, rt),
                 methods=["GET", "POST"],
             ),
             Route("/runs/{run_id}/{action}", act, methods=["POST"]),
@@ -198,19 +198,13 @@ def _waiting(rt: Runtime, run_id: str) -> dict[str, Any]:
     return {"waiting": waits, "pauses": set(waiting_pauses(rt, run_id)) if waits else set()}
 
 
-async def signed_input_page(
-    rt: Runtime, request: Request, *, page: Callable[..., HTMLResponse]
-) -> Response:
+async def signed_input_page(rt: Runtime, request: Request) -> Response:
     """A pause's form behind a signed link (orchestrator.waits.resume_url): the link is the
-    permission, until it expires."""
-    q = request.query_params
-    run_id, key = request.path_params["run_id"], request.path_params["key"]
-    try:
-        with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
-            verify(run_id, key, int(q.get("expires", "0")), q.get("sig", ""))
-    except (InputRefused, ValueError) as e:
-        raise HTTPException(403, f"this link does not resume the run: {e}") from e
-    return await input_page(rt, request, f"/callback/{{run_id}}/{{key}}?{q}", page)
+    permission, until it expires. The same page the public callback function serves in the
+    cloud (orchestrator.waits.callback_page)."""
+    body = await request.body() if request.method == "POST" else b""
+    shown = callback_page(rt, request.method, request.url.path, request.query_params, body)
+    return HTMLResponse(shown.html, status_code=shown.status)
 
 
 async def input_page(

@@ -120,6 +120,7 @@ class TaskRow:
     task: TaskRun
     seconds: float | None  # its last attempt's, so far while it runs
     slot: str | None = None  # queued in line for a slot of this concurrency key
+    rate: str | None = None  # queued until its rate lets it start: "KEY:N/U until HH:MM:SS"
 
 
 @dataclass
@@ -179,7 +180,10 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
             for k, v in shown_params(plan.spec, run.params).items()
         },
         dag=_layout(nodes),
-        tasks=[TaskRow(t, _last_seconds(t, now), waits.get(t.key)) for t in chunk],
+        tasks=[
+            TaskRow(t, _last_seconds(t, now), waits.get(t.key), _rate_wait(plan, t, now))
+            for t in chunk
+        ],
         timeline=timeline(chunk, run.created_at, run.ended_at or now, now),
         page=page,
         pages=pages,
@@ -187,6 +191,15 @@ def run_view(rt: Runtime, run_id: str, *, page: int = 1, node: str | None = None
         node=node,
         counts=dict(totals),
     )
+
+
+def _rate_wait(plan: Plan, task: TaskRun, now: datetime) -> str | None:
+    """A queued task told to come back later by its rate (runtime._rates sets the time)."""
+    rate = plan.tasks[task.key].node.options.rate if task.key in plan.tasks else None
+    at = task.next_attempt_at
+    if rate is None or at is None or at <= now or task.status is not TaskStatus.QUEUED:
+        return None
+    return f"{rate} until {at:%H:%M:%S}"
 
 
 def _parents(plan: Plan, node: str, members: list[str]) -> list[str]:

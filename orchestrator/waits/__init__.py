@@ -6,6 +6,7 @@ attempt parks, and the sweeper's timer ends it through the one completion path).
 """
 
 from orchestrator.contracts import GcsSource, NamedSource, PubSubSource, Since, WaitEvent
+from orchestrator.waits._callback import CALLBACK_PATH, CallbackPage, callback_page
 from orchestrator.waits._events import (
     gcs_object,
     kumoflow_event,
@@ -16,6 +17,7 @@ from orchestrator.waits._events import (
     wait_for_event,
     wait_topics,
 )
+from orchestrator.waits._form import FormField, Widget, form_fields, form_values
 from orchestrator.waits._nodes import WaitKind, handle_of, waiting, waiting_for
 from orchestrator.waits._pause import (
     InputRefused,
@@ -33,6 +35,9 @@ from orchestrator.waits._pause import (
 from orchestrator.waits._sleep import sleep, sleep_until
 
 __all__ = [
+    "CALLBACK_PATH",
+    "CallbackPage",
+    "FormField",
     "GcsSource",
     "InputRefused",
     "NamedSource",
@@ -44,6 +49,10 @@ __all__ = [
     "Since",
     "WaitEvent",
     "WaitKind",
+    "Widget",
+    "callback_page",
+    "form_fields",
+    "form_values",
     "gcs_object",
     "handle_of",
     "input_uri",

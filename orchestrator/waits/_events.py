@@ -2,8 +2,9 @@
 event of its source, and the event mailbox those events are kept in.
 
 The mailbox is the results bucket's `kumoflow/events/<source>/` (write-once objects named by
-the event's time, then a digest of its id), so every waiting run reads the same events and a
-duplicate delivery of one event is one record: a marker object per event id (create-only) holds
+the event's time, then a digest of its id; the layout and its expiry: orchestrator/runtime/
+_mailbox.py), so every waiting run reads the same events and a duplicate delivery of one
+event is one record: a marker object per event id (create-only) holds
 the event as first recorded, and a redelivery re-writes that same record. A waiting node's
 attempt parks (a deferred task) and its check, fired by the sweeper, lists the records from its
 `since` on, in time order, and returns the first that matches: that value is stored write-once
@@ -28,7 +29,6 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import JsonValue, TypeAdapter
 
@@ -47,7 +47,15 @@ from orchestrator.contracts import (
 from orchestrator.errors import ConflictError, NotFoundError, TransientError
 from orchestrator.io import current_blobs, current_place, local_blobs
 from orchestrator.ports import BlobStore
-from orchestrator.runtime import Deferred, Runtime, deferrable
+from orchestrator.runtime import (
+    Deferred,
+    Runtime,
+    deferrable,
+    event_name,
+    mailbox_folder,
+    mailbox_marker,
+    stamp,
+)
 from orchestrator.sdk import task
 from orchestrator.waits._nodes import EVENT_POLL_S, WaitKind, later, left, node, now
 
@@ -75,10 +83,6 @@ def source_key(source: WaitSource) -> str:
     return f"event/{source.name}"
 
 
-def _folder(bucket: str, key: str) -> str:
-    return f"gs://{bucket}/kumoflow/events/{quote(key, safe='/')}/"
-
-
 def _digest(event_id: str) -> str:
     return hashlib.sha256(event_id.encode()).hexdigest()[:24]
 
@@ -86,7 +90,7 @@ def _digest(event_id: str) -> str:
 def record(blobs: BlobStore, bucket: str, event: WaitEvent) -> bool:
     """Keep `event` in the mailbox once; False when its id was recorded before (a duplicate:
     the first record stands, and is completed if a crash left it half written)."""
-    marker = f"gs://{bucket}/kumoflow/event-ids/{quote(event.source, safe='/')}/{_digest(event.id)}"
+    marker = mailbox_marker(bucket, event.source, _digest(event.id))
     try:
         event = WaitEvent.model_validate_json(blobs.get(marker))
         fresh = False
@@ -97,15 +101,9 @@ def record(blobs: BlobStore, bucket: str, event: WaitEvent) -> bool:
         except ConflictError:  # another instance recorded it just now: theirs stands
             event, fresh = WaitEvent.model_validate_json(blobs.get(marker)), False
     data = event.model_dump_json().encode()
-    name = f"{_folder(bucket, event.source)}{_utc(event.at)}-{_digest(event.id)}.json"
+    name = event_name(bucket, event.source, event.at, _digest(event.id))
     blobs.put(name, data, "application/json")
     return fresh
-
-
-def _utc(at: datetime) -> str:
-    return (
-        (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    )
 
 
 def matches(pattern: JsonValue, value: JsonValue) -> bool:
@@ -249,7 +247,7 @@ def _check(handle: dict[str, JsonValue]) -> Deferred | dict[str, JsonValue] | No
         match = handle.get("match")
         found = _first(
             blobs,
-            _folder(bucket, source_key(source)),
+            mailbox_folder(bucket, source_key(source)),
             str(handle["since"]),
             match if isinstance(match, dict) else None,
         )
@@ -278,7 +276,7 @@ def wait_for_event_node(
         "source": parsed.model_dump(mode="json"),
         "source_key": source_key(parsed),
         "match": match,
-        "since": _utc(start),
+        "since": stamp(start),
         "deadline": None if timeout is None else (now() + timedelta(seconds=timeout)).isoformat(),
     }
     if isinstance(parsed, PubSubSource) and not local_blobs():

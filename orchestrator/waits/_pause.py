@@ -8,8 +8,10 @@ an input given for one attempt is never read by another. `resume` validates the 
 model (refused with the model's errors: nothing written), writes it once (the same input again
 is a no-op; other input after it is refused) and fires the node's check itself: the check reads
 the input and ends the node through the one completion path, fenced by the parked attempt's
-token. So two resumes at once end it once, and a resume after the pause timed out or its run
-was cancelled writes an input nobody reads and says the node is no longer waiting.
+token. So two resumes at once end it once, and a resume after its run was cancelled writes an
+input nobody reads and says the node is no longer waiting. A timeout is written in the input's
+place the same create-only way, so a resume and the timeout racing at the deadline agree: the
+first written is how the node ends.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from orchestrator.waits._nodes import MAX_POLL_S, WaitKind, handle_of, later, le
 PAUSE_REF = "orchestrator.waits._pause:pause_node"
 FIRST_POLL_S = 1.0
 RESUME_KEY_BLOCK = "kumoflow-resume"  # the default name of the ResumeKey block
+# Written where the input goes when the pause times out first (an input is always a JSON
+# object: a model's dump, so never this string).
+TIMED_OUT = b'"kumoflow: timed out"'
 
 
 class PauseTimedOut(KumoflowError):
@@ -70,16 +75,29 @@ def input_uri(bucket: str, run_id: str, key: str, flow_attempt: int, attempt: in
     return f"gs://{bucket}/kumoflow/resume/{run_id}/{node}/{flow_attempt}-{attempt}.json"
 
 
-def _check(handle: dict[str, JsonValue]) -> Deferred | JsonValue:
+def _given(uri: str) -> bytes | None:
     try:
-        given = current_blobs().get(str(handle["input_uri"]))
+        return current_blobs().get(uri)
     except NotFoundError:
-        given = None
+        return None
+
+
+def _check(handle: dict[str, JsonValue]) -> Deferred | JsonValue:
+    uri = str(handle["input_uri"])
+    given = _given(uri)
+    if given is None and left(handle) == 0:
+        # The timeout takes the input's place, create-only: an input written first stands
+        # (and is taken), one written after is refused, so a check and a resume racing at the
+        # deadline agree on how the node ends.
+        try:
+            current_blobs().put(uri, TIMED_OUT, "application/json")
+        except ConflictError:
+            given = _given(uri)
+    if given == TIMED_OUT:
+        raise PauseTimedOut(f"no input was given before {handle['deadline']}")
     if given is not None:
         value: JsonValue = json.loads(given)
         return value
-    if left(handle) == 0:
-        raise PauseTimedOut(f"no input was given before {handle['deadline']}")
     poll = handle.get("poll")
     every = min(float(poll) * 2, MAX_POLL_S) if isinstance(poll, int | float) else FIRST_POLL_S
     return later({**handle, "poll": every}, every)
@@ -171,6 +189,10 @@ def resume(rt: Runtime, run_id: str, data: JsonValue | str, *, key: str | None =
     try:
         rt.blobs.put(str(handle["input_uri"]), stored, "application/json")
     except ConflictError:
+        if rt.blobs.get(str(handle["input_uri"])) == TIMED_OUT:
+            raise NotWaiting(
+                f"node {key!r} of run {run_id} timed out before the input came"
+            ) from None
         raise InputRefused(f"node {key!r} of run {run_id} was given other input first") from None
     check(rt, entry)  # the node's own check ends it, on the one completion path
     plan = rt.plan_of(snap.run)

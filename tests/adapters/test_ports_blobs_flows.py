@@ -134,6 +134,22 @@ def test_blob_list_uris_is_every_object_under_a_prefix_in_name_order(blobs: Blob
     assert all(blobs.get(u) == u.removeprefix(f"{base}/").encode() for u in everything)
 
 
+def test_blob_delete_removes_the_object_and_only_it_and_is_repeatable(blobs: BlobStore) -> None:
+    base = f"gs://{BUCKET}/runs/{_uid('delete')}"
+    long = "L" * 230
+    for n in ("a.json", "ab.json", f"{long}.json"):
+        blobs.put(f"{base}/{n}", b"{}", "application/json")
+    blobs.delete(f"{base}/a.json")
+    blobs.delete(f"{base}/a.json")  # gone already: nothing to do
+    blobs.delete(f"{base}/{long}.json")
+    blobs.delete(f"{base}/never-written.json")
+    assert blobs.list_uris(f"{base}/") == [f"{base}/ab.json"]
+    with pytest.raises(NotFoundError):
+        blobs.get(f"{base}/a.json")
+    blobs.put(f"{base}/a.json", b"[]", "application/json")  # the name may be written again
+    assert blobs.get(f"{base}/a.json") == b"[]"
+
+
 # --------------------------------------------------------------------------------------------
 # FlowStore
 # --------------------------------------------------------------------------------------------

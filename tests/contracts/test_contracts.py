@@ -208,3 +208,43 @@ def test_the_documented_notification_body_is_the_golden_one() -> None:
     page = (Path(__file__).parents[2] / "docs" / "howto" / "alerting.md").read_text()
     shown = page.split('```json title="run-notification.json"\n', 1)[1].split("```", 1)[0]
     assert json.loads(shown) == json.loads((GOLDEN / "RunNotification.json").read_text())
+    # And the run-events topic's example: a cancelled run's end, as the contract writes it.
+    shown = page.split('```json title="run-cancelled.json"\n', 1)[1].split("```", 1)[0]
+    cancelled = (GOLDEN / "dev.kumoflow.run.failed.cancelled.json").read_text()
+    assert json.loads(shown) == json.loads(cancelled)
+
+
+@pytest.mark.parametrize("event_type", ["dev.kumoflow.run.succeeded", "dev.kumoflow.run.failed"])
+def test_the_run_events_topic_keeps_its_documented_schema(event_type: str) -> None:
+    """What subscribers of kumoflow-run-events read (docs/howto/alerting.md): the exported
+    JSON Schema of each event's data is golden too, so a change to it is seen and reviewed."""
+    path = GOLDEN / f"{event_type}.schema.json"
+    text = json.dumps(json_schemas()[event_type], indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.read_text() == text, f"schema of {event_type} changed; review, then UPDATE_GOLDEN=1"
+
+
+def test_a_cancelled_run_and_a_task_end_keep_their_wire_format() -> None:
+    check_golden(
+        "dev.kumoflow.run.failed.cancelled",
+        RunFailed(
+            run_id="r1",
+            flow="sample-flow",
+            flow_version="0123456789abcdef0123",
+            error=ErrorInfo(type="Cancelled", message="cancelled by an operator"),
+            ended_at=T,
+            status=RunStatus.CANCELLED,
+        ),
+    )
+    check_golden(
+        "dev.kumoflow.hooks.requested.task",
+        HooksRequested(
+            run_id="r1",
+            flow_version="0123456789abcdef0123",
+            attempt=1,
+            state=HookState.COMPLETED,
+            key="create-csv-file",
+            task_attempt=2,
+        ),
+    )

@@ -1,6 +1,7 @@
 """On the local stack, a failed run tells: its on_failure hook and its notification webhook
 post to a local receiver, run by the task worker after the run's end is committed; the webhook
-gets exactly the documented RunNotification."""
+gets exactly the documented RunNotification. A task's hook posts at the task's end, while its
+run still goes on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from orchestrator.contracts import HookState, RunNotification, RunStatus
 from orchestrator.gcp import WebhookNotification
-from tests.flows.hooked import fails_and_tells
+from tests.flows.hooked import fails_and_tells, tells_at_task_end
 from tests.runtime.test_hooks import Receiver
 
 pytestmark = pytest.mark.emulator
@@ -46,3 +47,16 @@ def test_a_failed_run_posts_its_hook_and_its_notification(emulator_backend: Any)
     assert (notification.error.type, notification.error.message) == ("ValueError", "bad row 4")
     assert notification.text == f"flow fails-and-tells run {run_id} Failed: ValueError: bad row 4"
     print(f"\nwebhook body: {json.dumps(sent, sort_keys=True)}")
+
+
+def test_a_task_hook_posts_at_the_task_end_before_the_run_ends(emulator_backend: Any) -> None:
+    receiver = Receiver()
+    try:
+        out = emulator_backend.run(tells_at_task_end, {"x": 1, "hook_url": receiver.url})
+    finally:
+        receiver.close()
+    assert out.status is RunStatus.SUCCEEDED
+    # The run's last task saw the post: the hook ran after `prepares` ended, before the end.
+    posted = {"task": "prepares", "attempt": 1, "state": "Completed"}
+    assert out.value == [posted]
+    assert receiver.bodies == [posted]  # and once: nothing more came with the run's end

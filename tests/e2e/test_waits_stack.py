@@ -1,25 +1,42 @@
 """Waits on the local stack: a flow sleeps 3 s (its timer's lateness printed), waits for a
 message published to the Pub/Sub emulator with the real client and goes on with its data,
 or one published with `gcloud pubsub topics publish` (matched by its attributes), and pauses
-until `kumoflow runs resume` gives it a form's input (bad input refused first)."""
+until `kumoflow runs resume` gives it a form's input (bad input refused first), or a signed
+link opened through the public callback function; events past retention leave the mailbox."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
+import sys
 import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.adapters import VirtualClock
 from orchestrator.cli import main
-from orchestrator.contracts import RunStatus
+from orchestrator.contracts import RunStatus, WaitEvent
+from orchestrator.io import services
+from orchestrator.runtime import expire_events
 from orchestrator.testing import StackBackend
-from orchestrator.waits import waiting
+from orchestrator.waits import (
+    ResumeKey,
+    kumoflow_event,
+    resume_url,
+    send_event,
+    source_key,
+    waiting,
+)
 from tests.flows.waits import (
     approval,
     attribute_listener,
@@ -145,3 +162,61 @@ def test_a_paused_flow_is_resumed_from_the_cli_with_a_form(emulator_backend: Sta
     outcome = emulator_backend.wait(run_id, timeout=60)
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.value == "12 approved by ana"
+
+
+def test_a_signed_link_resumes_a_paused_run_through_the_callback_function(
+    emulator_backend: StackBackend,
+) -> None:
+    """The public callback function (functions-framework's app over the stack's services): a
+    forged link is refused with 403, the signed one shows the form and resumes the run."""
+    import functions_framework
+
+    from orchestrator import functions
+
+    rt = emulator_backend.rt
+    run_id = emulator_backend.start(approval, {"amount": 5})
+    assert _waiting(emulator_backend, run_id, "pause").startswith("input (Approval)")
+    with services(rt.blobs, rt.blocks, (rt.clock, rt.results_bucket)):
+        ResumeKey(key=secrets.token_urlsafe(32)).save("kumoflow-resume", overwrite=True)
+        link = urlsplit(resume_url("https://callback.example", run_id, "pause"))
+    path = f"{link.path}?{link.query}"
+    source = Path(__file__).resolve().parents[2] / "orchestrator" / "functions" / "main.py"
+    had_main = "main" in sys.modules
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="resume_callback", source=str(source), signature_type="http"
+    )
+    functions.use_runtime(rt)
+    try:
+        client = app.test_client()
+        forged = path.replace("sig=", "sig=0")
+        assert client.post(forged, data={"approved": "on", "approver": "eve"}).status_code == 403
+        assert client.get(path).status_code == 200
+        done = client.post(path, data={"approved": "on", "approver": "ana"})
+        assert done.status_code == 200, done.get_data(as_text=True)
+    finally:
+        functions.use_runtime(None)
+        if not had_main:
+            sys.modules.pop("main", None)
+    outcome = emulator_backend.wait(run_id, timeout=60)
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.value == "5 approved by ana"
+
+
+def test_events_past_retention_are_deleted_from_the_stack_mailbox(
+    emulator_backend: StackBackend,
+) -> None:
+    """On the GCS emulator: an event stamped 30 days ago (no live run is that old) goes with
+    its marker; one sent now stays."""
+    rt = emulator_backend.rt
+    source = kumoflow_event(f"expiry-{secrets.token_hex(4)}")
+    past = replace(rt, clock=VirtualClock(rt.clock.now() - timedelta(days=30)))
+    assert send_event(source, {"n": 1}, event_id="old", rt=past)
+    assert send_event(source, {"n": 2}, event_id="new", rt=rt)
+    folder = f"gs://{rt.results_bucket}/kumoflow/events/{source_key(source)}/"
+    assert len(rt.blobs.list_uris(folder)) == 2
+    while expire_events(rt, rt.clock.now()).more:
+        pass  # other tests' old events may fill pages first
+    (kept,) = rt.blobs.list_uris(folder)
+    assert WaitEvent.model_validate_json(rt.blobs.get(kept)).id == "new"
+    assert not send_event(source, {"n": 2}, event_id="new", rt=rt)  # its marker stayed
+    assert send_event(source, {"n": 1}, event_id="old", rt=rt)  # its marker went with it

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator import allow_failure, branch, context, flow, switch, task, unmapped
+from orchestrator.contracts import parse_rate
 from orchestrator.runtime import Deferred, deferrable
 from orchestrator.waits import Since, kumoflow_event, pause, sleep, wait_for_event
 
@@ -124,8 +125,12 @@ def listed(items: list[int], fails: dict[str, int]) -> dict[str, list[int]]:
 
 
 LIMIT_KEY = "il-items"  # the concurrency key of `limited`; the harness sets its limit
-LIMITED_TASKS = ("limited", "urgent", "keyed")  # the names of the tasks that take slots
 KEYED = tuple(f"{LIMIT_KEY}-{n}" for n in range(2))  # the keys `keyed` computes from its x
+# the names of the tasks that take slots
+LIMITED_TASKS = ("limited", "urgent", "keyed", "rated-urgent")
+RATE_KEY = "il-rate"  # the rate key of `rated` and `rated-urgent`
+RATE = parse_rate(f"{RATE_KEY}:2/m")  # a minute of virtual time: the machine's jumps cross it
+RATED_TASKS = ("rated", "rated-urgent")  # the names of the tasks that take its permits
 
 
 @task(name="limited", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, concurrency=LIMIT_KEY)
@@ -175,11 +180,14 @@ def flow_hook(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 def task_hook(task: Any, task_run: Any, state: Any) -> None:
+    """Records the task's attempt (a task's hooks run at its end, within a flow attempt)."""
     run_id = task_run.id.rpartition("/")[0]
-    _hooked(f"task:{task_run.task_key}", run_id, context.flow_run.run_count, state.name)
+    _hooked(f"task:{task_run.task_key}", run_id, task_run.run_count, state.name)
 
 
-hooked_base = base.with_options(on_failure=[task_hook], on_completion=[task_hook])
+hooked_base = base.with_options(
+    on_failure=[task_hook], on_completion=[task_hook], on_cancellation=[task_hook]
+)
 
 
 @flow(
@@ -216,6 +224,29 @@ MAX_ACTIVE_RUNS = 1  # of il-one-at-a-time
 @flow(name="il-one-at-a-time", max_active_runs=MAX_ACTIVE_RUNS)
 def one_at_a_time(x: int, fails: dict[str, int]) -> int:
     return right(left(base(x, fails), fails), fails)
+
+
+@task(name="rated", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE)
+def rated(x: int, offset: int, fails: dict[str, int]) -> int:
+    _ran(f"item:{x}", fails)
+    return scaled(x, offset)
+
+
+# A rate and a concurrency key at once: the permit is taken first, the slot second.
+@task(name="rated-urgent", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, rate=RATE,
+      concurrency=LIMIT_KEY, priority=5)  # fmt: skip
+def rated_urgent(v: int, fails: dict[str, int]) -> int:
+    _ran("left", fails)
+    return doubled(v)
+
+
+@flow(name="il-rated-map")
+def rated_map(x: int, items: list[int], fails: dict[str, int]) -> dict[str, Any]:
+    b = base(x, fails)
+    return {
+        "left": rated_urgent(x, fails),  # a root: dispatched before its record exists
+        "items": rated.map(items, offset=unmapped(b), fails=unmapped(fails)),
+    }
 
 
 @flow(name="il-diamond")
@@ -427,6 +458,16 @@ def waited(x: int, fails: dict[str, int]) -> int:
     return got(event, fails)
 
 
+@flow(name="il-wait-event-late")
+def waited_late(x: int, fails: dict[str, int]) -> int:
+    """As il-wait-event, from when the wait starts: an event that came before must not be
+    taken (a duplicate of it sent later included: it is the same, earlier event)."""
+    event = wait_for_event(
+        EVENTS, match={"data": {"x": x}}, timeout=WAIT_TIMEOUT_S, since=Since.WAIT_START
+    )
+    return got(event, fails)
+
+
 @flow(name="il-pause")
 def paused(x: int, fails: dict[str, int]) -> int:
     return decided(pause(input=Form, timeout=WAIT_TIMEOUT_S), x, fails)
@@ -457,9 +498,11 @@ FLOWS = {
         limited_map,
         keyed_map,
         one_at_a_time,
+        rated_map,
         with_job,
         slept,
         waited,
+        waited_late,
         paused,
     )
 }
@@ -492,9 +535,11 @@ def names(flow_name: str, params: dict[str, Any]) -> list[str]:
         "il-limited-map": ["base", "left", *items],
         "il-keyed-map": ["base", "left", *items],
         "il-one-at-a-time": ["base", "left", "right"],
+        "il-rated-map": ["base", "left", *items],
         "il-job": ["job-body", "left"],
         "il-sleep": ["base", "left"],
         "il-wait-event": ["got"],
+        "il-wait-event-late": ["got"],
         "il-pause": ["decided"],
     }[flow_name]
 
@@ -556,7 +601,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
             return True, doubled(x * 100 + need)
         case "il-sleep":
             return (False, None) if lost("base", "left") else (True, doubled(b))
-        case "il-wait-event":
+        case "il-wait-event" | "il-wait-event-late":
             return (False, None) if lost("got") else (True, -1 if seed is None else seed["n"])
         case "il-pause":
             if seed is None or lost("decided"):  # no input: the pause times out
@@ -579,6 +624,7 @@ def expected(flow_name: str, params: dict[str, Any], seed: Any = None) -> tuple[
         "il-returns-map": lambda: [scaled(i, 0) for i in items],
         "il-limited-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
         "il-keyed-map": lambda: {"left": doubled(b), "items": [scaled(i, b) for i in items]},
+        "il-rated-map": lambda: {"left": doubled(x), "items": [scaled(i, b) for i in items]},
         "il-run-time-map": lambda: sum(scaled(i, b) for i in items),
         "il-returns-run-time-map": lambda: [scaled(i, 0) for i in items],
     }

@@ -190,12 +190,24 @@ def test_the_roles_tasks_need_go_to_every_function_that_runs_task_code() -> None
     )
 
 
+CALLBACK_PUBLIC = ("google_cloud_run_service_iam_member", "callback_public")
+
+
 def test_no_public_invoker_and_no_basic_roles() -> None:
+    """No public member anywhere, but one: the opt-in callback function's invoker (signed
+    pause links, opened by people without an IAP login; the function refuses anything else)."""
     code = [ln for p in INFRA.glob("*.tf") for ln in p.read_text().splitlines()]
     text = "\n".join(ln for ln in code if not ln.lstrip().startswith("#"))
-    assert "allUsers" not in text
+    assert text.count("allUsers") == 1
     assert "allAuthenticatedUsers" not in text
     tf = _tf()
+    public = _resource(tf, *CALLBACK_PUBLIC)
+    assert (public["member"], public["role"]) == ("allUsers", "roles/run.invoker")
+    assert public["count"] == "${var.callback_enabled ? 1 : 0}"
+    assert public["service"] == "${google_cloudfunctions2_function.callback[0].name}"
+    callback = _resource(tf, "google_cloudfunctions2_function", "callback")
+    assert callback["build_config"][0]["entry_point"] == "resume_callback"
+    assert tf["variable"]["callback_enabled"]["default"] is False
     members = 0
     for rtype, named in tf["resource"].items():
         if not rtype.endswith("_iam_member"):
@@ -205,6 +217,8 @@ def test_no_public_invoker_and_no_basic_roles() -> None:
             assert body.get("role") not in ("roles/owner", "roles/editor", "roles/viewer")
             if (rtype, name) == ("google_iap_web_cloud_run_service_iam_member", DASHBOARD_ACCESS):
                 continue  # people, not accounts: checked by the next test
+            if (rtype, name) == CALLBACK_PUBLIC:
+                continue  # checked above
             assert re.fullmatch(r"\$\{.*\}|serviceAccount:.*", body["member"]), (rtype, name)
             assert body["member"].startswith(
                 ("serviceAccount:", "${local.pubsub_agent}", "${local.iap_agent}")
@@ -703,8 +717,8 @@ def test_state_lives_in_its_own_database_and_every_firestore_role_is_limited_to_
             cond = body["condition"][0]
             assert cond["expression"] == "${local.datastore_condition.expression}", name
             assert cond["title"] == "${local.datastore_condition.title}", name
-    # Every function account and the dashboard's; nobody else.
-    assert grants == 2
+    # Every function account, the dashboard's and the callback function's; nobody else.
+    assert grants == 3
     assert _resource(tf, "google_project_iam_member", "datastore_user")["for_each"] == (
         "${local.functions}"
     )

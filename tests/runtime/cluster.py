@@ -71,6 +71,7 @@ from orchestrator.runtime import (
     RunOutcome,
     Runtime,
     advance,
+    expire_events,
     fire_timer,
     memory_runtime,
     read_flow_result,
@@ -361,11 +362,19 @@ class Cluster:
     jobs: MemoryJobs = field(default_factory=MemoryJobs)
     # run -> the inputs `resume` said it ended a pause with (waits: tests.flows.interleaved)
     resumed: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    # Runs an operator cancelled once a resume had begun (racing it, or after it answered:
+    # the answer comes once the node's end is published, not applied), so they may end
+    # cancelled although the resume answered.
+    given: set[str] = field(default_factory=set)
+    cancelled_after_resume: set[str] = field(default_factory=set)
     # Every timer's own push (Cloud Tasks): armed by any instance's commits, delivered by the
     # machine at any time, any number of times (early, late, twice, or never).
     timers: MemoryTimerQueue = field(default_factory=MemoryTimerQueue)
     # Every state hook call: (hook, run, flow attempt, state), as the hooks record them.
     hook_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
+    # Every event recorded: the harness's own copy (the sweeper may expire the mailbox's once
+    # no live run can take them; an id sent again after that is recorded anew, as documented).
+    sent: list[WaitEvent] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -492,6 +501,15 @@ class Cluster:
         inst.gate.start(functools.partial(tick, inst.rt))
         self._settle(inst)
 
+    def start_expiry(self, index: int) -> None:
+        """The sweeper's look for wait events past retention (`expire_events`), at any step
+        (a tick looks every EVENTS_EVERY only): stepped, so it can die part way."""
+        inst = self.instances[index]
+        inst.handling, inst.label = None, f"expiry at {self.clock.now():%H:%M:%S}"
+        self.log.append(f"i{index} {inst.label}")
+        inst.gate.start(functools.partial(expire_events, inst.rt, self.clock.now()))
+        self._settle(inst)
+
     def start_push(self, index: int, push: TimerDue) -> None:
         """A timer's own push (a Cloud Task) reaches the sweeper function on this instance."""
         inst = self.instances[index]
@@ -512,6 +530,8 @@ class Cluster:
         inst = self.instances[index]
         inst.handling, inst.label = None, f"cancel {run_id}"
         self.cancelled.add(run_id)
+        if run_id in self.given:
+            self.cancelled_after_resume.add(run_id)
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(advance, inst.rt, run_id, CancelRun("machine")))
         self._settle(inst)
@@ -557,7 +577,13 @@ class Cluster:
         """An event for the runs waiting on x (`send_event`; its id says which: the same n
         again is a duplicate). Written to the mailbox, not through the stepped store."""
         rt = self.instances[0].rt
-        fresh = send_event(interleaved.EVENTS, {"x": x, "n": n}, event_id=f"ev-{x}-{n}", rt=rt)
+        event_id, data = f"ev-{x}-{n}", {"x": x, "n": n}
+        fresh = send_event(interleaved.EVENTS, data, event_id=event_id, rt=rt)
+        if fresh:
+            at = self.clock.now()  # what send_event stamps it with (the one clock)
+            self.sent.append(
+                WaitEvent(source=source_key(interleaved.EVENTS), id=event_id, at=at, data=data)
+            )
         self.log.append(f"event x={x} n={n}{'' if fresh else ' (duplicate)'}")
 
     def start_give(self, index: int, run_id: str, data: Any) -> None:
@@ -565,6 +591,7 @@ class Cluster:
         refused input and a run not waiting are the operator's answers, not failures."""
         inst = self.instances[index]
         inst.handling, inst.label = None, f"give {run_id} {data}"
+        self.given.add(run_id)
         self.log.append(f"i{index} {inst.label}")
         inst.gate.start(functools.partial(self._give, inst.rt, run_id, data))
         self._settle(inst)
@@ -611,10 +638,15 @@ class Cluster:
 
     def _hook_ran(self, who: str, run_id: str, attempt: int, state: str) -> None:
         """A state hook was called: for an end the store committed (read unstepped), never
-        for a state a run or task did not reach."""
+        for a state a run or task did not reach. A flow hook names its flow attempt; a task
+        hook its task's attempt, which must have ended in that state and been final then (no
+        retry of it in its flow attempt: a failure that is retried runs no failure hook)."""
         self.hook_calls.append((who, run_id, attempt, state))
         self.log.append(f"hook {who} of {run_id} attempt {attempt}: {state}")
-        snap = self.store.load(run_id, [who.removeprefix("task:")] if who != "flow" else [])
+        if who != "flow":
+            self.violations.extend(self._task_hook_problems(who, run_id, attempt, state))
+            return
+        snap = self.store.load(run_id, [])
         if snap is None or attempt > snap.run.attempt:
             self.violations.append(f"hook {who} ran for {run_id} attempt {attempt}: not ended")
             return
@@ -622,19 +654,42 @@ class Cluster:
             if state not in ("Failed", "Cancelled"):
                 self.violations.append(f"hook {who}: {state} of resumed attempt {attempt}")
             return
-        if who == "flow":
-            status = snap.run.status.value
-        else:
-            task = snap.tasks.get(who.removeprefix("task:"))
-            status = task.status.value if task else "missing"
+        status = snap.run.status.value
         if HOOK_STATE.get(status) != state:
             self.violations.append(
                 f"hook {who} of {run_id} attempt {attempt} ran for {state} while it is {status}"
             )
 
+    def _task_hook_problems(self, who: str, run_id: str, number: int, state: str) -> list[str]:
+        key = who.removeprefix("task:")
+        snap = self.store.load(run_id, [key])
+        task = snap.tasks.get(key) if snap is not None else None
+        attempts = {a.number: a for a in task.attempts} if task is not None else {}
+        ended = attempts.get(number)
+        if task is None or ended is None:
+            return [f"hook {who} of {run_id} ran for {state} of attempt {number}: never queued"]
+        if state == "Cancelled":  # a cancel ends the task, not its attempt's record
+            resumed = any(a.flow_attempt > ended.flow_attempt for a in attempts.values())
+            cancelled = task.status is TaskStatus.CANCELLED and task.attempt == number
+            if ended.status.terminal or not (cancelled or resumed):
+                return [f"hook {who} of {run_id}: Cancelled of attempt {number}, {task.status}"]
+            return []
+        if HOOK_STATE.get(ended.status.value) != state:
+            got = ended.status.value
+            return [f"hook {who} of {run_id} ran for {state} of attempt {number}: it is {got}"]
+        retried = [
+            a.number
+            for a in attempts.values()
+            if a.number > number and a.flow_attempt == ended.flow_attempt
+        ]
+        if retried:
+            return [f"hook {who} of {run_id} ran for attempt {number}, retried as {retried}"]
+        return []
+
     def hook_problems(self, run_id: str) -> list[str]:
         """Once drained: every announced end of a hooked flow ran its flow hook (at least
-        once), and the last attempt's hooked task ran its hook for its final state."""
+        once), and every final end of its hooked task (each attempt that succeeded, or failed
+        with no retry after it in its flow attempt; its cancel) ran the task's hook for it."""
         snap = self.store.load(run_id)
         if snap is None or self.runs.get(run_id, ("",))[0] != "il-hooked":
             return []
@@ -646,10 +701,22 @@ class Cluster:
             if not any(("flow", run_id, attempt, s) in called for s in states):
                 out.append(f"{run_id}: the end of attempt {attempt} ran no flow hook")
         base = snap.tasks.get("base")
-        want = HOOK_STATE.get(base.status.value) if base else None
-        last = ("task:base", run_id, snap.run.attempt, want)
-        if snap.run.status.terminal and want in ("Completed", "Failed") and last not in called:
-            out.append(f"{run_id}: task base ended {want} and its hook never ran")
+        attempts = base.attempts if base is not None else ()
+        for a in attempts:
+            want = HOOK_STATE.get(a.status.value)
+            final = not any(
+                b.number > a.number and b.flow_attempt == a.flow_attempt for b in attempts
+            )
+            if (
+                want in ("Completed", "Failed")
+                and final
+                and ("task:base", run_id, a.number, want) not in called
+            ):
+                out.append(f"{run_id}: task base attempt {a.number} ended {want}, no hook ran")
+        # A cancel ends the task (its attempt's record stays as it was): the last one is seen.
+        last = ("task:base", run_id, base.attempt if base else 0, "Cancelled")
+        if base and base.status is TaskStatus.CANCELLED and base.attempt and last not in called:
+            out.append(f"{run_id}: task base cancelled at attempt {base.attempt}, no hook ran")
         return out
 
     def _executed(self, caller: Caller, name: str) -> None:
@@ -729,10 +796,11 @@ class Cluster:
         snap = self.store.load(run_id)
         return snap.run.status if snap else RunStatus.PENDING
 
-    def drain(self) -> None:
+    def drain(self, jump: float = BIG_JUMP_S, rounds: int = DRAIN_ROUNDS) -> None:
         """Run everything in flight to its end, deliver every pooled message (redelivering
-        unacknowledged ones) and tick with the clock far ahead, until settled or a bound."""
-        for _ in range(DRAIN_ROUNDS):
+        unacknowledged ones) and tick with the clock far ahead, until settled or a bound.
+        (A rate limit lets a few start per period: its machines drain a period at a time.)"""
+        for _ in range(rounds):
             for index in self.busy():
                 self.finish(index)
             for n in range(DRAIN_MESSAGES):
@@ -746,7 +814,7 @@ class Cluster:
                 self.finish(0)
             if self.settled():
                 return
-            self.advance_clock(BIG_JUMP_S)
+            self.advance_clock(jump)
             self.start_tick(0)
             self.finish(0)
 
@@ -882,14 +950,22 @@ class Cluster:
     ) -> tuple[Any, list[str]]:
         """What a run's wait was given (its seed for the references), and whether it took it
         exactly once: the first matching event since the run's start, or nothing when none
-        came by its deadline; a pause ends with the one input `resume` said it took."""
-        key = {"il-wait-event": "wait-for-event", "il-pause": "pause", "il-sleep": "sleep"}.get(
-            flow
-        )
+        came by its deadline; a pause ends with the one input `resume` said it took. A wait
+        from its own start never takes an event from before its attempt was claimed (when
+        exactly its node began after that is its own: a clock may move while it is claimed)."""
+        key = {
+            "il-wait-event": "wait-for-event",
+            "il-wait-event-late": "wait-for-event",
+            "il-pause": "pause",
+            "il-sleep": "sleep",
+        }.get(flow)
         task = snap.tasks.get(key) if key else None
         if flow == "il-sleep":
             return None, self._sleep_problems(label, task)
         if task is None or task.status is not TaskStatus.SUCCEEDED:
+            cancelled = snap.run.status is RunStatus.CANCELLED
+            if cancelled and run_id in self.cancelled_after_resume:
+                return None, []
             if flow == "il-pause" and self.resumed[run_id]:
                 return None, [f"{label}: resumed with {self.resumed[run_id]}, yet not ended by it"]
             return None, []
@@ -900,23 +976,24 @@ class Cluster:
             return taken, [
                 f"{label}: the pause took {taken}, resumes said {wrong}"
             ] if wrong else []
-        folder = f"gs://{rt.results_bucket}/kumoflow/events/{source_key(interleaved.EVENTS)}/"
         x = snap.run.params["x"]
         since = snap.run.created_at
         last = task.attempts[-1]
+        late = flow == "il-wait-event-late"
+        if late:  # at or before the wait's own start: its first attempt's claim (a later
+            # attempt ends with the result an earlier one stored, if one did)
+            since = min((a.started_at for a in task.attempts if a.started_at), default=since)
         deadline = (last.started_at or since) + timedelta(seconds=interleaved.WAIT_TIMEOUT_S)
-        events = [
-            WaitEvent.model_validate_json(self.blobs.get(u)) for u in self.blobs.list_uris(folder)
-        ]
-        mine = [e for e in events if matches({"x": x}, e.data) and e.at >= since]
+        mine = [e for e in self.sent if matches({"x": x}, e.data) and e.at >= since]
         if taken is None:
-            early = [e.id for e in mine if e.at <= deadline]
+            early = [] if late else [e.id for e in mine if e.at <= deadline]
             return None, [f"{label}: timed out although {early} came in time"] if early else []
         # The first match: none came before it. Events stored at one instant are ordered by
         # their ids' digests, so one stored later at the same instant may sort first: either
         # is the first then.
         shown = [e.model_dump(mode="json") for e in mine]
-        earlier = [e.id for e in mine if e.at < WaitEvent.model_validate(taken).at]
+        at = WaitEvent.model_validate(taken).at
+        earlier = [] if late else [e.id for e in mine if e.at < at]
         if taken not in shown or earlier:
             return taken["data"], [f"{label}: took {taken}, not the first match of {shown}"]
         return taken["data"], []
@@ -1028,10 +1105,12 @@ def _in_process(flow: str, params: dict[str, Any], resumes: int, seed: Any) -> R
     with InProcessRunner(clock=VirtualClock(), functions=FUNCTIONS, max_workers=1) as runner:
         for f in interleaved.FLOWS.values():
             runner.store.put_flow(f.spec)
-        if seed is not None and flow == "il-wait-event":  # there before the run: since its start
+        if seed is not None and flow.startswith("il-wait-event"):  # since the run's start
             send_event(
                 interleaved.EVENTS, {"x": params["x"], **seed}, event_id="seed", rt=runner.rt
             )
+            # A wait from its own start, given the seed, ends as one from the run's start does.
+            flow = "il-wait-event"
         if seed is not None and flow == "il-pause":  # given before it paused, whichever attempt
             rt = runner.rt
             for flow_attempt, attempt in itertools.product((1, 2, 3), (1, 2)):

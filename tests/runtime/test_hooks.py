@@ -9,6 +9,7 @@ import json
 import logging
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,11 +18,21 @@ from typing import Any
 import pytest
 
 from orchestrator import flow, task
-from orchestrator.adapters import BLOCKS_DIR_ENV
+from orchestrator.adapters import BLOCKS_DIR_ENV, MemoryStore, VirtualClock
 from orchestrator.context import flow_run
-from orchestrator.contracts import HookState, RunNotification, RunStatus
+from orchestrator.contracts import (
+    HooksRequested,
+    HookState,
+    RunNotification,
+    RunRequested,
+    RunStatus,
+    TaskRequested,
+)
+from orchestrator.engine import CancelRun
 from orchestrator.gcp import SmtpNotification, WebhookNotification
+from orchestrator.runtime import advance, memory_runtime, run_hooks, run_task, start_run
 from orchestrator.testing import MemoryBackend
+from tests.runtime.pool import PoolBus
 
 CALLS: list[tuple[str, Any, ...]] = []  # type: ignore[misc]
 
@@ -117,6 +128,46 @@ def test_completion_hooks_only_for_a_completed_run() -> None:
     ]
 
 
+FLAKY_RUNS: list[int] = []
+
+
+@task(retries=1, retry_delay_seconds=0, on_failure=[task_failed], on_completion=[task_completed])
+def flaky(x: int) -> int:
+    FLAKY_RUNS.append(x)
+    if len(FLAKY_RUNS) == 1:
+        raise ValueError("first try")
+    return x
+
+
+@task
+def saw_hook(x: int) -> bool:
+    """Waits (a while) for flaky's completion hook: it runs at flaky's end, not the run's."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(c[:2] == ("task_completed", "flaky") for c in CALLS):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@flow(name="hooked-retried", on_completion=[flow_completed])
+def hooked_retried(x: int) -> bool:
+    return saw_hook(flaky(x))
+
+
+def test_a_task_hook_runs_at_the_task_end_once_and_not_for_a_retried_failure() -> None:
+    FLAKY_RUNS.clear()
+    out = MemoryBackend().run(hooked_retried, {"x": 2})
+    assert out.status is RunStatus.SUCCEEDED
+    assert FLAKY_RUNS == [2, 2]  # failed once, retried, succeeded
+    assert out.value is True  # a later task of the same run saw the hook's call
+    calls = list(CALLS)  # the retried failure ran no failure hook; the success one hook
+    assert calls == [
+        ("task_completed", "flaky", "flaky", "Completed"),
+        ("flow_completed", "hooked-retried", out.run.run_id, "Completed"),
+    ]
+
+
 def test_a_flow_without_hooks_keeps_its_version() -> None:
     @flow(name="plain-for-version")
     def plain(x: int) -> int:
@@ -128,7 +179,7 @@ def test_a_flow_without_hooks_keeps_its_version() -> None:
 
 
 class Receiver:
-    """A local webhook receiver: every POST body, parsed."""
+    """A local webhook receiver: every POST body, parsed (a GET returns them as a list)."""
 
     def __init__(self, status: int = 200) -> None:
         self.bodies: list[Any] = []
@@ -139,6 +190,14 @@ class Receiver:
                 got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(status)
                 self.end_headers()
+
+            def do_GET(self) -> None:  # what it received so far (a task may wait for it)
+                body = json.dumps(got).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -273,3 +332,57 @@ def test_a_failure_is_emailed_through_the_smtp_block(
     body = RunNotification.model_validate_json(message.get_payload(decode=True))
     assert body.run_id == out.run.run_id
     assert body.state is HookState.FAILED
+
+
+def task_cancelled(task: Any, run: Any, state: Any) -> None:
+    CALLS.append(("task_cancelled", task.name, run.task_key, state.name, state.message))
+
+
+RUNNING = threading.Event()
+RELEASE = threading.Event()
+
+
+@task(on_cancellation=[task_cancelled], on_failure=[task_failed])
+def stopped(x: int) -> int:
+    RUNNING.set()
+    RELEASE.wait(20)
+    return x
+
+
+@flow(name="hooked-cancelled", on_cancellation=[flow_failed])
+def hooked_cancelled(x: int) -> int:
+    return stopped(x)
+
+
+def test_a_task_cancelled_with_its_run_runs_its_cancellation_hooks_once() -> None:
+    """A cancel ends a running task on the whole-run path: that commit requests its hooks."""
+    store, bus = MemoryStore(), PoolBus()
+    rt = memory_runtime(
+        clock=VirtualClock(), functions=hooked_cancelled.functions(), store=store, bus=bus
+    )
+    store.put_flow(hooked_cancelled.spec)
+    start_run(rt, RunRequested(flow="hooked-cancelled", params={"x": 1}), run_id="r")
+    ((_, dispatch),) = bus.pool
+    assert isinstance(dispatch.data, TaskRequested)
+    RUNNING.clear()
+    RELEASE.clear()
+    worker = threading.Thread(target=run_task, args=(rt, dispatch.data))
+    worker.start()
+    try:
+        assert RUNNING.wait(20)
+        advance(rt, "r", CancelRun("stopped by an operator"))  # while the task runs
+        advance(rt, "r", CancelRun("stopped by an operator"))  # a repeated cancel: no new end
+    finally:
+        RELEASE.set()
+        worker.join()
+    requests = [e.data for _, e in bus.pool if isinstance(e.data, HooksRequested)]
+    assert [(r.key, r.task_attempt, r.state) for r in requests] == [
+        ("stopped", 1, HookState.CANCELLED),
+        (None, None, HookState.CANCELLED),
+    ]
+    for req in requests:
+        assert run_hooks(rt, req) == 0
+    assert CALLS == [
+        ("task_cancelled", "stopped", "stopped", "Cancelled", "stopped by an operator"),
+        ("flow_failed", "hooked-cancelled", "r", "Cancelled", False, "r"),
+    ]

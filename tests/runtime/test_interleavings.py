@@ -52,7 +52,7 @@ from hypothesis.stateful import (
 
 from orchestrator.adapters import DB_FILE, SqliteStore
 from orchestrator.contracts import Run, RunStatus, TaskStatus
-from orchestrator.runtime import EARLY_WAIT
+from orchestrator.runtime import EARLY_WAIT, EVENT_RETENTION_ENV
 from tests.flows import interleaved
 from tests.runtime.cluster import BIG_JUMP_S, Cluster, Message
 
@@ -83,7 +83,7 @@ CORE = ("il-chain", "il-diamond", "il-map-fan-in", "il-two-sinks", "il-returns-m
 RUN_TIME_MAPS = ("il-run-time-map", "il-returns-run-time-map", "il-nested-map")
 GATES = ("il-branch", "il-switch")
 SUBFLOWS = ("il-subflow", "il-map-subflow")
-WAITS = ("il-sleep", "il-wait-event", "il-pause")
+WAITS = ("il-sleep", "il-wait-event", "il-wait-event-late", "il-pause")
 WHO = st.integers(0, 2)  # an instance, modulo those eligible
 PICK = st.integers(0, 30)  # a message, modulo those eligible
 PARK_AFTER = st.sampled_from([None, 1, 0, 1, 2, 3])  # None: run to the end; 1: read, not written
@@ -135,15 +135,23 @@ class Interleavings(RuleBasedStateMachine):
     OPERATOR: ClassVar[bool] = False  # `runs cancel` and `runs retry` at any step
     SQLITE: ClassVar[bool] = False  # the state store is the local history's SQLite file
     LIMIT: ClassVar[int | None] = None  # the limit of interleaved.LIMIT_KEY, when one is set
+    RATES: ClassVar[bool] = False  # check interleaved.RATE over every window of its period
     JOBS: ClassVar[bool] = False  # job executions run (again) or die when the machine says
     # Events for the runs' waits (before or after they wait, duplicated) and operators'
     # inputs to their pauses (valid or not, two at once, racing a cancel or a timeout).
     WAITS: ClassVar[bool] = False
     PUSHES: ClassVar[bool] = False  # timers' own pushes (Cloud Tasks): early, late, twice
     RUN_SLOTS: ClassVar[bool] = False  # a flow of the family has max_active_runs
+    # The wait events' retention (days) while the machine runs; None: the default, which its
+    # clock never passes. "0": an event goes once no live run can take it (no resumes then:
+    # a run resumed after its events expired may miss them, as the docs say).
+    EVENT_RETENTION_DAYS: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         super().__init__()
+        self.retention_before = os.environ.get(EVENT_RETENTION_ENV)
+        if self.EVENT_RETENTION_DAYS is not None:
+            os.environ[EVENT_RETENTION_ENV] = self.EVENT_RETENTION_DAYS
         self.cluster: Cluster | None = None
         self.ended: dict[tuple[str, int], Run] = {}  # an ended attempt's record never changes
         self.broken = False  # a step failed: teardown only cleans up, so the failure stays
@@ -361,6 +369,19 @@ class Interleavings(RuleBasedStateMachine):
         x = self.c.runs[runs[which % len(runs)]][1].get("x", 0)
         self.c.send(x + 1 if other else x, n % 3)
 
+    @precondition(lambda self: self.EVENT_RETENTION_DAYS is not None and _free(self))
+    @rule(who=WHO, park_after=PARK_AFTER, jump=st.sampled_from([0.0, 1.0, 61.0]))
+    def expire_events(self, who: int, park_after: int | None, jump: float) -> None:
+        """The sweeper's look for wait events past retention, at any step, `jump` seconds on
+        (past the events just sent): an event a live run's wait may still take must stay (the
+        waits would time out, or take a later event, without it)."""
+        with self.guard():
+            self.c.advance_clock(jump)
+            free = self.c.free()
+            index = free[who % len(free)]
+            self.c.start_expiry(index)
+            self._park(index, park_after)
+
     @precondition(lambda self: self.WAITS and _free(self))
     @rule(
         who=WHO,
@@ -408,6 +429,7 @@ class Interleavings(RuleBasedStateMachine):
                     self.ended[(run_id, snap.run.attempt)] = snap.run
             problems.extend(self._over_the_limit())
             problems.extend(self._too_many_runs())
+            problems.extend(self._over_the_rate())
             assert not problems, report(self.c, problems)
 
     def _too_many_runs(self) -> list[str]:
@@ -441,11 +463,44 @@ class Interleavings(RuleBasedStateMachine):
             if len(held) > self.LIMIT
         ]
 
+    def _over_the_rate(self) -> list[str]:
+        """Never more attempts of the rate's tasks started (their claim times, by the virtual
+        clock) in any window of one period than the rate permits."""
+        if not self.RATES:
+            return []
+        rate = interleaved.RATE
+        snaps = [self.c.store.load(r.run_id) for r in self.c.store.list_runs(limit=10_000)]
+        starts = sorted(
+            (a.started_at, f"{t.run_id}/{t.key}#{a.number}")
+            for snap in snaps
+            if snap is not None
+            for t in snap.tasks.values()
+            if t.name in interleaved.RATED_TASKS
+            for a in t.attempts
+            if a.started_at is not None
+        )
+        for i, (at, _) in enumerate(starts):
+            inside = [who for when, who in starts[i:] if when < at + rate.period]
+            if len(inside) > rate.count:
+                return [f"{len(inside)} starts within {rate.period} of {at} ({rate}): {inside}"]
+        return []
+
     def teardown(self) -> None:
+        try:
+            self._teardown()
+        finally:
+            if self.retention_before is None:
+                os.environ.pop(EVENT_RETENTION_ENV, None)
+            else:
+                os.environ[EVENT_RETENTION_ENV] = self.retention_before
+
+    def _teardown(self) -> None:
         if self.cluster is None:
             return
         try:
             if not self.broken:
+                if self.RATES:  # every task runs in the end: a period's starts at a time
+                    self.c.drain(interleaved.RATE.period.total_seconds(), rounds=150)
                 self.c.drain()
                 problems = self.c.problems()
                 if self.LIMIT is not None or self.RUN_SLOTS:
@@ -457,12 +512,26 @@ class Interleavings(RuleBasedStateMachine):
                     for state in self.c.store.limit_states():
                         if state.in_use or state.waiters:
                             problems.append(f"after the end, {state} is not all free")
+                if self.EVENT_RETENTION_DAYS == "0":
+                    problems.extend(self._events_expired())
                 assert not problems, report(self.c, problems)
         finally:
             self.c.close()
             if self.SQLITE:
                 self.c.store.close()
                 shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _events_expired(self) -> list[str]:
+        """Every run ended: a look deletes every event past retention (all of them, at 0
+        days) and its marker; the waits were checked against the harness's own copies of the
+        events, so one expired too early showed as a problem. (A look of its own: a tick's
+        may not come, an armed crash may end the tick before it.)"""
+        self.c.advance_clock(1.0)
+        self.c.start_expiry(0)  # one page: the machine sends far fewer events than a page
+        self.c.finish(0)
+        bucket = self.c.instances[0].rt.results_bucket
+        left = self.c.blobs.list_uris(f"gs://{bucket}/kumoflow/event")
+        return [f"after every run ended, these events stayed: {left}"] if left else []
 
 
 def report(cluster: Cluster, problems: list[str]) -> str:
@@ -535,6 +604,7 @@ class Jobs(Interleavings):
 class Waits(Interleavings):
     FLOWS = WAITS
     WAITS = True
+    EVENT_RETENTION_DAYS = "0"  # events expire as soon as no live run can take them
 
 
 # State hooks: run at least once per committed end (crashes after commit, duplicates, a
@@ -631,9 +701,25 @@ class MaxActiveRunsFaults(MaxActiveRuns):
     OPERATOR = True
 
 
+class Rates(Interleavings):
+    """Rate limits: never more starts in a window than the rate, every task runs in the end;
+    one task takes a concurrency slot of a limit of 1 after its permit."""
+
+    FLOWS = ("il-rated-map",)
+    RATES = True
+    LIMIT = 1
+
+
+class RatesFaults(Rates):
+    OUTAGES = True
+    OPERATOR = True
+    PUSHES = True
+
+
 class WaitsFaults(Waits):
     OUTAGES = True
     OPERATOR = True
+    EVENT_RETENTION_DAYS = None
 
 
 # The same machines over SQLite (what `kumoflow run` keeps its history in): its etags,
@@ -679,6 +765,10 @@ class SqliteMaxActiveRunsFaults(MaxActiveRunsFaults):
     SQLITE = True
 
 
+class SqliteRatesFaults(RatesFaults):
+    SQLITE = True
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "machine",
@@ -719,6 +809,9 @@ class SqliteMaxActiveRunsFaults(MaxActiveRunsFaults):
         MaxActiveRuns,
         MaxActiveRunsFaults,
         SqliteMaxActiveRunsFaults,
+        Rates,
+        RatesFaults,
+        SqliteRatesFaults,
         Jobs,
         JobsFaults,
         SqliteJobsFaults,

@@ -17,9 +17,19 @@ from orchestrator.contracts import (
     TaskRequested,
     TaskStatus,
     TaskSucceeded,
+    WaitEvent,
 )
 from orchestrator.engine import CancelRun
-from orchestrator.runtime import Runtime, advance, memory_runtime, run_task, start_run, tick
+from orchestrator.runtime import (
+    Runtime,
+    advance,
+    expire_events,
+    memory_runtime,
+    run_task,
+    start_run,
+    tick,
+)
+from orchestrator.runtime.sweeper import EVENTS_EVERY
 from orchestrator.waits import (
     InputRefused,
     NotWaiting,
@@ -225,3 +235,68 @@ def test_a_deploy_declares_a_subscription_for_each_topic_a_flow_waits_on() -> No
     out = tfvars(specs, project="p", region="r", source_archive="gs://b/s.zip")
     assert out["wait_topics"] == ["orders"]
     assert "wait_topics" not in tfvars([napper.spec], project="p", region="r", source_archive="x")
+
+
+def _ids(rt: Runtime) -> list[str]:
+    """The ids of the events in the mailbox (read from each record)."""
+    root = f"gs://{rt.results_bucket}/kumoflow/events/"
+    return sorted(
+        WaitEvent.model_validate_json(rt.blobs.get(u)).id for u in rt.blobs.list_uris(root)
+    )
+
+
+def _markers(rt: Runtime) -> int:
+    return len(rt.blobs.list_uris(f"gs://{rt.results_bucket}/kumoflow/event-ids/"))
+
+
+def test_events_past_retention_go_once_no_live_run_can_take_them() -> None:
+    """An event older than every live run's start and than retention (7 days) is deleted
+    by the sweeper with its marker; one a live run's `since=run_start` wait may still take
+    stays past retention, and is taken; once that run ended, it goes too."""
+    rt, store, bus, clock = _runtime()
+    orders = pubsub_topic("orders")
+    send_event(orders, {"kind": "order", "n": 0}, event_id="before-the-run", rt=rt)
+    clock.sleep(86_400)
+    params = {"timeout": 30 * 86_400, "since": "run_start"}
+    start_run(rt, RunRequested(flow="order-listener", params=params), run_id="r")
+    clock.sleep(1)
+    send_event(orders, {"kind": "order", "n": 1}, event_id="for-the-run", rt=rt)
+    clock.sleep(8 * 86_400)  # both past retention; the run's wait has not started yet
+    send_event(orders, {"kind": "refund"}, event_id="recent", rt=rt)
+    tick(rt)  # the sweeper's look: only the event no live run can take goes
+    assert _ids(rt) == ["for-the-run", "recent"]
+    assert _markers(rt) == 2
+    _pump(rt, bus)  # the wait starts now: since its run's start, the kept event is its first
+    _wait(rt, bus, clock, 2)
+    assert _result(rt, store, "r") == b'{"kind":"order","n":1}'
+    tick(rt)
+    assert _ids(rt) == ["for-the-run", "recent"]  # the next look comes EVENTS_EVERY later
+    clock.sleep(EVENTS_EVERY.total_seconds())
+    tick(rt)  # the run ended: its event is past retention and goes
+    assert _ids(rt) == ["recent"]
+    assert _markers(rt) == 1
+
+
+def test_event_expiry_goes_a_page_at_a_time_and_waits_for_every_old_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, _, bus, clock = _runtime()
+    for n in range(5):
+        send_event(pubsub_topic("orders"), {"n": n}, event_id=f"e{n}", rt=rt)
+    for run_id in ("a", "b"):  # two old runs, ended
+        _start(rt, bus, "order-listener", {"timeout": 1}, run_id)
+        _wait(rt, bus, clock, 2)
+    clock.sleep(8 * 86_400)
+    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGE", 1)
+    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGES", 1)
+    assert expire_events(rt, clock.now()).deleted == 0  # not every old run read: none goes
+    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGES", 3)
+    monkeypatch.setattr("orchestrator.runtime._mailbox.DELETE_PAGE", 2)
+    assert expire_events(rt, clock.now()) == (2, True)
+    assert (len(_ids(rt)), _markers(rt)) == (3, 3)
+    tick(rt)
+    assert len(_ids(rt)) == 1  # a whole page went: the sweeper looks again at its next tick
+    tick(rt)
+    assert (_ids(rt), _markers(rt)) == ([], 0)
+    # An id sent again after its event expired is recorded anew (at its new time).
+    assert send_event(pubsub_topic("orders"), {"n": 0}, event_id="e0", rt=rt)

@@ -19,7 +19,7 @@ from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._slots import free, keyed
 from orchestrator.runtime.control._ctx import Ctx
-from orchestrator.runtime.control._outbox import entry, execute
+from orchestrator.runtime.control._outbox import entry, execute, hook_entries
 from orchestrator.runtime.control._settle import follow_up, recover
 from orchestrator.runtime.control._start import begin
 
@@ -71,6 +71,7 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
             return False, again
         return False, _nothing
     entries = [entry(run_id, c, now) for c in step.commands]
+    entries += hook_entries(plan, snap.run, [(task, step.task)], now)
     counts = rt.state.commit(  # a conflict: the record moved (a renewal, a cancel): read again
         Commit(
             run_id=run_id,

@@ -25,6 +25,8 @@ from orchestrator.contracts import (
     RunStatus,
     RunSucceeded,
     TaskRequested,
+    TaskRun,
+    TaskStatus,
 )
 from orchestrator.engine import (
     Command,
@@ -53,6 +55,13 @@ HOOK_STATES = {
     RunStatus.FAILED: HookState.FAILED,
     RunStatus.CANCELLED: HookState.CANCELLED,
 }
+# The hook state of each final task status (a task retried is not final: RETRYING).
+TASK_HOOK_STATES = {
+    TaskStatus.SUCCEEDED: HookState.COMPLETED,
+    TaskStatus.FAILED: HookState.FAILED,
+    TaskStatus.CANCELLED: HookState.CANCELLED,
+}
+DONE_AT_ONCE = (OutboxKind.DISPATCH, OutboxKind.FINISH, OutboxKind.HOOKS)
 CHUNK = 400  # records per commit: far under Firestore's 10 MiB request limit at any width
 
 
@@ -94,6 +103,38 @@ def entry(run_id: str, command: Command, now: datetime) -> OutboxEntry:
             )
 
 
+def hook_entries(
+    plan: Plan, run: Run, tasks: Sequence[tuple[TaskRun | None, TaskRun]], now: datetime
+) -> list[OutboxEntry]:
+    """The HOOKS entries of the (before, after) task records a commit moves to a final state
+    whose hooks the task declares: committed with that state, so its hooks are requested
+    once it is committed (and, by the sweep, after a crash before the request)."""
+    hooks = plan.spec.hooks
+    if hooks is None or not hooks.tasks:
+        return []
+    out = []
+    for before, task in tasks:
+        state = TASK_HOOK_STATES.get(task.status)
+        if state is None or task.attempt == 0 or (before and before.status is task.status):
+            continue  # not a final end, none of its attempts ran, or not this commit's end
+        planned = plan.tasks.get(task.key)
+        declared = hooks.tasks.get(planned.node.task) if planned else None
+        if declared is None or not declared.for_state(state):
+            continue
+        out.append(
+            OutboxEntry(
+                id=f"hooks-{task.key}-{task.attempt}",
+                run_id=run.run_id,
+                kind=OutboxKind.HOOKS,
+                due_at=now + ABANDONED_AFTER,
+                key=task.key,
+                attempt=task.attempt,
+                detail={"state": state.value, "flow_attempt": run.attempt},
+            )
+        )
+    return out
+
+
 def execute(
     rt: Runtime,
     plan: Plan,
@@ -112,12 +153,15 @@ def execute(
     if dispatches:
         request(rt, run, dispatches)
     for e in due:
+        if e.kind is OutboxKind.HOOKS:
+            request_task_hooks(rt, plan, run, e)
+    for e in due:
         if e.kind is OutboxKind.FINISH:
             announce(rt, plan, ended(run, e))
             if run.status.terminal:  # not resumed since: its run slot goes to the next run
                 free_run_slot(rt, run, plan.spec)
     # Wakes and checks are the sweep's: it marks them done once it fired them.
-    done = [e.id for e in due if e.kind in (OutboxKind.DISPATCH, OutboxKind.FINISH)]
+    done = [e.id for e in due if e.kind in DONE_AT_ONCE]
     done += delivered
     if done:
         rt.state.commit(Commit(run_id=run.run_id, outbox_done=done))
@@ -139,6 +183,23 @@ def ended(run: Run, finish: OutboxEntry) -> Run:
             "ended_at": datetime.fromisoformat(at) if isinstance(at, str) else run.ended_at,
         }
     )
+
+
+def request_task_hooks(rt: Runtime, plan: Plan, run: Run, hooks: OutboxEntry) -> None:
+    """Publish a HOOKS entry's request: its task's hooks, on its flow's code's worker."""
+    state, flow_attempt = hooks.detail.get("state"), hooks.detail.get("flow_attempt")
+    if not isinstance(state, str) or not isinstance(flow_attempt, int) or hooks.key is None:
+        return  # not an entry this code wrote: nothing it could name is requested
+    req = HooksRequested(
+        run_id=run.run_id,
+        flow_version=run.flow_version,
+        attempt=flow_attempt,
+        state=HookState(state),
+        key=hooks.key,
+        task_attempt=hooks.attempt,
+    )
+    event_id = f"{run.run_id}/{hooks.key}/{hooks.attempt}/hooks"
+    rt.bus.publish(rt.topics.tasks, rt.envelope(req, event_id=event_id, code=plan.spec.bundle))
 
 
 def request(rt: Runtime, run: Run, attempts: Sequence[tuple[str, int]], why: str = "") -> None:
@@ -185,7 +246,7 @@ def announce(rt: Runtime, plan: Plan, run: Run) -> None:
         ended = RunSucceeded(result_uri=uri, **common)
     else:
         error = run.error or ErrorInfo(type="Failed", message="run failed")
-        ended = RunFailed(error=error, **common)
+        ended = RunFailed(error=error, status=run.status, **common)
     if run.parent is not None:
         _complete_parent(rt, run)
     event_id = f"{run.run_id}/{run.attempt}/{run.status.value.lower()}"

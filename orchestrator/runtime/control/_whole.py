@@ -28,7 +28,7 @@ from orchestrator.errors import BadInputError, NotFoundError
 from orchestrator.ports import Commit, Snapshot
 from orchestrator.runtime._retry import retried
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime.control._outbox import entry, execute
+from orchestrator.runtime.control._outbox import entry, execute, hook_entries
 
 S = TaskStatus
 
@@ -57,6 +57,8 @@ def _apply(rt: Runtime, run_id: str, event: Event) -> tuple[Transition, Callable
         uri = rt.flow_result_uri(plan, run_id, run.parent)
         run = run.model_copy(update={"result_uri": uri})
     entries = [entry(run_id, c, now) for c in tr.commands]
+    changed = [(snap.tasks.get(k), tr.state.tasks[k]) for k in tr.changed]
+    entries += hook_entries(plan, snap.run, changed, now)  # ended in the attempt read
     if not (tr.changed or tr.run_changed or entries):
 
         def again() -> None:

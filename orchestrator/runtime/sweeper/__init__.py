@@ -4,6 +4,7 @@ faces, each item on its own deadline."""
 
 from orchestrator.runtime.sweeper._sweep import (
     EARLY_WAIT,
+    EVENTS_EVERY,
     ITEM_BUDGET_S,
     TICK_BUDGET_S,
     Fired,
@@ -16,6 +17,7 @@ from orchestrator.runtime.sweeper._sweep import (
 
 __all__ = [
     "EARLY_WAIT",
+    "EVENTS_EVERY",
     "ITEM_BUDGET_S",
     "TICK_BUDGET_S",
     "Fired",

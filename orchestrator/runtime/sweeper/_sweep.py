@@ -22,9 +22,10 @@ import hashlib
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Protocol, TypeVar
@@ -42,6 +43,7 @@ from orchestrator.engine import REDISPATCH_AFTER, LeaseExpired, Reconcile, stray
 from orchestrator.errors import ConflictError, TransientError
 from orchestrator.ports import Commit
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._mailbox import expire_events
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime._slots import reclaim
 from orchestrator.runtime.control import advance, close_window, execute, request
@@ -56,6 +58,13 @@ TICK_BUDGET_S = 45.0  # under the sweeper function's 60 s timeout and the tick i
 # One item's own deadline. Items start only while a whole item budget fits in what is left of
 # the tick, so a tick ends within TICK_BUDGET_S even when its last item hangs.
 ITEM_BUDGET_S = 10.0
+
+# Wait events past their retention are looked for this often (each look lists the mailbox), or
+# at the next tick while the last look found a whole page of them.
+EVENTS_EVERY = timedelta(minutes=10)
+# When this process may look again, per runtime object (by id, with a weak reference that
+# tells a live runtime from a later one given the same id: a runtime is not hashable).
+_NEXT_EVENTS: dict[int, tuple[weakref.ref[Runtime], datetime]] = {}
 
 T = TypeVar("T")
 
@@ -164,7 +173,7 @@ def tick(
     """One sweeper tick; returns how many items it handled."""
     tk = _Tick(rt, budget_s, min(item_s, budget_s), clock)
     try:
-        return sweep(tk) + expire_leases(tk) + redispatch(tk) + reclaim_slots(tk)
+        return sweep(tk) + expire_leases(tk) + redispatch(tk) + reclaim_slots(tk) + old_events(tk)
     finally:
         tk.close()
 
@@ -330,6 +339,24 @@ def reclaim_slots(tk: _Tick) -> int:
         except Exception:  # the store or the bus is away: the next tick tries again
             LOGGER.exception("reclaiming slot %d of %s failed", slot.index, slot.key)
     return handled
+
+
+def old_events(tk: _Tick) -> int:
+    """Wait events no live run can take any more, past retention: a page at a time (see
+    runtime/_mailbox.py). A failure is logged; the next look tries again."""
+    rt, now = tk.rt, tk.rt.clock.now()
+    ref, due = _NEXT_EVENTS.get(id(rt), (None, None))
+    if (ref is not None and ref() is rt and due is not None and now < due) or not tk.open:
+        return 0
+    _NEXT_EVENTS[id(rt)] = (weakref.ref(rt), now + EVENTS_EVERY)
+    try:
+        expired = tk.run("expiring wait events", partial(expire_events, rt, now))
+    except Exception:  # the store or GCS is away: look again at the next interval
+        LOGGER.exception("expiring wait events failed")
+        return 0
+    if expired.more:
+        _NEXT_EVENTS[id(rt)] = (weakref.ref(rt), now)  # the next tick goes on
+    return expired.deleted
 
 
 def _page(

@@ -1,11 +1,13 @@
 """State hooks and notifications of a flow attempt's end, run by a worker.
 
-A run's end is announced only after it is committed (the FINISH outbox entry), and the
-announcement publishes a HooksRequested with it; Pub/Sub delivers that to a worker at least
-once, so each hook runs at least once per committed end, and never for an end that was not
-committed. The worker reads the run as committed, calls the flow's hooks for that end and each
-task's hooks for its task's final state, with the run's (and task's) context set, then tells
-the flow's notification blocks of a failure. A hook that raises is logged and recorded as a
+Every end is requested only after it is committed: a task's final state (SUCCEEDED, FAILED
+once no retry is left, CANCELLED) commits a HOOKS outbox entry with it, so its hooks run while
+the run goes on, as Prefect runs a task's hooks when the task ends; a run's end is announced
+from its FINISH entry, which publishes a HooksRequested with it. Pub/Sub delivers each request
+to a worker at least once, so each hook runs at least once per committed end, and never for an
+end that was not committed. The worker reads the run as committed and calls the hooks of that
+end with the run's (and task's) context set, then, for a run's failure, tells the flow's
+notification blocks. A hook that raises is logged and recorded as a
 dead letter (`kumoflow dlq list`); nothing here ever changes a run's state.
 
 Hooks are called as Prefect calls them: `hook(flow, flow_run, state)` for a flow (`flow` is the
@@ -29,19 +31,12 @@ from orchestrator.contracts import (
     Run,
     RunNotification,
     RunStatus,
-    TaskStatus,
     clip,
 )
 from orchestrator.runtime._context import RunScope, flow_scope_for, run_scope, task_scope_for
 from orchestrator.runtime._logging import LOGGER
 from orchestrator.runtime._runtime import Runtime
 from orchestrator.runtime.worker._notify import notify
-
-TASK_HOOK_STATE = {
-    TaskStatus.SUCCEEDED: HookState.COMPLETED,
-    TaskStatus.FAILED: HookState.FAILED,
-    TaskStatus.CANCELLED: HookState.CANCELLED,
-}
 
 
 @dataclass(frozen=True)
@@ -68,40 +63,54 @@ class StateInfo:
 
 def run_hooks(rt: Runtime, req: HooksRequested) -> int:
     """Run what `req`'s end calls for; returns how many hooks and notifications failed."""
-    snap = rt.state.load(req.run_id)  # the whole run, once per flow attempt's end
+    if req.key is not None:
+        return _task_hooks(rt, req, req.key)
+    snap = rt.state.load(req.run_id, [])
     if snap is None:
         return 0
     run = snap.run
-    plan = rt.plan_of(run)
-    spec = plan.spec
+    spec = rt.plan_of(run).spec
     # The hooks see the attempt that ended (the run may have been resumed since).
     ended = run.model_copy(update={"attempt": req.attempt})
     hooks = spec.hooks
     failed = 0
     error = run.error if run.attempt == req.attempt else None
-    flow_scope = flow_scope_for(ended, spec)
     if hooks is not None:
+        flow_scope = flow_scope_for(ended, spec)
         state = StateInfo(req.state, error.message if error else None, error)
         for ref in hooks.flow.for_state(req.state):
             args = (spec.options, flow_scope.flow_run, state)
             failed += _call(rt, req, ref, spec, flow_scope, args)
-        for key in sorted(snap.tasks):
-            task = snap.tasks[key]
-            planned = plan.tasks.get(key)
-            wanted = TASK_HOOK_STATE.get(task.status)
-            task_hooks = hooks.tasks.get(planned.node.task) if planned else None
-            if planned is None or wanted is None or task_hooks is None:
-                continue
-            options = planned.node.options
-            scope = task_scope_for(ended, spec, key, task.attempt, options, {})
-            task_state = StateInfo(wanted, task.error.message if task.error else None, task.error)
-            for ref in task_hooks.for_state(wanted):
-                failed += _call(rt, req, ref, spec, scope, (options, scope.task_run, task_state))
     told = (*(hooks.flow.notify if hooks else ()), *rt.notify)
     if req.state is HookState.FAILED and told:
         body = notification(run, req, error)
         for ref in dict.fromkeys(told):
             failed += _guarded(rt, req, f"notify {ref}", functools.partial(notify, rt, ref, body))
+    return failed
+
+
+def _task_hooks(rt: Runtime, req: HooksRequested, key: str) -> int:
+    """A task's final state, committed: its hooks, with the attempt's context and error."""
+    snap = rt.state.load(req.run_id, [key])
+    task = snap.tasks.get(key) if snap is not None else None
+    if snap is None or task is None or req.task_attempt is None:
+        return 0
+    plan = rt.plan_of(snap.run)
+    planned = plan.tasks.get(key)
+    hooks = plan.spec.hooks
+    declared = hooks.tasks.get(planned.node.task) if hooks and planned else None
+    if planned is None or declared is None:
+        return 0
+    spec = plan.spec
+    attempt = next((a for a in task.attempts if a.number == req.task_attempt), None)
+    error = (attempt.error if attempt is not None else None) or task.error
+    ended = snap.run.model_copy(update={"attempt": req.attempt})
+    options = planned.node.options
+    scope = task_scope_for(ended, spec, key, req.task_attempt, options, {})
+    state = StateInfo(req.state, error.message if error else None, error)
+    failed = 0
+    for ref in declared.for_state(req.state):
+        failed += _call(rt, req, ref, spec, scope, (options, scope.task_run, state))
     return failed
 
 
@@ -145,7 +154,10 @@ def _guarded(rt: Runtime, req: HooksRequested, what: str, fn: Callable[[], None]
     except Exception as e:
         reason = clip(f"{what} failed: {type(e).__name__}: {e}", 2000)
         LOGGER.error(reason, extra={"run_id": req.run_id, "function": "hooks"})
-        identity = f"hooks|{req.run_id}|{req.attempt}|{req.state.value}|{what}"
+        end = f"{req.run_id}/{req.attempt}/{req.state.value}"
+        if req.key is not None:
+            end = f"{req.run_id}/{req.key}/{req.task_attempt}/{req.state.value}"
+        identity = f"hooks|{end}|{what}"
         rt.letters.record(
             DeadLetter(
                 id=hashlib.sha256(identity.encode()).hexdigest()[:32],
@@ -153,7 +165,7 @@ def _guarded(rt: Runtime, req: HooksRequested, what: str, fn: Callable[[], None]
                 source="hooks",
                 reason=reason,
                 event_type="dev.kumoflow.hooks.requested",
-                event_id=f"{req.run_id}/{req.attempt}/{req.state.value}",
+                event_id=end,
                 payload=req.model_dump_json(),
             )
         )

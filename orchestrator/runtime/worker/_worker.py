@@ -55,8 +55,8 @@ from orchestrator.runtime._context import run_scope, task_scope_for
 from orchestrator.runtime._items import own_element
 from orchestrator.runtime._keys import computed_key, key_parameters
 from orchestrator.runtime._logging import LOGGER
+from orchestrator.runtime._rates import admitted
 from orchestrator.runtime._runtime import Runtime
-from orchestrator.runtime._slots import hold
 from orchestrator.runtime.worker import _cache as cache
 from orchestrator.runtime.worker._cache import TaskRunContext
 from orchestrator.runtime.worker._capture import LOG_TYPE, Capture, capturing
@@ -180,10 +180,11 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
     if taken is not None and options.computed_concurrency:
         claimed, taken = _keyed(rt, claimed, taken)
         options = options.model_copy(update={"concurrency": taken.attempts[-1].slot_key})
+    etag = snap.etags.get(req.key)
     if taken is not None:
-        holds, slot = hold(rt, req.run_id, req.key, req.attempt, options)
-        if not holds:
-            return None  # it waits in line for a slot of its key, queued: a freed slot wakes it
+        admits, slot = admitted(rt, req, record, etag, options, started)
+        if not admits:
+            return None  # over its rate (a timer sends it again) or in line for a slot: queued
         if slot is not None:  # recorded by the claim's commit: its end frees it in one write
             taken = _on_attempt(taken, slot=slot)
     if taken is None:
@@ -196,7 +197,7 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
             update={"child_run": child_run_id(req.run_id, req.key, req.attempt)}
         )
     try:  # a record made here is created must-not-exist, like any other claim is fenced
-        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, snap.etags.get(req.key))]))
+        rt.state.commit(Commit(run_id=req.run_id, tasks=[(taken, etag)]))
     except ConflictError:
         return None  # another delivery claimed it first (or a cancel recorded it)
     return claimed
