@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from orchestrator.contracts import (
     DeadLetter,
@@ -18,6 +18,7 @@ from orchestrator.contracts import (
     RateState,
     Run,
     Slot,
+    SlotHold,
     StoredBlock,
     TaskRun,
     Ticket,
@@ -198,6 +199,15 @@ class DeadLetterStore(Protocol):
     def get(self, letter_id: str) -> DeadLetter | None: ...
 
 
+class Acquired(NamedTuple):
+    """What LimitStore.acquire did: whether the attempt holds a slot, the tickets it served,
+    and which slot it took when its store says (None: the release looks it up)."""
+
+    holds: bool
+    woken: list[Ticket]
+    hold: SlotHold | None = None
+
+
 class LimitStore(Protocol):
     """Concurrency limits by key (see engine.limits for the rules every adapter applies). Each
     method returns the tickets it served: their attempts hold a slot now and must be woken
@@ -211,13 +221,16 @@ class LimitStore(Protocol):
         """Every key that has a limit, slots in use or waiters (or `key` alone), by key."""
         ...
 
-    def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
-        """Take or keep a slot for the ticket's attempt (True), or wait in line once (False).
-        A key without a limit: True, and nothing is stored."""
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> Acquired:
+        """Take or keep a slot for the ticket's attempt (holds), or wait in line once (not).
+        A key without a limit: it holds, and nothing is stored."""
         ...
 
-    def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
-        """Free the slot `holder` holds (or its place in line): idempotent."""
+    def release(
+        self, key: str, holder: str, lease_until: datetime, hold: SlotHold | None = None
+    ) -> list[Ticket]:
+        """Free the slot `holder` holds (or its place in line): idempotent. `hold`, what
+        `holder`'s acquire returned, lets a store free that slot without looking it up."""
         ...
 
     def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:

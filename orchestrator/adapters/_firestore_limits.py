@@ -12,20 +12,30 @@ only), so 10,000 waiters of one key write 10,000 documents and never one record.
 hands only in a write conditional on the slot document as read (and, handed to a waiter, on its
 ticket as read): at most as many writers contend as slots free up at once, never the waiters.
 Which free slot and which of the first tickets a server takes is spread over the first SPREAD of
-each, so concurrent servers rarely meet on one document: within those SPREAD places the line is
-not strictly FIFO (the order is exact beyond them, and with one server at a time).
+each (a taker's, once it lost one), so concurrent servers rarely meet on one document: within
+those SPREAD places the line is not strictly FIFO (the order is exact beyond them, and with one
+server at a time).
 
-The common case, nobody waiting, costs 2 reads and 2 writes per attempt (benchmarks.limits):
+The common case, nobody waiting, costs 1 read and 2 writes per attempt (benchmarks.limits
+measured 1.2 reads at 300 wide: takes lost to concurrent takers, retried):
 - a take is one query for a slot the attempt holds already or the lowest free one (holder in
-  [itself, ""], its own first) and one conditional write, without a ticket;
-- a release is one query for its slot and one conditional write; it reads the line only when
-  its slot is marked `waited`. A waiter, once it finds no slot free, marks every held slot not
-  marked yet (each conditional on the slot as read: a slot freed meanwhile is served instead),
-  and a slot handed to a waiter stays marked.
+  [itself, ""], its own first) and one conditional write, without a ticket; it names the slot
+  and its update time after the write (a SlotHold), which the claim records on the attempt.
+  A take lost to a concurrent taker (they all read the lowest free slot) reads again one free
+  slot, from a place drawn at random among the SPREAD above the one it lost;
+- a release is one write to that slot, conditional on that update time: unchanged since the
+  take, the slot is held by the releaser, not marked `waited` and not retired, so freeing it
+  is all a release has to do. Anything that moved it since fails the condition (the sweeper
+  renewed it, a waiter marked it, a cut retired it, an earlier release freed it and another
+  took it): the release then does what it does without a SlotHold, one query for its slot
+  and one conditional write, and reads the line only when its slot is marked `waited`. A
+  waiter, once it finds no slot free, marks every held slot not marked yet (each conditional
+  on the slot as read: a slot freed meanwhile is served instead), and a slot handed to a
+  waiter stays marked (its holder gets no SlotHold for it).
 Each side writes before it looks at the other (a waiter: its ticket, then the slots; a release:
-its slot, whose conditional write fails if a waiter marked it since it was read), so a free
-slot and a waiter never both go unseen, and a taker that finds a slot free overtakes only
-waiters that arrive at the same moment. The key's limit is cached per process for
+its slot, whose conditional write fails if a waiter marked it since it was read or taken), so
+a free slot and a waiter never both go unseen, and a taker that finds a slot free overtakes
+only waiters that arrive at the same moment. The key's limit is cached per process for
 LIMIT_CACHE_S: the slot documents, not the cached value, decide who holds (a cut retires held
 slots above the limit and deletes free ones; a taker that finds no slot reads the limit anew).
 Queries read slots by `holder` (and `index`: a composite index) and `waited`, tickets by `rank`;
@@ -41,10 +51,12 @@ from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 
-from orchestrator.contracts import LimitState, Slot, Ticket
+from orchestrator.contracts import LimitState, Slot, SlotHold, Ticket
 from orchestrator.engine import limits
+from orchestrator.ports import Acquired
 
 SPREAD = 8  # free slots (and first tickets) a server picks among at random
 FIELDS = ("key", "index", "holder", "run_id", "task", "attempt", "lease_until")
@@ -107,35 +119,45 @@ class FirestoreLimits:
             )
         return states
 
-    def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> Acquired:
         if self._cached_limit(ticket.key) is None:
-            return True, []
-        for tried in range(TRIES):  # the fast path: a slot held already or a free one, no ticket
-            found = self._held_or_free(ticket.key, ticket.holder, among=1 if not tried else SPREAD)
+            return Acquired(True, [])
+        lost = None  # the slot the last take lost to a concurrent taker
+        for _ in range(TRIES):  # the fast path: a slot held already or a free one, no ticket
+            found = self._held_or_free(ticket.key, ticket.holder, lost)
             if found is None:
                 break
             if found.get("holder") == ticket.holder:
                 if found.get("lease_until") is None or found.get("lease_until") < lease_until:
                     found.reference.update({"lease_until": lease_until})
-                return True, []
-            if _take(self._db, found, ticket, lease_until):
-                return True, []
+                    return Acquired(True, [])  # not as read: a waiter may have marked it since
+                if _waited(found) or _retired(found):  # its release does more than free it
+                    return Acquired(True, [])
+                return Acquired(True, [], _hold(ticket.key, found, _version(found.update_time)))
+            taken = _take(self._db, found, ticket, lease_until)
+            if taken is not None:  # as taken: neither marked nor retired
+                return Acquired(True, [], _hold(ticket.key, found, taken))
+            lost = found.get("index")
         ref = self._key_ref(ticket.key)
         doc = ticket.model_dump(mode="python") | {"rank": limits.rank(ticket)[0]}
         try:
             ref.collection("tickets").document(_who(ticket.holder)).create(doc)
         except gexc.AlreadyExists:
-            return False, []  # in line already (a duplicate request)
+            return Acquired(False, [])  # in line already (a duplicate request)
         if self._limit_of(ticket.key) is None:  # removed (since this process cached it)
             ref.collection("tickets").document(_who(ticket.holder)).delete()
-            return True, []
+            return Acquired(True, [])
         woken = self._serve(ticket.key, lease_until, after=self._mark_waited)
         mine = any(t.holder == ticket.holder for t in woken)
         if not mine and self._held(ticket.key, ticket.holder) is not None:
             mine = True  # a concurrent server handed it a slot
-        return mine, [t for t in woken if t.holder != ticket.holder]
+        return Acquired(mine, [t for t in woken if t.holder != ticket.holder])
 
-    def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
+    def release(
+        self, key: str, holder: str, lease_until: datetime, hold: SlotHold | None = None
+    ) -> list[Ticket]:
+        if hold is not None and hold.key == key and self._free_as_taken(hold):
+            return []  # the slot as its take left it: nobody marked it, nobody waits for it
         # One slot per release: after a rare duplicate take an attempt holds two, and a stale
         # ticket's wake-up releases one while the attempt runs on the other; its end (or the
         # sweeper, once the lease runs out) frees the other.
@@ -170,6 +192,22 @@ class FirestoreLimits:
 
     # --- helpers
 
+    def _free_as_taken(self, hold: SlotHold) -> bool:
+        """Free the slot `hold` names in one write, conditional on its update time at the
+        take: then its holder is the releasing attempt and it is neither marked as waited for
+        nor retired, so freeing it is all a release does. False when it moved since (renewed,
+        marked by a waiter, retired by a cut, freed already): the caller looks it up."""
+        ref = self._key_ref(hold.key).collection("slots").document(str(hold.index))
+        updated = DatetimeWithNanoseconds.from_rfc3339(hold.updated)  # type: ignore[no-untyped-call]
+        try:
+            ref.update(
+                {"holder": FREE, "lease_until": None},
+                option=self._db.write_option(last_update_time=updated),
+            )
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        return True
+
     def _cache_limit(self, key: str, limit: int | None) -> None:
         if "_limit_cache" not in self.__dict__:
             self.__dict__["_limit_cache"] = {}
@@ -199,24 +237,29 @@ class FirestoreLimits:
         found = list(query.stream())
         return found[0] if found else None
 
-    def _held_or_free(self, key: str, holder: str, among: int = 1) -> Any:
-        """In one query: the slot `holder` holds, else the lowest free one, or one at random
-        of the `among` lowest (after a take lost to a concurrent taker: they all read the
-        lowest first); None: neither. Strings sort after "", so its own slot comes first in
-        descending order."""
+    def _held_or_free(self, key: str, holder: str, lost: int | None = None) -> Any:
+        """In one query reading one document: the slot `holder` holds, else the lowest free
+        one; None: neither. Strings sort after "", so its own slot comes first in descending
+        order. After a take of slot `lost` lost to a concurrent taker (they all read the
+        lowest free one first), the lowest free one from a place drawn at random among the
+        SPREAD above it (else the lowest again): past its own, which only a duplicate of its
+        attempt taking one at this very moment could hold (then it holds two, see release)."""
         query = (
             self._key_ref(key)
             .collection("slots")
             .where(filter=firestore.FieldFilter("holder", "in", [holder, FREE]))
             .order_by("holder", direction=firestore.Query.DESCENDING)
             .order_by("index")  # the lowest free one (a composite index, infra's wiring)
-            .limit(among)
+            .limit(1)
         )
-        found = list(query.stream())
+        found: list[Any] = []
+        if lost is not None:
+            start = {"holder": FREE, "index": lost + 1 + random.randrange(SPREAD)}
+            found = list(query.start_at(start).stream())
+        found = found or list(query.stream())
         if found and found[0].get("holder") == holder:
             return found[0]
-        free = [s for s in found if not _retired(s)]
-        return random.choice(free) if free else None
+        return found[0] if found and not _retired(found[0]) else None
 
     def _mark_waited(self, key: str) -> bool:
         """Mark every held slot of the key that is not marked yet as waited for, so that its
@@ -303,14 +346,27 @@ def _hand(db: firestore.Client, slot: Any, ticket: Any, lease_until: datetime) -
     return found
 
 
-def _take(db: firestore.Client, slot: Any, ticket: Ticket, lease_until: datetime) -> bool:
-    """Take the free `slot` for `ticket`'s attempt, as read: False when another got it first."""
+def _take(db: firestore.Client, slot: Any, ticket: Ticket, lease_until: datetime) -> str | None:
+    """Take the free `slot` for `ticket`'s attempt, as read: its version after the take (see
+    _version), None when another got it first."""
     taken = limits.reserve(ticket, slot.get("index"), lease_until).model_dump(mode="python")
     try:  # nobody waited when it was free: its release need not read the line
-        slot.reference.update(taken | {"waited": False}, option=db.write_option(**_as_read(slot)))
+        written = slot.reference.update(
+            taken | {"waited": False}, option=db.write_option(**_as_read(slot))
+        )
     except (gexc.FailedPrecondition, gexc.NotFound):
-        return False
-    return True
+        return None
+    return _version(written.update_time)
+
+
+def _hold(key: str, slot: Any, version: str) -> SlotHold:
+    """What a release needs to free `slot` (a snapshot of it) as it was at `version`."""
+    return SlotHold(key=key, index=slot.get("index"), updated=version)
+
+
+def _version(update_time: Any) -> str:
+    """A document's update time as SlotHold keeps it: RFC 3339 to the nanosecond."""
+    return str(update_time.rfc3339())
 
 
 def _free(db: firestore.Client, held: Any) -> None:

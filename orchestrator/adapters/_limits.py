@@ -1,5 +1,6 @@
 """LimitStore over one book per key (engine.limits), for stores with one writer at a time
-(memory, SQLite): there a key's book is no hot record, since nothing contends on it."""
+(memory, SQLite): there a key's book is no hot record, since nothing contends on it, and a
+release finds its slot in the book it reads anyway (it takes no SlotHold)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from orchestrator.contracts import LimitBook, LimitState, Slot, Ticket
+from orchestrator.contracts import LimitBook, LimitState, Slot, SlotHold, Ticket
 from orchestrator.engine import limits
+from orchestrator.ports import Acquired
 
 T = TypeVar("T")
 
@@ -33,14 +35,16 @@ class BookLimits(ABC):
             if b.limit is not None or b.slots or b.waiting
         ]
 
-    def acquire(self, ticket: Ticket, lease_until: datetime) -> tuple[bool, list[Ticket]]:
-        def edit(book: LimitBook) -> tuple[LimitBook, tuple[bool, list[Ticket]]]:
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> Acquired:
+        def edit(book: LimitBook) -> tuple[LimitBook, Acquired]:
             book, holds, woken = limits.acquire(book, ticket, lease_until)
-            return book, (holds, woken)
+            return book, Acquired(holds, woken)
 
         return self._edit_book(ticket.key, edit)
 
-    def release(self, key: str, holder: str, lease_until: datetime) -> list[Ticket]:
+    def release(
+        self, key: str, holder: str, lease_until: datetime, hold: SlotHold | None = None
+    ) -> list[Ticket]:
         return self._edit_book(key, lambda b: limits.release(b, holder, lease_until))
 
     def expired_slots(self, now: datetime, limit: int = 100) -> list[Slot]:

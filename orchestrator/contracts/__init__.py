@@ -54,6 +54,7 @@ from ._limits import (
     RateBook,
     RateState,
     Slot,
+    SlotHold,
     Ticket,
     holder_of,
 )
@@ -173,6 +174,7 @@ __all__ = [
     "Serializer",
     "Since",
     "Slot",
+    "SlotHold",
     "SmtpSettings",
     "SourceRef",
     "StoredBlock",

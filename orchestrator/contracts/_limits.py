@@ -42,6 +42,19 @@ class Slot(Frozen):
     lease_until: datetime
 
 
+class SlotHold(Frozen):
+    """The slot an attempt took, as its store wrote it: recorded on the attempt at its claim,
+    so that its release can free that slot in one write conditional on `updated` (a store
+    that keeps a key in one record takes none). A slot that moved since (renewed, marked as
+    waited for, retired, freed) fails that condition: the release then looks it up."""
+
+    key: LimitKey
+    index: int
+    # The slot's version after the take (Firestore: its update time, RFC 3339 to the
+    # nanosecond, which a datetime would round).
+    updated: str
+
+
 class LimitState(Frozen):
     """What `kumoflow limits ls` shows of one key."""
 

@@ -29,6 +29,7 @@ from orchestrator.contracts import (
     OutboxEntry,
     OutboxKind,
     Rate,
+    SlotHold,
     TaskOptions,
     TaskRequested,
     TaskRun,
@@ -57,9 +58,10 @@ def admitted(
     etag: Etag | None,
     options: TaskOptions,
     now: datetime,
-) -> bool:
+) -> tuple[bool, SlotHold | None]:
     """Whether the attempt may be claimed now: its rate permit taken (at `now`, the claim's
-    time), then its concurrency slot. False: it waits, queued, for a timer or a freed slot."""
+    time), then its concurrency slot (with the slot taken, when the store names it: see
+    _slots.hold). False: it waits, queued, for a timer or a freed slot."""
     rate = options.rate
     holder = holder_of(req.run_id, req.key, req.attempt)
     if (
@@ -69,7 +71,7 @@ def admitted(
     ):
         # Its timer sends it then. Taking (and being refused) again would add a timer per
         # duplicate, each sending one more request: duplicates would multiply.
-        return False
+        return False, None
     if rate is not None:
         store = _store(rt)
         later = retried(
@@ -78,17 +80,18 @@ def admitted(
         if later is not None:
             if _wait_until(rt, req, record, etag, rate, later):
                 # Its claim can no longer commit (the record moved): a slot handed to it goes on.
-                free(rt, req.run_id, req.key, req.attempt, options)
-            return False
-    if hold(rt, req.run_id, req.key, req.attempt, options):
-        return True
+                free(rt, req.run_id, record, req.attempt, options)
+            return False, None
+    holds, slot = hold(rt, req.run_id, req.key, req.attempt, options)
+    if holds:
+        return True, slot
     if rate is not None:  # it waits in line for a slot: it did not start
         store = _store(rt)
         retried(
             lambda: store.refund_rate(rate.key, holder, now),
             what=f"rate {rate.key}: handing a permit back",
         )
-    return False
+    return False, None
 
 
 def _wait_until(

@@ -29,6 +29,7 @@ from orchestrator.contracts import (
     RunRequested,
     RunStatus,
     Slot,
+    SlotHold,
     TaskOptions,
     TaskRequested,
     TaskRun,
@@ -45,10 +46,13 @@ from orchestrator.runtime._runtime import Runtime
 _UNCLAIMED = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
 
 
-def hold(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions) -> bool:
-    """Take (or keep) a slot for the attempt: False when it waits in line for one."""
+def hold(
+    rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions
+) -> tuple[bool, SlotHold | None]:
+    """Take (or keep) a slot for the attempt: False when it waits in line for one; with the
+    slot taken when the store says which (the claim records it on the attempt, for `free`)."""
     if options.concurrency is None:
-        return True
+        return True, None
     now = rt.clock.now()
     ticket = Ticket(
         key=options.concurrency,
@@ -58,22 +62,24 @@ def hold(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions)
         priority=options.priority,
         enqueued_at=now,
     )
-    holds, woken = _store(rt).acquire(ticket, _lease(rt))
-    wake(rt, woken)
-    if not holds:
+    got = _store(rt).acquire(ticket, _lease(rt))
+    wake(rt, got.woken)
+    if not got.holds:
         LOGGER.info(
             "%s attempt %d waits for a slot of %r", key, attempt, options.concurrency,
             extra={"run_id": run_id, "task": key, "attempt": attempt},
         )  # fmt: skip
-    return holds
+    return got.holds, got.hold
 
 
-def free(rt: Runtime, run_id: str, key: str, attempt: int, options: TaskOptions) -> None:
-    """The attempt is over: its slot (or its place in line) goes to the next waiter."""
+def free(rt: Runtime, run_id: str, task: TaskRun, attempt: int, options: TaskOptions) -> None:
+    """The attempt is over: its slot (or its place in line) goes to the next waiter. The slot
+    its claim recorded (Attempt.slot) lets the store free it without looking it up."""
     if options.concurrency is None:
         return
-    woken = _store(rt).release(options.concurrency, holder_of(run_id, key, attempt), _lease(rt))
-    wake(rt, woken)
+    held = next((a.slot for a in task.attempts if a.number == attempt), None)
+    holder = holder_of(run_id, task.key, attempt)
+    wake(rt, _store(rt).release(options.concurrency, holder, _lease(rt), held))
 
 
 def keyed(options: TaskOptions, task: TaskRun, attempt: int) -> TaskOptions:
@@ -128,9 +134,9 @@ def reclaim(rt: Runtime, slot: Slot) -> bool:
     if _queued(task, ticket) or (
         task is not None and task.attempt == slot.attempt and not task.status.terminal
     ):
-        holds, woken = _store(rt).acquire(_ticket_of(slot), _lease(rt))
-        wake(rt, woken)
-        return holds
+        got = _store(rt).acquire(_ticket_of(slot), _lease(rt))
+        wake(rt, got.woken)
+        return got.holds
     wake(rt, _store(rt).release(slot.key, slot.holder, _lease(rt)))
     return True
 
@@ -233,13 +239,13 @@ def take_run_slot(rt: Runtime, run: Run, spec: FlowSpec) -> bool:
         if not states or states[0].limit != limit:
             wake(rt, store.set_limit(key, limit, _lease(rt)))
         confirmed.add((key, limit))
-    holds, woken = store.acquire(_run_ticket(run), _lease(rt))
-    wake(rt, woken)
-    if not holds:
+    got = store.acquire(_run_ticket(run), _lease(rt))
+    wake(rt, got.woken)
+    if not got.holds:
         LOGGER.info(
             "run %s waits for a run slot of %r", run.run_id, run.flow, extra={"run_id": run.run_id}
         )
-    return holds
+    return got.holds
 
 
 def free_run_slot(rt: Runtime, run: Run, spec: FlowSpec) -> None:
@@ -278,9 +284,9 @@ def _reclaim_run(rt: Runtime, slot: Slot) -> bool:
     if snap is not None and not snap.run.status.terminal:
         if snap.run.status is RunStatus.PENDING:
             _wake_run(rt, _ticket_of(slot))
-        holds, woken = _store(rt).acquire(_ticket_of(slot), _lease(rt))
-        wake(rt, woken)
-        return holds
+        got = _store(rt).acquire(_ticket_of(slot), _lease(rt))
+        wake(rt, got.woken)
+        return got.holds
     wake(rt, _store(rt).release(slot.key, slot.holder, _lease(rt)))
     return True
 

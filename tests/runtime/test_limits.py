@@ -10,10 +10,18 @@ import pytest
 
 from orchestrator import task
 from orchestrator.adapters import MemoryBus, MemoryStore
-from orchestrator.contracts import RunRequested, RunStatus, TaskRequested, Ticket
+from orchestrator.contracts import (
+    RunRequested,
+    RunStatus,
+    SlotHold,
+    TaskRequested,
+    Ticket,
+    holder_of,
+)
 from orchestrator.engine import CancelRun
 from orchestrator.errors import FlowDefinitionError, KumoflowError
 from orchestrator.local import retry_run
+from orchestrator.ports import Acquired
 from orchestrator.runtime import (
     InProcessRunner,
     Runtime,
@@ -52,6 +60,42 @@ def test_a_map_under_a_limit_runs_at_most_the_limit_at_once_and_frees_every_slot
     assert 1 < most_at_once(items) <= LIMIT
     [state] = store.limit_states(KEY)
     assert (state.limit, state.in_use, state.waiters) == (LIMIT, 0, 0)
+
+
+class NamingStore(MemoryStore):
+    """A memory store whose takes name the slot they got, as Firestore's do (the holder as
+    its version); it records the hold each holder's first release was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: dict[str, SlotHold | None] = {}
+
+    def acquire(self, ticket: Ticket, lease_until: datetime) -> Acquired:
+        got = super().acquire(ticket, lease_until)
+        named = SlotHold(key=ticket.key, index=0, updated=ticket.holder)
+        return got._replace(hold=named) if got.holds else got
+
+    def release(
+        self, key: str, holder: str, lease_until: datetime, hold: SlotHold | None = None
+    ) -> list[Ticket]:
+        self.released.setdefault(holder, hold)
+        return super().release(key, holder, lease_until, hold)
+
+
+def test_the_slot_a_claim_took_is_recorded_on_the_attempt_and_handed_to_its_release() -> None:
+    store = NamingStore()
+    store.set_limit(KEY, LIMIT, datetime.now(UTC))
+    with InProcessRunner(store=store, max_workers=8) as runner:
+        snap = runner.run(limited_map.spec, {"items": list(range(WIDTH)), "kill": []})
+    assert snap.run.status is RunStatus.SUCCEEDED
+    items = [t for k, t in snap.tasks.items() if k.startswith("limited-item[")]
+    assert len(items) == WIDTH
+    for t in items:
+        [attempt] = t.attempts
+        holder = holder_of(snap.run.run_id, t.key, attempt.number)
+        assert attempt.slot == SlotHold(key=KEY, index=0, updated=holder)
+        assert store.released[holder] == attempt.slot
+    assert snap.tasks["limited-total"].attempts[-1].slot is None  # no key: no slot
 
 
 def test_a_task_in_line_is_shown_waiting_for_its_key() -> None:

@@ -65,7 +65,7 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
         if task.status.terminal and task.attempt == event.attempt:
 
             def again() -> None:  # a redelivery: finish what a crash left, the slot's release too
-                free(rt, run_id, event.key, event.attempt, options)
+                free(rt, run_id, task, event.attempt, options)
                 recover(ctx, task)
 
             return False, again
@@ -85,7 +85,7 @@ def _apply(rt: Runtime, run_id: str, event: Completion) -> tuple[bool, Callable[
     def effects() -> None:
         if rt.fault is not None:
             rt.fault("after-commit")
-        free(rt, run_id, event.key, event.attempt, options)  # the attempt is over
+        free(rt, run_id, task, event.attempt, options)  # the attempt is over
         execute(rt, plan, snap.run, entries, now)
         if step.increments:
             follow_up(ctx, [ended], counts)

@@ -181,8 +181,12 @@ def claim_attempt(rt: Runtime, req: TaskRequested) -> Claimed | TaskSucceeded | 
         claimed, taken = _keyed(rt, claimed, taken)
         options = options.model_copy(update={"concurrency": taken.attempts[-1].slot_key})
     etag = snap.etags.get(req.key)
-    if taken is not None and not admitted(rt, req, record, etag, options, started):
-        return None  # over its rate (a timer sends it again) or in line for a slot: queued
+    if taken is not None:
+        admits, slot = admitted(rt, req, record, etag, options, started)
+        if not admits:
+            return None  # over its rate (a timer sends it again) or in line for a slot: queued
+        if slot is not None:  # recorded by the claim's commit: its end frees it in one write
+            taken = _on_attempt(taken, slot=slot)
     if taken is None:
         done = _completed_elsewhere(rt, req, run, record, uri)
         if done is None and planned.node.subflow is not None:
@@ -211,8 +215,13 @@ def _keyed(rt: Runtime, c: Claimed, taken: TaskRun) -> tuple[Claimed, TaskRun]:
         key = computed_key(fn, c.req.key, args)
     except Exception as e:
         return replace(c, refused=e), taken
-    last = taken.attempts[-1].model_copy(update={"slot_key": key})
-    return c, taken.model_copy(update={"attempts": (*taken.attempts[:-1], last)})
+    return c, _on_attempt(taken, slot_key=key)
+
+
+def _on_attempt(taken: TaskRun, **update: Any) -> TaskRun:
+    """The claimed record with its attempt (the last one) updated."""
+    last = taken.attempts[-1].model_copy(update=update)
+    return taken.model_copy(update={"attempts": (*taken.attempts[:-1], last)})
 
 
 def _imported_code(rt: Runtime, node: NodeSpec, source: SourceRef) -> str | None:
