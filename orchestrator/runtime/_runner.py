@@ -39,7 +39,8 @@ from orchestrator.runtime.sweeper import tick
 from orchestrator.runtime.worker import run_hooks, run_job_attempt, run_task
 
 DEFAULT_WORKERS = 8
-# On a shared store: how often an idle runner looks whether another process ended its run.
+# How often an idle runner looks at its timers again, and whether another process (on a
+# shared store) ended its run.
 WATCH_S = 0.5
 # Result caches outlive a run: in-process, they last as long as the process.
 PROCESS_CACHE = MemoryBlobStore()
@@ -245,8 +246,10 @@ class InProcessRunner:
             return self._get(poll)
         wait = (due - clock.now()).total_seconds()
         if wait > 0:
-            if clock.realtime and (self._inflight or poll is not None):
-                return self._get(wait if poll is None else min(wait, poll))
+            if clock.realtime:
+                # Never sleep past a look at the timers again: a worker thread may commit an
+                # earlier one meanwhile (a rate's wake-up), which no event announces.
+                return self._get(min(wait, WATCH_S if poll is None else poll))
             if not self._inbox.empty():
                 return self._inbox.get()
             clock.sleep(wait)

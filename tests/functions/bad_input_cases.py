@@ -114,8 +114,8 @@ def _cases() -> list[Case]:
         _run_case(
             "run/contract-extra-field",
             _ce(RUN_REQUESTED),
-            _run_requested(run_id(), priority="high"),
-            "run.requested data fails its contract: priority: Extra inputs are not permitted",
+            _run_requested(run_id(), urgency="high"),
+            "run.requested data fails its contract: urgency: Extra inputs are not permitted",
             decoded=False,
         ),
         _run_case(
