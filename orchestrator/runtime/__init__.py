@@ -54,6 +54,7 @@ from orchestrator.runtime._keys import ConcurrencyKeyError, attach_key_function
 from orchestrator.runtime._logging import LOGGER, JsonFormatter, configure_json_logging, run_trace
 from orchestrator.runtime._mailbox import (
     EVENT_RETENTION_ENV,
+    ExpiryPages,
     event_name,
     expire_events,
     mailbox_folder,
@@ -160,6 +161,7 @@ __all__ = [
     "ConcurrencyKeyError",
     "Deferred",
     "Deployed",
+    "ExpiryPages",
     "Fired",
     "FlowRunInfo",
     "FlowRunView",

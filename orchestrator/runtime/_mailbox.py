@@ -27,9 +27,17 @@ EVENTS = "kumoflow/events/"
 EVENT_IDS = "kumoflow/event-ids/"
 RETENTION = timedelta(days=7)  # Pub/Sub's own longest message retention
 EVENT_RETENTION_ENV = "KUMOFLOW_EVENT_RETENTION_DAYS"
-RUN_PAGE = 200
-RUN_PAGES = 25  # old runs read per sweep at most: past them, nothing is deleted this time
-DELETE_PAGE = 200  # events deleted per sweep at most (with their markers)
+
+
+class ExpiryPages(NamedTuple):
+    """How much one look at the mailbox reads and deletes at most."""
+
+    run_page: int = 200
+    run_pages: int = 25  # old runs read per sweep at most: past them, nothing is deleted now
+    delete_page: int = 200  # events deleted per sweep at most (with their markers)
+
+
+PAGES = ExpiryPages()
 
 
 def event_retention() -> timedelta:
@@ -64,18 +72,18 @@ def run_start(run: Run) -> datetime:
     return run.created_at
 
 
-def horizon(rt: Runtime, now: datetime) -> datetime | None:
+def horizon(rt: Runtime, now: datetime, pages: ExpiryPages = PAGES) -> datetime | None:
     """Events before this time can be taken by no live run's wait and are past retention;
     None when the old runs could not all be read this time (nothing may go then). Only runs
     created before the retention window can start before it: those are read, newest first."""
     cutoff = now - event_retention()
     oldest, before = cutoff, cutoff
-    for _ in range(RUN_PAGES):
-        runs = rt.state.list_runs(limit=RUN_PAGE, before=before)
+    for _ in range(pages.run_pages):
+        runs = rt.state.list_runs(limit=pages.run_page, before=before)
         for run in runs:
             if not run.status.terminal:
                 oldest = min(oldest, run_start(run))
-        if len(runs) < RUN_PAGE:
+        if len(runs) < pages.run_page:
             return oldest
         before = runs[-1].created_at
     return None
@@ -86,11 +94,11 @@ class Expired(NamedTuple):
     more: bool  # a whole page went: there may be more to delete at once
 
 
-def expire_events(rt: Runtime, now: datetime) -> Expired:
-    """Delete up to DELETE_PAGE events older than `horizon`, oldest of each source first,
+def expire_events(rt: Runtime, now: datetime, pages: ExpiryPages = PAGES) -> Expired:
+    """Delete up to `pages.delete_page` events older than `horizon`, oldest of each source first,
     each with its marker (after it: a marker left by a crash only refuses a duplicate of an
     event no wait can take any more)."""
-    until = horizon(rt, now)
+    until = horizon(rt, now, pages)
     if until is None:
         return Expired(0, more=False)
     limit = stamp(until)
@@ -105,6 +113,6 @@ def expire_events(rt: Runtime, now: datetime) -> Expired:
         digest = name.removesuffix(".json").rpartition("-")[2]
         rt.blobs.delete(f"gs://{bucket}/{EVENT_IDS}{source}/{digest}")
         deleted += 1
-        if deleted >= DELETE_PAGE:
+        if deleted >= pages.delete_page:
             return Expired(deleted, more=True)
     return Expired(deleted, more=False)

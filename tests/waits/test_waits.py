@@ -21,6 +21,7 @@ from orchestrator.contracts import (
 )
 from orchestrator.engine import CancelRun
 from orchestrator.runtime import (
+    ExpiryPages,
     Runtime,
     advance,
     expire_events,
@@ -277,9 +278,7 @@ def test_events_past_retention_go_once_no_live_run_can_take_them() -> None:
     assert _markers(rt) == 1
 
 
-def test_event_expiry_goes_a_page_at_a_time_and_waits_for_every_old_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_event_expiry_goes_a_page_at_a_time_and_waits_for_every_old_run() -> None:
     rt, _, bus, clock = _runtime()
     for n in range(5):
         send_event(pubsub_topic("orders"), {"n": n}, event_id=f"e{n}", rt=rt)
@@ -287,16 +286,14 @@ def test_event_expiry_goes_a_page_at_a_time_and_waits_for_every_old_run(
         _start(rt, bus, "order-listener", {"timeout": 1}, run_id)
         _wait(rt, bus, clock, 2)
     clock.sleep(8 * 86_400)
-    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGE", 1)
-    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGES", 1)
-    assert expire_events(rt, clock.now()).deleted == 0  # not every old run read: none goes
-    monkeypatch.setattr("orchestrator.runtime._mailbox.RUN_PAGES", 3)
-    monkeypatch.setattr("orchestrator.runtime._mailbox.DELETE_PAGE", 2)
-    assert expire_events(rt, clock.now()) == (2, True)
+    few = ExpiryPages(run_page=1, run_pages=1)
+    assert expire_events(rt, clock.now(), few).deleted == 0  # not every old run read: none goes
+    two = few._replace(run_pages=3, delete_page=2)
+    assert expire_events(rt, clock.now(), two) == (2, True)
     assert (len(_ids(rt)), _markers(rt)) == (3, 3)
-    tick(rt)
-    assert len(_ids(rt)) == 1  # a whole page went: the sweeper looks again at its next tick
-    tick(rt)
+    assert expire_events(rt, clock.now(), two) == (2, True)  # a whole page: there may be more
+    assert len(_ids(rt)) == 1
+    tick(rt)  # the sweeper's own look takes the rest
     assert (_ids(rt), _markers(rt)) == ([], 0)
     # An id sent again after its event expired is recorded anew (at its new time).
     assert send_event(pubsub_topic("orders"), {"n": 0}, event_id="e0", rt=rt)
